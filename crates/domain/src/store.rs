@@ -1,0 +1,96 @@
+//! The storage seam. A backend (SQLite now, PostgreSQL later) implements these traits;
+//! the domain never sees SQL.
+//!
+//! Record rows can only be written together with their change-log entry
+//! (`insert_record`, `update_record` take the `Change`), so no caller can change a record
+//! without recording it.
+
+use crate::clock::Hlc;
+use crate::record::{Change, NewRow, Record, RecordQuery, RecordStatus, RowUpdate, StoredRecord};
+use crate::schema::{FieldOptions, FieldType, Table};
+use crate::user::{Role, User};
+use crate::{DomainError, FieldNo, RecordId, TableId, UserId};
+use uuid::Uuid;
+
+pub type StoreResult<T> = Result<T, DomainError>;
+
+pub trait Store: Send + Sync + 'static {
+    /// Runs `f` in a read transaction (a consistent snapshot).
+    fn read<T>(&self, f: impl FnOnce(&mut dyn StoreTx) -> StoreResult<T>) -> StoreResult<T>;
+    /// Runs `f` in a write transaction: committed if `f` returns Ok, rolled back otherwise.
+    fn write<T>(&self, f: impl FnOnce(&mut dyn StoreTx) -> StoreResult<T>) -> StoreResult<T>;
+}
+
+pub struct NewUser<'a> {
+    pub login: &'a str,
+    pub full_name: &'a str,
+    pub role: Role,
+    pub password_hash: &'a str,
+}
+
+#[derive(Default)]
+pub struct UserUpdate {
+    pub full_name: Option<String>,
+    pub role: Option<Role>,
+    pub password_hash: Option<String>,
+    pub active: Option<bool>,
+}
+
+/// Counts for `crmsync status`.
+#[derive(Debug, Clone, Default)]
+pub struct TableCounts {
+    pub active: u64,
+    pub deleted: u64,
+}
+
+pub trait StoreTx {
+    fn instance_id(&mut self) -> StoreResult<Uuid>;
+    /// The newest HLC time this instance has issued or seen.
+    fn last_hlc(&mut self) -> StoreResult<Hlc>;
+    fn set_last_hlc(&mut self, hlc: Hlc) -> StoreResult<()>;
+
+    fn tables(&mut self) -> StoreResult<Vec<Table>>;
+    fn create_table(&mut self, name: &str) -> StoreResult<TableId>;
+    fn rename_table(&mut self, id: TableId, name: &str) -> StoreResult<()>;
+    fn drop_table(&mut self, id: TableId) -> StoreResult<()>;
+    fn create_field(
+        &mut self,
+        table_id: TableId,
+        name: &str,
+        field_type: FieldType,
+        options: &FieldOptions,
+    ) -> StoreResult<FieldNo>;
+    fn update_field(&mut self, no: FieldNo, name: &str, options: &FieldOptions) -> StoreResult<()>;
+    fn drop_field(&mut self, table_id: TableId, no: FieldNo) -> StoreResult<()>;
+
+    fn users(&mut self) -> StoreResult<Vec<User>>;
+    /// The user and their password hash.
+    fn user_credentials(&mut self, login: &str) -> StoreResult<Option<(User, String)>>;
+    fn insert_user(&mut self, user: &NewUser<'_>) -> StoreResult<UserId>;
+    fn update_user(&mut self, id: UserId, update: &UserUpdate) -> StoreResult<()>;
+
+    fn record(&mut self, table: &Table, id: RecordId) -> StoreResult<Option<StoredRecord>>;
+    fn record_status(
+        &mut self,
+        table_id: TableId,
+        id: RecordId,
+    ) -> StoreResult<Option<RecordStatus>>;
+    /// Inserts the row and appends `change` (with the new id) to the change log.
+    fn insert_record(
+        &mut self,
+        table: &Table,
+        row: &NewRow,
+        change: &Change,
+    ) -> StoreResult<RecordId>;
+    /// Updates the row and appends `change` to the change log.
+    fn update_record(
+        &mut self,
+        table: &Table,
+        update: &RowUpdate,
+        change: &Change,
+    ) -> StoreResult<()>;
+    fn list_records(&mut self, table: &Table, query: &RecordQuery) -> StoreResult<Vec<Record>>;
+    fn history(&mut self, table_id: TableId, record_id: RecordId) -> StoreResult<Vec<Change>>;
+    fn table_counts(&mut self, table: &Table) -> StoreResult<TableCounts>;
+    fn change_count(&mut self) -> StoreResult<u64>;
+}

@@ -1,0 +1,481 @@
+//! Field values: parsing and validating what a client sends (JSON, or text from a CSV
+//! cell), and rendering them back. Money is an exact integer of minor units, never a float.
+
+use crate::schema::{Field, FieldType};
+use crate::{DomainError, RecordId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, UtcOffset};
+
+pub const MAX_TEXT_CHARS: usize = 10_000;
+pub const MAX_LONGTEXT_BYTES: usize = 1 << 20;
+
+/// A stored file's description; the content lives in the instance's file store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    /// text, longtext and select.
+    Text(String),
+    Number(f64),
+    /// Minor units at the field's scale: 1500.50 at scale 2 is 150050.
+    Money(i64),
+    /// `YYYY-MM-DD`.
+    Date(String),
+    /// RFC 3339 in UTC.
+    Datetime(String),
+    User(UserId),
+    Link(RecordId),
+    File(FileRef),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// Validates a JSON value sent for `field`. References (user, link) are checked for
+    /// existence by the write path, which can see the store.
+    pub fn from_json(field: &Field, json: &Json) -> Result<Value, DomainError> {
+        if json.is_null() {
+            return Ok(Value::Null);
+        }
+        let wrong = |expected: &str| {
+            DomainError::invalid_field(
+                field.no,
+                format!(
+                    "field {} \"{}\" ({}): expected {expected}, got {}",
+                    field.no,
+                    field.name,
+                    field.field_type.as_str(),
+                    json_kind(json)
+                ),
+            )
+        };
+        match field.field_type {
+            FieldType::Text | FieldType::Longtext | FieldType::Select => {
+                let s = json.as_str().ok_or_else(|| wrong("a string"))?;
+                Value::from_text_checked(field, s)
+            }
+            FieldType::Number => {
+                let n = json.as_f64().ok_or_else(|| wrong("a number"))?;
+                Ok(Value::Number(n))
+            }
+            FieldType::Money => match json {
+                Json::String(s) => parse_money(field, s),
+                Json::Number(n) if n.is_i64() => {
+                    let units = n.as_i64().unwrap_or_default();
+                    scale_up(field, units as i128)
+                }
+                _ => Err(wrong("a decimal string such as \"1500.50\"")),
+            },
+            FieldType::Date => {
+                let s = json
+                    .as_str()
+                    .ok_or_else(|| wrong("a date \"YYYY-MM-DD\""))?;
+                parse_date(field, s)
+            }
+            FieldType::Datetime => {
+                let s = json.as_str().ok_or_else(|| {
+                    wrong("an RFC 3339 date-time such as \"2024-05-01T10:00:00Z\"")
+                })?;
+                parse_datetime(field, s)
+            }
+            FieldType::User => {
+                let id = json.as_i64().ok_or_else(|| wrong("a user id (integer)"))?;
+                Ok(Value::User(id))
+            }
+            FieldType::Link => {
+                let id = json
+                    .as_i64()
+                    .ok_or_else(|| wrong("a record id (integer)"))?;
+                Ok(Value::Link(id))
+            }
+            FieldType::File => Err(DomainError::invalid_field(
+                field.no,
+                format!(
+                    "field {} \"{}\" is a file field: upload its content with PUT .../files/{}, or send null to clear it",
+                    field.no, field.name, field.no
+                ),
+            )),
+        }
+    }
+
+    /// Parses a spreadsheet cell. An empty cell is null. User cells may hold a login, a
+    /// full name or an id: `resolve_user` decides.
+    pub fn from_text(
+        field: &Field,
+        text: &str,
+        resolve_user: &dyn Fn(&str) -> Option<UserId>,
+    ) -> Result<Value, DomainError> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Ok(Value::Null);
+        }
+        let invalid = |what: &str| {
+            DomainError::invalid_field(
+                field.no,
+                format!(
+                    "field {} \"{}\" ({}): {what}: \"{trimmed}\"",
+                    field.no,
+                    field.name,
+                    field.field_type.as_str()
+                ),
+            )
+        };
+        match field.field_type {
+            FieldType::Text | FieldType::Longtext | FieldType::Select => {
+                Value::from_text_checked(field, text)
+            }
+            FieldType::Number => {
+                let cleaned: String = trimmed
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .map(|c| if c == ',' { '.' } else { c })
+                    .collect();
+                cleaned
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite())
+                    .map(Value::Number)
+                    .ok_or_else(|| invalid("not a number"))
+            }
+            FieldType::Money => parse_money(field, trimmed),
+            FieldType::Date => parse_date(field, trimmed).or_else(|_| {
+                parse_russian_date(trimmed)
+                    .ok_or_else(|| invalid("not a date (YYYY-MM-DD or DD.MM.YYYY)"))
+            }),
+            FieldType::Datetime => parse_datetime(field, trimmed),
+            FieldType::User => resolve_user(trimmed)
+                .map(Value::User)
+                .ok_or_else(|| invalid("no user with this login, full name or id")),
+            FieldType::Link => trimmed
+                .parse::<i64>()
+                .map(Value::Link)
+                .map_err(|_| invalid("not a record id")),
+            FieldType::File => Err(invalid(
+                "file content cannot be imported from a spreadsheet",
+            )),
+        }
+    }
+
+    fn from_text_checked(field: &Field, s: &str) -> Result<Value, DomainError> {
+        match field.field_type {
+            FieldType::Text if s.chars().count() > MAX_TEXT_CHARS => {
+                Err(DomainError::invalid_field(
+                    field.no,
+                    format!(
+                        "field {} \"{}\": text is longer than {MAX_TEXT_CHARS} characters; use a longtext field",
+                        field.no, field.name
+                    ),
+                ))
+            }
+            FieldType::Longtext if s.len() > MAX_LONGTEXT_BYTES => Err(DomainError::invalid_field(
+                field.no,
+                format!("field {} \"{}\": longer than 1 MiB", field.no, field.name),
+            )),
+            FieldType::Select => {
+                let choices = field.options.choices.as_deref().unwrap_or_default();
+                if choices.iter().any(|c| c == s) {
+                    Ok(Value::Text(s.to_string()))
+                } else {
+                    Err(DomainError::invalid_field(
+                        field.no,
+                        format!(
+                            "field {} \"{}\": \"{s}\" is not one of its choices ({})",
+                            field.no,
+                            field.name,
+                            choices.join(", ")
+                        ),
+                    ))
+                }
+            }
+            _ => Ok(Value::Text(s.to_string())),
+        }
+    }
+
+    /// The API's JSON shape of this value.
+    pub fn to_json(&self, field: &Field) -> Json {
+        match self {
+            Value::Null => Json::Null,
+            Value::Text(s) | Value::Date(s) | Value::Datetime(s) => Json::String(s.clone()),
+            Value::Number(n) => number_json(*n),
+            Value::Money(units) => Json::String(format_money(*units, field.options.money_scale())),
+            Value::User(id) | Value::Link(id) => Json::from(*id),
+            Value::File(f) => serde_json::to_value(f).unwrap_or(Json::Null),
+        }
+    }
+
+    /// The spreadsheet text of this value; users are written by login via `user_login`.
+    pub fn to_text(&self, field: &Field, user_login: &dyn Fn(UserId) -> Option<String>) -> String {
+        match self {
+            Value::Null => String::new(),
+            Value::Text(s) | Value::Date(s) | Value::Datetime(s) => s.clone(),
+            Value::Number(n) => number_json(*n).to_string(),
+            Value::Money(units) => format_money(*units, field.options.money_scale()),
+            Value::User(id) => user_login(*id).unwrap_or_else(|| id.to_string()),
+            Value::Link(id) => id.to_string(),
+            Value::File(f) => f.name.clone(),
+        }
+    }
+}
+
+fn number_json(n: f64) -> Json {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        Json::from(n as i64)
+    } else {
+        serde_json::Number::from_f64(n)
+            .map(Json::Number)
+            .unwrap_or(Json::Null)
+    }
+}
+
+fn json_kind(json: &Json) -> &'static str {
+    match json {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+fn scale_up(field: &Field, whole: i128) -> Result<Value, DomainError> {
+    let factor = 10i128.pow(field.options.money_scale());
+    i64::try_from(whole * factor)
+        .map(Value::Money)
+        .map_err(|_| {
+            DomainError::invalid_field(
+                field.no,
+                format!("field {} \"{}\": amount is too large", field.no, field.name),
+            )
+        })
+}
+
+/// Parses "1500.50", "-3", "1 500,50" exactly; more decimals than the field's scale is an
+/// error, not a rounding.
+pub fn parse_money(field: &Field, s: &str) -> Result<Value, DomainError> {
+    let scale = field.options.money_scale();
+    let invalid = |why: &str| {
+        DomainError::invalid_field(
+            field.no,
+            format!(
+                "field {} \"{}\" (money): {why}: \"{s}\"",
+                field.no, field.name
+            ),
+        )
+    };
+    let cleaned: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '\u{a0}')
+        .collect();
+    if cleaned.contains('.') && cleaned.contains(',') {
+        return Err(invalid(
+            "use one decimal separator and no thousands separators",
+        ));
+    }
+    let cleaned = cleaned.replace(',', ".");
+    let (negative, digits) = match cleaned.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, cleaned.strip_prefix('+').unwrap_or(&cleaned)),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |p: &str| p.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty() && frac.is_empty() || !all_digits(whole) || !all_digits(frac) {
+        return Err(invalid("not a decimal amount"));
+    }
+    if frac.len() > scale as usize {
+        return Err(invalid(&format!("more than {scale} decimal places")));
+    }
+    let mut units: i128 = 0;
+    for c in whole
+        .chars()
+        .chain(frac.chars())
+        .chain(std::iter::repeat_n('0', scale as usize - frac.len()))
+    {
+        units = units * 10 + i128::from(c as u8 - b'0');
+        if units > i128::from(i64::MAX) {
+            return Err(invalid("amount is too large"));
+        }
+    }
+    let units = units as i64;
+    Ok(Value::Money(if negative { -units } else { units }))
+}
+
+pub fn format_money(units: i64, scale: u32) -> String {
+    let sign = if units < 0 { "-" } else { "" };
+    let abs = units.unsigned_abs();
+    if scale == 0 {
+        return format!("{sign}{abs}");
+    }
+    let factor = 10u64.pow(scale);
+    format!(
+        "{sign}{}.{:0width$}",
+        abs / factor,
+        abs % factor,
+        width = scale as usize
+    )
+}
+
+fn parse_date(field: &Field, s: &str) -> Result<Value, DomainError> {
+    let format = format_description!("[year]-[month]-[day]");
+    Date::parse(s.trim(), &format)
+        .map(|d| Value::Date(d.format(&format).unwrap_or_default()))
+        .map_err(|_| {
+            DomainError::invalid_field(
+                field.no,
+                format!(
+                    "field {} \"{}\" (date): expected a real date as \"YYYY-MM-DD\", got \"{s}\"",
+                    field.no, field.name
+                ),
+            )
+        })
+}
+
+/// `DD.MM.YYYY`, as Russian spreadsheets write dates.
+fn parse_russian_date(s: &str) -> Option<Value> {
+    let format = format_description!("[day].[month].[year]");
+    let date = Date::parse(s, &format).ok()?;
+    Some(Value::Date(
+        date.format(format_description!("[year]-[month]-[day]"))
+            .ok()?,
+    ))
+}
+
+fn parse_datetime(field: &Field, s: &str) -> Result<Value, DomainError> {
+    OffsetDateTime::parse(s.trim(), &Rfc3339)
+        .ok()
+        .and_then(|t| t.to_offset(UtcOffset::UTC).format(&Rfc3339).ok())
+        .map(Value::Datetime)
+        .ok_or_else(|| {
+            DomainError::invalid_field(
+                field.no,
+                format!(
+                    "field {} \"{}\" (datetime): expected RFC 3339 such as \"2024-05-01T10:00:00Z\", got \"{s}\"",
+                    field.no, field.name
+                ),
+            )
+        })
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC.
+pub fn format_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::FieldOptions;
+    use serde_json::json;
+
+    fn field(field_type: FieldType, options: FieldOptions) -> Field {
+        Field {
+            no: 7,
+            table_id: 1,
+            name: "F".into(),
+            field_type,
+            options,
+        }
+    }
+
+    #[test]
+    fn money_is_exact() {
+        let f = field(FieldType::Money, FieldOptions::default());
+        assert_eq!(
+            Value::from_json(&f, &json!("1500.50")).unwrap(),
+            Value::Money(150050)
+        );
+        assert_eq!(
+            Value::from_json(&f, &json!("0.1")).unwrap(),
+            Value::Money(10)
+        );
+        assert_eq!(
+            Value::from_json(&f, &json!(12)).unwrap(),
+            Value::Money(1200)
+        );
+        assert_eq!(
+            Value::from_json(&f, &json!("-3,05")).unwrap(),
+            Value::Money(-305)
+        );
+        assert_eq!(
+            Value::from_text(&f, "1 500,5", &|_| None).unwrap(),
+            Value::Money(150050)
+        );
+        assert!(
+            Value::from_json(&f, &json!(1.5)).is_err(),
+            "floats are refused"
+        );
+        assert!(
+            Value::from_json(&f, &json!("1.005")).is_err(),
+            "no silent rounding"
+        );
+        assert!(Value::from_json(&f, &json!("1,500.00")).is_err());
+        assert!(Value::from_json(&f, &json!("abc")).is_err());
+        assert!(Value::from_json(&f, &json!("99999999999999999999")).is_err());
+        assert_eq!(Value::Money(150050).to_json(&f), json!("1500.50"));
+        assert_eq!(Value::Money(-5).to_json(&f), json!("-0.05"));
+    }
+
+    #[test]
+    fn dates_must_be_real() {
+        let f = field(FieldType::Date, FieldOptions::default());
+        assert_eq!(
+            Value::from_json(&f, &json!("2024-02-29")).unwrap(),
+            Value::Date("2024-02-29".into())
+        );
+        assert!(Value::from_json(&f, &json!("2023-02-29")).is_err());
+        assert!(
+            Value::from_json(&f, &json!("01.02.2024")).is_err(),
+            "the API takes ISO 8601 only"
+        );
+        assert_eq!(
+            Value::from_text(&f, "01.02.2024", &|_| None).unwrap(),
+            Value::Date("2024-02-01".into())
+        );
+    }
+
+    #[test]
+    fn datetimes_are_normalised_to_utc() {
+        let f = field(FieldType::Datetime, FieldOptions::default());
+        assert_eq!(
+            Value::from_json(&f, &json!("2024-05-01T13:00:00+03:00")).unwrap(),
+            Value::Datetime("2024-05-01T10:00:00Z".into())
+        );
+        assert!(Value::from_json(&f, &json!("2024-05-01 10:00")).is_err());
+    }
+
+    #[test]
+    fn select_takes_only_its_choices() {
+        let f = field(
+            FieldType::Select,
+            FieldOptions {
+                choices: Some(vec!["new".into(), "paid".into()]),
+                ..Default::default()
+            },
+        );
+        assert!(Value::from_json(&f, &json!("paid")).is_ok());
+        let err = Value::from_json(&f, &json!("lost")).unwrap_err();
+        assert!(err.to_string().contains("not one of its choices"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let f = field(FieldType::Number, FieldOptions::default());
+        let err = Value::from_json(&f, &json!("12")).unwrap_err();
+        assert!(matches!(err, DomainError::Invalid { field: Some(7), .. }));
+        assert!(err.to_string().contains("\"F\""));
+    }
+}

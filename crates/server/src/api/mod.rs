@@ -1,0 +1,139 @@
+//! The REST API under `/api/v1` (the public contract in DESIGN.md).
+
+mod auth;
+mod error;
+mod files;
+mod records;
+mod tables;
+mod transfer;
+mod users;
+
+pub use error::ApiError;
+
+use crate::app::App;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
+use axum::routing::{get, post, put};
+use axum::{Json, Router, middleware};
+use crmsync_domain::DomainError;
+use serde_json::{Value as Json_, json};
+
+/// The API's version; changes only with an incompatible change of the contract.
+pub const API_VERSION: u32 = 1;
+/// The largest JSON request body; files and CSV are streamed without this limit.
+pub const MAX_JSON_BODY: usize = 4 << 20;
+
+/// A JSON body whose rejection is an `ApiError`.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// Runs blocking domain work (SQLite, argon2) off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DomainError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("blocking task", e))?
+        .map_err(ApiError::from)
+}
+
+pub fn router(app: App) -> Router {
+    let authed = Router::new()
+        .route("/tables", get(tables::list).post(tables::create))
+        .route(
+            "/tables/{table_id}",
+            get(tables::get)
+                .patch(tables::rename)
+                .delete(tables::delete),
+        )
+        .route(
+            "/tables/{table_id}/fields",
+            get(tables::list_fields).post(tables::create_field),
+        )
+        .route(
+            "/fields/{field_no}",
+            get(tables::get_field)
+                .patch(tables::update_field)
+                .delete(tables::delete_field),
+        )
+        .route(
+            "/tables/{table_id}/records",
+            get(records::list).post(records::create),
+        )
+        .route(
+            "/tables/{table_id}/records/{id}",
+            get(records::get)
+                .patch(records::update)
+                .delete(records::delete),
+        )
+        .route(
+            "/tables/{table_id}/records/{id}/restore",
+            post(records::restore),
+        )
+        .route(
+            "/tables/{table_id}/records/{id}/history",
+            get(records::history),
+        )
+        .route(
+            "/tables/{table_id}/records/{id}/files/{field_no}",
+            put(files::upload)
+                .get(files::download)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/tables/{table_id}/import",
+            post(transfer::import).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/tables/{table_id}/export", get(transfer::export))
+        .route("/users", get(users::list).post(users::create))
+        .route("/me", get(users::me))
+        .route(
+            "/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_user,
+        ));
+    let api = Router::new()
+        .route("/health", get(health))
+        .merge(authed)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .with_state(app)
+}
+
+async fn health(State(app): State<App>) -> Result<Json<Json_>, ApiError> {
+    let core = app.core.clone();
+    let id = blocking(move || core.instance_id()).await?;
+    Ok(Json(json!({
+        "ok": true,
+        "instance_id": id.to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "api_version": API_VERSION,
+    })))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such API route; see the README for the list of routes")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}

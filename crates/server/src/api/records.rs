@@ -1,0 +1,229 @@
+//! Records: list, read, create, edit, delete, restore, history.
+
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, blocking};
+use crate::app::App;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use crmsync_domain::record::StatusFilter;
+use crmsync_domain::value::format_ms;
+use crmsync_domain::{Actor, Change, Record, RecordQuery, RecordStatus, SortKey, Table, Value};
+use serde::Deserialize;
+use serde_json::{Map, Value as Json_, json};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    q: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    after: Option<i64>,
+    /// `id`, `created_at`, `updated_at` or a field number; `-` in front for descending.
+    sort: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordBody {
+    #[serde(default)]
+    values: Map<String, Json_>,
+}
+
+/// The contract's record shape: every field of the table, null when empty.
+pub fn render_record(table: &Table, record: &Record) -> Json_ {
+    let values: Map<String, Json_> = table
+        .fields
+        .iter()
+        .map(|f| {
+            let value = record.values.get(&f.no).unwrap_or(&Value::Null);
+            (f.no.to_string(), value.to_json(f))
+        })
+        .collect();
+    json!({
+        "id": record.id,
+        "uid": record.uid.to_string(),
+        "created_at": format_ms(record.created_at_ms),
+        "updated_at": format_ms(record.updated_at_ms),
+        "status": record.status.as_str(),
+        "values": values,
+    })
+}
+
+/// `active` (the default), `deleted` or `all`.
+pub fn parse_status(status: Option<&str>) -> Result<StatusFilter, ApiError> {
+    match status {
+        None | Some("active") => Ok(StatusFilter::Active),
+        Some("deleted") => Ok(StatusFilter::Deleted),
+        Some("all") => Ok(StatusFilter::All),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "status: \"{other}\" is not one of active, deleted, all"
+        ))),
+    }
+}
+
+fn parse_query(params: ListParams) -> Result<RecordQuery, ApiError> {
+    let mut query = RecordQuery {
+        q: params.q,
+        ..RecordQuery::default()
+    };
+    query.status = parse_status(params.status.as_deref())?;
+    if let Some(limit) = params.limit {
+        query.limit = limit;
+    }
+    query.after = params.after;
+    if let Some(sort) = params.sort {
+        let (descending, key) = match sort.strip_prefix('-') {
+            Some(key) => (true, key),
+            None => (false, sort.as_str()),
+        };
+        query.descending = descending;
+        query.sort = match key {
+            "id" => SortKey::Id,
+            "created_at" => SortKey::CreatedAt,
+            "updated_at" => SortKey::UpdatedAt,
+            other => SortKey::Field(other.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "sort: \"{other}\" is not id, created_at, updated_at or a field number"
+                ))
+            })?),
+        };
+    }
+    Ok(query)
+}
+
+pub async fn list(
+    State(app): State<App>,
+    ApiPath(table_id): ApiPath<i64>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<Json_>, ApiError> {
+    let query = parse_query(params)?;
+    let (table, page) = blocking(move || {
+        let page = app.core.list_records(table_id, &query)?;
+        Ok((app.core.table(table_id)?, page))
+    })
+    .await?;
+    let records: Vec<Json_> = page
+        .records
+        .iter()
+        .map(|r| render_record(&table, r))
+        .collect();
+    Ok(Json(
+        json!({ "records": records, "next_after": page.next_after }),
+    ))
+}
+
+async fn respond(
+    app: App,
+    table_id: i64,
+    write: impl FnOnce(&App) -> Result<Record, crmsync_domain::DomainError> + Send + 'static,
+) -> Result<Json<Json_>, ApiError> {
+    let (table, record) = blocking(move || {
+        let record = write(&app)?;
+        Ok((app.core.table(table_id)?, record))
+    })
+    .await?;
+    Ok(Json(render_record(&table, &record)))
+}
+
+pub async fn get(
+    State(app): State<App>,
+    ApiPath((table_id, id)): ApiPath<(i64, i64)>,
+) -> Result<Json<Json_>, ApiError> {
+    respond(app, table_id, move |app| app.core.record(table_id, id)).await
+}
+
+pub async fn create(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(table_id): ApiPath<i64>,
+    ApiJson(body): ApiJson<RecordBody>,
+) -> Result<(StatusCode, Json<Json_>), ApiError> {
+    let json = respond(app, table_id, move |app| {
+        app.core.create_record(&actor, table_id, &body.values)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, json))
+}
+
+pub async fn update(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath((table_id, id)): ApiPath<(i64, i64)>,
+    ApiJson(body): ApiJson<RecordBody>,
+) -> Result<Json<Json_>, ApiError> {
+    respond(app, table_id, move |app| {
+        app.core.update_record(&actor, table_id, id, &body.values)
+    })
+    .await
+}
+
+pub async fn delete(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath((table_id, id)): ApiPath<(i64, i64)>,
+) -> Result<Json<Json_>, ApiError> {
+    respond(app, table_id, move |app| {
+        app.core
+            .set_status(&actor, table_id, id, RecordStatus::Deleted)
+    })
+    .await
+}
+
+pub async fn restore(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath((table_id, id)): ApiPath<(i64, i64)>,
+) -> Result<Json<Json_>, ApiError> {
+    respond(app, table_id, move |app| {
+        app.core
+            .set_status(&actor, table_id, id, RecordStatus::Active)
+    })
+    .await
+}
+
+pub async fn history(
+    State(app): State<App>,
+    ApiPath((table_id, id)): ApiPath<(i64, i64)>,
+) -> Result<Json<Json_>, ApiError> {
+    let (table, changes, users) = blocking(move || {
+        let changes = app.core.history(table_id, id)?;
+        Ok((
+            app.core.table(table_id)?,
+            changes,
+            app.core.users_including_removed()?,
+        ))
+    })
+    .await?;
+    let entries: Vec<Json_> = changes
+        .iter()
+        .map(|c| render_change(&table, c, &users))
+        .collect();
+    Ok(Json(json!({ "history": entries })))
+}
+
+fn render_change(table: &Table, change: &Change, users: &[crmsync_domain::User]) -> Json_ {
+    let user = change
+        .user_id
+        .and_then(|id| users.iter().find(|u| u.id == id))
+        .map(|u| json!({ "id": u.id, "login": u.login, "full_name": u.full_name }));
+    let fields: Vec<Json_> = change
+        .fields
+        .iter()
+        .map(|f| {
+            let name = table.field(f.field_no).map(|field| field.name.clone());
+            let mut entry = json!({ "field_no": f.field_no, "field_name": name, "new": f.new });
+            if let Some(old) = &f.old {
+                entry["old"] = old.clone();
+            }
+            entry
+        })
+        .collect();
+    json!({
+        "seq": change.seq,
+        "at": format_ms(change.at_ms),
+        "op": change.op.as_str(),
+        "origin": change.origin,
+        "user": user,
+        "fields": fields,
+    })
+}

@@ -1,0 +1,58 @@
+//! Wiring: opens an instance's data directory and serves it on a bound listener.
+
+use crate::files::FileStore;
+use crmsync_domain::{DomainError, Instance, SystemClock};
+use crmsync_store_sqlite::SqliteStore;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The domain over the embedded store.
+pub type Core = Instance<SqliteStore>;
+
+/// Everything one running instance holds; cheap to clone into handlers.
+#[derive(Clone)]
+pub struct App {
+    pub core: Arc<Core>,
+    pub files: FileStore,
+    pub data_dir: PathBuf,
+}
+
+impl App {
+    /// Opens (creating on first use) the instance stored in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<App, DomainError> {
+        let store = SqliteStore::open(data_dir)?;
+        let core = Arc::new(Instance::new(store, Arc::new(SystemClock)));
+        let files = FileStore::open(&data_dir.join("files"))
+            .map_err(|e| DomainError::Store(format!("file store: {e}")))?;
+        Ok(App {
+            core,
+            files,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// Opens an instance that must already exist (for the CLI's offline commands).
+    pub fn open_existing(data_dir: &Path) -> Result<App, DomainError> {
+        if !data_dir.join(crmsync_store_sqlite::DATABASE_FILE).is_file() {
+            return Err(DomainError::not_found(format!(
+                "there is no crmsync instance in {} (start one with `crmsync serve --data {}`)",
+                data_dir.display(),
+                data_dir.display()
+            )));
+        }
+        App::open(data_dir)
+    }
+
+    /// Serves the API on `listener` until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = crate::api::router(self);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

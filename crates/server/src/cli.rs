@@ -1,0 +1,306 @@
+//! The `crmsync` command line.
+
+use crate::app::App;
+use crate::csv_io::{self, CsvEncoding, ExportOptions, ImportOptions};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use crmsync_domain::record::StatusFilter;
+use crmsync_domain::{Actor, Origin};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "crmsync",
+    version,
+    about = "A self-hosted CRM data server that keeps several instances in sync",
+    long_about = "crmsync runs a CRM instance (tables, fields, records, users) on an embedded \
+SQLite database and serves its REST API under /api/v1. Everything an instance keeps \
+lives in its data directory (--data): the database crmsync.db and the files/ folder."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an instance: the REST API on --listen, data in --data (created on first start).
+    Serve {
+        /// The instance's data directory.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Password for the `admin` user created on the first start (else one is generated
+        /// and printed once). Ignored once users exist.
+        #[arg(long, env = "CRMSYNC_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+    },
+    /// Import a CSV file into a table: all rows or none, with a report of rejected rows.
+    Import {
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Table name or id.
+        #[arg(long)]
+        table: String,
+        /// The CSV file; its header row names the fields.
+        file: PathBuf,
+        /// auto (UTF-8, else Windows-1251), utf-8 or windows-1251.
+        #[arg(long, default_value = "auto")]
+        encoding: String,
+        /// auto, ";", "," or tab.
+        #[arg(long, default_value = "auto")]
+        delimiter: String,
+        /// The user the import is recorded as.
+        #[arg(long = "as", value_name = "LOGIN", default_value = "admin")]
+        as_user: String,
+    },
+    /// Export a table as CSV (to --out, or to standard output).
+    Export {
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Table name or id.
+        #[arg(long)]
+        table: String,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// utf-8 or windows-1251 (for Excel with Russian settings).
+        #[arg(long, default_value = "utf-8")]
+        encoding: String,
+        /// ";", "," or tab.
+        #[arg(long, default_value = ",")]
+        delimiter: String,
+        /// active, deleted or all.
+        #[arg(long, default_value = "active")]
+        status: String,
+    },
+    /// Show an instance's identity, tables, record counts, users and change log.
+    Status {
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            data,
+            listen,
+            admin_password,
+        } => serve(data, listen, admin_password),
+        Command::Import {
+            data,
+            table,
+            file,
+            encoding,
+            delimiter,
+            as_user,
+        } => import(data, table, file, encoding, delimiter, as_user),
+        Command::Export {
+            data,
+            table,
+            out,
+            encoding,
+            delimiter,
+            status,
+        } => export(data, table, out, encoding, delimiter, status),
+        Command::Status { data } => status(data),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(data: PathBuf, listen: String, admin_password: Option<String>) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let app = App::open(&data).with_context(|| format!("opening {}", data.display()))?;
+    if let Some(generated) = app.core.ensure_admin(admin_password.as_deref())? {
+        println!("created user admin with password {generated}");
+        println!("(shown only this once; change it with PATCH /api/v1/users/1)");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let address = listener.local_addr()?;
+        println!("listening on http://{address}");
+        std::io::stdout().flush()?;
+        app.serve(listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn actor_for(app: &App, login: &str) -> Result<Actor> {
+    let user = app
+        .core
+        .users()?
+        .into_iter()
+        .find(|u| u.login.eq_ignore_ascii_case(login))
+        .with_context(|| format!("there is no user \"{login}\""))?;
+    Ok(Actor {
+        user,
+        origin: Origin::Import,
+    })
+}
+
+fn import(
+    data: PathBuf,
+    table: String,
+    file: PathBuf,
+    encoding: String,
+    delimiter: String,
+    as_user: String,
+) -> Result<()> {
+    let options = ImportOptions {
+        encoding: encoding.parse().map_err(anyhow::Error::msg)?,
+        delimiter: csv_io::parse_delimiter(&delimiter).map_err(anyhow::Error::msg)?,
+    };
+    let app = App::open_existing(&data)?;
+    let actor = actor_for(&app, &as_user)?;
+    let table = app.core.table_by_name_or_id(&table)?;
+    let input =
+        std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+    match csv_io::import(
+        &app.core,
+        &actor,
+        table.id,
+        std::io::BufReader::new(input),
+        options,
+    ) {
+        Ok(report) => {
+            println!(
+                "imported {} records into \"{}\" ({}, delimiter {})",
+                report.imported, table.name, report.encoding, report.delimiter
+            );
+            if !report.ignored_columns.is_empty() {
+                println!(
+                    "ignored system columns: {}",
+                    report.ignored_columns.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Err(crmsync_domain::DomainError::Rows(rows)) => {
+            for row in &rows {
+                eprintln!("row {}: {}", row.row, row.message);
+            }
+            anyhow::bail!("{} row(s) rejected; nothing was imported", rows.len())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn export(
+    data: PathBuf,
+    table: String,
+    out: Option<PathBuf>,
+    encoding: String,
+    delimiter: String,
+    status: String,
+) -> Result<()> {
+    let encoding: CsvEncoding = encoding.parse().map_err(anyhow::Error::msg)?;
+    let delimiter = csv_io::parse_delimiter(&delimiter)
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or(b',');
+    let status = match status.as_str() {
+        "active" => StatusFilter::Active,
+        "deleted" => StatusFilter::Deleted,
+        "all" => StatusFilter::All,
+        other => anyhow::bail!("status \"{other}\" is not one of active, deleted, all"),
+    };
+    let app = App::open_existing(&data)?;
+    let table = app.core.table_by_name_or_id(&table)?;
+    let options = ExportOptions {
+        encoding,
+        delimiter,
+        status,
+    };
+    let count = match &out {
+        Some(path) => {
+            // Written beside the target and renamed, so a failed export leaves no half file.
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+            let count = {
+                let mut writer = std::io::BufWriter::new(temp.as_file_mut());
+                csv_io::export(&app.core, table.id, &mut writer, options)?
+            };
+            temp.persist(path)?;
+            count
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut writer = std::io::BufWriter::new(stdout.lock());
+            csv_io::export(&app.core, table.id, &mut writer, options)?
+        }
+    };
+    if let Some(path) = out {
+        eprintln!(
+            "exported {count} records of \"{}\" to {}",
+            table.name,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn status(data: PathBuf) -> Result<()> {
+    let app = App::open_existing(&data)?;
+    println!("instance {}", app.core.instance_id()?);
+    println!("data     {}", data.display());
+    println!("users    {}", app.core.users()?.len());
+    println!("changes  {} in the change log", app.core.change_count()?);
+    let tables = app.core.table_counts()?;
+    if tables.is_empty() {
+        println!("tables   none yet");
+    }
+    for (table, counts) in tables {
+        println!(
+            "table {} \"{}\": {} fields, {} records ({} deleted)",
+            table.id,
+            table.name,
+            table.fields.len(),
+            counts.active,
+            counts.deleted
+        );
+    }
+    println!("syncs    none configured");
+    Ok(())
+}

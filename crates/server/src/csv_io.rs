@@ -1,0 +1,344 @@
+//! CSV import and export of a table (B-11), shared by the CLI and the API.
+//!
+//! Import reads UTF-8 or Windows-1251 (what Russian spreadsheets save), detects `;`, `,`
+//! or tab, matches the header row to field names, and writes every row through the domain's
+//! write path in one transaction: either all rows arrive or none, with a report of every
+//! rejected row.
+
+use crate::app::Core;
+use crmsync_domain::instance::WriteOp;
+use crmsync_domain::record::StatusFilter;
+use crmsync_domain::{Actor, DomainError, Field, FieldType, RecordQuery, RowError, User, Value};
+use encoding_rs::WINDOWS_1251;
+use std::io::{Read, Write};
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CsvEncoding {
+    /// UTF-8 if the file is valid UTF-8, else Windows-1251.
+    #[default]
+    Auto,
+    Utf8,
+    Windows1251,
+}
+
+impl FromStr for CsvEncoding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(CsvEncoding::Auto),
+            "utf-8" | "utf8" => Ok(CsvEncoding::Utf8),
+            "windows-1251" | "cp1251" | "win1251" => Ok(CsvEncoding::Windows1251),
+            other => Err(format!(
+                "unknown encoding \"{other}\"; use auto, utf-8 or windows-1251"
+            )),
+        }
+    }
+}
+
+/// A delimiter as typed by a person: `;`, `,`, `tab` (or `auto` = None).
+pub fn parse_delimiter(s: &str) -> Result<Option<u8>, String> {
+    match s {
+        "auto" => Ok(None),
+        ";" => Ok(Some(b';')),
+        "," => Ok(Some(b',')),
+        "tab" | "\t" => Ok(Some(b'\t')),
+        other => Err(format!(
+            "unknown delimiter \"{other}\"; use ; , tab or auto"
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    pub encoding: CsvEncoding,
+    pub delimiter: Option<u8>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportReport {
+    pub imported: usize,
+    pub encoding: &'static str,
+    pub delimiter: String,
+    /// System columns (id, uid, ...) present in the file and skipped.
+    pub ignored_columns: Vec<String>,
+}
+
+const SYSTEM_COLUMNS: [&str; 5] = ["id", "uid", "created_at", "updated_at", "status"];
+
+fn decode(
+    mut bytes: Vec<u8>,
+    encoding: CsvEncoding,
+) -> Result<(String, &'static str), DomainError> {
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
+    let cp1251 = |bytes: &[u8]| {
+        WINDOWS_1251
+            .decode_without_bom_handling(bytes)
+            .0
+            .into_owned()
+    };
+    match encoding {
+        CsvEncoding::Windows1251 => Ok((cp1251(&bytes), "windows-1251")),
+        CsvEncoding::Utf8 => String::from_utf8(bytes).map(|s| (s, "utf-8")).map_err(|e| {
+            DomainError::invalid(format!(
+                "the file is not valid UTF-8 (at byte {}); if it was saved by a Russian spreadsheet, use encoding windows-1251",
+                e.utf8_error().valid_up_to()
+            ))
+        }),
+        CsvEncoding::Auto => match String::from_utf8(bytes) {
+            Ok(s) => Ok((s, "utf-8")),
+            Err(e) => Ok((cp1251(e.as_bytes()), "windows-1251")),
+        },
+    }
+}
+
+/// The delimiter used most often in the header line, outside quotes.
+fn detect_delimiter(text: &str) -> u8 {
+    let header = text.lines().next().unwrap_or_default();
+    let mut counts = [(b';', 0), (b',', 0), (b'\t', 0)];
+    let mut quoted = false;
+    for b in header.bytes() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted && let Some(entry) = counts.iter_mut().find(|(d, _)| *d == b) {
+            entry.1 += 1;
+        }
+    }
+    counts
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .filter(|(_, n)| *n > 0)
+        .map(|(d, _)| *d)
+        .unwrap_or(b',')
+}
+
+fn delimiter_name(d: u8) -> String {
+    if d == b'\t' {
+        "tab".into()
+    } else {
+        (d as char).to_string()
+    }
+}
+
+/// What a header column maps to.
+enum Column<'a> {
+    Field(&'a Field),
+    Ignored,
+}
+
+pub fn import(
+    core: &Core,
+    actor: &Actor,
+    table_id: i64,
+    mut input: impl Read,
+    options: ImportOptions,
+) -> Result<ImportReport, DomainError> {
+    let table = core.table(table_id)?;
+    let mut bytes = Vec::new();
+    input
+        .read_to_end(&mut bytes)
+        .map_err(|e| DomainError::invalid(format!("cannot read the file: {e}")))?;
+    let (text, encoding) = decode(bytes, options.encoding)?;
+    let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(&text));
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| DomainError::invalid(format!("cannot read the header row: {e}")))?
+        .clone();
+    if headers.iter().all(|h| h.trim().is_empty()) {
+        return Err(DomainError::invalid("the file has no header row"));
+    }
+    let mut columns = Vec::new();
+    let mut ignored_columns = Vec::new();
+    for (i, header) in headers.iter().enumerate() {
+        let name = header.trim();
+        if SYSTEM_COLUMNS.contains(&name.to_lowercase().as_str()) {
+            ignored_columns.push(name.to_string());
+            columns.push(Column::Ignored);
+            continue;
+        }
+        let field = table.field_by_name(name).ok_or_else(|| {
+            let names: Vec<&str> = table.fields.iter().map(|f| f.name.as_str()).collect();
+            DomainError::invalid(format!(
+                "column {} \"{name}\" matches no field of table \"{}\"; its fields are: {}",
+                i + 1,
+                table.name,
+                names.join(", ")
+            ))
+        })?;
+        if field.field_type == FieldType::File {
+            return Err(DomainError::invalid(format!(
+                "column \"{name}\" is a file field; file content cannot be imported from a spreadsheet"
+            )));
+        }
+        if columns
+            .iter()
+            .any(|c| matches!(c, Column::Field(f) if f.no == field.no))
+        {
+            return Err(DomainError::invalid(format!(
+                "two columns are named \"{}\"",
+                field.name
+            )));
+        }
+        columns.push(Column::Field(field));
+    }
+    let users = core.users()?;
+    let resolve_user = |text: &str| find_user(&users, text);
+    let mut rows = reader.records().enumerate().map(|(index, row)| {
+        let row_no = index + 1;
+        let row = row.map_err(|e| RowError {
+            row: row_no,
+            field: None,
+            message: format!("cannot read the row: {e}"),
+        })?;
+        let mut values = Vec::new();
+        for (cell, column) in row.iter().zip(&columns) {
+            if let Column::Field(field) = column {
+                let value = Value::from_text(field, cell, &resolve_user).map_err(|e| RowError {
+                    row: row_no,
+                    field: Some(field.no),
+                    message: e.to_string(),
+                })?;
+                values.push((field.no, value));
+            }
+        }
+        Ok(WriteOp::Create(values))
+    });
+    let ids = core.write_ops(actor, table_id, &mut rows)?;
+    Ok(ImportReport {
+        imported: ids.len(),
+        encoding,
+        delimiter: delimiter_name(delimiter),
+        ignored_columns,
+    })
+}
+
+/// A user by login, full name or id, as a spreadsheet may name them.
+fn find_user(users: &[User], text: &str) -> Option<i64> {
+    let lower = text.to_lowercase();
+    users
+        .iter()
+        .find(|u| u.login.to_lowercase() == lower)
+        .or_else(|| users.iter().find(|u| u.full_name.to_lowercase() == lower))
+        .or_else(|| {
+            text.parse::<i64>()
+                .ok()
+                .and_then(|id| users.iter().find(|u| u.id == id))
+        })
+        .map(|u| u.id)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ExportOptions {
+    /// `Auto` exports UTF-8.
+    pub encoding: CsvEncoding,
+    pub delimiter: u8,
+    pub status: StatusFilter,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            encoding: CsvEncoding::Utf8,
+            delimiter: b',',
+            status: StatusFilter::Active,
+        }
+    }
+}
+
+/// Writes the table as CSV, page by page (memory stays flat). Returns the row count.
+pub fn export(
+    core: &Core,
+    table_id: i64,
+    out: &mut dyn Write,
+    options: ExportOptions,
+) -> Result<u64, DomainError> {
+    let table = core.table(table_id)?;
+    let users = core.users_including_removed()?;
+    let user_login = |id: i64| users.iter().find(|u| u.id == id).map(|u| u.login.clone());
+    let write_error =
+        |e: &dyn std::fmt::Display| DomainError::Store(format!("export interrupted: {e}"));
+    let mut emit = |rows: Vec<Vec<String>>| -> Result<(), DomainError> {
+        let mut writer = csv::WriterBuilder::new()
+            .delimiter(options.delimiter)
+            .from_writer(Vec::new());
+        for row in rows {
+            writer.write_record(&row).map_err(|e| write_error(&e))?;
+        }
+        let bytes = writer.into_inner().map_err(|e| write_error(&e))?;
+        let bytes = match options.encoding {
+            CsvEncoding::Windows1251 => {
+                let text = String::from_utf8_lossy(&bytes);
+                WINDOWS_1251.encode(&text).0.into_owned()
+            }
+            _ => bytes,
+        };
+        out.write_all(&bytes).map_err(|e| write_error(&e))
+    };
+    let mut header = vec!["id".to_string()];
+    header.extend(table.fields.iter().map(|f| f.name.clone()));
+    emit(vec![header])?;
+    let mut query = RecordQuery {
+        status: options.status,
+        limit: 1000,
+        ..RecordQuery::default()
+    };
+    let mut count = 0u64;
+    loop {
+        let page = core.list_records(table_id, &query)?;
+        count += page.records.len() as u64;
+        let rows = page
+            .records
+            .iter()
+            .map(|record| {
+                let mut row = vec![record.id.to_string()];
+                row.extend(table.fields.iter().map(|f| {
+                    record
+                        .values
+                        .get(&f.no)
+                        .unwrap_or(&Value::Null)
+                        .to_text(f, &user_login)
+                }));
+                row
+            })
+            .collect();
+        emit(rows)?;
+        match page.next_after {
+            Some(after) => query.after = Some(after),
+            None => break,
+        }
+    }
+    out.flush().map_err(|e| write_error(&e))?;
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delimiter_is_detected_from_the_header() {
+        assert_eq!(detect_delimiter("Name;Phone;\"a,b\"\n1;2;3"), b';');
+        assert_eq!(detect_delimiter("Name,Phone\n"), b',');
+        assert_eq!(detect_delimiter("Name\tPhone\n"), b'\t');
+        assert_eq!(detect_delimiter("Name\n"), b',');
+    }
+
+    #[test]
+    fn windows_1251_is_recognised() {
+        let (bytes, _, _) = WINDOWS_1251.encode("Имя;Телефон\nИван;1\n");
+        let (text, encoding) = decode(bytes.into_owned(), CsvEncoding::Auto).unwrap();
+        assert_eq!(encoding, "windows-1251");
+        assert!(text.starts_with("Имя;Телефон"));
+        let (text, encoding) =
+            decode("\u{feff}Имя\n".as_bytes().to_vec(), CsvEncoding::Auto).unwrap();
+        assert_eq!((text.as_str(), encoding), ("Имя\n", "utf-8"));
+        assert!(decode(vec![0xC8, 0xEC], CsvEncoding::Utf8).is_err());
+    }
+}

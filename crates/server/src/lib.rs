@@ -1,0 +1,9 @@
+//! The crmsync server: adapters (REST API, CLI, CSV, file store) around the domain.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod csv_io;
+pub mod files;
+
+pub use app::{App, Core};

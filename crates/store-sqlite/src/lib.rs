@@ -1,0 +1,384 @@
+//! The embedded SQLite store (WAL mode): one writer connection, a small pool of readers.
+//!
+//! A CRM table `T` is the SQL table `t<T>`; each field `N` is three columns: the value
+//! `f<N>`, its HLC time `h<N>` and the writing node `n<N>` (a local number from `nodes`).
+
+mod migrations;
+mod records;
+mod schema;
+
+use crmsync_domain::clock::Hlc;
+use crmsync_domain::store::{NewUser, StoreResult, UserUpdate};
+use crmsync_domain::{DomainError, Role, Store, StoreTx, User, UserId};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use uuid::Uuid;
+
+pub const DATABASE_FILE: &str = "crmsync.db";
+const MAX_IDLE_READERS: usize = 8;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `dir` and applies pending migrations.
+    pub fn open(dir: &Path) -> Result<SqliteStore, DomainError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DomainError::Store(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join(DATABASE_FILE);
+        let mut writer = connect(&path)?;
+        migrations::apply(&mut writer)?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, DomainError> {
+    let conn = Connection::open(path).map_err(sql_error)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA busy_timeout = 10000;
+         PRAGMA foreign_keys = OFF;",
+    )
+    .map_err(sql_error)?;
+    records::register_functions(&conn)?;
+    Ok(conn)
+}
+
+pub(crate) fn sql_error(e: rusqlite::Error) -> DomainError {
+    DomainError::Store(e.to_string())
+}
+
+impl Store for SqliteStore {
+    fn read<T>(&self, f: impl FnOnce(&mut dyn StoreTx) -> StoreResult<T>) -> StoreResult<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path)?,
+        };
+        let result = {
+            let tx = conn.transaction().map_err(sql_error)?;
+            let mut store_tx = SqliteTx::new(tx);
+            let result = f(&mut store_tx);
+            // A read transaction has nothing to keep; dropping it rolls back.
+            drop(store_tx);
+            result
+        };
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.len() < MAX_IDLE_READERS {
+            readers.push(conn);
+        }
+        result
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut dyn StoreTx) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_error)?;
+        let mut store_tx = SqliteTx::new(tx);
+        let value = f(&mut store_tx)?;
+        store_tx.tx.commit().map_err(sql_error)?;
+        Ok(value)
+    }
+}
+
+/// One transaction; implements the domain's `StoreTx`.
+pub struct SqliteTx<'c> {
+    tx: Transaction<'c>,
+    /// Node uuid ↔ local number, loaded on first use within this transaction.
+    nodes: Option<HashMap<Uuid, i64>>,
+    node_uids: HashMap<i64, Uuid>,
+}
+
+impl<'c> SqliteTx<'c> {
+    fn new(tx: Transaction<'c>) -> Self {
+        SqliteTx {
+            tx,
+            nodes: None,
+            node_uids: HashMap::new(),
+        }
+    }
+
+    fn load_nodes(&mut self) -> StoreResult<()> {
+        if self.nodes.is_some() {
+            return Ok(());
+        }
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT id, uid FROM nodes")
+            .map_err(sql_error)?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(sql_error)?;
+        let mut nodes = HashMap::new();
+        for row in rows {
+            let (id, bytes) = row.map_err(sql_error)?;
+            let uid = Uuid::from_slice(&bytes).map_err(|e| DomainError::Store(e.to_string()))?;
+            nodes.insert(uid, id);
+            self.node_uids.insert(id, uid);
+        }
+        drop(stmt);
+        self.nodes = Some(nodes);
+        Ok(())
+    }
+
+    /// The local number of a node, registering it on first sight.
+    pub(crate) fn node_id(&mut self, uid: Uuid) -> StoreResult<i64> {
+        self.load_nodes()?;
+        if let Some(id) = self.nodes.as_ref().and_then(|n| n.get(&uid)) {
+            return Ok(*id);
+        }
+        self.tx
+            .execute(
+                "INSERT INTO nodes (uid) VALUES (?1)",
+                params![uid.as_bytes().as_slice()],
+            )
+            .map_err(sql_error)?;
+        let id = self.tx.last_insert_rowid();
+        self.nodes.get_or_insert_default().insert(uid, id);
+        self.node_uids.insert(id, uid);
+        Ok(id)
+    }
+
+    pub(crate) fn node_uid(&mut self, id: i64) -> StoreResult<Uuid> {
+        self.load_nodes()?;
+        self.node_uids
+            .get(&id)
+            .copied()
+            .ok_or_else(|| DomainError::Store(format!("unknown node {id}")))
+    }
+
+    fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        self.tx
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(sql_error)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(sql_error)?;
+        Ok(())
+    }
+}
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let role: String = row.get(3)?;
+    Ok(User {
+        id: row.get(0)?,
+        login: row.get(1)?,
+        full_name: row.get(2)?,
+        role: Role::parse(&role).unwrap_or(Role::User),
+        active: row.get(4)?,
+    })
+}
+
+const USER_COLUMNS: &str = "id, login, full_name, role, active";
+
+impl StoreTx for SqliteTx<'_> {
+    fn instance_id(&mut self) -> StoreResult<Uuid> {
+        let text = self
+            .meta("instance_id")?
+            .ok_or_else(|| DomainError::Store("instance id missing".into()))?;
+        Uuid::parse_str(&text).map_err(|e| DomainError::Store(e.to_string()))
+    }
+
+    fn last_hlc(&mut self) -> StoreResult<Hlc> {
+        Ok(Hlc(self
+            .meta("last_hlc")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)))
+    }
+
+    fn set_last_hlc(&mut self, hlc: Hlc) -> StoreResult<()> {
+        self.set_meta("last_hlc", &hlc.0.to_string())
+    }
+
+    fn tables(&mut self) -> StoreResult<Vec<crmsync_domain::Table>> {
+        schema::tables(&self.tx)
+    }
+
+    fn create_table(&mut self, name: &str) -> StoreResult<i64> {
+        schema::create_table(&self.tx, name)
+    }
+
+    fn rename_table(&mut self, id: i64, name: &str) -> StoreResult<()> {
+        schema::rename_table(&self.tx, id, name)
+    }
+
+    fn drop_table(&mut self, id: i64) -> StoreResult<()> {
+        schema::drop_table(&self.tx, id)
+    }
+
+    fn create_field(
+        &mut self,
+        table_id: i64,
+        name: &str,
+        field_type: crmsync_domain::FieldType,
+        options: &crmsync_domain::FieldOptions,
+    ) -> StoreResult<i64> {
+        schema::create_field(&self.tx, table_id, name, field_type, options)
+    }
+
+    fn update_field(
+        &mut self,
+        no: i64,
+        name: &str,
+        options: &crmsync_domain::FieldOptions,
+    ) -> StoreResult<()> {
+        schema::update_field(&self.tx, no, name, options)
+    }
+
+    fn drop_field(&mut self, table_id: i64, no: i64) -> StoreResult<()> {
+        schema::drop_field(&self.tx, table_id, no)
+    }
+
+    fn users(&mut self) -> StoreResult<Vec<User>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"))
+            .map_err(sql_error)?;
+        let users = stmt
+            .query_map([], user_from_row)
+            .map_err(sql_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql_error)?;
+        Ok(users)
+    }
+
+    fn user_credentials(&mut self, login: &str) -> StoreResult<Option<(User, String)>> {
+        self.tx
+            .query_row(
+                &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE login = ?1"),
+                [login],
+                |row| Ok((user_from_row(row)?, row.get(5)?)),
+            )
+            .optional()
+            .map_err(sql_error)
+    }
+
+    fn insert_user(&mut self, user: &NewUser<'_>) -> StoreResult<UserId> {
+        self.tx
+            .execute(
+                "INSERT INTO users (login, full_name, role, password_hash) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    user.login,
+                    user.full_name,
+                    user.role.as_str(),
+                    user.password_hash
+                ],
+            )
+            .map_err(sql_error)?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn update_user(&mut self, id: UserId, update: &UserUpdate) -> StoreResult<()> {
+        let tx = &self.tx;
+        let set = |column: &str, value: &dyn rusqlite::ToSql| {
+            tx.execute(
+                &format!("UPDATE users SET {column} = ?1 WHERE id = ?2"),
+                params![value, id],
+            )
+            .map(|_| ())
+            .map_err(sql_error)
+        };
+        if let Some(v) = &update.full_name {
+            set("full_name", v)?;
+        }
+        if let Some(v) = update.role {
+            set("role", &v.as_str())?;
+        }
+        if let Some(v) = &update.password_hash {
+            set("password_hash", v)?;
+        }
+        if let Some(v) = update.active {
+            set("active", &v)?;
+        }
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        table: &crmsync_domain::Table,
+        id: i64,
+    ) -> StoreResult<Option<crmsync_domain::record::StoredRecord>> {
+        records::record(self, table, id)
+    }
+
+    fn record_status(
+        &mut self,
+        table_id: i64,
+        id: i64,
+    ) -> StoreResult<Option<crmsync_domain::RecordStatus>> {
+        records::record_status(&self.tx, table_id, id)
+    }
+
+    fn insert_record(
+        &mut self,
+        table: &crmsync_domain::Table,
+        row: &crmsync_domain::record::NewRow,
+        change: &crmsync_domain::Change,
+    ) -> StoreResult<i64> {
+        records::insert(self, table, row, change)
+    }
+
+    fn update_record(
+        &mut self,
+        table: &crmsync_domain::Table,
+        update: &crmsync_domain::record::RowUpdate,
+        change: &crmsync_domain::Change,
+    ) -> StoreResult<()> {
+        records::update(self, table, update, change)
+    }
+
+    fn list_records(
+        &mut self,
+        table: &crmsync_domain::Table,
+        query: &crmsync_domain::RecordQuery,
+    ) -> StoreResult<Vec<crmsync_domain::Record>> {
+        records::list(&self.tx, table, query)
+    }
+
+    fn history(
+        &mut self,
+        table_id: i64,
+        record_id: i64,
+    ) -> StoreResult<Vec<crmsync_domain::Change>> {
+        records::history(&self.tx, table_id, record_id)
+    }
+
+    fn table_counts(
+        &mut self,
+        table: &crmsync_domain::Table,
+    ) -> StoreResult<crmsync_domain::store::TableCounts> {
+        records::counts(&self.tx, table)
+    }
+
+    fn change_count(&mut self) -> StoreResult<u64> {
+        self.tx
+            .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(sql_error)
+    }
+}

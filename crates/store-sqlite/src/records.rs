@@ -1,0 +1,480 @@
+//! Record rows, their stamps and the change log.
+
+use crate::schema::table_name;
+use crate::{SqliteTx, sql_error};
+use crmsync_domain::clock::{Hlc, Stamp};
+use crmsync_domain::record::{NewRow, RowUpdate, SortKey, StatusFilter, StoredRecord};
+use crmsync_domain::store::{StoreResult, TableCounts};
+use crmsync_domain::{
+    Change, ChangeOp, DomainError, Field, FieldChange, FieldType, FileRef, Record, RecordQuery,
+    RecordStatus, Table, Value,
+};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use uuid::Uuid;
+
+/// `crm_contains(haystack, needle)`: case-insensitive for every alphabet (SQLite's LIKE
+/// folds ASCII only, and our users write Cyrillic). `needle` arrives lower-cased.
+pub fn register_functions(conn: &Connection) -> Result<(), DomainError> {
+    conn.create_scalar_function(
+        "crm_contains",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let haystack = match ctx.get_raw(0) {
+                ValueRef::Text(t) => String::from_utf8_lossy(t).to_lowercase(),
+                _ => return Ok(false),
+            };
+            let needle: String = ctx.get(1)?;
+            Ok(haystack.contains(&needle))
+        },
+    )
+    .map_err(sql_error)
+}
+
+/// A borrowed SQL parameter for a domain value.
+struct Param<'a>(&'a Value);
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Text(s) | Value::Date(s) | Value::Datetime(s) => {
+                ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+            }
+            Value::Number(n) => ToSqlOutput::Borrowed(ValueRef::Real(*n)),
+            Value::Money(n) | Value::User(n) | Value::Link(n) => {
+                ToSqlOutput::Borrowed(ValueRef::Integer(*n))
+            }
+            Value::File(f) => ToSqlOutput::Owned(rusqlite::types::Value::Text(
+                serde_json::to_string(f).unwrap_or_default(),
+            )),
+        })
+    }
+}
+
+fn decode(field: &Field, raw: ValueRef<'_>) -> StoreResult<Value> {
+    let bad = || {
+        DomainError::Store(format!(
+            "field {} holds a value of the wrong kind",
+            field.no
+        ))
+    };
+    if let ValueRef::Null = raw {
+        return Ok(Value::Null);
+    }
+    let text = || -> StoreResult<String> {
+        match raw {
+            ValueRef::Text(t) => Ok(String::from_utf8_lossy(t).into_owned()),
+            _ => Err(bad()),
+        }
+    };
+    let int = || -> StoreResult<i64> {
+        match raw {
+            ValueRef::Integer(i) => Ok(i),
+            _ => Err(bad()),
+        }
+    };
+    Ok(match field.field_type {
+        FieldType::Text | FieldType::Longtext | FieldType::Select => Value::Text(text()?),
+        FieldType::Date => Value::Date(text()?),
+        FieldType::Datetime => Value::Datetime(text()?),
+        FieldType::Number => match raw {
+            ValueRef::Real(r) => Value::Number(r),
+            ValueRef::Integer(i) => Value::Number(i as f64),
+            _ => return Err(bad()),
+        },
+        FieldType::Money => Value::Money(int()?),
+        FieldType::User => Value::User(int()?),
+        FieldType::Link => Value::Link(int()?),
+        FieldType::File => {
+            Value::File(serde_json::from_str::<FileRef>(&text()?).map_err(|_| bad())?)
+        }
+    })
+}
+
+fn status_from(code: i64) -> RecordStatus {
+    if code == 0 {
+        RecordStatus::Active
+    } else {
+        RecordStatus::Deleted
+    }
+}
+
+fn status_code(status: RecordStatus) -> i64 {
+    match status {
+        RecordStatus::Active => 0,
+        RecordStatus::Deleted => 1,
+    }
+}
+
+fn uid_from(bytes: &[u8]) -> StoreResult<Uuid> {
+    Uuid::from_slice(bytes).map_err(|e| DomainError::Store(e.to_string()))
+}
+
+const SYSTEM_COLUMNS: &str = "id, uid, created_at, updated_at, status";
+
+fn select_columns(table: &Table) -> String {
+    let mut sql = String::from(SYSTEM_COLUMNS);
+    for f in &table.fields {
+        let _ = write!(sql, ", f{}", f.no);
+    }
+    sql
+}
+
+fn record_from_row(table: &Table, row: &rusqlite::Row<'_>) -> StoreResult<Record> {
+    let mut values = BTreeMap::new();
+    for (i, field) in table.fields.iter().enumerate() {
+        let raw = row.get_ref(5 + i).map_err(sql_error)?;
+        let value = decode(field, raw)?;
+        if !value.is_null() {
+            values.insert(field.no, value);
+        }
+    }
+    Ok(Record {
+        id: row.get(0).map_err(sql_error)?,
+        uid: uid_from(&row.get::<_, Vec<u8>>(1).map_err(sql_error)?)?,
+        created_at_ms: row.get(2).map_err(sql_error)?,
+        updated_at_ms: row.get(3).map_err(sql_error)?,
+        status: status_from(row.get(4).map_err(sql_error)?),
+        values,
+    })
+}
+
+pub fn record(tx: &mut SqliteTx<'_>, table: &Table, id: i64) -> StoreResult<Option<StoredRecord>> {
+    let mut sql = select_columns(table);
+    sql.push_str(", status_hlc, status_node");
+    for f in &table.fields {
+        let _ = write!(sql, ", h{n}, n{n}", n = f.no);
+    }
+    let sql = format!("SELECT {sql} FROM {} WHERE id = ?1", table_name(table.id));
+    // (record, status stamp, field stamps as (no, hlc, node))
+    type Raw = (Record, (i64, i64), Vec<(i64, i64, i64)>);
+    let raw: Option<Raw> = {
+        let mut stmt = tx.tx.prepare_cached(&sql).map_err(sql_error)?;
+        let mut rows = stmt.query([id]).map_err(sql_error)?;
+        match rows.next().map_err(sql_error)? {
+            None => None,
+            Some(row) => {
+                let record = record_from_row(table, row)?;
+                let base = 5 + table.fields.len();
+                let status = (
+                    row.get(base).map_err(sql_error)?,
+                    row.get(base + 1).map_err(sql_error)?,
+                );
+                let mut stamps = Vec::new();
+                for (i, f) in table.fields.iter().enumerate() {
+                    let hlc: Option<i64> = row.get(base + 2 + 2 * i).map_err(sql_error)?;
+                    let node: Option<i64> = row.get(base + 3 + 2 * i).map_err(sql_error)?;
+                    if let (Some(hlc), Some(node)) = (hlc, node) {
+                        stamps.push((f.no, hlc, node));
+                    }
+                }
+                Some((record, status, stamps))
+            }
+        }
+    };
+    let Some((record, (status_hlc, status_node), raw_stamps)) = raw else {
+        return Ok(None);
+    };
+    let mut stamps = BTreeMap::new();
+    for (no, hlc, node) in raw_stamps {
+        stamps.insert(
+            no,
+            Stamp {
+                hlc: Hlc(hlc as u64),
+                node: tx.node_uid(node)?,
+            },
+        );
+    }
+    let status_stamp = Stamp {
+        hlc: Hlc(status_hlc as u64),
+        node: tx.node_uid(status_node)?,
+    };
+    Ok(Some(StoredRecord {
+        record,
+        stamps,
+        status_stamp,
+    }))
+}
+
+pub fn record_status(
+    tx: &Transaction<'_>,
+    table_id: i64,
+    id: i64,
+) -> StoreResult<Option<RecordStatus>> {
+    let sql = format!("SELECT status FROM {} WHERE id = ?1", table_name(table_id));
+    let mut stmt = tx.prepare_cached(&sql).map_err(sql_error)?;
+    stmt.query_row([id], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|s| s.map(status_from))
+        .map_err(sql_error)
+}
+
+fn append_change(tx: &Transaction<'_>, change: &Change, record_id: i64) -> StoreResult<()> {
+    let fields =
+        serde_json::to_string(&change.fields).map_err(|e| DomainError::Store(e.to_string()))?;
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO changes (table_id, record_id, record_uid, op, hlc, origin, user_id, at, fields)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(sql_error)?;
+    stmt.execute(params![
+        change.table_id,
+        record_id,
+        change.record_uid.as_bytes().as_slice(),
+        change.op.as_str(),
+        change.hlc.0 as i64,
+        change.origin,
+        change.user_id,
+        change.at_ms,
+        fields,
+    ])
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub fn insert(
+    tx: &mut SqliteTx<'_>,
+    table: &Table,
+    row: &NewRow,
+    change: &Change,
+) -> StoreResult<i64> {
+    let status_node = tx.node_id(row.status_stamp.node)?;
+    let mut nodes = Vec::with_capacity(row.values.len());
+    for (_, _, stamp) in &row.values {
+        nodes.push(tx.node_id(stamp.node)?);
+    }
+    let mut columns = String::from("uid, created_at, updated_at, status, status_hlc, status_node");
+    let mut placeholders = String::from("?, ?, ?, ?, ?, ?");
+    for (no, _, _) in &row.values {
+        let _ = write!(columns, ", f{no}, h{no}, n{no}");
+        placeholders.push_str(", ?, ?, ?");
+    }
+    let sql = format!(
+        "INSERT INTO {} ({columns}) VALUES ({placeholders})",
+        table_name(table.id)
+    );
+    let uid = row.uid.as_bytes().as_slice();
+    let status = status_code(row.status);
+    let status_hlc = row.status_stamp.hlc.0 as i64;
+    let params_len = 6 + 3 * row.values.len();
+    let hlcs: Vec<i64> = row.values.iter().map(|(_, _, s)| s.hlc.0 as i64).collect();
+    let values: Vec<Param<'_>> = row.values.iter().map(|(_, v, _)| Param(v)).collect();
+    let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(params_len);
+    sql_params.extend([
+        &uid as &dyn rusqlite::ToSql,
+        &row.created_at_ms,
+        &row.created_at_ms,
+        &status,
+        &status_hlc,
+        &status_node,
+    ]);
+    for i in 0..row.values.len() {
+        sql_params.push(&values[i]);
+        sql_params.push(&hlcs[i]);
+        sql_params.push(&nodes[i]);
+    }
+    tx.tx
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.execute(sql_params.as_slice()))
+        .map_err(|e| constraint_error(e, table))?;
+    let id = tx.tx.last_insert_rowid();
+    append_change(&tx.tx, change, id)?;
+    Ok(id)
+}
+
+fn constraint_error(e: rusqlite::Error, table: &Table) -> DomainError {
+    if let rusqlite::Error::SqliteFailure(err, _) = &e
+        && err.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        return DomainError::Conflict(format!("table {}: {e}", table.id));
+    }
+    sql_error(e)
+}
+
+pub fn update(
+    tx: &mut SqliteTx<'_>,
+    table: &Table,
+    update: &RowUpdate,
+    change: &Change,
+) -> StoreResult<()> {
+    let status = match update.status {
+        Some((status, stamp)) => Some((
+            status_code(status),
+            stamp.hlc.0 as i64,
+            tx.node_id(stamp.node)?,
+        )),
+        None => None,
+    };
+    let mut nodes = Vec::with_capacity(update.values.len());
+    for (_, _, stamp) in &update.values {
+        nodes.push(tx.node_id(stamp.node)?);
+    }
+    let mut sets = String::from("updated_at = ?");
+    if status.is_some() {
+        sets.push_str(", status = ?, status_hlc = ?, status_node = ?");
+    }
+    for (no, _, _) in &update.values {
+        let _ = write!(sets, ", f{no} = ?, h{no} = ?, n{no} = ?");
+    }
+    let sql = format!("UPDATE {} SET {sets} WHERE id = ?", table_name(table.id));
+    let hlcs: Vec<i64> = update
+        .values
+        .iter()
+        .map(|(_, _, s)| s.hlc.0 as i64)
+        .collect();
+    let values: Vec<Param<'_>> = update.values.iter().map(|(_, v, _)| Param(v)).collect();
+    let mut sql_params: Vec<&dyn rusqlite::ToSql> = vec![&update.updated_at_ms];
+    if let Some((code, hlc, node)) = &status {
+        sql_params.extend([code as &dyn rusqlite::ToSql, hlc, node]);
+    }
+    for i in 0..update.values.len() {
+        sql_params.push(&values[i]);
+        sql_params.push(&hlcs[i]);
+        sql_params.push(&nodes[i]);
+    }
+    sql_params.push(&update.id);
+    let changed = tx
+        .tx
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.execute(sql_params.as_slice()))
+        .map_err(|e| constraint_error(e, table))?;
+    if changed != 1 {
+        return Err(DomainError::not_found(format!(
+            "there is no record {} in table {}",
+            update.id, table.id
+        )));
+    }
+    append_change(&tx.tx, change, update.id)
+}
+
+pub fn list(tx: &Transaction<'_>, table: &Table, query: &RecordQuery) -> StoreResult<Vec<Record>> {
+    let t = table_name(table.id);
+    let mut sql = format!("SELECT {} FROM {t}", select_columns(table));
+    let mut conditions: Vec<String> = Vec::new();
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    match query.status {
+        StatusFilter::Active => conditions.push("status = 0".into()),
+        StatusFilter::Deleted => conditions.push("status = 1".into()),
+        StatusFilter::All => {}
+    }
+    if let Some(q) = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        let searchable: Vec<String> = table
+            .fields
+            .iter()
+            .filter(|f| f.field_type.is_searchable_text())
+            .map(|f| format!("crm_contains(f{}, ?)", f.no))
+            .collect();
+        if searchable.is_empty() {
+            conditions.push("0".into());
+        } else {
+            for _ in &searchable {
+                args.push(rusqlite::types::Value::Text(q.to_lowercase()));
+            }
+            conditions.push(format!("({})", searchable.join(" OR ")));
+        }
+    }
+    let column = match query.sort {
+        SortKey::Id => "id".to_string(),
+        SortKey::CreatedAt => "created_at".to_string(),
+        SortKey::UpdatedAt => "updated_at".to_string(),
+        SortKey::Field(no) => format!("f{no}"),
+    };
+    let (order, cmp) = if query.descending {
+        ("DESC", "<")
+    } else {
+        ("ASC", ">")
+    };
+    if let Some(after) = query.after {
+        if query.sort == SortKey::Id {
+            conditions.push(format!("id {cmp} ?"));
+            args.push(after.into());
+        } else {
+            // Keyset paging on (column, id); SQLite puts NULLs first when ascending.
+            let v = format!("(SELECT {column} FROM {t} WHERE id = ?)");
+            let condition = if query.descending {
+                format!(
+                    "(({v} IS NULL AND {column} IS NULL AND id < ?) OR ({v} IS NOT NULL AND ({column} < {v} OR {column} IS NULL OR ({column} = {v} AND id < ?))))"
+                )
+            } else {
+                format!(
+                    "(({v} IS NULL AND ({column} IS NOT NULL OR id > ?)) OR ({v} IS NOT NULL AND ({column} > {v} OR ({column} = {v} AND id > ?))))"
+                )
+            };
+            // Six placeholders, all the `after` id.
+            for _ in 0..6 {
+                args.push(after.into());
+            }
+            conditions.push(condition);
+        }
+    }
+    if !conditions.is_empty() {
+        let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
+    }
+    if query.sort == SortKey::Id {
+        let _ = write!(sql, " ORDER BY id {order}");
+    } else {
+        let _ = write!(sql, " ORDER BY {column} {order}, id {order}");
+    }
+    let _ = write!(sql, " LIMIT {}", query.limit);
+    let mut stmt = tx.prepare_cached(&sql).map_err(sql_error)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(args.iter()))
+        .map_err(sql_error)?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        records.push(record_from_row(table, row)?);
+    }
+    Ok(records)
+}
+
+pub fn history(tx: &Transaction<'_>, table_id: i64, record_id: i64) -> StoreResult<Vec<Change>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT seq, record_uid, op, hlc, origin, user_id, at, fields FROM changes
+             WHERE table_id = ?1 AND record_id = ?2 ORDER BY seq",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt
+        .query(params![table_id, record_id])
+        .map_err(sql_error)?;
+    let mut changes = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let op: String = row.get(2).map_err(sql_error)?;
+        let fields: String = row.get(7).map_err(sql_error)?;
+        changes.push(Change {
+            seq: row.get(0).map_err(sql_error)?,
+            table_id,
+            record_id,
+            record_uid: uid_from(&row.get::<_, Vec<u8>>(1).map_err(sql_error)?)?,
+            op: ChangeOp::parse(&op)
+                .ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
+            hlc: Hlc(row.get::<_, i64>(3).map_err(sql_error)? as u64),
+            origin: row.get(4).map_err(sql_error)?,
+            user_id: row.get(5).map_err(sql_error)?,
+            at_ms: row.get(6).map_err(sql_error)?,
+            fields: serde_json::from_str::<Vec<FieldChange>>(&fields)
+                .map_err(|e| DomainError::Store(e.to_string()))?,
+        });
+    }
+    Ok(changes)
+}
+
+pub fn counts(tx: &Transaction<'_>, table: &Table) -> StoreResult<TableCounts> {
+    let sql = format!(
+        "SELECT COALESCE(SUM(status = 0), 0), COALESCE(SUM(status = 1), 0) FROM {}",
+        table_name(table.id)
+    );
+    tx.query_row(&sql, [], |r| {
+        Ok(TableCounts {
+            active: r.get::<_, i64>(0)? as u64,
+            deleted: r.get::<_, i64>(1)? as u64,
+        })
+    })
+    .map_err(sql_error)
+}
