@@ -603,32 +603,63 @@ impl<S: Store> Instance<S> {
         table_id: TableId,
         op: WriteOp,
     ) -> Result<Record, DomainError> {
-        let mut ops = std::iter::once(Ok(op));
-        let id = match self.write_ops(actor, table_id, &mut ops) {
-            Ok(ids) => ids[0],
-            Err(DomainError::Rows(mut rows)) if rows.len() == 1 => {
-                let row = rows.remove(0);
-                return Err(DomainError::Invalid {
-                    field: row.field,
-                    message: row.message,
-                });
-            }
-            Err(e) => return Err(e),
-        };
+        let id = self.in_write(actor, table_id, |ctx, tx, table| {
+            self.apply(tx, ctx, table, op)
+        })?;
         self.record(table_id, id)
     }
 
     /// The single write path. Applies `ops` to one table in one transaction; each op that
-    /// changes something stamps its fields and appends a change-log entry. If any op fails,
-    /// nothing is written and every failure is reported with its position (1-based) —
-    /// unless it is not about one row (unknown table, storage failure), which is returned
-    /// as is. An op that changes nothing writes nothing.
+    /// changes something stamps its fields and appends a change-log entry, and an op that
+    /// changes nothing writes nothing. If any op fails, nothing is written and every
+    /// failure is reported with its position (1-based) as `DomainError::Rows`.
     pub fn write_ops(
         &self,
         actor: &Actor,
         table_id: TableId,
         ops: &mut dyn Iterator<Item = Result<WriteOp, RowError>>,
     ) -> Result<Vec<RecordId>, DomainError> {
+        self.in_write(actor, table_id, |ctx, tx, table| {
+            let mut ids = Vec::new();
+            let mut errors = Vec::new();
+            for (index, op) in ops.enumerate() {
+                let row = index + 1;
+                let result = op.and_then(|op| {
+                    self.apply(tx, ctx, table, op).map_err(|e| match e {
+                        DomainError::Invalid { field, message } => RowError {
+                            row,
+                            field,
+                            message,
+                        },
+                        other => RowError {
+                            row,
+                            field: None,
+                            message: other.to_string(),
+                        },
+                    })
+                });
+                match result {
+                    Ok(id) => ids.push(id),
+                    Err(error) if errors.len() < MAX_REPORTED_ROW_ERRORS => errors.push(error),
+                    Err(_) => {}
+                }
+            }
+            if errors.is_empty() {
+                Ok(ids)
+            } else {
+                Err(DomainError::Rows(errors))
+            }
+        })
+    }
+
+    /// Runs `body` in one write transaction with the clock state of this write; records
+    /// the newest clock time issued before committing.
+    fn in_write<T>(
+        &self,
+        actor: &Actor,
+        table_id: TableId,
+        body: impl FnOnce(&mut WriteCtx<'_>, &mut dyn StoreTx, &Table) -> Result<T, DomainError>,
+    ) -> Result<T, DomainError> {
         self.store.write(|tx| {
             let tables = tx.tables()?;
             let table = find_table(&tables, table_id)?;
@@ -641,59 +672,11 @@ impl<S: Store> Instance<S> {
                 tables: &tables,
                 active_users: None,
             };
-            let mut ids = Vec::new();
-            let mut errors = Vec::new();
-            let mut rejected = 0usize;
-            for (index, op) in ops.enumerate() {
-                let row = index + 1;
-                let result = op.and_then(|op| {
-                    self.apply(tx, &mut ctx, table, op).map_err(|e| match e {
-                        DomainError::Invalid { field, message } => RowError {
-                            row,
-                            field,
-                            message,
-                        },
-                        DomainError::NotFound(message) | DomainError::Conflict(message) => {
-                            RowError {
-                                row,
-                                field: None,
-                                message,
-                            }
-                        }
-                        other => RowError {
-                            row,
-                            field: None,
-                            message: other.to_string(),
-                        },
-                    })
-                });
-                match result {
-                    Ok(id) => ids.push(id),
-                    Err(error) => {
-                        rejected += 1;
-                        if errors.len() < MAX_REPORTED_ROW_ERRORS {
-                            errors.push(error);
-                        }
-                    }
-                }
-            }
-            if rejected > 0 {
-                if ids.is_empty() && rejected == 1 && errors.len() == 1 && errors[0].field.is_none()
-                {
-                    // A lone op that hit a missing or conflicting record: say so plainly.
-                    let message = errors.remove(0).message;
-                    return Err(if message.starts_with("there is no") {
-                        DomainError::NotFound(message)
-                    } else {
-                        DomainError::Conflict(message)
-                    });
-                }
-                return Err(DomainError::Rows(errors));
-            }
+            let value = body(&mut ctx, tx, table)?;
             if ctx.last > ctx.floor {
                 tx.set_last_hlc(ctx.last)?;
             }
-            Ok(ids)
+            Ok(value)
         })
     }
 

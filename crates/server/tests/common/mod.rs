@@ -1,0 +1,262 @@
+//! Test fixtures: real `crmsync` processes on ephemeral loopback ports with temporary data
+//! directories. Dropping a fixture stops its process; the data directory goes with the
+//! `TempDir` that owns it.
+
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const ADMIN_PASSWORD: &str = "admin-secret-1";
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_crmsync")
+}
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data: PathBuf,
+    /// Lines the server printed to stdout before it listened.
+    pub banner: Vec<String>,
+    client: reqwest::Client,
+    login: String,
+    password: String,
+}
+
+impl Server {
+    /// Starts an instance on `data` (created if missing) with the test admin password.
+    pub fn start(data: &Path) -> Server {
+        Server::start_with(data, &["--admin-password", ADMIN_PASSWORD], &[])
+    }
+
+    pub fn start_with(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.with_extension("log"))
+            .expect("server log file");
+        let mut command = Command::new(binary());
+        command
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("CRMSYNC_ADMIN_PASSWORD")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start crmsync");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut banner = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = sender.send((url.to_string(), banner.clone()));
+                }
+                banner.push(line);
+            }
+        });
+        let (url, banner) = match receiver.recv_timeout(Duration::from_secs(60)) {
+            Ok(found) => found,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "crmsync did not start; its log:\n{}",
+                    std::fs::read_to_string(data.with_extension("log")).unwrap_or_default()
+                );
+            }
+        };
+        Server {
+            child,
+            url,
+            data: data.to_path_buf(),
+            banner,
+            client: reqwest::Client::new(),
+            login: "admin".into(),
+            password: ADMIN_PASSWORD.into(),
+        }
+    }
+
+    /// The same server, acting as another user.
+    pub fn as_user(&self, login: &str, password: &str) -> Client {
+        Client {
+            http: self.client.clone(),
+            url: self.url.clone(),
+            login: login.into(),
+            password: password.into(),
+        }
+    }
+
+    pub fn admin(&self) -> Client {
+        self.as_user(&self.login, &self.password)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the process (SIGKILL: nothing may depend on a clean shutdown).
+    pub fn kill(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.data.clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An authenticated API client.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub url: String,
+    login: String,
+    password: String,
+}
+
+impl Client {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.url))
+            .basic_auth(&self.login, Some(&self.password));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("response body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Asserts success and returns the body.
+    pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, json) = self.call(method.clone(), path, body).await;
+        assert!(status.is_success(), "{method} {path} -> {status}: {json}");
+        json
+    }
+
+    pub async fn create_table(&self, name: &str) -> i64 {
+        self.ok(Method::POST, "/tables", Some(json!({ "name": name })))
+            .await["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    pub async fn create_field(
+        &self,
+        table: i64,
+        name: &str,
+        field_type: &str,
+        options: Value,
+    ) -> i64 {
+        self.ok(
+            Method::POST,
+            &format!("/tables/{table}/fields"),
+            Some(json!({ "name": name, "type": field_type, "options": options })),
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    pub async fn create_record(&self, table: i64, values: Value) -> Value {
+        self.ok(
+            Method::POST,
+            &format!("/tables/{table}/records"),
+            Some(json!({ "values": values })),
+        )
+        .await
+    }
+
+    /// Every record id of a table with the given status filter, following pages.
+    pub async fn all_ids(&self, table: i64, status: &str) -> Vec<i64> {
+        let mut ids = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self
+                .ok(
+                    Method::GET,
+                    &format!("/tables/{table}/records?status={status}&limit=1000{after}"),
+                    None,
+                )
+                .await;
+            ids.extend(
+                page["records"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["id"].as_i64().unwrap()),
+            );
+            match page["next_after"].as_i64() {
+                Some(next) => after = format!("&after={next}"),
+                None => return ids,
+            }
+        }
+    }
+}
+
+/// Runs the CLI and returns (success, stdout, stderr).
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(binary())
+        .args(args)
+        .env_remove("CRMSYNC_ADMIN_PASSWORD")
+        .output()
+        .expect("run crmsync");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Peak resident memory of a process in KiB (VmHWM), from /proc.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM line")
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of one instance: a real `crmsync` process per test, driven through
+//! its public REST API and CLI.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod csv;
+mod files;
+mod records;
+mod schema;
+mod users;
+mod write_path;

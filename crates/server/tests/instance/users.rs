@@ -1,0 +1,180 @@
+use crate::common::{Server, cli};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn the_first_start_prints_a_generated_admin_password_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, &[], &[]);
+    let line = server
+        .banner
+        .iter()
+        .find(|l| l.starts_with("created user admin with password "))
+        .expect("the generated password is printed");
+    let password = line
+        .trim_start_matches("created user admin with password ")
+        .to_string();
+    let (status, me) = server.as_user("admin", &password).get("/me").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["role"], "admin");
+    let data = server.kill();
+    let again = Server::start_with(&data, &[], &[]);
+    assert!(
+        !again.banner.iter().any(|l| l.contains("password")),
+        "{:?}",
+        again.banner
+    );
+    let (status, _) = again.as_user("admin", &password).get("/me").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_admin_password_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[],
+        &[("CRMSYNC_ADMIN_PASSWORD", "from-env-123")],
+    );
+    assert!(!server.banner.iter().any(|l| l.contains("password")));
+    let (status, _) = server.as_user("admin", "from-env-123").get("/me").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn users_roles_and_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let admin = server.admin();
+    let (status, olga) = admin
+        .post(
+            "/users",
+            json!({ "login": "olga", "full_name": "Ольга Петрова", "password": "olga-pass-1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(olga["role"], "user");
+    assert!(
+        olga.get("password").is_none() && olga.get("password_hash").is_none(),
+        "{olga}"
+    );
+    let olga_id = olga["id"].as_i64().unwrap();
+
+    let (status, _) = admin
+        .post(
+            "/users",
+            json!({ "login": "OLGA", "full_name": "x", "password": "12345678" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = admin
+        .post(
+            "/users",
+            json!({ "login": "short", "full_name": "x", "password": "123" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let user = server.as_user("olga", "olga-pass-1");
+    let (status, body) = user.post("/tables", json!({ "name": "Mine" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let table = admin.create_table("Tasks").await;
+    let owner = admin.create_field(table, "Owner", "user", json!({})).await;
+    let (status, _) = user
+        .post(
+            &format!("/tables/{table}/records"),
+            json!({ "values": { owner.to_string(): olga_id } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "a user may write records");
+
+    // A user changes their own password; not their role.
+    let (status, _) = user
+        .patch(&format!("/users/{olga_id}"), json!({ "role": "admin" }))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = user
+        .patch(
+            &format!("/users/{olga_id}"),
+            json!({ "password": "olga-pass-2" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.as_user("olga", "olga-pass-1").get("/me").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the old password stops working at once"
+    );
+    let user = server.as_user("olga", "olga-pass-2");
+    assert_eq!(user.get("/me").await.0, StatusCode::OK);
+
+    let (status, _) = admin.delete("/users/1").await;
+    assert_eq!(status, StatusCode::CONFLICT, "no removing yourself");
+    admin
+        .ok(Method::DELETE, &format!("/users/{olga_id}"), None)
+        .await;
+    assert_eq!(user.get("/me").await.0, StatusCode::UNAUTHORIZED);
+    let users = admin.ok(Method::GET, "/users", None).await;
+    assert_eq!(users["users"].as_array().unwrap().len(), 1);
+    // A removed user's record keeps its value, and history still names them.
+    let (status, body) = admin
+        .post(
+            &format!("/tables/{table}/records"),
+            json!({ "values": { owner.to_string(): olga_id } }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no new references to a removed user: {body}"
+    );
+    let history = admin
+        .ok(
+            Method::GET,
+            &format!("/tables/{table}/records/1/history"),
+            None,
+        )
+        .await;
+    assert_eq!(history["history"][0]["user"]["login"], "olga");
+}
+
+#[tokio::test]
+async fn cli_status_describes_the_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let api = server.admin();
+    let table = api.create_table("Clients").await;
+    let name = api.create_field(table, "Name", "text", json!({})).await;
+    api.create_record(table, json!({ name.to_string(): "A" }))
+        .await;
+    let b = api
+        .create_record(table, json!({ name.to_string(): "B" }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    api.delete(&format!("/tables/{table}/records/{b}")).await;
+    let (ok, out, err) = cli(&["status", "--data", data.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("table 1 \"Clients\": 1 fields, 1 records (1 deleted)"),
+        "{out}"
+    );
+    assert!(out.contains("changes  3 in the change log"), "{out}");
+    let (ok, _, err) = cli(&[
+        "status",
+        "--data",
+        dir.path().join("nothing").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("there is no crmsync instance"), "{err}");
+    let (ok, out, _) = cli(&["--help"]);
+    assert!(
+        ok && out.contains("serve")
+            && out.contains("import")
+            && out.contains("export")
+            && out.contains("status")
+    );
+}
