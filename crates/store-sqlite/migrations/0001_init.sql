@@ -35,9 +35,11 @@ CREATE TABLE users (
     active        INTEGER NOT NULL DEFAULT 1
 );
 
--- The change log (outbox): one row per write that changed a record.
+-- The change log (outbox): one row per write that changed a record. `seq` is the rowid
+-- (no AUTOINCREMENT: it costs a write per row); it only grows because the newest entry
+-- is never deleted.
 CREATE TABLE changes (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq        INTEGER PRIMARY KEY,
     table_id   INTEGER NOT NULL,
     record_id  INTEGER NOT NULL,
     record_uid BLOB NOT NULL,

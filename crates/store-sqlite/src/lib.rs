@@ -2,6 +2,8 @@
 //!
 //! A CRM table `T` is the SQL table `t<T>`; each field `N` is three columns: the value
 //! `f<N>`, its HLC time `h<N>` and the writing node `n<N>` (a local number from `nodes`).
+//! A value written with the record's creation stamp (`base_hlc`, `base_node`) stores no
+//! stamp of its own.
 
 mod migrations;
 mod records;
@@ -18,6 +20,8 @@ use uuid::Uuid;
 
 pub const DATABASE_FILE: &str = "crmsync.db";
 const MAX_IDLE_READERS: usize = 8;
+/// The writer connection's page cache.
+pub const WRITER_CACHE_KIB: u32 = 64 * 1024;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -32,6 +36,11 @@ impl SqliteStore {
             .map_err(|e| DomainError::Store(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(DATABASE_FILE);
         let mut writer = connect(&path)?;
+        // Large transactions (imports, initial syncs) stay in memory instead of spilling
+        // pages into the WAL mid-transaction.
+        writer
+            .execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB}"))
+            .map_err(sql_error)?;
         migrations::apply(&mut writer)?;
         Ok(SqliteStore {
             path,
@@ -102,6 +111,9 @@ pub struct SqliteTx<'c> {
     /// Node uuid ↔ local number, loaded on first use within this transaction.
     nodes: Option<HashMap<Uuid, i64>>,
     node_uids: HashMap<i64, Uuid>,
+    /// INSERT statements by table: built once per transaction, not once per row.
+    /// Keyed by table and, per given field, whether it carries a stamp of its own.
+    insert_sql: HashMap<(i64, Vec<(i64, bool)>), std::rc::Rc<str>>,
 }
 
 impl<'c> SqliteTx<'c> {
@@ -110,6 +122,7 @@ impl<'c> SqliteTx<'c> {
             tx,
             nodes: None,
             node_uids: HashMap::new(),
+            insert_sql: HashMap::new(),
         }
     }
 

@@ -146,13 +146,15 @@ fn record_from_row(table: &Table, row: &rusqlite::Row<'_>) -> StoreResult<Record
 
 pub fn record(tx: &mut SqliteTx<'_>, table: &Table, id: i64) -> StoreResult<Option<StoredRecord>> {
     let mut sql = select_columns(table);
-    sql.push_str(", status_hlc, status_node");
+    sql.push_str(", status_hlc, status_node, base_hlc, base_node");
     for f in &table.fields {
         let _ = write!(sql, ", h{n}, n{n}", n = f.no);
     }
     let sql = format!("SELECT {sql} FROM {} WHERE id = ?1", table_name(table.id));
     // (record, status stamp, field stamps as (no, hlc, node))
     type Raw = (Record, (i64, i64), Vec<(i64, i64, i64)>);
+    // A field written with the record's creation stamp stores no stamp of its own
+    // (h and n are NULL): a value without its own stamp carries the base stamp.
     let raw: Option<Raw> = {
         let mut stmt = tx.tx.prepare_cached(&sql).map_err(sql_error)?;
         let mut rows = stmt.query([id]).map_err(sql_error)?;
@@ -165,12 +167,18 @@ pub fn record(tx: &mut SqliteTx<'_>, table: &Table, id: i64) -> StoreResult<Opti
                     row.get(base).map_err(sql_error)?,
                     row.get(base + 1).map_err(sql_error)?,
                 );
+                let base_hlc: i64 = row.get(base + 2).map_err(sql_error)?;
+                let base_node: i64 = row.get(base + 3).map_err(sql_error)?;
                 let mut stamps = Vec::new();
                 for (i, f) in table.fields.iter().enumerate() {
-                    let hlc: Option<i64> = row.get(base + 2 + 2 * i).map_err(sql_error)?;
-                    let node: Option<i64> = row.get(base + 3 + 2 * i).map_err(sql_error)?;
-                    if let (Some(hlc), Some(node)) = (hlc, node) {
-                        stamps.push((f.no, hlc, node));
+                    let hlc: Option<i64> = row.get(base + 4 + 2 * i).map_err(sql_error)?;
+                    let node: Option<i64> = row.get(base + 5 + 2 * i).map_err(sql_error)?;
+                    match (hlc, node) {
+                        (Some(hlc), Some(node)) => stamps.push((f.no, hlc, node)),
+                        _ if record.values.contains_key(&f.no) => {
+                            stamps.push((f.no, base_hlc, base_node))
+                        }
+                        _ => {}
                     }
                 }
                 Some((record, status, stamps))
@@ -214,9 +222,56 @@ pub fn record_status(
         .map_err(sql_error)
 }
 
+/// The change log's compact field list: `{"<no>": new}` for values without a previous
+/// one, `{"<no>": [old, new]}` otherwise (no value type is a JSON array).
+fn encode_fields(fields: &[FieldChange]) -> StoreResult<String> {
+    let mut out = Vec::with_capacity(32 * fields.len() + 2);
+    out.push(b'{');
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(&mut out as &mut dyn std::io::Write, "\"{}\":", f.field_no);
+        let result = match &f.old {
+            None => serde_json::to_writer(&mut out, &f.new),
+            Some(old) => serde_json::to_writer(&mut out, &(old, &f.new)),
+        };
+        result.map_err(|e| DomainError::Store(e.to_string()))?;
+    }
+    out.push(b'}');
+    String::from_utf8(out).map_err(|e| DomainError::Store(e.to_string()))
+}
+
+fn decode_fields(text: &str) -> StoreResult<Vec<FieldChange>> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| DomainError::Store(e.to_string()))?;
+    let mut fields = Vec::with_capacity(map.len());
+    for (key, value) in map {
+        let field_no = key
+            .parse()
+            .map_err(|_| DomainError::Store(format!("change log field key {key}")))?;
+        fields.push(match value {
+            serde_json::Value::Array(mut pair) if pair.len() == 2 => {
+                let new = pair.pop().unwrap_or_default();
+                FieldChange {
+                    field_no,
+                    old: pair.pop(),
+                    new,
+                }
+            }
+            new => FieldChange {
+                field_no,
+                old: None,
+                new,
+            },
+        });
+    }
+    fields.sort_by_key(|f| f.field_no);
+    Ok(fields)
+}
+
 fn append_change(tx: &Transaction<'_>, change: &Change, record_id: i64) -> StoreResult<()> {
-    let fields =
-        serde_json::to_string(&change.fields).map_err(|e| DomainError::Store(e.to_string()))?;
+    let fields = encode_fields(&change.fields)?;
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO changes (table_id, record_id, record_uid, op, hlc, origin, user_id, at, fields)
@@ -244,40 +299,65 @@ pub fn insert(
     row: &NewRow,
     change: &Change,
 ) -> StoreResult<i64> {
-    let status_node = tx.node_id(row.status_stamp.node)?;
-    let mut nodes = Vec::with_capacity(row.values.len());
-    for (_, _, stamp) in &row.values {
-        nodes.push(tx.node_id(stamp.node)?);
+    let base = row.status_stamp;
+    let base_node = tx.node_id(base.node)?;
+    // Only the given values, and a stamp of their own only where it is not the base stamp:
+    // a fresh record's row is barely wider than the plain data.
+    let mut cells: Vec<(Param<'_>, Option<(i64, i64)>)> = Vec::with_capacity(row.values.len());
+    let mut shape: Vec<(i64, bool)> = Vec::with_capacity(row.values.len());
+    for (no, value, stamp) in &row.values {
+        let own = if *stamp == base {
+            None
+        } else {
+            Some((stamp.hlc.0 as i64, tx.node_id(stamp.node)?))
+        };
+        shape.push((*no, own.is_some()));
+        cells.push((Param(value), own));
     }
-    let mut columns = String::from("uid, created_at, updated_at, status, status_hlc, status_node");
-    let mut placeholders = String::from("?, ?, ?, ?, ?, ?");
-    for (no, _, _) in &row.values {
-        let _ = write!(columns, ", f{no}, h{no}, n{no}");
-        placeholders.push_str(", ?, ?, ?");
-    }
-    let sql = format!(
-        "INSERT INTO {} ({columns}) VALUES ({placeholders})",
-        table_name(table.id)
-    );
+    let sql = match tx.insert_sql.get(&(table.id, shape.clone())) {
+        Some(sql) => sql.clone(),
+        None => {
+            let mut columns = String::from(
+                "uid, created_at, updated_at, status, status_hlc, status_node, base_hlc, base_node",
+            );
+            let mut placeholders = String::from("?, ?, ?, ?, ?, ?, ?, ?");
+            for (no, own) in &shape {
+                let _ = write!(columns, ", f{no}");
+                placeholders.push_str(", ?");
+                if *own {
+                    let _ = write!(columns, ", h{no}, n{no}");
+                    placeholders.push_str(", ?, ?");
+                }
+            }
+            let sql: std::rc::Rc<str> = format!(
+                "INSERT INTO {} ({columns}) VALUES ({placeholders})",
+                table_name(table.id)
+            )
+            .into();
+            tx.insert_sql.insert((table.id, shape), sql.clone());
+            sql
+        }
+    };
     let uid = row.uid.as_bytes().as_slice();
     let status = status_code(row.status);
-    let status_hlc = row.status_stamp.hlc.0 as i64;
-    let params_len = 6 + 3 * row.values.len();
-    let hlcs: Vec<i64> = row.values.iter().map(|(_, _, s)| s.hlc.0 as i64).collect();
-    let values: Vec<Param<'_>> = row.values.iter().map(|(_, v, _)| Param(v)).collect();
-    let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(params_len);
+    let base_hlc = base.hlc.0 as i64;
+    let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(8 + 3 * cells.len());
     sql_params.extend([
         &uid as &dyn rusqlite::ToSql,
         &row.created_at_ms,
         &row.created_at_ms,
         &status,
-        &status_hlc,
-        &status_node,
+        &base_hlc,
+        &base_node,
+        &base_hlc,
+        &base_node,
     ]);
-    for i in 0..row.values.len() {
-        sql_params.push(&values[i]);
-        sql_params.push(&hlcs[i]);
-        sql_params.push(&nodes[i]);
+    for (value, own) in &cells {
+        sql_params.push(value);
+        if let Some((hlc, node)) = own {
+            sql_params.push(hlc);
+            sql_params.push(node);
+        }
     }
     tx.tx
         .prepare_cached(&sql)
@@ -458,8 +538,7 @@ pub fn history(tx: &Transaction<'_>, table_id: i64, record_id: i64) -> StoreResu
             origin: row.get(4).map_err(sql_error)?,
             user_id: row.get(5).map_err(sql_error)?,
             at_ms: row.get(6).map_err(sql_error)?,
-            fields: serde_json::from_str::<Vec<FieldChange>>(&fields)
-                .map_err(|e| DomainError::Store(e.to_string()))?,
+            fields: decode_fields(&fields)?,
         });
     }
     Ok(changes)
@@ -477,4 +556,38 @@ pub fn counts(tx: &Transaction<'_>, table: &Table) -> StoreResult<TableCounts> {
         })
     })
     .map_err(sql_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_change_log_encoding_round_trips() {
+        let fields = vec![
+            FieldChange {
+                field_no: 2,
+                old: None,
+                new: json!("Иван"),
+            },
+            FieldChange {
+                field_no: 10,
+                old: Some(json!(null)),
+                new: json!("1.50"),
+            },
+            FieldChange {
+                field_no: 11,
+                old: Some(json!({"name": "a", "size": 1, "sha256": "x"})),
+                new: json!(null),
+            },
+        ];
+        let text = encode_fields(&fields).unwrap();
+        assert_eq!(
+            text,
+            r#"{"2":"Иван","10":[null,"1.50"],"11":[{"name":"a","sha256":"x","size":1},null]}"#
+        );
+        assert_eq!(decode_fields(&text).unwrap(), fields);
+        assert_eq!(decode_fields("{}").unwrap(), vec![]);
+    }
 }

@@ -75,7 +75,9 @@ pub fn create_table(tx: &Transaction<'_>, name: &str) -> StoreResult<i64> {
             updated_at  INTEGER NOT NULL,
             status      INTEGER NOT NULL DEFAULT 0,
             status_hlc  INTEGER NOT NULL,
-            status_node INTEGER NOT NULL
+            status_node INTEGER NOT NULL,
+            base_hlc    INTEGER NOT NULL,
+            base_node   INTEGER NOT NULL
         )",
         t = table_name(id)
     ))
