@@ -511,8 +511,10 @@ impl<S: Store> Instance<S> {
         self.store.read(|tx| {
             let tables = tx.tables()?;
             let table = find_table(&tables, table_id)?;
-            load(tx, table, id)?;
-            tx.history(table_id, id)
+            let current = load(tx, table, id)?.record;
+            let mut changes = tx.history(table, id)?;
+            fill_created_values(table, &current, &mut changes);
+            Ok(changes)
         })
     }
 
@@ -707,14 +709,9 @@ impl<S: Store> Instance<S> {
                     origin: ctx.actor.origin.as_string(),
                     user_id: Some(ctx.actor.user.id),
                     at_ms: ctx.now_ms,
-                    fields: values
-                        .iter()
-                        .map(|(no, v, _)| FieldChange {
-                            field_no: *no,
-                            old: None,
-                            new: v.to_json(field_of(table, *no)),
-                        })
-                        .collect(),
+                    // The values themselves are in the row; history derives them.
+                    created_fields: values.iter().map(|(no, _, _)| *no).collect(),
+                    fields: Vec::new(),
                 };
                 let row = NewRow {
                     uid,
@@ -821,7 +818,41 @@ impl<S: Store> Instance<S> {
             origin: ctx.actor.origin.as_string(),
             user_id: Some(ctx.actor.user.id),
             at_ms: ctx.now_ms,
+            created_fields: Vec::new(),
             fields,
+        }
+    }
+}
+
+/// A create's log entry names its fields but not their values (those are in the row):
+/// walking back from the current values, undoing each update with its `old` values,
+/// gives the values the record was created with.
+fn fill_created_values(table: &Table, current: &Record, changes: &mut [Change]) {
+    let mut values: HashMap<FieldNo, Json> = table
+        .fields
+        .iter()
+        .map(|f| {
+            (
+                f.no,
+                current.values.get(&f.no).unwrap_or(&Value::Null).to_json(f),
+            )
+        })
+        .collect();
+    for change in changes.iter_mut().rev() {
+        if change.op == ChangeOp::Create {
+            change.fields = change
+                .created_fields
+                .iter()
+                .map(|no| FieldChange {
+                    field_no: *no,
+                    old: None,
+                    new: values.get(no).cloned().unwrap_or(Json::Null),
+                })
+                .collect();
+        } else {
+            for f in &change.fields {
+                values.insert(f.field_no, f.old.clone().unwrap_or(Json::Null));
+            }
         }
     }
 }

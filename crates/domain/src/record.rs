@@ -118,6 +118,10 @@ pub struct Change {
     pub origin: String,
     pub user_id: Option<UserId>,
     pub at_ms: i64,
+    /// For a create: the fields it set (their values are in the row, not repeated here).
+    pub created_fields: Vec<FieldNo>,
+    /// For an update: each changed field with its old and new value. For a create, filled
+    /// in by `Instance::history` when read.
     pub fields: Vec<FieldChange>,
 }
 

@@ -90,7 +90,7 @@ pub trait StoreTx {
         change: &Change,
     ) -> StoreResult<()>;
     fn list_records(&mut self, table: &Table, query: &RecordQuery) -> StoreResult<Vec<Record>>;
-    fn history(&mut self, table_id: TableId, record_id: RecordId) -> StoreResult<Vec<Change>>;
+    fn history(&mut self, table: &Table, record_id: RecordId) -> StoreResult<Vec<Change>>;
     fn table_counts(&mut self, table: &Table) -> StoreResult<TableCounts>;
     fn change_count(&mut self) -> StoreResult<u64>;
 }

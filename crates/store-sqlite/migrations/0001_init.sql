@@ -37,12 +37,12 @@ CREATE TABLE users (
 
 -- The change log (outbox): one row per write that changed a record. `seq` is the rowid
 -- (no AUTOINCREMENT: it costs a write per row); it only grows because the newest entry
--- is never deleted.
+-- is never deleted. `fields` is a create's list of field numbers (its values are in the
+-- row) or an update's {"<no>": [old, new]}.
 CREATE TABLE changes (
     seq        INTEGER PRIMARY KEY,
     table_id   INTEGER NOT NULL,
     record_id  INTEGER NOT NULL,
-    record_uid BLOB NOT NULL,
     op         TEXT NOT NULL,
     hlc        INTEGER NOT NULL,
     origin     TEXT NOT NULL,

@@ -375,10 +375,10 @@ impl StoreTx for SqliteTx<'_> {
 
     fn history(
         &mut self,
-        table_id: i64,
+        table: &crmsync_domain::Table,
         record_id: i64,
     ) -> StoreResult<Vec<crmsync_domain::Change>> {
-        records::history(&self.tx, table_id, record_id)
+        records::history(&self.tx, table, record_id)
     }
 
     fn table_counts(

@@ -222,9 +222,23 @@ pub fn record_status(
         .map_err(sql_error)
 }
 
-/// The change log's compact field list: `{"<no>": new}` for values without a previous
-/// one, `{"<no>": [old, new]}` otherwise (no value type is a JSON array).
-fn encode_fields(fields: &[FieldChange]) -> StoreResult<String> {
+/// The change log's field list: a create's field numbers `[1,2]`, else `{"<no>": new}`
+/// for a value without a previous one and `{"<no>": [old, new]}` otherwise (no value type
+/// is a JSON array).
+fn encode_fields(change: &Change) -> StoreResult<String> {
+    if change.op == ChangeOp::Create {
+        let mut out = String::with_capacity(4 * change.created_fields.len() + 2);
+        out.push('[');
+        for (i, no) in change.created_fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{no}");
+        }
+        out.push(']');
+        return Ok(out);
+    }
+    let fields = &change.fields;
     let mut out = Vec::with_capacity(32 * fields.len() + 2);
     out.push(b'{');
     for (i, f) in fields.iter().enumerate() {
@@ -242,7 +256,12 @@ fn encode_fields(fields: &[FieldChange]) -> StoreResult<String> {
     String::from_utf8(out).map_err(|e| DomainError::Store(e.to_string()))
 }
 
-fn decode_fields(text: &str) -> StoreResult<Vec<FieldChange>> {
+/// Returns (created fields, changed fields).
+fn decode_fields(text: &str) -> StoreResult<(Vec<i64>, Vec<FieldChange>)> {
+    if text.starts_with('[') {
+        let created = serde_json::from_str(text).map_err(|e| DomainError::Store(e.to_string()))?;
+        return Ok((created, Vec::new()));
+    }
     let map: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(text).map_err(|e| DomainError::Store(e.to_string()))?;
     let mut fields = Vec::with_capacity(map.len());
@@ -267,21 +286,20 @@ fn decode_fields(text: &str) -> StoreResult<Vec<FieldChange>> {
         });
     }
     fields.sort_by_key(|f| f.field_no);
-    Ok(fields)
+    Ok((Vec::new(), fields))
 }
 
 fn append_change(tx: &Transaction<'_>, change: &Change, record_id: i64) -> StoreResult<()> {
-    let fields = encode_fields(&change.fields)?;
+    let fields = encode_fields(change)?;
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO changes (table_id, record_id, record_uid, op, hlc, origin, user_id, at, fields)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO changes (table_id, record_id, op, hlc, origin, user_id, at, fields)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .map_err(sql_error)?;
     stmt.execute(params![
         change.table_id,
         record_id,
-        change.record_uid.as_bytes().as_slice(),
         change.op.as_str(),
         change.hlc.0 as i64,
         change.origin,
@@ -513,23 +531,25 @@ pub fn list(tx: &Transaction<'_>, table: &Table, query: &RecordQuery) -> StoreRe
     Ok(records)
 }
 
-pub fn history(tx: &Transaction<'_>, table_id: i64, record_id: i64) -> StoreResult<Vec<Change>> {
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT seq, record_uid, op, hlc, origin, user_id, at, fields FROM changes
-             WHERE table_id = ?1 AND record_id = ?2 ORDER BY seq",
-        )
-        .map_err(sql_error)?;
+pub fn history(tx: &Transaction<'_>, table: &Table, record_id: i64) -> StoreResult<Vec<Change>> {
+    let sql = format!(
+        "SELECT c.seq, r.uid, c.op, c.hlc, c.origin, c.user_id, c.at, c.fields
+         FROM changes c JOIN {} r ON r.id = c.record_id
+         WHERE c.table_id = ?1 AND c.record_id = ?2 ORDER BY c.seq",
+        table_name(table.id)
+    );
+    let mut stmt = tx.prepare_cached(&sql).map_err(sql_error)?;
     let mut rows = stmt
-        .query(params![table_id, record_id])
+        .query(params![table.id, record_id])
         .map_err(sql_error)?;
     let mut changes = Vec::new();
     while let Some(row) = rows.next().map_err(sql_error)? {
         let op: String = row.get(2).map_err(sql_error)?;
         let fields: String = row.get(7).map_err(sql_error)?;
+        let (created_fields, fields) = decode_fields(&fields)?;
         changes.push(Change {
             seq: row.get(0).map_err(sql_error)?,
-            table_id,
+            table_id: table.id,
             record_id,
             record_uid: uid_from(&row.get::<_, Vec<u8>>(1).map_err(sql_error)?)?,
             op: ChangeOp::parse(&op)
@@ -538,7 +558,8 @@ pub fn history(tx: &Transaction<'_>, table_id: i64, record_id: i64) -> StoreResu
             origin: row.get(4).map_err(sql_error)?,
             user_id: row.get(5).map_err(sql_error)?,
             at_ms: row.get(6).map_err(sql_error)?,
-            fields: decode_fields(&fields)?,
+            created_fields,
+            fields,
         });
     }
     Ok(changes)
@@ -565,29 +586,47 @@ mod tests {
 
     #[test]
     fn the_change_log_encoding_round_trips() {
-        let fields = vec![
-            FieldChange {
-                field_no: 2,
-                old: None,
-                new: json!("Иван"),
-            },
-            FieldChange {
-                field_no: 10,
-                old: Some(json!(null)),
-                new: json!("1.50"),
-            },
-            FieldChange {
-                field_no: 11,
-                old: Some(json!({"name": "a", "size": 1, "sha256": "x"})),
-                new: json!(null),
-            },
-        ];
-        let text = encode_fields(&fields).unwrap();
+        let mut change = Change {
+            seq: 0,
+            table_id: 1,
+            record_id: 1,
+            record_uid: Uuid::nil(),
+            op: ChangeOp::Update,
+            hlc: Hlc(1),
+            origin: "api".into(),
+            user_id: None,
+            at_ms: 0,
+            created_fields: Vec::new(),
+            fields: vec![
+                FieldChange {
+                    field_no: 2,
+                    old: None,
+                    new: json!("Иван"),
+                },
+                FieldChange {
+                    field_no: 10,
+                    old: Some(json!(null)),
+                    new: json!("1.50"),
+                },
+                FieldChange {
+                    field_no: 11,
+                    old: Some(json!({"name": "a", "size": 1, "sha256": "x"})),
+                    new: json!(null),
+                },
+            ],
+        };
+        let text = encode_fields(&change).unwrap();
         assert_eq!(
             text,
             r#"{"2":"Иван","10":[null,"1.50"],"11":[{"name":"a","sha256":"x","size":1},null]}"#
         );
-        assert_eq!(decode_fields(&text).unwrap(), fields);
-        assert_eq!(decode_fields("{}").unwrap(), vec![]);
+        assert_eq!(
+            decode_fields(&text).unwrap(),
+            (vec![], change.fields.clone())
+        );
+        change.op = ChangeOp::Create;
+        change.created_fields = vec![3, 12];
+        assert_eq!(encode_fields(&change).unwrap(), "[3,12]");
+        assert_eq!(decode_fields("[3,12]").unwrap(), (vec![3, 12], vec![]));
     }
 }

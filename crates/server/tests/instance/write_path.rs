@@ -117,9 +117,14 @@ async fn every_write_is_stamped_and_logged_in_the_same_transaction() {
     // Every stored value's stamp is the time of the change-log entry that wrote that field.
     let mut logged: HashMap<(i64, i64), i64> = HashMap::new();
     for (_, record, _, hlc, fields) in &changes {
-        let fields: serde_json::Map<String, Value> = serde_json::from_str(fields).unwrap();
-        for no in fields.keys() {
-            logged.insert((*record, no.parse().unwrap()), *hlc);
+        // A create lists its field numbers; an update maps each field to [old, new].
+        let nos: Vec<i64> = match serde_json::from_str::<Value>(fields).unwrap() {
+            Value::Array(created) => created.iter().map(|n| n.as_i64().unwrap()).collect(),
+            Value::Object(updated) => updated.keys().map(|k| k.parse().unwrap()).collect(),
+            other => panic!("unexpected change fields {other}"),
+        };
+        for no in nos {
+            logged.insert((*record, no), *hlc);
         }
     }
     let mut checked = 0;
