@@ -131,7 +131,13 @@ fn main() {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     println!("bulk insert of {records} records × 8 fields, one transaction each way");
-    let plain_s = plain(&dir.path().join("plain"), records);
+    // CRMSYNC_BENCH_ONLY=write skips the plain run (for profiling the write path alone).
+    let only_write = std::env::var("CRMSYNC_BENCH_ONLY").is_ok_and(|v| v == "write");
+    let plain_s = if only_write {
+        f64::NAN
+    } else {
+        plain(&dir.path().join("plain"), records)
+    };
     let plain_rate = records as f64 / plain_s;
     println!("plain SQLite : {plain_s:7.2} s  {plain_rate:>10.0} records/s");
     let path_s = write_path(&dir.path().join("crmsync"), records);

@@ -39,8 +39,10 @@ CREATE TABLE users (
 -- (no AUTOINCREMENT: it costs a write per row); it only grows because the newest entry
 -- is never deleted. `fields` is a create's list of field numbers (its values are in the
 -- row) or an update's {"<no>": [old, new]}.
+-- A record's entries form a chain: its row's last_seq, then each entry's prev_seq.
 CREATE TABLE changes (
     seq        INTEGER PRIMARY KEY,
+    prev_seq   INTEGER,
     table_id   INTEGER NOT NULL,
     record_id  INTEGER NOT NULL,
     op         TEXT NOT NULL,
@@ -50,4 +52,3 @@ CREATE TABLE changes (
     at         INTEGER NOT NULL,
     fields     TEXT NOT NULL
 );
-CREATE INDEX changes_by_record ON changes(table_id, record_id);

@@ -100,6 +100,7 @@ impl Store for SqliteStore {
             .map_err(sql_error)?;
         let mut store_tx = SqliteTx::new(tx);
         let value = f(&mut store_tx)?;
+        records::flush_changes(&mut store_tx)?;
         store_tx.tx.commit().map_err(sql_error)?;
         Ok(value)
     }
@@ -114,6 +115,9 @@ pub struct SqliteTx<'c> {
     /// INSERT statements by table: built once per transaction, not once per row.
     /// Keyed by table and, per given field, whether it carries a stamp of its own.
     insert_sql: HashMap<(i64, Vec<(i64, bool)>), std::rc::Rc<str>>,
+    /// The next change-log seq; this transaction holds the only write lock.
+    next_seq: Option<i64>,
+    pending_changes: Vec<records::PendingChange>,
 }
 
 impl<'c> SqliteTx<'c> {
@@ -123,6 +127,8 @@ impl<'c> SqliteTx<'c> {
             nodes: None,
             node_uids: HashMap::new(),
             insert_sql: HashMap::new(),
+            next_seq: None,
+            pending_changes: Vec::new(),
         }
     }
 
@@ -175,6 +181,20 @@ impl<'c> SqliteTx<'c> {
             .get(&id)
             .copied()
             .ok_or_else(|| DomainError::Store(format!("unknown node {id}")))
+    }
+
+    pub(crate) fn next_seq(&mut self) -> StoreResult<i64> {
+        let seq = match self.next_seq {
+            Some(seq) => seq,
+            None => self
+                .tx
+                .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes", [], |r| {
+                    r.get(0)
+                })
+                .map_err(sql_error)?,
+        };
+        self.next_seq = Some(seq + 1);
+        Ok(seq)
     }
 
     fn meta(&self, key: &str) -> StoreResult<Option<String>> {
@@ -378,6 +398,7 @@ impl StoreTx for SqliteTx<'_> {
         table: &crmsync_domain::Table,
         record_id: i64,
     ) -> StoreResult<Vec<crmsync_domain::Change>> {
+        records::flush_changes(self)?;
         records::history(&self.tx, table, record_id)
     }
 
@@ -389,6 +410,7 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn change_count(&mut self) -> StoreResult<u64> {
+        records::flush_changes(self)?;
         self.tx
             .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)

@@ -11,7 +11,7 @@ use crmsync_domain::{
 };
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use uuid::Uuid;
@@ -115,7 +115,8 @@ fn uid_from(bytes: &[u8]) -> StoreResult<Uuid> {
     Uuid::from_slice(bytes).map_err(|e| DomainError::Store(e.to_string()))
 }
 
-const SYSTEM_COLUMNS: &str = "id, uid, created_at, updated_at, status";
+/// `updated_at` and the status stamp are NULL until they differ from the creation values.
+const SYSTEM_COLUMNS: &str = "id, uid, created_at, COALESCE(updated_at, created_at), status";
 
 fn select_columns(table: &Table) -> String {
     let mut sql = String::from(SYSTEM_COLUMNS);
@@ -146,7 +147,9 @@ fn record_from_row(table: &Table, row: &rusqlite::Row<'_>) -> StoreResult<Record
 
 pub fn record(tx: &mut SqliteTx<'_>, table: &Table, id: i64) -> StoreResult<Option<StoredRecord>> {
     let mut sql = select_columns(table);
-    sql.push_str(", status_hlc, status_node, base_hlc, base_node");
+    sql.push_str(
+        ", COALESCE(status_hlc, base_hlc), COALESCE(status_node, base_node), base_hlc, base_node",
+    );
     for f in &table.fields {
         let _ = write!(sql, ", h{n}, n{n}", n = f.no);
     }
@@ -289,25 +292,85 @@ fn decode_fields(text: &str) -> StoreResult<(Vec<i64>, Vec<FieldChange>)> {
     Ok((Vec::new(), fields))
 }
 
-fn append_change(tx: &Transaction<'_>, change: &Change, record_id: i64) -> StoreResult<()> {
-    let fields = encode_fields(change)?;
-    let mut stmt = tx
-        .prepare_cached(
-            "INSERT INTO changes (table_id, record_id, op, hlc, origin, user_id, at, fields)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .map_err(sql_error)?;
-    stmt.execute(params![
-        change.table_id,
+/// A change-log row waiting in its transaction to be written with others.
+pub(crate) struct PendingChange {
+    seq: i64,
+    prev_seq: Option<i64>,
+    table_id: i64,
+    record_id: i64,
+    op: &'static str,
+    hlc: i64,
+    origin: String,
+    user_id: Option<i64>,
+    at: i64,
+    fields: String,
+}
+
+/// Rows per multi-row INSERT into the change log.
+const CHANGE_BATCH: usize = 128;
+
+/// Appends `change` as entry `seq`; `prev_seq` is the record's previous entry, so a
+/// record's history is a chain walked from its row's `last_seq` (cheaper to keep than an
+/// index over the whole log). Rows are buffered and written in multi-row INSERTs within
+/// the same transaction; `flush_changes` runs before commit and before any read of the log.
+fn append_change(
+    tx: &mut SqliteTx<'_>,
+    change: &Change,
+    record_id: i64,
+    seq: i64,
+    prev_seq: Option<i64>,
+) -> StoreResult<()> {
+    tx.pending_changes.push(PendingChange {
+        seq,
+        prev_seq,
+        table_id: change.table_id,
         record_id,
-        change.op.as_str(),
-        change.hlc.0 as i64,
-        change.origin,
-        change.user_id,
-        change.at_ms,
-        fields,
-    ])
-    .map_err(sql_error)?;
+        op: change.op.as_str(),
+        hlc: change.hlc.0 as i64,
+        origin: change.origin.clone(),
+        user_id: change.user_id,
+        at: change.at_ms,
+        fields: encode_fields(change)?,
+    });
+    if tx.pending_changes.len() >= CHANGE_BATCH {
+        flush_changes(tx)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn flush_changes(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
+    for chunk in tx.pending_changes.chunks(CHANGE_BATCH) {
+        let mut sql = String::from(
+            "INSERT INTO changes (seq, prev_seq, table_id, record_id, op, hlc, origin, user_id, at, fields) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 {
+                "(?,?,?,?,?,?,?,?,?,?)"
+            } else {
+                ",(?,?,?,?,?,?,?,?,?,?)"
+            });
+        }
+        let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(10 * chunk.len());
+        for c in chunk {
+            sql_params.extend([
+                &c.seq as &dyn rusqlite::ToSql,
+                &c.prev_seq,
+                &c.table_id,
+                &c.record_id,
+                &c.op,
+                &c.hlc,
+                &c.origin,
+                &c.user_id,
+                &c.at,
+                &c.fields,
+            ]);
+        }
+        tx.tx
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.execute(sql_params.as_slice()))
+            .map_err(sql_error)?;
+    }
+    tx.pending_changes.clear();
     Ok(())
 }
 
@@ -322,7 +385,11 @@ pub fn insert(
     // Only the given values, and a stamp of their own only where it is not the base stamp:
     // a fresh record's row is barely wider than the plain data.
     let mut cells: Vec<(Param<'_>, Option<(i64, i64)>)> = Vec::with_capacity(row.values.len());
-    let mut shape: Vec<(i64, bool)> = Vec::with_capacity(row.values.len());
+    let mut shape: Vec<(i64, bool)> = Vec::with_capacity(row.values.len() + 1);
+    // Columns left out take their defaults: node 1 (this instance) and status active.
+    let local = base_node == 1;
+    let deleted = row.status == RecordStatus::Deleted;
+    shape.push((i64::from(local), deleted));
     for (no, value, stamp) in &row.values {
         let own = if *stamp == base {
             None
@@ -335,11 +402,17 @@ pub fn insert(
     let sql = match tx.insert_sql.get(&(table.id, shape.clone())) {
         Some(sql) => sql.clone(),
         None => {
-            let mut columns = String::from(
-                "uid, created_at, updated_at, status, status_hlc, status_node, base_hlc, base_node",
-            );
-            let mut placeholders = String::from("?, ?, ?, ?, ?, ?, ?, ?");
-            for (no, own) in &shape {
+            let mut columns = String::from("uid, created_at, base_hlc, last_seq");
+            let mut placeholders = String::from("?, ?, ?, ?");
+            if !local {
+                columns.push_str(", base_node");
+                placeholders.push_str(", ?");
+            }
+            if deleted {
+                columns.push_str(", status");
+                placeholders.push_str(", 1");
+            }
+            for (no, own) in &shape[1..] {
                 let _ = write!(columns, ", f{no}");
                 placeholders.push_str(", ?");
                 if *own {
@@ -357,19 +430,18 @@ pub fn insert(
         }
     };
     let uid = row.uid.as_bytes().as_slice();
-    let status = status_code(row.status);
     let base_hlc = base.hlc.0 as i64;
-    let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(8 + 3 * cells.len());
+    let seq = tx.next_seq()?;
+    let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(5 + 3 * cells.len());
     sql_params.extend([
         &uid as &dyn rusqlite::ToSql,
         &row.created_at_ms,
-        &row.created_at_ms,
-        &status,
         &base_hlc,
-        &base_node,
-        &base_hlc,
-        &base_node,
+        &seq,
     ]);
+    if !local {
+        sql_params.push(&base_node);
+    }
     for (value, own) in &cells {
         sql_params.push(value);
         if let Some((hlc, node)) = own {
@@ -382,7 +454,7 @@ pub fn insert(
         .and_then(|mut stmt| stmt.execute(sql_params.as_slice()))
         .map_err(|e| constraint_error(e, table))?;
     let id = tx.tx.last_insert_rowid();
-    append_change(&tx.tx, change, id)?;
+    append_change(tx, change, id, seq, None)?;
     Ok(id)
 }
 
@@ -401,6 +473,21 @@ pub fn update(
     update: &RowUpdate,
     change: &Change,
 ) -> StoreResult<()> {
+    let prev_seq: i64 = tx
+        .tx
+        .prepare_cached(&format!(
+            "SELECT last_seq FROM {} WHERE id = ?1",
+            table_name(table.id)
+        ))
+        .and_then(|mut stmt| stmt.query_row([update.id], |r| r.get(0)).optional())
+        .map_err(sql_error)?
+        .ok_or_else(|| {
+            DomainError::not_found(format!(
+                "there is no record {} in table {}",
+                update.id, table.id
+            ))
+        })?;
+    let seq = tx.next_seq()?;
     let status = match update.status {
         Some((status, stamp)) => Some((
             status_code(status),
@@ -413,7 +500,7 @@ pub fn update(
     for (_, _, stamp) in &update.values {
         nodes.push(tx.node_id(stamp.node)?);
     }
-    let mut sets = String::from("updated_at = ?");
+    let mut sets = String::from("updated_at = ?, last_seq = ?");
     if status.is_some() {
         sets.push_str(", status = ?, status_hlc = ?, status_node = ?");
     }
@@ -427,7 +514,7 @@ pub fn update(
         .map(|(_, _, s)| s.hlc.0 as i64)
         .collect();
     let values: Vec<Param<'_>> = update.values.iter().map(|(_, v, _)| Param(v)).collect();
-    let mut sql_params: Vec<&dyn rusqlite::ToSql> = vec![&update.updated_at_ms];
+    let mut sql_params: Vec<&dyn rusqlite::ToSql> = vec![&update.updated_at_ms, &seq];
     if let Some((code, hlc, node)) = &status {
         sql_params.extend([code as &dyn rusqlite::ToSql, hlc, node]);
     }
@@ -448,7 +535,7 @@ pub fn update(
             update.id, table.id
         )));
     }
-    append_change(&tx.tx, change, update.id)
+    append_change(tx, change, update.id, seq, Some(prev_seq))
 }
 
 pub fn list(tx: &Transaction<'_>, table: &Table, query: &RecordQuery) -> StoreResult<Vec<Record>> {
@@ -480,7 +567,7 @@ pub fn list(tx: &Transaction<'_>, table: &Table, query: &RecordQuery) -> StoreRe
     let column = match query.sort {
         SortKey::Id => "id".to_string(),
         SortKey::CreatedAt => "created_at".to_string(),
-        SortKey::UpdatedAt => "updated_at".to_string(),
+        SortKey::UpdatedAt => "COALESCE(updated_at, created_at)".to_string(),
         SortKey::Field(no) => format!("f{no}"),
     };
     let (order, cmp) = if query.descending {
@@ -532,36 +619,67 @@ pub fn list(tx: &Transaction<'_>, table: &Table, query: &RecordQuery) -> StoreRe
 }
 
 pub fn history(tx: &Transaction<'_>, table: &Table, record_id: i64) -> StoreResult<Vec<Change>> {
-    let sql = format!(
-        "SELECT c.seq, r.uid, c.op, c.hlc, c.origin, c.user_id, c.at, c.fields
-         FROM changes c JOIN {} r ON r.id = c.record_id
-         WHERE c.table_id = ?1 AND c.record_id = ?2 ORDER BY c.seq",
-        table_name(table.id)
-    );
-    let mut stmt = tx.prepare_cached(&sql).map_err(sql_error)?;
-    let mut rows = stmt
-        .query(params![table.id, record_id])
+    let head: Option<(Vec<u8>, i64)> = tx
+        .prepare_cached(&format!(
+            "SELECT uid, last_seq FROM {} WHERE id = ?1",
+            table_name(table.id)
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row([record_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(sql_error)?;
+    let Some((uid, last_seq)) = head else {
+        return Ok(Vec::new());
+    };
+    let record_uid = uid_from(&uid)?;
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT prev_seq, op, hlc, origin, user_id, at, fields FROM changes WHERE seq = ?1",
+        )
         .map_err(sql_error)?;
     let mut changes = Vec::new();
-    while let Some(row) = rows.next().map_err(sql_error)? {
-        let op: String = row.get(2).map_err(sql_error)?;
-        let fields: String = row.get(7).map_err(sql_error)?;
+    let mut next = Some(last_seq);
+    while let Some(seq) = next {
+        let (prev, op, hlc, origin, user_id, at_ms, fields): (
+            Option<i64>,
+            String,
+            i64,
+            String,
+            Option<i64>,
+            i64,
+            String,
+        ) = stmt
+            .query_row([seq], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .map_err(sql_error)?;
         let (created_fields, fields) = decode_fields(&fields)?;
         changes.push(Change {
-            seq: row.get(0).map_err(sql_error)?,
+            seq,
             table_id: table.id,
             record_id,
-            record_uid: uid_from(&row.get::<_, Vec<u8>>(1).map_err(sql_error)?)?,
+            record_uid,
             op: ChangeOp::parse(&op)
                 .ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
-            hlc: Hlc(row.get::<_, i64>(3).map_err(sql_error)? as u64),
-            origin: row.get(4).map_err(sql_error)?,
-            user_id: row.get(5).map_err(sql_error)?,
-            at_ms: row.get(6).map_err(sql_error)?,
+            hlc: Hlc(hlc as u64),
+            origin,
+            user_id,
+            at_ms,
             created_fields,
             fields,
         });
+        next = prev;
     }
+    changes.reverse();
     Ok(changes)
 }
 

@@ -72,12 +72,13 @@ pub fn create_table(tx: &Transaction<'_>, name: &str) -> StoreResult<i64> {
             id          INTEGER PRIMARY KEY,
             uid         BLOB NOT NULL UNIQUE,
             created_at  INTEGER NOT NULL,
-            updated_at  INTEGER NOT NULL,
+            updated_at  INTEGER,
             status      INTEGER NOT NULL DEFAULT 0,
-            status_hlc  INTEGER NOT NULL,
-            status_node INTEGER NOT NULL,
+            status_hlc  INTEGER,
+            status_node INTEGER,
             base_hlc    INTEGER NOT NULL,
-            base_node   INTEGER NOT NULL
+            base_node   INTEGER NOT NULL DEFAULT 1,
+            last_seq    INTEGER NOT NULL
         )",
         t = table_name(id)
     ))
