@@ -77,6 +77,15 @@ enum Command {
         #[arg(long, default_value = "active")]
         status: String,
     },
+    /// Copy an instance (database and files) to a new directory, safely while it runs.
+    /// Start the copy with `crmsync serve --data OUT` to restore it.
+    Backup {
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The new directory (must not exist).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Show an instance's identity, tables, record counts, users and change log.
     Status {
         #[arg(long, value_name = "DIR")]
@@ -108,6 +117,7 @@ pub fn main() -> ExitCode {
             delimiter,
             status,
         } => export(data, table, out, encoding, delimiter, status),
+        Command::Backup { data, out } => backup(data, out),
         Command::Status { data } => status(data),
     };
     match result {
@@ -279,6 +289,49 @@ fn export(
         );
     }
     Ok(())
+}
+
+fn backup(data: PathBuf, out: PathBuf) -> Result<()> {
+    let app = App::open_existing(&data)?;
+    if out.exists() {
+        anyhow::bail!("{} exists already; choose a new directory", out.display());
+    }
+    std::fs::create_dir_all(&out)?;
+    // Database first, then files: every file the copied database names is already stored,
+    // since content is written before the record that points at it.
+    app.core
+        .store()
+        .backup_to(&out.join(crmsync_store_sqlite::DATABASE_FILE))?;
+    let copied = copy_contents(&data.join("files"), &out.join("files"))?;
+    println!(
+        "backed up {} to {} ({copied} stored files)",
+        data.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Copies stored file contents (not unfinished uploads in tmp/).
+fn copy_contents(from: &std::path::Path, to: &std::path::Path) -> Result<u64> {
+    std::fs::create_dir_all(to.join("tmp"))?;
+    let mut copied = 0;
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(0);
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() || entry.file_name() == "tmp" {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        std::fs::create_dir_all(&target)?;
+        for file in std::fs::read_dir(entry.path())? {
+            let file = file?;
+            std::fs::copy(file.path(), target.join(file.file_name()))?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
 }
 
 fn status(data: PathBuf) -> Result<()> {

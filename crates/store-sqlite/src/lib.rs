@@ -52,6 +52,24 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Writes a consistent copy of the database to `target` (which must not exist), while
+    /// the instance keeps running.
+    pub fn backup_to(&self, target: &Path) -> Result<(), DomainError> {
+        if target.exists() {
+            return Err(DomainError::Conflict(format!(
+                "{} exists already",
+                target.display()
+            )));
+        }
+        let target = target
+            .to_str()
+            .ok_or_else(|| DomainError::invalid("the backup path is not valid UTF-8"))?;
+        let conn = connect(&self.path)?;
+        conn.execute("VACUUM INTO ?1", [target])
+            .map_err(sql_error)?;
+        Ok(())
+    }
 }
 
 fn connect(path: &Path) -> Result<Connection, DomainError> {

@@ -307,7 +307,7 @@ pub(crate) struct PendingChange {
 }
 
 /// Rows per multi-row INSERT into the change log.
-const CHANGE_BATCH: usize = 128;
+const CHANGE_BATCH: usize = 256;
 
 /// Appends `change` as entry `seq`; `prev_seq` is the record's previous entry, so a
 /// record's history is a chain walked from its row's `last_seq` (cheaper to keep than an

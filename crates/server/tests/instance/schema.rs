@@ -230,3 +230,80 @@ async fn a_restart_keeps_every_table_field_record_user_and_file() {
         .unwrap();
     assert_eq!(content.to_vec(), vec![7u8; 4096]);
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_running_starts_as_the_same_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let api = server.admin();
+    let table = api.create_table("Clients").await;
+    let name = api.create_field(table, "Name", "text", json!({})).await;
+    let doc = api.create_field(table, "Doc", "file", json!({})).await;
+    for i in 0..20 {
+        api.create_record(table, json!({ name.to_string(): format!("C{i}") }))
+            .await;
+    }
+    let r = api
+        .http
+        .put(format!(
+            "{}/api/v1/tables/{table}/records/3/files/{doc}?name=a.bin",
+            api.url
+        ))
+        .basic_auth("admin", Some(crate::common::ADMIN_PASSWORD))
+        .body(vec![1u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let copy = dir.path().join("copy");
+    let (ok, out, err) = crate::common::cli(&[
+        "backup",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("(1 stored files)"), "{out}");
+    let (ok, _, err) = crate::common::cli(&[
+        "backup",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("exists already"), "{err}");
+
+    let restored = Server::start(&copy);
+    let copy_api = restored.admin();
+    let original = api
+        .ok(
+            Method::GET,
+            &format!("/tables/{table}/records?limit=100"),
+            None,
+        )
+        .await;
+    let restored_page = copy_api
+        .ok(
+            Method::GET,
+            &format!("/tables/{table}/records?limit=100"),
+            None,
+        )
+        .await;
+    assert_eq!(original, restored_page);
+    let content = copy_api
+        .http
+        .get(format!(
+            "{}/api/v1/tables/{table}/records/3/files/{doc}",
+            restored.url
+        ))
+        .basic_auth("admin", Some(crate::common::ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(content.len(), 1000);
+}

@@ -1,0 +1,20 @@
+# The commands the README names. `make test` is also what CI runs.
+.PHONY: run test bench lint
+
+# Run one instance on the embedded SQLite database in ./data.
+run:
+	cargo run --release -- serve --data ./data --listen 127.0.0.1:8080
+
+# The whole test suite: unit tests and end-to-end tests that start real crmsync processes.
+# Installs whatever system packages the tests need first (none yet).
+test:
+	bash scripts/test-prerequisites.sh
+	cargo test --workspace
+
+# Benchmarks (release build): bulk inserts through the write path vs plain SQLite.
+bench:
+	cargo bench --bench write_path
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
