@@ -131,8 +131,7 @@ pub struct SqliteTx<'c> {
     nodes: Option<HashMap<Uuid, i64>>,
     node_uids: HashMap<i64, Uuid>,
     /// INSERT statements by table: built once per transaction, not once per row.
-    /// Keyed by table and, per given field, whether it carries a stamp of its own.
-    insert_sql: HashMap<(i64, Vec<(i64, bool)>), std::rc::Rc<str>>,
+    insert_sql: HashMap<records::InsertShape, std::rc::Rc<str>>,
     /// The next change-log seq; this transaction holds the only write lock.
     next_seq: Option<i64>,
     pending_changes: Vec<records::PendingChange>,

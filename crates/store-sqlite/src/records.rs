@@ -292,6 +292,10 @@ fn decode_fields(text: &str) -> StoreResult<(Vec<i64>, Vec<FieldChange>)> {
     Ok((Vec::new(), fields))
 }
 
+/// What an INSERT's columns depend on: the table, then (local node?, deleted?) and, per
+/// given field, whether it carries a stamp of its own.
+pub(crate) type InsertShape = (i64, Vec<(i64, bool)>);
+
 /// A change-log row waiting in its transaction to be written with others.
 pub(crate) struct PendingChange {
     seq: i64,
