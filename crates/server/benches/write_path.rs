@@ -123,28 +123,54 @@ fn plain(dir: &std::path::Path, records: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn main() {
     // `cargo bench` passes flags such as --bench; only the environment configures this run.
-    let records: u64 = std::env::var("CRMSYNC_BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().unwrap();
-    println!("bulk insert of {records} records × 8 fields, one transaction each way");
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let records = setting("CRMSYNC_BENCH_RECORDS", 1_000_000);
+    let rounds = setting("CRMSYNC_BENCH_ROUNDS", 3).max(1);
     // CRMSYNC_BENCH_ONLY=write skips the plain run (for profiling the write path alone).
     let only_write = std::env::var("CRMSYNC_BENCH_ONLY").is_ok_and(|v| v == "write");
-    let plain_s = if only_write {
-        f64::NAN
-    } else {
-        plain(&dir.path().join("plain"), records)
-    };
-    let plain_rate = records as f64 / plain_s;
-    println!("plain SQLite : {plain_s:7.2} s  {plain_rate:>10.0} records/s");
-    let path_s = write_path(&dir.path().join("crmsync"), records);
-    let path_rate = records as f64 / path_s;
-    println!("write path   : {path_s:7.2} s  {path_rate:>10.0} records/s (stamps + change log)");
     println!(
-        "ratio        : {:.2} of the plain rate",
-        path_rate / plain_rate
+        "bulk insert of {records} records × 8 fields, one transaction each way, {rounds} round(s), alternating"
     );
+    let (mut plain_times, mut path_times) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let dir = tempfile::tempdir().unwrap();
+        if !only_write {
+            let t = plain(&dir.path().join("plain"), records);
+            println!("  round {}: plain SQLite {t:6.2} s", round + 1);
+            plain_times.push(t);
+        }
+        let t = write_path(&dir.path().join("crmsync"), records);
+        println!("  round {}: write path   {t:6.2} s", round + 1);
+        path_times.push(t);
+    }
+    let path_s = median(path_times);
+    let path_rate = records as f64 / path_s;
+    if !only_write {
+        let plain_s = median(plain_times);
+        let plain_rate = records as f64 / plain_s;
+        println!("plain SQLite : median {plain_s:6.2} s  {plain_rate:>9.0} records/s");
+        println!(
+            "write path   : median {path_s:6.2} s  {path_rate:>9.0} records/s (stamps + change log)"
+        );
+        println!(
+            "ratio        : {:.2} of the plain rate (medians)",
+            path_rate / plain_rate
+        );
+    } else {
+        println!(
+            "write path   : median {path_s:6.2} s  {path_rate:>9.0} records/s (stamps + change log)"
+        );
+    }
 }

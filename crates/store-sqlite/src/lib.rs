@@ -130,8 +130,8 @@ pub struct SqliteTx<'c> {
     /// Node uuid ↔ local number, loaded on first use within this transaction.
     nodes: Option<HashMap<Uuid, i64>>,
     node_uids: HashMap<i64, Uuid>,
-    /// INSERT statements by table: built once per transaction, not once per row.
-    insert_sql: HashMap<records::InsertShape, std::rc::Rc<str>>,
+    /// INSERT statements by table and shape: built once per transaction, not once per row.
+    insert_sql: HashMap<i64, Vec<(records::InsertShape, std::rc::Rc<str>)>>,
     /// The next change-log seq; this transaction holds the only write lock.
     next_seq: Option<i64>,
     pending_changes: Vec<records::PendingChange>,

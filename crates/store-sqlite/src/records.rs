@@ -292,9 +292,9 @@ fn decode_fields(text: &str) -> StoreResult<(Vec<i64>, Vec<FieldChange>)> {
     Ok((Vec::new(), fields))
 }
 
-/// What an INSERT's columns depend on: the table, then (local node?, deleted?) and, per
-/// given field, whether it carries a stamp of its own.
-pub(crate) type InsertShape = (i64, Vec<(i64, bool)>);
+/// What an INSERT's columns depend on besides the table: (local node?, deleted?), then per
+/// given field whether it carries a stamp of its own.
+pub(crate) type InsertShape = Vec<(i64, bool)>;
 
 /// A change-log row waiting in its transaction to be written with others.
 pub(crate) struct PendingChange {
@@ -403,8 +403,13 @@ pub fn insert(
         shape.push((*no, own.is_some()));
         cells.push((Param(value), own));
     }
-    let sql = match tx.insert_sql.get(&(table.id, shape.clone())) {
-        Some(sql) => sql.clone(),
+    let cached = tx
+        .insert_sql
+        .get(&table.id)
+        .and_then(|shapes| shapes.iter().find(|(s, _)| *s == shape))
+        .map(|(_, sql)| sql.clone());
+    let sql = match cached {
+        Some(sql) => sql,
         None => {
             let mut columns = String::from("uid, created_at, base_hlc, last_seq");
             let mut placeholders = String::from("?, ?, ?, ?");
@@ -429,7 +434,10 @@ pub fn insert(
                 table_name(table.id)
             )
             .into();
-            tx.insert_sql.insert((table.id, shape), sql.clone());
+            tx.insert_sql
+                .entry(table.id)
+                .or_default()
+                .push((shape, sql.clone()));
             sql
         }
     };
