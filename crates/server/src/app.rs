@@ -16,6 +16,7 @@ pub struct App {
     pub core: Arc<Core>,
     pub files: FileStore,
     pub data_dir: PathBuf,
+    pub login_throttle: crate::api::LoginThrottle,
 }
 
 impl App {
@@ -29,6 +30,7 @@ impl App {
             core,
             files,
             data_dir: data_dir.to_path_buf(),
+            login_throttle: Default::default(),
         })
     }
 
@@ -51,7 +53,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let router = crate::api::router(self);
-        axum::serve(listener, router)
+        // The peer address keys the throttling of wrong passwords.
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
     }

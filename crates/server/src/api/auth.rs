@@ -2,12 +2,14 @@
 
 use super::{ApiError, blocking};
 use crate::app::App;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine;
 use crmsync_domain::{Actor, Origin};
+use std::net::SocketAddr;
 
 pub async fn require_user(
     State(app): State<App>,
@@ -15,8 +17,37 @@ pub async fn require_user(
     next: Next,
 ) -> Result<Response, ApiError> {
     let (login, password) = basic_credentials(&request)?;
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    if let Some(wait) = app.login_throttle.wait(&login, address) {
+        let seconds = wait.as_secs() + 1;
+        return Err(ApiError {
+            retry_after: Some(seconds),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many wrong passwords for \"{login}\"; try again in {seconds} s"),
+            )
+        });
+    }
     let core = app.core.clone();
-    let user = blocking(move || core.authenticate(&login, &password)).await?;
+    let checked_login = login.clone();
+    let user = match blocking(move || core.authenticate(&checked_login, &password)).await {
+        Ok(user) => {
+            app.login_throttle.succeeded(&login, address);
+            user
+        }
+        Err(e) => {
+            if e.status == StatusCode::UNAUTHORIZED {
+                tracing::warn!("wrong password for \"{login}\" from {address}");
+                app.login_throttle.failed(&login, address);
+            }
+            return Err(e);
+        }
+    };
     request.extensions_mut().insert(Actor {
         user,
         origin: Origin::Api,

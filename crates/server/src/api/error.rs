@@ -14,6 +14,8 @@ pub struct ApiError {
     pub detail: String,
     pub field: Option<i64>,
     pub rows: Option<Vec<RowError>>,
+    /// Seconds, for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
             detail: detail.into(),
             field: None,
             rows: None,
+            retry_after: None,
         }
     }
 
@@ -106,6 +109,11 @@ impl IntoResponse for ApiError {
             body["rows"] = json!(rows);
         }
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -5,10 +5,12 @@ mod error;
 mod files;
 mod records;
 mod tables;
+mod throttle;
 mod transfer;
 mod users;
 
 pub use error::ApiError;
+pub use throttle::LoginThrottle;
 
 use crate::app::App;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};

@@ -178,3 +178,53 @@ async fn cli_status_describes_the_instance() {
             && out.contains("status")
     );
 }
+
+#[tokio::test]
+async fn repeated_wrong_passwords_are_refused_for_a_while() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let guesser = server.as_user("admin", "guess-123");
+    for _ in 0..5 {
+        assert_eq!(guesser.get("/me").await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) = guesser.get("/me").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "too_many_attempts");
+    // Even the right password waits: the pause is for this login from this address.
+    let response = server
+        .admin()
+        .http
+        .get(format!("{}/api/v1/me", server.url))
+        .basic_auth("admin", Some(crate::common::ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3).contains(&retry_after), "{retry_after}");
+    // Another login from the same address is not affected.
+    let other = server.as_user("olga", "olga-pass-1");
+    assert_eq!(
+        other.get("/me").await.0,
+        StatusCode::UNAUTHORIZED,
+        "checked, not paused"
+    );
+    // After the pause the right password works again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = server.admin().get("/me").await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pause never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
