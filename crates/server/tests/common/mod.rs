@@ -130,6 +130,13 @@ pub struct Client {
 }
 
 impl Client {
+    /// A request to `/api/v1{path}` signed in as this client, for raw bodies and streams.
+    pub fn raw(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/api/v1{path}", self.url))
+            .basic_auth(&self.login, Some(&self.password))
+    }
+
     pub async fn call(
         &self,
         method: Method,

@@ -1,4 +1,4 @@
-use crate::common::{ADMIN_PASSWORD, Client, Server, cli};
+use crate::common::{Client, Server, cli};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -161,12 +161,7 @@ async fn the_api_imports_and_exports_and_the_export_imports_back() {
     let api = server.admin();
     let (table, _) = clients_table(&api).await;
     let import = |body: Vec<u8>, query: &str| {
-        api.http
-            .post(format!(
-                "{}/api/v1/tables/{table}/import{query}",
-                server.url
-            ))
-            .basic_auth("admin", Some(ADMIN_PASSWORD))
+        api.raw(Method::POST, &format!("/tables/{table}/import{query}"))
             .body(body)
             .send()
     };
@@ -201,12 +196,10 @@ async fn the_api_imports_and_exports_and_the_export_imports_back() {
     assert_eq!(api.all_ids(table, "all").await.len(), 2);
 
     let exported = api
-        .http
-        .get(format!(
-            "{}/api/v1/tables/{table}/export?encoding=windows-1251&delimiter=;",
-            server.url
-        ))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .raw(
+            Method::GET,
+            &format!("/tables/{table}/export?encoding=windows-1251&delimiter=;"),
+        )
         .send()
         .await
         .unwrap();

@@ -1,4 +1,4 @@
-use crate::common::{ADMIN_PASSWORD, Server, peak_rss_kib};
+use crate::common::{Server, peak_rss_kib};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -26,18 +26,13 @@ async fn a_50_mb_file_streams_in_and_out_with_its_checksum() {
     let id = api.create_record(table, json!({})).await["id"]
         .as_i64()
         .unwrap();
-    let url = format!(
-        "{}/api/v1/tables/{table}/records/{id}/files/{doc}",
-        server.url
-    );
+    let path = format!("/tables/{table}/records/{id}/files/{doc}");
 
     let baseline_kib = peak_rss_kib(server.pid());
     let body = content(50 << 20, 42);
     let sha = hex::encode(Sha256::digest(&body));
     let response = api
-        .http
-        .put(format!("{url}?name=../../скан договора.pdf"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .raw(Method::PUT, &format!("{path}?name=../../скан договора.pdf"))
         .body(body)
         .send()
         .await
@@ -49,13 +44,7 @@ async fn a_50_mb_file_streams_in_and_out_with_its_checksum() {
         json!({ "name": "скан договора.pdf", "size": 50 << 20, "sha256": sha })
     );
 
-    let response = api
-        .http
-        .get(&url)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let response = api.raw(Method::GET, &path).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.headers()["content-length"],
@@ -81,18 +70,14 @@ async fn a_50_mb_file_streams_in_and_out_with_its_checksum() {
 
     // Replacing the content replaces the value; history keeps both descriptions.
     let response = api
-        .http
-        .put(format!("{url}?name=v2.pdf"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .raw(Method::PUT, &format!("{path}?name=v2.pdf"))
         .body(b"second version".to_vec())
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let downloaded = api
-        .http
-        .get(&url)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .raw(Method::GET, &path)
         .send()
         .await
         .unwrap()
@@ -125,9 +110,7 @@ async fn uploads_to_the_wrong_place_are_refused_and_store_nothing() {
         .as_i64()
         .unwrap();
     let put = |path: String| {
-        api.http
-            .put(format!("{}/api/v1{path}", server.url))
-            .basic_auth("admin", Some(ADMIN_PASSWORD))
+        api.raw(Method::PUT, &format!("{path}"))
             .body(b"payload".to_vec())
             .send()
     };
@@ -140,12 +123,10 @@ async fn uploads_to_the_wrong_place_are_refused_and_store_nothing() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = api
-        .http
-        .get(format!(
-            "{}/api/v1/tables/{table}/records/{id}/files/{doc}",
-            server.url
-        ))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .raw(
+            Method::GET,
+            &format!("/tables/{table}/records/{id}/files/{doc}"),
+        )
         .send()
         .await
         .unwrap();

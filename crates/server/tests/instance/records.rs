@@ -1,5 +1,5 @@
 use crate::common::{Client, Server};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// A table with one field of every type, plus a linked table; returns (table, fields by type, linked table).
@@ -227,9 +227,7 @@ async fn malformed_requests_get_clear_errors() {
     );
 
     let raw = |body: &'static str| {
-        api.http
-            .post(format!("{}/api/v1/tables/{table}/records", api.url))
-            .basic_auth("admin", Some(crate::common::ADMIN_PASSWORD))
+        api.raw(Method::POST, &format!("/tables/{table}/records"))
             .header("content-type", "application/json")
             .body(body)
     };

@@ -165,12 +165,10 @@ async fn a_restart_keeps_every_table_field_record_user_and_file() {
     )
     .await;
     let upload = api
-        .http
-        .put(format!(
-            "{}/api/v1/tables/{table}/records/{id}/files/{doc}?name=contract.pdf",
-            api.url
-        ))
-        .basic_auth("admin", Some(crate::common::ADMIN_PASSWORD))
+        .raw(
+            Method::PUT,
+            &format!("/tables/{table}/records/{id}/files/{doc}?name=contract.pdf"),
+        )
         .body(vec![7u8; 4096])
         .send()
         .await
@@ -216,12 +214,10 @@ async fn a_restart_keeps_every_table_field_record_user_and_file() {
     let (status, _) = server.as_user("olga", "olga-pass-1").get("/tables").await;
     assert_eq!(status, StatusCode::OK);
     let content = api
-        .http
-        .get(format!(
-            "{}/api/v1/tables/{table}/records/{id}/files/{doc}",
-            api.url
-        ))
-        .basic_auth("admin", Some(crate::common::ADMIN_PASSWORD))
+        .raw(
+            Method::GET,
+            &format!("/tables/{table}/records/{id}/files/{doc}"),
+        )
         .send()
         .await
         .unwrap()
@@ -245,12 +241,10 @@ async fn a_backup_taken_while_running_starts_as_the_same_instance() {
             .await;
     }
     let r = api
-        .http
-        .put(format!(
-            "{}/api/v1/tables/{table}/records/3/files/{doc}?name=a.bin",
-            api.url
-        ))
-        .basic_auth("admin", Some(crate::common::ADMIN_PASSWORD))
+        .raw(
+            Method::PUT,
+            &format!("/tables/{table}/records/3/files/{doc}?name=a.bin"),
+        )
         .body(vec![1u8; 1000])
         .send()
         .await
@@ -293,12 +287,10 @@ async fn a_backup_taken_while_running_starts_as_the_same_instance() {
         .await;
     assert_eq!(original, restored_page);
     let content = copy_api
-        .http
-        .get(format!(
-            "{}/api/v1/tables/{table}/records/3/files/{doc}",
-            restored.url
-        ))
-        .basic_auth("admin", Some(crate::common::ADMIN_PASSWORD))
+        .raw(
+            Method::GET,
+            &format!("/tables/{table}/records/3/files/{doc}"),
+        )
         .send()
         .await
         .unwrap()

@@ -191,14 +191,7 @@ async fn repeated_wrong_passwords_are_refused_for_a_while() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["error"], "too_many_attempts");
     // Even the right password waits: the pause is for this login from this address.
-    let response = server
-        .admin()
-        .http
-        .get(format!("{}/api/v1/me", server.url))
-        .basic_auth("admin", Some(crate::common::ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let response = server.admin().raw(Method::GET, "/me").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = response.headers()["retry-after"]
         .to_str()

@@ -2,7 +2,8 @@
 //! every adapter, and then the database file itself is read to check that every stored
 //! value carries a clock stamp that matches a change-log entry for that very field.
 
-use crate::common::{ADMIN_PASSWORD, Server, cli};
+use crate::common::{Server, cli};
+use reqwest::Method;
 use rusqlite::Connection;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -42,12 +43,10 @@ async fn every_write_is_stamped_and_logged_in_the_same_transaction() {
         .await;
     // File upload.
     let r = api
-        .http
-        .put(format!(
-            "{}/api/v1/tables/{table}/records/{a}/files/{doc}?name=a.txt",
-            server.url
-        ))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .raw(
+            Method::PUT,
+            &format!("/tables/{table}/records/{a}/files/{doc}?name=a.txt"),
+        )
         .body("content")
         .send()
         .await
@@ -55,9 +54,7 @@ async fn every_write_is_stamped_and_logged_in_the_same_transaction() {
     assert!(r.status().is_success());
     // CSV over the API, and the CLI writing into the same database from another process.
     let r = api
-        .http
-        .post(format!("{}/api/v1/tables/{table}/import", server.url))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .raw(Method::POST, &format!("/tables/{table}/import"))
         .body("Name,Sum\nB,3\nC,4\n")
         .send()
         .await
