@@ -135,6 +135,8 @@ pub struct SqliteTx<'c> {
     /// The next change-log seq; this transaction holds the only write lock.
     next_seq: Option<i64>,
     pending_changes: Vec<records::PendingChange>,
+    last_origin: Option<std::rc::Rc<String>>,
+    last_created_fields: Option<(Vec<i64>, std::rc::Rc<String>)>,
 }
 
 impl<'c> SqliteTx<'c> {
@@ -146,6 +148,8 @@ impl<'c> SqliteTx<'c> {
             insert_sql: HashMap::new(),
             next_seq: None,
             pending_changes: Vec::new(),
+            last_origin: None,
+            last_created_fields: None,
         }
     }
 

@@ -14,6 +14,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::rc::Rc;
 use uuid::Uuid;
 
 /// `crm_contains(haystack, needle)`: case-insensitive for every alphabet (SQLite's LIKE
@@ -302,12 +303,12 @@ pub(crate) struct PendingChange {
     prev_seq: Option<i64>,
     table_id: i64,
     record_id: i64,
-    op: &'static str,
+    op: ChangeOp,
     hlc: i64,
-    origin: String,
+    origin: Rc<String>,
     user_id: Option<i64>,
     at: i64,
-    fields: String,
+    fields: Rc<String>,
 }
 
 /// Rows per multi-row INSERT into the change log.
@@ -324,17 +325,38 @@ fn append_change(
     seq: i64,
     prev_seq: Option<i64>,
 ) -> StoreResult<()> {
+    // A bulk write repeats its origin and, for creates, its field list: share them.
+    let origin = match &tx.last_origin {
+        Some(last) if **last == change.origin => last.clone(),
+        _ => {
+            let origin = Rc::new(change.origin.clone());
+            tx.last_origin = Some(origin.clone());
+            origin
+        }
+    };
+    let fields = match &tx.last_created_fields {
+        Some((nos, text)) if change.op == ChangeOp::Create && *nos == change.created_fields => {
+            text.clone()
+        }
+        _ => {
+            let text = Rc::new(encode_fields(change)?);
+            if change.op == ChangeOp::Create {
+                tx.last_created_fields = Some((change.created_fields.clone(), text.clone()));
+            }
+            text
+        }
+    };
     tx.pending_changes.push(PendingChange {
         seq,
         prev_seq,
         table_id: change.table_id,
         record_id,
-        op: change.op.as_str(),
+        op: change.op,
         hlc: change.hlc.0 as i64,
-        origin: change.origin.clone(),
+        origin,
         user_id: change.user_id,
         at: change.at_ms,
-        fields: encode_fields(change)?,
+        fields,
     });
     if tx.pending_changes.len() >= CHANGE_BATCH {
         flush_changes(tx)?;
@@ -343,30 +365,27 @@ fn append_change(
 }
 
 pub(crate) fn flush_changes(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
-    for chunk in tx.pending_changes.chunks(CHANGE_BATCH) {
+    let pending = std::mem::take(&mut tx.pending_changes);
+    // Creates have no previous entry and a known op: fewer parameters to bind.
+    let (creates, others): (Vec<&PendingChange>, Vec<&PendingChange>) =
+        pending.iter().partition(|c| c.op == ChangeOp::Create);
+    for chunk in creates.chunks(CHANGE_BATCH) {
         let mut sql = String::from(
             "INSERT INTO changes (seq, prev_seq, table_id, record_id, op, hlc, origin, user_id, at, fields) VALUES ",
         );
-        for i in 0..chunk.len() {
-            sql.push_str(if i == 0 {
-                "(?,?,?,?,?,?,?,?,?,?)"
-            } else {
-                ",(?,?,?,?,?,?,?,?,?,?)"
-            });
-        }
-        let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(10 * chunk.len());
-        for c in chunk {
+        let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(8 * chunk.len());
+        for (i, c) in chunk.iter().enumerate() {
+            sql.push_str(if i == 0 { "" } else { "," });
+            sql.push_str("(?,NULL,?,?,'create',?,?,?,?,?)");
             sql_params.extend([
                 &c.seq as &dyn rusqlite::ToSql,
-                &c.prev_seq,
                 &c.table_id,
                 &c.record_id,
-                &c.op,
                 &c.hlc,
-                &c.origin,
+                &*c.origin,
                 &c.user_id,
                 &c.at,
-                &c.fields,
+                &*c.fields,
             ]);
         }
         tx.tx
@@ -374,7 +393,33 @@ pub(crate) fn flush_changes(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
             .and_then(|mut stmt| stmt.execute(sql_params.as_slice()))
             .map_err(sql_error)?;
     }
-    tx.pending_changes.clear();
+    for chunk in others.chunks(CHANGE_BATCH) {
+        let mut sql = String::from(
+            "INSERT INTO changes (seq, prev_seq, table_id, record_id, op, hlc, origin, user_id, at, fields) VALUES ",
+        );
+        let ops: Vec<&str> = chunk.iter().map(|c| c.op.as_str()).collect();
+        let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(10 * chunk.len());
+        for (i, c) in chunk.iter().enumerate() {
+            sql.push_str(if i == 0 { "" } else { "," });
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?)");
+            sql_params.extend([
+                &c.seq as &dyn rusqlite::ToSql,
+                &c.prev_seq,
+                &c.table_id,
+                &c.record_id,
+                &ops[i],
+                &c.hlc,
+                &*c.origin,
+                &c.user_id,
+                &c.at,
+                &*c.fields,
+            ]);
+        }
+        tx.tx
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.execute(sql_params.as_slice()))
+            .map_err(sql_error)?;
+    }
     Ok(())
 }
 

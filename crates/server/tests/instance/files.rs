@@ -110,7 +110,7 @@ async fn uploads_to_the_wrong_place_are_refused_and_store_nothing() {
         .as_i64()
         .unwrap();
     let put = |path: String| {
-        api.raw(Method::PUT, &format!("{path}"))
+        api.raw(Method::PUT, &path)
             .body(b"payload".to_vec())
             .send()
     };
