@@ -109,11 +109,7 @@ async fn uploads_to_the_wrong_place_are_refused_and_store_nothing() {
     let id = api.create_record(table, json!({})).await["id"]
         .as_i64()
         .unwrap();
-    let put = |path: String| {
-        api.raw(Method::PUT, &path)
-            .body(b"payload".to_vec())
-            .send()
-    };
+    let put = |path: String| api.raw(Method::PUT, &path).body(b"payload".to_vec()).send();
     let r = put(format!("/tables/{table}/records/{id}/files/{name}"))
         .await
         .unwrap();
