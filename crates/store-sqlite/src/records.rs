@@ -364,19 +364,36 @@ fn append_change(
     Ok(())
 }
 
+/// One multi-row INSERT of `rows` change-log rows, each written as `row_values`.
+fn insert_change_rows(
+    tx: &Transaction<'_>,
+    row_values: &str,
+    rows: usize,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<()> {
+    let mut sql = String::from(
+        "INSERT INTO changes (seq, prev_seq, table_id, record_id, op, hlc, origin, user_id, at, fields) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(row_values);
+    }
+    tx.prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.execute(params))
+        .map_err(sql_error)?;
+    Ok(())
+}
+
 pub(crate) fn flush_changes(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
     let pending = std::mem::take(&mut tx.pending_changes);
     // Creates have no previous entry and a known op: fewer parameters to bind.
     let (creates, others): (Vec<&PendingChange>, Vec<&PendingChange>) =
         pending.iter().partition(|c| c.op == ChangeOp::Create);
     for chunk in creates.chunks(CHANGE_BATCH) {
-        let mut sql = String::from(
-            "INSERT INTO changes (seq, prev_seq, table_id, record_id, op, hlc, origin, user_id, at, fields) VALUES ",
-        );
         let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(8 * chunk.len());
-        for (i, c) in chunk.iter().enumerate() {
-            sql.push_str(if i == 0 { "" } else { "," });
-            sql.push_str("(?,NULL,?,?,'create',?,?,?,?,?)");
+        for c in chunk {
             sql_params.extend([
                 &c.seq as &dyn rusqlite::ToSql,
                 &c.table_id,
@@ -388,20 +405,17 @@ pub(crate) fn flush_changes(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
                 &*c.fields,
             ]);
         }
-        tx.tx
-            .prepare_cached(&sql)
-            .and_then(|mut stmt| stmt.execute(sql_params.as_slice()))
-            .map_err(sql_error)?;
+        insert_change_rows(
+            &tx.tx,
+            "(?,NULL,?,?,'create',?,?,?,?,?)",
+            chunk.len(),
+            &sql_params,
+        )?;
     }
     for chunk in others.chunks(CHANGE_BATCH) {
-        let mut sql = String::from(
-            "INSERT INTO changes (seq, prev_seq, table_id, record_id, op, hlc, origin, user_id, at, fields) VALUES ",
-        );
         let ops: Vec<&str> = chunk.iter().map(|c| c.op.as_str()).collect();
         let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(10 * chunk.len());
         for (i, c) in chunk.iter().enumerate() {
-            sql.push_str(if i == 0 { "" } else { "," });
-            sql.push_str("(?,?,?,?,?,?,?,?,?,?)");
             sql_params.extend([
                 &c.seq as &dyn rusqlite::ToSql,
                 &c.prev_seq,
@@ -415,10 +429,7 @@ pub(crate) fn flush_changes(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
                 &*c.fields,
             ]);
         }
-        tx.tx
-            .prepare_cached(&sql)
-            .and_then(|mut stmt| stmt.execute(sql_params.as_slice()))
-            .map_err(sql_error)?;
+        insert_change_rows(&tx.tx, "(?,?,?,?,?,?,?,?,?,?)", chunk.len(), &sql_params)?;
     }
     Ok(())
 }
