@@ -46,12 +46,12 @@ pub struct Actor {
 }
 
 impl Actor {
-    fn require_admin(&self) -> Result<(), DomainError> {
+    pub(crate) fn require_admin(&self) -> Result<(), DomainError> {
         if self.user.role == Role::Admin {
             Ok(())
         } else {
             Err(DomainError::Forbidden(
-                "only an administrator can change tables, fields and users".into(),
+                "only an administrator can change tables, fields, users and syncs".into(),
             ))
         }
     }
@@ -103,17 +103,19 @@ pub struct Instance<S: Store> {
     /// Verified credentials: login → (SHA-256 of the password, user). Spares an argon2
     /// run on every request; cleared whenever a user changes.
     auth_cache: Mutex<HashMap<String, ([u8; 32], User)>>,
+    /// Called after every committed record write (syncs wake up on it).
+    commit_listener: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// State shared by the operations of one write transaction.
-struct WriteCtx<'a> {
-    actor: &'a Actor,
-    node: Uuid,
-    floor: Hlc,
-    last: Hlc,
-    now_ms: i64,
-    tables: &'a [Table],
-    active_users: Option<HashSet<UserId>>,
+pub(crate) struct WriteCtx<'a> {
+    pub(crate) actor: &'a Actor,
+    pub(crate) node: Uuid,
+    pub(crate) floor: Hlc,
+    pub(crate) last: Hlc,
+    pub(crate) now_ms: i64,
+    pub(crate) tables: &'a [Table],
+    pub(crate) active_users: Option<HashSet<UserId>>,
 }
 
 impl<S: Store> Instance<S> {
@@ -123,11 +125,21 @@ impl<S: Store> Instance<S> {
             clock,
             hlc: HlcClock::default(),
             auth_cache: Mutex::new(HashMap::new()),
+            commit_listener: std::sync::OnceLock::new(),
         }
     }
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Registers the one function told about every committed record write.
+    pub fn on_commit(&self, listener: impl Fn() + Send + Sync + 'static) {
+        let _ = self.commit_listener.set(Box::new(listener));
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub fn instance_id(&self) -> Result<Uuid, DomainError> {
@@ -656,13 +668,13 @@ impl<S: Store> Instance<S> {
 
     /// Runs `body` in one write transaction with the clock state of this write; records
     /// the newest clock time issued before committing.
-    fn in_write<T>(
+    pub(crate) fn in_write<T>(
         &self,
         actor: &Actor,
         table_id: TableId,
         body: impl FnOnce(&mut WriteCtx<'_>, &mut dyn StoreTx, &Table) -> Result<T, DomainError>,
     ) -> Result<T, DomainError> {
-        self.store.write(|tx| {
+        let result = self.store.write(|tx| {
             let tables = tx.tables()?;
             let table = find_table(&tables, table_id)?;
             let mut ctx = WriteCtx {
@@ -679,7 +691,13 @@ impl<S: Store> Instance<S> {
                 tx.set_last_hlc(ctx.last)?;
             }
             Ok(value)
-        })
+        });
+        if result.is_ok()
+            && let Some(listener) = self.commit_listener.get()
+        {
+            listener();
+        }
+        result
     }
 
     fn apply(
@@ -864,7 +882,7 @@ fn find_table(tables: &[Table], id: TableId) -> Result<&Table, DomainError> {
         .ok_or_else(|| DomainError::not_found(format!("there is no table {id}")))
 }
 
-fn field_of(table: &Table, no: FieldNo) -> &Field {
+pub(crate) fn field_of(table: &Table, no: FieldNo) -> &Field {
     table
         .field(no)
         .expect("values were parsed against this table's fields")
@@ -939,7 +957,7 @@ pub fn parse_json_values(
 }
 
 /// User values must name an active user; link values an active record of the target table.
-fn check_references(
+pub(crate) fn check_references(
     tx: &mut dyn StoreTx,
     ctx: &mut WriteCtx<'_>,
     table: &Table,

@@ -7,9 +7,12 @@
 pub mod clock;
 pub mod error;
 pub mod instance;
+pub mod merge;
 pub mod record;
 pub mod schema;
 pub mod store;
+pub mod sync;
+pub mod syncs;
 pub mod user;
 pub mod value;
 

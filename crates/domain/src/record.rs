@@ -167,3 +167,15 @@ impl Default for RecordQuery {
         }
     }
 }
+
+/// A change-log entry as a sync reads it: which record changed, which fields, from where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedChange {
+    pub seq: i64,
+    pub table_id: TableId,
+    pub record_id: RecordId,
+    pub op: ChangeOp,
+    pub origin: String,
+    /// Fields set or changed (none for a delete or restore).
+    pub field_nos: Vec<FieldNo>,
+}

@@ -6,8 +6,11 @@
 //! without recording it.
 
 use crate::clock::Hlc;
-use crate::record::{Change, NewRow, Record, RecordQuery, RecordStatus, RowUpdate, StoredRecord};
+use crate::record::{
+    Change, LoggedChange, NewRow, Record, RecordQuery, RecordStatus, RowUpdate, StoredRecord,
+};
 use crate::schema::{FieldOptions, FieldType, Table};
+use crate::sync::{SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState};
 use crate::user::{Role, User};
 use crate::{DomainError, FieldNo, RecordId, TableId, UserId};
 use uuid::Uuid;
@@ -93,4 +96,31 @@ pub trait StoreTx {
     fn history(&mut self, table: &Table, record_id: RecordId) -> StoreResult<Vec<Change>>;
     fn table_counts(&mut self, table: &Table) -> StoreResult<TableCounts>;
     fn change_count(&mut self) -> StoreResult<u64>;
+
+    // ---- what syncs read ----
+    /// Change-log entries after `after`, oldest first, at most `limit`.
+    fn changes_after(&mut self, after: i64, limit: usize) -> StoreResult<Vec<LoggedChange>>;
+    fn last_change_seq(&mut self) -> StoreResult<i64>;
+    fn record_by_uid(&mut self, table: &Table, uid: Uuid) -> StoreResult<Option<StoredRecord>>;
+    fn record_uid(&mut self, table_id: TableId, id: RecordId) -> StoreResult<Option<Uuid>>;
+
+    // ---- sync settings, progress and log ----
+    fn syncs(&mut self) -> StoreResult<Vec<SyncConfig>>;
+    fn insert_sync(&mut self, sync: &SyncConfig) -> StoreResult<SyncId>;
+    fn update_sync(&mut self, sync: &SyncConfig) -> StoreResult<()>;
+    /// Removes the sync with its fields, progress and log.
+    fn delete_sync(&mut self, id: SyncId) -> StoreResult<()>;
+    fn sync_fields(&mut self, sync_id: SyncId) -> StoreResult<Vec<SyncField>>;
+    fn insert_sync_field(&mut self, field: &SyncField) -> StoreResult<i64>;
+    fn update_sync_field(&mut self, field: &SyncField) -> StoreResult<()>;
+    fn delete_sync_field(&mut self, id: i64) -> StoreResult<()>;
+    fn sync_state(&mut self, sync_id: SyncId) -> StoreResult<SyncState>;
+    fn save_sync_state(&mut self, sync_id: SyncId, state: &SyncState) -> StoreResult<()>;
+    fn append_sync_log(&mut self, entry: &SyncLogEntry) -> StoreResult<()>;
+    fn sync_log(
+        &mut self,
+        sync_id: SyncId,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<SyncLogEntry>>;
 }

@@ -17,6 +17,12 @@ pub struct App {
     pub files: FileStore,
     pub data_dir: PathBuf,
     pub login_throttle: crate::api::LoginThrottle,
+    /// This instance's address as peers should use it (`--public-url`), if set.
+    pub public_url: Option<String>,
+    pub syncs: crate::sync::SyncSignals,
+    /// The HTTP client active syncs talk to their peers with.
+    pub http: reqwest::Client,
+    pub instance_id: uuid::Uuid,
 }
 
 impl App {
@@ -24,6 +30,14 @@ impl App {
     pub fn open(data_dir: &Path) -> Result<App, DomainError> {
         let store = SqliteStore::open(data_dir)?;
         let core = Arc::new(Instance::new(store, Arc::new(SystemClock)));
+        let syncs = crate::sync::SyncSignals::default();
+        let signals = syncs.clone();
+        core.on_commit(move || signals.committed());
+        let instance_id = core.instance_id()?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| DomainError::Store(format!("HTTP client: {e}")))?;
         let files = FileStore::open(&data_dir.join("files"))
             .map_err(|e| DomainError::Store(format!("file store: {e}")))?;
         Ok(App {
@@ -31,6 +45,10 @@ impl App {
             files,
             data_dir: data_dir.to_path_buf(),
             login_throttle: Default::default(),
+            public_url: None,
+            syncs,
+            http,
+            instance_id,
         })
     }
 
@@ -52,6 +70,7 @@ impl App {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        tokio::spawn(crate::sync::supervise(self.clone()));
         let router = crate::api::router(self);
         // The peer address keys the throttling of wrong passwords.
         let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();

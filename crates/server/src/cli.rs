@@ -38,6 +38,10 @@ enum Command {
         /// and printed once). Ignored once users exist.
         #[arg(long, env = "CRMSYNC_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
+        /// This instance's address as other instances reach it (shown in a passive sync's
+        /// endpoint_url); by default the address the browser or client used.
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
     },
     /// Import a CSV file into a table: all rows or none, with a report of rejected rows.
     Import {
@@ -100,7 +104,8 @@ pub fn main() -> ExitCode {
             data,
             listen,
             admin_password,
-        } => serve(data, listen, admin_password),
+            public_url,
+        } => serve(data, listen, admin_password, public_url),
         Command::Import {
             data,
             table,
@@ -129,12 +134,18 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn serve(data: PathBuf, listen: String, admin_password: Option<String>) -> Result<()> {
+fn serve(
+    data: PathBuf,
+    listen: String,
+    admin_password: Option<String>,
+    public_url: Option<String>,
+) -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let app = App::open(&data).with_context(|| format!("opening {}", data.display()))?;
+    let mut app = App::open(&data).with_context(|| format!("opening {}", data.display()))?;
+    app.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
     if let Some(generated) = app.core.ensure_admin(admin_password.as_deref())? {
         println!("created user admin with password {generated}");
         println!("(shown only this once; change it with PATCH /api/v1/users/1)");

@@ -5,5 +5,6 @@ pub mod app;
 pub mod cli;
 pub mod csv_io;
 pub mod files;
+pub mod sync;
 
 pub use app::{App, Core};

@@ -8,6 +8,7 @@
 mod migrations;
 mod records;
 mod schema;
+mod syncs;
 
 use crmsync_domain::clock::Hlc;
 use crmsync_domain::store::{NewUser, StoreResult, UserUpdate};
@@ -428,6 +429,92 @@ impl StoreTx for SqliteTx<'_> {
         table: &crmsync_domain::Table,
     ) -> StoreResult<crmsync_domain::store::TableCounts> {
         records::counts(&self.tx, table)
+    }
+
+    fn changes_after(
+        &mut self,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<crmsync_domain::record::LoggedChange>> {
+        records::changes_after(self, after, limit)
+    }
+
+    fn last_change_seq(&mut self) -> StoreResult<i64> {
+        records::flush_changes(self)?;
+        self.tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql_error)
+    }
+
+    fn record_by_uid(
+        &mut self,
+        table: &crmsync_domain::Table,
+        uid: Uuid,
+    ) -> StoreResult<Option<crmsync_domain::record::StoredRecord>> {
+        records::record_by_uid(self, table, uid)
+    }
+
+    fn record_uid(&mut self, table_id: i64, id: i64) -> StoreResult<Option<Uuid>> {
+        records::record_uid(&self.tx, table_id, id)
+    }
+
+    fn syncs(&mut self) -> StoreResult<Vec<crmsync_domain::sync::SyncConfig>> {
+        syncs::syncs(&self.tx)
+    }
+
+    fn insert_sync(&mut self, sync: &crmsync_domain::sync::SyncConfig) -> StoreResult<i64> {
+        syncs::insert_sync(&self.tx, sync)
+    }
+
+    fn update_sync(&mut self, sync: &crmsync_domain::sync::SyncConfig) -> StoreResult<()> {
+        syncs::update_sync(&self.tx, sync)
+    }
+
+    fn delete_sync(&mut self, id: i64) -> StoreResult<()> {
+        syncs::delete_sync(&self.tx, id)
+    }
+
+    fn sync_fields(&mut self, sync_id: i64) -> StoreResult<Vec<crmsync_domain::sync::SyncField>> {
+        syncs::sync_fields(&self.tx, sync_id)
+    }
+
+    fn insert_sync_field(&mut self, field: &crmsync_domain::sync::SyncField) -> StoreResult<i64> {
+        syncs::insert_sync_field(&self.tx, field)
+    }
+
+    fn update_sync_field(&mut self, field: &crmsync_domain::sync::SyncField) -> StoreResult<()> {
+        syncs::update_sync_field(&self.tx, field)
+    }
+
+    fn delete_sync_field(&mut self, id: i64) -> StoreResult<()> {
+        syncs::delete_sync_field(&self.tx, id)
+    }
+
+    fn sync_state(&mut self, sync_id: i64) -> StoreResult<crmsync_domain::sync::SyncState> {
+        syncs::sync_state(&self.tx, sync_id)
+    }
+
+    fn save_sync_state(
+        &mut self,
+        sync_id: i64,
+        state: &crmsync_domain::sync::SyncState,
+    ) -> StoreResult<()> {
+        syncs::save_sync_state(&self.tx, sync_id, state)
+    }
+
+    fn append_sync_log(&mut self, entry: &crmsync_domain::sync::SyncLogEntry) -> StoreResult<()> {
+        syncs::append_sync_log(&self.tx, entry)
+    }
+
+    fn sync_log(
+        &mut self,
+        sync_id: i64,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<crmsync_domain::sync::SyncLogEntry>> {
+        syncs::sync_log(&self.tx, sync_id, after, limit)
     }
 
     fn change_count(&mut self) -> StoreResult<u64> {

@@ -5,7 +5,10 @@ use crate::sql_error;
 use crmsync_domain::DomainError;
 use rusqlite::{Connection, params};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_syncs.sql")),
+];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {
     conn.execute_batch(

@@ -3,7 +3,9 @@
 use crate::schema::table_name;
 use crate::{SqliteTx, sql_error};
 use crmsync_domain::clock::{Hlc, Stamp};
-use crmsync_domain::record::{NewRow, RowUpdate, SortKey, StatusFilter, StoredRecord};
+use crmsync_domain::record::{
+    LoggedChange, NewRow, RowUpdate, SortKey, StatusFilter, StoredRecord,
+};
 use crmsync_domain::store::{StoreResult, TableCounts};
 use crmsync_domain::{
     Change, ChangeOp, DomainError, Field, FieldChange, FieldType, FileRef, Record, RecordQuery,
@@ -147,6 +149,69 @@ fn record_from_row(table: &Table, row: &rusqlite::Row<'_>) -> StoreResult<Record
 }
 
 pub fn record(tx: &mut SqliteTx<'_>, table: &Table, id: i64) -> StoreResult<Option<StoredRecord>> {
+    record_where(tx, table, "id = ?1", &id)
+}
+
+pub fn record_by_uid(
+    tx: &mut SqliteTx<'_>,
+    table: &Table,
+    uid: Uuid,
+) -> StoreResult<Option<StoredRecord>> {
+    record_where(tx, table, "uid = ?1", &uid.as_bytes().as_slice())
+}
+
+pub fn record_uid(tx: &Transaction<'_>, table_id: i64, id: i64) -> StoreResult<Option<Uuid>> {
+    let sql = format!("SELECT uid FROM {} WHERE id = ?1", table_name(table_id));
+    let bytes: Option<Vec<u8>> = tx
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
+        .map_err(sql_error)?;
+    bytes.map(|b| uid_from(&b)).transpose()
+}
+
+/// The change-log entries after `after`, with the fields each names.
+pub fn changes_after(
+    tx: &mut SqliteTx<'_>,
+    after: i64,
+    limit: usize,
+) -> StoreResult<Vec<LoggedChange>> {
+    flush_changes(tx)?;
+    let mut stmt = tx
+        .tx
+        .prepare_cached("SELECT seq, table_id, record_id, op, origin, fields FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+        .map_err(sql_error)?;
+    let mut rows = stmt
+        .query(rusqlite::params![after, limit as i64])
+        .map_err(sql_error)?;
+    let mut changes = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let op: String = row.get(3).map_err(sql_error)?;
+        let fields: String = row.get(5).map_err(sql_error)?;
+        let (created, changed) = decode_fields(&fields)?;
+        let field_nos = if created.is_empty() {
+            changed.into_iter().map(|f| f.field_no).collect()
+        } else {
+            created
+        };
+        changes.push(LoggedChange {
+            seq: row.get(0).map_err(sql_error)?,
+            table_id: row.get(1).map_err(sql_error)?,
+            record_id: row.get(2).map_err(sql_error)?,
+            op: ChangeOp::parse(&op)
+                .ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
+            origin: row.get(4).map_err(sql_error)?,
+            field_nos,
+        });
+    }
+    Ok(changes)
+}
+
+fn record_where(
+    tx: &mut SqliteTx<'_>,
+    table: &Table,
+    condition: &str,
+    key: &dyn rusqlite::ToSql,
+) -> StoreResult<Option<StoredRecord>> {
     let mut sql = select_columns(table);
     sql.push_str(
         ", COALESCE(status_hlc, base_hlc), COALESCE(status_node, base_node), base_hlc, base_node",
@@ -154,14 +219,17 @@ pub fn record(tx: &mut SqliteTx<'_>, table: &Table, id: i64) -> StoreResult<Opti
     for f in &table.fields {
         let _ = write!(sql, ", h{n}, n{n}", n = f.no);
     }
-    let sql = format!("SELECT {sql} FROM {} WHERE id = ?1", table_name(table.id));
+    let sql = format!(
+        "SELECT {sql} FROM {} WHERE {condition}",
+        table_name(table.id)
+    );
     // (record, status stamp, field stamps as (no, hlc, node))
     type Raw = (Record, (i64, i64), Vec<(i64, i64, i64)>);
     // A field written with the record's creation stamp stores no stamp of its own
     // (h and n are NULL): a value without its own stamp carries the base stamp.
     let raw: Option<Raw> = {
         let mut stmt = tx.tx.prepare_cached(&sql).map_err(sql_error)?;
-        let mut rows = stmt.query([id]).map_err(sql_error)?;
+        let mut rows = stmt.query([key]).map_err(sql_error)?;
         match rows.next().map_err(sql_error)? {
             None => None,
             Some(row) => {

@@ -4,6 +4,7 @@ mod auth;
 mod error;
 mod files;
 mod records;
+mod syncs;
 mod tables;
 mod throttle;
 mod transfer;
@@ -95,6 +96,21 @@ pub fn router(app: App) -> Router {
             post(transfer::import).layer(DefaultBodyLimit::disable()),
         )
         .route("/tables/{table_id}/export", get(transfer::export))
+        .route("/syncs", get(syncs::list).post(syncs::create))
+        .route(
+            "/syncs/{sync_id}",
+            get(syncs::get).patch(syncs::update).delete(syncs::delete),
+        )
+        .route("/syncs/{sync_id}/status", get(syncs::status))
+        .route("/syncs/{sync_id}/log", get(syncs::log))
+        .route(
+            "/syncs/{sync_id}/fields",
+            get(syncs::list_fields).post(syncs::add_field),
+        )
+        .route(
+            "/syncs/{sync_id}/fields/{field_id}",
+            axum::routing::patch(syncs::update_field).delete(syncs::delete_field),
+        )
         .route("/users", get(users::list).post(users::create))
         .route("/me", get(users::me))
         .route(
@@ -112,6 +128,7 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::sync::passive::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(app)

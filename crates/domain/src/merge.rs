@@ -1,0 +1,194 @@
+//! Applying a peer's changes: the write path's merge. For each field the newer stamp wins
+//! — compared as (HLC time, node id), so every instance picks the same winner — and only
+//! winners are written, through the same transaction, stamps and change log as any write,
+//! with the peer's stamps kept. An item that changes nothing writes nothing, so a change
+//! can never bounce back and forth.
+
+use crate::clock::Stamp;
+use crate::instance::{Actor, Instance, check_references, field_of};
+use crate::record::{Change, ChangeOp, FieldChange, NewRow, RecordStatus, RowUpdate};
+use crate::store::Store;
+use crate::value::Value;
+use crate::{DomainError, FieldNo, RecordId, TableId};
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+/// One record as a peer sends it.
+#[derive(Debug, Clone)]
+pub struct MergeItem {
+    pub uid: Uuid,
+    pub status: RecordStatus,
+    pub status_stamp: Stamp,
+    pub values: Vec<(FieldNo, Value, Stamp)>,
+}
+
+/// A field where the local value was newer and stayed: the peer's value lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptLocal {
+    pub field_no: FieldNo,
+    pub local: Json,
+    pub incoming: Json,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MergeOutcome {
+    pub record_id: Option<RecordId>,
+    pub created: bool,
+    /// Fields written with the peer's value: (field, old, new).
+    pub taken: Vec<FieldChange>,
+    pub kept: Vec<KeptLocal>,
+    pub status_changed: bool,
+    /// Why the item could not be applied (it wrote nothing).
+    pub rejected: Option<String>,
+}
+
+impl<S: Store> Instance<S> {
+    /// Merges a peer's records into one table, in one transaction.
+    pub fn merge(
+        &self,
+        actor: &Actor,
+        table_id: TableId,
+        items: Vec<MergeItem>,
+    ) -> Result<Vec<MergeOutcome>, DomainError> {
+        self.in_write(actor, table_id, |ctx, tx, table| {
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items {
+                // Times seen from the peer move our clock past them.
+                for stamp in
+                    std::iter::once(&item.status_stamp).chain(item.values.iter().map(|(_, _, s)| s))
+                {
+                    ctx.last = ctx.last.max(stamp.hlc);
+                }
+                let mut outcome = MergeOutcome::default();
+                let existing = tx.record_by_uid(table, item.uid)?;
+                match existing {
+                    None => {
+                        let values: Vec<(FieldNo, Value, Stamp)> = item
+                            .values
+                            .into_iter()
+                            .filter(|(_, v, _)| !v.is_null())
+                            .collect();
+                        let plain: Vec<(FieldNo, Value)> =
+                            values.iter().map(|(n, v, _)| (*n, v.clone())).collect();
+                        if let Err(e) = check_references(tx, ctx, table, &plain) {
+                            outcome.rejected = Some(e.to_string());
+                            outcomes.push(outcome);
+                            continue;
+                        }
+                        let hlc = values
+                            .iter()
+                            .map(|(_, _, s)| s.hlc)
+                            .chain([item.status_stamp.hlc])
+                            .max()
+                            .unwrap_or_default();
+                        let change = Change {
+                            seq: 0,
+                            table_id: table.id,
+                            record_id: 0,
+                            record_uid: item.uid,
+                            op: ChangeOp::Create,
+                            hlc,
+                            origin: ctx.actor.origin.as_string(),
+                            user_id: None,
+                            at_ms: ctx.now_ms,
+                            created_fields: values.iter().map(|(n, _, _)| *n).collect(),
+                            fields: Vec::new(),
+                        };
+                        outcome.taken = values
+                            .iter()
+                            .map(|(no, v, _)| FieldChange {
+                                field_no: *no,
+                                old: None,
+                                new: v.to_json(field_of(table, *no)),
+                            })
+                            .collect();
+                        let row = NewRow {
+                            uid: item.uid,
+                            created_at_ms: ctx.now_ms,
+                            status: item.status,
+                            status_stamp: item.status_stamp,
+                            values,
+                        };
+                        outcome.record_id = Some(tx.insert_record(table, &row, &change)?);
+                        outcome.created = true;
+                    }
+                    Some(current) => {
+                        let mut winners = Vec::new();
+                        for (no, value, stamp) in item.values {
+                            let field = field_of(table, no);
+                            let local = current.record.values.get(&no).unwrap_or(&Value::Null);
+                            let newer = current.stamps.get(&no).is_none_or(|l| stamp > *l);
+                            if *local == value {
+                                continue;
+                            }
+                            if newer {
+                                outcome.taken.push(FieldChange {
+                                    field_no: no,
+                                    old: Some(local.to_json(field)),
+                                    new: value.to_json(field),
+                                });
+                                winners.push((no, value, stamp));
+                            } else {
+                                outcome.kept.push(KeptLocal {
+                                    field_no: no,
+                                    local: local.to_json(field),
+                                    incoming: value.to_json(field),
+                                });
+                            }
+                        }
+                        let status = (item.status != current.record.status
+                            && item.status_stamp > current.status_stamp)
+                            .then_some((item.status, item.status_stamp));
+                        outcome.record_id = Some(current.record.id);
+                        if winners.is_empty() && status.is_none() {
+                            outcomes.push(outcome);
+                            continue;
+                        }
+                        let plain: Vec<(FieldNo, Value)> =
+                            winners.iter().map(|(n, v, _)| (*n, v.clone())).collect();
+                        if let Err(e) = check_references(tx, ctx, table, &plain) {
+                            outcome.taken.clear();
+                            outcome.rejected = Some(e.to_string());
+                            outcomes.push(outcome);
+                            continue;
+                        }
+                        outcome.status_changed = status.is_some();
+                        let op = match status {
+                            Some((RecordStatus::Deleted, _)) => ChangeOp::Delete,
+                            Some((RecordStatus::Active, _)) => ChangeOp::Restore,
+                            None => ChangeOp::Update,
+                        };
+                        let hlc = winners
+                            .iter()
+                            .map(|(_, _, s)| s.hlc)
+                            .chain(status.map(|(_, s)| s.hlc))
+                            .max()
+                            .unwrap_or_default();
+                        let change = Change {
+                            seq: 0,
+                            table_id: table.id,
+                            record_id: current.record.id,
+                            record_uid: current.record.uid,
+                            op,
+                            hlc,
+                            origin: ctx.actor.origin.as_string(),
+                            user_id: None,
+                            at_ms: ctx.now_ms,
+                            created_fields: Vec::new(),
+                            fields: outcome.taken.clone(),
+                        };
+                        let update = RowUpdate {
+                            id: current.record.id,
+                            updated_at_ms: ctx.now_ms,
+                            status,
+                            values: winners,
+                        };
+                        tx.update_record(table, &update, &change)?;
+                    }
+                }
+                outcomes.push(outcome);
+            }
+            Ok(outcomes)
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! Sync settings as the instance stores them: a sync's configuration, its fields with
+//! their directions, its progress and its log. Plain data and validation; the exchange
+//! itself lives in the `crmsync-sync` crate.
+
+use crate::{DomainError, FieldNo};
+use serde::{Deserialize, Serialize};
+
+pub type SyncId = i64;
+
+/// The smallest period between two exchanges (S-04).
+pub const MIN_PERIOD_SECONDS: u32 = 1;
+pub const DEFAULT_PERIOD_SECONDS: u32 = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Starts every exchange.
+    Active,
+    /// Only answers.
+    Passive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Http,
+    Local,
+    Ftp,
+}
+
+/// Per field: what travels (S-03).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Both,
+    Upload,
+    Download,
+    Off,
+}
+
+impl Direction {
+    /// Our changes of this field leave.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::Both | Direction::Upload)
+    }
+
+    /// The peer's changes of this field are taken.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::Both | Direction::Download)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Both => "both",
+            Direction::Upload => "upload",
+            Direction::Download => "download",
+            Direction::Off => "off",
+        }
+    }
+}
+
+/// How user fields are matched between instances (S-21).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserMatch {
+    Login,
+    FullName,
+    Id,
+}
+
+/// A secret that never appears in logs.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LocalSettings {
+    pub upload_dir: String,
+    pub download_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub password: Secret,
+    pub upload_dir: String,
+    pub download_dir: String,
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncConfig {
+    pub id: SyncId,
+    pub name: String,
+    pub mode: Mode,
+    pub transport: Transport,
+    pub remote_access: bool,
+    pub remote_url: Option<String>,
+    pub password: Secret,
+    pub log: bool,
+    pub period_seconds: u32,
+    pub user_match: UserMatch,
+    pub local: Option<LocalSettings>,
+    pub ftp: Option<FtpSettings>,
+}
+
+impl SyncConfig {
+    /// Checks the settings a person entered, with messages that say what to fix.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        crate::schema::validate_name("sync", &self.name)?;
+        if self.period_seconds < MIN_PERIOD_SECONDS {
+            return Err(DomainError::invalid(format!(
+                "period_seconds: the shortest period is {MIN_PERIOD_SECONDS} second"
+            )));
+        }
+        if self.password.0.is_empty() {
+            return Err(DomainError::invalid(
+                "password: set the sync password (the passive side's password, entered on both sides)",
+            ));
+        }
+        match self.transport {
+            Transport::Http => {}
+            other => {
+                return Err(DomainError::invalid(format!(
+                    "transport \"{}\" is not available in this version yet; use http",
+                    serde_json::to_value(other)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+        if let Some(url) = &self.remote_url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && url.len() > "http://".len();
+            if !ok {
+                return Err(DomainError::invalid(format!(
+                    "remote_url: \"{url}\" is not an http:// or https:// address"
+                )));
+            }
+        }
+        if self.mode == Mode::Active
+            && self.transport == Transport::Http
+            && (!self.remote_access || self.remote_url.is_none())
+        {
+            return Err(DomainError::invalid(
+                "an active HTTP sync needs remote_access on and remote_url set to the passive side's endpoint_url",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncField {
+    pub id: i64,
+    #[serde(skip)]
+    pub sync_id: SyncId,
+    pub field_no: FieldNo,
+    pub direction: Direction,
+    /// On the passive side: the number of the matching field on the active side.
+    pub remote_field_no: Option<FieldNo>,
+}
+
+/// Where a sync stands. Cursors are change-log sequence numbers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SyncState {
+    /// Our last change the peer has acknowledged.
+    pub sent_seq: i64,
+    /// The peer's last change we have applied.
+    pub received_seq: i64,
+    pub peer_instance: Option<String>,
+    /// The peer's field catalogue as it last described it (JSON).
+    pub peer_catalog: Option<String>,
+    pub connected: bool,
+    pub reason: Option<String>,
+    pub last_run_ms: Option<i64>,
+    pub last_success_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// Changes the peer said it still had for us at the last exchange.
+    pub pending_in: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncLogEntry {
+    pub id: i64,
+    #[serde(skip)]
+    pub sync_id: SyncId,
+    #[serde(skip)]
+    pub at_ms: i64,
+    /// exchange, sent, received, conflict, error, auth.
+    pub kind: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}

@@ -1,0 +1,288 @@
+//! The instance's sync settings: creating, changing and removing syncs and their fields,
+//! and keeping each sync's progress and log. Only administrators change settings.
+
+use crate::instance::{Actor, Instance};
+use crate::store::Store;
+use crate::sync::{
+    DEFAULT_PERIOD_SECONDS, Direction, FtpSettings, LocalSettings, Mode, Secret, SyncConfig,
+    SyncField, SyncId, SyncLogEntry, SyncState, Transport, UserMatch,
+};
+use crate::{DomainError, FieldNo};
+use serde::Deserialize;
+
+/// A sync as a person enters it; unset settings take their defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncInput {
+    pub name: Option<String>,
+    pub mode: Option<Mode>,
+    pub transport: Option<Transport>,
+    pub remote_access: Option<bool>,
+    pub remote_url: Option<String>,
+    pub password: Option<Secret>,
+    pub log: Option<bool>,
+    pub period_seconds: Option<u32>,
+    pub user_match: Option<UserMatch>,
+    pub local: Option<LocalSettings>,
+    pub ftp: Option<FtpSettings>,
+}
+
+/// Log kinds recorded even when a sync's log is off: a person must always see failures.
+const ALWAYS_LOGGED: [&str; 2] = ["error", "auth"];
+
+impl<S: Store> Instance<S> {
+    pub fn syncs(&self) -> Result<Vec<SyncConfig>, DomainError> {
+        self.store().read(|tx| tx.syncs())
+    }
+
+    pub fn sync(&self, id: SyncId) -> Result<SyncConfig, DomainError> {
+        self.syncs()?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| DomainError::not_found(format!("there is no sync {id}")))
+    }
+
+    pub fn create_sync(&self, actor: &Actor, input: SyncInput) -> Result<SyncConfig, DomainError> {
+        actor.require_admin()?;
+        let mut sync = SyncConfig {
+            id: 0,
+            name: input.name.clone().unwrap_or_default(),
+            mode: input
+                .mode
+                .ok_or_else(|| DomainError::invalid("mode: choose active or passive"))?,
+            transport: input.transport.unwrap_or(Transport::Http),
+            remote_access: false,
+            remote_url: None,
+            password: Secret::default(),
+            log: true,
+            period_seconds: DEFAULT_PERIOD_SECONDS,
+            user_match: UserMatch::Login,
+            local: None,
+            ftp: None,
+        };
+        apply_input(&mut sync, input);
+        sync.validate()?;
+        let id = self.store().write(|tx| tx.insert_sync(&sync))?;
+        self.sync(id)
+    }
+
+    pub fn update_sync(
+        &self,
+        actor: &Actor,
+        id: SyncId,
+        input: SyncInput,
+    ) -> Result<SyncConfig, DomainError> {
+        actor.require_admin()?;
+        let mut sync = self.sync(id)?;
+        if let Some(mode) = input.mode {
+            sync.mode = mode;
+        }
+        if let Some(transport) = input.transport {
+            sync.transport = transport;
+        }
+        apply_input(&mut sync, input);
+        sync.validate()?;
+        self.store().write(|tx| tx.update_sync(&sync))?;
+        self.sync(id)
+    }
+
+    pub fn delete_sync(&self, actor: &Actor, id: SyncId) -> Result<(), DomainError> {
+        actor.require_admin()?;
+        self.sync(id)?;
+        self.store().write(|tx| tx.delete_sync(id))
+    }
+
+    pub fn sync_fields(&self, sync_id: SyncId) -> Result<Vec<SyncField>, DomainError> {
+        self.sync(sync_id)?;
+        self.store().read(|tx| tx.sync_fields(sync_id))
+    }
+
+    pub fn add_sync_field(
+        &self,
+        actor: &Actor,
+        sync_id: SyncId,
+        field_no: FieldNo,
+        direction: Direction,
+        remote_field_no: Option<FieldNo>,
+    ) -> Result<SyncField, DomainError> {
+        actor.require_admin()?;
+        let sync = self.sync(sync_id)?;
+        self.field(field_no).map_err(|_| {
+            DomainError::invalid(format!(
+                "field_no: there is no field {field_no} in this instance"
+            ))
+        })?;
+        let id = self.store().write(|tx| {
+            let fields = tx.sync_fields(sync_id)?;
+            if fields.iter().any(|f| f.field_no == field_no) {
+                return Err(DomainError::Conflict(format!(
+                    "field {field_no} is already configured in this sync; change its direction instead"
+                )));
+            }
+            let field = SyncField {
+                id: 0,
+                sync_id,
+                field_no,
+                direction,
+                remote_field_no,
+            };
+            check_mapping(&sync, &field, &fields)?;
+            tx.insert_sync_field(&field)
+        })?;
+        self.sync_field(sync_id, id)
+    }
+
+    pub fn sync_field(&self, sync_id: SyncId, id: i64) -> Result<SyncField, DomainError> {
+        self.sync_fields(sync_id)?
+            .into_iter()
+            .find(|f| f.id == id)
+            .ok_or_else(|| {
+                DomainError::not_found(format!("sync {sync_id} has no field entry {id}"))
+            })
+    }
+
+    pub fn update_sync_field(
+        &self,
+        actor: &Actor,
+        sync_id: SyncId,
+        id: i64,
+        direction: Option<Direction>,
+        remote_field_no: Option<Option<FieldNo>>,
+    ) -> Result<SyncField, DomainError> {
+        actor.require_admin()?;
+        let sync = self.sync(sync_id)?;
+        let mut field = self.sync_field(sync_id, id)?;
+        if let Some(direction) = direction {
+            field.direction = direction;
+        }
+        if let Some(remote) = remote_field_no {
+            field.remote_field_no = remote;
+        }
+        self.store().write(|tx| {
+            let others: Vec<SyncField> = tx
+                .sync_fields(sync_id)?
+                .into_iter()
+                .filter(|f| f.id != id)
+                .collect();
+            check_mapping(&sync, &field, &others)?;
+            tx.update_sync_field(&field)
+        })?;
+        self.sync_field(sync_id, id)
+    }
+
+    pub fn delete_sync_field(
+        &self,
+        actor: &Actor,
+        sync_id: SyncId,
+        id: i64,
+    ) -> Result<(), DomainError> {
+        actor.require_admin()?;
+        self.sync_field(sync_id, id)?;
+        self.store().write(|tx| tx.delete_sync_field(id))
+    }
+
+    pub fn sync_state(&self, sync_id: SyncId) -> Result<SyncState, DomainError> {
+        self.store().read(|tx| tx.sync_state(sync_id))
+    }
+
+    /// Changes a sync's progress in one transaction.
+    pub fn update_sync_state(
+        &self,
+        sync_id: SyncId,
+        change: impl FnOnce(&mut SyncState),
+    ) -> Result<SyncState, DomainError> {
+        self.store().write(|tx| {
+            let mut state = tx.sync_state(sync_id)?;
+            change(&mut state);
+            tx.save_sync_state(sync_id, &state)?;
+            Ok(state)
+        })
+    }
+
+    /// Appends to a sync's log when its log is on (failures always).
+    pub fn log_sync(
+        &self,
+        sync: &SyncConfig,
+        kind: &str,
+        message: impl Into<String>,
+        detail: Option<serde_json::Value>,
+    ) -> Result<(), DomainError> {
+        if !sync.log && !ALWAYS_LOGGED.contains(&kind) {
+            return Ok(());
+        }
+        let entry = SyncLogEntry {
+            id: 0,
+            sync_id: sync.id,
+            at_ms: self.now_ms(),
+            kind: kind.to_string(),
+            message: message.into(),
+            detail,
+        };
+        self.store().write(|tx| tx.append_sync_log(&entry))
+    }
+
+    pub fn sync_log(
+        &self,
+        sync_id: SyncId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<SyncLogEntry>, DomainError> {
+        self.sync(sync_id)?;
+        self.store()
+            .read(|tx| tx.sync_log(sync_id, after, limit.clamp(1, 1000)))
+    }
+}
+
+fn apply_input(sync: &mut SyncConfig, input: SyncInput) {
+    if let Some(name) = input.name {
+        sync.name = name.trim().to_string();
+    }
+    if let Some(v) = input.remote_access {
+        sync.remote_access = v;
+    }
+    if let Some(url) = input.remote_url {
+        let url = url.trim().trim_end_matches('/').to_string();
+        sync.remote_url = (!url.is_empty()).then_some(url);
+    }
+    if let Some(password) = input.password {
+        sync.password = password;
+    }
+    if let Some(v) = input.log {
+        sync.log = v;
+    }
+    if let Some(v) = input.period_seconds {
+        sync.period_seconds = v;
+    }
+    if let Some(v) = input.user_match {
+        sync.user_match = v;
+    }
+    if input.local.is_some() {
+        sync.local = input.local;
+    }
+    if input.ftp.is_some() {
+        sync.ftp = input.ftp;
+    }
+}
+
+/// The passive side maps each field to the active's number; the active side does not.
+fn check_mapping(
+    sync: &SyncConfig,
+    field: &SyncField,
+    others: &[SyncField],
+) -> Result<(), DomainError> {
+    match (sync.mode, field.remote_field_no) {
+        (Mode::Active, Some(_)) => Err(DomainError::invalid(
+            "remote_field_no: only the passive side maps its fields to the active side's numbers",
+        )),
+        (Mode::Passive, Some(remote)) => {
+            if let Some(other) = others.iter().find(|f| f.remote_field_no == Some(remote)) {
+                return Err(DomainError::Conflict(format!(
+                    "active field {remote} is already mapped to field {} in this sync",
+                    other.field_no
+                )));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}

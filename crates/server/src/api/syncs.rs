@@ -1,0 +1,242 @@
+//! Sync settings, fields, status and log (the `/api/v1/syncs` routes).
+
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, blocking};
+use crate::app::App;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::{Extension, Json};
+use crmsync_domain::sync::{Direction, Mode, SyncConfig, SyncField, Transport};
+use crmsync_domain::syncs::SyncInput;
+use crmsync_domain::value::format_ms;
+use crmsync_domain::{Actor, FieldNo};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The contract's sync shape: passwords are never returned; a passive HTTP sync shows the
+/// address to paste into the active side.
+fn render(sync: &SyncConfig, base_url: &str) -> Value {
+    let endpoint_url = (sync.mode == Mode::Passive && sync.transport == Transport::Http)
+        .then(|| format!("{base_url}/sync/v1/{}", sync.id));
+    let mut ftp = sync
+        .ftp
+        .as_ref()
+        .map(|f| serde_json::to_value(f).unwrap_or_default());
+    if let Some(Value::Object(map)) = ftp.as_mut() {
+        map.remove("password");
+    }
+    json!({
+        "id": sync.id,
+        "name": sync.name,
+        "mode": sync.mode,
+        "transport": sync.transport,
+        "remote_access": sync.remote_access,
+        "remote_url": sync.remote_url,
+        "log": sync.log,
+        "period_seconds": sync.period_seconds,
+        "user_match": sync.user_match,
+        "local": sync.local,
+        "ftp": ftp,
+        "endpoint_url": endpoint_url,
+    })
+}
+
+/// This instance's address as the caller reached it (or as configured).
+fn base_url(app: &App, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.public_url {
+        return url.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+pub async fn list(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let base = base_url(&app, &headers);
+    let syncs = blocking(move || app.core.syncs()).await?;
+    let syncs: Vec<Value> = syncs.iter().map(|s| render(s, &base)).collect();
+    Ok(Json(json!({ "syncs": syncs })))
+}
+
+pub async fn create(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Extension(actor): Extension<Actor>,
+    ApiJson(input): ApiJson<SyncInput>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let base = base_url(&app, &headers);
+    let core = app.core.clone();
+    let sync = blocking(move || core.create_sync(&actor, input)).await?;
+    app.syncs.changed();
+    Ok((StatusCode::CREATED, Json(render(&sync, &base))))
+}
+
+pub async fn get(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let base = base_url(&app, &headers);
+    let sync = blocking(move || app.core.sync(id)).await?;
+    Ok(Json(render(&sync, &base)))
+}
+
+pub async fn update(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<SyncInput>,
+) -> Result<Json<Value>, ApiError> {
+    let base = base_url(&app, &headers);
+    let core = app.core.clone();
+    let sync = blocking(move || core.update_sync(&actor, id, input)).await?;
+    app.syncs.changed();
+    Ok(Json(render(&sync, &base)))
+}
+
+pub async fn delete(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    let core = app.core.clone();
+    blocking(move || core.delete_sync(&actor, id)).await?;
+    app.syncs.changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn status(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let core = app.core.clone();
+    let (state, pending_out) = blocking(move || {
+        let sync = core.sync(id)?;
+        Ok((
+            core.sync_state(id)?,
+            crmsync_sync::pending_out(&core, &sync)?,
+        ))
+    })
+    .await?;
+    Ok(Json(json!({
+        "connected": state.connected,
+        "reason": state.reason,
+        "last_run": state.last_run_ms.map(format_ms),
+        "last_success": state.last_success_ms.map(format_ms),
+        "pending_out": pending_out,
+        "pending_in": state.pending_in,
+        "last_error": state.last_error,
+        "peer_instance": state.peer_instance,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSyncField {
+    field_no: FieldNo,
+    #[serde(default = "default_direction")]
+    direction: Direction,
+    remote_field_no: Option<FieldNo>,
+}
+
+fn default_direction() -> Direction {
+    Direction::Both
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncFieldChange {
+    direction: Option<Direction>,
+    /// `null` removes the mapping; absent keeps it.
+    #[serde(default, deserialize_with = "present")]
+    remote_field_no: Option<Option<FieldNo>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<FieldNo>>, D::Error> {
+    Option::<FieldNo>::deserialize(d).map(Some)
+}
+
+pub async fn list_fields(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let fields = blocking(move || app.core.sync_fields(id)).await?;
+    Ok(Json(json!({ "fields": fields })))
+}
+
+pub async fn add_field(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<NewSyncField>,
+) -> Result<(StatusCode, Json<SyncField>), ApiError> {
+    let core = app.core.clone();
+    let field = blocking(move || {
+        core.add_sync_field(
+            &actor,
+            id,
+            body.field_no,
+            body.direction,
+            body.remote_field_no,
+        )
+    })
+    .await?;
+    app.syncs.changed();
+    Ok((StatusCode::CREATED, Json(field)))
+}
+
+pub async fn update_field(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath((id, field_id)): ApiPath<(i64, i64)>,
+    ApiJson(body): ApiJson<SyncFieldChange>,
+) -> Result<Json<SyncField>, ApiError> {
+    let core = app.core.clone();
+    let field = blocking(move || {
+        core.update_sync_field(&actor, id, field_id, body.direction, body.remote_field_no)
+    })
+    .await?;
+    app.syncs.changed();
+    Ok(Json(field))
+}
+
+pub async fn delete_field(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath((id, field_id)): ApiPath<(i64, i64)>,
+) -> Result<StatusCode, ApiError> {
+    let core = app.core.clone();
+    blocking(move || core.delete_sync_field(&actor, id, field_id)).await?;
+    app.syncs.changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+pub async fn log(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(params): ApiQuery<LogParams>,
+) -> Result<Json<Value>, ApiError> {
+    let entries = blocking(move || {
+        app.core
+            .sync_log(id, params.after.unwrap_or(0), params.limit.unwrap_or(100))
+    })
+    .await?;
+    let entries: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            v["at"] = json!(format_ms(e.at_ms));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries })))
+}

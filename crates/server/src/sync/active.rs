@@ -1,0 +1,313 @@
+//! The active side of the HTTP transport. Two loops per sync: one pushes this side's
+//! changes as soon as they commit (and every period), one holds a long-poll open to the
+//! passive side so its changes arrive as soon as they commit there.
+
+use super::passive::{PACKET_LIMIT, receive};
+use super::signing;
+use crate::app::App;
+use crmsync_domain::DomainError;
+use crmsync_domain::sync::SyncConfig;
+use crmsync_sync::mapping::catalog;
+use crmsync_sync::protocol::{Hello, HelloReply, Packet, PullRequest, PushReply};
+use crmsync_sync::{Mapping, PROTOCOL_VERSION, build_packet};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// How long the passive side may hold a pull while it has nothing new.
+const LONG_POLL: Duration = Duration::from_secs(20);
+
+pub fn active_mapping(app: &App, sync: &SyncConfig) -> Result<Mapping, DomainError> {
+    let fields = app.core.sync_fields(sync.id)?;
+    let tables = app.core.tables()?;
+    Ok(Mapping::build(sync, &fields, &tables, None))
+}
+
+pub async fn run(app: App, sync_id: i64) {
+    tokio::join!(push_loop(app.clone(), sync_id), pull_loop(app, sync_id));
+}
+
+/// Why an exchange failed, in words for the status page.
+struct Failure(String);
+
+impl From<DomainError> for Failure {
+    fn from(e: DomainError) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DomainError> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Failure(e.to_string()))?
+        .map_err(Failure::from)
+}
+
+/// The sync's settings, if it still has configured fields to exchange.
+async fn load(app: &App, sync_id: i64) -> Result<SyncConfig, Failure> {
+    let core = app.core.clone();
+    let (sync, fields) =
+        blocking(move || Ok((core.sync(sync_id)?, core.sync_fields(sync_id)?))).await?;
+    if fields.is_empty() {
+        return Err(Failure("no fields configured for this sync yet".into()));
+    }
+    Ok(sync)
+}
+
+async fn call<B: Serialize, R: DeserializeOwned>(
+    app: &App,
+    sync: &SyncConfig,
+    endpoint: &'static str,
+    body: &B,
+    timeout: Duration,
+) -> Result<R, Failure> {
+    let url = format!(
+        "{}/{endpoint}",
+        sync.remote_url.as_deref().unwrap_or_default()
+    );
+    let body = serde_json::to_vec(body).map_err(|e| Failure(e.to_string()))?;
+    let signature = signing::sign(&sync.password.0, app.core.now_ms(), endpoint, &body);
+    let instance = app.instance_id.to_string();
+    let response = app
+        .http
+        .post(&url)
+        .header(signing::HEADER, signature)
+        .header(signing::INSTANCE_HEADER, instance)
+        .header("content-type", "application/json")
+        .timeout(timeout)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                Failure(format!("the passive side at {url} did not answer in time"))
+            } else {
+                Failure(format!(
+                    "cannot reach the passive side at {url}: {}",
+                    root_cause(&e)
+                ))
+            }
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return response
+            .json::<R>()
+            .await
+            .map_err(|e| Failure(format!("the passive side sent an unreadable answer: {e}")));
+    }
+    let detail: serde_json::Value = response.json().await.unwrap_or_default();
+    let code = detail["error"].as_str().unwrap_or_default().to_string();
+    let text = detail["detail"].as_str().unwrap_or_default().to_string();
+    Err(Failure(match (status.as_u16(), code.as_str()) {
+        (401, "wrong_password") => "wrong password: the passive side refused it".to_string(),
+        (401, _) => format!("the passive side refused the request: {text}"),
+        (429, _) => "the passive side is pausing after wrong passwords; it will retry".to_string(),
+        (404, _) => format!(
+            "there is no passive sync at {}; check remote_url",
+            sync.remote_url.as_deref().unwrap_or_default()
+        ),
+        (409, "protocol_version") => format!("protocol version mismatch: {text}"),
+        _ => format!("the passive side answered {status}: {text}"),
+    }))
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cause = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    cause
+}
+
+async fn hello(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
+    let core = app.core.clone();
+    let tables = blocking(move || core.tables()).await?;
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        instance_id: app.instance_id.to_string(),
+        catalog: catalog(&tables),
+    };
+    let reply: HelloReply = call(app, sync, "hello", &hello, Duration::from_secs(30)).await?;
+    let core = app.core.clone();
+    let sync = sync.clone();
+    blocking(move || {
+        let problems = reply.problems.join("; ");
+        core.update_sync_state(sync.id, |s| {
+            s.connected = true;
+            s.peer_instance = Some(reply.instance_id.clone());
+            s.reason =
+                (!problems.is_empty()).then(|| format!("the passive side reports: {problems}"));
+        })?;
+        if !reply.problems.is_empty() {
+            core.log_sync(
+                &sync,
+                "error",
+                format!("the passive side reports: {problems}"),
+                None,
+            )?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn succeeded(app: &App, sync_id: i64) {
+    let core = app.core.clone();
+    let now = core.now_ms();
+    let _ = blocking(move || {
+        core.update_sync_state(sync_id, |s| {
+            s.connected = true;
+            s.last_run_ms = Some(now);
+            s.last_success_ms = Some(now);
+            if s.reason
+                .as_deref()
+                .is_some_and(|r| !r.starts_with("the passive side reports"))
+            {
+                s.reason = None;
+            }
+        })
+    })
+    .await;
+}
+
+/// Records a failure; logs it once, not on every retry.
+async fn failed(app: &App, sync_id: i64, failure: Failure) {
+    let core = app.core.clone();
+    let now = core.now_ms();
+    let _ = blocking(move || {
+        let previous = core.sync_state(sync_id)?.reason;
+        core.update_sync_state(sync_id, |s| {
+            s.connected = false;
+            s.reason = Some(failure.0.clone());
+            s.last_error = Some(failure.0.clone());
+            s.last_run_ms = Some(now);
+        })?;
+        if previous.as_deref() != Some(failure.0.as_str()) {
+            let sync = core.sync(sync_id)?;
+            let kind = if failure.0.starts_with("wrong password") {
+                "auth"
+            } else {
+                "error"
+            };
+            core.log_sync(&sync, kind, failure.0, None)?;
+        }
+        Ok(())
+    })
+    .await;
+}
+
+fn period(sync: Option<&SyncConfig>) -> Duration {
+    Duration::from_secs(u64::from(sync.map_or(5, |s| s.period_seconds)))
+}
+
+async fn push_loop(app: App, sync_id: i64) {
+    let mut commits = app.syncs.commits();
+    let mut introduced = false;
+    loop {
+        let mut sync = None;
+        let result = async {
+            let loaded = load(&app, sync_id).await?;
+            sync = Some(loaded.clone());
+            if !introduced {
+                hello(&app, &loaded).await?;
+                introduced = true;
+            }
+            push_all(&app, &loaded).await
+        }
+        .await;
+        match result {
+            Ok(()) => {}
+            Err(failure) => {
+                introduced = false;
+                failed(&app, sync_id, failure).await;
+            }
+        }
+        tokio::select! {
+            _ = commits.changed() => {}
+            _ = tokio::time::sleep(period(sync.as_ref())) => {}
+        }
+    }
+}
+
+/// Sends every pending change, packet by packet; the cursor moves only after the passive
+/// side confirms.
+async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
+    loop {
+        let app2 = app.clone();
+        let sync2 = sync.clone();
+        let packet = blocking(move || {
+            let after = app2.core.sync_state(sync2.id)?.sent_seq;
+            let mapping = active_mapping(&app2, &sync2)?;
+            build_packet(&app2.core, &sync2, &mapping, after, PACKET_LIMIT)
+        })
+        .await?;
+        if packet.upto == packet.after {
+            succeeded(app, sync.id).await;
+            return Ok(());
+        }
+        let reply: PushReply = if packet.items.is_empty() {
+            // Nothing for this sync in that stretch of the log: just move past it.
+            PushReply {
+                applied: packet.upto,
+            }
+        } else {
+            call(app, sync, "push", &packet, Duration::from_secs(120)).await?
+        };
+        let core = app.core.clone();
+        let sync2 = sync.clone();
+        let count = packet.items.len();
+        blocking(move || {
+            core.update_sync_state(sync2.id, |s| {
+                s.sent_seq = s.sent_seq.max(reply.applied.min(packet.upto))
+            })?;
+            if count > 0 {
+                core.log_sync(&sync2, "exchange", format!("sent {count} record(s)"), None)?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+}
+
+async fn pull_loop(app: App, sync_id: i64) {
+    let mut introduced = false;
+    loop {
+        let mut sync = None;
+        let result = async {
+            let loaded = load(&app, sync_id).await?;
+            sync = Some(loaded.clone());
+            if !introduced {
+                hello(&app, &loaded).await?;
+                introduced = true;
+            }
+            let core = app.core.clone();
+            let ack = blocking(move || Ok(core.sync_state(sync_id)?.received_seq)).await?;
+            let request = PullRequest {
+                ack,
+                wait_ms: LONG_POLL.as_millis() as u64,
+            };
+            let packet: Packet = call(
+                &app,
+                &loaded,
+                "pull",
+                &request,
+                LONG_POLL + Duration::from_secs(15),
+            )
+            .await?;
+            let app2 = app.clone();
+            blocking(move || receive(&app2, &loaded, &packet)).await?;
+            succeeded(&app, sync_id).await;
+            Ok::<(), Failure>(())
+        }
+        .await;
+        if let Err(failure) = result {
+            introduced = false;
+            failed(&app, sync_id, failure).await;
+            tokio::time::sleep(period(sync.as_ref())).await;
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Syncs at run time: the HTTP transport's passive endpoints (`passive`), the active side's
+//! exchange loops (`active`), request signing (`signing`), and the supervisor that keeps
+//! one runner per active sync in step with the settings.
+
+pub mod active;
+pub mod passive;
+pub mod signing;
+
+use crate::app::App;
+use crmsync_domain::sync::{Mode, Transport};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Wakes sync runners: when settings change (restart them) and when records change (push).
+#[derive(Clone)]
+pub struct SyncSignals {
+    settings: Arc<watch::Sender<u64>>,
+    commits: Arc<watch::Sender<u64>>,
+}
+
+impl Default for SyncSignals {
+    fn default() -> Self {
+        SyncSignals {
+            settings: Arc::new(watch::channel(0).0),
+            commits: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl SyncSignals {
+    /// Sync settings changed: runners restart with the new ones.
+    pub fn changed(&self) {
+        self.settings.send_modify(|v| *v += 1);
+    }
+
+    /// A record write committed.
+    pub fn committed(&self) {
+        self.commits.send_modify(|v| *v += 1);
+    }
+
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+}
+
+/// Keeps one runner per active HTTP sync, restarting them all when settings change.
+/// Aborting a runner mid-exchange is safe: cursors only move after a peer confirms.
+pub async fn supervise(app: App) {
+    let mut settings = app.syncs.settings.subscribe();
+    loop {
+        let core = app.core.clone();
+        let syncs = tokio::task::spawn_blocking(move || core.syncs()).await;
+        let mut runners = Vec::new();
+        if let Ok(Ok(syncs)) = syncs {
+            for sync in syncs {
+                if sync.mode == Mode::Active && sync.transport == Transport::Http {
+                    runners.push(tokio::spawn(active::run(app.clone(), sync.id)));
+                }
+            }
+        }
+        let changed = settings.changed().await;
+        for runner in runners {
+            runner.abort();
+        }
+        if changed.is_err() {
+            return;
+        }
+    }
+}

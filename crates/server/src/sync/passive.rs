@@ -1,0 +1,255 @@
+//! The passive side of the HTTP transport: `/sync/v1/{sync_id}/hello|push|pull`. The
+//! active side starts every exchange; these endpoints only answer, after checking the
+//! request's signature against the sync password.
+
+use super::signing::{self, Refusal};
+use crate::api::{ApiError, blocking};
+use crate::app::App;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use crmsync_domain::DomainError;
+use crmsync_domain::sync::{Mode, SyncConfig, Transport};
+use crmsync_sync::protocol::{Hello, HelloReply, Packet, PullRequest, PushReply};
+use crmsync_sync::{Catalog, Mapping, PROTOCOL_VERSION, apply_packet, build_packet};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Change-log entries per packet.
+pub const PACKET_LIMIT: usize = 2000;
+/// The longest a pull may wait for changes.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+const MAX_PACKET_BYTES: usize = 64 << 20;
+
+pub fn router() -> Router<App> {
+    Router::new()
+        .route("/sync/v1/{sync_id}/hello", post(hello))
+        .route("/sync/v1/{sync_id}/push", post(push))
+        .route("/sync/v1/{sync_id}/pull", post(pull))
+        .layer(DefaultBodyLimit::max(MAX_PACKET_BYTES))
+}
+
+/// The mapping of a passive sync, with the active side's catalogue it last sent.
+pub fn passive_mapping(app: &App, sync: &SyncConfig) -> Result<Mapping, DomainError> {
+    let state = app.core.sync_state(sync.id)?;
+    let catalog: Option<Catalog> = state
+        .peer_catalog
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok());
+    let fields = app.core.sync_fields(sync.id)?;
+    let tables = app.core.tables()?;
+    Ok(Mapping::build(sync, &fields, &tables, catalog.as_ref()))
+}
+
+/// Checks that the request is for a passive HTTP sync here and carries its password's
+/// signature; records the contact.
+async fn authenticate(
+    app: &App,
+    sync_id: i64,
+    endpoint: &'static str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    peer: SocketAddr,
+) -> Result<SyncConfig, ApiError> {
+    let core = app.core.clone();
+    let sync = blocking(move || core.sync(sync_id))
+        .await
+        .ok()
+        .filter(|s| s.mode == Mode::Passive && s.transport == Transport::Http)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("there is no passive HTTP sync {sync_id} here"))
+        })?;
+    let throttle_key = format!("sync:{sync_id}");
+    if let Some(wait) = app.login_throttle.wait(&throttle_key, peer.ip()) {
+        return Err(ApiError {
+            retry_after: Some(wait.as_secs() + 1),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many wrong passwords; wait and try again",
+            )
+        });
+    }
+    let header = headers.get(signing::HEADER).and_then(|h| h.to_str().ok());
+    let verdict = signing::verify(&sync.password.0, header, app.core.now_ms(), endpoint, body);
+    let peer_instance = headers
+        .get(signing::INSTANCE_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    match verdict {
+        Ok(()) => {
+            app.login_throttle.succeeded(&throttle_key, peer.ip());
+            let core = app.core.clone();
+            let now = app.core.now_ms();
+            blocking(move || {
+                core.update_sync_state(sync_id, |s| {
+                    s.connected = true;
+                    s.reason = None;
+                    s.last_run_ms = Some(now);
+                    s.last_success_ms = Some(now);
+                    if peer_instance.is_some() {
+                        s.peer_instance = peer_instance;
+                    }
+                })
+            })
+            .await?;
+            Ok(sync)
+        }
+        Err(refusal) => {
+            app.login_throttle.failed(&throttle_key, peer.ip());
+            let (code, message) = match refusal {
+                Refusal::Stale => (
+                    "stale_request",
+                    "the request's time is more than 5 minutes off this server's clock".to_string(),
+                ),
+                Refusal::Missing | Refusal::WrongPassword => (
+                    "wrong_password",
+                    "the sync password does not match this passive sync".to_string(),
+                ),
+            };
+            let core = app.core.clone();
+            let logged = format!("refused a {endpoint} request from {}: {message}", peer.ip());
+            let _ = blocking(move || core.log_sync(&sync, "auth", logged, None)).await;
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, code, message))
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed sync message: {e}")))
+}
+
+async fn hello(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(sync_id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<HelloReply>, ApiError> {
+    let sync = authenticate(&app, sync_id, "hello", &headers, &body, peer).await?;
+    let hello: Hello = parse(&body)?;
+    if hello.version != PROTOCOL_VERSION {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "protocol_version",
+            format!(
+                "this side speaks sync protocol {PROTOCOL_VERSION}, the active side {}",
+                hello.version
+            ),
+        ));
+    }
+    let app2 = app.clone();
+    let (instance_id, problems) = blocking(move || {
+        let catalog = serde_json::to_string(&hello.catalog).unwrap_or_default();
+        app2.core.update_sync_state(sync.id, |s| {
+            s.peer_catalog = Some(catalog);
+            s.peer_instance = Some(hello.instance_id.clone());
+        })?;
+        let mapping = passive_mapping(&app2, &sync)?;
+        app2.core.log_sync(
+            &sync,
+            "exchange",
+            "the active side connected",
+            Some(json!({ "problems": mapping.problems })),
+        )?;
+        Ok((app2.core.instance_id()?, mapping.problems))
+    })
+    .await?;
+    Ok(Json(HelloReply {
+        version: PROTOCOL_VERSION,
+        instance_id: instance_id.to_string(),
+        problems,
+    }))
+}
+
+async fn push(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(sync_id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<PushReply>, ApiError> {
+    let sync = authenticate(&app, sync_id, "push", &headers, &body, peer).await?;
+    let packet: Packet = parse(&body)?;
+    let applied = blocking(move || receive(&app, &sync, &packet)).await?;
+    Ok(Json(PushReply { applied }))
+}
+
+/// Applies a packet unless it was applied before; returns the incoming cursor.
+pub fn receive(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<i64, DomainError> {
+    let state = app.core.sync_state(sync.id)?;
+    if packet.upto <= state.received_seq {
+        return Ok(state.received_seq);
+    }
+    let mapping = match sync.mode {
+        Mode::Passive => passive_mapping(app, sync)?,
+        Mode::Active => super::active::active_mapping(app, sync)?,
+    };
+    let report = apply_packet(&app.core, sync, &mapping, packet)?;
+    if !packet.items.is_empty() {
+        app.core.log_sync(
+            sync,
+            "exchange",
+            format!(
+                "received {} record(s): {} created, {} changed, {} conflict(s), {} problem(s)",
+                report.items, report.created, report.changed, report.conflicts, report.problems
+            ),
+            None,
+        )?;
+    }
+    let state = app.core.update_sync_state(sync.id, |s| {
+        s.received_seq = s.received_seq.max(packet.upto);
+        s.pending_in = packet.remaining;
+    })?;
+    Ok(state.received_seq)
+}
+
+async fn pull(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(sync_id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Packet>, ApiError> {
+    let sync = authenticate(&app, sync_id, "pull", &headers, &body, peer).await?;
+    let request: PullRequest = parse(&body)?;
+    let mut commits = app.syncs.commits();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
+    let ack = request.ack;
+    {
+        let core = app.core.clone();
+        blocking(move || core.update_sync_state(sync_id, |s| s.sent_seq = s.sent_seq.max(ack)))
+            .await?;
+    }
+    loop {
+        let app2 = app.clone();
+        let sync2 = sync.clone();
+        let packet = blocking(move || {
+            let mapping = passive_mapping(&app2, &sync2)?;
+            build_packet(&app2.core, &sync2, &mapping, ack, PACKET_LIMIT)
+        })
+        .await?;
+        if packet.upto > ack || tokio::time::Instant::now() >= deadline {
+            if !packet.items.is_empty() {
+                let core = app.core.clone();
+                let sync2 = sync.clone();
+                let count = packet.items.len();
+                blocking(move || {
+                    core.log_sync(&sync2, "exchange", format!("sent {count} record(s)"), None)
+                })
+                .await?;
+            }
+            return Ok(Json(packet));
+        }
+        tokio::select! {
+            _ = commits.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests of syncs between real `crmsync` processes over loopback HTTP,
+//! configured only through the public API, as the help page's setup describes.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod http;

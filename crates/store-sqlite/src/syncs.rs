@@ -1,0 +1,271 @@
+//! Sync settings, fields, progress and log.
+
+use crate::sql_error;
+use crmsync_domain::DomainError;
+use crmsync_domain::store::StoreResult;
+use crmsync_domain::sync::{
+    Direction, FtpSettings, LocalSettings, Mode, Secret, SyncConfig, SyncField, SyncLogEntry,
+    SyncState, Transport, UserMatch,
+};
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Transport settings kept as one JSON column.
+#[derive(Serialize, Deserialize, Default)]
+struct Settings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    local: Option<LocalSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ftp: Option<FtpSettings>,
+}
+
+fn to_text<T: Serialize>(value: &T) -> StoreResult<String> {
+    let json = serde_json::to_value(value).map_err(|e| DomainError::Store(e.to_string()))?;
+    Ok(match json {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
+fn from_text<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|e| DomainError::Store(format!("stored value \"{text}\": {e}")))
+}
+
+pub fn syncs(tx: &Transaction<'_>) -> StoreResult<Vec<SyncConfig>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT id, name, mode, transport, remote_access, remote_url, password, log,
+                    period_seconds, user_match, settings FROM syncs ORDER BY id",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt.query([]).map_err(sql_error)?;
+    let mut syncs = Vec::new();
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        let text = |i: usize| -> StoreResult<String> { r.get(i).map_err(sql_error) };
+        let settings: Settings =
+            serde_json::from_str(&text(10)?).map_err(|e| DomainError::Store(e.to_string()))?;
+        syncs.push(SyncConfig {
+            id: r.get(0).map_err(sql_error)?,
+            name: text(1)?,
+            mode: from_text::<Mode>(&text(2)?)?,
+            transport: from_text::<Transport>(&text(3)?)?,
+            remote_access: r.get(4).map_err(sql_error)?,
+            remote_url: r.get(5).map_err(sql_error)?,
+            password: Secret(text(6)?),
+            log: r.get(7).map_err(sql_error)?,
+            period_seconds: r.get(8).map_err(sql_error)?,
+            user_match: from_text::<UserMatch>(&text(9)?)?,
+            local: settings.local,
+            ftp: settings.ftp,
+        });
+    }
+    Ok(syncs)
+}
+
+fn settings_text(sync: &SyncConfig) -> StoreResult<String> {
+    serde_json::to_string(&Settings {
+        local: sync.local.clone(),
+        ftp: sync.ftp.clone(),
+    })
+    .map_err(|e| DomainError::Store(e.to_string()))
+}
+
+pub fn insert_sync(tx: &Transaction<'_>, sync: &SyncConfig) -> StoreResult<i64> {
+    tx.execute(
+        "INSERT INTO syncs (name, mode, transport, remote_access, remote_url, password, log,
+                            period_seconds, user_match, settings)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            sync.name,
+            to_text(&sync.mode)?,
+            to_text(&sync.transport)?,
+            sync.remote_access,
+            sync.remote_url,
+            sync.password.0,
+            sync.log,
+            sync.period_seconds,
+            to_text(&sync.user_match)?,
+            settings_text(sync)?,
+        ],
+    )
+    .map_err(sql_error)?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub fn update_sync(tx: &Transaction<'_>, sync: &SyncConfig) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE syncs SET name = ?1, mode = ?2, transport = ?3, remote_access = ?4, remote_url = ?5,
+                password = ?6, log = ?7, period_seconds = ?8, user_match = ?9, settings = ?10
+         WHERE id = ?11",
+        params![
+            sync.name,
+            to_text(&sync.mode)?,
+            to_text(&sync.transport)?,
+            sync.remote_access,
+            sync.remote_url,
+            sync.password.0,
+            sync.log,
+            sync.period_seconds,
+            to_text(&sync.user_match)?,
+            settings_text(sync)?,
+            sync.id,
+        ],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub fn delete_sync(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
+    for sql in [
+        "DELETE FROM sync_fields WHERE sync_id = ?1",
+        "DELETE FROM sync_state WHERE sync_id = ?1",
+        "DELETE FROM sync_log WHERE sync_id = ?1",
+        "DELETE FROM syncs WHERE id = ?1",
+    ] {
+        tx.execute(sql, [id]).map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+pub fn sync_fields(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<Vec<SyncField>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT id, sync_id, field_no, direction, remote_field_no FROM sync_fields
+             WHERE sync_id = ?1 ORDER BY id",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt.query([sync_id]).map_err(sql_error)?;
+    let mut fields = Vec::new();
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        let direction: String = r.get(3).map_err(sql_error)?;
+        fields.push(SyncField {
+            id: r.get(0).map_err(sql_error)?,
+            sync_id: r.get(1).map_err(sql_error)?,
+            field_no: r.get(2).map_err(sql_error)?,
+            direction: from_text::<Direction>(&direction)?,
+            remote_field_no: r.get(4).map_err(sql_error)?,
+        });
+    }
+    Ok(fields)
+}
+
+pub fn insert_sync_field(tx: &Transaction<'_>, field: &SyncField) -> StoreResult<i64> {
+    tx.execute(
+        "INSERT INTO sync_fields (sync_id, field_no, direction, remote_field_no) VALUES (?1, ?2, ?3, ?4)",
+        params![field.sync_id, field.field_no, field.direction.as_str(), field.remote_field_no],
+    )
+    .map_err(sql_error)?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub fn update_sync_field(tx: &Transaction<'_>, field: &SyncField) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE sync_fields SET direction = ?1, remote_field_no = ?2 WHERE id = ?3",
+        params![field.direction.as_str(), field.remote_field_no, field.id],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub fn delete_sync_field(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
+    tx.execute("DELETE FROM sync_fields WHERE id = ?1", [id])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+pub fn sync_state(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<SyncState> {
+    let state = tx
+        .query_row(
+            "SELECT sent_seq, received_seq, peer_instance, peer_catalog, connected, reason,
+                    last_run, last_success, last_error, pending_in
+             FROM sync_state WHERE sync_id = ?1",
+            [sync_id],
+            |r| {
+                Ok(SyncState {
+                    sent_seq: r.get(0)?,
+                    received_seq: r.get(1)?,
+                    peer_instance: r.get(2)?,
+                    peer_catalog: r.get(3)?,
+                    connected: r.get(4)?,
+                    reason: r.get(5)?,
+                    last_run_ms: r.get(6)?,
+                    last_success_ms: r.get(7)?,
+                    last_error: r.get(8)?,
+                    pending_in: r.get(9)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(sql_error)?;
+    Ok(state.unwrap_or_default())
+}
+
+pub fn save_sync_state(tx: &Transaction<'_>, sync_id: i64, s: &SyncState) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO sync_state (sync_id, sent_seq, received_seq, peer_instance, peer_catalog,
+                connected, reason, last_run, last_success, last_error, pending_in)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT(sync_id) DO UPDATE SET sent_seq = excluded.sent_seq,
+                received_seq = excluded.received_seq, peer_instance = excluded.peer_instance,
+                peer_catalog = excluded.peer_catalog, connected = excluded.connected,
+                reason = excluded.reason, last_run = excluded.last_run,
+                last_success = excluded.last_success, last_error = excluded.last_error,
+                pending_in = excluded.pending_in",
+        params![
+            sync_id,
+            s.sent_seq,
+            s.received_seq,
+            s.peer_instance,
+            s.peer_catalog,
+            s.connected,
+            s.reason,
+            s.last_run_ms,
+            s.last_success_ms,
+            s.last_error,
+            s.pending_in
+        ],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub fn append_sync_log(tx: &Transaction<'_>, e: &SyncLogEntry) -> StoreResult<()> {
+    let detail = e.detail.as_ref().map(|d| d.to_string());
+    tx.prepare_cached(
+        "INSERT INTO sync_log (sync_id, at, kind, message, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![e.sync_id, e.at_ms, e.kind, e.message, detail]))
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub fn sync_log(
+    tx: &Transaction<'_>,
+    sync_id: i64,
+    after: i64,
+    limit: usize,
+) -> StoreResult<Vec<SyncLogEntry>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT id, sync_id, at, kind, message, detail FROM sync_log
+             WHERE sync_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt
+        .query(params![sync_id, after, limit as i64])
+        .map_err(sql_error)?;
+    let mut entries = Vec::new();
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        let detail: Option<String> = r.get(5).map_err(sql_error)?;
+        entries.push(SyncLogEntry {
+            id: r.get(0).map_err(sql_error)?,
+            sync_id: r.get(1).map_err(sql_error)?,
+            at_ms: r.get(2).map_err(sql_error)?,
+            kind: r.get(3).map_err(sql_error)?,
+            message: r.get(4).map_err(sql_error)?,
+            detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+        });
+    }
+    Ok(entries)
+}

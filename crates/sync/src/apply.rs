@@ -1,0 +1,203 @@
+//! Applying a peer's packet: items are mapped to local tables and fields (only fields this
+//! side takes), values translated (users by the sync's rule, links by uid), and merged
+//! through the domain's write path with origin `sync:<id>`.
+
+use crate::mapping::Mapping;
+use crate::outbox::origin_of;
+use crate::protocol::{Item, Packet, WireStamp};
+use crmsync_domain::clock::{Hlc, Stamp};
+use crmsync_domain::merge::MergeItem;
+use crmsync_domain::sync::{SyncConfig, UserMatch};
+use crmsync_domain::{
+    Actor, DomainError, Field, FieldType, Instance, Origin, RecordStatus, Role, Store, TableId,
+    User, Value,
+};
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApplyReport {
+    pub items: usize,
+    pub created: usize,
+    pub changed: usize,
+    pub conflicts: usize,
+    pub problems: usize,
+}
+
+fn stamp(wire: WireStamp) -> Stamp {
+    Stamp {
+        hlc: Hlc(wire.hlc),
+        node: wire.node,
+    }
+}
+
+/// Who sync writes are recorded as: no user, origin `sync:<id>`.
+fn sync_actor(sync: &SyncConfig) -> Actor {
+    Actor {
+        user: User {
+            id: 0,
+            login: origin_of(sync),
+            full_name: sync.name.clone(),
+            role: Role::User,
+            active: true,
+        },
+        origin: Origin::Sync(sync.id),
+    }
+}
+
+pub fn apply_packet<S: Store>(
+    core: &Instance<S>,
+    sync: &SyncConfig,
+    mapping: &Mapping,
+    packet: &Packet,
+) -> Result<ApplyReport, DomainError> {
+    let mut report = ApplyReport {
+        items: packet.items.len(),
+        ..Default::default()
+    };
+    let users = core.users()?;
+    let mut by_table: BTreeMap<TableId, Vec<MergeItem>> = BTreeMap::new();
+    for item in &packet.items {
+        let Some(table_id) = mapping.local_table(item.table) else {
+            continue;
+        };
+        let receiving = mapping
+            .routes
+            .iter()
+            .any(|r| r.local.table_id == table_id && r.direction.receives());
+        if !receiving {
+            continue;
+        }
+        let merge = translate(core, sync, mapping, item, table_id, &users, &mut report)?;
+        by_table.entry(table_id).or_default().push(merge);
+    }
+    let actor = sync_actor(sync);
+    for (table_id, items) in by_table {
+        let uids: Vec<String> = items.iter().map(|i| i.uid.to_string()).collect();
+        let outcomes = core.merge(&actor, table_id, items)?;
+        for (outcome, uid) in outcomes.iter().zip(uids) {
+            if let Some(reason) = &outcome.rejected {
+                report.problems += 1;
+                core.log_sync(
+                    sync,
+                    "error",
+                    format!("record {uid} not applied: {reason}"),
+                    Some(json!({ "uid": uid })),
+                )?;
+                continue;
+            }
+            if outcome.created {
+                report.created += 1;
+            } else if !outcome.taken.is_empty() || outcome.status_changed {
+                report.changed += 1;
+            }
+            if !outcome.taken.is_empty() || outcome.status_changed {
+                core.log_sync(
+                    sync,
+                    "received",
+                    format!("record {uid}: {} field(s){}", outcome.taken.len(), if outcome.status_changed { ", status" } else { "" }),
+                    Some(json!({ "uid": uid, "record_id": outcome.record_id, "fields": outcome.taken })),
+                )?;
+            }
+            for kept in &outcome.kept {
+                report.conflicts += 1;
+                core.log_sync(
+                    sync,
+                    "conflict",
+                    format!("record {uid} field {}: kept the newer local value", kept.field_no),
+                    Some(json!({ "uid": uid, "field_no": kept.field_no, "kept": kept.local, "discarded": kept.incoming })),
+                )?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn translate<S: Store>(
+    core: &Instance<S>,
+    sync: &SyncConfig,
+    mapping: &Mapping,
+    item: &Item,
+    table_id: TableId,
+    users: &[User],
+    report: &mut ApplyReport,
+) -> Result<MergeItem, DomainError> {
+    let mut values = Vec::new();
+    for (wire_no, field) in &item.fields {
+        let Some(route) = mapping.by_wire(*wire_no) else {
+            continue;
+        };
+        if route.local.table_id != table_id || !route.direction.receives() {
+            continue;
+        }
+        match from_wire(core, sync, &route.local, &field.value, users) {
+            Ok(value) => values.push((route.local.no, value, stamp(field.stamp))),
+            Err(message) => {
+                report.problems += 1;
+                core.log_sync(
+                    sync,
+                    "error",
+                    format!("record {} field {}: {message}; left empty", item.uid, route.local.no),
+                    Some(json!({ "uid": item.uid.to_string(), "field_no": route.local.no, "value": field.value })),
+                )?;
+                values.push((route.local.no, Value::Null, stamp(field.stamp)));
+            }
+        }
+    }
+    let status = if item.status == "deleted" {
+        RecordStatus::Deleted
+    } else {
+        RecordStatus::Active
+    };
+    Ok(MergeItem {
+        uid: item.uid,
+        status,
+        status_stamp: stamp(item.status_stamp),
+        values,
+    })
+}
+
+/// A travelling value as a local one: users matched by the sync's rule, links by uid.
+fn from_wire<S: Store>(
+    core: &Instance<S>,
+    sync: &SyncConfig,
+    field: &Field,
+    json: &Json,
+    users: &[User],
+) -> Result<Value, String> {
+    if json.is_null() {
+        return Ok(Value::Null);
+    }
+    match field.field_type {
+        FieldType::User => {
+            let found = match sync.user_match {
+                UserMatch::Login => json
+                    .as_str()
+                    .and_then(|l| users.iter().find(|u| u.login.eq_ignore_ascii_case(l))),
+                UserMatch::FullName => json
+                    .as_str()
+                    .and_then(|n| users.iter().find(|u| u.full_name == n)),
+                UserMatch::Id => json
+                    .as_i64()
+                    .and_then(|id| users.iter().find(|u| u.id == id)),
+            };
+            found
+                .map(|u| Value::User(u.id))
+                .ok_or_else(|| format!("no user matches {json}"))
+        }
+        FieldType::Link => {
+            let uid = json
+                .as_str()
+                .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                .ok_or_else(|| format!("{json} is not a record identity"))?;
+            let target = field.options.table_id.unwrap_or_default();
+            let table = core.table(target).map_err(|e| e.to_string())?;
+            core.store()
+                .read(|tx| tx.record_by_uid(&table, uid))
+                .map_err(|e| e.to_string())?
+                .map(|r| Value::Link(r.record.id))
+                .ok_or_else(|| format!("the linked record {uid} has not arrived yet"))
+        }
+        _ => Value::from_json(field, json).map_err(|e| e.to_string()),
+    }
+}

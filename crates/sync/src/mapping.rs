@@ -1,0 +1,276 @@
+//! Which local field travels under which wire number, in which direction.
+
+use crate::protocol::{Catalog, CatalogField};
+use crmsync_domain::sync::{Direction, Mode, SyncConfig, SyncField};
+use crmsync_domain::{Field, FieldNo, FieldType, Table, TableId};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub local: Field,
+    /// The active side's field number.
+    pub wire_no: FieldNo,
+    /// The active side's table id.
+    pub wire_table: TableId,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mapping {
+    pub routes: Vec<Route>,
+    /// What prevents some fields from travelling, in words a person can act on.
+    pub problems: Vec<String>,
+}
+
+/// This instance's fields as its peer sees them.
+pub fn catalog(tables: &[Table]) -> Catalog {
+    tables
+        .iter()
+        .flat_map(|t| {
+            t.fields.iter().map(move |f| CatalogField {
+                no: f.no,
+                name: f.name.clone(),
+                field_type: f.field_type.as_str().to_string(),
+                table_id: t.id,
+                table_name: t.name.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Types whose values travel as the same JSON shape.
+fn compatible(a: FieldType, b: &str) -> bool {
+    let family = |t: &str| match t {
+        "text" | "longtext" | "select" => "text",
+        other => match other {
+            "number" => "number",
+            "money" => "money",
+            "date" => "date",
+            "datetime" => "datetime",
+            "user" => "user",
+            "link" => "link",
+            _ => "file",
+        },
+    };
+    family(a.as_str()) == family(b)
+}
+
+impl Mapping {
+    /// `peer_catalog` is the active side's catalogue, needed on the passive side.
+    pub fn build(
+        sync: &SyncConfig,
+        fields: &[SyncField],
+        tables: &[Table],
+        peer_catalog: Option<&Catalog>,
+    ) -> Mapping {
+        let mut mapping = Mapping::default();
+        for configured in fields {
+            let Some((table, local)) = tables
+                .iter()
+                .find_map(|t| t.field(configured.field_no).map(|f| (t, f)))
+            else {
+                mapping
+                    .problems
+                    .push(format!("field {} no longer exists", configured.field_no));
+                continue;
+            };
+            if local.field_type == FieldType::File {
+                mapping.problems.push(format!(
+                    "field {} \"{}\": file fields do not travel yet",
+                    local.no, local.name
+                ));
+                continue;
+            }
+            let (wire_no, wire_table) = match sync.mode {
+                Mode::Active => (local.no, table.id),
+                Mode::Passive => {
+                    let Some(remote) = configured.remote_field_no else {
+                        mapping.problems.push(format!(
+                            "field {} \"{}\": enter the number of the matching field on the active side",
+                            local.no, local.name
+                        ));
+                        continue;
+                    };
+                    let Some(catalog) = peer_catalog else {
+                        mapping
+                            .problems
+                            .push("waiting for the active side to describe its fields".into());
+                        continue;
+                    };
+                    let Some(peer) = catalog.iter().find(|c| c.no == remote) else {
+                        mapping.problems.push(format!(
+                            "field {} \"{}\": the active side has no field {remote}",
+                            local.no, local.name
+                        ));
+                        continue;
+                    };
+                    if !compatible(local.field_type, &peer.field_type) {
+                        mapping.problems.push(format!(
+                            "field {} \"{}\" ({}) cannot take the active side's field {remote} \"{}\" ({})",
+                            local.no,
+                            local.name,
+                            local.field_type.as_str(),
+                            peer.name,
+                            peer.field_type
+                        ));
+                        continue;
+                    }
+                    (remote, peer.table_id)
+                }
+            };
+            mapping.routes.push(Route {
+                local: local.clone(),
+                wire_no,
+                wire_table,
+                direction: configured.direction,
+            });
+        }
+        // One wire table must land in one local table.
+        let mut seen: Vec<(TableId, TableId)> = Vec::new();
+        let mut conflicting = Vec::new();
+        for r in &mapping.routes {
+            match seen.iter().find(|(w, _)| *w == r.wire_table) {
+                Some((_, local)) if *local != r.local.table_id => conflicting.push(r.wire_table),
+                Some(_) => {}
+                None => seen.push((r.wire_table, r.local.table_id)),
+            }
+        }
+        for wire_table in conflicting {
+            mapping.problems.push(format!(
+                "the active side's table {wire_table} is mapped to fields of different tables here"
+            ));
+            mapping.routes.retain(|r| r.wire_table != wire_table);
+        }
+        mapping
+    }
+
+    pub fn by_local(&self, no: FieldNo) -> Option<&Route> {
+        self.routes.iter().find(|r| r.local.no == no)
+    }
+
+    pub fn by_wire(&self, no: FieldNo) -> Option<&Route> {
+        self.routes.iter().find(|r| r.wire_no == no)
+    }
+
+    pub fn wire_table(&self, local_table: TableId) -> Option<TableId> {
+        self.routes
+            .iter()
+            .find(|r| r.local.table_id == local_table)
+            .map(|r| r.wire_table)
+    }
+
+    pub fn local_table(&self, wire_table: TableId) -> Option<TableId> {
+        self.routes
+            .iter()
+            .find(|r| r.wire_table == wire_table)
+            .map(|r| r.local.table_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crmsync_domain::FieldOptions;
+    use crmsync_domain::sync::{Secret, Transport, UserMatch};
+
+    fn sync(mode: Mode) -> SyncConfig {
+        SyncConfig {
+            id: 1,
+            name: "s".into(),
+            mode,
+            transport: Transport::Http,
+            remote_access: false,
+            remote_url: None,
+            password: Secret("p".into()),
+            log: true,
+            period_seconds: 1,
+            user_match: UserMatch::Login,
+            local: None,
+            ftp: None,
+        }
+    }
+
+    fn table(id: i64, fields: &[(i64, FieldType)]) -> Table {
+        Table {
+            id,
+            name: format!("T{id}"),
+            fields: fields
+                .iter()
+                .map(|(no, t)| Field {
+                    no: *no,
+                    table_id: id,
+                    name: format!("F{no}"),
+                    field_type: *t,
+                    options: FieldOptions::default(),
+                })
+                .collect(),
+        }
+    }
+
+    fn configured(field_no: i64, direction: Direction, remote: Option<i64>) -> SyncField {
+        SyncField {
+            id: field_no,
+            sync_id: 1,
+            field_no,
+            direction,
+            remote_field_no: remote,
+        }
+    }
+
+    #[test]
+    fn the_passive_side_maps_to_the_active_numbers_and_reports_problems() {
+        let active_tables = [table(
+            1,
+            &[
+                (1, FieldType::Text),
+                (2, FieldType::Money),
+                (3, FieldType::Text),
+            ],
+        )];
+        let catalog = catalog(&active_tables);
+        let local = [table(
+            5,
+            &[
+                (10, FieldType::Longtext),
+                (11, FieldType::Money),
+                (12, FieldType::Number),
+                (13, FieldType::Text),
+            ],
+        )];
+        let fields = [
+            configured(10, Direction::Both, Some(1)),
+            configured(11, Direction::Download, Some(2)),
+            configured(12, Direction::Both, Some(3)),
+            configured(13, Direction::Both, Some(99)),
+        ];
+        let mapping = Mapping::build(&sync(Mode::Passive), &fields, &local, Some(&catalog));
+        assert_eq!(mapping.routes.len(), 2);
+        assert_eq!(mapping.by_wire(1).unwrap().local.no, 10);
+        assert_eq!(mapping.by_local(11).unwrap().wire_no, 2);
+        assert_eq!(mapping.local_table(1), Some(5));
+        assert_eq!(mapping.wire_table(5), Some(1));
+        assert_eq!(mapping.problems.len(), 2, "{:?}", mapping.problems);
+        assert!(mapping.problems[0].contains("cannot take"));
+        assert!(mapping.problems[1].contains("no field 99"));
+    }
+
+    #[test]
+    fn the_active_side_uses_its_own_numbers() {
+        let local = [table(1, &[(1, FieldType::Text)])];
+        let mapping = Mapping::build(
+            &sync(Mode::Active),
+            &[configured(1, Direction::Upload, None)],
+            &local,
+            None,
+        );
+        assert_eq!(mapping.routes[0].wire_no, 1);
+        assert!(mapping.problems.is_empty());
+        let without_catalog = Mapping::build(
+            &sync(Mode::Passive),
+            &[configured(1, Direction::Both, Some(1))],
+            &local,
+            None,
+        );
+        assert!(without_catalog.routes.is_empty());
+        assert!(without_catalog.problems[0].contains("waiting"));
+    }
+}

@@ -1,0 +1,83 @@
+//! What travels between two instances (protocol version 1; see docs/protocol.md).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// One field as an instance describes it to its peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogField {
+    pub no: i64,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub field_type: String,
+    pub table_id: i64,
+    pub table_name: String,
+}
+
+pub type Catalog = Vec<CatalogField>;
+
+/// The active side introduces itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+    pub instance_id: String,
+    pub catalog: Catalog,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HelloReply {
+    pub version: u32,
+    pub instance_id: String,
+    /// Mapping problems the passive side sees (a number the active lacks, a type mismatch).
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WireStamp {
+    pub hlc: u64,
+    pub node: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireField {
+    pub value: serde_json::Value,
+    pub stamp: WireStamp,
+}
+
+/// One record's changed, configured fields with their stamps, under the active side's
+/// numbering (`table` is the active side's table id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub uid: Uuid,
+    pub table: i64,
+    pub status: String,
+    pub status_stamp: WireStamp,
+    pub fields: BTreeMap<i64, WireField>,
+}
+
+/// A batch of changes: the sender's change-log entries after `after` up to `upto`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Packet {
+    pub after: i64,
+    pub upto: i64,
+    pub items: Vec<Item>,
+    /// Change-log entries the sender still has after `upto`.
+    pub remaining: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushReply {
+    /// The highest `upto` the receiver has applied.
+    pub applied: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// The highest `upto` of the peer's packets we have applied: its outgoing cursor.
+    pub ack: i64,
+    /// How long the peer may hold the request while it has nothing to send.
+    pub wait_ms: u64,
+}
