@@ -287,3 +287,327 @@ async fn settings_are_checked() {
         .await;
     assert_eq!(fields["fields"][0]["remote_field_no"], 5);
 }
+
+/// Waits until both sides report nothing left to send.
+async fn quiet(active_api: &Client, active: i64, passive_api: &Client, passive: i64) {
+    eventually(30, "both sides quiet", || async {
+        let (_, a) = active_api.get(&format!("/syncs/{active}/status")).await;
+        let (_, p) = passive_api.get(&format!("/syncs/{passive}/status")).await;
+        (a["connected"] == true && a["pending_out"] == 0 && p["pending_out"] == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn seed_case_two_payments_flow_down_and_order_status_flows_up_in_one_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Order", "Paid", "Status"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Order", "Paid", "Status"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    // Main: order number and payment go out, status comes in. Aux: the other way round.
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&main_api, active, m[1], "upload", None).await;
+    add_field(&main_api, active, m[2], "download", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    add_field(&aux_api, passive, a[1], "download", Some(m[1])).await;
+    add_field(&aux_api, passive, a[2], "upload", Some(m[2])).await;
+
+    let order = main_api
+        .create_record(
+            main_table,
+            json!({ m[0].to_string(): "A-1", m[1].to_string(): "paid 100" }),
+        )
+        .await;
+    let copy = eventually(20, "the order on the auxiliary side", || async {
+        let page = aux_api
+            .ok(Method::GET, &format!("/tables/{aux_table}/records"), None)
+            .await;
+        page["records"]
+            .as_array()
+            .unwrap()
+            .first()
+            .filter(|r| r["values"][a[1].to_string()] == "paid 100")
+            .cloned()
+    })
+    .await;
+    aux_api
+        .patch(
+            &format!("/tables/{aux_table}/records/{}", copy["id"]),
+            json!({ "values": { a[2].to_string(): "shipped", a[1].to_string(): "tampered" } }),
+        )
+        .await;
+    eventually(20, "the status on the main side", || async {
+        let r = main_api
+            .ok(
+                Method::GET,
+                &format!("/tables/{main_table}/records/{}", order["id"]),
+                None,
+            )
+            .await;
+        (r["values"][m[2].to_string()] == "shipped").then_some(())
+    })
+    .await;
+    quiet(&main_api, active, &aux_api, passive).await;
+    let r = main_api
+        .ok(
+            Method::GET,
+            &format!("/tables/{main_table}/records/{}", order["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r["values"][m[1].to_string()],
+        "paid 100",
+        "payments only flow down"
+    );
+}
+
+#[tokio::test]
+async fn the_direction_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let directions = ["both", "upload", "download", "off"];
+    let names: Vec<String> = (0..16)
+        .map(|i| format!("F{i}"))
+        .chain(["Marker".to_string()])
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (main_table, m) = clients(&main_api, &names).await;
+    let (aux_table, a) = clients(&aux_api, &names).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    for i in 0..16 {
+        add_field(&main_api, active, m[i], directions[i / 4], None).await;
+        add_field(&aux_api, passive, a[i], directions[i % 4], Some(m[i])).await;
+    }
+    add_field(&main_api, active, m[16], "both", None).await;
+    add_field(&aux_api, passive, a[16], "both", Some(m[16])).await;
+    let sends = |d: &str| d == "both" || d == "upload";
+    let takes = |d: &str| d == "both" || d == "download";
+
+    let mut values = serde_json::Map::new();
+    for no in &m[..16] {
+        values.insert(no.to_string(), json!("from main"));
+    }
+    values.insert(m[16].to_string(), json!("m1"));
+    let record = main_api
+        .create_record(main_table, Value::Object(values))
+        .await;
+    let copy = eventually(20, "the record with marker m1", || async {
+        let page = aux_api
+            .ok(Method::GET, &format!("/tables/{aux_table}/records"), None)
+            .await;
+        page["records"]
+            .as_array()
+            .unwrap()
+            .first()
+            .filter(|r| r["values"][a[16].to_string()] == "m1")
+            .cloned()
+    })
+    .await;
+    for i in 0..16 {
+        let flows = sends(directions[i / 4]) && takes(directions[i % 4]);
+        let expected = if flows {
+            json!("from main")
+        } else {
+            Value::Null
+        };
+        assert_eq!(
+            copy["values"][a[i].to_string()],
+            expected,
+            "main {} → aux {}",
+            directions[i / 4],
+            directions[i % 4]
+        );
+    }
+
+    let mut values = serde_json::Map::new();
+    for no in &a[..16] {
+        values.insert(no.to_string(), json!("from aux"));
+    }
+    values.insert(a[16].to_string(), json!("m2"));
+    aux_api
+        .patch(
+            &format!("/tables/{aux_table}/records/{}", copy["id"]),
+            json!({ "values": values }),
+        )
+        .await;
+    let back = eventually(20, "marker m2 on the main side", || async {
+        let r = main_api
+            .ok(
+                Method::GET,
+                &format!("/tables/{main_table}/records/{}", record["id"]),
+                None,
+            )
+            .await;
+        (r["values"][m[16].to_string()] == "m2").then_some(r)
+    })
+    .await;
+    for i in 0..16 {
+        let flows = sends(directions[i % 4]) && takes(directions[i / 4]);
+        let expected = if flows { "from aux" } else { "from main" };
+        assert_eq!(
+            back["values"][m[i].to_string()],
+            expected,
+            "aux {} → main {}",
+            directions[i % 4],
+            directions[i / 4]
+        );
+    }
+}
+
+#[tokio::test]
+async fn deletes_and_restores_travel_and_conflicts_resolve_the_same_way_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name", "Phone", "City"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name", "Phone", "City"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    for i in 0..3 {
+        add_field(&main_api, active, m[i], "both", None).await;
+        add_field(&aux_api, passive, a[i], "both", Some(m[i])).await;
+    }
+    let record = main_api
+        .create_record(
+            main_table,
+            json!({ m[0].to_string(): "Anna", m[1].to_string(): "1", m[2].to_string(): "Omsk" }),
+        )
+        .await;
+    let main_id = record["id"].as_i64().unwrap();
+    let aux_id = eventually(20, "the record on aux", || async {
+        let page = aux_api
+            .ok(Method::GET, &format!("/tables/{aux_table}/records"), None)
+            .await;
+        page["records"]
+            .as_array()
+            .unwrap()
+            .first()
+            .map(|r| r["id"].as_i64().unwrap())
+    })
+    .await;
+
+    aux_api
+        .delete(&format!("/tables/{aux_table}/records/{aux_id}"))
+        .await;
+    eventually(20, "the delete on main", || async {
+        let r = main_api
+            .ok(
+                Method::GET,
+                &format!("/tables/{main_table}/records/{main_id}"),
+                None,
+            )
+            .await;
+        (r["status"] == "deleted").then_some(())
+    })
+    .await;
+    main_api
+        .post(
+            &format!("/tables/{main_table}/records/{main_id}/restore"),
+            json!({}),
+        )
+        .await;
+    eventually(20, "the restore on aux", || async {
+        let r = aux_api
+            .ok(
+                Method::GET,
+                &format!("/tables/{aux_table}/records/{aux_id}"),
+                None,
+            )
+            .await;
+        (r["status"] == "active").then_some(())
+    })
+    .await;
+    quiet(&main_api, active, &aux_api, passive).await;
+
+    // Cut the link, edit both sides, reconnect: a conflict on Name, different fields apart.
+    let endpoint = main_api
+        .ok(Method::GET, &format!("/syncs/{active}"), None)
+        .await["remote_url"]
+        .clone();
+    main_api
+        .patch(
+            &format!("/syncs/{active}"),
+            json!({ "remote_url": "http://127.0.0.1:9" }),
+        )
+        .await;
+    eventually(20, "the active side notices", || async {
+        let (_, s) = main_api.get(&format!("/syncs/{active}/status")).await;
+        (s["connected"] == false).then_some(())
+    })
+    .await;
+    main_api
+        .patch(
+            &format!("/tables/{main_table}/records/{main_id}"),
+            json!({ "values": { m[0].to_string(): "Anna (main)", m[1].to_string(): "2" } }),
+        )
+        .await;
+    aux_api
+        .patch(
+            &format!("/tables/{aux_table}/records/{aux_id}"),
+            json!({ "values": { a[0].to_string(): "Anna (aux)", a[2].to_string(): "Perm" } }),
+        )
+        .await;
+    main_api
+        .patch(
+            &format!("/syncs/{active}"),
+            json!({ "remote_url": endpoint }),
+        )
+        .await;
+    quiet(&main_api, active, &aux_api, passive).await;
+    eventually(20, "both sides agree", || async {
+        let r1 = main_api
+            .ok(
+                Method::GET,
+                &format!("/tables/{main_table}/records/{main_id}"),
+                None,
+            )
+            .await;
+        let r2 = aux_api
+            .ok(
+                Method::GET,
+                &format!("/tables/{aux_table}/records/{aux_id}"),
+                None,
+            )
+            .await;
+        let same = r1["values"][m[0].to_string()] == r2["values"][a[0].to_string()]
+            && r1["values"][m[1].to_string()] == r2["values"][a[1].to_string()]
+            && r1["values"][m[2].to_string()] == r2["values"][a[2].to_string()];
+        same.then_some((r1, r2))
+    })
+    .await;
+    let r = main_api
+        .ok(
+            Method::GET,
+            &format!("/tables/{main_table}/records/{main_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r["values"][m[0].to_string()],
+        "Anna (aux)",
+        "the later edit wins everywhere"
+    );
+    assert_eq!(
+        r["values"][m[1].to_string()],
+        "2",
+        "different fields both survive"
+    );
+    assert_eq!(r["values"][m[2].to_string()], "Perm");
+    let (_, log) = aux_api
+        .get(&format!("/syncs/{passive}/log?limit=1000"))
+        .await;
+    let conflict = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "conflict")
+        .unwrap_or_else(|| panic!("the losing value is in the log: {log}"));
+    assert_eq!(conflict["detail"]["discarded"], "Anna (main)");
+    assert_eq!(conflict["detail"]["kept"], "Anna (aux)");
+}
