@@ -138,6 +138,12 @@ impl<S: Store> Instance<S> {
         let _ = self.commit_listener.set(Box::new(listener));
     }
 
+    pub(crate) fn notify_commit(&self) {
+        if let Some(listener) = self.commit_listener.get() {
+            listener();
+        }
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
@@ -692,10 +698,8 @@ impl<S: Store> Instance<S> {
             }
             Ok(value)
         });
-        if result.is_ok()
-            && let Some(listener) = self.commit_listener.get()
-        {
-            listener();
+        if result.is_ok() {
+            self.notify_commit();
         }
         result
     }

@@ -68,6 +68,9 @@ pub enum ChangeOp {
     Update,
     Delete,
     Restore,
+    /// Not a change: asks one sync to send the record's current values again (initial sync,
+    /// the per-record "Sync" action). Kept out of the record's history.
+    Resend,
 }
 
 impl ChangeOp {
@@ -77,6 +80,7 @@ impl ChangeOp {
             ChangeOp::Update => "update",
             ChangeOp::Delete => "delete",
             ChangeOp::Restore => "restore",
+            ChangeOp::Resend => "resend",
         }
     }
 
@@ -86,6 +90,7 @@ impl ChangeOp {
             ChangeOp::Update,
             ChangeOp::Delete,
             ChangeOp::Restore,
+            ChangeOp::Resend,
         ]
         .into_iter()
         .find(|op| op.as_str() == s)

@@ -96,6 +96,24 @@ pub trait StoreTx {
     fn history(&mut self, table: &Table, record_id: RecordId) -> StoreResult<Vec<Change>>;
     fn table_counts(&mut self, table: &Table) -> StoreResult<TableCounts>;
     fn change_count(&mut self) -> StoreResult<u64>;
+    /// Appends a resend entry per record (`origin` names the sync it is for) asking for
+    /// `fields` (all configured ones when empty) to be sent again. Returns (first, last)
+    /// seq, or None when there were no records.
+    fn append_resends(
+        &mut self,
+        table_id: TableId,
+        record_ids: &[RecordId],
+        fields: &[FieldNo],
+        origin: &str,
+        at_ms: i64,
+    ) -> StoreResult<Option<(i64, i64)>>;
+    /// Ids of a table's records after `after`, at most `limit`, all statuses.
+    fn record_ids(
+        &mut self,
+        table: &Table,
+        after: RecordId,
+        limit: usize,
+    ) -> StoreResult<Vec<RecordId>>;
 
     // ---- what syncs read ----
     /// Change-log entries after `after`, oldest first, at most `limit`.

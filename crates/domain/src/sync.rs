@@ -187,6 +187,9 @@ pub struct SyncState {
     pub last_error: Option<String>,
     /// Changes the peer said it still had for us at the last exchange.
     pub pending_in: i64,
+    /// On a passive side: an initial sync's request for the active side's rows (JSON),
+    /// handed over with the next pull.
+    pub resend_request: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

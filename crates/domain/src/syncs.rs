@@ -62,7 +62,16 @@ impl<S: Store> Instance<S> {
         };
         apply_input(&mut sync, input);
         sync.validate()?;
-        let id = self.store().write(|tx| tx.insert_sync(&sync))?;
+        let id = self.store().write(|tx| {
+            let id = tx.insert_sync(&sync)?;
+            // Only changes from now on travel; existing rows come with an initial sync.
+            let state = SyncState {
+                sent_seq: tx.last_change_seq()?,
+                ..SyncState::default()
+            };
+            tx.save_sync_state(id, &state)?;
+            Ok(id)
+        })?;
         self.sync(id)
     }
 
@@ -219,6 +228,35 @@ impl<S: Store> Instance<S> {
             detail,
         };
         self.store().write(|tx| tx.append_sync_log(&entry))
+    }
+
+    /// Asks `sync` to send these records again (all its fields when `fields` is empty).
+    /// Returns the (first, last) change-log seq of the requests.
+    pub fn resend(
+        &self,
+        sync_id: SyncId,
+        table_id: crate::TableId,
+        record_ids: &[crate::RecordId],
+        fields: &[FieldNo],
+    ) -> Result<Option<(i64, i64)>, DomainError> {
+        let origin = format!("resend:{sync_id}");
+        let now = self.now_ms();
+        let range = self
+            .store()
+            .write(|tx| tx.append_resends(table_id, record_ids, fields, &origin, now))?;
+        self.notify_commit();
+        Ok(range)
+    }
+
+    /// Record ids of a table after `after`, for paging through it.
+    pub fn record_ids(
+        &self,
+        table_id: crate::TableId,
+        after: crate::RecordId,
+        limit: usize,
+    ) -> Result<Vec<crate::RecordId>, DomainError> {
+        let table = self.table(table_id)?;
+        self.store().read(|tx| tx.record_ids(&table, after, limit))
     }
 
     pub fn sync_log(

@@ -23,6 +23,7 @@ pub struct App {
     /// The HTTP client active syncs talk to their peers with.
     pub http: reqwest::Client,
     pub instance_id: uuid::Uuid,
+    pub jobs: crate::jobs::Jobs,
 }
 
 impl App {
@@ -49,6 +50,7 @@ impl App {
             syncs,
             http,
             instance_id,
+            jobs: Default::default(),
         })
     }
 

@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod csv_io;
 pub mod files;
+pub mod jobs;
 pub mod sync;
 
 pub use app::{App, Core};

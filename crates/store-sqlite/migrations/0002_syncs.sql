@@ -36,7 +36,9 @@ CREATE TABLE sync_state (
     last_run      INTEGER,
     last_success  INTEGER,
     last_error    TEXT,
-    pending_in    INTEGER NOT NULL DEFAULT 0
+    pending_in    INTEGER NOT NULL DEFAULT 0,
+    -- A passive side's request that the active side send its rows again (JSON).
+    resend_request TEXT
 );
 
 CREATE TABLE sync_log (

@@ -517,6 +517,26 @@ impl StoreTx for SqliteTx<'_> {
         syncs::sync_log(&self.tx, sync_id, after, limit)
     }
 
+    fn append_resends(
+        &mut self,
+        table_id: i64,
+        record_ids: &[i64],
+        fields: &[i64],
+        origin: &str,
+        at_ms: i64,
+    ) -> StoreResult<Option<(i64, i64)>> {
+        records::append_resends(self, table_id, record_ids, fields, origin, at_ms)
+    }
+
+    fn record_ids(
+        &mut self,
+        table: &crmsync_domain::Table,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<i64>> {
+        records::record_ids(&self.tx, table, after, limit)
+    }
+
     fn change_count(&mut self) -> StoreResult<u64> {
         records::flush_changes(self)?;
         self.tx

@@ -454,6 +454,65 @@ fn insert_change_rows(
     Ok(())
 }
 
+pub fn append_resends(
+    tx: &mut SqliteTx<'_>,
+    table_id: i64,
+    record_ids: &[i64],
+    fields: &[i64],
+    origin: &str,
+    at_ms: i64,
+) -> StoreResult<Option<(i64, i64)>> {
+    let origin = Rc::new(origin.to_string());
+    let listed = Rc::new(format!(
+        "[{}]",
+        fields
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    let mut range = None;
+    for id in record_ids {
+        let seq = tx.next_seq()?;
+        range = Some((range.map_or(seq, |(first, _)| first), seq));
+        tx.pending_changes.push(PendingChange {
+            seq,
+            prev_seq: None,
+            table_id,
+            record_id: *id,
+            op: ChangeOp::Resend,
+            hlc: 0,
+            origin: origin.clone(),
+            user_id: None,
+            at: at_ms,
+            fields: listed.clone(),
+        });
+        if tx.pending_changes.len() >= CHANGE_BATCH {
+            flush_changes(tx)?;
+        }
+    }
+    Ok(range)
+}
+
+pub fn record_ids(
+    tx: &Transaction<'_>,
+    table: &Table,
+    after: i64,
+    limit: usize,
+) -> StoreResult<Vec<i64>> {
+    let sql = format!(
+        "SELECT id FROM {} WHERE id > ?1 ORDER BY id LIMIT ?2",
+        table_name(table.id)
+    );
+    let mut stmt = tx.prepare_cached(&sql).map_err(sql_error)?;
+    let ids = stmt
+        .query_map(rusqlite::params![after, limit as i64], |r| r.get(0))
+        .map_err(sql_error)?
+        .collect::<Result<Vec<i64>, _>>()
+        .map_err(sql_error)?;
+    Ok(ids)
+}
+
 pub(crate) fn flush_changes(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
     let pending = std::mem::take(&mut tx.pending_changes);
     // Creates have no previous entry and a known op: fewer parameters to bind.

@@ -178,7 +178,7 @@ pub fn sync_state(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<SyncState> 
     let state = tx
         .query_row(
             "SELECT sent_seq, received_seq, peer_instance, peer_catalog, connected, reason,
-                    last_run, last_success, last_error, pending_in
+                    last_run, last_success, last_error, pending_in, resend_request
              FROM sync_state WHERE sync_id = ?1",
             [sync_id],
             |r| {
@@ -193,6 +193,7 @@ pub fn sync_state(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<SyncState> 
                     last_success_ms: r.get(7)?,
                     last_error: r.get(8)?,
                     pending_in: r.get(9)?,
+                    resend_request: r.get(10)?,
                 })
             },
         )
@@ -204,14 +205,14 @@ pub fn sync_state(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<SyncState> 
 pub fn save_sync_state(tx: &Transaction<'_>, sync_id: i64, s: &SyncState) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO sync_state (sync_id, sent_seq, received_seq, peer_instance, peer_catalog,
-                connected, reason, last_run, last_success, last_error, pending_in)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                connected, reason, last_run, last_success, last_error, pending_in, resend_request)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT(sync_id) DO UPDATE SET sent_seq = excluded.sent_seq,
                 received_seq = excluded.received_seq, peer_instance = excluded.peer_instance,
                 peer_catalog = excluded.peer_catalog, connected = excluded.connected,
                 reason = excluded.reason, last_run = excluded.last_run,
                 last_success = excluded.last_success, last_error = excluded.last_error,
-                pending_in = excluded.pending_in",
+                pending_in = excluded.pending_in, resend_request = excluded.resend_request",
         params![
             sync_id,
             s.sent_seq,
@@ -223,7 +224,8 @@ pub fn save_sync_state(tx: &Transaction<'_>, sync_id: i64, s: &SyncState) -> Sto
             s.last_run_ms,
             s.last_success_ms,
             s.last_error,
-            s.pending_in
+            s.pending_in,
+            s.resend_request
         ],
     )
     .map_err(sql_error)?;

@@ -34,6 +34,7 @@ pub fn build_packet<S: Store>(
     limit: usize,
 ) -> Result<Packet, DomainError> {
     let echo = origin_of(sync);
+    let resend_for_us = format!("resend:{}", sync.id);
     core.store().read(|tx| {
         let changes = tx.changes_after(after, limit)?;
         let upto = changes.last().map_or(after, |c| c.seq);
@@ -50,11 +51,26 @@ pub fn build_packet<S: Store>(
             if change.origin == echo || !sending_tables.contains(&change.table_id) {
                 continue;
             }
+            let resend = change.op == ChangeOp::Resend;
+            if resend && change.origin != resend_for_us {
+                continue;
+            }
             let key = (change.table_id, change.record_id);
             let entry = groups.entry(key).or_insert_with(|| {
                 order.push(key);
                 (BTreeSet::new(), false)
             });
+            if resend && change.field_nos.is_empty() {
+                // Everything this sync sends of the record.
+                let table = change.table_id;
+                for route in mapping
+                    .routes
+                    .iter()
+                    .filter(|r| r.local.table_id == table && r.direction.sends())
+                {
+                    entry.0.insert(route.local.no);
+                }
+            }
             for no in &change.field_nos {
                 if mapping.by_local(*no).is_some_and(|r| r.direction.sends()) {
                     entry.0.insert(*no);
@@ -62,7 +78,7 @@ pub fn build_packet<S: Store>(
             }
             entry.1 |= matches!(
                 change.op,
-                ChangeOp::Create | ChangeOp::Delete | ChangeOp::Restore
+                ChangeOp::Create | ChangeOp::Delete | ChangeOp::Restore | ChangeOp::Resend
             );
         }
         let tables = tx.tables()?;
@@ -109,6 +125,7 @@ pub fn build_packet<S: Store>(
             upto,
             items,
             remaining,
+            resend: None,
         })
     })
 }
@@ -144,10 +161,12 @@ fn to_wire(
     })
 }
 
-/// Change-log entries this sync still has to send (not counting what it received itself).
+/// Change-log entries this sync still has to send (not what it received itself, nor
+/// resend requests meant for other syncs).
 pub fn pending_out<S: Store>(core: &Instance<S>, sync: &SyncConfig) -> Result<i64, DomainError> {
     let state = core.sync_state(sync.id)?;
     let echo = origin_of(sync);
+    let resend_for_us = format!("resend:{}", sync.id);
     core.store().read(|tx| {
         let mut after = state.sent_seq;
         let mut pending = 0i64;
@@ -155,7 +174,12 @@ pub fn pending_out<S: Store>(core: &Instance<S>, sync: &SyncConfig) -> Result<i6
             let page = tx.changes_after(after, 10_000)?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            pending += page.iter().filter(|c| c.origin != echo).count() as i64;
+            pending += page
+                .iter()
+                .filter(|c| {
+                    c.origin != echo && (c.op != ChangeOp::Resend || c.origin == resend_for_us)
+                })
+                .count() as i64;
         }
         Ok(pending)
     })

@@ -66,6 +66,37 @@ pub struct Packet {
     pub items: Vec<Item>,
     /// Change-log entries the sender still has after `upto`.
     pub remaining: i64,
+    /// From a passive side: its initial sync wants the active side's rows too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resend: Option<ResendRequest>,
+}
+
+/// Asks the peer to send its rows again (initial sync): every configured field, or one
+/// field (the active side's number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ResendRequest {
+    pub field: Option<i64>,
+}
+
+/// What a side queued for sending again: `count` records, change-log seqs first..=last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ResendSummary {
+    pub count: i64,
+    pub first: i64,
+    pub last: i64,
+}
+
+impl ResendSummary {
+    /// How many of the queued records a cursor at `cursor` has delivered.
+    pub fn delivered(&self, cursor: i64) -> i64 {
+        if self.count == 0 || cursor < self.first {
+            0
+        } else if cursor >= self.last {
+            self.count
+        } else {
+            (cursor - self.first + 1).min(self.count)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -102,6 +102,16 @@ pub fn router(app: App) -> Router {
             get(syncs::get).patch(syncs::update).delete(syncs::delete),
         )
         .route("/syncs/{sync_id}/status", get(syncs::status))
+        .route("/syncs/{sync_id}/initial", post(syncs::initial))
+        .route(
+            "/syncs/{sync_id}/fields/{field_id}/initial",
+            post(syncs::initial_field),
+        )
+        .route("/jobs/{job_id}", get(syncs::job))
+        .route(
+            "/tables/{table_id}/records/{id}/sync",
+            post(syncs::sync_record),
+        )
         .route("/syncs/{sync_id}/log", get(syncs::log))
         .route(
             "/syncs/{sync_id}/fields",

@@ -2,6 +2,7 @@
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, blocking};
 use crate::app::App;
+use crate::jobs::JobStatus;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::{Extension, Json};
@@ -9,6 +10,7 @@ use crmsync_domain::sync::{Direction, Mode, SyncConfig, SyncField, Transport};
 use crmsync_domain::syncs::SyncInput;
 use crmsync_domain::value::format_ms;
 use crmsync_domain::{Actor, FieldNo};
+use crmsync_sync::protocol::ResendRequest;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -239,4 +241,96 @@ pub async fn log(
         })
         .collect();
     Ok(Json(json!({ "entries": entries })))
+}
+
+/// Starts an initial sync of the whole sync (S-17).
+pub async fn initial(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<(StatusCode, Json<JobStatus>), ApiError> {
+    start_initial(app, id, None).await
+}
+
+/// Starts an initial sync of one configured field (S-22).
+pub async fn initial_field(
+    State(app): State<App>,
+    ApiPath((id, field_id)): ApiPath<(i64, i64)>,
+) -> Result<(StatusCode, Json<JobStatus>), ApiError> {
+    start_initial(app, id, Some(field_id)).await
+}
+
+async fn start_initial(
+    app: App,
+    sync_id: i64,
+    field_id: Option<i64>,
+) -> Result<(StatusCode, Json<JobStatus>), ApiError> {
+    let app2 = app.clone();
+    let (sync, request) = blocking(move || {
+        let sync = app2.core.sync(sync_id)?;
+        let wire = match field_id {
+            None => None,
+            Some(id) => {
+                let field = app2.core.sync_field(sync_id, id)?;
+                Some(match sync.mode {
+                    crmsync_domain::sync::Mode::Active => field.field_no,
+                    crmsync_domain::sync::Mode::Passive => {
+                        field.remote_field_no.ok_or_else(|| {
+                            crmsync_domain::DomainError::invalid(
+                                "map this field to the active side's field number first",
+                            )
+                        })?
+                    }
+                })
+            }
+        };
+        Ok((sync, ResendRequest { field: wire }))
+    })
+    .await?;
+    let job = app.jobs.start();
+    tokio::spawn(crate::sync::initial::run(
+        app.clone(),
+        sync,
+        request,
+        job.id,
+    ));
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+pub async fn job(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Json<JobStatus>, ApiError> {
+    app.jobs.get(id).map(Json).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "there is no job {id} (jobs are forgotten on restart)"
+        ))
+    })
+}
+
+/// The per-record "Sync" action (S-24): sends the record again over every sync that
+/// sends its table.
+pub async fn sync_record(
+    State(app): State<App>,
+    ApiPath((table_id, id)): ApiPath<(i64, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    let queued = blocking(move || {
+        app.core.record(table_id, id)?;
+        let mut queued = Vec::new();
+        for sync in app.core.syncs()? {
+            let mapping = crate::sync::initial::mapping_for(&app, &sync)?;
+            let sends = mapping.routes.iter().any(|r| r.local.table_id == table_id && r.direction.sends());
+            if sends {
+                app.core.resend(sync.id, table_id, &[id], &[])?;
+                queued.push(json!({ "sync_id": sync.id, "name": sync.name }));
+            }
+        }
+        if queued.is_empty() {
+            return Err(crmsync_domain::DomainError::Conflict(format!(
+                "no sync sends table {table_id}; configure a field of it with direction both or upload"
+            )));
+        }
+        Ok(queued)
+    })
+    .await?;
+    Ok(Json(json!({ "queued": queued })))
 }

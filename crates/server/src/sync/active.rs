@@ -28,7 +28,7 @@ pub async fn run(app: App, sync_id: i64) {
 }
 
 /// Why an exchange failed, in words for the status page.
-struct Failure(String);
+pub(crate) struct Failure(pub String);
 
 impl From<DomainError> for Failure {
     fn from(e: DomainError) -> Self {
@@ -54,6 +54,16 @@ async fn load(app: &App, sync_id: i64) -> Result<SyncConfig, Failure> {
         return Err(Failure("no fields configured for this sync yet".into()));
     }
     Ok(sync)
+}
+
+/// A signed request to the passive side of `sync`.
+pub(crate) async fn call_peer<B: Serialize, R: DeserializeOwned>(
+    app: &App,
+    sync: &SyncConfig,
+    endpoint: &'static str,
+    body: &B,
+) -> Result<R, Failure> {
+    call(app, sync, endpoint, body, Duration::from_secs(600)).await
 }
 
 async fn call<B: Serialize, R: DeserializeOwned>(
@@ -299,7 +309,15 @@ async fn pull_loop(app: App, sync_id: i64) {
             )
             .await?;
             let app2 = app.clone();
-            blocking(move || receive(&app2, &loaded, &packet)).await?;
+            let resend = packet.resend;
+            let loaded2 = loaded.clone();
+            blocking(move || receive(&app2, &loaded2, &packet)).await?;
+            if let Some(request) = resend {
+                // The passive side's initial sync wants our rows as well.
+                let app2 = app.clone();
+                blocking(move || super::initial::queue_own(&app2, &loaded, request).map(|_| ()))
+                    .await?;
+            }
             succeeded(&app, sync_id).await;
             Ok::<(), Failure>(())
         }

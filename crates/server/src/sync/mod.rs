@@ -3,6 +3,7 @@
 //! one runner per active sync in step with the settings.
 
 pub mod active;
+pub mod initial;
 pub mod passive;
 pub mod signing;
 

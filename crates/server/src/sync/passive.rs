@@ -12,7 +12,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use crmsync_domain::DomainError;
 use crmsync_domain::sync::{Mode, SyncConfig, Transport};
-use crmsync_sync::protocol::{Hello, HelloReply, Packet, PullRequest, PushReply};
+use crmsync_sync::protocol::{
+    Hello, HelloReply, Packet, PullRequest, PushReply, ResendRequest, ResendSummary,
+};
 use crmsync_sync::{Catalog, Mapping, PROTOCOL_VERSION, apply_packet, build_packet};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -30,6 +32,7 @@ pub fn router() -> Router<App> {
         .route("/sync/v1/{sync_id}/hello", post(hello))
         .route("/sync/v1/{sync_id}/push", post(push))
         .route("/sync/v1/{sync_id}/pull", post(pull))
+        .route("/sync/v1/{sync_id}/resend", post(resend))
         .layer(DefaultBodyLimit::max(MAX_PACKET_BYTES))
 }
 
@@ -221,12 +224,14 @@ async fn pull(
     let mut commits = app.syncs.commits();
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
-    let ack = request.ack;
-    {
+    // Our cursor: what the active side acknowledged, but never before the sync began.
+    let ack = {
         let core = app.core.clone();
+        let ack = request.ack;
         blocking(move || core.update_sync_state(sync_id, |s| s.sent_seq = s.sent_seq.max(ack)))
-            .await?;
-    }
+            .await?
+            .sent_seq
+    };
     loop {
         let app2 = app.clone();
         let sync2 = sync.clone();
@@ -235,7 +240,17 @@ async fn pull(
             build_packet(&app2.core, &sync2, &mapping, ack, PACKET_LIMIT)
         })
         .await?;
-        if packet.upto > ack || tokio::time::Instant::now() >= deadline {
+        let mut packet = packet;
+        // An initial sync started here asks the active side for its rows, once.
+        let core = app.core.clone();
+        let requested = blocking(move || {
+            let mut request = None;
+            core.update_sync_state(sync_id, |s| request = s.resend_request.take())?;
+            Ok(request)
+        })
+        .await?;
+        packet.resend = requested.and_then(|r| serde_json::from_str::<ResendRequest>(&r).ok());
+        if packet.upto > ack || packet.resend.is_some() || tokio::time::Instant::now() >= deadline {
             if !packet.items.is_empty() {
                 let core = app.core.clone();
                 let sync2 = sync.clone();
@@ -252,4 +267,17 @@ async fn pull(
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
+}
+
+async fn resend(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(sync_id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ResendSummary>, ApiError> {
+    let sync = authenticate(&app, sync_id, "resend", &headers, &body, peer).await?;
+    let request: ResendRequest = parse(&body)?;
+    let summary = blocking(move || super::initial::queue_own(&app, &sync, request)).await?;
+    Ok(Json(summary))
 }

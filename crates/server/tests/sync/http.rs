@@ -3,7 +3,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// A Clients table with the given fields; returns (table, field numbers in order).
-async fn clients(api: &Client, fields: &[&str]) -> (i64, Vec<i64>) {
+pub async fn clients(api: &Client, fields: &[&str]) -> (i64, Vec<i64>) {
     let table = api.create_table("Clients").await;
     let mut numbers = Vec::new();
     for name in fields {
@@ -13,7 +13,7 @@ async fn clients(api: &Client, fields: &[&str]) -> (i64, Vec<i64>) {
 }
 
 /// The passive side first (S-11), then the active side pointing at its endpoint_url.
-async fn pair(active: &Client, passive: &Client, password_on_active: &str) -> (i64, i64) {
+pub async fn pair(active: &Client, passive: &Client, password_on_active: &str) -> (i64, i64) {
     let (status, p) = passive
         .post(
             "/syncs",
@@ -37,7 +37,13 @@ async fn pair(active: &Client, passive: &Client, password_on_active: &str) -> (i
     (a["id"].as_i64().unwrap(), p["id"].as_i64().unwrap())
 }
 
-async fn add_field(api: &Client, sync: i64, field_no: i64, direction: &str, remote: Option<i64>) {
+pub async fn add_field(
+    api: &Client,
+    sync: i64,
+    field_no: i64,
+    direction: &str,
+    remote: Option<i64>,
+) {
     let (status, body) = api
         .post(
             &format!("/syncs/{sync}/fields"),
@@ -47,7 +53,7 @@ async fn add_field(api: &Client, sync: i64, field_no: i64, direction: &str, remo
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
-async fn record_values(api: &Client, table: i64) -> Vec<Value> {
+pub async fn record_values(api: &Client, table: i64) -> Vec<Value> {
     let page = api
         .ok(
             Method::GET,
@@ -289,7 +295,7 @@ async fn settings_are_checked() {
 }
 
 /// Waits until both sides report nothing left to send.
-async fn quiet(active_api: &Client, active: i64, passive_api: &Client, passive: i64) {
+pub async fn quiet(active_api: &Client, active: i64, passive_api: &Client, passive: i64) {
     eventually(30, "both sides quiet", || async {
         let (_, a) = active_api.get(&format!("/syncs/{active}/status")).await;
         let (_, p) = passive_api.get(&format!("/syncs/{passive}/status")).await;

@@ -5,3 +5,4 @@
 mod common;
 
 mod http;
+mod initial;

@@ -1,0 +1,165 @@
+use super::http::{add_field, clients, pair, quiet, record_values};
+use crate::common::{Client, Server, eventually};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn run_job(api: &Client, path: &str) -> Value {
+    let (status, job) = api.post(path, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_i64().unwrap();
+    eventually(60, "the initial sync job to finish", || async {
+        let job = api.ok(Method::GET, &format!("/jobs/{id}"), None).await;
+        assert_ne!(job["state"], "failed", "{job}");
+        (job["state"] == "done").then_some(job)
+    })
+    .await
+}
+
+fn names(values: &[Value], field: i64) -> Vec<String> {
+    let mut names: Vec<String> = values
+        .iter()
+        .filter_map(|v| v[field.to_string()].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn initial_sync_brings_existing_rows_both_ways_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name", "Phone", "City"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name", "Phone", "City"]).await;
+    for i in 0..30 {
+        main_api.create_record(main_table, json!({ m[0].to_string(): format!("main {i:02}"), m[1].to_string(): format!("+7 {i}"), m[2].to_string(): "Omsk" })).await;
+    }
+    for i in 0..10 {
+        aux_api
+            .create_record(
+                aux_table,
+                json!({ a[0].to_string(): format!("aux {i:02}") }),
+            )
+            .await;
+    }
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&main_api, active, m[1], "upload", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    add_field(&aux_api, passive, a[1], "download", Some(m[1])).await;
+    quiet(&main_api, active, &aux_api, passive).await;
+    assert_eq!(
+        record_values(&aux_api, aux_table).await.len(),
+        10,
+        "existing rows wait for the initial sync"
+    );
+
+    let job = run_job(&main_api, &format!("/syncs/{active}/initial")).await;
+    assert_eq!(job["total"], 40, "{job}");
+    assert_eq!(job["done"], 40, "{job}");
+    let aux_values = record_values(&aux_api, aux_table).await;
+    let main_values = record_values(&main_api, main_table).await;
+    assert_eq!(aux_values.len(), 40);
+    assert_eq!(main_values.len(), 40);
+    assert_eq!(names(&aux_values, a[0]), names(&main_values, m[0]));
+    assert!(
+        aux_values
+            .iter()
+            .filter(|v| v[a[1].to_string()] != Value::Null)
+            .count()
+            == 30,
+        "phones came down"
+    );
+    assert!(
+        aux_values
+            .iter()
+            .all(|v| v[a[2].to_string()] == Value::Null),
+        "City is not configured"
+    );
+
+    // Again: nothing doubles.
+    run_job(&main_api, &format!("/syncs/{active}/initial")).await;
+    quiet(&main_api, active, &aux_api, passive).await;
+    assert_eq!(record_values(&aux_api, aux_table).await.len(), 40);
+    assert_eq!(record_values(&main_api, main_table).await.len(), 40);
+
+    // One field (S-22): City is added later and brought across alone.
+    let (_, city) = main_api
+        .post(
+            &format!("/syncs/{active}/fields"),
+            json!({ "field_no": m[2], "direction": "upload" }),
+        )
+        .await;
+    add_field(&aux_api, passive, a[2], "download", Some(m[2])).await;
+    run_job(
+        &main_api,
+        &format!("/syncs/{active}/fields/{}/initial", city["id"]),
+    )
+    .await;
+    let aux_values = record_values(&aux_api, aux_table).await;
+    assert_eq!(
+        aux_values
+            .iter()
+            .filter(|v| v[a[2].to_string()] == "Omsk")
+            .count(),
+        30
+    );
+    assert_eq!(aux_values.len(), 40);
+}
+
+#[tokio::test]
+async fn the_passive_side_can_start_the_initial_sync_and_sync_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    for i in 0..5 {
+        main_api
+            .create_record(main_table, json!({ m[0].to_string(): format!("main {i}") }))
+            .await;
+        aux_api
+            .create_record(aux_table, json!({ a[0].to_string(): format!("aux {i}") }))
+            .await;
+    }
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    quiet(&main_api, active, &aux_api, passive).await;
+
+    // The per-record action first: one aux record goes across now.
+    let (status, body) = aux_api
+        .post(&format!("/tables/{aux_table}/records/1/sync"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["queued"][0]["sync_id"], passive);
+    eventually(20, "the one record on main", || async {
+        let values = record_values(&main_api, main_table).await;
+        names(&values, m[0])
+            .contains(&"aux 0".to_string())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(record_values(&main_api, main_table).await.len(), 6);
+
+    run_job(&aux_api, &format!("/syncs/{passive}/initial")).await;
+    eventually(30, "both sides complete", || async {
+        let (mv, av) = (
+            record_values(&main_api, main_table).await,
+            record_values(&aux_api, aux_table).await,
+        );
+        (mv.len() == 10 && av.len() == 10).then_some(())
+    })
+    .await;
+    quiet(&main_api, active, &aux_api, passive).await;
+    assert_eq!(
+        record_values(&main_api, main_table).await.len(),
+        10,
+        "no duplicates"
+    );
+
+    let (status, body) = main_api.post("/tables/99/records/1/sync", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
