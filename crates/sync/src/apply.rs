@@ -56,7 +56,7 @@ pub fn apply_packet<S: Store>(
         ..Default::default()
     };
     let users = core.users()?;
-    let mut by_table: BTreeMap<TableId, Vec<MergeItem>> = BTreeMap::new();
+    let mut by_table: BTreeMap<TableId, Vec<&Item>> = BTreeMap::new();
     for item in &packet.items {
         let Some(table_id) = mapping.local_table(item.table) else {
             continue;
@@ -68,11 +68,23 @@ pub fn apply_packet<S: Store>(
         if !receiving {
             continue;
         }
-        let merge = translate(core, sync, mapping, item, table_id, &users, &mut report)?;
-        by_table.entry(table_id).or_default().push(merge);
+        by_table.entry(table_id).or_default().push(item);
     }
     let actor = sync_actor(sync);
-    for (table_id, items) in by_table {
+    for table_id in link_order(core, by_table.keys().copied().collect())? {
+        // Translated only now: links find the records of tables merged before this one.
+        let mut items = Vec::new();
+        for item in &by_table[&table_id] {
+            items.push(translate(
+                core,
+                sync,
+                mapping,
+                item,
+                table_id,
+                &users,
+                &mut report,
+            )?);
+        }
         let uids: Vec<String> = items.iter().map(|i| i.uid.to_string()).collect();
         let outcomes = core.merge(&actor, table_id, items)?;
         for (outcome, uid) in outcomes.iter().zip(uids) {
@@ -111,6 +123,45 @@ pub fn apply_packet<S: Store>(
         }
     }
     Ok(report)
+}
+
+/// Tables in an order where a table comes after the tables its link fields point to, so a
+/// record and the record it links to can arrive in one packet.
+fn link_order<S: Store>(
+    core: &Instance<S>,
+    mut pending: Vec<TableId>,
+) -> Result<Vec<TableId>, DomainError> {
+    let tables = core.tables()?;
+    let targets = |id: TableId| -> Vec<TableId> {
+        tables
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| {
+                t.fields
+                    .iter()
+                    .filter_map(|f| {
+                        (f.field_type == FieldType::Link)
+                            .then_some(f.options.table_id)
+                            .flatten()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut ordered = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let ready = pending
+            .iter()
+            .position(|t| {
+                targets(*t)
+                    .iter()
+                    .all(|target| target == t || !pending.contains(target))
+            })
+            // A cycle of links: take the first; its links resolve on a later exchange.
+            .unwrap_or(0);
+        ordered.push(pending.remove(ready));
+    }
+    Ok(ordered)
 }
 
 fn translate<S: Store>(

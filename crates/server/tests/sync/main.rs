@@ -6,3 +6,4 @@ mod common;
 
 mod http;
 mod initial;
+mod translate;
