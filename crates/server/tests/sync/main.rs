@@ -6,4 +6,5 @@ mod common;
 
 mod http;
 mod initial;
+mod protocol;
 mod translate;
