@@ -1,8 +1,12 @@
 # The commands the README names. `make test` is also what CI runs.
-.PHONY: run test bench lint
+.PHONY: run serve test bench lint
 
-# Run one instance on the embedded SQLite database in ./data.
+# Two instances on loopback with sample data and an HTTP sync between them (./demo-data).
 run:
+	cargo run --release -- demo
+
+# One instance on the embedded SQLite database in ./data.
+serve:
 	cargo run --release -- serve --data ./data --listen 127.0.0.1:8080
 
 # The whole test suite: unit tests and end-to-end tests that start real crmsync processes.

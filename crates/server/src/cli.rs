@@ -90,6 +90,19 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Start two instances on loopback with sample data and an HTTP sync between them.
+    Demo {
+        /// Where both instances keep their data (reused on the next run).
+        #[arg(long, value_name = "DIR", default_value = "demo-data")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 8080)]
+        main_port: u16,
+        #[arg(long, default_value_t = 8081)]
+        aux_port: u16,
+        /// Sample clients to create on the first run.
+        #[arg(long, default_value_t = 3000)]
+        clients: usize,
+    },
     /// Show an instance's identity, tables, record counts, users and change log.
     Status {
         #[arg(long, value_name = "DIR")]
@@ -123,6 +136,18 @@ pub fn main() -> ExitCode {
             status,
         } => export(data, table, out, encoding, delimiter, status),
         Command::Backup { data, out } => backup(data, out),
+        Command::Demo {
+            data,
+            main_port,
+            aux_port,
+            clients,
+        } => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .init();
+            crate::demo::run(&data, main_port, aux_port, clients)
+        }
         Command::Status { data } => status(data),
     };
     match result {

@@ -4,6 +4,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod csv_io;
+pub mod demo;
 pub mod files;
 pub mod jobs;
 pub mod sync;
