@@ -36,6 +36,15 @@ impl Server {
     }
 
     pub fn start_with(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_listening(data, "127.0.0.1:0", args, env)
+    }
+
+    /// Starts on a given address (to come back on the same port after a kill).
+    pub fn start_at(data: &Path, listen: &str) -> Server {
+        Server::start_listening(data, listen, &["--admin-password", ADMIN_PASSWORD], &[])
+    }
+
+    fn start_listening(data: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -45,7 +54,7 @@ impl Server {
         command
             .args(["serve", "--data"])
             .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env_remove("CRMSYNC_ADMIN_PASSWORD")
             .stdout(Stdio::piped())
@@ -103,6 +112,11 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// HOST:PORT this server listens on.
+    pub fn address(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
     }
 
     /// Stops the process (SIGKILL: nothing may depend on a clean shutdown).

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod crash;
 mod http;
 mod initial;
 mod protocol;
