@@ -103,7 +103,14 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         clients: usize,
     },
-    /// Show an instance's identity, tables, record counts, users and change log.
+    /// Run an exchange of every active sync (or the one named) now, from this process.
+    SyncNow {
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Sync id or name; all active syncs when absent.
+        sync: Option<String>,
+    },
+    /// Show an instance's identity, tables, record counts, users, change log and syncs.
     Status {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
@@ -148,6 +155,7 @@ pub fn main() -> ExitCode {
                 .init();
             crate::demo::run(&data, main_port, aux_port, clients)
         }
+        Command::SyncNow { data, sync } => sync_now(data, sync),
         Command::Status { data } => status(data),
     };
     match result {
@@ -390,6 +398,80 @@ fn status(data: PathBuf) -> Result<()> {
             counts.deleted
         );
     }
-    println!("syncs    none configured");
+    let syncs = app.core.syncs()?;
+    if syncs.is_empty() {
+        println!("syncs    none configured");
+    }
+    for sync in syncs {
+        let state = app.core.sync_state(sync.id)?;
+        let pending = crmsync_sync::pending_out(&app.core, &sync)?;
+        let health = if state.connected {
+            "connected".to_string()
+        } else {
+            format!(
+                "not connected: {}",
+                state.reason.as_deref().unwrap_or("no exchange yet")
+            )
+        };
+        println!(
+            "sync {} \"{}\" ({:?}, {:?}): {health}; {pending} change(s) to send, {} to receive; last success {}",
+            sync.id,
+            sync.name,
+            sync.mode,
+            sync.transport,
+            state.pending_in,
+            state
+                .last_success_ms
+                .map(crmsync_domain::value::format_ms)
+                .unwrap_or_else(|| "never".into())
+        );
+    }
+    Ok(())
+}
+
+fn sync_now(data: PathBuf, wanted: Option<String>) -> Result<()> {
+    let app = App::open_existing(&data)?;
+    let syncs: Vec<_> = app
+        .core
+        .syncs()?
+        .into_iter()
+        .filter(|s| match &wanted {
+            Some(w) => s.id.to_string() == *w || s.name.eq_ignore_ascii_case(w),
+            None => s.mode == crmsync_domain::sync::Mode::Active,
+        })
+        .collect();
+    if syncs.is_empty() {
+        anyhow::bail!(
+            "no such sync here{}",
+            if wanted.is_some() {
+                ""
+            } else {
+                " (no active syncs)"
+            }
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut failures = 0;
+    for sync in syncs {
+        if sync.mode == crmsync_domain::sync::Mode::Passive {
+            println!(
+                "sync {} \"{}\" is passive: it exchanges when its active side calls",
+                sync.id, sync.name
+            );
+            continue;
+        }
+        match runtime.block_on(crate::sync::active::exchange_once(&app, sync.id)) {
+            Ok(()) => println!("sync {} \"{}\": exchanged", sync.id, sync.name),
+            Err(e) => {
+                failures += 1;
+                eprintln!("sync {} \"{}\": {e}", sync.id, sync.name);
+            }
+        }
+    }
+    if failures > 0 {
+        anyhow::bail!("{failures} sync(s) failed");
+    }
     Ok(())
 }

@@ -329,3 +329,37 @@ async fn pull_loop(app: App, sync_id: i64) {
         }
     }
 }
+
+/// One full exchange now, outside the loops (`crmsync sync-now`): hello, push everything,
+/// pull what the passive side has.
+pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
+    let result = async {
+        let sync = load(app, sync_id).await?;
+        hello(app, &sync).await?;
+        push_all(app, &sync).await?;
+        loop {
+            let core = app.core.clone();
+            let ack = blocking(move || Ok(core.sync_state(sync_id)?.received_seq)).await?;
+            let request = PullRequest { ack, wait_ms: 0 };
+            let packet: Packet =
+                call(app, &sync, "pull", &request, Duration::from_secs(120)).await?;
+            let done = packet.upto <= ack;
+            let (app2, sync2) = (app.clone(), sync.clone());
+            blocking(move || receive(&app2, &sync2, &packet)).await?;
+            if done {
+                break;
+            }
+        }
+        succeeded(app, sync_id).await;
+        Ok::<(), Failure>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(failure) => {
+            let message = failure.0.clone();
+            failed(app, sync_id, failure).await;
+            Err(message)
+        }
+    }
+}

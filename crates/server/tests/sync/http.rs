@@ -617,3 +617,51 @@ async fn deletes_and_restores_travel_and_conflicts_resolve_the_same_way_on_both_
     assert_eq!(conflict["detail"]["discarded"], "Anna (main)");
     assert_eq!(conflict["detail"]["kept"], "Anna (aux)");
 }
+
+#[tokio::test]
+async fn the_cli_runs_an_exchange_and_reports_sync_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (_, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "upload", None).await;
+    add_field(&aux_api, passive, a[0], "download", Some(m[0])).await;
+    quiet(&main_api, active, &aux_api, passive).await;
+
+    // The main instance is stopped; rows are imported into its data directory and the
+    // CLI delivers them.
+    let main_data = main.kill();
+    let csv = dir.path().join("rows.csv");
+    std::fs::write(&csv, "Name\nAlpha\nBeta\n").unwrap();
+    let data = main_data.to_str().unwrap();
+    let (ok, _, err) = crate::common::cli(&[
+        "import",
+        "--data",
+        data,
+        "--table",
+        "Clients",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = crate::common::cli(&["sync-now", "--data", data]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("exchanged"), "{out}");
+    assert_eq!(record_values(&aux_api, aux_table).await.len(), 2);
+    let (ok, out, _) = crate::common::cli(&["status", "--data", data]);
+    assert!(ok);
+    assert!(
+        out.contains("\"branch\" (Active, Http): connected; 0 change(s) to send"),
+        "{out}"
+    );
+
+    let aux_data = aux.kill();
+    let (ok, _, err) = crate::common::cli(&["sync-now", "--data", data]);
+    assert!(!ok);
+    assert!(err.contains("cannot reach the passive side"), "{err}");
+    let (_, out, _) = crate::common::cli(&["status", "--data", data]);
+    assert!(out.contains("not connected: cannot reach"), "{out}");
+    drop(aux_data);
+}
