@@ -525,6 +525,18 @@ impl<S: Store> Instance<S> {
         })
     }
 
+    pub fn record_by_uid(&self, table_id: TableId, uid: Uuid) -> Result<Record, DomainError> {
+        self.store.read(|tx| {
+            let tables = tx.tables()?;
+            let table = find_table(&tables, table_id)?;
+            tx.record_by_uid(table, uid)?
+                .map(|r| r.record)
+                .ok_or_else(|| {
+                    DomainError::not_found(format!("there is no record {uid} in table {table_id}"))
+                })
+        })
+    }
+
     pub fn history(&self, table_id: TableId, id: RecordId) -> Result<Vec<Change>, DomainError> {
         self.store.read(|tx| {
             let tables = tx.tables()?;

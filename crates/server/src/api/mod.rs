@@ -82,6 +82,10 @@ pub fn router(app: App) -> Router {
             post(records::restore),
         )
         .route(
+            "/tables/{table_id}/records/uid/{uid}",
+            get(records::get_by_uid),
+        )
+        .route(
             "/tables/{table_id}/records/{id}/history",
             get(records::history),
         )

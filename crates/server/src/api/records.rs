@@ -125,11 +125,34 @@ async fn respond(
     Ok(Json(render_record(&table, &record)))
 }
 
+/// A record, and on a passive side whose sync knows the active side's address, where the
+/// same record lives there (S-23).
 pub async fn get(
     State(app): State<App>,
     ApiPath((table_id, id)): ApiPath<(i64, i64)>,
 ) -> Result<Json<Json_>, ApiError> {
-    respond(app, table_id, move |app| app.core.record(table_id, id)).await
+    let (table, record, remote) = blocking(move || {
+        let record = app.core.record(table_id, id)?;
+        let remote = super::syncs::remote_copies(&app, table_id, record.uid)?;
+        Ok((app.core.table(table_id)?, record, remote))
+    })
+    .await?;
+    let mut json = render_record(&table, &record);
+    if !remote.is_empty() {
+        json["remote"] = Json_::Array(remote);
+    }
+    Ok(Json(json))
+}
+
+/// A record by its uid — what another instance's link to it (S-23) opens.
+pub async fn get_by_uid(
+    State(app): State<App>,
+    ApiPath((table_id, uid)): ApiPath<(i64, uuid::Uuid)>,
+) -> Result<Json<Json_>, ApiError> {
+    respond(app, table_id, move |app| {
+        app.core.record_by_uid(table_id, uid)
+    })
+    .await
 }
 
 pub async fn create(

@@ -334,3 +334,28 @@ pub async fn sync_record(
     .await?;
     Ok(Json(json!({ "queued": queued })))
 }
+
+/// Links to the same record on active sides (S-23): for each passive sync with remote access
+/// and the active side's address that carries this table.
+pub fn remote_copies(
+    app: &App,
+    table_id: i64,
+    uid: uuid::Uuid,
+) -> Result<Vec<Value>, crmsync_domain::DomainError> {
+    let mut links = Vec::new();
+    for sync in app.core.syncs()? {
+        let (Mode::Passive, true, Some(base)) =
+            (sync.mode, sync.remote_access, sync.remote_url.as_deref())
+        else {
+            continue;
+        };
+        let mapping = crate::sync::passive::passive_mapping(app, &sync)?;
+        if let Some(wire_table) = mapping.wire_table(table_id) {
+            links.push(json!({
+                "sync_id": sync.id,
+                "url": format!("{base}/api/v1/tables/{wire_table}/records/uid/{uid}"),
+            }));
+        }
+    }
+    Ok(links)
+}

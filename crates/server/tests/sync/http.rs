@@ -114,6 +114,33 @@ async fn seed_case_one_name_address_phone_flow_one_way() {
         .await;
     assert_eq!(history["history"][0]["origin"], format!("sync:{passive}"));
 
+    // With the active side's address set, the copy links to the original (S-23).
+    aux_api
+        .patch(
+            &format!("/syncs/{passive}"),
+            json!({ "remote_access": true, "remote_url": main.url }),
+        )
+        .await;
+    let copy_json = aux_api
+        .ok(
+            Method::GET,
+            &format!("/tables/{aux_table}/records/{}", copy["id"]),
+            None,
+        )
+        .await;
+    let link = copy_json["remote"][0]["url"]
+        .as_str()
+        .expect("a link to the active side's record")
+        .to_string();
+    let original = main_api
+        .ok(
+            Method::GET,
+            link.trim_start_matches(&format!("{}/api/v1", main.url)),
+            None,
+        )
+        .await;
+    assert_eq!(original["id"], created["id"]);
+
     // An edit on the auxiliary side stays there (its fields only download).
     let id = copy["id"].as_i64().unwrap();
     aux_api
