@@ -15,9 +15,10 @@ test:
 	bash scripts/test-prerequisites.sh
 	cargo test --workspace
 
-# Benchmarks (release build): bulk inserts through the write path vs plain SQLite.
+# Benchmarks (release build): the write path vs plain SQLite; sync between two processes.
 bench:
 	cargo bench --bench write_path
+	cargo bench --bench sync
 
 lint:
 	cargo fmt --all -- --check

@@ -246,19 +246,25 @@ async fn push_loop(app: App, sync_id: i64) {
 /// Sends every pending change, packet by packet; the cursor moves only after the passive
 /// side confirms.
 async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
-    loop {
-        let app2 = app.clone();
-        let sync2 = sync.clone();
-        let packet = blocking(move || {
-            let after = app2.core.sync_state(sync2.id)?.sent_seq;
-            let mapping = active_mapping(&app2, &sync2)?;
-            build_packet(&app2.core, &sync2, &mapping, after, PACKET_LIMIT)
+    let build = |after: Option<i64>| {
+        let (app, sync) = (app.clone(), sync.clone());
+        tokio::task::spawn_blocking(move || {
+            let after = match after {
+                Some(after) => after,
+                None => app.core.sync_state(sync.id)?.sent_seq,
+            };
+            let mapping = active_mapping(&app, &sync)?;
+            build_packet(&app.core, &sync, &mapping, after, PACKET_LIMIT)
         })
-        .await?;
+    };
+    let mut packet = build(None).await.map_err(|e| Failure(e.to_string()))??;
+    loop {
         if packet.upto == packet.after {
             succeeded(app, sync.id).await;
             return Ok(());
         }
+        // Build the next packet while the peer applies this one.
+        let next = build(Some(packet.upto));
         let reply: PushReply = if packet.items.is_empty() {
             // Nothing for this sync in that stretch of the log: just move past it.
             PushReply {
@@ -270,9 +276,10 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
         let core = app.core.clone();
         let sync2 = sync.clone();
         let count = packet.items.len();
+        let upto = packet.upto;
         blocking(move || {
             core.update_sync_state(sync2.id, |s| {
-                s.sent_seq = s.sent_seq.max(reply.applied.min(packet.upto))
+                s.sent_seq = s.sent_seq.max(reply.applied.min(upto))
             })?;
             if count > 0 {
                 core.log_sync(&sync2, "exchange", format!("sent {count} record(s)"), None)?;
@@ -280,6 +287,7 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
             Ok(())
         })
         .await?;
+        packet = next.await.map_err(|e| Failure(e.to_string()))??;
     }
 }
 

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Change-log entries per packet.
-pub const PACKET_LIMIT: usize = 2000;
+pub const PACKET_LIMIT: usize = 5000;
 /// The longest a pull may wait for changes.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 const MAX_PACKET_BYTES: usize = 64 << 20;
