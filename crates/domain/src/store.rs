@@ -10,7 +10,7 @@ use crate::record::{
     Change, LoggedChange, NewRow, Record, RecordQuery, RecordStatus, RowUpdate, StoredRecord,
 };
 use crate::schema::{FieldOptions, FieldType, Table};
-use crate::sync::{SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState};
+use crate::sync::{PendingLink, SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState};
 use crate::user::{Role, User};
 use crate::{DomainError, FieldNo, RecordId, TableId, UserId};
 use uuid::Uuid;
@@ -135,6 +135,10 @@ pub trait StoreTx {
     fn sync_state(&mut self, sync_id: SyncId) -> StoreResult<SyncState>;
     fn save_sync_state(&mut self, sync_id: SyncId, state: &SyncState) -> StoreResult<()>;
     fn append_sync_log(&mut self, entry: &SyncLogEntry) -> StoreResult<()>;
+    /// Keeps (or replaces) a link value waiting for its target.
+    fn save_pending_link(&mut self, link: &PendingLink) -> StoreResult<()>;
+    fn pending_links(&mut self, sync_id: SyncId) -> StoreResult<Vec<PendingLink>>;
+    fn remove_pending_link(&mut self, link: &PendingLink) -> StoreResult<()>;
     fn sync_log(
         &mut self,
         sync_id: SyncId,

@@ -205,3 +205,15 @@ pub struct SyncLogEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
 }
+
+/// A link value that arrived before its target record (B-04): kept, with its stamp, and
+/// applied once the target arrives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingLink {
+    pub sync_id: SyncId,
+    pub table_id: crate::TableId,
+    pub record_uid: uuid::Uuid,
+    pub field_no: FieldNo,
+    pub target_uid: uuid::Uuid,
+    pub stamp: crate::clock::Stamp,
+}

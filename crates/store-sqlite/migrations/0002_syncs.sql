@@ -50,3 +50,15 @@ CREATE TABLE sync_log (
     detail  TEXT
 );
 CREATE INDEX sync_log_by_sync ON sync_log(sync_id, id);
+
+-- Link values that arrived before the record they point at; applied when it arrives.
+CREATE TABLE sync_pending_links (
+    sync_id    INTEGER NOT NULL,
+    table_id   INTEGER NOT NULL,
+    record_uid BLOB NOT NULL,
+    field_no   INTEGER NOT NULL,
+    target_uid BLOB NOT NULL,
+    hlc        INTEGER NOT NULL,
+    node       BLOB NOT NULL,
+    PRIMARY KEY (sync_id, table_id, record_uid, field_no)
+);

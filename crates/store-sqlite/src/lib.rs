@@ -508,6 +508,21 @@ impl StoreTx for SqliteTx<'_> {
         syncs::append_sync_log(&self.tx, entry)
     }
 
+    fn save_pending_link(&mut self, link: &crmsync_domain::sync::PendingLink) -> StoreResult<()> {
+        syncs::save_pending_link(&self.tx, link)
+    }
+
+    fn pending_links(
+        &mut self,
+        sync_id: i64,
+    ) -> StoreResult<Vec<crmsync_domain::sync::PendingLink>> {
+        syncs::pending_links(&self.tx, sync_id)
+    }
+
+    fn remove_pending_link(&mut self, link: &crmsync_domain::sync::PendingLink) -> StoreResult<()> {
+        syncs::remove_pending_link(&self.tx, link)
+    }
+
     fn sync_log(
         &mut self,
         sync_id: i64,

@@ -2,10 +2,11 @@
 
 use crate::sql_error;
 use crmsync_domain::DomainError;
+use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::store::StoreResult;
 use crmsync_domain::sync::{
-    Direction, FtpSettings, LocalSettings, Mode, Secret, SyncConfig, SyncField, SyncLogEntry,
-    SyncState, Transport, UserMatch,
+    Direction, FtpSettings, LocalSettings, Mode, PendingLink, Secret, SyncConfig, SyncField,
+    SyncLogEntry, SyncState, Transport, UserMatch,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -121,6 +122,7 @@ pub fn delete_sync(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
         "DELETE FROM sync_fields WHERE sync_id = ?1",
         "DELETE FROM sync_state WHERE sync_id = ?1",
         "DELETE FROM sync_log WHERE sync_id = ?1",
+        "DELETE FROM sync_pending_links WHERE sync_id = ?1",
         "DELETE FROM syncs WHERE id = ?1",
     ] {
         tx.execute(sql, [id]).map_err(sql_error)?;
@@ -270,4 +272,60 @@ pub fn sync_log(
         });
     }
     Ok(entries)
+}
+
+pub fn save_pending_link(tx: &Transaction<'_>, l: &PendingLink) -> StoreResult<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO sync_pending_links
+            (sync_id, table_id, record_uid, field_no, target_uid, hlc, node)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            l.sync_id,
+            l.table_id,
+            l.record_uid.as_bytes().as_slice(),
+            l.field_no,
+            l.target_uid.as_bytes().as_slice(),
+            l.stamp.hlc.0 as i64,
+            l.stamp.node.as_bytes().as_slice()
+        ],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub fn pending_links(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<Vec<PendingLink>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT table_id, record_uid, field_no, target_uid, hlc, node FROM sync_pending_links
+             WHERE sync_id = ?1",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt.query([sync_id]).map_err(sql_error)?;
+    let uid = |bytes: Vec<u8>| {
+        uuid::Uuid::from_slice(&bytes).map_err(|e| DomainError::Store(e.to_string()))
+    };
+    let mut links = Vec::new();
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        links.push(PendingLink {
+            sync_id,
+            table_id: r.get(0).map_err(sql_error)?,
+            record_uid: uid(r.get(1).map_err(sql_error)?)?,
+            field_no: r.get(2).map_err(sql_error)?,
+            target_uid: uid(r.get(3).map_err(sql_error)?)?,
+            stamp: Stamp {
+                hlc: Hlc(r.get::<_, i64>(4).map_err(sql_error)? as u64),
+                node: uid(r.get(5).map_err(sql_error)?)?,
+            },
+        });
+    }
+    Ok(links)
+}
+
+pub fn remove_pending_link(tx: &Transaction<'_>, l: &PendingLink) -> StoreResult<()> {
+    tx.execute(
+        "DELETE FROM sync_pending_links WHERE sync_id = ?1 AND table_id = ?2 AND record_uid = ?3 AND field_no = ?4",
+        params![l.sync_id, l.table_id, l.record_uid.as_bytes().as_slice(), l.field_no],
+    )
+    .map_err(sql_error)?;
+    Ok(())
 }

@@ -7,7 +7,7 @@ use crate::outbox::origin_of;
 use crate::protocol::{Item, Packet, WireStamp};
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::merge::MergeItem;
-use crmsync_domain::sync::{SyncConfig, UserMatch};
+use crmsync_domain::sync::{PendingLink, SyncConfig, UserMatch};
 use crmsync_domain::{
     Actor, DomainError, Field, FieldType, Instance, Origin, RecordStatus, Role, Store, TableId,
     User, Value,
@@ -122,7 +122,43 @@ pub fn apply_packet<S: Store>(
             }
         }
     }
+    resolve_pending_links(core, sync, &actor)?;
     Ok(report)
+}
+
+/// Applies link values that were waiting for records which have now arrived.
+fn resolve_pending_links<S: Store>(
+    core: &Instance<S>,
+    sync: &SyncConfig,
+    actor: &Actor,
+) -> Result<(), DomainError> {
+    let pending = core.store().read(|tx| tx.pending_links(sync.id))?;
+    for link in pending {
+        let (Ok(table), Ok(field)) = (core.table(link.table_id), core.field(link.field_no)) else {
+            core.store().write(|tx| tx.remove_pending_link(&link))?;
+            continue;
+        };
+        let Ok(target_table) = core.table(field.options.table_id.unwrap_or_default()) else {
+            continue;
+        };
+        let resolved = core.store().read(|tx| {
+            let target = tx.record_by_uid(&target_table, link.target_uid)?;
+            let record = tx.record_by_uid(&table, link.record_uid)?;
+            Ok(target.zip(record))
+        })?;
+        let Some((target, record)) = resolved else {
+            continue;
+        };
+        let item = MergeItem {
+            uid: link.record_uid,
+            status: record.record.status,
+            status_stamp: record.status_stamp,
+            values: vec![(link.field_no, Value::Link(target.record.id), link.stamp)],
+        };
+        core.merge(actor, link.table_id, vec![item])?;
+        core.store().write(|tx| tx.remove_pending_link(&link))?;
+    }
+    Ok(())
 }
 
 /// Tables in an order where a table comes after the tables its link fields point to, so a
@@ -183,7 +219,28 @@ fn translate<S: Store>(
         }
         match from_wire(core, sync, &route.local, &field.value, users) {
             Ok(value) => values.push((route.local.no, value, stamp(field.stamp))),
-            Err(message) => {
+            Err(Unusable::WaitingFor(target_uid)) => {
+                // Not merged now: merged with its own stamp once the target arrives.
+                let link = PendingLink {
+                    sync_id: sync.id,
+                    table_id,
+                    record_uid: item.uid,
+                    field_no: route.local.no,
+                    target_uid,
+                    stamp: stamp(field.stamp),
+                };
+                core.store().write(|tx| tx.save_pending_link(&link))?;
+                core.log_sync(
+                    sync,
+                    "received",
+                    format!(
+                        "record {} field {}: waiting for the linked record {target_uid}",
+                        item.uid, route.local.no
+                    ),
+                    None,
+                )?;
+            }
+            Err(Unusable::Invalid(message)) => {
                 report.problems += 1;
                 core.log_sync(
                     sync,
@@ -208,6 +265,19 @@ fn translate<S: Store>(
     })
 }
 
+/// Why a travelling value cannot be used yet.
+enum Unusable {
+    /// A link to a record that has not arrived: kept and applied when it does.
+    WaitingFor(uuid::Uuid),
+    Invalid(String),
+}
+
+impl From<String> for Unusable {
+    fn from(message: String) -> Self {
+        Unusable::Invalid(message)
+    }
+}
+
 /// A travelling value as a local one: users matched by the sync's rule, links by uid.
 fn from_wire<S: Store>(
     core: &Instance<S>,
@@ -215,7 +285,7 @@ fn from_wire<S: Store>(
     field: &Field,
     json: &Json,
     users: &[User],
-) -> Result<Value, String> {
+) -> Result<Value, Unusable> {
     if json.is_null() {
         return Ok(Value::Null);
     }
@@ -234,7 +304,7 @@ fn from_wire<S: Store>(
             };
             found
                 .map(|u| Value::User(u.id))
-                .ok_or_else(|| format!("no user matches {json}"))
+                .ok_or_else(|| Unusable::Invalid(format!("no user matches {json}")))
         }
         FieldType::Link => {
             let uid = json
@@ -247,8 +317,8 @@ fn from_wire<S: Store>(
                 .read(|tx| tx.record_by_uid(&table, uid))
                 .map_err(|e| e.to_string())?
                 .map(|r| Value::Link(r.record.id))
-                .ok_or_else(|| format!("the linked record {uid} has not arrived yet"))
+                .ok_or(Unusable::WaitingFor(uid))
         }
-        _ => Value::from_json(field, json).map_err(|e| e.to_string()),
+        _ => Value::from_json(field, json).map_err(|e| Unusable::Invalid(e.to_string())),
     }
 }

@@ -192,3 +192,85 @@ async fn an_applied_change_is_not_sent_back() {
         "main received nothing: {log}"
     );
 }
+
+#[tokio::test]
+async fn a_link_to_a_record_that_arrives_later_is_resolved_when_it_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let mut numbers = Vec::new();
+    for api in [&main_api, &aux_api] {
+        let companies = api.create_table("Companies").await;
+        let name = api.create_field(companies, "Name", "text", json!({})).await;
+        let invoices = api.create_table("Invoices").await;
+        let client = api
+            .create_field(invoices, "Client", "link", json!({ "table_id": companies }))
+            .await;
+        numbers.push((companies, invoices, name, client));
+    }
+    let (m_companies, m_invoices, m_name, m_client) = numbers[0];
+    let (a_companies, a_invoices, a_name, a_client) = numbers[1];
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    // Companies are paused on the main side for now.
+    let (_, name_entry) = main_api
+        .post(
+            &format!("/syncs/{active}/fields"),
+            json!({ "field_no": m_name, "direction": "off" }),
+        )
+        .await;
+    add_field(&main_api, active, m_client, "both", None).await;
+    add_field(&aux_api, passive, a_name, "both", Some(m_name)).await;
+    add_field(&aux_api, passive, a_client, "both", Some(m_client)).await;
+    quiet(&main_api, active, &aux_api, passive).await;
+
+    let company = main_api
+        .create_record(m_companies, json!({ m_name.to_string(): "Late Co" }))
+        .await;
+    let invoice = main_api
+        .create_record(m_invoices, json!({ m_client.to_string(): company["id"] }))
+        .await;
+    let copy = eventually(20, "the invoice on aux", || async {
+        let page = aux_api
+            .ok(Method::GET, &format!("/tables/{a_invoices}/records"), None)
+            .await;
+        page["records"].as_array().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(copy["uid"], invoice["uid"]);
+    assert_eq!(
+        copy["values"][a_client.to_string()],
+        serde_json::Value::Null,
+        "its company is not here yet"
+    );
+
+    main_api
+        .patch(
+            &format!("/syncs/{active}/fields/{}", name_entry["id"]),
+            json!({ "direction": "both" }),
+        )
+        .await;
+    main_api
+        .post(
+            &format!("/tables/{m_companies}/records/{}/sync", company["id"]),
+            json!({}),
+        )
+        .await;
+    let resolved = eventually(20, "the link resolved", || async {
+        let r = aux_api
+            .ok(
+                Method::GET,
+                &format!("/tables/{a_invoices}/records/{}", copy["id"]),
+                None,
+            )
+            .await;
+        (!r["values"][a_client.to_string()].is_null()).then_some(r)
+    })
+    .await;
+    let aux_company = aux_api
+        .ok(Method::GET, &format!("/tables/{a_companies}/records"), None)
+        .await["records"][0]
+        .clone();
+    assert_eq!(aux_company["values"][a_name.to_string()], "Late Co");
+    assert_eq!(resolved["values"][a_client.to_string()], aux_company["id"]);
+}
