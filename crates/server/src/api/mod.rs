@@ -106,6 +106,7 @@ pub fn router(app: App) -> Router {
             get(syncs::get).patch(syncs::update).delete(syncs::delete),
         )
         .route("/syncs/{sync_id}/status", get(syncs::status))
+        .route("/syncs/{sync_id}/catalog", get(syncs::catalog))
         .route("/syncs/{sync_id}/initial", post(syncs::initial))
         .route(
             "/syncs/{sync_id}/fields/{field_id}/initial",

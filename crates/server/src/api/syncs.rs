@@ -359,3 +359,26 @@ pub fn remote_copies(
     }
     Ok(links)
 }
+
+/// The peer's fields as it described them (on a passive side: the active side's catalogue,
+/// to pick a field by name and number), with what keeps configured fields from travelling.
+pub async fn catalog(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let (catalog, problems) = blocking(move || {
+        let sync = app.core.sync(id)?;
+        let state = app.core.sync_state(id)?;
+        let catalog: Value = state
+            .peer_catalog
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .unwrap_or(Value::Null);
+        let mapping = crate::sync::initial::mapping_for(&app, &sync)?;
+        Ok((catalog, mapping.problems))
+    })
+    .await?;
+    Ok(Json(
+        json!({ "peer_fields": catalog, "problems": problems }),
+    ))
+}

@@ -692,3 +692,51 @@ async fn the_cli_runs_an_exchange_and_reports_sync_status() {
     assert!(out.contains("not connected: cannot reach"), "{out}");
     drop(aux_data);
 }
+
+#[tokio::test]
+async fn the_passive_side_sees_the_active_catalogue_and_mapping_problems_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (_, m) = clients(&main_api, &["Name", "Phone"]).await;
+    let aux_table = aux_api.create_table("Clients").await;
+    let a_name = aux_api
+        .create_field(aux_table, "Name", "text", json!({}))
+        .await;
+    let a_count = aux_api
+        .create_field(aux_table, "Count", "number", json!({}))
+        .await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a_name, "both", Some(999)).await;
+    add_field(&aux_api, passive, a_count, "both", Some(m[1])).await;
+    let status = eventually(20, "the problems in the active side's status", || async {
+        let (_, s) = main_api.get(&format!("/syncs/{active}/status")).await;
+        s["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no field 999"))
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(status["connected"], true);
+    assert!(
+        status["reason"].as_str().unwrap().contains("cannot take"),
+        "{status}"
+    );
+    let catalog = aux_api
+        .ok(Method::GET, &format!("/syncs/{passive}/catalog"), None)
+        .await;
+    let fields = catalog["peer_fields"].as_array().unwrap();
+    assert!(
+        fields
+            .iter()
+            .any(|f| f["no"] == m[0] && f["name"] == "Name" && f["type"] == "text"),
+        "{catalog}"
+    );
+    assert_eq!(
+        catalog["problems"].as_array().unwrap().len(),
+        2,
+        "{catalog}"
+    );
+}

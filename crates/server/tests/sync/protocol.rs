@@ -193,6 +193,28 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
         "{log}"
     );
 
+    // Repeated wrong passwords are slowed down.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            send(
+                &url,
+                "pull",
+                "wrong-guess",
+                now_ms(),
+                &json!({ "ack": 0, "wait_ms": 0 }),
+            )
+            .await
+            .0,
+        );
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+
     // An older value loses and is logged as a conflict; a newer one wins.
     api.patch(
         &format!("/tables/{table}/records/1"),
