@@ -580,6 +580,8 @@ async fn deletes_and_restores_travel_and_conflicts_resolve_the_same_way_on_both_
             json!({ "values": { m[0].to_string(): "Anna (main)", m[1].to_string(): "2" } }),
         )
         .await;
+    // Clearly later on the clock, so the expected winner does not hang on a counter tie.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     aux_api
         .patch(
             &format!("/tables/{aux_table}/records/{aux_id}"),
