@@ -72,12 +72,19 @@ fn settings_text(sync: &SyncConfig) -> StoreResult<String> {
     .map_err(|e| DomainError::Store(e.to_string()))
 }
 
-pub fn insert_sync(tx: &Transaction<'_>, sync: &SyncConfig) -> StoreResult<i64> {
+/// Inserts a new sync (id 0) or replaces an existing one's settings; returns its id.
+fn save_sync(tx: &Transaction<'_>, sync: &SyncConfig) -> StoreResult<i64> {
     tx.execute(
-        "INSERT INTO syncs (name, mode, transport, remote_access, remote_url, password, log,
+        "INSERT INTO syncs (id, name, mode, transport, remote_access, remote_url, password, log,
                             period_seconds, user_match, settings)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (NULLIF(?1, 0), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT(id) DO UPDATE SET name = excluded.name, mode = excluded.mode,
+                transport = excluded.transport, remote_access = excluded.remote_access,
+                remote_url = excluded.remote_url, password = excluded.password,
+                log = excluded.log, period_seconds = excluded.period_seconds,
+                user_match = excluded.user_match, settings = excluded.settings",
         params![
+            sync.id,
             sync.name,
             to_text(&sync.mode)?,
             to_text(&sync.transport)?,
@@ -91,30 +98,25 @@ pub fn insert_sync(tx: &Transaction<'_>, sync: &SyncConfig) -> StoreResult<i64> 
         ],
     )
     .map_err(sql_error)?;
-    Ok(tx.last_insert_rowid())
+    Ok(if sync.id == 0 {
+        tx.last_insert_rowid()
+    } else {
+        sync.id
+    })
+}
+
+pub fn insert_sync(tx: &Transaction<'_>, sync: &SyncConfig) -> StoreResult<i64> {
+    save_sync(
+        tx,
+        &SyncConfig {
+            id: 0,
+            ..sync.clone()
+        },
+    )
 }
 
 pub fn update_sync(tx: &Transaction<'_>, sync: &SyncConfig) -> StoreResult<()> {
-    tx.execute(
-        "UPDATE syncs SET name = ?1, mode = ?2, transport = ?3, remote_access = ?4, remote_url = ?5,
-                password = ?6, log = ?7, period_seconds = ?8, user_match = ?9, settings = ?10
-         WHERE id = ?11",
-        params![
-            sync.name,
-            to_text(&sync.mode)?,
-            to_text(&sync.transport)?,
-            sync.remote_access,
-            sync.remote_url,
-            sync.password.0,
-            sync.log,
-            sync.period_seconds,
-            to_text(&sync.user_match)?,
-            settings_text(sync)?,
-            sync.id,
-        ],
-    )
-    .map_err(sql_error)?;
-    Ok(())
+    save_sync(tx, sync).map(|_| ())
 }
 
 pub fn delete_sync(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {

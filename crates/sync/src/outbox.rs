@@ -126,6 +126,7 @@ pub fn build_packet<S: Store>(
             items,
             remaining,
             resend: None,
+            problems: Vec::new(),
         })
     })
 }

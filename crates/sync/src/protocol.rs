@@ -69,6 +69,9 @@ pub struct Packet {
     /// From a passive side: its initial sync wants the active side's rows too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resend: Option<ResendRequest>,
+    /// From a passive side: what keeps its configured fields from travelling now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// Asks the peer to send its rows again (initial sync): every configured field, or one
@@ -111,4 +114,8 @@ pub struct PullRequest {
     pub ack: i64,
     /// How long the peer may hold the request while it has nothing to send.
     pub wait_ms: u64,
+    /// The mapping problems the active side last heard of; the passive side answers at
+    /// once when its own differ.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }

@@ -143,27 +143,43 @@ async fn hello(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
     };
     let reply: HelloReply = call(app, sync, "hello", &hello, Duration::from_secs(30)).await?;
     let core = app.core.clone();
-    let sync = sync.clone();
+    let id = sync.id;
     blocking(move || {
-        let problems = reply.problems.join("; ");
-        core.update_sync_state(sync.id, |s| {
+        core.update_sync_state(id, |s| {
             s.connected = true;
+            s.reason = None;
             s.peer_instance = Some(reply.instance_id.clone());
-            s.reason =
-                (!problems.is_empty()).then(|| format!("the passive side reports: {problems}"));
+        })
+    })
+    .await?;
+    // The pull loop hears of changes to these later, with every pull.
+    report_problems(app, sync, &reply.problems).await
+}
+
+/// Shows the passive side's mapping problems in our status (and log), or clears them.
+async fn report_problems(app: &App, sync: &SyncConfig, problems: &[String]) -> Result<(), Failure> {
+    let core = app.core.clone();
+    let sync = sync.clone();
+    let text = problems.join("; ");
+    blocking(move || {
+        core.update_sync_state(sync.id, |s| {
+            let ours = s
+                .reason
+                .as_deref()
+                .is_none_or(|r| r.starts_with(PROBLEMS_PREFIX));
+            if ours {
+                s.reason = (!text.is_empty()).then(|| format!("{PROBLEMS_PREFIX}{text}"));
+            }
         })?;
-        if !reply.problems.is_empty() {
-            core.log_sync(
-                &sync,
-                "error",
-                format!("the passive side reports: {problems}"),
-                None,
-            )?;
+        if !text.is_empty() {
+            core.log_sync(&sync, "error", format!("{PROBLEMS_PREFIX}{text}"), None)?;
         }
         Ok(())
     })
     .await
 }
+
+const PROBLEMS_PREFIX: &str = "the passive side reports: ";
 
 async fn succeeded(app: &App, sync_id: i64) {
     let core = app.core.clone();
@@ -214,18 +230,29 @@ fn period(sync: Option<&SyncConfig>) -> Duration {
     Duration::from_secs(u64::from(sync.map_or(5, |s| s.period_seconds)))
 }
 
+/// The sync's settings, introduced to the passive side once per connection.
+async fn ready(
+    app: &App,
+    sync_id: i64,
+    introduced: &mut bool,
+    seen: &mut Option<SyncConfig>,
+) -> Result<SyncConfig, Failure> {
+    let loaded = load(app, sync_id).await?;
+    *seen = Some(loaded.clone());
+    if !*introduced {
+        hello(app, &loaded).await?;
+        *introduced = true;
+    }
+    Ok(loaded)
+}
+
 async fn push_loop(app: App, sync_id: i64) {
     let mut commits = app.syncs.commits();
     let mut introduced = false;
     loop {
         let mut sync = None;
         let result = async {
-            let loaded = load(&app, sync_id).await?;
-            sync = Some(loaded.clone());
-            if !introduced {
-                hello(&app, &loaded).await?;
-                introduced = true;
-            }
+            let loaded = ready(&app, sync_id, &mut introduced, &mut sync).await?;
             push_all(&app, &loaded).await
         }
         .await;
@@ -293,20 +320,17 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
 
 async fn pull_loop(app: App, sync_id: i64) {
     let mut introduced = false;
+    let mut known_problems: Vec<String> = Vec::new();
     loop {
         let mut sync = None;
         let result = async {
-            let loaded = load(&app, sync_id).await?;
-            sync = Some(loaded.clone());
-            if !introduced {
-                hello(&app, &loaded).await?;
-                introduced = true;
-            }
+            let loaded = ready(&app, sync_id, &mut introduced, &mut sync).await?;
             let core = app.core.clone();
             let ack = blocking(move || Ok(core.sync_state(sync_id)?.received_seq)).await?;
             let request = PullRequest {
                 ack,
                 wait_ms: LONG_POLL.as_millis() as u64,
+                problems: known_problems.clone(),
             };
             let packet: Packet = call(
                 &app,
@@ -318,6 +342,10 @@ async fn pull_loop(app: App, sync_id: i64) {
             .await?;
             let app2 = app.clone();
             let resend = packet.resend;
+            if packet.problems != known_problems {
+                known_problems = packet.problems.clone();
+                report_problems(&app, &loaded, &known_problems).await?;
+            }
             let loaded2 = loaded.clone();
             blocking(move || receive(&app2, &loaded2, &packet)).await?;
             if let Some(request) = resend {
@@ -348,7 +376,11 @@ pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
         loop {
             let core = app.core.clone();
             let ack = blocking(move || Ok(core.sync_state(sync_id)?.received_seq)).await?;
-            let request = PullRequest { ack, wait_ms: 0 };
+            let request = PullRequest {
+                ack,
+                wait_ms: 0,
+                problems: Vec::new(),
+            };
             let packet: Packet =
                 call(app, &sync, "pull", &request, Duration::from_secs(120)).await?;
             let done = packet.upto <= ack;

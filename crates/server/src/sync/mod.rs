@@ -32,6 +32,8 @@ impl SyncSignals {
     /// Sync settings changed: runners restart with the new ones.
     pub fn changed(&self) {
         self.settings.send_modify(|v| *v += 1);
+        // Held pulls re-check too: a changed mapping may change what they report.
+        self.committed();
     }
 
     /// A record write committed.

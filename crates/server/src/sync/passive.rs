@@ -235,12 +235,13 @@ async fn pull(
     loop {
         let app2 = app.clone();
         let sync2 = sync.clone();
-        let packet = blocking(move || {
+        let mut packet = blocking(move || {
             let mapping = passive_mapping(&app2, &sync2)?;
-            build_packet(&app2.core, &sync2, &mapping, ack, PACKET_LIMIT)
+            let mut packet = build_packet(&app2.core, &sync2, &mapping, ack, PACKET_LIMIT)?;
+            packet.problems = mapping.problems;
+            Ok(packet)
         })
         .await?;
-        let mut packet = packet;
         // An initial sync started here asks the active side for its rows, once.
         let core = app.core.clone();
         let requested = blocking(move || {
@@ -250,7 +251,9 @@ async fn pull(
         })
         .await?;
         packet.resend = requested.and_then(|r| serde_json::from_str::<ResendRequest>(&r).ok());
-        if packet.upto > ack || packet.resend.is_some() || tokio::time::Instant::now() >= deadline {
+        let news =
+            packet.upto > ack || packet.resend.is_some() || packet.problems != request.problems;
+        if news || tokio::time::Instant::now() >= deadline {
             if !packet.items.is_empty() {
                 let core = app.core.clone();
                 let sync2 = sync.clone();
