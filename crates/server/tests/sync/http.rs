@@ -717,7 +717,7 @@ async fn the_passive_side_sees_the_active_catalogue_and_mapping_problems_are_rep
         let (_, s) = main_api.get(&format!("/syncs/{active}/status")).await;
         s["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("no field 999"))
+            .is_some_and(|r| r.contains("no field 999") && r.contains("cannot take"))
             .then_some(s)
     })
     .await;
