@@ -128,14 +128,30 @@ impl SyncConfig {
         }
         match self.transport {
             Transport::Http => {}
-            other => {
-                return Err(DomainError::invalid(format!(
-                    "transport \"{}\" is not available in this version yet; use http",
-                    serde_json::to_value(other)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                )));
+            Transport::Local => {
+                let local = self.local.as_ref().ok_or_else(|| {
+                    DomainError::invalid(
+                        "a local sync needs local.upload_dir and local.download_dir",
+                    )
+                })?;
+                for (name, dir) in [
+                    ("local.upload_dir", &local.upload_dir),
+                    ("local.download_dir", &local.download_dir),
+                ] {
+                    if dir.trim().is_empty() {
+                        return Err(DomainError::invalid(format!("{name}: enter a folder")));
+                    }
+                }
+                if local.upload_dir.trim() == local.download_dir.trim() {
+                    return Err(DomainError::invalid(
+                        "local.upload_dir and local.download_dir must be two different folders",
+                    ));
+                }
+            }
+            Transport::Ftp => {
+                return Err(DomainError::invalid(
+                    "transport \"ftp\" is not available in this version yet; use http or local",
+                ));
             }
         }
         if let Some(url) = &self.remote_url {
@@ -177,6 +193,9 @@ pub struct SyncState {
     pub sent_seq: i64,
     /// The peer's last change we have applied.
     pub received_seq: i64,
+    /// Folder transports: where the last packet file written ends (the next one starts
+    /// there, so the reader can tell a missing file from a stretch with nothing to send).
+    pub written_seq: i64,
     pub peer_instance: Option<String>,
     /// The peer's field catalogue as it last described it (JSON).
     pub peer_catalog: Option<String>,

@@ -63,10 +63,13 @@ impl<S: Store> Instance<S> {
         apply_input(&mut sync, input);
         sync.validate()?;
         let id = self.store().write(|tx| {
+            ensure_own_folders(&sync, &tx.syncs()?)?;
             let id = tx.insert_sync(&sync)?;
             // Only changes from now on travel; existing rows come with an initial sync.
+            let start = tx.last_change_seq()?;
             let state = SyncState {
-                sent_seq: tx.last_change_seq()?,
+                sent_seq: start,
+                written_seq: start,
                 ..SyncState::default()
             };
             tx.save_sync_state(id, &state)?;
@@ -91,7 +94,10 @@ impl<S: Store> Instance<S> {
         }
         apply_input(&mut sync, input);
         sync.validate()?;
-        self.store().write(|tx| tx.update_sync(&sync))?;
+        self.store().write(|tx| {
+            ensure_own_folders(&sync, &tx.syncs()?)?;
+            tx.update_sync(&sync)
+        })?;
         self.sync(id)
     }
 
@@ -269,6 +275,40 @@ impl<S: Store> Instance<S> {
         self.store()
             .read(|tx| tx.sync_log(sync_id, after, limit.clamp(1, 1000)))
     }
+}
+
+/// A folder, spelled one way: no trailing separators or doubled slashes.
+fn folder_key(dir: &str) -> String {
+    let mut key = String::with_capacity(dir.len());
+    for c in dir.trim().chars() {
+        if !(c == '/' && key.ends_with('/')) {
+            key.push(c);
+        }
+    }
+    while key.len() > 1 && key.ends_with('/') {
+        key.pop();
+    }
+    key
+}
+
+/// S-30: every sync needs folders of its own.
+fn ensure_own_folders(sync: &SyncConfig, all: &[SyncConfig]) -> Result<(), DomainError> {
+    let folders = |s: &SyncConfig| -> Vec<String> {
+        s.local
+            .iter()
+            .flat_map(|l| [folder_key(&l.upload_dir), folder_key(&l.download_dir)])
+            .collect()
+    };
+    let mine = folders(sync);
+    for other in all.iter().filter(|o| o.id != sync.id) {
+        if let Some(shared) = folders(other).into_iter().find(|f| mine.contains(f)) {
+            return Err(DomainError::Conflict(format!(
+                "folder {shared} is already used by sync {} \"{}\"; each sync needs folders of its own",
+                other.id, other.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn apply_input(sync: &mut SyncConfig, input: SyncInput) {

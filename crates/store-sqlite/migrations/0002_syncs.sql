@@ -29,6 +29,8 @@ CREATE TABLE sync_state (
     sync_id       INTEGER PRIMARY KEY,
     sent_seq      INTEGER NOT NULL DEFAULT 0,
     received_seq  INTEGER NOT NULL DEFAULT 0,
+    -- Folder transports: the `upto` of the last packet file written.
+    written_seq   INTEGER NOT NULL DEFAULT 0,
     peer_instance TEXT,
     peer_catalog  TEXT,
     connected     INTEGER NOT NULL DEFAULT 0,

@@ -127,6 +127,7 @@ pub fn build_packet<S: Store>(
             remaining,
             resend: None,
             problems: Vec::new(),
+            catalog: None,
         })
     })
 }

@@ -72,6 +72,9 @@ pub struct Packet {
     /// From a passive side: what keeps its configured fields from travelling now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// Over folders, where there is no hello: the active side's field catalogue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<Catalog>,
 }
 
 /// Asks the peer to send its rows again (initial sync): every configured field, or one

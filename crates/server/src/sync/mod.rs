@@ -3,6 +3,7 @@
 //! one runner per active sync in step with the settings.
 
 pub mod active;
+pub mod folder;
 pub mod initial;
 pub mod passive;
 pub mod signing;
@@ -46,7 +47,8 @@ impl SyncSignals {
     }
 }
 
-/// Keeps one runner per active HTTP sync, restarting them all when settings change.
+/// Keeps one runner per active HTTP sync and per folder sync, restarting them all when
+/// settings change.
 /// Aborting a runner mid-exchange is safe: cursors only move after a peer confirms.
 pub async fn supervise(app: App) {
     let mut settings = app.syncs.settings.subscribe();
@@ -56,8 +58,15 @@ pub async fn supervise(app: App) {
         let mut runners = Vec::new();
         if let Ok(Ok(syncs)) = syncs {
             for sync in syncs {
-                if sync.mode == Mode::Active && sync.transport == Transport::Http {
-                    runners.push(tokio::spawn(active::run(app.clone(), sync.id)));
+                match (sync.mode, sync.transport) {
+                    (Mode::Active, Transport::Http) => {
+                        runners.push(tokio::spawn(active::run(app.clone(), sync.id)))
+                    }
+                    // Over folders both sides write and read.
+                    (_, Transport::Local) => {
+                        runners.push(tokio::spawn(folder::run(app.clone(), sync.id)))
+                    }
+                    _ => {}
                 }
             }
         }

@@ -5,6 +5,7 @@
 mod common;
 
 mod crash;
+mod folders;
 mod http;
 mod initial;
 mod protocol;

@@ -1,0 +1,250 @@
+//! The local-folder transport (S-09, S-25..S-27): each side writes its packets into its
+//! upload folder and reads its peer's from its download folder — the peer's upload folder.
+//! Both sides run this loop, on every commit and every period. Files are written under a
+//! temporary name and renamed when complete; a file is read in sequence, applied, and
+//! removed only after the apply has committed. A forged, truncated, corrupted or replayed
+//! file is moved aside (`NAME.rejected`), logged, and changes nothing.
+
+use super::initial::mapping_for;
+use super::passive::{PACKET_LIMIT, receive};
+use crate::app::App;
+use crmsync_domain::DomainError;
+use crmsync_domain::sync::{Mode, SyncConfig};
+use crmsync_sync::build_packet;
+use crmsync_sync::folder::{self, Sequence};
+use crmsync_sync::mapping::catalog;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a missing packet is waited for before the gap is reported.
+const GAP_PATIENCE: Duration = Duration::from_secs(30);
+
+pub async fn run(app: App, sync_id: i64) {
+    let mut commits = app.syncs.commits();
+    let mut catalog_written = false;
+    let mut gap_since: Option<Instant> = None;
+    loop {
+        let (app2, period) = (app.clone(), Duration::from_secs(5));
+        let catalog_due = !catalog_written;
+        let outcome =
+            tokio::task::spawn_blocking(move || exchange(&app2, sync_id, catalog_due)).await;
+        let period = match outcome {
+            Ok(Ok(round)) => {
+                catalog_written |= round.catalog_written;
+                report(&app, sync_id, round.gap, &mut gap_since).await;
+                round.period
+            }
+            Ok(Err(error)) => {
+                catalog_written = false;
+                fail(&app, sync_id, error.to_string()).await;
+                period
+            }
+            Err(join) => {
+                fail(&app, sync_id, join.to_string()).await;
+                period
+            }
+        };
+        tokio::select! {
+            _ = commits.changed() => {}
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+struct Round {
+    period: Duration,
+    catalog_written: bool,
+    /// The cursor after which a packet is missing.
+    gap: Option<i64>,
+}
+
+fn folder_error(action: &str, dir: &Path, e: std::io::Error) -> DomainError {
+    DomainError::Store(format!("cannot {action} {}: {e}", dir.display()))
+}
+
+/// One round: write what is pending, read what has arrived.
+fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainError> {
+    let sync = app.core.sync(sync_id)?;
+    let local = sync
+        .local
+        .clone()
+        .ok_or_else(|| DomainError::invalid("no folders configured"))?;
+    let period = Duration::from_secs(u64::from(sync.period_seconds));
+    if app.core.sync_fields(sync_id)?.is_empty() {
+        return Err(DomainError::invalid(
+            "no fields configured for this sync yet",
+        ));
+    }
+    let (upload, download) = (
+        PathBuf::from(&local.upload_dir),
+        PathBuf::from(&local.download_dir),
+    );
+    for dir in [&upload, &download] {
+        std::fs::create_dir_all(dir).map_err(|e| folder_error("create", dir, e))?;
+    }
+    let catalog_written = write_outgoing(app, &sync, &upload, catalog_due)?;
+    let gap = read_incoming(app, &sync, &download)?;
+    let now = app.core.now_ms();
+    app.core.update_sync_state(sync_id, |s| {
+        s.connected = true;
+        s.last_run_ms = Some(now);
+        s.last_success_ms = Some(now);
+        if gap.is_none() {
+            s.reason = None;
+        }
+    })?;
+    Ok(Round {
+        period,
+        catalog_written,
+        gap,
+    })
+}
+
+/// Writes packets for everything after the cursor. The active side's packets carry its
+/// field catalogue, so the passive side can map them; once per start it writes one even
+/// with nothing to send.
+fn write_outgoing(
+    app: &App,
+    sync: &SyncConfig,
+    upload: &Path,
+    catalog_due: bool,
+) -> Result<bool, DomainError> {
+    let mapping = mapping_for(app, sync)?;
+    let active = sync.mode == Mode::Active;
+    let mut hello_due = catalog_due && active;
+    loop {
+        let after = app.core.sync_state(sync.id)?.sent_seq;
+        let mut packet = build_packet(&app.core, sync, &mapping, after, PACKET_LIMIT)?;
+        if packet.upto == packet.after && !hello_due {
+            return Ok(active);
+        }
+        if active {
+            packet.catalog = Some(catalog(&app.core.tables()?));
+        }
+        let written = !packet.items.is_empty() || hello_due;
+        if written {
+            // The file covers the stretch since the last file: what was skipped had
+            // nothing for this sync.
+            packet.after = app.core.sync_state(sync.id)?.written_seq;
+            let name = folder::file_name(&packet);
+            let temporary = upload.join(format!(".{name}.tmp"));
+            std::fs::write(&temporary, folder::encode(&packet, &sync.password.0))
+                .map_err(|e| folder_error("write to", upload, e))?;
+            std::fs::rename(&temporary, upload.join(&name))
+                .map_err(|e| folder_error("write to", upload, e))?;
+            if !packet.items.is_empty() {
+                app.core.log_sync(
+                    sync,
+                    "exchange",
+                    format!("wrote {} record(s) to {name}", packet.items.len()),
+                    None,
+                )?;
+            }
+        }
+        hello_due = false;
+        let upto = packet.upto;
+        app.core.update_sync_state(sync.id, |s| {
+            s.sent_seq = s.sent_seq.max(upto);
+            if written {
+                s.written_seq = s.written_seq.max(upto);
+            }
+        })?;
+        if upto == after {
+            return Ok(true);
+        }
+    }
+}
+
+/// Reads the peer's packets in sequence; returns the cursor a missing packet should follow.
+fn read_incoming(
+    app: &App,
+    sync: &SyncConfig,
+    download: &Path,
+) -> Result<Option<i64>, DomainError> {
+    let mut names: Vec<String> = std::fs::read_dir(download)
+        .map_err(|e| folder_error("read", download, e))?
+        .filter_map(|entry| entry.ok().and_then(|e| e.file_name().into_string().ok()))
+        .filter(|name| folder::is_packet_name(name))
+        .collect();
+    names.sort();
+    for name in names {
+        let path = download.join(&name);
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let packet = match folder::decode(&bytes, &sync.password.0) {
+            Ok(packet) => packet,
+            Err(rejection) => {
+                set_aside(app, sync, &path, &format!("rejected {name}: {rejection}"))?;
+                continue;
+            }
+        };
+        if let Some(peer_catalog) = &packet.catalog {
+            let text = serde_json::to_string(peer_catalog).unwrap_or_default();
+            app.core
+                .update_sync_state(sync.id, |s| s.peer_catalog = Some(text))?;
+        }
+        let received = app.core.sync_state(sync.id)?.received_seq;
+        let catalog_only = packet.items.is_empty() && packet.catalog.is_some();
+        match folder::sequence(&packet, received) {
+            Sequence::Gap if !catalog_only => return Ok(Some(received)),
+            Sequence::Replay if !catalog_only => {
+                set_aside(
+                    app,
+                    sync,
+                    &path,
+                    &format!("rejected {name}: a replay of changes applied before"),
+                )?;
+                continue;
+            }
+            _ => {}
+        }
+        if !packet.items.is_empty() || received == 0 {
+            receive(app, sync, &packet)?;
+        }
+        // Removed only now that the apply has committed.
+        std::fs::remove_file(&path)
+            .map_err(|e| folder_error("remove a packet from", download, e))?;
+    }
+    Ok(None)
+}
+
+fn set_aside(app: &App, sync: &SyncConfig, path: &Path, message: &str) -> Result<(), DomainError> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".rejected");
+    std::fs::rename(path, &aside)
+        .map_err(|e| DomainError::Store(format!("cannot move {} aside: {e}", path.display())))?;
+    app.core.log_sync(sync, "error", message, None)
+}
+
+async fn report(app: &App, sync_id: i64, gap: Option<i64>, since: &mut Option<Instant>) {
+    let Some(after) = gap else {
+        *since = None;
+        return;
+    };
+    let started = *since.get_or_insert_with(Instant::now);
+    if started.elapsed() < GAP_PATIENCE {
+        return;
+    }
+    fail(app, sync_id, format!("waiting for the packet that follows change {after}: a packet is missing from the download folder")).await;
+}
+
+async fn fail(app: &App, sync_id: i64, reason: String) {
+    let core = app.core.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let previous = core.sync_state(sync_id)?.reason;
+        let now = core.now_ms();
+        core.update_sync_state(sync_id, |s| {
+            s.connected = false;
+            s.reason = Some(reason.clone());
+            s.last_error = Some(reason.clone());
+            s.last_run_ms = Some(now);
+        })?;
+        if previous.as_deref() != Some(reason.as_str()) {
+            let sync = core.sync(sync_id)?;
+            core.log_sync(&sync, "error", reason, None)?;
+        }
+        Ok::<(), DomainError>(())
+    })
+    .await;
+}

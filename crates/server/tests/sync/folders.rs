@@ -1,0 +1,182 @@
+//! The local-folder transport between two real processes: two shared folders, each side's
+//! upload folder the other's download folder (S-27).
+
+use super::http::{add_field, clients, record_values};
+use crate::common::{Client, Server, eventually};
+use reqwest::StatusCode;
+use serde_json::json;
+use std::path::Path;
+
+async fn local_sync(api: &Client, mode: &str, upload: &Path, download: &Path) -> i64 {
+    let (status, body) = api
+        .post(
+            "/syncs",
+            json!({ "name": format!("{mode} folders"), "mode": mode, "transport": "local", "password": "123456",
+                    "period_seconds": 1, "local": { "upload_dir": upload, "download_dir": download } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["endpoint_url"],
+        serde_json::Value::Null,
+        "only passive HTTP syncs have an address"
+    );
+    body["id"].as_i64().unwrap()
+}
+
+fn rejected_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".rejected"))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_instances_sync_through_two_local_folders_and_refuse_bad_packets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (to_aux, to_main) = (dir.path().join("to-aux"), dir.path().join("to-main"));
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name", "Phone"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name", "Phone"]).await;
+    let active = local_sync(&main_api, "active", &to_aux, &to_main).await;
+    let passive = local_sync(&aux_api, "passive", &to_main, &to_aux).await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&main_api, active, m[1], "upload", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    add_field(&aux_api, passive, a[1], "download", Some(m[1])).await;
+
+    let record = main_api
+        .create_record(
+            main_table,
+            json!({ m[0].to_string(): "Folder client", m[1].to_string(): "+7 1" }),
+        )
+        .await;
+    eventually(20, "the record through the folders", || async {
+        let values = record_values(&aux_api, aux_table).await;
+        (values == vec![json!({ a[0].to_string(): "Folder client", a[1].to_string(): "+7 1" })])
+            .then_some(())
+    })
+    .await;
+    let aux_record = aux_api
+        .ok(
+            reqwest::Method::GET,
+            &format!("/tables/{aux_table}/records"),
+            None,
+        )
+        .await["records"][0]
+        .clone();
+    assert_eq!(aux_record["uid"], record["uid"]);
+    aux_api
+        .patch(
+            &format!("/tables/{aux_table}/records/{}", aux_record["id"]),
+            json!({ "values": { a[0].to_string(): "Renamed on aux" } }),
+        )
+        .await;
+    eventually(20, "the edit back through the other folder", || async {
+        let values = record_values(&main_api, main_table).await;
+        (values[0][m[0].to_string()] == "Renamed on aux").then_some(())
+    })
+    .await;
+
+    // Bad packets dropped into aux's download folder: garbage, a truncated signed packet,
+    // one signed with another password, a replay of changes already applied.
+    let packet = crmsync_sync::Packet {
+        after: 0,
+        upto: 1,
+        items: vec![crmsync_sync::protocol::Item {
+            uid: uuid::Uuid::now_v7(),
+            table: main_table,
+            status: "active".into(),
+            status_stamp: crmsync_sync::protocol::WireStamp {
+                hlc: u64::MAX >> 1,
+                node: uuid::Uuid::now_v7(),
+            },
+            fields: [(
+                m[0],
+                crmsync_sync::protocol::WireField {
+                    value: json!("Intruder"),
+                    stamp: crmsync_sync::protocol::WireStamp {
+                        hlc: u64::MAX >> 1,
+                        node: uuid::Uuid::now_v7(),
+                    },
+                },
+            )]
+            .into(),
+        }],
+        ..Default::default()
+    };
+    let signed = crmsync_sync::folder::encode(&packet, "123456");
+    std::fs::write(
+        to_aux.join("00000000000000000001.cspk"),
+        b"not a packet at all, just some bytes",
+    )
+    .unwrap();
+    std::fs::write(
+        to_aux.join("00000000000000000002.cspk"),
+        &signed[..signed.len() / 2],
+    )
+    .unwrap();
+    std::fs::write(
+        to_aux.join("00000000000000000003.cspk"),
+        crmsync_sync::folder::encode(&packet, "guess"),
+    )
+    .unwrap();
+    std::fs::write(to_aux.join("00000000000000000000.cspk"), &signed).unwrap();
+    eventually(20, "four packets set aside", || async {
+        (rejected_files(&to_aux).len() == 4).then_some(())
+    })
+    .await;
+    let values = record_values(&aux_api, aux_table).await;
+    assert_eq!(values.len(), 1, "nothing applied: {values:?}");
+    assert_eq!(values[0][a[0].to_string()], "Renamed on aux");
+    let (_, log) = aux_api
+        .get(&format!("/syncs/{passive}/log?limit=1000"))
+        .await;
+    let messages: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "error")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("not a crmsync packet")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .filter(|m| m.contains("signature does not match"))
+            .count()
+            == 2,
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("replay")),
+        "{messages:?}"
+    );
+
+    // S-30: a second sync on the same folder is refused, naming the first.
+    let (status, body) = main_api
+        .post("/syncs", json!({ "name": "again", "mode": "active", "transport": "local", "password": "123456",
+                                "local": { "upload_dir": format!("{}/", to_aux.display()), "download_dir": dir.path().join("other") } }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"active folders\""),
+        "{body}"
+    );
+    let (status, body) = main_api
+        .post(
+            "/syncs",
+            json!({ "name": "x", "mode": "active", "transport": "local", "password": "1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}

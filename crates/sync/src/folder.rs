@@ -1,0 +1,167 @@
+//! Packet files for the folder transports (local folders, FTP): what a side writes into its
+//! upload folder and its peer reads from its download folder.
+//!
+//! A file is `MAGIC | HMAC-SHA256(32 bytes) | zstd(JSON packet)`, the HMAC keyed with the
+//! sync password over `MAGIC | compressed body`, so a forged, truncated or corrupted file
+//! is recognised before anything in it is read. Its name is the packet's `after` cursor,
+//! zero-padded, so files sort in sequence and a rewritten packet replaces its unread copy.
+
+use crate::protocol::Packet;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub const MAGIC: &[u8; 8] = b"CRMSPK01";
+pub const EXTENSION: &str = "cspk";
+const MAC_LEN: usize = 32;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// Shorter than its header, or not a packet file at all.
+    NotAPacket,
+    /// The signature does not match: another password, or changed or cut bytes.
+    BadSignature,
+    /// Signed correctly but unreadable.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::NotAPacket => {
+                f.write_str("not a crmsync packet (wrong header or truncated)")
+            }
+            Rejection::BadSignature => f.write_str(
+                "the signature does not match: forged, corrupted, truncated, or another password",
+            ),
+            Rejection::Unreadable(e) => write!(f, "signed but unreadable: {e}"),
+        }
+    }
+}
+
+fn mac(password: &str) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(password.as_bytes()).expect("HMAC takes any key length")
+}
+
+pub fn encode(packet: &Packet, password: &str) -> Vec<u8> {
+    let json = serde_json::to_vec(packet).expect("a packet serialises");
+    let body = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
+    let mut signer = mac(password);
+    signer.update(MAGIC);
+    signer.update(&body);
+    let mut out = Vec::with_capacity(MAGIC.len() + MAC_LEN + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&signer.finalize().into_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The most a packet may decompress to; a packet holds at most a few thousand records.
+const MAX_PACKET_BYTES: usize = 512 << 20;
+
+pub fn decode(bytes: &[u8], password: &str) -> Result<Packet, Rejection> {
+    if bytes.len() < MAGIC.len() + MAC_LEN || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(Rejection::NotAPacket);
+    }
+    let (signature, body) = bytes[MAGIC.len()..].split_at(MAC_LEN);
+    let mut verifier = mac(password);
+    verifier.update(MAGIC);
+    verifier.update(body);
+    verifier
+        .verify_slice(signature)
+        .map_err(|_| Rejection::BadSignature)?;
+    let json = zstd::bulk::decompress(body, MAX_PACKET_BYTES)
+        .map_err(|e| Rejection::Unreadable(e.to_string()))?;
+    serde_json::from_slice(&json).map_err(|e| Rejection::Unreadable(e.to_string()))
+}
+
+/// A packet file's name: its `after` cursor, so names sort in sequence.
+pub fn file_name(packet: &Packet) -> String {
+    format!("{:020}.{EXTENSION}", packet.after)
+}
+
+/// Only names this side could have written are read: digits and the extension.
+pub fn is_packet_name(name: &str) -> bool {
+    name.strip_suffix(&format!(".{EXTENSION}"))
+        .is_some_and(|stem| stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// What to do with a packet given how far this side has read (`received`: the highest
+/// `upto` applied, 0 before the first packet).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sequence {
+    Apply,
+    /// Everything in it was applied before: a replay.
+    Replay,
+    /// Something before it is missing; wait for it.
+    Gap,
+}
+
+pub fn sequence(packet: &Packet, received: i64) -> Sequence {
+    if received > 0 && packet.upto <= received {
+        Sequence::Replay
+    } else if received > 0 && packet.after > received {
+        Sequence::Gap
+    } else {
+        Sequence::Apply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(after: i64, upto: i64) -> Packet {
+        Packet {
+            after,
+            upto,
+            ..Packet::default()
+        }
+    }
+
+    #[test]
+    fn a_packet_round_trips_and_any_change_is_caught() {
+        let p = packet(10, 20);
+        let bytes = encode(&p, "secret");
+        assert_eq!(decode(&bytes, "secret").unwrap(), p);
+        assert_eq!(decode(&bytes, "other"), Err(Rejection::BadSignature));
+        assert_eq!(
+            decode(&bytes[..bytes.len() - 1], "secret"),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(decode(&bytes[..20], "secret"), Err(Rejection::NotAPacket));
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert_eq!(decode(&flipped, "secret"), Err(Rejection::BadSignature));
+        assert_eq!(
+            decode(b"hello world, this is not a packet at all!", "secret"),
+            Err(Rejection::NotAPacket)
+        );
+    }
+
+    #[test]
+    fn names_sort_in_sequence_and_nothing_else_is_read() {
+        assert_eq!(file_name(&packet(42, 50)), "00000000000000000042.cspk");
+        assert!(is_packet_name("00000000000000000042.cspk"));
+        assert!(!is_packet_name("../00000000000000000042.cspk"));
+        assert!(!is_packet_name("00000000000000000042.cspk.tmp"));
+        assert!(!is_packet_name("evil.cspk"));
+    }
+
+    #[test]
+    fn replays_and_gaps_are_recognised() {
+        assert_eq!(
+            sequence(&packet(5, 9), 0),
+            Sequence::Apply,
+            "the first packet starts anywhere"
+        );
+        assert_eq!(sequence(&packet(9, 15), 9), Sequence::Apply);
+        assert_eq!(
+            sequence(&packet(5, 12), 9),
+            Sequence::Apply,
+            "a rewritten overlap is harmless"
+        );
+        assert_eq!(sequence(&packet(5, 9), 9), Sequence::Replay);
+        assert_eq!(sequence(&packet(12, 20), 9), Sequence::Gap);
+    }
+}
