@@ -11,6 +11,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 pub const MAGIC: &[u8; 8] = b"CRMSPK01";
+/// The same, with the body uncompressed: for simple third-party writers (a script with
+/// only its language's standard library). This side always writes `MAGIC`.
+pub const MAGIC_PLAIN: &[u8; 8] = b"CRMSPK00";
 pub const EXTENSION: &str = "cspk";
 const MAC_LEN: usize = 32;
 
@@ -59,18 +62,30 @@ pub fn encode(packet: &Packet, password: &str) -> Vec<u8> {
 const MAX_PACKET_BYTES: usize = 512 << 20;
 
 pub fn decode(bytes: &[u8], password: &str) -> Result<Packet, Rejection> {
-    if bytes.len() < MAGIC.len() + MAC_LEN || &bytes[..MAGIC.len()] != MAGIC {
+    if bytes.len() < MAGIC.len() + MAC_LEN {
         return Err(Rejection::NotAPacket);
     }
+    let magic = &bytes[..MAGIC.len()];
+    let compressed = if magic == MAGIC {
+        true
+    } else if magic == MAGIC_PLAIN {
+        false
+    } else {
+        return Err(Rejection::NotAPacket);
+    };
     let (signature, body) = bytes[MAGIC.len()..].split_at(MAC_LEN);
     let mut verifier = mac(password);
-    verifier.update(MAGIC);
+    verifier.update(magic);
     verifier.update(body);
     verifier
         .verify_slice(signature)
         .map_err(|_| Rejection::BadSignature)?;
-    let json = zstd::bulk::decompress(body, MAX_PACKET_BYTES)
-        .map_err(|e| Rejection::Unreadable(e.to_string()))?;
+    let json = if compressed {
+        zstd::bulk::decompress(body, MAX_PACKET_BYTES)
+            .map_err(|e| Rejection::Unreadable(e.to_string()))?
+    } else {
+        body.to_vec()
+    };
     serde_json::from_slice(&json).map_err(|e| Rejection::Unreadable(e.to_string()))
 }
 
@@ -137,6 +152,20 @@ mod tests {
             decode(b"hello world, this is not a packet at all!", "secret"),
             Err(Rejection::NotAPacket)
         );
+    }
+
+    #[test]
+    fn an_uncompressed_signed_packet_is_read_too() {
+        let p = packet(1, 2);
+        let body = serde_json::to_vec(&p).unwrap();
+        let mut signer = mac("secret");
+        signer.update(MAGIC_PLAIN);
+        signer.update(&body);
+        let mut bytes = MAGIC_PLAIN.to_vec();
+        bytes.extend_from_slice(&signer.finalize().into_bytes());
+        bytes.extend_from_slice(&body);
+        assert_eq!(decode(&bytes, "secret").unwrap(), p);
+        assert_eq!(decode(&bytes, "wrong"), Err(Rejection::BadSignature));
     }
 
     #[test]

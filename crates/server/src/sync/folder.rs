@@ -16,8 +16,8 @@ use crmsync_sync::mapping::catalog;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// How long a missing packet is waited for before the gap is reported.
-const GAP_PATIENCE: Duration = Duration::from_secs(30);
+/// How many periods a missing packet is waited for before the gap is reported.
+const GAP_PATIENCE_PERIODS: u32 = 3;
 
 pub async fn run(app: App, sync_id: i64) {
     let mut commits = app.syncs.commits();
@@ -31,7 +31,14 @@ pub async fn run(app: App, sync_id: i64) {
         let period = match outcome {
             Ok(Ok(round)) => {
                 catalog_written |= round.catalog_written;
-                report(&app, sync_id, round.gap, &mut gap_since).await;
+                report(
+                    &app,
+                    sync_id,
+                    round.gap,
+                    round.period * GAP_PATIENCE_PERIODS,
+                    &mut gap_since,
+                )
+                .await;
                 round.period
             }
             Ok(Err(error)) => {
@@ -217,13 +224,19 @@ fn set_aside(app: &App, sync: &SyncConfig, path: &Path, message: &str) -> Result
     app.core.log_sync(sync, "error", message, None)
 }
 
-async fn report(app: &App, sync_id: i64, gap: Option<i64>, since: &mut Option<Instant>) {
+async fn report(
+    app: &App,
+    sync_id: i64,
+    gap: Option<i64>,
+    patience: Duration,
+    since: &mut Option<Instant>,
+) {
     let Some(after) = gap else {
         *since = None;
         return;
     };
     let started = *since.get_or_insert_with(Instant::now);
-    if started.elapsed() < GAP_PATIENCE {
+    if started.elapsed() < patience {
         return;
     }
     fail(app, sync_id, format!("waiting for the packet that follows change {after}: a packet is missing from the download folder")).await;

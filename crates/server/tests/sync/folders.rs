@@ -180,3 +180,75 @@ async fn two_instances_sync_through_two_local_folders_and_refuse_bad_packets() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
+
+#[tokio::test]
+async fn a_web_shop_script_drops_orders_the_instance_applies_and_a_gap_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outgoing, orders) = (dir.path().join("to-shop"), dir.path().join("orders"));
+    std::fs::create_dir_all(&orders).unwrap();
+    let crm = Server::start(&dir.path().join("crm"));
+    let api = crm.admin();
+    let table = api.create_table("Orders").await;
+    let title = api.create_field(table, "Title", "text", json!({})).await;
+    let sum = api.create_field(table, "Sum", "money", json!({})).await;
+    let sync = local_sync(&api, "active", &outgoing, &orders).await;
+    add_field(&api, sync, title, "download", None).await;
+    add_field(&api, sync, sum, "download", None).await;
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/web_shop_order.py"
+    );
+    let drop_order = |seq: u32, text: &str| {
+        let output = std::process::Command::new("python3")
+            .arg(script)
+            .args([
+                "--folder",
+                orders.to_str().unwrap(),
+                "--password",
+                "123456",
+                "--seq",
+                &seq.to_string(),
+            ])
+            .args(["--table", &table.to_string()])
+            .arg(format!("--field={title}={text}"))
+            .arg(format!("--field={sum}=1500.50"))
+            .output()
+            .expect("python3 runs the example");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    drop_order(1, "Order 1042");
+    eventually(20, "the shop's order", || async {
+        let values = record_values(&api, table).await;
+        (values == vec![json!({ title.to_string(): "Order 1042", sum.to_string(): "1500.50" })])
+            .then_some(())
+    })
+    .await;
+
+    // Packet 3 before packet 2: waited for, reported, then both applied in order.
+    drop_order(3, "Order 1044");
+    let status = eventually(30, "the gap in the status", || async {
+        let (_, s) = api.get(&format!("/syncs/{sync}/status")).await;
+        s["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("missing"))
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(status["connected"], false, "{status}");
+    assert_eq!(
+        record_values(&api, table).await.len(),
+        1,
+        "nothing out of order"
+    );
+    drop_order(2, "Order 1043");
+    eventually(20, "both orders, the gap closed", || async {
+        let (_, s) = api.get(&format!("/syncs/{sync}/status")).await;
+        (record_values(&api, table).await.len() == 3 && s["connected"] == true).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Drop an order into a crmsync folder sync, as a web shop would (B-14).
+
+The instance runs a sync with "transport": "local" (or FTP) whose download folder is the
+folder this script writes to; the instance is the active side of that sync, so fields are
+named by the instance's own field numbers and the table by its own table id. Number your
+packets 1, 2, 3, ... (--seq): the instance reads them in that order.
+
+    python3 examples/web_shop_order.py --folder /srv/shop-orders --password 123456 \
+        --seq 1 --table 2 --field 5="Order 1042" --field 6="1500.00"
+
+Standard library only: the packet is written uncompressed (header CRMSPK00), signed with
+HMAC-SHA256 keyed with the sync password. See docs/protocol.md, "Packet files".
+"""
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import time
+import uuid
+
+MAGIC_PLAIN = b"CRMSPK00"
+# This shop's writer identity; any fixed UUID, the same for every packet it writes.
+SHOP_NODE = "6b1d7c3e-0000-4000-8000-00000000c0de"
+
+
+def packet_bytes(packet: dict, password: str) -> bytes:
+    body = json.dumps(packet, ensure_ascii=False).encode("utf-8")
+    signature = hmac.new(password.encode("utf-8"), MAGIC_PLAIN + body, hashlib.sha256).digest()
+    return MAGIC_PLAIN + signature + body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folder", required=True, help="the instance's download folder")
+    parser.add_argument("--password", required=True, help="the sync password")
+    parser.add_argument("--seq", required=True, type=int, help="this packet's number: 1, 2, 3, ...")
+    parser.add_argument("--table", required=True, type=int, help="the instance's table id")
+    parser.add_argument("--field", action="append", default=[], metavar="NO=VALUE",
+                        help="a field number and its value (repeat)")
+    parser.add_argument("--uid", default=None, help="the record's identity (new order: omit)")
+    args = parser.parse_args()
+
+    stamp = {"hlc": int(time.time() * 1000) << 16, "node": SHOP_NODE}
+    fields = {}
+    for pair in args.field:
+        number, _, value = pair.partition("=")
+        fields[str(int(number))] = {"value": value, "stamp": stamp}
+    packet = {
+        "after": args.seq - 1,
+        "upto": args.seq,
+        "remaining": 0,
+        "items": [{
+            "uid": args.uid or str(uuid.uuid4()),
+            "table": args.table,
+            "status": "active",
+            "status_stamp": stamp,
+            "fields": fields,
+        }],
+    }
+    name = f"{args.seq - 1:020d}.cspk"
+    temporary = os.path.join(args.folder, f".{name}.tmp")
+    with open(temporary, "wb") as out:
+        out.write(packet_bytes(packet, args.password))
+    # Complete files only: the instance never sees a half-written packet.
+    os.replace(temporary, os.path.join(args.folder, name))
+    print(f"wrote {name}: record {packet['items'][0]['uid']}")
+
+
+if __name__ == "__main__":
+    main()
