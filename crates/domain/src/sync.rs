@@ -88,12 +88,20 @@ pub struct LocalSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FtpSettings {
     pub host: String,
+    /// 21 when not given.
+    #[serde(default = "default_ftp_port")]
     pub port: u16,
     pub login: String,
     pub password: Secret,
     pub upload_dir: String,
     pub download_dir: String,
+    /// Explicit FTPS (B-09).
+    #[serde(default)]
     pub tls: bool,
+}
+
+fn default_ftp_port() -> u16 {
+    21
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,9 +157,37 @@ impl SyncConfig {
                 }
             }
             Transport::Ftp => {
-                return Err(DomainError::invalid(
-                    "transport \"ftp\" is not available in this version yet; use http or local",
-                ));
+                let ftp = self.ftp.as_ref().ok_or_else(|| {
+                    DomainError::invalid(
+                        "an FTP sync needs ftp.host, ftp.login, ftp.password, ftp.upload_dir and ftp.download_dir",
+                    )
+                })?;
+                let host = ftp.host.trim();
+                if host.is_empty() || host.contains("://") || host.contains('/') {
+                    return Err(DomainError::invalid(
+                        "ftp.host: the server name only, without ftp:// or folders (e.g. mycompany.ru)",
+                    ));
+                }
+                for (name, dir) in [
+                    ("ftp.upload_dir", &ftp.upload_dir),
+                    ("ftp.download_dir", &ftp.download_dir),
+                ] {
+                    if !dir.starts_with('/') {
+                        return Err(DomainError::invalid(format!(
+                            "{name}: a folder on the server, starting with / (e.g. /cb/upload)"
+                        )));
+                    }
+                }
+                if ftp.upload_dir.trim_end_matches('/') == ftp.download_dir.trim_end_matches('/') {
+                    return Err(DomainError::invalid(
+                        "ftp.upload_dir and ftp.download_dir must be two different folders",
+                    ));
+                }
+                if ftp.tls {
+                    return Err(DomainError::invalid(
+                        "ftp.tls: FTPS is not available in this version yet",
+                    ));
+                }
             }
         }
         if let Some(url) = &self.remote_url {

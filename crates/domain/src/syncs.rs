@@ -294,10 +294,23 @@ fn folder_key(dir: &str) -> String {
 /// S-30: every sync needs folders of its own.
 fn ensure_own_folders(sync: &SyncConfig, all: &[SyncConfig]) -> Result<(), DomainError> {
     let folders = |s: &SyncConfig| -> Vec<String> {
-        s.local
+        let local = s
+            .local
             .iter()
-            .flat_map(|l| [folder_key(&l.upload_dir), folder_key(&l.download_dir)])
-            .collect()
+            .filter(|_| s.transport == crate::sync::Transport::Local)
+            .flat_map(|l| [folder_key(&l.upload_dir), folder_key(&l.download_dir)]);
+        let ftp = s
+            .ftp
+            .iter()
+            .filter(|_| s.transport == crate::sync::Transport::Ftp)
+            .flat_map(|f| {
+                let server = format!("ftp://{}:{}", f.host.trim().to_lowercase(), f.port);
+                [
+                    format!("{server}{}", folder_key(&f.upload_dir)),
+                    format!("{server}{}", folder_key(&f.download_dir)),
+                ]
+            });
+        local.chain(ftp).collect()
     };
     let mine = folders(sync);
     for other in all.iter().filter(|o| o.id != sync.id) {

@@ -1,19 +1,19 @@
-//! The local-folder transport (S-09, S-25..S-27): each side writes its packets into its
+//! The folder transports, local and FTP (S-09, S-10, S-25..S-28): each side writes its packets into its
 //! upload folder and reads its peer's from its download folder — the peer's upload folder.
 //! Both sides run this loop, on every commit and every period. Files are written under a
 //! temporary name and renamed when complete; a file is read in sequence, applied, and
 //! removed only after the apply has committed. A forged, truncated, corrupted or replayed
 //! file is moved aside (`NAME.rejected`), logged, and changes nothing.
 
+use super::folders::{Folders, FtpFolders, LocalFolders};
 use super::initial::mapping_for;
 use super::passive::{PACKET_LIMIT, receive};
 use crate::app::App;
 use crmsync_domain::DomainError;
-use crmsync_domain::sync::{Mode, SyncConfig};
+use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_sync::build_packet;
 use crmsync_sync::folder::{self, Sequence};
 use crmsync_sync::mapping::catalog;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How many periods a missing packet is waited for before the gap is reported.
@@ -65,32 +65,43 @@ struct Round {
     gap: Option<i64>,
 }
 
-fn folder_error(action: &str, dir: &Path, e: std::io::Error) -> DomainError {
-    DomainError::Store(format!("cannot {action} {}: {e}", dir.display()))
+fn folder_error(action: &str, place: &str, e: std::io::Error) -> DomainError {
+    DomainError::Store(format!("cannot {action} {place}: {e}"))
 }
 
 /// One round: write what is pending, read what has arrived.
 fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainError> {
     let sync = app.core.sync(sync_id)?;
-    let local = sync
-        .local
-        .clone()
-        .ok_or_else(|| DomainError::invalid("no folders configured"))?;
     let period = Duration::from_secs(u64::from(sync.period_seconds));
     if app.core.sync_fields(sync_id)?.is_empty() {
         return Err(DomainError::invalid(
             "no fields configured for this sync yet",
         ));
     }
-    let (upload, download) = (
-        PathBuf::from(&local.upload_dir),
-        PathBuf::from(&local.download_dir),
-    );
+    let (mut folders, upload, download): (Box<dyn Folders>, String, String) =
+        match (sync.transport, &sync.local, &sync.ftp) {
+            (Transport::Local, Some(local), _) => {
+                let (upload, download) = LocalFolders::dirs(local);
+                (Box::new(LocalFolders), upload, download)
+            }
+            (Transport::Ftp, _, Some(ftp)) => {
+                let session =
+                    FtpFolders::connect(ftp).map_err(|e| DomainError::Store(e.to_string()))?;
+                (
+                    Box::new(session),
+                    ftp.upload_dir.clone(),
+                    ftp.download_dir.clone(),
+                )
+            }
+            _ => return Err(DomainError::invalid("no folders configured for this sync")),
+        };
     for dir in [&upload, &download] {
-        std::fs::create_dir_all(dir).map_err(|e| folder_error("create", dir, e))?;
+        folders
+            .prepare(dir)
+            .map_err(|e| folder_error("create", &folders.describe(dir), e))?;
     }
-    let catalog_written = write_outgoing(app, &sync, &upload, catalog_due)?;
-    let gap = read_incoming(app, &sync, &download)?;
+    let catalog_written = write_outgoing(app, &sync, folders.as_mut(), &upload, catalog_due)?;
+    let gap = read_incoming(app, &sync, folders.as_mut(), &download)?;
     let now = app.core.now_ms();
     app.core.update_sync_state(sync_id, |s| {
         s.connected = true;
@@ -113,7 +124,8 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
 fn write_outgoing(
     app: &App,
     sync: &SyncConfig,
-    upload: &Path,
+    folders: &mut dyn Folders,
+    upload: &str,
     catalog_due: bool,
 ) -> Result<bool, DomainError> {
     let mapping = mapping_for(app, sync)?;
@@ -134,11 +146,9 @@ fn write_outgoing(
             // nothing for this sync.
             packet.after = app.core.sync_state(sync.id)?.written_seq;
             let name = folder::file_name(&packet);
-            let temporary = upload.join(format!(".{name}.tmp"));
-            std::fs::write(&temporary, folder::encode(&packet, &sync.password.0))
-                .map_err(|e| folder_error("write to", upload, e))?;
-            std::fs::rename(&temporary, upload.join(&name))
-                .map_err(|e| folder_error("write to", upload, e))?;
+            folders
+                .write(upload, &name, &folder::encode(&packet, &sync.password.0))
+                .map_err(|e| folder_error("write to", &folders.describe(upload), e))?;
             if !packet.items.is_empty() {
                 app.core.log_sync(
                     sync,
@@ -166,23 +176,31 @@ fn write_outgoing(
 fn read_incoming(
     app: &App,
     sync: &SyncConfig,
-    download: &Path,
+    folders: &mut dyn Folders,
+    download: &str,
 ) -> Result<Option<i64>, DomainError> {
-    let mut names: Vec<String> = std::fs::read_dir(download)
-        .map_err(|e| folder_error("read", download, e))?
-        .filter_map(|entry| entry.ok().and_then(|e| e.file_name().into_string().ok()))
+    let mut names: Vec<String> = folders
+        .list(download)
+        .map_err(|e| folder_error("read", &folders.describe(download), e))?
+        .into_iter()
         .filter(|name| folder::is_packet_name(name))
         .collect();
     names.sort();
     for name in names {
-        let path = download.join(&name);
-        let Ok(bytes) = std::fs::read(&path) else {
+        let Ok(bytes) = folders.read(download, &name) else {
             continue;
         };
         let packet = match folder::decode(&bytes, &sync.password.0) {
             Ok(packet) => packet,
             Err(rejection) => {
-                set_aside(app, sync, &path, &format!("rejected {name}: {rejection}"))?;
+                set_aside(
+                    app,
+                    sync,
+                    folders,
+                    download,
+                    &name,
+                    &format!("rejected {name}: {rejection}"),
+                )?;
                 continue;
             }
         };
@@ -199,7 +217,9 @@ fn read_incoming(
                 set_aside(
                     app,
                     sync,
-                    &path,
+                    folders,
+                    download,
+                    &name,
                     &format!("rejected {name}: a replay of changes applied before"),
                 )?;
                 continue;
@@ -210,17 +230,24 @@ fn read_incoming(
             receive(app, sync, &packet)?;
         }
         // Removed only now that the apply has committed.
-        std::fs::remove_file(&path)
-            .map_err(|e| folder_error("remove a packet from", download, e))?;
+        folders
+            .remove(download, &name)
+            .map_err(|e| folder_error("remove a packet from", &folders.describe(download), e))?;
     }
     Ok(None)
 }
 
-fn set_aside(app: &App, sync: &SyncConfig, path: &Path, message: &str) -> Result<(), DomainError> {
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(".rejected");
-    std::fs::rename(path, &aside)
-        .map_err(|e| DomainError::Store(format!("cannot move {} aside: {e}", path.display())))?;
+fn set_aside(
+    app: &App,
+    sync: &SyncConfig,
+    folders: &mut dyn Folders,
+    dir: &str,
+    name: &str,
+    message: &str,
+) -> Result<(), DomainError> {
+    folders
+        .rename(dir, name, &format!("{name}.rejected"))
+        .map_err(|e| folder_error("move a packet aside in", &folders.describe(dir), e))?;
     app.core.log_sync(sync, "error", message, None)
 }
 

@@ -4,6 +4,7 @@
 
 pub mod active;
 pub mod folder;
+pub mod folders;
 pub mod initial;
 pub mod passive;
 pub mod signing;
@@ -63,7 +64,7 @@ pub async fn supervise(app: App) {
                         runners.push(tokio::spawn(active::run(app.clone(), sync.id)))
                     }
                     // Over folders both sides write and read.
-                    (_, Transport::Local) => {
+                    (_, Transport::Local | Transport::Ftp) => {
                         runners.push(tokio::spawn(folder::run(app.clone(), sync.id)))
                     }
                     _ => {}

@@ -6,6 +6,7 @@ mod common;
 
 mod crash;
 mod folders;
+mod ftp;
 mod http;
 mod initial;
 mod protocol;

@@ -1,0 +1,201 @@
+//! The FTP transport against an FTP server running in the test process (libunftp over a
+//! temporary folder): FTP–FTP, and Local–FTP where the local side's folders are the FTP
+//! server's own folders on this machine (S-28).
+
+use super::http::{add_field, clients, record_values};
+use crate::common::{Client, Server, eventually};
+use reqwest::StatusCode;
+use serde_json::json;
+use std::path::Path;
+
+/// Starts an FTP server over `root` on a free loopback port; returns the port.
+async fn ftp_server(root: &Path) -> u16 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let root = root.to_path_buf();
+    let server = libunftp::ServerBuilder::new(Box::new(move || {
+        unftp_sbe_fs::Filesystem::new(root.clone()).unwrap()
+    }))
+    .greeting("crmsync test FTP")
+    .passive_ports(50000..=50999)
+    .build()
+    .unwrap();
+    tokio::spawn(async move {
+        let _ = server.listen(format!("127.0.0.1:{port}")).await;
+    });
+    // Until it answers.
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return port;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the test FTP server did not start");
+}
+
+async fn ftp_sync(api: &Client, mode: &str, port: u16, upload: &str, download: &str) -> i64 {
+    let (status, body) = api
+        .post(
+            "/syncs",
+            json!({ "name": format!("{mode} over FTP"), "mode": mode, "transport": "ftp", "password": "123456",
+                    "period_seconds": 1,
+                    "ftp": { "host": "127.0.0.1", "port": port, "login": "shop", "password": "ftp-secret",
+                             "upload_dir": upload, "download_dir": download, "tls": false } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        body["ftp"].get("password").is_none(),
+        "FTP passwords are write-only: {body}"
+    );
+    body["id"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ftp_to_ftp_and_local_to_ftp() {
+    let dir = tempfile::tempdir().unwrap();
+    let ftp_root = dir.path().join("ftp-root");
+    std::fs::create_dir_all(&ftp_root).unwrap();
+    let port = ftp_server(&ftp_root).await;
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let shop = Server::start(&dir.path().join("shop"));
+    let (main_api, aux_api, shop_api) = (main.admin(), aux.admin(), shop.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let (shop_table, s) = clients(&shop_api, &["Name"]).await;
+
+    // FTP–FTP: both instances reach the same server.
+    let active = ftp_sync(&main_api, "active", port, "/cb/upload", "/cb/download").await;
+    let passive = ftp_sync(&aux_api, "passive", port, "/cb/download", "/cb/upload").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    main_api
+        .create_record(main_table, json!({ m[0].to_string(): "via FTP" }))
+        .await;
+    eventually(30, "main's record on aux over FTP", || async {
+        (record_values(&aux_api, aux_table).await == vec![json!({ a[0].to_string(): "via FTP" })])
+            .then_some(())
+    })
+    .await;
+    let copy = aux_api
+        .ok(
+            reqwest::Method::GET,
+            &format!("/tables/{aux_table}/records"),
+            None,
+        )
+        .await["records"][0]
+        .clone();
+    aux_api
+        .patch(
+            &format!("/tables/{aux_table}/records/{}", copy["id"]),
+            json!({ "values": { a[0].to_string(): "edited on aux" } }),
+        )
+        .await;
+    eventually(30, "aux's edit on main over FTP", || async {
+        (record_values(&main_api, main_table).await[0][m[0].to_string()] == "edited on aux")
+            .then_some(())
+    })
+    .await;
+
+    // The same server folders twice are refused (S-30).
+    let (status, body) = shop_api
+        .post("/syncs", json!({ "name": "clash", "mode": "active", "transport": "ftp", "password": "1",
+            "ftp": { "host": "127.0.0.1", "port": port, "login": "x", "password": "y", "upload_dir": "/other", "download_dir": "/cb/upload/" } }))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "another instance may use them: {body}"
+    );
+    let (status, body) = main_api
+        .post("/syncs", json!({ "name": "clash", "mode": "active", "transport": "ftp", "password": "1",
+            "ftp": { "host": "127.0.0.1", "port": port, "login": "x", "password": "y", "upload_dir": "/other", "download_dir": "/cb/upload/" } }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    shop_api.delete(&format!("/syncs/{}", 1)).await;
+
+    // Local–FTP: the shop instance runs where the FTP server's folders are.
+    let shop_sync = {
+        let local = json!({ "upload_dir": ftp_root.join("shop/out"), "download_dir": ftp_root.join("shop/in") });
+        let (status, body) = shop_api
+            .post("/syncs", json!({ "name": "local side", "mode": "passive", "transport": "local", "password": "654321", "period_seconds": 1, "local": local }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().unwrap()
+    };
+    let (status, body) = main_api
+        .post("/syncs", json!({ "name": "to the shop", "mode": "active", "transport": "ftp", "password": "654321", "period_seconds": 1,
+            "ftp": { "host": "127.0.0.1", "port": port, "login": "x", "password": "y", "upload_dir": "/shop/in", "download_dir": "/shop/out" } }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let to_shop = body["id"].as_i64().unwrap();
+    add_field(&main_api, to_shop, m[0], "upload", None).await;
+    add_field(&shop_api, shop_sync, s[0], "download", Some(m[0])).await;
+    main_api
+        .create_record(main_table, json!({ m[0].to_string(): "for the shop" }))
+        .await;
+    eventually(30, "main's new record at the shop", || async {
+        let values = record_values(&shop_api, shop_table).await;
+        values
+            .iter()
+            .any(|v| v[s[0].to_string()] == "for the shop")
+            .then_some(())
+    })
+    .await;
+    let (_, status) = main_api.get(&format!("/syncs/{to_shop}/status")).await;
+    assert_eq!(status["connected"], true, "{status}");
+}
+
+#[tokio::test]
+async fn ftp_settings_are_checked_and_an_unreachable_server_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let api = server.admin();
+    let ftp = |host: &str, upload: &str, tls: bool| {
+        json!({ "name": "f", "mode": "active", "transport": "ftp", "password": "123456", "period_seconds": 1,
+                "ftp": { "host": host, "login": "u", "password": "p", "upload_dir": upload, "download_dir": "/cb/download", "tls": tls } })
+    };
+    for (body, needle) in [
+        (
+            ftp("ftp://example.ru", "/cb/upload", false),
+            "without ftp://",
+        ),
+        (ftp("example.ru", "cb/upload", false), "starting with /"),
+        (
+            ftp("example.ru", "/cb/download", false),
+            "two different folders",
+        ),
+        (ftp("example.ru", "/cb/upload", true), "FTPS"),
+    ] {
+        let (status, reply) = api.post("/syncs", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
+        assert!(
+            reply["detail"].as_str().unwrap().contains(needle),
+            "{reply}"
+        );
+    }
+    let (status, created) = api
+        .post("/syncs", ftp("127.0.0.1", "/cb/upload", false))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["ftp"]["port"], 21, "21 by default");
+    let id = created["id"].as_i64().unwrap();
+    let (_, f) = clients(&api, &["Name"]).await;
+    add_field(&api, id, f[0], "both", None).await;
+    api.patch(&format!("/syncs/{id}"), json!({ "ftp": { "host": "127.0.0.1", "port": 9, "login": "u", "password": "p", "upload_dir": "/cb/upload", "download_dir": "/cb/download" } })).await;
+    eventually(20, "the unreachable server in the status", || async {
+        let (_, s) = api.get(&format!("/syncs/{id}/status")).await;
+        s["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot reach the FTP server 127.0.0.1:9"))
+            .then_some(())
+    })
+    .await;
+}
