@@ -21,6 +21,10 @@ pub enum DomainError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// Something outside this instance (a peer, a folder, an FTP server) cannot be
+    /// reached or used right now.
+    #[error("{0}")]
+    Unavailable(String),
     /// A storage failure; the detail is for the server log, never for the client.
     #[error("storage error: {0}")]
     Store(String),

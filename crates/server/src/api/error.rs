@@ -71,6 +71,9 @@ impl From<DomainError> for ApiError {
             DomainError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             DomainError::Unauthorized => ApiError::unauthorized("wrong login or password"),
             DomainError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            DomainError::Unavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+            }
             DomainError::Store(m) => ApiError::internal("storage", m),
         }
     }

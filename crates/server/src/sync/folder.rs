@@ -66,7 +66,7 @@ struct Round {
 }
 
 fn folder_error(action: &str, place: &str, e: std::io::Error) -> DomainError {
-    DomainError::Store(format!("cannot {action} {place}: {e}"))
+    DomainError::Unavailable(format!("cannot {action} {place}: {e}"))
 }
 
 /// One round: write what is pending, read what has arrived.

@@ -40,12 +40,23 @@ async fn ftp_server(root: &Path) -> u16 {
 }
 
 async fn ftp_sync(api: &Client, mode: &str, port: u16, upload: &str, download: &str) -> i64 {
+    ftp_sync_as(api, mode, port, "shop", upload, download).await
+}
+
+async fn ftp_sync_as(
+    api: &Client,
+    mode: &str,
+    port: u16,
+    login: &str,
+    upload: &str,
+    download: &str,
+) -> i64 {
     let (status, body) = api
         .post(
             "/syncs",
             json!({ "name": format!("{mode} over FTP"), "mode": mode, "transport": "ftp", "password": "123456",
                     "period_seconds": 1,
-                    "ftp": { "host": "127.0.0.1", "port": port, "login": "shop", "password": "ftp-secret",
+                    "ftp": { "host": "127.0.0.1", "port": port, "login": login, "password": "ftp-secret",
                              "upload_dir": upload, "download_dir": download, "tls": false } }),
         )
         .await;
@@ -198,4 +209,154 @@ async fn ftp_settings_are_checked_and_an_unreachable_server_is_reported() {
             .then_some(())
     })
     .await;
+}
+
+/// vsftpd from Debian's packages (installed by scripts/test-prerequisites.sh), on a free
+/// loopback port over a temporary folder, anonymous with write access.
+struct Vsftpd {
+    child: std::process::Child,
+    port: u16,
+    config: std::path::PathBuf,
+}
+
+impl Vsftpd {
+    fn start(root: &Path, port: u16) -> Vsftpd {
+        assert!(
+            Path::new("/usr/sbin/vsftpd").exists(),
+            "vsftpd is missing: run scripts/test-prerequisites.sh (make test does)"
+        );
+        std::fs::create_dir_all("/var/run/vsftpd/empty").ok();
+        let passive = 40000 + (port % 200) * 100;
+        let config = root.with_extension("vsftpd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listen=YES\nlisten_address=127.0.0.1\nlisten_port={port}\nbackground=NO\n\
+                 anonymous_enable=YES\nlocal_enable=NO\nwrite_enable=YES\nanon_upload_enable=YES\n\
+                 anon_mkdir_write_enable=YES\nanon_other_write_enable=YES\nanon_root={}\n\
+                 anon_umask=022\nno_anon_password=YES\npasv_enable=YES\npasv_min_port={passive}\n\
+                 pasv_max_port={}\nrun_as_launching_user=YES\nseccomp_sandbox=NO\n\
+                 secure_chroot_dir=/var/run/vsftpd/empty\nxferlog_enable=NO\n",
+                root.display(),
+                passive + 99
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("/usr/sbin/vsftpd")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start vsftpd");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Vsftpd {
+                    child,
+                    port,
+                    config,
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("vsftpd did not start");
+    }
+}
+
+impl Drop for Vsftpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+#[tokio::test]
+async fn ftp_to_ftp_through_vsftpd_survives_a_server_restart_mid_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("vsftpd-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ftp = Vsftpd::start(&root, port);
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    // vsftpd as set up here takes anonymous logins only.
+    let active = ftp_sync_as(
+        &main_api,
+        "active",
+        ftp.port,
+        "anonymous",
+        "/cb/upload",
+        "/cb/download",
+    )
+    .await;
+    let passive = ftp_sync_as(
+        &aux_api,
+        "passive",
+        ftp.port,
+        "anonymous",
+        "/cb/download",
+        "/cb/upload",
+    )
+    .await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+
+    let rows = 12_000;
+    let mut csv = String::from("Name\n");
+    for i in 0..rows {
+        csv.push_str(&format!("row {i}\n"));
+    }
+    let response = main_api
+        .raw(
+            reqwest::Method::POST,
+            &format!("/tables/{main_table}/import"),
+        )
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    eventually(60, "the first rows through vsftpd", || async {
+        (!record_values(&aux_api, aux_table).await.is_empty()).then_some(())
+    })
+    .await;
+    // The server goes away in the middle and comes back on the same port.
+    drop(ftp);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let _ftp = Vsftpd::start(&root, port);
+    let count = |api: Client, table: i64| async move {
+        let mut total = 0;
+        let mut after = String::new();
+        loop {
+            let page = api
+                .ok(
+                    reqwest::Method::GET,
+                    &format!("/tables/{table}/records?limit=1000{after}"),
+                    None,
+                )
+                .await;
+            total += page["records"].as_array().unwrap().len();
+            match page["next_after"].as_i64() {
+                Some(n) => after = format!("&after={n}"),
+                None => return total,
+            }
+        }
+    };
+    eventually(120, "every row, once, after the restart", || async {
+        (count(aux_api.clone(), aux_table).await == rows).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        count(aux_api.clone(), aux_table).await,
+        rows,
+        "nothing doubled"
+    );
 }
