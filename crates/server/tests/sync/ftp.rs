@@ -248,13 +248,15 @@ impl Vsftpd {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start vsftpd");
+        // Owned at once, so a failed start still stops the process.
+        let server = Vsftpd {
+            child,
+            port,
+            config,
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Vsftpd {
-                    child,
-                    port,
-                    config,
-                };
+                return server;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
