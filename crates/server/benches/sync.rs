@@ -139,6 +139,21 @@ fn seed(dir: &std::path::Path, records: u64) -> Vec<i64> {
     fields
 }
 
+/// Waits until `table` on that side holds `count` records (sync-created ids are dense).
+async fn wait_for_records(api: &Api, table: i64, count: u64) {
+    loop {
+        let page = api
+            .get(&format!(
+                "/tables/{table}/records?status=all&sort=-id&limit=1"
+            ))
+            .await;
+        if page["records"][0]["id"].as_u64().unwrap_or(0) >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -189,15 +204,57 @@ async fn main() {
                 .unwrap(),
         );
     }
-    let passive = aux_api
-        .post(
-            "/syncs",
-            json!({ "name": "main", "mode": "passive", "password": "bench-sync-1", "log": false }),
-        )
-        .await;
-    let active = main_api
-        .post("/syncs", json!({ "name": "aux", "mode": "active", "remote_access": true, "remote_url": passive["endpoint_url"], "password": "bench-sync-1", "log": false, "period_seconds": 1 }))
-        .await;
+    // CRMSYNC_BENCH_TRANSPORT: http (default), local (two folders) or ftp (an FTP server in
+    // this process over a temporary folder).
+    let transport = std::env::var("CRMSYNC_BENCH_TRANSPORT").unwrap_or_else(|_| "http".into());
+    let folders = dir.path().join("exchange");
+    let (passive, active) = match transport.as_str() {
+        "local" => {
+            let (a, b) = (folders.join("to-aux"), folders.join("to-main"));
+            let passive = aux_api
+                .post("/syncs", json!({ "name": "main", "mode": "passive", "transport": "local", "password": "bench-sync-1", "log": false, "period_seconds": 1, "local": { "upload_dir": b, "download_dir": a } }))
+                .await;
+            let active = main_api
+                .post("/syncs", json!({ "name": "aux", "mode": "active", "transport": "local", "password": "bench-sync-1", "log": false, "period_seconds": 1, "local": { "upload_dir": a, "download_dir": b } }))
+                .await;
+            (passive, active)
+        }
+        "ftp" => {
+            std::fs::create_dir_all(&folders).unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let root = folders.clone();
+            let server = libunftp::ServerBuilder::new(Box::new(move || {
+                unftp_sbe_fs::Filesystem::new(root.clone()).unwrap()
+            }))
+            .passive_ports(52000..=52999)
+            .build()
+            .unwrap();
+            tokio::spawn(async move { server.listen(format!("127.0.0.1:{port}")).await });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let ftp = |upload: &str, download: &str| json!({ "host": "127.0.0.1", "port": port, "login": "bench", "password": "x", "upload_dir": upload, "download_dir": download });
+            let passive = aux_api
+                .post("/syncs", json!({ "name": "main", "mode": "passive", "transport": "ftp", "password": "bench-sync-1", "log": false, "period_seconds": 1, "ftp": ftp("/down", "/up") }))
+                .await;
+            let active = main_api
+                .post("/syncs", json!({ "name": "aux", "mode": "active", "transport": "ftp", "password": "bench-sync-1", "log": false, "period_seconds": 1, "ftp": ftp("/up", "/down") }))
+                .await;
+            (passive, active)
+        }
+        _ => {
+            let passive = aux_api
+                .post("/syncs", json!({ "name": "main", "mode": "passive", "password": "bench-sync-1", "log": false }))
+                .await;
+            let active = main_api
+                .post("/syncs", json!({ "name": "aux", "mode": "active", "remote_access": true, "remote_url": passive["endpoint_url"], "password": "bench-sync-1", "log": false, "period_seconds": 1 }))
+                .await;
+            (passive, active)
+        }
+    };
+    println!("transport: {transport}");
     let (active_id, passive_id) = (
         active["id"].as_i64().unwrap(),
         passive["id"].as_i64().unwrap(),
@@ -237,6 +294,7 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    wait_for_records(&aux_api, aux_table, records).await;
     let initial_s = started.elapsed().as_secs_f64();
     println!(
         "initial sync : {records} records in {initial_s:.2} s = {:.0} records/s; peak RSS main {:.0} MiB, aux {:.0} MiB",
@@ -264,13 +322,7 @@ async fn main() {
         .unwrap();
     assert!(response.status().is_success());
     let imported = Instant::now();
-    loop {
-        let status = main_api.get(&format!("/syncs/{active_id}/status")).await;
-        if status["pending_out"] == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_records(&aux_api, aux_table, records + changes).await;
     let drain_s = imported.elapsed().as_secs_f64();
     println!(
         "throughput   : {changes} changes drained {drain_s:.2} s after their commit ({:.2} s import) = {:.0} changes/s",

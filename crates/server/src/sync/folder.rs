@@ -134,13 +134,19 @@ fn write_outgoing(
     loop {
         let after = app.core.sync_state(sync.id)?.sent_seq;
         let mut packet = build_packet(&app.core, sync, &mapping, after, PACKET_LIMIT)?;
-        if packet.upto == packet.after && !hello_due {
+        let resend_waiting = app.core.sync_state(sync.id)?.resend_request.is_some();
+        if packet.upto == packet.after && !hello_due && !resend_waiting {
             return Ok(active);
         }
         if active {
             packet.catalog = Some(catalog(&app.core.tables()?));
         }
-        let written = !packet.items.is_empty() || hello_due;
+        // An initial sync started here asks the peer for its rows, once.
+        let mut request = None;
+        app.core
+            .update_sync_state(sync.id, |s| request = s.resend_request.take())?;
+        packet.resend = request.and_then(|r| serde_json::from_str(&r).ok());
+        let written = !packet.items.is_empty() || hello_due || packet.resend.is_some();
         if written {
             // The file covers the stretch since the last file: what was skipped had
             // nothing for this sync.
@@ -210,10 +216,11 @@ fn read_incoming(
                 .update_sync_state(sync.id, |s| s.peer_catalog = Some(text))?;
         }
         let received = app.core.sync_state(sync.id)?.received_seq;
-        let catalog_only = packet.items.is_empty() && packet.catalog.is_some();
+        let control_only =
+            packet.items.is_empty() && (packet.catalog.is_some() || packet.resend.is_some());
         match folder::sequence(&packet, received) {
-            Sequence::Gap if !catalog_only => return Ok(Some(received)),
-            Sequence::Replay if !catalog_only => {
+            Sequence::Gap if !control_only => return Ok(Some(received)),
+            Sequence::Replay if !control_only => {
                 set_aside(
                     app,
                     sync,
@@ -228,6 +235,9 @@ fn read_incoming(
         }
         if !packet.items.is_empty() || received == 0 {
             receive(app, sync, &packet)?;
+        }
+        if let Some(request) = packet.resend {
+            super::initial::queue_own(app, sync, request)?;
         }
         // Removed only now that the apply has committed.
         folders

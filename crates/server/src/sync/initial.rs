@@ -1,13 +1,13 @@
 //! Runs an initial sync as a job: this side queues its rows for sending again and asks the
-//! peer to do the same (the active side calls the passive's `/resend`; a passive side
-//! leaves the request for the active's next pull); progress is how far the two cursors
+//! peer to do the same (an active HTTP side calls the passive's `/resend`; otherwise the
+//! request travels with the next pull or packet file); progress is how far the cursors
 //! have passed the queued entries.
 
 use super::active::{active_mapping, call_peer};
 use super::passive::passive_mapping;
 use crate::app::App;
 use crmsync_domain::DomainError;
-use crmsync_domain::sync::{Mode, SyncConfig};
+use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_sync::initial::resend_all;
 use crmsync_sync::protocol::{ResendRequest, ResendSummary};
 use std::time::Duration;
@@ -70,13 +70,15 @@ async fn run_inner(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let peer = match sync.mode {
-        Mode::Active => Some(
+    let asks_over_http = sync.mode == Mode::Active && sync.transport == Transport::Http;
+    let peer = match asks_over_http {
+        true => Some(
             call_peer::<_, ResendSummary>(app, sync, "resend", &request)
                 .await
                 .map_err(|f| f.0)?,
         ),
-        Mode::Passive => {
+        // Otherwise the request travels with the next packet (a pull, or a packet file).
+        false => {
             let core = app.core.clone();
             let id = sync.id;
             let text = serde_json::to_string(&request).unwrap_or_default();
@@ -103,7 +105,7 @@ async fn run_inner(
         let done =
             own.delivered(state.sent_seq) + peer.map_or(0, |p| p.delivered(state.received_seq));
         app.jobs.update(job, |j| j.done = done);
-        let handed_over = sync.mode == Mode::Active || state.resend_request.is_none();
+        let handed_over = asks_over_http || state.resend_request.is_none();
         if done >= total && handed_over {
             return Ok(());
         }

@@ -252,3 +252,49 @@ async fn a_web_shop_script_drops_orders_the_instance_applies_and_a_gap_is_report
     })
     .await;
 }
+
+#[tokio::test]
+async fn initial_sync_over_folders_from_either_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let (to_aux, to_main) = (dir.path().join("to-aux"), dir.path().join("to-main"));
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    for i in 0..20 {
+        main_api
+            .create_record(main_table, json!({ m[0].to_string(): format!("main {i}") }))
+            .await;
+    }
+    for i in 0..5 {
+        aux_api
+            .create_record(aux_table, json!({ a[0].to_string(): format!("aux {i}") }))
+            .await;
+    }
+    let active = local_sync(&main_api, "active", &to_aux, &to_main).await;
+    let passive = local_sync(&aux_api, "passive", &to_main, &to_aux).await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    super::initial::run_job(&aux_api, &format!("/syncs/{passive}/initial")).await;
+    eventually(30, "both sides complete", || async {
+        let (mv, av) = (
+            record_values(&main_api, main_table).await,
+            record_values(&aux_api, aux_table).await,
+        );
+        (mv.len() == 25 && av.len() == 25).then_some(())
+    })
+    .await;
+    super::initial::run_job(&main_api, &format!("/syncs/{active}/initial")).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        record_values(&main_api, main_table).await.len(),
+        25,
+        "no duplicates"
+    );
+    assert_eq!(
+        record_values(&aux_api, aux_table).await.len(),
+        25,
+        "no duplicates"
+    );
+}

@@ -3,7 +3,7 @@ use crate::common::{Client, Server, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn run_job(api: &Client, path: &str) -> Value {
+pub async fn run_job(api: &Client, path: &str) -> Value {
     let (status, job) = api.post(path, json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     let id = job["id"].as_i64().unwrap();
