@@ -24,7 +24,8 @@ pub async fn run(app: App, sync_id: i64) {
     let mut catalog_written = false;
     let mut gap_since: Option<Instant> = None;
     loop {
-        let (app2, period) = (app.clone(), Duration::from_secs(5));
+        // After a failure (folder or server unreachable) the round is retried this soon.
+        let (app2, retry) = (app.clone(), Duration::from_secs(5));
         let catalog_due = !catalog_written;
         let outcome =
             tokio::task::spawn_blocking(move || exchange(&app2, sync_id, catalog_due)).await;
@@ -44,11 +45,11 @@ pub async fn run(app: App, sync_id: i64) {
             Ok(Err(error)) => {
                 catalog_written = false;
                 fail(&app, sync_id, error.to_string()).await;
-                period
+                retry
             }
             Err(join) => {
                 fail(&app, sync_id, join.to_string()).await;
-                period
+                retry
             }
         };
         tokio::select! {
