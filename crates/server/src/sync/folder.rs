@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 /// How many periods a missing packet is waited for before the gap is reported.
 const GAP_PATIENCE_PERIODS: u32 = 3;
+/// How often a local download folder is looked at.
+const LOCAL_LOOK: Duration = Duration::from_millis(200);
 
 pub async fn run(app: App, sync_id: i64) {
     let mut commits = app.syncs.commits();
@@ -40,7 +42,7 @@ pub async fn run(app: App, sync_id: i64) {
                     &mut gap_since,
                 )
                 .await;
-                round.period
+                round.next_look
             }
             Ok(Err(error)) => {
                 catalog_written = false;
@@ -61,6 +63,10 @@ pub async fn run(app: App, sync_id: i64) {
 
 struct Round {
     period: Duration,
+    /// When to look again without a commit here: a local folder is cheap to look at, so
+    /// it is looked at often and a peer's packet is taken within a fraction of a second;
+    /// an FTP server is asked once per period.
+    next_look: Duration,
     catalog_written: bool,
     /// The cursor after which a packet is missing.
     gap: Option<i64>,
@@ -104,16 +110,28 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
     let catalog_written = write_outgoing(app, &sync, folders.as_mut(), &upload, catalog_due)?;
     let gap = read_incoming(app, &sync, folders.as_mut(), &download)?;
     let now = app.core.now_ms();
-    app.core.update_sync_state(sync_id, |s| {
-        s.connected = true;
-        s.last_run_ms = Some(now);
-        s.last_success_ms = Some(now);
-        if gap.is_none() {
-            s.reason = None;
-        }
-    })?;
+    // Frequent looks at a quiet folder write nothing: the status is renewed once a period.
+    let state = app.core.sync_state(sync_id)?;
+    let stale = state
+        .last_success_ms
+        .is_none_or(|t| now - t >= period.as_millis() as i64);
+    if stale || !state.connected || (gap.is_none() && state.reason.is_some()) {
+        app.core.update_sync_state(sync_id, |s| {
+            s.connected = true;
+            s.last_run_ms = Some(now);
+            s.last_success_ms = Some(now);
+            if gap.is_none() {
+                s.reason = None;
+            }
+        })?;
+    }
+    let next_look = match sync.transport {
+        Transport::Local => period.min(LOCAL_LOOK),
+        _ => period,
+    };
     Ok(Round {
         period,
+        next_look,
         catalog_written,
         gap,
     })
