@@ -60,7 +60,7 @@ def main() -> None:
             "fields": fields,
         }],
     }
-    name = f"{args.seq - 1:020d}.cspk"
+    name = f"{args.seq - 1:020d}-{args.seq:020d}-{int(time.time() * 1000):013d}.cspk"
     temporary = os.path.join(args.folder, f".{name}.tmp")
     with open(temporary, "wb") as out:
         out.write(packet_bytes(packet, args.password))

@@ -63,11 +63,9 @@ impl<S: Store> Instance<S> {
                 let existing = tx.record_by_uid(table, item.uid)?;
                 match existing {
                     None => {
-                        let values: Vec<(FieldNo, Value, Stamp)> = item
-                            .values
-                            .into_iter()
-                            .filter(|(_, v, _)| !v.is_null())
-                            .collect();
+                        // Empty values are kept with their stamps: a peer's older value for that
+                        // field must lose here as it does there.
+                        let values: Vec<(FieldNo, Value, Stamp)> = item.values;
                         let plain: Vec<(FieldNo, Value)> =
                             values.iter().map(|(n, v, _)| (*n, v.clone())).collect();
                         if let Err(e) = check_references(tx, ctx, table, &plain) {
@@ -114,21 +112,26 @@ impl<S: Store> Instance<S> {
                     }
                     Some(current) => {
                         let mut winners = Vec::new();
+                        let mut logged = Vec::new();
                         for (no, value, stamp) in item.values {
                             let field = field_of(table, no);
                             let local = current.record.values.get(&no).unwrap_or(&Value::Null);
                             let newer = current.stamps.get(&no).is_none_or(|l| stamp > *l);
-                            if *local == value {
-                                continue;
-                            }
                             if newer {
-                                outcome.taken.push(FieldChange {
+                                let change = FieldChange {
                                     field_no: no,
                                     old: Some(local.to_json(field)),
                                     new: value.to_json(field),
-                                });
+                                };
+                                // The same value with a newer stamp is taken too: the
+                                // stamp must travel on, or a later write stamped between
+                                // the two would be kept here and dropped elsewhere.
+                                if *local != value {
+                                    outcome.taken.push(change.clone());
+                                }
+                                logged.push(change);
                                 winners.push((no, value, stamp));
-                            } else {
+                            } else if *local != value {
                                 outcome.kept.push(KeptLocal {
                                     field_no: no,
                                     local: local.to_json(field),
@@ -136,8 +139,9 @@ impl<S: Store> Instance<S> {
                                 });
                             }
                         }
-                        let status = (item.status != current.record.status
-                            && item.status_stamp > current.status_stamp)
+                        // A newer status stamp is taken even for the same status, for the
+                        // same reason as a field's.
+                        let status = (item.status_stamp > current.status_stamp)
                             .then_some((item.status, item.status_stamp));
                         outcome.record_id = Some(current.record.id);
                         if winners.is_empty() && status.is_none() {
@@ -152,7 +156,8 @@ impl<S: Store> Instance<S> {
                             outcomes.push(outcome);
                             continue;
                         }
-                        outcome.status_changed = status.is_some();
+                        outcome.status_changed =
+                            status.is_some_and(|(st, _)| st != current.record.status);
                         let op = match status {
                             Some((RecordStatus::Deleted, _)) => ChangeOp::Delete,
                             Some((RecordStatus::Active, _)) => ChangeOp::Restore,
@@ -175,7 +180,7 @@ impl<S: Store> Instance<S> {
                             user_id: None,
                             at_ms: ctx.now_ms,
                             created_fields: Vec::new(),
-                            fields: outcome.taken.clone(),
+                            fields: logged,
                         };
                         let update = RowUpdate {
                             id: current.record.id,

@@ -578,7 +578,8 @@ pub fn insert(
     let deleted = row.status == RecordStatus::Deleted;
     shape.push((i64::from(local), deleted));
     for (no, value, stamp) in &row.values {
-        let own = if *stamp == base {
+        // An empty value keeps its stamp explicitly: stamps are only inferred for values.
+        let own = if *stamp == base && !value.is_null() {
             None
         } else {
             Some((stamp.hlc.0 as i64, tx.node_id(stamp.node)?))

@@ -3,8 +3,8 @@
 //!
 //! A file is `MAGIC | HMAC-SHA256(32 bytes) | zstd(JSON packet)`, the HMAC keyed with the
 //! sync password over `MAGIC | compressed body`, so a forged, truncated or corrupted file
-//! is recognised before anything in it is read. Its name is the packet's `after` cursor,
-//! zero-padded, so files sort in sequence and a rewritten packet replaces its unread copy.
+//! is recognised before anything in it is read. Its name carries the packet's cursors, so
+//! files sort in sequence.
 
 use crate::protocol::Packet;
 use hmac::{Hmac, Mac};
@@ -89,15 +89,29 @@ pub fn decode(bytes: &[u8], password: &str) -> Result<Packet, Rejection> {
     serde_json::from_slice(&json).map_err(|e| Rejection::Unreadable(e.to_string()))
 }
 
-/// A packet file's name: its `after` cursor, so names sort in sequence.
-pub fn file_name(packet: &Packet) -> String {
-    format!("{:020}.{EXTENSION}", packet.after)
+/// A packet file's name: `AFTER-UPTO-MILLIS.cspk`, zero-padded, so names sort in sequence
+/// (a packet with nothing new, e.g. one that only carries a request, sorts before the next
+/// one that starts where it does) and two packets never share a name.
+pub fn file_name(packet: &Packet, written_at_ms: i64) -> String {
+    format!(
+        "{:020}-{:020}-{:013}.{EXTENSION}",
+        packet.after,
+        packet.upto,
+        written_at_ms.max(0)
+    )
 }
 
-/// Only names this side could have written are read: digits and the extension.
+/// Only names this side could have written are read: the three numbers and the extension.
 pub fn is_packet_name(name: &str) -> bool {
-    name.strip_suffix(&format!(".{EXTENSION}"))
-        .is_some_and(|stem| stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+    let Some(stem) = name.strip_suffix(&format!(".{EXTENSION}")) else {
+        return false;
+    };
+    let parts: Vec<&str> = stem.split('-').collect();
+    parts.len() == 3
+        && [20, 20, 13]
+            .iter()
+            .zip(&parts)
+            .all(|(len, part)| part.len() == *len && part.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// What to do with a packet given how far this side has read (`received`: the highest
@@ -170,10 +184,19 @@ mod tests {
 
     #[test]
     fn names_sort_in_sequence_and_nothing_else_is_read() {
-        assert_eq!(file_name(&packet(42, 50)), "00000000000000000042.cspk");
-        assert!(is_packet_name("00000000000000000042.cspk"));
-        assert!(!is_packet_name("../00000000000000000042.cspk"));
-        assert!(!is_packet_name("00000000000000000042.cspk.tmp"));
+        let name = file_name(&packet(42, 50), 1_700_000_000_000);
+        assert_eq!(
+            name,
+            "00000000000000000042-00000000000000000050-1700000000000.cspk"
+        );
+        assert!(is_packet_name(&name));
+        assert!(
+            file_name(&packet(42, 42), 9) < file_name(&packet(42, 50), 1),
+            "a request first"
+        );
+        assert!(!is_packet_name(&format!("../{name}")));
+        assert!(!is_packet_name(&format!("{name}.tmp")));
+        assert!(!is_packet_name(&format!("{name}.rejected")));
         assert!(!is_packet_name("evil.cspk"));
     }
 

@@ -170,7 +170,7 @@ fn write_outgoing(
             // The file covers the stretch since the last file: what was skipped had
             // nothing for this sync.
             packet.after = app.core.sync_state(sync.id)?.written_seq;
-            let name = folder::file_name(&packet);
+            let name = folder::file_name(&packet, app.core.now_ms());
             folders
                 .write(upload, &name, &folder::encode(&packet, &sync.password.0))
                 .map_err(|e| folder_error("write to", &folders.describe(upload), e))?;

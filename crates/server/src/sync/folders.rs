@@ -68,6 +68,8 @@ pub struct FtpFolders {
     host: String,
 }
 
+const FTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn ftp_error(e: suppaftp::FtpError) -> io::Error {
     io::Error::other(e.to_string())
 }
@@ -79,8 +81,19 @@ fn join(dir: &str, name: &str) -> String {
 impl FtpFolders {
     pub fn connect(settings: &FtpSettings) -> io::Result<FtpFolders> {
         let address = format!("{}:{}", settings.host, settings.port);
-        let mut stream = suppaftp::FtpStream::connect(&address)
+        let socket: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(&address)
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "cannot reach the FTP server {address}: unknown host"
+                ))
+            })?;
+        let mut stream = suppaftp::FtpStream::connect_timeout(socket, FTP_TIMEOUT)
             .map_err(|e| io::Error::other(format!("cannot reach the FTP server {address}: {e}")))?;
+        // A server that stops answering fails the round instead of holding it forever.
+        stream.get_ref().set_read_timeout(Some(FTP_TIMEOUT))?;
+        stream.get_ref().set_write_timeout(Some(FTP_TIMEOUT))?;
         stream
             .login(settings.login.as_str(), settings.password.0.as_str())
             .map_err(|e| {

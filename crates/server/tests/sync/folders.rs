@@ -110,21 +110,25 @@ async fn two_instances_sync_through_two_local_folders_and_refuse_bad_packets() {
     };
     let signed = crmsync_sync::folder::encode(&packet, "123456");
     std::fs::write(
-        to_aux.join("00000000000000000001.cspk"),
+        to_aux.join("00000000000000000000-00000000000000000005-0000000000001.cspk"),
         b"not a packet at all, just some bytes",
     )
     .unwrap();
     std::fs::write(
-        to_aux.join("00000000000000000002.cspk"),
+        to_aux.join("00000000000000000000-00000000000000000005-0000000000002.cspk"),
         &signed[..signed.len() / 2],
     )
     .unwrap();
     std::fs::write(
-        to_aux.join("00000000000000000003.cspk"),
+        to_aux.join("00000000000000000000-00000000000000000005-0000000000003.cspk"),
         crmsync_sync::folder::encode(&packet, "guess"),
     )
     .unwrap();
-    std::fs::write(to_aux.join("00000000000000000000.cspk"), &signed).unwrap();
+    std::fs::write(
+        to_aux.join("00000000000000000000-00000000000000000001-0000000000004.cspk"),
+        &signed,
+    )
+    .unwrap();
     eventually(20, "four packets set aside", || async {
         (rejected_files(&to_aux).len() == 4).then_some(())
     })

@@ -226,7 +226,8 @@ impl Vsftpd {
             "vsftpd is missing: run scripts/test-prerequisites.sh (make test does)"
         );
         std::fs::create_dir_all("/var/run/vsftpd/empty").ok();
-        let passive = 40000 + (port % 200) * 100;
+        // Apart from the in-process server's 50000-50999.
+        let passive = 41000 + (port % 50) * 100;
         let config = root.with_extension("vsftpd.conf");
         std::fs::write(
             &config,
