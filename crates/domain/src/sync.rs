@@ -247,6 +247,33 @@ pub struct SyncState {
     pub resend_request: Option<String>,
 }
 
+/// How long a passive HTTP side may go without hearing from its active side before its
+/// status stops showing it as connected (a healthy active side calls at least every ~20 s).
+pub const PASSIVE_SILENCE_MS: i64 = 60_000;
+
+impl SyncState {
+    /// The status as a person should see it now: a passive HTTP side only knows its active
+    /// side is there while it keeps calling.
+    pub fn as_seen(&self, sync: &SyncConfig, now_ms: i64) -> (bool, Option<String>) {
+        let listens = sync.mode == Mode::Passive && sync.transport == Transport::Http;
+        if listens && self.connected {
+            match self.last_success_ms {
+                Some(last) if now_ms - last > PASSIVE_SILENCE_MS => {
+                    return (
+                        false,
+                        Some(format!(
+                            "the active side has not called for {} s",
+                            (now_ms - last) / 1000
+                        )),
+                    );
+                }
+                _ => {}
+            }
+        }
+        (self.connected, self.reason.clone())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SyncLogEntry {
     pub id: i64,
@@ -271,4 +298,48 @@ pub struct PendingLink {
     pub field_no: FieldNo,
     pub target_uid: uuid::Uuid,
     pub stamp: crate::clock::Stamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sync(mode: Mode) -> SyncConfig {
+        SyncConfig {
+            id: 1,
+            name: "s".into(),
+            mode,
+            transport: Transport::Http,
+            remote_access: false,
+            remote_url: Some("http://x".into()),
+            password: Secret("p".into()),
+            log: true,
+            period_seconds: 5,
+            user_match: UserMatch::Login,
+            local: None,
+            ftp: None,
+        }
+    }
+
+    #[test]
+    fn a_passive_side_stops_showing_connected_when_the_active_side_goes_quiet() {
+        let state = SyncState {
+            connected: true,
+            last_success_ms: Some(1_000),
+            ..SyncState::default()
+        };
+        assert_eq!(state.as_seen(&sync(Mode::Passive), 30_000), (true, None));
+        let (connected, reason) =
+            state.as_seen(&sync(Mode::Passive), 1_000 + PASSIVE_SILENCE_MS + 1_000);
+        assert!(!connected);
+        assert_eq!(
+            reason.as_deref(),
+            Some("the active side has not called for 61 s")
+        );
+        assert_eq!(
+            state.as_seen(&sync(Mode::Active), 10_000_000),
+            (true, None),
+            "the active side reports its own failures"
+        );
+    }
 }

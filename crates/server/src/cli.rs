@@ -405,12 +405,13 @@ fn status(data: PathBuf) -> Result<()> {
     for sync in syncs {
         let state = app.core.sync_state(sync.id)?;
         let pending = crmsync_sync::pending_out(&app.core, &sync)?;
-        let health = if state.connected {
+        let (connected, reason) = state.as_seen(&sync, app.core.now_ms());
+        let health = if connected {
             "connected".to_string()
         } else {
             format!(
                 "not connected: {}",
-                state.reason.as_deref().unwrap_or("no exchange yet")
+                reason.as_deref().unwrap_or("no exchange yet")
             )
         };
         println!(

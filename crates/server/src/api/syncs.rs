@@ -114,17 +114,16 @@ pub async fn status(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let core = app.core.clone();
-    let (state, pending_out) = blocking(move || {
+    let (state, pending_out, (connected, reason)) = blocking(move || {
         let sync = core.sync(id)?;
-        Ok((
-            core.sync_state(id)?,
-            crmsync_sync::pending_out(&core, &sync)?,
-        ))
+        let state = core.sync_state(id)?;
+        let seen = state.as_seen(&sync, core.now_ms());
+        Ok((state, crmsync_sync::pending_out(&core, &sync)?, seen))
     })
     .await?;
     Ok(Json(json!({
-        "connected": state.connected,
-        "reason": state.reason,
+        "connected": connected,
+        "reason": reason,
         "last_run": state.last_run_ms.map(format_ms),
         "last_success": state.last_success_ms.map(format_ms),
         "pending_out": pending_out,
