@@ -1,7 +1,7 @@
 //! kill -9 in the middle of a large exchange, on either side: after a restart the two
 //! instances converge with nothing lost and nothing doubled.
 
-use super::http::{add_field, pair, quiet};
+use super::http::{NamePair, name_pair, quiet};
 use crate::common::{Client, Server, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -64,21 +64,16 @@ async fn set_remote(api: &Client, sync: i64, url: &str) {
 #[tokio::test]
 async fn killing_either_side_mid_exchange_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let main = Server::start(&dir.path().join("main"));
-    let aux = Server::start(&dir.path().join("aux"));
+    let NamePair {
+        main,
+        aux,
+        main_table: m_table,
+        aux_table: a_table,
+        active,
+        passive,
+        ..
+    } = name_pair(dir.path()).await;
     let (main_api, aux_api) = (main.admin(), aux.admin());
-    let m_table = main_api.create_table("Clients").await;
-    let m = main_api
-        .create_field(m_table, "Name", "text", json!({}))
-        .await;
-    let a_table = aux_api.create_table("Clients").await;
-    let a = aux_api
-        .create_field(a_table, "Name", "text", json!({}))
-        .await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    add_field(&main_api, active, m, "both", None).await;
-    add_field(&aux_api, passive, a, "both", Some(m)).await;
-    quiet(&main_api, active, &aux_api, passive).await;
     let endpoint = main_api
         .ok(Method::GET, &format!("/syncs/{active}"), None)
         .await["remote_url"]

@@ -334,31 +334,13 @@ async fn ftp_to_ftp_through_vsftpd_survives_a_server_restart_mid_exchange() {
     drop(ftp);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let _ftp = Vsftpd::start(&root, port);
-    let count = |api: Client, table: i64| async move {
-        let mut total = 0;
-        let mut after = String::new();
-        loop {
-            let page = api
-                .ok(
-                    reqwest::Method::GET,
-                    &format!("/tables/{table}/records?limit=1000{after}"),
-                    None,
-                )
-                .await;
-            total += page["records"].as_array().unwrap().len();
-            match page["next_after"].as_i64() {
-                Some(n) => after = format!("&after={n}"),
-                None => return total,
-            }
-        }
-    };
     eventually(120, "every row, once, after the restart", || async {
-        (count(aux_api.clone(), aux_table).await == rows).then_some(())
+        (aux_api.all_ids(aux_table, "active").await.len() == rows).then_some(())
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(
-        count(aux_api.clone(), aux_table).await,
+        aux_api.all_ids(aux_table, "active").await.len(),
         rows,
         "nothing doubled"
     );

@@ -1,4 +1,4 @@
-use super::http::{add_field, pair, quiet};
+use super::http::{NamePair, add_field, name_pair, pair, quiet};
 use crate::common::{Server, eventually};
 use reqwest::Method;
 use serde_json::json;
@@ -138,21 +138,17 @@ async fn users_match_by_login_and_links_point_at_the_same_record() {
 #[tokio::test]
 async fn an_applied_change_is_not_sent_back() {
     let dir = tempfile::tempdir().unwrap();
-    let main = Server::start(&dir.path().join("main"));
-    let aux = Server::start(&dir.path().join("aux"));
+    let NamePair {
+        main,
+        aux,
+        main_table: m_table,
+        aux_table: a_table,
+        m,
+        active,
+        passive,
+        ..
+    } = name_pair(dir.path()).await;
     let (main_api, aux_api) = (main.admin(), aux.admin());
-    let m_table = main_api.create_table("Clients").await;
-    let m = main_api
-        .create_field(m_table, "Name", "text", json!({}))
-        .await;
-    let a_table = aux_api.create_table("Clients").await;
-    let a = aux_api
-        .create_field(a_table, "Name", "text", json!({}))
-        .await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    add_field(&main_api, active, m, "both", None).await;
-    add_field(&aux_api, passive, a, "both", Some(m)).await;
-    quiet(&main_api, active, &aux_api, passive).await;
     for i in 0..20 {
         main_api
             .create_record(m_table, json!({ m.to_string(): format!("c{i}") }))
