@@ -59,12 +59,39 @@ pub async fn run(app: App, sync: SyncConfig, request: ResendRequest, job: u64) {
     }
 }
 
+/// A passive side can map its fields only once the active side has described them (its
+/// first contact, or first packet file); queueing before that would queue nothing.
+async fn wait_for_mapping(app: &App, sync: &SyncConfig) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + MAPPING_PATIENCE;
+    loop {
+        let (app2, sync2) = (app.clone(), sync.clone());
+        let mapping = tokio::task::spawn_blocking(move || mapping_for(&app2, &sync2))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if !mapping.routes.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "no configured field can travel yet: {}",
+                mapping.problems.join("; ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How long an initial sync waits for the peer to describe its fields.
+const MAPPING_PATIENCE: Duration = Duration::from_secs(60);
+
 async fn run_inner(
     app: &App,
     sync: &SyncConfig,
     request: ResendRequest,
     job: u64,
 ) -> Result<(), String> {
+    wait_for_mapping(app, sync).await?;
     let (app2, sync2) = (app.clone(), sync.clone());
     let own = tokio::task::spawn_blocking(move || queue_own(&app2, &sync2, request))
         .await
