@@ -7,7 +7,9 @@ named by the instance's own field numbers and the table by its own table id. Num
 packets 1, 2, 3, ... (--seq): the instance reads them in that order.
 
     python3 examples/web_shop_order.py --folder /srv/shop-orders --password 123456 \
-        --seq 1 --table 2 --field 5="Order 1042" --field 6="1500.00"
+        --seq 1 --table 2 --field 5="Order 1042" --field 6="1500.00" --file 7=invoice.pdf
+
+A file field's content goes beside the packet as chunk files of 8 MiB, written first.
 
 Standard library only: the packet is written uncompressed (header CRMSPK00), signed with
 HMAC-SHA256 keyed with the sync password. See docs/protocol.md, "Packet files".
@@ -21,6 +23,8 @@ import os
 import time
 import uuid
 
+CHUNK_BYTES = 8 << 20
+
 MAGIC_PLAIN = b"CRMSPK00"
 # This shop's writer identity; any fixed UUID, the same for every packet it writes.
 SHOP_NODE = "6b1d7c3e-0000-4000-8000-00000000c0de"
@@ -32,6 +36,31 @@ def packet_bytes(packet: dict, password: str) -> bytes:
     return MAGIC_PLAIN + signature + body
 
 
+def write_complete(folder: str, name: str, data: bytes) -> None:
+    """Complete files only: the instance never sees a half-written one."""
+    temporary = os.path.join(folder, f".{name}.tmp")
+    with open(temporary, "wb") as out:
+        out.write(data)
+    os.replace(temporary, os.path.join(folder, name))
+
+
+def write_file_chunks(folder: str, after: int, path: str) -> dict:
+    """Writes a file's chunks for the packet that follows `after`; returns its description."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as source:
+        while block := source.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    sha256 = digest.hexdigest()
+    with open(path, "rb") as source:
+        index = 0
+        while chunk := source.read(CHUNK_BYTES):
+            write_complete(folder, f"{after:020d}-{sha256}-{index:06d}.chunk", chunk)
+            index += 1
+    return {"name": os.path.basename(path), "size": size, "sha256": sha256}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", required=True, help="the instance's download folder")
@@ -40,6 +69,8 @@ def main() -> None:
     parser.add_argument("--table", required=True, type=int, help="the instance's table id")
     parser.add_argument("--field", action="append", default=[], metavar="NO=VALUE",
                         help="a field number and its value (repeat)")
+    parser.add_argument("--file", action="append", default=[], metavar="NO=PATH",
+                        help="a file field's number and the file to attach (repeat)")
     parser.add_argument("--uid", default=None, help="the record's identity (new order: omit)")
     args = parser.parse_args()
 
@@ -48,6 +79,10 @@ def main() -> None:
     for pair in args.field:
         number, _, value = pair.partition("=")
         fields[str(int(number))] = {"value": value, "stamp": stamp}
+    for pair in args.file:
+        number, _, path = pair.partition("=")
+        description = write_file_chunks(args.folder, args.seq - 1, path)
+        fields[str(int(number))] = {"value": description, "stamp": stamp}
     packet = {
         "after": args.seq - 1,
         "upto": args.seq,
@@ -61,11 +96,8 @@ def main() -> None:
         }],
     }
     name = f"{args.seq - 1:020d}-{args.seq:020d}-{int(time.time() * 1000):013d}.cspk"
-    temporary = os.path.join(args.folder, f".{name}.tmp")
-    with open(temporary, "wb") as out:
-        out.write(packet_bytes(packet, args.password))
-    # Complete files only: the instance never sees a half-written packet.
-    os.replace(temporary, os.path.join(args.folder, name))
+    # After the chunks: the instance applies the packet only with every file complete.
+    write_complete(args.folder, name, packet_bytes(packet, args.password))
     print(f"wrote {name}: record {packet['items'][0]['uid']}")
 
 

@@ -20,6 +20,36 @@ pub struct FileRef {
     pub sha256: String,
 }
 
+impl FileRef {
+    /// A file description that arrived from a peer: the checksum must be one (it names the
+    /// stored content), the name is cleaned of any path.
+    pub fn from_peer(json: &Json) -> Result<FileRef, String> {
+        let file: FileRef = serde_json::from_value(json.clone())
+            .map_err(|_| format!("{json} is not a file description"))?;
+        if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("\"{}\" is not a SHA-256 checksum", file.sha256));
+        }
+        Ok(FileRef {
+            name: clean_file_name(&file.name),
+            size: file.size,
+            sha256: file.sha256.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// The last path component of a given file name, without control characters: names are
+/// shown to people and never become paths.
+pub fn clean_file_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        "file".to_string()
+    } else {
+        cleaned.to_string()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
@@ -380,6 +410,28 @@ mod tests {
     use super::*;
     use crate::schema::FieldOptions;
     use serde_json::json;
+
+    #[test]
+    fn file_names_never_carry_paths() {
+        assert_eq!(clean_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(clean_file_name("C:\\x\\report.pdf"), "report.pdf");
+        assert_eq!(clean_file_name(".."), "file");
+        assert_eq!(clean_file_name("счёт.pdf"), "счёт.pdf");
+    }
+
+    #[test]
+    fn a_peers_file_description_is_checked() {
+        let sha = "AB".repeat(32);
+        let file = FileRef::from_peer(&json!({"name": "../x/счёт.pdf", "size": 3, "sha256": sha}))
+            .unwrap();
+        assert_eq!(file.name, "счёт.pdf");
+        assert_eq!(file.sha256, "ab".repeat(32));
+        assert!(
+            FileRef::from_peer(&json!({"name": "a", "size": 3, "sha256": "../../etc"})).is_err()
+        );
+        assert!(FileRef::from_peer(&json!({"name": "a", "size": -1, "sha256": sha})).is_err());
+        assert!(FileRef::from_peer(&json!("a.pdf")).is_err());
+    }
 
     fn field(field_type: FieldType, options: FieldOptions) -> Field {
         Field {

@@ -3,23 +3,174 @@
 //! half-visible. Client-given names are metadata only and never touch a path.
 
 use crmsync_domain::FileRef;
+use crmsync_domain::value::clean_file_name;
+use crmsync_sync::content::{CHUNK_BYTES, chunk_len};
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use std::io;
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 
 #[derive(Clone, Debug)]
 pub struct FileStore {
     root: PathBuf,
+    /// Chunks of one content arriving twice at once (a retried request) append in turn.
+    incoming: Arc<Mutex<()>>,
+}
+
+/// Why a chunk of a peer's content was not taken.
+#[derive(Debug)]
+pub enum ChunkError {
+    /// Not the next chunk: the receiver holds `received` bytes; continue from there.
+    OutOfOrder {
+        received: u64,
+    },
+    WrongLength {
+        expected: u64,
+        got: u64,
+    },
+    /// The complete content does not match its checksum; what arrived was discarded.
+    Mismatch,
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChunkError::OutOfOrder { received } => {
+                write!(f, "not the next chunk: {received} bytes have arrived")
+            }
+            ChunkError::WrongLength { expected, got } => {
+                write!(f, "a chunk of {got} bytes where {expected} were due")
+            }
+            ChunkError::Mismatch => f.write_str(
+                "the content does not match its SHA-256 checksum; what arrived was discarded",
+            ),
+            ChunkError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<io::Error> for ChunkError {
+    fn from(e: io::Error) -> Self {
+        ChunkError::Io(e)
+    }
 }
 
 impl FileStore {
     pub fn open(root: &Path) -> io::Result<FileStore> {
         std::fs::create_dir_all(root.join("tmp"))?;
+        std::fs::create_dir_all(root.join("incoming"))?;
         Ok(FileStore {
             root: root.to_path_buf(),
+            incoming: Arc::default(),
         })
+    }
+
+    /// Whether the content with this checksum is stored here.
+    pub fn has(&self, sha256: &str) -> bool {
+        self.path_of(sha256).is_ok_and(|p| p.is_file())
+    }
+
+    fn part_of(&self, sha256: &str) -> io::Result<PathBuf> {
+        self.path_of(sha256)?;
+        Ok(self
+            .root
+            .join("incoming")
+            .join(format!("{}.part", sha256.to_ascii_lowercase())))
+    }
+
+    /// How many bytes of a peer's file have arrived (its size once it is stored). An empty
+    /// file has no chunks: it is stored here and now.
+    pub fn received(&self, file: &FileRef) -> Result<u64, ChunkError> {
+        let _guard = self.incoming.lock().unwrap_or_else(|e| e.into_inner());
+        self.received_locked(file)
+    }
+
+    fn received_locked(&self, file: &FileRef) -> Result<u64, ChunkError> {
+        if self.has(&file.sha256) {
+            return Ok(file.size);
+        }
+        if file.size == 0 {
+            let part = self.part_of(&file.sha256)?;
+            std::fs::write(&part, b"")?;
+            self.complete(file, &part)?;
+            return Ok(0);
+        }
+        let part = self.part_of(&file.sha256)?;
+        match std::fs::metadata(&part) {
+            // A chunk cut short by a crash is dropped; it arrives again whole.
+            Ok(meta) if meta.len() % CHUNK_BYTES != 0 && meta.len() < file.size => {
+                let whole = meta.len() - meta.len() % CHUNK_BYTES;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&part)?
+                    .set_len(whole)?;
+                Ok(whole)
+            }
+            Ok(meta) => Ok(meta.len().min(file.size)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Appends chunk `index` of a peer's file; returns the bytes held now. A chunk that
+    /// arrived before is ignored; the last one stores the file if the checksum matches.
+    pub fn take_chunk(&self, file: &FileRef, index: u64, bytes: &[u8]) -> Result<u64, ChunkError> {
+        let _guard = self.incoming.lock().unwrap_or_else(|e| e.into_inner());
+        let received = self.received_locked(file)?;
+        let offset = index.saturating_mul(CHUNK_BYTES);
+        if received == file.size || offset < received {
+            return Ok(received);
+        }
+        if offset > received {
+            return Err(ChunkError::OutOfOrder { received });
+        }
+        let expected = chunk_len(file.size, index);
+        if bytes.len() as u64 != expected {
+            return Err(ChunkError::WrongLength {
+                expected,
+                got: bytes.len() as u64,
+            });
+        }
+        let part = self.part_of(&file.sha256)?;
+        let mut handle = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&part)?;
+        handle.write_all(bytes)?;
+        handle.sync_data()?;
+        drop(handle);
+        let received = received + expected;
+        if received == file.size {
+            self.complete(file, &part)?;
+        }
+        Ok(received)
+    }
+
+    /// Stores a completely arrived file if it matches its checksum, else discards it.
+    fn complete(&self, file: &FileRef, part: &Path) -> Result<(), ChunkError> {
+        let mut hasher = Sha256::new();
+        io::copy(&mut std::fs::File::open(part)?, &mut hasher)?;
+        if hex::encode(hasher.finalize()) != file.sha256.to_ascii_lowercase() {
+            let _ = std::fs::remove_file(part);
+            return Err(ChunkError::Mismatch);
+        }
+        let target = self.path_of(&file.sha256)?;
+        std::fs::create_dir_all(target.parent().expect("content paths have a parent"))?;
+        std::fs::rename(part, target)?;
+        Ok(())
+    }
+
+    /// Chunk `index` of stored content, for a peer.
+    pub fn read_chunk(&self, file: &FileRef, index: u64) -> io::Result<Vec<u8>> {
+        let len = chunk_len(file.size, index);
+        let mut handle = std::fs::File::open(self.path_of(&file.sha256)?)?;
+        handle.seek(io::SeekFrom::Start(index.saturating_mul(CHUNK_BYTES)))?;
+        let mut bytes = vec![0; len as usize];
+        handle.read_exact(&mut bytes)?;
+        Ok(bytes)
     }
 
     /// Where the content with this checksum lives. Refuses anything but 64 hex digits.
@@ -85,28 +236,62 @@ impl FileStore {
     }
 }
 
-/// The last path component of a client-given name, without control characters.
-pub fn clean_file_name(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
-    let cleaned = cleaned.trim();
-    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
-        "file".to_string()
-    } else {
-        cleaned.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn described(bytes: &[u8]) -> FileRef {
+        FileRef {
+            name: "scan.pdf".into(),
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(bytes)),
+        }
+    }
+
     #[test]
-    fn names_never_carry_paths() {
-        assert_eq!(clean_file_name("../../etc/passwd"), "passwd");
-        assert_eq!(clean_file_name("C:\\x\\report.pdf"), "report.pdf");
-        assert_eq!(clean_file_name(".."), "file");
-        assert_eq!(clean_file_name("счёт.pdf"), "счёт.pdf");
+    fn a_peers_file_arrives_chunk_by_chunk_and_resumes_after_a_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        let bytes: Vec<u8> = (0..CHUNK_BYTES + 1000).map(|i| (i % 251) as u8).collect();
+        let file = described(&bytes);
+        let (first, second) = bytes.split_at(CHUNK_BYTES as usize);
+        assert!(matches!(
+            store.take_chunk(&file, 1, second),
+            Err(ChunkError::OutOfOrder { received: 0 })
+        ));
+        assert!(matches!(
+            store.take_chunk(&file, 0, &first[..10]),
+            Err(ChunkError::WrongLength { .. })
+        ));
+        // A crash in the middle of appending leaves part of a chunk: it is dropped.
+        std::fs::write(store.part_of(&file.sha256).unwrap(), &first[..5000]).unwrap();
+        assert_eq!(store.received(&file).unwrap(), 0);
+        assert_eq!(store.take_chunk(&file, 0, first).unwrap(), CHUNK_BYTES);
+        assert_eq!(
+            store.take_chunk(&file, 0, first).unwrap(),
+            CHUNK_BYTES,
+            "a repeat is ignored"
+        );
+        assert!(!store.has(&file.sha256));
+        assert_eq!(store.take_chunk(&file, 1, second).unwrap(), file.size);
+        assert!(store.has(&file.sha256));
+        assert_eq!(store.read_chunk(&file, 1).unwrap(), second);
+    }
+
+    #[test]
+    fn content_that_does_not_match_its_checksum_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        let file = described(b"the real content");
+        assert!(matches!(
+            store.take_chunk(&file, 0, b"forged  content!"),
+            Err(ChunkError::Mismatch)
+        ));
+        assert!(!store.has(&file.sha256));
+        assert_eq!(store.received(&file).unwrap(), 0, "nothing kept");
+        let empty = described(b"");
+        assert_eq!(store.received(&empty).unwrap(), 0);
+        assert!(store.has(&empty.sha256), "an empty file needs no chunks");
     }
 
     #[test]

@@ -9,8 +9,8 @@ use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::merge::MergeItem;
 use crmsync_domain::sync::{PendingLink, SyncConfig, UserMatch};
 use crmsync_domain::{
-    Actor, DomainError, Field, FieldType, Instance, Origin, RecordStatus, Role, Store, TableId,
-    User, Value,
+    Actor, DomainError, Field, FieldType, FileRef, Instance, Origin, RecordStatus, Role, Store,
+    TableId, User, Value,
 };
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
@@ -319,6 +319,10 @@ fn from_wire<S: Store>(
                 .map(|r| Value::Link(r.record.id))
                 .ok_or(Unusable::WaitingFor(uid))
         }
+        // The content arrived before the packet was applied (see `content`).
+        FieldType::File => FileRef::from_peer(json)
+            .map(Value::File)
+            .map_err(Unusable::Invalid),
         _ => Value::from_json(field, json).map_err(|e| Unusable::Invalid(e.to_string())),
     }
 }

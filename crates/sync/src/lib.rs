@@ -6,6 +6,7 @@
 //! its mapping. Records are matched by `uid`; local ids never travel.
 
 pub mod apply;
+pub mod content;
 pub mod folder;
 pub mod initial;
 pub mod mapping;

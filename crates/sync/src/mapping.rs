@@ -73,13 +73,6 @@ impl Mapping {
                     .push(format!("field {} no longer exists", configured.field_no));
                 continue;
             };
-            if local.field_type == FieldType::File {
-                mapping.problems.push(format!(
-                    "field {} \"{}\": file fields do not travel yet",
-                    local.no, local.name
-                ));
-                continue;
-            }
             let (wire_no, wire_table) = match sync.mode {
                 Mode::Active => (local.no, table.id),
                 Mode::Passive => {

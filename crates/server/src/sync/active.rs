@@ -2,14 +2,17 @@
 //! changes as soon as they commit (and every period), one holds a long-poll open to the
 //! passive side so its changes arrive as soon as they commit there.
 
+use super::content;
 use super::passive::{PACKET_LIMIT, receive};
 use super::signing;
 use crate::app::App;
 use crmsync_domain::DomainError;
 use crmsync_domain::sync::SyncConfig;
+use crmsync_sync::content::files_in;
 use crmsync_sync::mapping::catalog;
 use crmsync_sync::protocol::{Hello, HelloReply, Packet, PullRequest, PushReply};
 use crmsync_sync::{Mapping, PROTOCOL_VERSION, build_packet};
+use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -73,16 +76,33 @@ async fn call<B: Serialize, R: DeserializeOwned>(
     body: &B,
     timeout: Duration,
 ) -> Result<R, Failure> {
+    let body = serde_json::to_vec(body).map_err(|e| Failure(e.to_string()))?;
+    request(app, sync, Method::POST, endpoint, body, timeout)
+        .await?
+        .json::<R>()
+        .await
+        .map_err(|e| Failure(format!("the passive side sent an unreadable answer: {e}")))
+}
+
+/// A signed request to the passive side: `endpoint` is the part of the address after the
+/// sync's own, and is signed with the body.
+pub(crate) async fn request(
+    app: &App,
+    sync: &SyncConfig,
+    method: Method,
+    endpoint: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<reqwest::Response, Failure> {
     let url = format!(
         "{}/{endpoint}",
         sync.remote_url.as_deref().unwrap_or_default()
     );
-    let body = serde_json::to_vec(body).map_err(|e| Failure(e.to_string()))?;
     let signature = signing::sign(&sync.password.0, app.core.now_ms(), endpoint, &body);
     let instance = app.instance_id.to_string();
     let response = app
         .http
-        .post(&url)
+        .request(method, &url)
         .header(signing::HEADER, signature)
         .header(signing::INSTANCE_HEADER, instance)
         .header("content-type", "application/json")
@@ -102,10 +122,7 @@ async fn call<B: Serialize, R: DeserializeOwned>(
         })?;
     let status = response.status();
     if status.is_success() {
-        return response
-            .json::<R>()
-            .await
-            .map_err(|e| Failure(format!("the passive side sent an unreadable answer: {e}")));
+        return Ok(response);
     }
     let detail: serde_json::Value = response.json().await.unwrap_or_default();
     let code = detail["error"].as_str().unwrap_or_default().to_string();
@@ -114,7 +131,7 @@ async fn call<B: Serialize, R: DeserializeOwned>(
         (401, "wrong_password") => "wrong password: the passive side refused it".to_string(),
         (401, _) => format!("the passive side refused the request: {text}"),
         (429, _) => "the passive side is pausing after wrong passwords; it will retry".to_string(),
-        (404, _) => format!(
+        (404, "no_sync" | "") => format!(
             "there is no passive sync at {}; check remote_url",
             sync.remote_url.as_deref().unwrap_or_default()
         ),
@@ -281,10 +298,12 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
                 None => app.core.sync_state(sync.id)?.sent_seq,
             };
             let mapping = active_mapping(&app, &sync)?;
-            build_packet(&app.core, &sync, &mapping, after, PACKET_LIMIT)
+            let packet = build_packet(&app.core, &sync, &mapping, after, PACKET_LIMIT)?;
+            let files = files_in(&mapping, &packet, false);
+            Ok::<_, DomainError>((packet, files))
         })
     };
-    let mut packet = build(None).await.map_err(|e| Failure(e.to_string()))??;
+    let (mut packet, mut files) = build(None).await.map_err(|e| Failure(e.to_string()))??;
     loop {
         if packet.upto == packet.after {
             succeeded(app, sync.id).await;
@@ -298,6 +317,8 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
                 applied: packet.upto,
             }
         } else {
+            // The files it names go first: the passive side applies it only with them.
+            content::upload(app, sync, std::mem::take(&mut files)).await?;
             call(app, sync, "push", &packet, Duration::from_secs(120)).await?
         };
         let core = app.core.clone();
@@ -314,7 +335,7 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
             Ok(())
         })
         .await?;
-        packet = next.await.map_err(|e| Failure(e.to_string()))??;
+        (packet, files) = next.await.map_err(|e| Failure(e.to_string()))??;
     }
 }
 
@@ -346,6 +367,7 @@ async fn pull_loop(app: App, sync_id: i64) {
                 known_problems = packet.problems.clone();
                 report_problems(&app, &loaded, &known_problems).await?;
             }
+            fetch_files(&app, &loaded, &packet).await?;
             let loaded2 = loaded.clone();
             blocking(move || receive(&app2, &loaded2, &packet)).await?;
             if let Some(request) = resend {
@@ -366,6 +388,20 @@ async fn pull_loop(app: App, sync_id: i64) {
     }
 }
 
+/// Fetches the files a pulled packet names that are not stored here yet.
+async fn fetch_files(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<(), Failure> {
+    if packet.items.is_empty() {
+        return Ok(());
+    }
+    let (app2, sync2, packet2) = (app.clone(), sync.clone(), packet.clone());
+    let missing = blocking(move || {
+        let mapping = active_mapping(&app2, &sync2)?;
+        Ok(content::missing(&app2, &mapping, &packet2))
+    })
+    .await?;
+    content::fetch(app, sync, missing).await
+}
+
 /// One full exchange now, outside the loops (`crmsync sync-now`): hello, push everything,
 /// pull what the passive side has.
 pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
@@ -384,6 +420,7 @@ pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
             let packet: Packet =
                 call(app, &sync, "pull", &request, Duration::from_secs(120)).await?;
             let done = packet.upto <= ack;
+            fetch_files(app, &sync, &packet).await?;
             let (app2, sync2) = (app.clone(), sync.clone());
             blocking(move || receive(&app2, &sync2, &packet)).await?;
             if done {

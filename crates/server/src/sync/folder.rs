@@ -5,6 +5,7 @@
 //! removed only after the apply has committed. A forged, truncated, corrupted or replayed
 //! file is moved aside (`NAME.rejected`), logged, and changes nothing.
 
+use super::content::{self, FolderContent};
 use super::folders::{Folders, FtpFolders, LocalFolders};
 use super::initial::mapping_for;
 use super::passive::{PACKET_LIMIT, receive};
@@ -12,6 +13,7 @@ use crate::app::App;
 use crmsync_domain::DomainError;
 use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_sync::build_packet;
+use crmsync_sync::content::{chunk_packet, files_in};
 use crmsync_sync::folder::{self, Sequence};
 use crmsync_sync::mapping::catalog;
 use std::time::{Duration, Instant};
@@ -68,8 +70,8 @@ struct Round {
     /// an FTP server is asked once per period.
     next_look: Duration,
     catalog_written: bool,
-    /// The cursor after which a packet is missing.
-    gap: Option<i64>,
+    /// What the folder is waiting for (a packet or a chunk file that is missing).
+    gap: Option<Waiting>,
 }
 
 fn folder_error(action: &str, place: &str, e: std::io::Error) -> DomainError {
@@ -171,6 +173,9 @@ fn write_outgoing(
             // nothing for this sync.
             packet.after = app.core.sync_state(sync.id)?.written_seq;
             let name = folder::file_name(&packet, app.core.now_ms());
+            // The files it names go first: the peer applies it only with them.
+            let files = files_in(&mapping, &packet, false);
+            content::write_chunks(app, folders, upload, packet.after, &files)?;
             folders
                 .write(upload, &name, &folder::encode(&packet, &sync.password.0))
                 .map_err(|e| folder_error("write to", &folders.describe(upload), e))?;
@@ -197,22 +202,26 @@ fn write_outgoing(
     }
 }
 
-/// Reads the peer's packets in sequence; returns the cursor a missing packet should follow.
+/// What a folder is waiting for, in words for the status once it has waited too long.
+struct Waiting(String);
+
+/// Reads the peer's packets in sequence; returns what is missing, if something is.
 fn read_incoming(
     app: &App,
     sync: &SyncConfig,
     folders: &mut dyn Folders,
     download: &str,
-) -> Result<Option<i64>, DomainError> {
-    let mut names: Vec<String> = folders
+) -> Result<Option<Waiting>, DomainError> {
+    let listed = folders
         .list(download)
-        .map_err(|e| folder_error("read", &folders.describe(download), e))?
-        .into_iter()
+        .map_err(|e| folder_error("read", &folders.describe(download), e))?;
+    let mut names: Vec<&String> = listed
+        .iter()
         .filter(|name| folder::is_packet_name(name))
         .collect();
     names.sort();
     for name in names {
-        let Ok(bytes) = folders.read(download, &name) else {
+        let Ok(bytes) = folders.read(download, name) else {
             continue;
         };
         let packet = match folder::decode(&bytes, &sync.password.0) {
@@ -223,7 +232,7 @@ fn read_incoming(
                     sync,
                     folders,
                     download,
-                    &name,
+                    name,
                     &format!("rejected {name}: {rejection}"),
                 )?;
                 continue;
@@ -238,19 +247,46 @@ fn read_incoming(
         let control_only =
             packet.items.is_empty() && (packet.catalog.is_some() || packet.resend.is_some());
         match folder::sequence(&packet, received) {
-            Sequence::Gap if !control_only => return Ok(Some(received)),
+            Sequence::Gap if !control_only => {
+                return Ok(Some(Waiting(format!(
+                    "waiting for the packet that follows change {received}: a packet is missing from the download folder"
+                ))));
+            }
             Sequence::Replay if !control_only => {
                 set_aside(
                     app,
                     sync,
                     folders,
                     download,
-                    &name,
+                    name,
                     &format!("rejected {name}: a replay of changes applied before"),
                 )?;
                 continue;
             }
             _ => {}
+        }
+        if !packet.items.is_empty() {
+            let files = content::missing(app, &mapping_for(app, sync)?, &packet);
+            match content::read_chunks(app, folders, download, packet.after, &files)? {
+                FolderContent::Complete => {}
+                FolderContent::Missing(chunk) => {
+                    return Ok(Some(Waiting(format!(
+                        "waiting for {chunk}, a part of a file the packet {name} names"
+                    ))));
+                }
+                FolderContent::Rejected(problem) => {
+                    set_aside(
+                        app,
+                        sync,
+                        folders,
+                        download,
+                        name,
+                        &format!("rejected {name}: {problem}"),
+                    )?;
+                    remove_chunks(folders, download, &listed, packet.after);
+                    continue;
+                }
+            }
         }
         if !packet.items.is_empty() || received == 0 {
             receive(app, sync, &packet)?;
@@ -260,10 +296,23 @@ fn read_incoming(
         }
         // Removed only now that the apply has committed.
         folders
-            .remove(download, &name)
+            .remove(download, name)
             .map_err(|e| folder_error("remove a packet from", &folders.describe(download), e))?;
+        if !packet.items.is_empty() {
+            // Only a packet with changes has chunk files; one without shares its `after`
+            // with the next packet, whose chunks must stay.
+            remove_chunks(folders, download, &listed, packet.after);
+        }
     }
     Ok(None)
+}
+
+/// Removes the chunk files written for the packet that follows `after`.
+fn remove_chunks(folders: &mut dyn Folders, dir: &str, listed: &[String], after: i64) {
+    for chunk in listed.iter().filter(|n| chunk_packet(n) == Some(after)) {
+        // One left behind is removed with the next look or harmlessly stays.
+        let _ = folders.remove(dir, chunk);
+    }
 }
 
 fn set_aside(
@@ -283,11 +332,11 @@ fn set_aside(
 async fn report(
     app: &App,
     sync_id: i64,
-    gap: Option<i64>,
+    gap: Option<Waiting>,
     patience: Duration,
     since: &mut Option<Instant>,
 ) {
-    let Some(after) = gap else {
+    let Some(Waiting(reason)) = gap else {
         *since = None;
         return;
     };
@@ -295,7 +344,7 @@ async fn report(
     if started.elapsed() < patience {
         return;
     }
-    fail(app, sync_id, format!("waiting for the packet that follows change {after}: a packet is missing from the download folder")).await;
+    fail(app, sync_id, reason).await;
 }
 
 async fn fail(app: &App, sync_id: i64, reason: String) {

@@ -3,6 +3,7 @@
 //! one runner per active sync in step with the settings.
 
 pub mod active;
+pub mod content;
 pub mod folder;
 pub mod folders;
 pub mod initial;

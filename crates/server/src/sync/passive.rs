@@ -2,13 +2,14 @@
 //! active side starts every exchange; these endpoints only answer, after checking the
 //! request's signature against the sync password.
 
+use super::content;
 use super::signing::{self, Refusal};
 use crate::api::{ApiError, blocking};
 use crate::app::App;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{post, put};
 use axum::{Json, Router};
 use crmsync_domain::DomainError;
 use crmsync_domain::sync::{Mode, SyncConfig, Transport};
@@ -33,6 +34,11 @@ pub fn router() -> Router<App> {
         .route("/sync/v1/{sync_id}/push", post(push))
         .route("/sync/v1/{sync_id}/pull", post(pull))
         .route("/sync/v1/{sync_id}/resend", post(resend))
+        .route("/sync/v1/{sync_id}/content/{sha256}", post(content::offer))
+        .route(
+            "/sync/v1/{sync_id}/content/{sha256}/{index}",
+            put(content::put_chunk).get(content::get_chunk),
+        )
         .layer(DefaultBodyLimit::max(MAX_PACKET_BYTES))
 }
 
@@ -50,10 +56,10 @@ pub fn passive_mapping(app: &App, sync: &SyncConfig) -> Result<Mapping, DomainEr
 
 /// Checks that the request is for a passive HTTP sync here and carries its password's
 /// signature; records the contact.
-async fn authenticate(
+pub(crate) async fn authenticate(
     app: &App,
     sync_id: i64,
-    endpoint: &'static str,
+    endpoint: &str,
     headers: &HeaderMap,
     body: &Bytes,
     peer: SocketAddr,
@@ -64,7 +70,11 @@ async fn authenticate(
         .ok()
         .filter(|s| s.mode == Mode::Passive && s.transport == Transport::Http)
         .ok_or_else(|| {
-            ApiError::not_found(format!("there is no passive HTTP sync {sync_id} here"))
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_sync",
+                format!("there is no passive HTTP sync {sync_id} here"),
+            )
         })?;
     let throttle_key = format!("sync:{sync_id}");
     if let Some(wait) = app.login_throttle.wait(&throttle_key, peer.ip()) {
@@ -193,6 +203,7 @@ pub fn receive(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<i64, Dom
         Mode::Passive => passive_mapping(app, sync)?,
         Mode::Active => super::active::active_mapping(app, sync)?,
     };
+    content::ensure_present(app, &mapping, packet)?;
     let report = apply_packet(&app.core, sync, &mapping, packet)?;
     if !packet.items.is_empty() {
         app.core.log_sync(

@@ -191,6 +191,51 @@ impl Client {
         self.call(Method::DELETE, path, None).await
     }
 
+    /// Uploads `bytes` as a file field's content; returns the record.
+    pub async fn upload_file(
+        &self,
+        table: i64,
+        id: i64,
+        field: i64,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Value {
+        let response = self
+            .raw(
+                Method::PUT,
+                &format!("/tables/{table}/records/{id}/files/{field}?name={name}"),
+            )
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload sent");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON answer");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Downloads a file field's content, streaming; returns its length and SHA-256.
+    pub async fn file_checksum(&self, table: i64, id: i64, field: i64) -> (u64, String) {
+        use sha2::Digest;
+        let mut response = self
+            .raw(
+                Method::GET,
+                &format!("/tables/{table}/records/{id}/files/{field}"),
+            )
+            .send()
+            .await
+            .expect("download sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut hasher = sha2::Sha256::new();
+        let mut length = 0u64;
+        while let Some(chunk) = response.chunk().await.expect("download body") {
+            length += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        (length, hex::encode(hasher.finalize()))
+    }
+
     /// Asserts success and returns the body.
     pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let (status, json) = self.call(method.clone(), path, body).await;
@@ -270,6 +315,19 @@ pub fn cli(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Deterministic, incompressible-looking content of `len` bytes.
+pub fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 /// Peak resident memory of a process in KiB (VmHWM), from /proc.

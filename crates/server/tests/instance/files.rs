@@ -1,20 +1,7 @@
-use crate::common::{Server, peak_rss_kib};
+use crate::common::{Server, content, peak_rss_kib};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-
-/// Deterministic, incompressible-looking content of `len` bytes.
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn a_50_mb_file_streams_in_and_out_with_its_checksum() {

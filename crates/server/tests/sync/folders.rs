@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use std::path::Path;
 
-async fn local_sync(api: &Client, mode: &str, upload: &Path, download: &Path) -> i64 {
+pub async fn local_sync(api: &Client, mode: &str, upload: &Path, download: &Path) -> i64 {
     let (status, body) = api
         .post(
             "/syncs",

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::path::Path;
 
 /// Starts an FTP server over `root` on a free loopback port; returns the port.
-async fn ftp_server(root: &Path) -> u16 {
+pub async fn ftp_server(root: &Path) -> u16 {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -43,7 +43,7 @@ async fn ftp_sync(api: &Client, mode: &str, port: u16, upload: &str, download: &
     ftp_sync_as(api, mode, port, "shop", upload, download).await
 }
 
-async fn ftp_sync_as(
+pub async fn ftp_sync_as(
     api: &Client,
     mode: &str,
     port: u16,

@@ -5,6 +5,7 @@
 mod common;
 
 mod crash;
+mod files;
 mod folders;
 mod ftp;
 mod http;

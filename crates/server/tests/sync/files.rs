@@ -1,0 +1,262 @@
+//! File contents travel with their records on every transport (B-03): a 100 MB file each
+//! way, a replaced file replacing the other side's, chunk files cleaned up, a shop's file
+//! arriving from a script, and a corrupted chunk refused.
+
+use super::folders::local_sync;
+use super::ftp::{ftp_server, ftp_sync_as};
+use super::http::{add_field, pair};
+use crate::common::{Client, Server, content, eventually};
+use reqwest::Method;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+const BIG: usize = 100 << 20;
+
+/// A Contracts table with a Name (text) and a Scan (file) field: (table, name, scan).
+async fn contracts(api: &Client) -> (i64, i64, i64) {
+    let table = api.create_table("Contracts").await;
+    let name = api.create_field(table, "Name", "text", json!({})).await;
+    let scan = api.create_field(table, "Scan", "file", json!({})).await;
+    (table, name, scan)
+}
+
+/// Waits until a record of `table` shows the file with checksum `sha`; returns its id.
+async fn arrived(api: &Client, table: i64, scan: i64, sha: &str) -> i64 {
+    eventually(120, &format!("the file {sha}"), || async {
+        let page = api
+            .ok(
+                Method::GET,
+                &format!("/tables/{table}/records?limit=10"),
+                None,
+            )
+            .await;
+        page["records"]
+            .as_array()?
+            .iter()
+            .find(|r| r["values"][scan.to_string()]["sha256"] == sha)
+            .and_then(|r| r["id"].as_i64())
+    })
+    .await
+}
+
+/// Two instances whose Contracts sync both ways: a 100 MB file made on the first arrives
+/// whole on the second; replaced there by another, it replaces the first's.
+async fn a_big_file_both_ways(
+    first: &Client,
+    (first_table, first_name, first_scan): (i64, i64, i64),
+    second: &Client,
+    (second_table, _, second_scan): (i64, i64, i64),
+) {
+    let record = first
+        .create_record(first_table, json!({ first_name.to_string(): "Contract 7" }))
+        .await;
+    let id = record["id"].as_i64().unwrap();
+    let scan = content(BIG, 7);
+    let sha = hex::encode(Sha256::digest(&scan));
+    first
+        .upload_file(first_table, id, first_scan, "скан.pdf", scan)
+        .await;
+    let copy = arrived(second, second_table, second_scan, &sha).await;
+    assert_eq!(
+        second.file_checksum(second_table, copy, second_scan).await,
+        (BIG as u64, sha.clone()),
+        "the same content on the other side"
+    );
+    let (_, record) = second
+        .get(&format!("/tables/{second_table}/records/{copy}"))
+        .await;
+    assert_eq!(
+        record["values"][second_scan.to_string()]["name"],
+        "скан.pdf"
+    );
+
+    let replacement = content(BIG, 8);
+    let replaced = hex::encode(Sha256::digest(&replacement));
+    second
+        .upload_file(second_table, copy, second_scan, "v2.pdf", replacement)
+        .await;
+    arrived(first, first_table, first_scan, &replaced).await;
+    assert_eq!(
+        first.file_checksum(first_table, id, first_scan).await,
+        (BIG as u64, replaced),
+        "the replaced file replaced the first side's"
+    );
+}
+
+fn chunk_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.contains(".chunk"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_100_mb_file_travels_both_ways_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let m = contracts(&main_api).await;
+    let a = contracts(&aux_api).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m.1, "both", None).await;
+    add_field(&main_api, active, m.2, "both", None).await;
+    add_field(&aux_api, passive, a.1, "both", Some(m.1)).await;
+    add_field(&aux_api, passive, a.2, "both", Some(m.2)).await;
+    a_big_file_both_ways(&main_api, m, &aux_api, a).await;
+}
+
+#[tokio::test]
+async fn a_100_mb_file_travels_both_ways_through_local_folders_and_its_chunks_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (to_aux, to_main) = (dir.path().join("to-aux"), dir.path().join("to-main"));
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let m = contracts(&main_api).await;
+    let a = contracts(&aux_api).await;
+    let active = local_sync(&main_api, "active", &to_aux, &to_main).await;
+    let passive = local_sync(&aux_api, "passive", &to_main, &to_aux).await;
+    add_field(&main_api, active, m.1, "both", None).await;
+    add_field(&main_api, active, m.2, "both", None).await;
+    add_field(&aux_api, passive, a.1, "both", Some(m.1)).await;
+    add_field(&aux_api, passive, a.2, "both", Some(m.2)).await;
+    a_big_file_both_ways(&main_api, m, &aux_api, a).await;
+    eventually(20, "no chunk files left in either folder", || async {
+        (chunk_files(&to_aux).is_empty() && chunk_files(&to_main).is_empty()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_file_travels_both_ways_between_ftp_and_local_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let ftp_root = dir.path().join("ftp-root");
+    std::fs::create_dir_all(&ftp_root).unwrap();
+    let port = ftp_server(&ftp_root).await;
+    let main = Server::start(&dir.path().join("main"));
+    let shop = Server::start(&dir.path().join("shop"));
+    let (main_api, shop_api) = (main.admin(), shop.admin());
+    let m = contracts(&main_api).await;
+    let s = contracts(&shop_api).await;
+    // Main reaches the FTP server; the shop runs where its folders are (S-28).
+    let active = ftp_sync_as(&main_api, "active", port, "shop", "/shop/in", "/shop/out").await;
+    let passive = local_sync(
+        &shop_api,
+        "passive",
+        &ftp_root.join("shop/out"),
+        &ftp_root.join("shop/in"),
+    )
+    .await;
+    add_field(&main_api, active, m.1, "both", None).await;
+    add_field(&main_api, active, m.2, "both", None).await;
+    add_field(&shop_api, passive, s.1, "both", Some(m.1)).await;
+    add_field(&shop_api, passive, s.2, "both", Some(m.2)).await;
+    a_big_file_both_ways(&main_api, m, &shop_api, s).await;
+    eventually(20, "no chunk files left on the FTP server", || async {
+        (chunk_files(&ftp_root.join("shop/in")).is_empty()
+            && chunk_files(&ftp_root.join("shop/out")).is_empty())
+        .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_shops_file_arrives_from_a_script_and_a_corrupted_chunk_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outgoing, orders, staging) = (
+        dir.path().join("to-shop"),
+        dir.path().join("orders"),
+        dir.path().join("staging"),
+    );
+    std::fs::create_dir_all(&orders).unwrap();
+    std::fs::create_dir_all(&staging).unwrap();
+    let crm = Server::start(&dir.path().join("crm"));
+    let api = crm.admin();
+    let (table, title, invoice) = contracts(&api).await;
+    let sync = local_sync(&api, "active", &outgoing, &orders).await;
+    add_field(&api, sync, title, "download", None).await;
+    add_field(&api, sync, invoice, "download", None).await;
+    // Two chunks: 8 MiB and the rest.
+    let pdf = dir.path().join("invoice 1042.pdf");
+    let bytes = content(9 << 20, 3);
+    std::fs::write(&pdf, &bytes).unwrap();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/web_shop_order.py"
+    );
+    let drop_order = |folder: &Path| {
+        let output = std::process::Command::new("python3")
+            .arg(script)
+            .args(["--folder", folder.to_str().unwrap(), "--password", "123456"])
+            .args(["--seq", "1", "--table", &table.to_string()])
+            .arg(format!("--field={title}=Order 1042"))
+            .arg(format!("--file={invoice}={}", pdf.display()))
+            .output()
+            .expect("python3 runs the example");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+
+    // Written aside, one byte of the second chunk changed, then moved in (chunks first).
+    drop_order(&staging);
+    let mut names = chunk_files(&staging);
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let second = staging.join(&names[1]);
+    let mut chunk = std::fs::read(&second).unwrap();
+    chunk[100] ^= 1;
+    std::fs::write(&second, chunk).unwrap();
+    for name in &names {
+        std::fs::rename(staging.join(name), orders.join(name)).unwrap();
+    }
+    let packet = std::fs::read_dir(&staging)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|n| n.ends_with(".cspk"))
+        .unwrap();
+    std::fs::rename(staging.join(&packet), orders.join(&packet)).unwrap();
+    let (_, log) = eventually(20, "the refusal in the log", || async {
+        let (status, log) = api.get(&format!("/syncs/{sync}/log")).await;
+        log["entries"]
+            .as_array()?
+            .iter()
+            .any(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("checksum"))
+            })
+            .then_some((status, log))
+    })
+    .await;
+    assert!(
+        orders.join(format!("{packet}.rejected")).exists(),
+        "moved aside: {log}"
+    );
+    assert!(
+        chunk_files(&orders).is_empty(),
+        "the refused content is removed"
+    );
+    let (_, page) = api.get(&format!("/tables/{table}/records")).await;
+    assert_eq!(page["records"], json!([]), "nothing applied");
+
+    // The shop sends it again, intact: the order arrives with its invoice.
+    drop_order(&orders);
+    let id = arrived(&api, table, invoice, &sha).await;
+    assert_eq!(api.file_checksum(table, id, invoice).await, (9 << 20, sha));
+    let (_, record) = api.get(&format!("/tables/{table}/records/{id}")).await;
+    assert_eq!(record["values"][title.to_string()], "Order 1042");
+    assert_eq!(
+        record["values"][invoice.to_string()]["name"],
+        "invoice 1042.pdf"
+    );
+}
