@@ -212,7 +212,8 @@ async fn ftp_settings_are_checked_and_an_unreachable_server_is_reported() {
 }
 
 /// vsftpd from Debian's packages (installed by scripts/test-prerequisites.sh), on a free
-/// loopback port over a temporary folder, anonymous with write access.
+/// loopback port, anonymous with write access. Run as the launching user it cannot chroot,
+/// so FTP paths are this machine's paths: tests use folders under their temporary root.
 struct Vsftpd {
     child: std::process::Child,
     port: u16,
@@ -290,24 +291,10 @@ async fn ftp_to_ftp_through_vsftpd_survives_a_server_restart_mid_exchange() {
     let (main_table, m) = clients(&main_api, &["Name"]).await;
     let (aux_table, a) = clients(&aux_api, &["Name"]).await;
     // vsftpd as set up here takes anonymous logins only.
-    let active = ftp_sync_as(
-        &main_api,
-        "active",
-        ftp.port,
-        "anonymous",
-        "/cb/upload",
-        "/cb/download",
-    )
-    .await;
-    let passive = ftp_sync_as(
-        &aux_api,
-        "passive",
-        ftp.port,
-        "anonymous",
-        "/cb/download",
-        "/cb/upload",
-    )
-    .await;
+    let (up, down) = (root.join("cb/upload"), root.join("cb/download"));
+    let (up, down) = (up.to_str().unwrap(), down.to_str().unwrap());
+    let active = ftp_sync_as(&main_api, "active", ftp.port, "anonymous", up, down).await;
+    let passive = ftp_sync_as(&aux_api, "passive", ftp.port, "anonymous", down, up).await;
     add_field(&main_api, active, m[0], "both", None).await;
     add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
 
@@ -343,5 +330,83 @@ async fn ftp_to_ftp_through_vsftpd_survives_a_server_restart_mid_exchange() {
         aux_api.all_ids(aux_table, "active").await.len(),
         rows,
         "nothing doubled"
+    );
+}
+
+#[tokio::test]
+async fn a_big_file_through_vsftpd_survives_a_server_restart_mid_upload() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("vsftpd-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ftp = Vsftpd::start(&root, port);
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let mut tables = Vec::new();
+    for api in [&main_api, &aux_api] {
+        let table = api.create_table("Contracts").await;
+        let scan = api.create_field(table, "Scan", "file", json!({})).await;
+        tables.push((table, scan));
+    }
+    let [(main_table, main_scan), (aux_table, aux_scan)] = tables[..] else {
+        unreachable!()
+    };
+    let (up, down) = (root.join("cb/up"), root.join("cb/down"));
+    let (up, down) = (up.to_str().unwrap(), down.to_str().unwrap());
+    let active = ftp_sync_as(&main_api, "active", port, "anonymous", up, down).await;
+    let passive = ftp_sync_as(&aux_api, "passive", port, "anonymous", down, up).await;
+    add_field(&main_api, active, main_scan, "upload", None).await;
+    add_field(&aux_api, passive, aux_scan, "download", Some(main_scan)).await;
+
+    let id = main_api.create_record(main_table, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let size = 200 << 20;
+    let scan = crate::common::content(size, 11);
+    let sha = hex::encode(Sha256::digest(&scan));
+    main_api
+        .upload_file(main_table, id, main_scan, "archive.zip", scan)
+        .await;
+    let upload_dir = root.join("cb/up");
+    let chunks_there = || {
+        std::fs::read_dir(&upload_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.ends_with(".chunk"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    eventually(60, "the first chunks on the FTP server", || async {
+        (chunks_there() >= 2).then_some(())
+    })
+    .await;
+    // The server goes away in the middle of the upload and comes back on the same port.
+    drop(ftp);
+    let written_before = chunks_there();
+    assert!(
+        written_before < 25,
+        "stopped mid-upload: {written_before} of 25 chunks"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let _ftp = Vsftpd::start(&root, port);
+    let copy = eventually(180, "the whole file on aux after the restart", || async {
+        let (_, page) = aux_api.get(&format!("/tables/{aux_table}/records")).await;
+        page["records"].as_array()?.iter().find_map(|r| {
+            (r["values"][aux_scan.to_string()]["sha256"] == sha.as_str())
+                .then(|| r["id"].as_i64())
+                .flatten()
+        })
+    })
+    .await;
+    assert_eq!(
+        aux_api.file_checksum(aux_table, copy, aux_scan).await,
+        (size as u64, sha)
     );
 }
