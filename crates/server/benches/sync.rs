@@ -3,6 +3,9 @@
 //! 2. sustained change throughput (a CSV import of M records on one side, drained);
 //! 3. latency from commit on one side to committed on the other, p50/p99, both ways.
 //!
+//! 4. a big file (CRMSYNC_BENCH_FILE_MB, default 1024) from upload on one side to stored
+//!    on the other (MB/s, peak RSS).
+//!
 //! `cargo bench --bench sync` — CRMSYNC_BENCH_RECORDS (default 1,000,000),
 //! CRMSYNC_BENCH_CHANGES (default 100,000), CRMSYNC_BENCH_SAMPLES (default 200).
 
@@ -259,6 +262,38 @@ async fn main() {
         active["id"].as_i64().unwrap(),
         passive["id"].as_i64().unwrap(),
     );
+    // A file field on both sides, for part 4.
+    let scan_field = |api: &Api, table: i64| {
+        let api = Api {
+            http: api.http.clone(),
+            url: api.url.clone(),
+        };
+        async move {
+            api.post(
+                &format!("/tables/{table}/fields"),
+                json!({ "name": "Scan", "type": "file" }),
+            )
+            .await["id"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let (main_scan, aux_scan) = (
+        scan_field(&main_api, 1).await,
+        scan_field(&aux_api, aux_table).await,
+    );
+    main_api
+        .post(
+            &format!("/syncs/{active_id}/fields"),
+            json!({ "field_no": main_scan, "direction": "both" }),
+        )
+        .await;
+    aux_api
+        .post(
+            &format!("/syncs/{passive_id}/fields"),
+            json!({ "field_no": aux_scan, "direction": "both", "remote_field_no": main_scan }),
+        )
+        .await;
     for i in 0..8 {
         main_api
             .post(
@@ -391,4 +426,80 @@ async fn main() {
         peak_rss_mib(&main),
         peak_rss_mib(&aux)
     );
+
+    // 4. A big file: uploaded to main (streamed from disk), timed until aux stores it.
+    let file_mb = setting("CRMSYNC_BENCH_FILE_MB", 1024);
+    let path = dir.path().join("big.bin");
+    let sha = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || write_content(&path, file_mb << 20)
+    })
+    .await
+    .unwrap();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        tokio::fs::File::open(&path).await.unwrap(),
+        1 << 20,
+    ));
+    let response = main_api
+        .http
+        .put(format!(
+            "{}/api/v1/tables/1/records/1/files/{main_scan}?name=big.bin",
+            main.url
+        ))
+        .basic_auth("admin", Some(PASSWORD))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+    let uploaded = Instant::now();
+    let uid = main_api.get("/tables/1/records/1").await["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    loop {
+        let copy = aux_api
+            .get(&format!("/tables/{aux_table}/records/uid/{uid}"))
+            .await;
+        if copy["values"][aux_scan.to_string()]["sha256"] == sha.as_str() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let file_s = uploaded.elapsed().as_secs_f64();
+    println!(
+        "file         : {file_mb} MiB main → aux in {file_s:.2} s = {:.0} MiB/s; peak RSS main {:.0} MiB, aux {:.0} MiB",
+        file_mb as f64 / file_s,
+        peak_rss_mib(&main),
+        peak_rss_mib(&aux)
+    );
+}
+
+/// Writes `len` bytes of incompressible-looking content; returns its SHA-256.
+fn write_content(path: &std::path::Path, len: u64) -> String {
+    use sha2::Digest;
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut hasher = sha2::Sha256::new();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for word in block.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(block.len() as u64) as usize;
+        hasher.update(&block[..n]);
+        out.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    out.flush().unwrap();
+    hex::encode(hasher.finalize())
 }
