@@ -183,11 +183,6 @@ impl SyncConfig {
                         "ftp.upload_dir and ftp.download_dir must be two different folders",
                     ));
                 }
-                if ftp.tls {
-                    return Err(DomainError::invalid(
-                        "ftp.tls: FTPS is not available in this version yet",
-                    ));
-                }
             }
         }
         if let Some(url) = &self.remote_url {

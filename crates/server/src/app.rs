@@ -1,9 +1,12 @@
 //! Wiring: opens an instance's data directory and serves it on a bound listener.
 
 use crate::files::FileStore;
+use axum::serve::{Listener, ListenerExt};
 use crmsync_domain::{DomainError, Instance, SystemClock};
 use crmsync_store_sqlite::SqliteStore;
+use rustls_pki_types::CertificateDer;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,6 +25,10 @@ pub struct App {
     pub syncs: crate::sync::SyncSignals,
     /// The HTTP client active syncs talk to their peers with.
     pub http: reqwest::Client,
+    /// What peers' certificates are checked against (HTTPS and FTPS).
+    pub tls_client: Arc<rustls::ClientConfig>,
+    /// Whether this instance serves HTTPS (its passive syncs' addresses say so).
+    pub serves_https: bool,
     pub instance_id: uuid::Uuid,
     pub jobs: crate::jobs::Jobs,
 }
@@ -35,10 +42,8 @@ impl App {
         let signals = syncs.clone();
         core.on_commit(move || signals.committed());
         let instance_id = core.instance_id()?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| DomainError::Store(format!("HTTP client: {e}")))?;
+        let tls_client = crate::tls::client_config(&[]).map_err(DomainError::Store)?;
+        let http = http_client(&tls_client)?;
         let files = FileStore::open(&data_dir.join("files"))
             .map_err(|e| DomainError::Store(format!("file store: {e}")))?;
         Ok(App {
@@ -49,9 +54,18 @@ impl App {
             public_url: None,
             syncs,
             http,
+            tls_client,
+            serves_https: false,
             instance_id,
             jobs: Default::default(),
         })
+    }
+
+    /// Trusts these certificates too when talking to peers (a peer's self-signed one).
+    pub fn trust(&mut self, certificates: &[CertificateDer<'static>]) -> Result<(), DomainError> {
+        self.tls_client = crate::tls::client_config(certificates).map_err(DomainError::Store)?;
+        self.http = http_client(&self.tls_client)?;
+        Ok(())
     }
 
     /// Opens an instance that must already exist (for the CLI's offline commands).
@@ -66,18 +80,31 @@ impl App {
         App::open(data_dir)
     }
 
-    /// Serves the API on `listener` until `shutdown` completes.
-    pub async fn serve(
+    /// Serves the API on `listener` (plain TCP or `tls::TlsListener`) until `shutdown`
+    /// completes.
+    pub async fn serve<L>(
         self,
-        listener: tokio::net::TcpListener,
+        listener: L,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<()>
+    where
+        L: Listener<Addr = SocketAddr>,
+    {
         tokio::spawn(crate::sync::supervise(self.clone()));
         let router = crate::api::router(self);
         // The peer address keys the throttling of wrong passwords.
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, service)
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        // Tapping gives any listener the peer address as connection info.
+        axum::serve(listener.tap_io(|_| ()), service)
             .with_graceful_shutdown(shutdown)
             .await
     }
+}
+
+fn http_client(tls: &Arc<rustls::ClientConfig>) -> Result<reqwest::Client, DomainError> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .use_preconfigured_tls(rustls::ClientConfig::clone(tls))
+        .build()
+        .map_err(|e| DomainError::Store(format!("HTTP client: {e}")))
 }

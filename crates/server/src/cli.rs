@@ -42,6 +42,8 @@ enum Command {
         /// endpoint_url); by default the address the browser or client used.
         #[arg(long, value_name = "URL")]
         public_url: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Import a CSV file into a table: all rows or none, with a report of rejected rows.
     Import {
@@ -109,12 +111,61 @@ enum Command {
         data: PathBuf,
         /// Sync id or name; all active syncs when absent.
         sync: Option<String>,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Show an instance's identity, tables, record counts, users, change log and syncs.
     Status {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
     },
+}
+
+/// HTTPS for this instance (B-09).
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// Serve HTTPS with this certificate (PEM; the chain, this server's first).
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "CRMSYNC_TLS_CERT",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "CRMSYNC_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
+}
+
+#[derive(clap::Args)]
+struct TrustArgs {
+    /// Also trust this certificate (PEM) when talking to peers over HTTPS or FTPS, e.g. a
+    /// peer's self-signed one; public certificates are trusted anyway. Repeatable.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "CRMSYNC_TRUST_CERTS",
+        value_delimiter = ','
+    )]
+    trust_cert: Vec<PathBuf>,
+}
+
+impl TrustArgs {
+    fn apply(&self, app: &mut App) -> Result<()> {
+        let mut certificates = Vec::new();
+        for path in &self.trust_cert {
+            certificates.extend(crate::tls::load_certificates(path).map_err(anyhow::Error::msg)?);
+        }
+        app.trust(&certificates)?;
+        Ok(())
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -125,7 +176,8 @@ pub fn main() -> ExitCode {
             listen,
             admin_password,
             public_url,
-        } => serve(data, listen, admin_password, public_url),
+            tls,
+        } => serve(data, listen, admin_password, public_url, tls),
         Command::Import {
             data,
             table,
@@ -155,7 +207,7 @@ pub fn main() -> ExitCode {
                 .init();
             crate::demo::run(&data, main_port, aux_port, clients)
         }
-        Command::SyncNow { data, sync } => sync_now(data, sync),
+        Command::SyncNow { data, sync, trust } => sync_now(data, sync, trust),
         Command::Status { data } => status(data),
     };
     match result {
@@ -172,6 +224,7 @@ fn serve(
     listen: String,
     admin_password: Option<String>,
     public_url: Option<String>,
+    tls: TlsArgs,
 ) -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -179,6 +232,14 @@ fn serve(
         .init();
     let mut app = App::open(&data).with_context(|| format!("opening {}", data.display()))?;
     app.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
+    tls.trust.apply(&mut app)?;
+    let server_tls = match (&tls.tls_cert, &tls.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::tls::server_config(cert, key).map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
+    app.serves_https = server_tls.is_some();
     if let Some(generated) = app.core.ensure_admin(admin_password.as_deref())? {
         println!("created user admin with password {generated}");
         println!("(shown only this once; change it with PATCH /api/v1/users/1)");
@@ -191,9 +252,19 @@ fn serve(
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
-        println!("listening on http://{address}");
-        std::io::stdout().flush()?;
-        app.serve(listener, shutdown_signal()).await?;
+        match server_tls {
+            Some(config) => {
+                let listener = crate::tls::TlsListener::new(listener, config)?;
+                println!("listening on https://{address}");
+                std::io::stdout().flush()?;
+                app.serve(listener, shutdown_signal()).await?;
+            }
+            None => {
+                println!("listening on http://{address}");
+                std::io::stdout().flush()?;
+                app.serve(listener, shutdown_signal()).await?;
+            }
+        }
         Ok(())
     })
 }
@@ -430,8 +501,9 @@ fn status(data: PathBuf) -> Result<()> {
     Ok(())
 }
 
-fn sync_now(data: PathBuf, wanted: Option<String>) -> Result<()> {
-    let app = App::open_existing(&data)?;
+fn sync_now(data: PathBuf, wanted: Option<String>, trust: TrustArgs) -> Result<()> {
+    let mut app = App::open_existing(&data)?;
+    trust.apply(&mut app)?;
     let syncs: Vec<_> = app
         .core
         .syncs()?

@@ -8,5 +8,6 @@ pub mod demo;
 pub mod files;
 pub mod jobs;
 pub mod sync;
+pub mod tls;
 
 pub use app::{App, Core};

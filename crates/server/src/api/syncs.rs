@@ -51,7 +51,8 @@ fn base_url(app: &App, headers: &HeaderMap) -> String {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    format!("http://{host}")
+    let scheme = if app.serves_https { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 pub async fn list(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

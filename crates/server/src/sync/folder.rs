@@ -94,8 +94,8 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
                 (Box::new(LocalFolders), upload, download)
             }
             (Transport::Ftp, _, Some(ftp)) => {
-                let session =
-                    FtpFolders::connect(ftp).map_err(|e| DomainError::Store(e.to_string()))?;
+                let session = FtpFolders::connect(ftp, &app.tls_client)
+                    .map_err(|e| DomainError::Store(e.to_string()))?;
                 (
                     Box::new(session),
                     ftp.upload_dir.clone(),

@@ -4,6 +4,7 @@
 use crmsync_domain::sync::{FtpSettings, LocalSettings};
 use std::io::{self, Cursor};
 use std::path::Path;
+use std::sync::Arc;
 
 pub trait Folders {
     /// Creates the folder if it is missing.
@@ -64,7 +65,7 @@ impl LocalFolders {
 /// One FTP session (passive mode, binary transfers), opened for each round, so a dropped
 /// connection or a restarted server costs one round, not the sync.
 pub struct FtpFolders {
-    stream: suppaftp::FtpStream,
+    stream: suppaftp::RustlsFtpStream,
     host: String,
 }
 
@@ -79,7 +80,12 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 impl FtpFolders {
-    pub fn connect(settings: &FtpSettings) -> io::Result<FtpFolders> {
+    /// Connects and logs in; with `tls`, explicit FTPS (AUTH TLS, then a private data
+    /// channel), the server's certificate checked against `trust`.
+    pub fn connect(
+        settings: &FtpSettings,
+        trust: &Arc<rustls::ClientConfig>,
+    ) -> io::Result<FtpFolders> {
         let address = format!("{}:{}", settings.host, settings.port);
         let socket: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(&address)
             .ok()
@@ -89,11 +95,19 @@ impl FtpFolders {
                     "cannot reach the FTP server {address}: unknown host"
                 ))
             })?;
-        let mut stream = suppaftp::FtpStream::connect_timeout(socket, FTP_TIMEOUT)
+        let mut stream = suppaftp::RustlsFtpStream::connect_timeout(socket, FTP_TIMEOUT)
             .map_err(|e| io::Error::other(format!("cannot reach the FTP server {address}: {e}")))?;
         // A server that stops answering fails the round instead of holding it forever.
         stream.get_ref().set_read_timeout(Some(FTP_TIMEOUT))?;
         stream.get_ref().set_write_timeout(Some(FTP_TIMEOUT))?;
+        if settings.tls {
+            let connector = suppaftp::RustlsConnector::from(Arc::clone(trust));
+            stream = stream.into_secure(connector, &settings.host).map_err(|e| {
+                io::Error::other(format!(
+                    "the FTP server {address} did not set up TLS (ftp.tls): {e}"
+                ))
+            })?;
+        }
         stream
             .login(settings.login.as_str(), settings.password.0.as_str())
             .map_err(|e| {

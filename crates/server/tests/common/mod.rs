@@ -39,6 +39,26 @@ impl Server {
         Server::start_listening(data, "127.0.0.1:0", args, env)
     }
 
+    /// Starts serving HTTPS with `cert`/`key`; the fixture's client trusts `cert`.
+    pub fn start_https(data: &Path, cert: &Path, key: &Path, args: &[&str]) -> Server {
+        let mut all = vec![
+            "--admin-password",
+            ADMIN_PASSWORD,
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let mut server = Server::start_with(data, &all, &[]);
+        let pem = std::fs::read(cert).expect("certificate");
+        server.client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
+            .build()
+            .unwrap();
+        server
+    }
+
     /// Starts on a given address (to come back on the same port after a kill).
     pub fn start_at(data: &Path, listen: &str) -> Server {
         Server::start_listening(data, listen, &["--admin-password", ADMIN_PASSWORD], &[])
@@ -315,6 +335,39 @@ pub fn cli(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, made with openssl (installed
+/// by scripts/test-prerequisites.sh): (certificate, key) PEM files in `dir`.
+pub fn self_signed_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let output = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs (scripts/test-prerequisites.sh installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (cert, key)
 }
 
 /// Deterministic, incompressible-looking content of `len` bytes.

@@ -10,19 +10,33 @@ use std::path::Path;
 
 /// Starts an FTP server over `root` on a free loopback port; returns the port.
 pub async fn ftp_server(root: &Path) -> u16 {
+    serve_ftp(root, None).await
+}
+
+/// The same, speaking only FTPS (explicit, AUTH TLS) with this certificate and key.
+pub async fn ftps_server(root: &Path, cert: &Path, key: &Path) -> u16 {
+    serve_ftp(root, Some((cert, key))).await
+}
+
+async fn serve_ftp(root: &Path, tls: Option<(&Path, &Path)>) -> u16 {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let root = root.to_path_buf();
-    let server = libunftp::ServerBuilder::new(Box::new(move || {
+    let mut builder = libunftp::ServerBuilder::new(Box::new(move || {
         unftp_sbe_fs::Filesystem::new(root.clone()).unwrap()
     }))
     .greeting("crmsync test FTP")
-    .passive_ports(50000..=50999)
-    .build()
-    .unwrap();
+    .passive_ports(50000..=50999);
+    if let Some((cert, key)) = tls {
+        use libunftp::options::FtpsRequired;
+        builder = builder
+            .ftps(cert.to_path_buf(), key.to_path_buf())
+            .ftps_required(FtpsRequired::All, FtpsRequired::All);
+    }
+    let server = builder.build().unwrap();
     tokio::spawn(async move {
         let _ = server.listen(format!("127.0.0.1:{port}")).await;
     });

@@ -11,4 +11,5 @@ mod ftp;
 mod http;
 mod initial;
 mod protocol;
+mod tls;
 mod translate;
