@@ -69,6 +69,16 @@ pub fn client_config(trusted: &[CertificateDer<'static>]) -> Result<Arc<ClientCo
     Ok(Arc::new(config))
 }
 
+/// What to do about a certificate the other side's TLS was refused for.
+pub fn hint(failure: &str) -> &'static str {
+    if failure.contains("certificate") {
+        " (if the other side uses a self-signed certificate, start this instance with \
+         --trust-cert and a copy of it)"
+    } else {
+        ""
+    }
+}
+
 /// Accepts TLS connections; handshakes run on their own tasks, so a slow or silent client
 /// holds up no one else.
 pub struct TlsListener {

@@ -114,9 +114,10 @@ pub(crate) async fn request(
             if e.is_timeout() {
                 Failure(format!("the passive side at {url} did not answer in time"))
             } else {
+                let cause = root_cause(&e);
                 Failure(format!(
-                    "cannot reach the passive side at {url}: {}",
-                    root_cause(&e)
+                    "cannot reach the passive side at {url}: {cause}{}",
+                    crate::tls::hint(&cause)
                 ))
             }
         })?;

@@ -95,7 +95,7 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
             }
             (Transport::Ftp, _, Some(ftp)) => {
                 let session = FtpFolders::connect(ftp, &app.tls_client)
-                    .map_err(|e| DomainError::Store(e.to_string()))?;
+                    .map_err(|e| DomainError::Unavailable(e.to_string()))?;
                 (
                     Box::new(session),
                     ftp.upload_dir.clone(),

@@ -103,8 +103,10 @@ impl FtpFolders {
         if settings.tls {
             let connector = suppaftp::RustlsConnector::from(Arc::clone(trust));
             stream = stream.into_secure(connector, &settings.host).map_err(|e| {
+                let e = e.to_string();
                 io::Error::other(format!(
-                    "the FTP server {address} did not set up TLS (ftp.tls): {e}"
+                    "TLS with the FTP server {address} failed (ftp.tls): {e}{}",
+                    crate::tls::hint(&e)
                 ))
             })?;
         }

@@ -197,7 +197,6 @@ async fn ftp_settings_are_checked_and_an_unreachable_server_is_reported() {
             ftp("example.ru", "/cb/download", false),
             "two different folders",
         ),
-        (ftp("example.ru", "/cb/upload", true), "FTPS"),
     ] {
         let (status, reply) = api.post("/syncs", body).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
