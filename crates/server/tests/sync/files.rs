@@ -260,3 +260,39 @@ async fn a_shops_file_arrives_from_a_script_and_a_corrupted_chunk_is_refused() {
         "invoice 1042.pdf"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_file_travels_both_ways_ftp_to_ftp() {
+    let dir = tempfile::tempdir().unwrap();
+    let ftp_root = dir.path().join("ftp-root");
+    std::fs::create_dir_all(&ftp_root).unwrap();
+    let port = ftp_server(&ftp_root).await;
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let m = contracts(&main_api).await;
+    let a = contracts(&aux_api).await;
+    let active = ftp_sync_as(
+        &main_api,
+        "active",
+        port,
+        "main",
+        "/cb/upload",
+        "/cb/download",
+    )
+    .await;
+    let passive = ftp_sync_as(
+        &aux_api,
+        "passive",
+        port,
+        "aux",
+        "/cb/download",
+        "/cb/upload",
+    )
+    .await;
+    add_field(&main_api, active, m.1, "both", None).await;
+    add_field(&main_api, active, m.2, "both", None).await;
+    add_field(&aux_api, passive, a.1, "both", Some(m.1)).await;
+    add_field(&aux_api, passive, a.2, "both", Some(m.2)).await;
+    a_big_file_both_ways(&main_api, m, &aux_api, a).await;
+}

@@ -235,6 +235,21 @@ struct Vsftpd {
 
 impl Vsftpd {
     fn start(root: &Path, port: u16) -> Vsftpd {
+        Vsftpd::start_configured(root, port, "")
+    }
+
+    /// Speaking only FTPS, for anonymous logins too, with this certificate and key.
+    fn start_tls(root: &Path, port: u16, cert: &Path, key: &Path) -> Vsftpd {
+        let tls = format!(
+            "ssl_enable=YES\nallow_anon_ssl=YES\nforce_anon_logins_ssl=YES\n\
+             force_anon_data_ssl=YES\nrsa_cert_file={}\nrsa_private_key_file={}\n",
+            cert.display(),
+            key.display()
+        );
+        Vsftpd::start_configured(root, port, &tls)
+    }
+
+    fn start_configured(root: &Path, port: u16, extra: &str) -> Vsftpd {
         assert!(
             Path::new("/usr/sbin/vsftpd").exists(),
             "vsftpd is missing: run scripts/test-prerequisites.sh (make test does)"
@@ -251,7 +266,7 @@ impl Vsftpd {
                  anon_mkdir_write_enable=YES\nanon_other_write_enable=YES\nanon_root={}\n\
                  anon_umask=022\nno_anon_password=YES\npasv_enable=YES\npasv_min_port={passive}\n\
                  pasv_max_port={}\nrun_as_launching_user=YES\nseccomp_sandbox=NO\n\
-                 secure_chroot_dir=/var/run/vsftpd/empty\nxferlog_enable=NO\n",
+                 secure_chroot_dir=/var/run/vsftpd/empty\nxferlog_enable=NO\n{extra}",
                 root.display(),
                 passive + 99
             ),
@@ -421,5 +436,81 @@ async fn a_big_file_through_vsftpd_survives_a_server_restart_mid_upload() {
     assert_eq!(
         aux_api.file_checksum(aux_table, copy, aux_scan).await,
         (size as u64, sha)
+    );
+}
+
+#[tokio::test]
+async fn ftps_through_vsftpd_carries_a_record_and_its_file() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("vsftpd-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let (cert, key) = crate::common::self_signed_certificate(dir.path(), "vsftpd");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _ftp = Vsftpd::start_tls(&root, port, &cert, &key);
+    let trust = [
+        "--admin-password",
+        crate::common::ADMIN_PASSWORD,
+        "--trust-cert",
+        cert.to_str().unwrap(),
+    ];
+    let main = Server::start_with(&dir.path().join("main"), &trust, &[]);
+    let aux = Server::start_with(&dir.path().join("aux"), &trust, &[]);
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let mut tables = Vec::new();
+    for api in [&main_api, &aux_api] {
+        let table = api.create_table("Contracts").await;
+        let scan = api.create_field(table, "Scan", "file", json!({})).await;
+        tables.push((table, scan));
+    }
+    let [(main_table, main_scan), (aux_table, aux_scan)] = tables[..] else {
+        unreachable!()
+    };
+    let (up, down) = (root.join("cb/up"), root.join("cb/down"));
+    let ftps = |upload: &Path, download: &Path| {
+        json!({ "host": "127.0.0.1", "port": port, "login": "anonymous", "password": "x",
+                "upload_dir": upload, "download_dir": download, "tls": true })
+    };
+    let mut syncs = Vec::new();
+    for (api, mode, ftp) in [
+        (&main_api, "active", ftps(&up, &down)),
+        (&aux_api, "passive", ftps(&down, &up)),
+    ] {
+        let (status, body) = api
+            .post(
+                "/syncs",
+                json!({ "name": "vsftpd over TLS", "mode": mode, "transport": "ftp",
+                "password": "123456", "period_seconds": 1, "ftp": ftp }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        syncs.push(body["id"].as_i64().unwrap());
+    }
+    add_field(&main_api, syncs[0], main_scan, "both", None).await;
+    add_field(&aux_api, syncs[1], aux_scan, "both", Some(main_scan)).await;
+    let id = main_api.create_record(main_table, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let scan = crate::common::content(9 << 20, 31);
+    let sha = hex::encode(Sha256::digest(&scan));
+    main_api
+        .upload_file(main_table, id, main_scan, "scan.pdf", scan)
+        .await;
+    let copy = eventually(60, "the file through vsftpd over TLS", || async {
+        let (_, page) = aux_api.get(&format!("/tables/{aux_table}/records")).await;
+        page["records"].as_array()?.iter().find_map(|r| {
+            (r["values"][aux_scan.to_string()]["sha256"] == sha.as_str())
+                .then(|| r["id"].as_i64())
+                .flatten()
+        })
+    })
+    .await;
+    assert_eq!(
+        aux_api.file_checksum(aux_table, copy, aux_scan).await,
+        (9 << 20, sha)
     );
 }
