@@ -24,6 +24,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     Api,
+    /// The web UI.
+    Web,
     Import,
     Sync(i64),
 }
@@ -32,6 +34,7 @@ impl Origin {
     pub fn as_string(&self) -> String {
         match self {
             Origin::Api => "api".into(),
+            Origin::Web => "web".into(),
             Origin::Import => "import".into(),
             Origin::Sync(id) => format!("sync:{id}"),
         }

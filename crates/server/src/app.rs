@@ -31,6 +31,8 @@ pub struct App {
     pub serves_https: bool,
     pub instance_id: uuid::Uuid,
     pub jobs: crate::jobs::Jobs,
+    /// Signed-in browsers.
+    pub web_sessions: crate::web::Sessions,
 }
 
 impl App {
@@ -58,6 +60,7 @@ impl App {
             serves_https: false,
             instance_id,
             jobs: Default::default(),
+            web_sessions: Default::default(),
         })
     }
 

@@ -9,5 +9,6 @@ pub mod files;
 pub mod jobs;
 pub mod sync;
 pub mod tls;
+pub mod web;
 
 pub use app::{App, Core};

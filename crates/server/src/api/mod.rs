@@ -2,9 +2,9 @@
 
 mod auth;
 mod error;
-mod files;
-mod records;
-mod syncs;
+pub mod files;
+pub mod records;
+pub mod syncs;
 mod tables;
 mod throttle;
 mod transfer;
@@ -144,6 +144,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::sync::passive::router())
+        .merge(crate::web::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(app)

@@ -11,15 +11,16 @@ use crmsync_domain::{Actor, Change, Record, RecordQuery, RecordStatus, SortKey, 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json_, json};
 
-#[derive(Deserialize)]
+/// A list's search, status, paging and sort, as the API and the web grid take them.
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    q: Option<String>,
-    status: Option<String>,
-    limit: Option<usize>,
-    after: Option<i64>,
+    pub q: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<usize>,
+    pub after: Option<i64>,
     /// `id`, `created_at`, `updated_at` or a field number; `-` in front for descending.
-    sort: Option<String>,
+    pub sort: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -61,7 +62,7 @@ pub fn parse_status(status: Option<&str>) -> Result<StatusFilter, ApiError> {
     }
 }
 
-fn parse_query(params: ListParams) -> Result<RecordQuery, ApiError> {
+pub fn parse_query(params: ListParams) -> Result<RecordQuery, ApiError> {
     let mut query = RecordQuery {
         q: params.q,
         ..RecordQuery::default()
@@ -133,7 +134,15 @@ pub async fn get(
 ) -> Result<Json<Json_>, ApiError> {
     let (table, record, remote) = blocking(move || {
         let record = app.core.record(table_id, id)?;
-        let remote = super::syncs::remote_copies(&app, table_id, record.uid)?;
+        let remote: Vec<Json_> = crate::sync::actions::remote_copies(&app, table_id)?
+            .into_iter()
+            .map(|(sync_id, base, wire_table)| {
+                json!({
+                    "sync_id": sync_id,
+                    "url": format!("{base}/api/v1/tables/{wire_table}/records/uid/{}", record.uid),
+                })
+            })
+            .collect();
         Ok((app.core.table(table_id)?, record, remote))
     })
     .await?;

@@ -10,7 +10,6 @@ use crmsync_domain::sync::{Direction, Mode, SyncConfig, SyncField, Transport};
 use crmsync_domain::syncs::SyncInput;
 use crmsync_domain::value::format_ms;
 use crmsync_domain::{Actor, FieldNo};
-use crmsync_sync::protocol::ResendRequest;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -43,7 +42,7 @@ fn render(sync: &SyncConfig, base_url: &str) -> Value {
 }
 
 /// This instance's address as the caller reached it (or as configured).
-fn base_url(app: &App, headers: &HeaderMap) -> String {
+pub fn base_url(app: &App, headers: &HeaderMap) -> String {
     if let Some(url) = &app.public_url {
         return url.clone();
     }
@@ -114,23 +113,20 @@ pub async fn status(
     State(app): State<App>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let core = app.core.clone();
-    let (state, pending_out, (connected, reason)) = blocking(move || {
-        let sync = core.sync(id)?;
-        let state = core.sync_state(id)?;
-        let seen = state.as_seen(&sync, core.now_ms());
-        Ok((state, crmsync_sync::pending_out(&core, &sync)?, seen))
+    let view = blocking(move || {
+        let sync = app.core.sync(id)?;
+        crate::sync::actions::status(&app, &sync)
     })
     .await?;
     Ok(Json(json!({
-        "connected": connected,
-        "reason": reason,
-        "last_run": state.last_run_ms.map(format_ms),
-        "last_success": state.last_success_ms.map(format_ms),
-        "pending_out": pending_out,
-        "pending_in": state.pending_in,
-        "last_error": state.last_error,
-        "peer_instance": state.peer_instance,
+        "connected": view.connected,
+        "reason": view.reason,
+        "last_run": view.state.last_run_ms.map(format_ms),
+        "last_success": view.state.last_success_ms.map(format_ms),
+        "pending_out": view.pending_out,
+        "pending_in": view.state.pending_in,
+        "last_error": view.state.last_error,
+        "peer_instance": view.state.peer_instance,
     })))
 }
 
@@ -264,35 +260,7 @@ async fn start_initial(
     sync_id: i64,
     field_id: Option<i64>,
 ) -> Result<(StatusCode, Json<JobStatus>), ApiError> {
-    let app2 = app.clone();
-    let (sync, request) = blocking(move || {
-        let sync = app2.core.sync(sync_id)?;
-        let wire = match field_id {
-            None => None,
-            Some(id) => {
-                let field = app2.core.sync_field(sync_id, id)?;
-                Some(match sync.mode {
-                    crmsync_domain::sync::Mode::Active => field.field_no,
-                    crmsync_domain::sync::Mode::Passive => {
-                        field.remote_field_no.ok_or_else(|| {
-                            crmsync_domain::DomainError::invalid(
-                                "map this field to the active side's field number first",
-                            )
-                        })?
-                    }
-                })
-            }
-        };
-        Ok((sync, ResendRequest { field: wire }))
-    })
-    .await?;
-    let job = app.jobs.start();
-    tokio::spawn(crate::sync::initial::run(
-        app.clone(),
-        sync,
-        request,
-        job.id,
-    ));
+    let job = crate::sync::actions::start_initial(&app, sync_id, field_id).await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
@@ -313,51 +281,12 @@ pub async fn sync_record(
     State(app): State<App>,
     ApiPath((table_id, id)): ApiPath<(i64, i64)>,
 ) -> Result<Json<Value>, ApiError> {
-    let queued = blocking(move || {
-        app.core.record(table_id, id)?;
-        let mut queued = Vec::new();
-        for sync in app.core.syncs()? {
-            let mapping = crate::sync::initial::mapping_for(&app, &sync)?;
-            let sends = mapping.routes.iter().any(|r| r.local.table_id == table_id && r.direction.sends());
-            if sends {
-                app.core.resend(sync.id, table_id, &[id], &[])?;
-                queued.push(json!({ "sync_id": sync.id, "name": sync.name }));
-            }
-        }
-        if queued.is_empty() {
-            return Err(crmsync_domain::DomainError::Conflict(format!(
-                "no sync sends table {table_id}; configure a field of it with direction both or upload"
-            )));
-        }
-        Ok(queued)
-    })
-    .await?;
+    let queued = blocking(move || crate::sync::actions::sync_record(&app, table_id, id)).await?;
+    let queued: Vec<Value> = queued
+        .into_iter()
+        .map(|(sync_id, name)| json!({ "sync_id": sync_id, "name": name }))
+        .collect();
     Ok(Json(json!({ "queued": queued })))
-}
-
-/// Links to the same record on active sides (S-23): for each passive sync with remote access
-/// and the active side's address that carries this table.
-pub fn remote_copies(
-    app: &App,
-    table_id: i64,
-    uid: uuid::Uuid,
-) -> Result<Vec<Value>, crmsync_domain::DomainError> {
-    let mut links = Vec::new();
-    for sync in app.core.syncs()? {
-        let (Mode::Passive, true, Some(base)) =
-            (sync.mode, sync.remote_access, sync.remote_url.as_deref())
-        else {
-            continue;
-        };
-        let mapping = crate::sync::passive::passive_mapping(app, &sync)?;
-        if let Some(wire_table) = mapping.wire_table(table_id) {
-            links.push(json!({
-                "sync_id": sync.id,
-                "url": format!("{base}/api/v1/tables/{wire_table}/records/uid/{uid}"),
-            }));
-        }
-    }
-    Ok(links)
 }
 
 /// The peer's fields as it described them (on a passive side: the active side's catalogue,

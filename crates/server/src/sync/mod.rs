@@ -2,6 +2,7 @@
 //! exchange loops (`active`), request signing (`signing`), and the supervisor that keeps
 //! one runner per active sync in step with the settings.
 
+pub mod actions;
 pub mod active;
 pub mod content;
 pub mod folder;

@@ -1,0 +1,106 @@
+//! What a person can ask of a sync, shared by the REST API and the web UI: its status as
+//! shown, starting an initial sync, sending one record again, and the same record on the
+//! active side.
+
+use crate::app::App;
+use crate::jobs::JobStatus;
+use crmsync_domain::DomainError;
+use crmsync_domain::sync::{Mode, SyncConfig, SyncState};
+use crmsync_sync::protocol::ResendRequest;
+
+/// A sync's health as the status page shows it.
+pub struct StatusView {
+    pub state: SyncState,
+    pub connected: bool,
+    pub reason: Option<String>,
+    pub pending_out: i64,
+}
+
+/// Blocking: reads the store.
+pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
+    let state = app.core.sync_state(sync.id)?;
+    let (connected, reason) = state.as_seen(sync, app.core.now_ms());
+    let pending_out = crmsync_sync::pending_out(&app.core, sync)?;
+    Ok(StatusView {
+        state,
+        connected,
+        reason,
+        pending_out,
+    })
+}
+
+/// Starts an initial sync of the whole sync (S-17) or of one configured field (S-22) as a
+/// job; returns the job.
+pub async fn start_initial(
+    app: &App,
+    sync_id: i64,
+    field_id: Option<i64>,
+) -> Result<JobStatus, DomainError> {
+    let app2 = app.clone();
+    let (sync, request) = tokio::task::spawn_blocking(move || {
+        let sync = app2.core.sync(sync_id)?;
+        let wire = match field_id {
+            None => None,
+            Some(id) => {
+                let field = app2.core.sync_field(sync_id, id)?;
+                Some(match sync.mode {
+                    Mode::Active => field.field_no,
+                    Mode::Passive => field.remote_field_no.ok_or_else(|| {
+                        DomainError::invalid(
+                            "map this field to the active side's field number first",
+                        )
+                    })?,
+                })
+            }
+        };
+        Ok::<_, DomainError>((sync, ResendRequest { field: wire }))
+    })
+    .await
+    .map_err(|e| DomainError::Store(e.to_string()))??;
+    let job = app.jobs.start();
+    tokio::spawn(super::initial::run(app.clone(), sync, request, job.id));
+    Ok(job)
+}
+
+/// The per-record "Sync" action (S-24): queues the record again on every sync that sends
+/// its table; returns those syncs (id, name). Blocking.
+pub fn sync_record(app: &App, table_id: i64, id: i64) -> Result<Vec<(i64, String)>, DomainError> {
+    app.core.record(table_id, id)?;
+    let mut queued = Vec::new();
+    for sync in app.core.syncs()? {
+        let mapping = super::initial::mapping_for(app, &sync)?;
+        let sends = mapping
+            .routes
+            .iter()
+            .any(|r| r.local.table_id == table_id && r.direction.sends());
+        if sends {
+            app.core.resend(sync.id, table_id, &[id], &[])?;
+            queued.push((sync.id, sync.name));
+        }
+    }
+    if queued.is_empty() {
+        return Err(DomainError::Conflict(format!(
+            "no sync sends table {table_id}; configure a field of it with direction both or upload"
+        )));
+    }
+    Ok(queued)
+}
+
+/// Where the same record lives on an active side (S-23): for each passive sync with remote
+/// access and the active side's address that carries this table, that address and the
+/// active side's table id. Blocking.
+pub fn remote_copies(app: &App, table_id: i64) -> Result<Vec<(i64, String, i64)>, DomainError> {
+    let mut copies = Vec::new();
+    for sync in app.core.syncs()? {
+        let (Mode::Passive, true, Some(base)) =
+            (sync.mode, sync.remote_access, sync.remote_url.as_deref())
+        else {
+            continue;
+        };
+        let mapping = super::passive::passive_mapping(app, &sync)?;
+        if let Some(wire_table) = mapping.wire_table(table_id) {
+            copies.push((sync.id, base.trim_end_matches('/').to_string(), wire_table));
+        }
+    }
+    Ok(copies)
+}

@@ -1,0 +1,202 @@
+//! Signing in and out, the language switch, and the users page.
+
+use super::{Lang, Page, Signed, Submitted, WebError, WebResult, check_csrf, render, work};
+use crate::app::App;
+use askama::Template;
+use axum::Form;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use crmsync_domain::{DomainError, Role, User};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    lang: Lang,
+    next: String,
+    error: Option<String>,
+    login: String,
+}
+
+#[derive(Deserialize)]
+pub struct NextParam {
+    next: Option<String>,
+}
+
+/// Only a path on this site may follow a sign-in.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/tables".to_string(),
+    }
+}
+
+pub async fn login_form(headers: HeaderMap, Query(params): Query<NextParam>) -> Response {
+    render(&LoginPage {
+        lang: Lang::of_request(&headers),
+        next: safe_next(params.next.as_deref()),
+        error: None,
+        login: String::new(),
+    })
+}
+
+pub async fn login(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let lang = Lang::of_request(&headers);
+    let form = Submitted(form);
+    let (login, password) = (
+        form.text("login"),
+        form.get("password").unwrap_or_default().to_string(),
+    );
+    let next = safe_next(form.get("next"));
+    let again = |error: String| {
+        (
+            StatusCode::UNAUTHORIZED,
+            render(&LoginPage {
+                lang,
+                next: next.clone(),
+                error: Some(error),
+                login: login.clone(),
+            }),
+        )
+            .into_response()
+    };
+    if let Some(wait) = app.login_throttle.wait(&login, peer.ip()) {
+        let seconds = (wait.as_secs() + 1).to_string();
+        return again(lang.with("too-many-attempts", &[("seconds", &seconds)]));
+    }
+    let core = app.core.clone();
+    let checked = login.clone();
+    let user = work(lang, move || core.authenticate(&checked, &password)).await;
+    let Ok(user) = user else {
+        app.login_throttle.failed(&login, peer.ip());
+        return again(lang.t("wrong-login"));
+    };
+    app.login_throttle.succeeded(&login, peer.ip());
+    let token = app.web_sessions.start(user.id);
+    let cookie = super::session::set_cookie(
+        super::session::SESSION_COOKIE,
+        &token,
+        app.serves_https,
+        None,
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
+}
+
+pub async fn logout(
+    State(app): State<App>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    if let Some(token) = super::session::cookie(&headers, super::session::SESSION_COOKIE) {
+        app.web_sessions.end(&token);
+    }
+    let cookie = super::session::set_cookie(
+        super::session::SESSION_COOKIE,
+        "",
+        app.serves_https,
+        Some(0),
+    );
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response())
+}
+
+/// Remembers the chosen language for a year and goes back where the switch was clicked.
+pub async fn switch_language(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> WebResult<Response> {
+    let lang = Lang::parse(&code).ok_or_else(|| {
+        WebError::new(
+            Lang::of_request(&headers),
+            StatusCode::NOT_FOUND,
+            format!("no such language: {code}"),
+        )
+    })?;
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| r.find("://").map(|i| &r[i + 3..]))
+        .and_then(|rest| rest.find('/').map(|i| rest[i..].to_string()))
+        .unwrap_or_else(|| "/tables".to_string());
+    let cookie = super::session::set_cookie(
+        super::i18n::LANG_COOKIE,
+        lang.code(),
+        app.serves_https,
+        Some(365 * 24 * 3600),
+    );
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Redirect::to(&safe_next(Some(&back))),
+    )
+        .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    page: Page,
+    users: Vec<User>,
+    error: Option<String>,
+}
+
+pub async fn users(State(app): State<App>, signed: Signed) -> WebResult<Response> {
+    let page = signed.page.in_section("users");
+    let users = work(page.lang, move || app.core.users()).await?;
+    Ok(render(&UsersPage {
+        page,
+        users,
+        error: None,
+    }))
+}
+
+pub async fn create_user(
+    State(app): State<App>,
+    signed: Signed,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    let page = signed.page.in_section("users");
+    check_csrf(&page, &form)?;
+    let role = if form.text("role") == "admin" {
+        Role::Admin
+    } else {
+        Role::User
+    };
+    let (login, full_name, password) = (
+        form.text("login"),
+        form.text("full_name"),
+        form.text("password"),
+    );
+    let actor = signed.actor;
+    let core = app.core.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        core.create_user(&actor, &login, &full_name, role, &password)
+    })
+    .await
+    .map_err(|e| WebError::new(page.lang, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match created {
+        Ok(_) => Ok(Redirect::to("/users").into_response()),
+        Err(e @ (DomainError::Invalid { .. } | DomainError::Conflict(_))) => {
+            let users = work(page.lang, move || app.core.users()).await?;
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                render(&UsersPage {
+                    page,
+                    users,
+                    error: Some(e.to_string()),
+                }),
+            )
+                .into_response())
+        }
+        Err(e) => Err(WebError::domain(page.lang, e)),
+    }
+}

@@ -1,0 +1,867 @@
+//! Tables and records in the browser: the list of tables, a table as a grid (search, sort,
+//! paging), a record's form fitted to each field type, delete/restore, files, history with
+//! where each change came from, the per-record Sync action (S-24) and, on a passive side,
+//! the same record on the active side (S-23). Admins add tables and fields here.
+
+use super::{
+    Lang, Page, Signed, Submitted, WebError, WebResult, check_csrf, percent, render, work,
+};
+use crate::api::records::{ListParams, parse_query};
+use crate::app::App;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, extract::DefaultBodyLimit};
+use crmsync_domain::instance::WriteOp;
+use crmsync_domain::value::format_ms;
+use crmsync_domain::{
+    Change, ChangeOp, DomainError, Field, FieldOptions, FieldType, Record, RecordQuery,
+    RecordStatus, Table, User, Value,
+};
+use std::collections::BTreeMap;
+
+pub fn router() -> Router<App> {
+    Router::new()
+        .route("/tables", get(tables).post(create_table))
+        .route("/tables/{table}", get(grid))
+        .route("/tables/{table}/fields", get(fields).post(create_field))
+        .route("/tables/{table}/new", get(new_record).post(create_record))
+        .route("/tables/{table}/uid/{uid}", get(by_uid))
+        .route("/tables/{table}/{id}", get(record).post(save_record))
+        .route("/tables/{table}/{id}/delete", post(delete_record))
+        .route("/tables/{table}/{id}/restore", post(restore_record))
+        .route("/tables/{table}/{id}/sync", post(sync_record))
+        .route(
+            "/tables/{table}/{id}/files/{field}",
+            post(upload_file)
+                .get(download_file)
+                .layer(DefaultBodyLimit::disable()),
+        )
+}
+
+struct TableRow {
+    id: i64,
+    name: String,
+    fields: String,
+    records: String,
+}
+
+#[derive(Template)]
+#[template(path = "tables.html")]
+struct TablesPage {
+    page: Page,
+    tables: Vec<TableRow>,
+}
+
+async fn tables(State(app): State<App>, signed: Signed) -> WebResult<Response> {
+    let page = signed.page.in_section("tables");
+    let lang = page.lang;
+    let rows = work(lang, move || {
+        Ok(app
+            .core
+            .table_counts()?
+            .into_iter()
+            .map(|(table, counts)| TableRow {
+                id: table.id,
+                name: table.name.clone(),
+                fields: lang.n("fields-count", "count", table.fields.len() as i64),
+                records: lang.n("records-count", "count", counts.active as i64),
+            })
+            .collect())
+    })
+    .await?;
+    Ok(render(&TablesPage { page, tables: rows }))
+}
+
+async fn create_table(
+    State(app): State<App>,
+    signed: Signed,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    check_csrf(&signed.page, &form)?;
+    let name = form.text("name");
+    let actor = signed.actor;
+    let table = work(signed.page.lang, move || {
+        app.core.create_table(&actor, &name)
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/tables/{}/fields", table.id)).into_response())
+}
+
+/// A value as a person reads it in a grid or a history.
+fn shown(field: &Field, value: &Value, users: &[User]) -> String {
+    value.to_text(field, &|id| {
+        users
+            .iter()
+            .find(|u| u.id == id)
+            .map(|u| u.full_name.clone())
+    })
+}
+
+struct GridRow {
+    id: i64,
+    deleted: bool,
+    cells: Vec<String>,
+}
+
+struct Column {
+    no: i64,
+    name: String,
+    sort: String,
+    arrow: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "grid.html")]
+struct GridPage {
+    page: Page,
+    table: Table,
+    columns: Vec<Column>,
+    rows: Vec<GridRow>,
+    q: String,
+    status: String,
+    sort: String,
+    next: Option<String>,
+    first: Option<String>,
+    synced: bool,
+    notice: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct GridParams {
+    q: Option<String>,
+    status: Option<String>,
+    sort: Option<String>,
+    after: Option<i64>,
+    notice: Option<String>,
+}
+
+async fn grid(
+    State(app): State<App>,
+    signed: Signed,
+    Path(table_id): Path<i64>,
+    Query(params): Query<GridParams>,
+) -> WebResult<Response> {
+    let page = signed.page.in_section("tables");
+    let lang = page.lang;
+    let q = params.q.clone().unwrap_or_default();
+    let status = params.status.clone().unwrap_or_else(|| "active".into());
+    let sort = params.sort.clone().unwrap_or_else(|| "id".into());
+    let query = parse_query(ListParams {
+        q: (!q.trim().is_empty()).then(|| q.clone()),
+        status: Some(status.clone()),
+        limit: Some(50),
+        after: params.after,
+        sort: Some(sort.clone()),
+    })
+    .map_err(|e| WebError::new(lang, StatusCode::BAD_REQUEST, e.detail))?;
+    let app2 = app.clone();
+    let (table, records, users, synced) = work(lang, move || {
+        let table = app2.core.table(table_id)?;
+        let records = app2.core.list_records(table_id, &query)?;
+        let synced = synced_tables(&app2)?.contains(&table_id);
+        Ok((table, records, app2.core.users()?, synced))
+    })
+    .await?;
+    let link = |after: Option<i64>, sort: &str| {
+        let mut url = format!(
+            "/tables/{table_id}?q={}&status={}&sort={}",
+            percent(&q),
+            percent(&status),
+            percent(sort)
+        );
+        if let Some(after) = after {
+            url.push_str(&format!("&after={after}"));
+        }
+        url
+    };
+    let columns = table
+        .fields
+        .iter()
+        .map(|f| {
+            let key = f.no.to_string();
+            let (next_sort, arrow) = if sort == key {
+                (format!("-{key}"), "▲")
+            } else if sort == format!("-{key}") {
+                (key.clone(), "▼")
+            } else {
+                (key.clone(), "")
+            };
+            Column {
+                no: f.no,
+                name: f.name.clone(),
+                sort: link(None, &next_sort),
+                arrow,
+            }
+        })
+        .collect();
+    let rows = records
+        .records
+        .iter()
+        .map(|r| GridRow {
+            id: r.id,
+            deleted: r.status == RecordStatus::Deleted,
+            cells: table
+                .fields
+                .iter()
+                .map(|f| shown(f, r.values.get(&f.no).unwrap_or(&Value::Null), &users))
+                .collect(),
+        })
+        .collect();
+    Ok(render(&GridPage {
+        next: records.next_after.map(|after| link(Some(after), &sort)),
+        first: params.after.map(|_| link(None, &sort)),
+        columns,
+        rows,
+        q,
+        status,
+        sort,
+        synced,
+        notice: params.notice,
+        table,
+        page,
+    }))
+}
+
+/// Tables some sync sends (they get the per-record Sync action).
+fn synced_tables(app: &App) -> Result<Vec<i64>, DomainError> {
+    let mut tables = Vec::new();
+    for sync in app.core.syncs()? {
+        let mapping = crate::sync::initial::mapping_for(app, &sync)?;
+        tables.extend(
+            mapping
+                .routes
+                .iter()
+                .filter(|r| r.direction.sends())
+                .map(|r| r.local.table_id),
+        );
+    }
+    Ok(tables)
+}
+
+#[derive(Template)]
+#[template(path = "fields.html")]
+struct FieldsPage {
+    page: Page,
+    table: Table,
+    tables: Vec<Table>,
+    types: Vec<&'static str>,
+    error: Option<String>,
+}
+
+async fn fields(
+    State(app): State<App>,
+    signed: Signed,
+    Path(table_id): Path<i64>,
+) -> WebResult<Response> {
+    let page = signed.page.in_section("tables");
+    let (table, tables) = work(page.lang, move || {
+        Ok((app.core.table(table_id)?, app.core.tables()?))
+    })
+    .await?;
+    Ok(render(&FieldsPage {
+        page,
+        table,
+        tables,
+        types: FieldType::ALL.iter().map(|t| t.as_str()).collect(),
+        error: None,
+    }))
+}
+
+async fn create_field(
+    State(app): State<App>,
+    signed: Signed,
+    Path(table_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    let page = signed.page.in_section("tables");
+    check_csrf(&page, &form)?;
+    let choices: Vec<String> = form
+        .text("choices")
+        .lines()
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let options = FieldOptions {
+        choices: (!choices.is_empty()).then_some(choices),
+        table_id: form.text("target_table").parse().ok(),
+        scale: form.text("scale").parse().ok(),
+    };
+    let (name, kind, actor) = (form.text("name"), form.text("type"), signed.actor);
+    let app2 = app.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        app2.core
+            .create_field(&actor, table_id, &name, &kind, options)
+    })
+    .await
+    .map_err(|e| WebError::new(page.lang, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match created {
+        Ok(_) => Ok(Redirect::to(&format!("/tables/{table_id}/fields")).into_response()),
+        Err(e @ DomainError::Invalid { .. }) => {
+            let (table, tables) = work(page.lang, move || {
+                Ok((app.core.table(table_id)?, app.core.tables()?))
+            })
+            .await?;
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                render(&FieldsPage {
+                    page,
+                    table,
+                    tables,
+                    types: FieldType::ALL.iter().map(|t| t.as_str()).collect(),
+                    error: Some(e.to_string()),
+                }),
+            )
+                .into_response())
+        }
+        Err(e) => Err(WebError::domain(page.lang, e)),
+    }
+}
+
+/// One input of a record's form.
+struct Input {
+    no: i64,
+    name: String,
+    /// text, longtext, number, money, date, datetime, select, user, link or file.
+    kind: &'static str,
+    value: String,
+    /// For select, user and link: (value, label, selected).
+    options: Vec<(String, String, bool)>,
+    /// For a file: its name and size, if it has one.
+    file: Option<(String, u64)>,
+}
+
+struct HistoryEntry {
+    at: String,
+    what: String,
+    source: String,
+    fields: Vec<(String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "record.html")]
+struct RecordPage {
+    page: Page,
+    table: Table,
+    record: Option<Record>,
+    inputs: Vec<Input>,
+    history: Vec<HistoryEntry>,
+    error: Option<String>,
+    notice: Option<String>,
+    synced: bool,
+    remote: Vec<String>,
+    deleted: bool,
+}
+
+/// Everything a record form needs besides the record: users and the link targets' rows.
+struct FormContext {
+    table: Table,
+    users: Vec<User>,
+    targets: BTreeMap<i64, Vec<(i64, String)>>,
+    synced: bool,
+}
+
+fn form_context(app: &App, table_id: i64) -> Result<FormContext, DomainError> {
+    let table = app.core.table(table_id)?;
+    let mut targets = BTreeMap::new();
+    for field in &table.fields {
+        let Some(target) = field
+            .options
+            .table_id
+            .filter(|_| field.field_type == FieldType::Link)
+        else {
+            continue;
+        };
+        let target_table = app.core.table(target)?;
+        let page = app.core.list_records(
+            target,
+            &RecordQuery {
+                limit: 500,
+                ..RecordQuery::default()
+            },
+        )?;
+        let label = |r: &Record| {
+            target_table
+                .fields
+                .iter()
+                .find_map(|f| match r.values.get(&f.no) {
+                    Some(Value::Text(t)) => Some(format!("{t} (#{})", r.id)),
+                    _ => None,
+                })
+                .unwrap_or_else(|| format!("#{}", r.id))
+        };
+        targets.insert(
+            field.no,
+            page.records.iter().map(|r| (r.id, label(r))).collect(),
+        );
+    }
+    Ok(FormContext {
+        synced: synced_tables(app)?.contains(&table_id),
+        users: app.core.users()?,
+        targets,
+        table,
+    })
+}
+
+/// The inputs for a record (or a new one), showing `typed` where a form came back.
+fn inputs(ctx: &FormContext, record: Option<&Record>, typed: Option<&Submitted>) -> Vec<Input> {
+    ctx.table
+        .fields
+        .iter()
+        .map(|field| {
+            let stored = record
+                .and_then(|r| r.values.get(&field.no))
+                .unwrap_or(&Value::Null);
+            let key = format!("f{}", field.no);
+            let mut value = match (field.field_type, stored) {
+                (FieldType::User | FieldType::Link, Value::User(id) | Value::Link(id)) => {
+                    id.to_string()
+                }
+                // datetime-local takes "YYYY-MM-DDTHH:MM:SS" without a zone; ours are UTC.
+                (FieldType::Datetime, Value::Datetime(s)) => {
+                    s.trim_end_matches('Z').chars().take(19).collect()
+                }
+                _ => stored.to_text(field, &|_| None),
+            };
+            if let Some(text) = typed.and_then(|t| t.get(&key)) {
+                value = text.to_string();
+            }
+            let options = match field.field_type {
+                FieldType::Select => field
+                    .options
+                    .choices
+                    .iter()
+                    .flatten()
+                    .map(|c| (c.clone(), c.clone(), *c == value))
+                    .collect(),
+                FieldType::User => ctx
+                    .users
+                    .iter()
+                    .map(|u| {
+                        let id = u.id.to_string();
+                        let selected = id == value;
+                        (id, format!("{} ({})", u.full_name, u.login), selected)
+                    })
+                    .collect(),
+                FieldType::Link => ctx
+                    .targets
+                    .get(&field.no)
+                    .into_iter()
+                    .flatten()
+                    .map(|(id, label)| (id.to_string(), label.clone(), id.to_string() == value))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let file = match stored {
+                Value::File(f) => Some((f.name.clone(), f.size)),
+                _ => None,
+            };
+            Input {
+                no: field.no,
+                name: field.name.clone(),
+                kind: field.field_type.as_str(),
+                value,
+                options,
+                file,
+            }
+        })
+        .collect()
+}
+
+fn history(
+    lang: Lang,
+    table: &Table,
+    changes: &[Change],
+    users: &[User],
+    syncs: &[(i64, String)],
+) -> Vec<HistoryEntry> {
+    changes
+        .iter()
+        .rev()
+        .map(|change| {
+            let user = change
+                .user_id
+                .and_then(|id| users.iter().find(|u| u.id == id))
+                .map(|u| u.full_name.clone())
+                .unwrap_or_default();
+            let source = match change.origin.strip_prefix("sync:") {
+                Some(id) => {
+                    let name = syncs
+                        .iter()
+                        .find(|(sid, _)| sid.to_string() == id)
+                        .map(|(_, n)| format!("\"{n}\""))
+                        .unwrap_or_else(|| id.to_string());
+                    lang.with("history-from-sync", &[("sync", &name)])
+                }
+                None => {
+                    let key = match change.origin.as_str() {
+                        "web" => "history-from-web",
+                        "import" | "cli" => "history-from-import",
+                        "api" => "history-from-api",
+                        _ => "history-from-user",
+                    };
+                    lang.with(key, &[("user", &user)])
+                }
+            };
+            let what = lang.t(match change.op {
+                ChangeOp::Create => "op-create",
+                ChangeOp::Update => "op-update",
+                ChangeOp::Delete => "op-delete",
+                ChangeOp::Restore => "op-restore",
+                ChangeOp::Resend => "sync-record",
+            });
+            let text = |json: &Option<serde_json::Value>, field: Option<&Field>| match (json, field)
+            {
+                (Some(json), Some(field)) => Value::from_json(field, json)
+                    .map(|v| shown(field, &v, users))
+                    .unwrap_or_else(|_| json.to_string()),
+                (Some(json), None) => json.to_string(),
+                (None, _) => String::new(),
+            };
+            HistoryEntry {
+                at: format_ms(change.at_ms),
+                what,
+                source,
+                fields: change
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        let field = table.field(f.field_no);
+                        let name = field
+                            .map(|f| f.name.clone())
+                            .unwrap_or_else(|| f.field_no.to_string());
+                        (name, text(&f.old, field), text(&Some(f.new.clone()), field))
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+async fn new_record(
+    State(app): State<App>,
+    signed: Signed,
+    Path(table_id): Path<i64>,
+) -> WebResult<Response> {
+    let page = signed.page.in_section("tables");
+    let ctx = work(page.lang, move || form_context(&app, table_id)).await?;
+    Ok(render(&RecordPage {
+        inputs: inputs(&ctx, None, None),
+        table: ctx.table,
+        record: None,
+        history: Vec::new(),
+        error: None,
+        notice: None,
+        synced: false,
+        remote: Vec::new(),
+        deleted: false,
+        page,
+    }))
+}
+
+/// The form's values, parsed for the table's fields (files are uploaded separately).
+fn typed_values(ctx: &FormContext, form: &Submitted) -> Result<Vec<(i64, Value)>, DomainError> {
+    let mut values = Vec::new();
+    for field in &ctx.table.fields {
+        if field.field_type == FieldType::File {
+            continue;
+        }
+        let Some(text) = form.get(&format!("f{}", field.no)) else {
+            continue;
+        };
+        let text = match field.field_type {
+            // From datetime-local: a time without a zone, taken as UTC.
+            FieldType::Datetime if !text.trim().is_empty() && !text.ends_with('Z') => {
+                let t = text.trim();
+                if t.len() == 16 {
+                    format!("{t}:00Z")
+                } else {
+                    format!("{t}Z")
+                }
+            }
+            _ => text.to_string(),
+        };
+        let value = Value::from_text(field, &text, &|s| {
+            ctx.users
+                .iter()
+                .find(|u| u.id.to_string() == s)
+                .map(|u| u.id)
+        })?;
+        values.push((field.no, value));
+    }
+    Ok(values)
+}
+
+async fn create_record(
+    State(app): State<App>,
+    signed: Signed,
+    Path(table_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    let page = signed.page.in_section("tables");
+    check_csrf(&page, &form)?;
+    write_form(app, signed.actor, page, table_id, None, form).await
+}
+
+async fn save_record(
+    State(app): State<App>,
+    signed: Signed,
+    Path((table_id, id)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    let page = signed.page.in_section("tables");
+    check_csrf(&page, &form)?;
+    write_form(app, signed.actor, page, table_id, Some(id), form).await
+}
+
+/// Writes a record form through the write path; a bad value shows the form again with
+/// what was typed and nothing written.
+async fn write_form(
+    app: App,
+    actor: crmsync_domain::Actor,
+    page: Page,
+    table_id: i64,
+    id: Option<i64>,
+    form: Submitted,
+) -> WebResult<Response> {
+    let lang = page.lang;
+    let app2 = app.clone();
+    let (ctx, outcome) = work(lang, move || {
+        let ctx = form_context(&app2, table_id)?;
+        let outcome = typed_values(&ctx, &form).and_then(|values| {
+            let op = match id {
+                Some(id) => WriteOp::Update { id, values },
+                None => WriteOp::Create(values),
+            };
+            app2.core
+                .write_ops(&actor, table_id, &mut std::iter::once(Ok(op)))
+                .map(|ids| ids.first().copied().unwrap_or_default())
+        });
+        Ok((ctx, outcome.map_err(|e| (e, form))))
+    })
+    .await?;
+    match outcome {
+        Ok(saved) => {
+            Ok(Redirect::to(&format!("/tables/{table_id}/{saved}?notice=saved")).into_response())
+        }
+        Err((e, form)) => {
+            let message = e.to_string();
+            if !matches!(e, DomainError::Invalid { .. } | DomainError::Rows(_)) {
+                return Err(WebError::domain(lang, e));
+            }
+            let record = match id {
+                Some(id) => Some(work(lang, move || app.core.record(table_id, id)).await?),
+                None => None,
+            };
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                render(&RecordPage {
+                    inputs: inputs(&ctx, record.as_ref(), Some(&form)),
+                    deleted: record
+                        .as_ref()
+                        .is_some_and(|r| r.status == RecordStatus::Deleted),
+                    table: ctx.table,
+                    record,
+                    history: Vec::new(),
+                    error: Some(message),
+                    notice: None,
+                    synced: false,
+                    remote: Vec::new(),
+                    page,
+                }),
+            )
+                .into_response())
+        }
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct NoticeParam {
+    notice: Option<String>,
+}
+
+async fn record(
+    State(app): State<App>,
+    signed: Signed,
+    Path((table_id, id)): Path<(i64, i64)>,
+    Query(params): Query<NoticeParam>,
+) -> WebResult<Response> {
+    let page = signed.page.in_section("tables");
+    let lang = page.lang;
+    let (ctx, record, changes, syncs, remote) = work(lang, move || {
+        let ctx = form_context(&app, table_id)?;
+        let record = app.core.record(table_id, id)?;
+        let changes = app.core.history(table_id, id)?;
+        let syncs: Vec<(i64, String)> = app
+            .core
+            .syncs()?
+            .into_iter()
+            .map(|s| (s.id, s.name))
+            .collect();
+        let remote = crate::sync::actions::remote_copies(&app, table_id)?
+            .into_iter()
+            .map(|(_, base, wire)| format!("{base}/tables/{wire}/uid/{}", record.uid))
+            .collect();
+        Ok((ctx, record, changes, syncs, remote))
+    })
+    .await?;
+    let notice = match params.notice.as_deref() {
+        Some("saved") => Some(lang.t("saved")),
+        Some(other) if other.starts_with("queued:") => other[7..]
+            .parse::<i64>()
+            .ok()
+            .map(|n| lang.n("sync-record-done", "count", n)),
+        _ => None,
+    };
+    Ok(render(&RecordPage {
+        inputs: inputs(&ctx, Some(&record), None),
+        history: history(lang, &ctx.table, &changes, &ctx.users, &syncs),
+        deleted: record.status == RecordStatus::Deleted,
+        synced: ctx.synced,
+        table: ctx.table,
+        record: Some(record),
+        error: None,
+        notice,
+        remote,
+        page,
+    }))
+}
+
+/// The record with this uid: where another instance's "open on the active side" lands.
+async fn by_uid(
+    State(app): State<App>,
+    signed: Signed,
+    Path((table_id, uid)): Path<(i64, uuid::Uuid)>,
+) -> WebResult<Response> {
+    let record = work(signed.page.lang, move || {
+        app.core.record_by_uid(table_id, uid)
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/tables/{table_id}/{}", record.id)).into_response())
+}
+
+async fn set_status(
+    app: App,
+    signed: Signed,
+    table_id: i64,
+    id: i64,
+    form: Vec<(String, String)>,
+    status: RecordStatus,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    let actor = signed.actor;
+    work(signed.page.lang, move || {
+        app.core.set_status(&actor, table_id, id, status)
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/tables/{table_id}/{id}")).into_response())
+}
+
+async fn delete_record(
+    State(app): State<App>,
+    signed: Signed,
+    Path((table_id, id)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    set_status(app, signed, table_id, id, form, RecordStatus::Deleted).await
+}
+
+async fn restore_record(
+    State(app): State<App>,
+    signed: Signed,
+    Path((table_id, id)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    set_status(app, signed, table_id, id, form, RecordStatus::Active).await
+}
+
+async fn sync_record(
+    State(app): State<App>,
+    signed: Signed,
+    Path((table_id, id)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    check_csrf(&signed.page, &form)?;
+    let queued = work(signed.page.lang, move || {
+        crate::sync::actions::sync_record(&app, table_id, id)
+    })
+    .await?;
+    let back = match form.get("back") {
+        Some("grid") => format!("/tables/{table_id}?notice=queued:{}", queued.len()),
+        _ => format!("/tables/{table_id}/{id}?notice=queued:{}", queued.len()),
+    };
+    Ok(Redirect::to(&back).into_response())
+}
+
+/// A file chosen in the record form: streamed into the file store, then set through the
+/// write path. The CSRF token comes first in the multipart body.
+async fn upload_file(
+    State(app): State<App>,
+    signed: Signed,
+    Path((table_id, id, field_no)): Path<(i64, i64, i64)>,
+    mut multipart: Multipart,
+) -> WebResult<Response> {
+    let lang = signed.page.lang;
+    let bad = |m: String| WebError::new(lang, StatusCode::BAD_REQUEST, m);
+    let mut token_ok = false;
+    while let Some(part) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad(e.to_string()))?
+    {
+        match part.name() {
+            Some("_csrf") => {
+                let token = part.text().await.map_err(|e| bad(e.to_string()))?;
+                token_ok = super::session::same_token(&token, &signed.page.csrf);
+            }
+            Some("file") if token_ok => {
+                let name = part.file_name().unwrap_or("file").to_string();
+                let (file, is_new) = app
+                    .files
+                    .store(&name, part)
+                    .await
+                    .map_err(|e| bad(format!("the upload did not complete: {e}")))?;
+                let (app2, actor, sha) = (app.clone(), signed.actor.clone(), file.sha256.clone());
+                let result = work(lang, move || {
+                    app2.core.set_file(&actor, table_id, id, field_no, file)
+                })
+                .await;
+                if result.is_err() && is_new {
+                    app.files.remove(&sha).await;
+                }
+                result?;
+                return Ok(
+                    Redirect::to(&format!("/tables/{table_id}/{id}?notice=saved")).into_response(),
+                );
+            }
+            _ => {}
+        }
+    }
+    Err(if token_ok {
+        bad("choose a file to upload".into())
+    } else {
+        WebError::new(
+            lang,
+            StatusCode::FORBIDDEN,
+            "this form has expired; reload the page and try again",
+        )
+    })
+}
+
+async fn download_file(
+    State(app): State<App>,
+    _signed: Signed,
+    Path((table_id, id, field_no)): Path<(i64, i64, i64)>,
+) -> Response {
+    crate::api::files::download(State(app), crate::api::ApiPath((table_id, id, field_no)))
+        .await
+        .into_response()
+}

@@ -1,0 +1,629 @@
+//! Settings → Sync (S-12..S-15, S-17, S-22, S-31): the list of syncs with a green check
+//! or a red mark and its reason, adding a sync with the fields the help page lists (the
+//! transport's own appearing for that type), a sync's fields with direction icons,
+//! numbers and the passive side's mapping, initial sync with a live progress bar, and the
+//! log with filters.
+
+use super::{Page, Signed, Submitted, WebError, WebResult, check_csrf, render, work};
+use crate::app::App;
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use crmsync_domain::sync::{
+    Direction, FtpSettings, LocalSettings, Mode, Secret, SyncConfig, SyncLogEntry, Transport,
+    UserMatch,
+};
+use crmsync_domain::syncs::SyncInput;
+use crmsync_domain::value::format_ms;
+use crmsync_domain::{DomainError, Table};
+use crmsync_sync::Catalog;
+
+pub fn router() -> Router<App> {
+    Router::new()
+        .route("/syncs", get(list).post(create))
+        .route("/syncs/new", get(new))
+        .route("/syncs/{sync}", get(detail))
+        .route("/syncs/{sync}/delete", post(delete))
+        .route("/syncs/{sync}/fields", post(add_field))
+        .route(
+            "/syncs/{sync}/fields/{entry}/direction",
+            post(turn_direction),
+        )
+        .route("/syncs/{sync}/fields/{entry}/delete", post(delete_field))
+        .route("/syncs/{sync}/initial", post(initial))
+        .route("/syncs/{sync}/fields/{entry}/initial", post(initial_field))
+        .route("/syncs/{sync}/log", get(log))
+        .route("/jobs/{job}/progress", get(progress))
+}
+
+struct SyncRow {
+    id: i64,
+    name: String,
+    mode: String,
+    transport: String,
+    connected: bool,
+    reason: String,
+    last_run: String,
+    pending_out: i64,
+    pending_in: i64,
+}
+
+#[derive(Template)]
+#[template(path = "syncs.html")]
+struct SyncsPage {
+    page: Page,
+    syncs: Vec<SyncRow>,
+}
+
+fn mode_key(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Active => "mode-active",
+        Mode::Passive => "mode-passive",
+    }
+}
+
+fn transport_key(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Http => "transport-http",
+        Transport::Local => "transport-local",
+        Transport::Ftp => "transport-ftp",
+    }
+}
+
+fn row(page: &Page, app: &App, sync: &SyncConfig) -> Result<SyncRow, DomainError> {
+    let view = crate::sync::actions::status(app, sync)?;
+    Ok(SyncRow {
+        id: sync.id,
+        name: sync.name.clone(),
+        mode: page.t(mode_key(sync.mode)),
+        transport: page.t(transport_key(sync.transport)),
+        connected: view.connected,
+        reason: view.reason.unwrap_or_default(),
+        last_run: view
+            .state
+            .last_run_ms
+            .map(format_ms)
+            .unwrap_or_else(|| page.t("never")),
+        pending_out: view.pending_out,
+        pending_in: view.state.pending_in,
+    })
+}
+
+async fn list(State(app): State<App>, signed: Signed) -> WebResult<Response> {
+    let page = signed.page.in_section("syncs");
+    let page2 = page.clone();
+    let syncs = work(page.lang, move || {
+        app.core
+            .syncs()?
+            .iter()
+            .map(|s| row(&page2, &app, s))
+            .collect()
+    })
+    .await?;
+    Ok(render(&SyncsPage { page, syncs }))
+}
+
+/// The add-sync form, with what was typed when it comes back with an error.
+#[derive(Template)]
+#[template(path = "sync_new.html")]
+struct NewSyncPage {
+    page: Page,
+    form: Submitted,
+    error: Option<String>,
+}
+
+async fn new(signed: Signed) -> Response {
+    render(&NewSyncPage {
+        page: signed.page.in_section("syncs"),
+        form: Submitted(vec![
+            ("mode".into(), "active".into()),
+            ("transport".into(), "http".into()),
+            ("log".into(), "on".into()),
+            ("period_seconds".into(), "5".into()),
+            ("ftp_port".into(), "21".into()),
+        ]),
+        error: None,
+    })
+}
+
+fn input_of(form: &Submitted) -> Result<SyncInput, DomainError> {
+    let mode = match form.text("mode").as_str() {
+        "passive" => Mode::Passive,
+        _ => Mode::Active,
+    };
+    let transport = match form.text("transport").as_str() {
+        "local" => Transport::Local,
+        "ftp" => Transport::Ftp,
+        _ => Transport::Http,
+    };
+    let user_match = match form.text("user_match").as_str() {
+        "full_name" => UserMatch::FullName,
+        "id" => UserMatch::Id,
+        _ => UserMatch::Login,
+    };
+    let period = form.text("period_seconds");
+    let period_seconds = period.parse().map_err(|_| {
+        DomainError::invalid(format!("period: \"{period}\" is not a number of seconds"))
+    })?;
+    let remote_url = form.text("remote_url");
+    Ok(SyncInput {
+        name: Some(form.text("name")),
+        mode: Some(mode),
+        transport: Some(transport),
+        remote_access: Some(form.checked("remote_access")),
+        remote_url: (!remote_url.is_empty()).then_some(remote_url),
+        password: Some(Secret(form.get("password").unwrap_or_default().to_string())),
+        log: Some(form.checked("log")),
+        period_seconds: Some(period_seconds),
+        user_match: Some(user_match),
+        local: (transport == Transport::Local).then(|| LocalSettings {
+            upload_dir: form.text("local_upload_dir"),
+            download_dir: form.text("local_download_dir"),
+        }),
+        ftp: (transport == Transport::Ftp)
+            .then(|| {
+                let port = form.text("ftp_port");
+                let port = if port.is_empty() {
+                    Ok(21)
+                } else {
+                    port.parse()
+                };
+                port.map(|port| FtpSettings {
+                    host: form.text("ftp_host"),
+                    port,
+                    login: form.text("ftp_login"),
+                    password: Secret(form.get("ftp_password").unwrap_or_default().to_string()),
+                    upload_dir: form.text("ftp_upload_dir"),
+                    download_dir: form.text("ftp_download_dir"),
+                    tls: form.checked("ftp_tls"),
+                })
+            })
+            .transpose()
+            .map_err(|_| DomainError::invalid("ftp.port: a port is a number from 1 to 65535"))?,
+    })
+}
+
+async fn create(
+    State(app): State<App>,
+    signed: Signed,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    let page = signed.page.in_section("syncs");
+    check_csrf(&page, &form)?;
+    let actor = signed.actor;
+    let app2 = app.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let created = input_of(&form).and_then(|input| app2.core.create_sync(&actor, input));
+        (created, form)
+    })
+    .await
+    .map_err(|e| WebError::new(page.lang, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match outcome {
+        (Ok(sync), _) => {
+            app.syncs.changed();
+            Ok(Redirect::to(&format!("/syncs/{}", sync.id)).into_response())
+        }
+        (Err(e @ (DomainError::Invalid { .. } | DomainError::Conflict(_))), mut form) => {
+            // Passwords are not sent back into the page.
+            form.0
+                .retain(|(k, _)| k != "password" && k != "ftp_password");
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                render(&NewSyncPage {
+                    page,
+                    form,
+                    error: Some(e.to_string()),
+                }),
+            )
+                .into_response())
+        }
+        (Err(e), _) => Err(WebError::domain(page.lang, e)),
+    }
+}
+
+struct FieldRow {
+    id: i64,
+    table: String,
+    name: String,
+    no: i64,
+    direction: &'static str,
+    direction_label: String,
+    remote: String,
+}
+
+/// A field that can be added: (number, "Table · Name", table id).
+struct Choice {
+    no: i64,
+    label: String,
+    table_id: i64,
+}
+
+#[derive(Template)]
+#[template(path = "sync.html")]
+struct SyncPage {
+    page: Page,
+    sync: SyncConfig,
+    status: SyncRow,
+    endpoint_url: Option<String>,
+    fields: Vec<FieldRow>,
+    tables: Vec<Table>,
+    choices: Vec<Choice>,
+    peer_fields: Vec<Choice>,
+    problems: Vec<String>,
+    job: Option<u64>,
+    passive: bool,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct JobParam {
+    job: Option<u64>,
+}
+
+fn arrow(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Both => "⇄",
+        Direction::Upload => "→",
+        Direction::Download => "←",
+        Direction::Off => "⏸",
+    }
+}
+
+async fn detail(
+    State(app): State<App>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(sync_id): Path<i64>,
+    Query(params): Query<JobParam>,
+) -> WebResult<Response> {
+    let page = signed.page.in_section("syncs");
+    let page2 = page.clone();
+    let base = crate::api::syncs::base_url(&app, &headers);
+    let view = work(page.lang, move || {
+        let sync = app.core.sync(sync_id)?;
+        let status = row(&page2, &app, &sync)?;
+        let tables = app.core.tables()?;
+        let configured = app.core.sync_fields(sync_id)?;
+        let state = app.core.sync_state(sync_id)?;
+        let catalog: Catalog = state
+            .peer_catalog
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .unwrap_or_default();
+        let mapping = crate::sync::initial::mapping_for(&app, &sync)?;
+        let fields = configured
+            .iter()
+            .map(|f| {
+                let (table, name) = tables
+                    .iter()
+                    .find_map(|t| {
+                        t.field(f.field_no)
+                            .map(|field| (t.name.clone(), field.name.clone()))
+                    })
+                    .unwrap_or_default();
+                let remote = f
+                    .remote_field_no
+                    .map(|no| {
+                        catalog
+                            .iter()
+                            .find(|c| c.no == no)
+                            .map(|c| format!("{no} · {} · {}", c.table_name, c.name))
+                            .unwrap_or_else(|| no.to_string())
+                    })
+                    .unwrap_or_default();
+                FieldRow {
+                    id: f.id,
+                    table,
+                    name,
+                    no: f.field_no,
+                    direction: arrow(f.direction),
+                    direction_label: page2.t(&format!("direction-{}", f.direction.as_str())),
+                    remote,
+                }
+            })
+            .collect();
+        let choices = tables
+            .iter()
+            .flat_map(|t| {
+                t.fields.iter().map(move |f| Choice {
+                    no: f.no,
+                    label: format!("{} · {} ({})", t.name, f.name, f.no),
+                    table_id: t.id,
+                })
+            })
+            .collect();
+        let peer_fields = catalog
+            .iter()
+            .map(|c| Choice {
+                no: c.no,
+                label: format!("{} · {} ({}, {})", c.table_name, c.name, c.no, c.field_type),
+                table_id: c.table_id,
+            })
+            .collect();
+        Ok((
+            sync,
+            status,
+            fields,
+            tables,
+            choices,
+            peer_fields,
+            mapping.problems,
+        ))
+    })
+    .await?;
+    let (sync, status, fields, tables, choices, peer_fields, problems) = view;
+    let passive = sync.mode == Mode::Passive;
+    let endpoint_url = (passive && sync.transport == Transport::Http)
+        .then(|| format!("{base}/sync/v1/{}", sync.id));
+    Ok(render(&SyncPage {
+        page,
+        status,
+        endpoint_url,
+        fields,
+        tables,
+        choices,
+        peer_fields,
+        problems,
+        job: params.job,
+        passive,
+        sync,
+    }))
+}
+
+async fn delete(
+    State(app): State<App>,
+    signed: Signed,
+    Path(sync_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    let (core, actor) = (app.core.clone(), signed.actor);
+    work(signed.page.lang, move || core.delete_sync(&actor, sync_id)).await?;
+    app.syncs.changed();
+    Ok(Redirect::to("/syncs").into_response())
+}
+
+async fn add_field(
+    State(app): State<App>,
+    signed: Signed,
+    Path(sync_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    let lang = signed.page.lang;
+    check_csrf(&signed.page, &form)?;
+    let field_no: i64 = form
+        .text("field_no")
+        .parse()
+        .map_err(|_| WebError::new(lang, StatusCode::UNPROCESSABLE_ENTITY, "choose a field"))?;
+    let direction = parse_direction(&form.text("direction"));
+    // Typed wins over picked: a number the catalogue does not show yet.
+    let typed = form.text("remote_typed");
+    let remote = if typed.is_empty() {
+        form.text("remote_field_no")
+    } else {
+        typed
+    };
+    let remote_field_no = if remote.is_empty() {
+        None
+    } else {
+        Some(remote.parse().map_err(|_| {
+            WebError::new(
+                lang,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("\"{remote}\" is not a field number"),
+            )
+        })?)
+    };
+    let (core, actor) = (app.core.clone(), signed.actor);
+    work(lang, move || {
+        core.add_sync_field(&actor, sync_id, field_no, direction, remote_field_no)
+    })
+    .await?;
+    app.syncs.changed();
+    Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
+}
+
+fn parse_direction(text: &str) -> Direction {
+    match text {
+        "upload" => Direction::Upload,
+        "download" => Direction::Download,
+        "off" => Direction::Off,
+        _ => Direction::Both,
+    }
+}
+
+/// The direction icon, clicked: both → upload → download → off → both.
+async fn turn_direction(
+    State(app): State<App>,
+    signed: Signed,
+    Path((sync_id, entry)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    let (core, actor) = (app.core.clone(), signed.actor);
+    work(signed.page.lang, move || {
+        let field = core.sync_field(sync_id, entry)?;
+        let next = match field.direction {
+            Direction::Both => Direction::Upload,
+            Direction::Upload => Direction::Download,
+            Direction::Download => Direction::Off,
+            Direction::Off => Direction::Both,
+        };
+        core.update_sync_field(&actor, sync_id, entry, Some(next), None)
+    })
+    .await?;
+    app.syncs.changed();
+    Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
+}
+
+async fn delete_field(
+    State(app): State<App>,
+    signed: Signed,
+    Path((sync_id, entry)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    let (core, actor) = (app.core.clone(), signed.actor);
+    work(signed.page.lang, move || {
+        core.delete_sync_field(&actor, sync_id, entry)
+    })
+    .await?;
+    app.syncs.changed();
+    Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
+}
+
+async fn start(
+    app: App,
+    signed: Signed,
+    sync_id: i64,
+    entry: Option<i64>,
+    form: Vec<(String, String)>,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    let job = crate::sync::actions::start_initial(&app, sync_id, entry)
+        .await
+        .map_err(|e| WebError::domain(signed.page.lang, e))?;
+    Ok(Redirect::to(&format!("/syncs/{sync_id}?job={}", job.id)).into_response())
+}
+
+async fn initial(
+    State(app): State<App>,
+    signed: Signed,
+    Path(sync_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    start(app, signed, sync_id, None, form).await
+}
+
+async fn initial_field(
+    State(app): State<App>,
+    signed: Signed,
+    Path((sync_id, entry)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    start(app, signed, sync_id, Some(entry), form).await
+}
+
+#[derive(Template)]
+#[template(path = "progress.html")]
+struct ProgressPart {
+    job: u64,
+    state: &'static str,
+    percent: i64,
+    text: String,
+}
+
+/// The progress bar of a job, polled by htmx until the job ends.
+async fn progress(
+    State(app): State<App>,
+    signed: Signed,
+    Path(job): Path<u64>,
+) -> WebResult<Response> {
+    let lang = signed.page.lang;
+    let status = app.jobs.get(job).ok_or_else(|| {
+        WebError::new(
+            lang,
+            StatusCode::NOT_FOUND,
+            format!("there is no job {job}"),
+        )
+    })?;
+    let (done, total) = (status.done.to_string(), status.total.to_string());
+    let text = match status.state {
+        "failed" => lang.with(
+            "job-failed",
+            &[("error", status.error.as_deref().unwrap_or_default())],
+        ),
+        "done" => lang.with("job-done", &[("done", &done), ("total", &total)]),
+        _ => lang.with("job-running", &[("done", &done), ("total", &total)]),
+    };
+    let percent = if status.total > 0 {
+        (status.done * 100 / status.total).clamp(0, 100)
+    } else if status.state == "done" {
+        100
+    } else {
+        0
+    };
+    Ok(render(&ProgressPart {
+        job,
+        state: status.state,
+        percent,
+        text,
+    }))
+}
+
+struct LogRow {
+    at: String,
+    kind: String,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "log.html")]
+struct LogPage {
+    page: Page,
+    sync: SyncConfig,
+    kind: String,
+    entries: Vec<LogRow>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct LogParams {
+    kind: Option<String>,
+}
+
+/// The most recent entries shown on the log page.
+const LOG_SHOWN: usize = 300;
+
+async fn log(
+    State(app): State<App>,
+    signed: Signed,
+    Path(sync_id): Path<i64>,
+    Query(params): Query<LogParams>,
+) -> WebResult<Response> {
+    let page = signed.page.in_section("syncs");
+    let kind = params.kind.unwrap_or_else(|| "all".into());
+    let wanted = kind.clone();
+    let (sync, entries) = work(page.lang, move || {
+        let sync = app.core.sync(sync_id)?;
+        let mut kept: Vec<SyncLogEntry> = Vec::new();
+        let mut after = 0;
+        loop {
+            let batch = app.core.sync_log(sync_id, after, 1000)?;
+            let Some(last) = batch.last() else { break };
+            after = last.id;
+            kept.extend(batch.into_iter().filter(|e| match wanted.as_str() {
+                "errors" => e.kind == "error" || e.kind == "auth",
+                "conflicts" => e.kind == "conflict",
+                _ => true,
+            }));
+            if kept.len() > LOG_SHOWN {
+                kept.drain(..kept.len() - LOG_SHOWN);
+            }
+        }
+        kept.reverse();
+        Ok((sync, kept))
+    })
+    .await?;
+    let entries = entries
+        .into_iter()
+        .map(|e| LogRow {
+            at: format_ms(e.at_ms),
+            message: match &e.detail {
+                Some(detail) if e.kind == "conflict" => format!("{} — {detail}", e.message),
+                _ => e.message,
+            },
+            kind: e.kind,
+        })
+        .collect();
+    Ok(render(&LogPage {
+        page,
+        sync,
+        kind,
+        entries,
+    }))
+}
