@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs, so `make test` passes on a fresh
 # machine: vsftpd, a Debian FTP server the FTP transport is tested against (the tests start
-# their own instances of it on free loopback ports), and openssl, which makes the
-# self-signed certificates of the HTTPS and FTPS tests. python3 runs examples/.
+# their own instances of it on free loopback ports), openssl, which makes the self-signed
+# certificates of the HTTPS and FTPS tests, and chromium with chromium-driver for the
+# browser tests of the web UI. python3 runs examples/.
 set -euo pipefail
 command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is required (examples/ are run by the tests)" >&2; exit 1; }
 missing=()
 [ -x /usr/sbin/vsftpd ] || missing+=(vsftpd)
 command -v openssl >/dev/null || missing+=(openssl)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -1,0 +1,379 @@
+//! The web UI driven as a person would, in headless Chromium through chromedriver
+//! (Debian's `chromium` and `chromium-driver`, installed by scripts/test-prerequisites.sh):
+//! the help page's whole setup between two real instances, in Russian and in English,
+//! with screenshots of the main screens (target/screenshots/, or CRMSYNC_SCREENSHOTS_DIR).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::{Client, Server, eventually};
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Browser {
+    client: fantoccini::Client,
+    driver: Child,
+    lang: &'static str,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    /// Chromium whose preferred language is `lang`; screenshots are named after it.
+    async fn start(lang: &'static str) -> Browser {
+        for program in ["/usr/bin/chromedriver", "/usr/bin/chromium"] {
+            assert!(
+                std::path::Path::new(program).exists(),
+                "{program} is missing: run scripts/test-prerequisites.sh (make test does)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1280,900", format!("--lang={lang}")],
+                "prefs": { "intl.accept_languages": lang },
+            }),
+        );
+        let mut last_error = String::new();
+        for _ in 0..100 {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        driver,
+                        lang,
+                    };
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not start a browser: {last_error}");
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("page opens");
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let input = self.find(css).await;
+        input.clear().await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
+    async fn choose(&self, css: &str, value: &str) {
+        self.find(css)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|e| panic!("{value} in {css}: {e}"));
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    async fn body(&self) -> String {
+        self.text("body").await
+    }
+
+    async fn sign_in(&self, base: &str) {
+        self.goto(&format!("{base}/login")).await;
+        self.fill("input[name=login]", "admin").await;
+        self.fill("input[name=password]", common::ADMIN_PASSWORD)
+            .await;
+        self.click("#sign-in").await;
+        self.find("header.top").await;
+    }
+
+    /// Saves the current screen as LANG-NAME.png in target/screenshots, or in
+    /// CRMSYNC_SCREENSHOTS_DIR (`docs/screenshots` refreshes the README's).
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        let dir = std::env::var("CRMSYNC_SCREENSHOTS_DIR").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/screenshots").to_string()
+        });
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/{}-{name}.png", self.lang), png).unwrap();
+    }
+}
+
+/// Sample tables on both instances (data, not the subject here): Clients with Name and
+/// Phone, and on main three clients to bring across with the initial sync.
+async fn clients(api: &Client, rows: &[&str]) -> (i64, i64, i64) {
+    let table = api.create_table("Clients").await;
+    let name = api.create_field(table, "Name", "text", json!({})).await;
+    let phone = api.create_field(table, "Phone", "text", json!({})).await;
+    for (i, row) in rows.iter().enumerate() {
+        api.create_record(
+            table,
+            json!({ name.to_string(): row, phone.to_string(): format!("+7 900 000-00-0{i}") }),
+        )
+        .await;
+    }
+    (table, name, phone)
+}
+
+/// Words on the screens, per language, that the walk checks.
+struct Words {
+    connected: &'static str,
+    done: &'static str,
+    queued: &'static str,
+    saved: &'static str,
+}
+
+async fn walk_through_the_setup(lang: &'static str, words: Words) {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, main_name, main_phone) =
+        clients(&main_api, &["ООО Ромашка", "ИП Петров", "Acme Ltd"]).await;
+    let (aux_table, aux_name, aux_phone) = clients(&aux_api, &[]).await;
+    // Two host names, so the browser keeps one session cookie for each instance.
+    let main_url = main.url.clone();
+    let aux_url = aux.url.replace("127.0.0.1", "localhost");
+    // The Russian walk takes the browser's language; the English one starts from a Russian
+    // browser and switches by hand (remembered per instance).
+    let mut browser = Browser::start("ru").await;
+    browser.lang = lang;
+    if lang == "en" {
+        for base in [&main_url, &aux_url] {
+            browser.goto(&format!("{base}/login")).await;
+            assert_eq!(browser.text("#sign-in").await, "Войти");
+            browser.click("p.lang a").await;
+            assert_eq!(browser.text("#sign-in").await, "Sign in");
+        }
+    }
+
+    // 1. The passive side first: its address is what the active side needs.
+    browser.sign_in(&aux_url).await;
+    browser.screenshot("tables-empty").await;
+    browser.click("#nav-syncs").await;
+    browser.click("#add-sync").await;
+    browser.fill("input[name=name]", "Main office").await;
+    browser.choose("select[name=mode]", "passive").await;
+    browser.choose("select[name=transport]", "http").await;
+    browser.fill("input[name=password]", "123456").await;
+    browser.click("#create-sync").await;
+    let endpoint = browser
+        .find("#endpoint-url")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .expect("the passive sync shows its address");
+    assert!(endpoint.contains("/sync/v1/"), "{endpoint}");
+    let passive_page = browser.client.current_url().await.unwrap().to_string();
+
+    // 2. The active side, pointing at that address; the form shows HTTP settings only.
+    browser.sign_in(&main_url).await;
+    browser.goto(&format!("{main_url}/syncs/new")).await;
+    assert!(
+        !browser
+            .find("fieldset[data-transport=ftp]")
+            .await
+            .is_displayed()
+            .await
+            .unwrap(),
+        "FTP settings appear only for FTP"
+    );
+    browser.fill("input[name=name]", "Branch").await;
+    browser.click("input[name=remote_access]").await;
+    browser
+        .fill(
+            "input[name=remote_url]",
+            &endpoint.replace("localhost", "127.0.0.1"),
+        )
+        .await;
+    browser.fill("input[name=password]", "123456").await;
+    browser.fill("input[name=period_seconds]", "1").await;
+    browser.screenshot("add-sync").await;
+    browser.click("#create-sync").await;
+    let active_page = browser.client.current_url().await.unwrap().to_string();
+
+    // 3. Fields on the active side: table, field, direction, Add.
+    for (field, direction) in [(main_name, "both"), (main_phone, "upload")] {
+        browser
+            .choose("#field-table", &main_table.to_string())
+            .await;
+        browser.choose("#field-no", &field.to_string()).await;
+        browser.choose("select[name=direction]", direction).await;
+        browser.click("#add-field-button").await;
+        browser.find(&format!("tr[data-field=\"{field}\"]")).await;
+    }
+    // The green check once the passive side answers.
+    eventually(30, "the green check", || async {
+        browser.goto(&active_page).await;
+        let mark = browser.find("#sync-status").await;
+        (mark.attr("data-connected").await.unwrap().as_deref() == Some("true")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        browser
+            .find("#sync-status")
+            .await
+            .attr("title")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(words.connected)
+    );
+
+    // 4. Fields on the passive side, mapped to the active side's numbers from its catalogue.
+    browser.goto(&passive_page).await;
+    for (field, remote, direction) in [
+        (aux_name, main_name, "both"),
+        (aux_phone, main_phone, "download"),
+    ] {
+        browser.choose("#field-table", &aux_table.to_string()).await;
+        browser.choose("#field-no", &field.to_string()).await;
+        browser.choose("select[name=direction]", direction).await;
+        browser.choose("#remote-field", &remote.to_string()).await;
+        browser.click("#add-field-button").await;
+        browser.find(&format!("tr[data-field=\"{field}\"]")).await;
+    }
+    browser.screenshot("sync-passive").await;
+
+    // 5. Initial sync from the active side, watched to the end.
+    browser.goto(&active_page).await;
+    browser.click("#initial-sync").await;
+    eventually(60, "the initial sync done", || async {
+        let bar = browser.find(".progress").await;
+        (bar.attr("data-state").await.unwrap().as_deref() == Some("done")).then_some(())
+    })
+    .await;
+    assert!(browser.text(".progress").await.contains(words.done));
+    browser.screenshot("sync-active").await;
+    eventually(30, "the three clients on the auxiliary side", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 3).then_some(())
+    })
+    .await;
+    browser.goto(&format!("{main_url}/syncs")).await;
+    assert_eq!(
+        browser
+            .find("tr[data-sync] .status.ok")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "✔"
+    );
+    browser.screenshot("syncs").await;
+
+    // 6. An edit on the active side appears on the other side.
+    let first = main_api.all_ids(main_table, "active").await[0];
+    browser
+        .goto(&format!("{main_url}/tables/{main_table}/{first}"))
+        .await;
+    browser
+        .fill(
+            &format!("input[name=f{main_name}]"),
+            "ООО Ромашка и партнёры",
+        )
+        .await;
+    browser.click("#save-record").await;
+    assert!(browser.text(".notice").await.contains(words.saved));
+    browser.screenshot("record").await;
+    eventually(30, "the edit on the auxiliary side", || async {
+        let page = aux_api
+            .ok(
+                reqwest::Method::GET,
+                &format!("/tables/{aux_table}/records?q=партнёры"),
+                None,
+            )
+            .await;
+        (page["records"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+
+    // 7. The per-record Sync action, on the auxiliary side's copy; and its history says
+    // where the values came from.
+    browser.goto(&format!("{aux_url}/tables/{aux_table}")).await;
+    browser.screenshot("grid").await;
+    let copy = aux_api.all_ids(aux_table, "active").await[0];
+    browser
+        .goto(&format!("{aux_url}/tables/{aux_table}/{copy}"))
+        .await;
+    assert!(browser.text("ol.history").await.contains("Main office"));
+    browser.click("#sync-record").await;
+    assert!(browser.text(".notice").await.contains(words.queued));
+
+    // 8. The log, filtered to conflicts: none here.
+    browser.goto(&format!("{main_url}/syncs")).await;
+    browser.goto(&format!("{active_page}/log?kind=all")).await;
+    assert!(
+        browser
+            .find("table.log tr")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .len()
+            > 1
+    );
+    browser.screenshot("log").await;
+    browser.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_help_pages_setup_in_russian_and_in_english() {
+    walk_through_the_setup(
+        "ru",
+        Words {
+            connected: "Связь есть",
+            done: "Готово",
+            queued: "Поставлено в отправку",
+            saved: "Сохранено",
+        },
+    )
+    .await;
+    walk_through_the_setup(
+        "en",
+        Words {
+            connected: "Connected",
+            done: "Done",
+            queued: "Queued for sending",
+            saved: "Saved",
+        },
+    )
+    .await;
+}
