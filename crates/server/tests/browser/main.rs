@@ -111,10 +111,6 @@ impl Browser {
         self.find(css).await.text().await.unwrap()
     }
 
-    async fn body(&self) -> String {
-        self.text("body").await
-    }
-
     async fn sign_in(&self, base: &str) {
         self.goto(&format!("{base}/login")).await;
         self.fill("input[name=login]", "admin").await;
