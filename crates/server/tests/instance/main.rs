@@ -9,4 +9,5 @@ mod files;
 mod records;
 mod schema;
 mod users;
+mod web;
 mod write_path;
