@@ -131,6 +131,7 @@ dashboard = Last hour
 changes-sent = sent
 changes-received = received
 changes-per-minute = changes per minute
+waiting-legend = below: changes waiting to go out (solid) and to come in (dashed)
 back = Back
 not-found = Not found
 error = Error

@@ -134,6 +134,7 @@ dashboard = Последний час
 changes-sent = отправлено
 changes-received = получено
 changes-per-minute = изменений в минуту
+waiting-legend = ниже: изменения, ждущие отправки (сплошная) и получения (пунктир)
 back = Назад
 not-found = Не найдено
 error = Ошибка

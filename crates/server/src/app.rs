@@ -33,6 +33,8 @@ pub struct App {
     pub jobs: crate::jobs::Jobs,
     /// Signed-in browsers.
     pub web_sessions: crate::web::Sessions,
+    /// What each sync moved in the last hour (its dashboard).
+    pub metrics: crate::sync::metrics::Metrics,
 }
 
 impl App {
@@ -61,6 +63,7 @@ impl App {
             instance_id,
             jobs: Default::default(),
             web_sessions: Default::default(),
+            metrics: Default::default(),
         })
     }
 

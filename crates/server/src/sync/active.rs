@@ -325,6 +325,7 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
         let core = app.core.clone();
         let sync2 = sync.clone();
         let count = packet.items.len();
+        app.metrics.sent(sync.id, app.core.now_ms(), count);
         let upto = packet.upto;
         blocking(move || {
             core.update_sync_state(sync2.id, |s| {

@@ -180,6 +180,8 @@ fn write_outgoing(
                 .write(upload, &name, &folder::encode(&packet, &sync.password.0))
                 .map_err(|e| folder_error("write to", &folders.describe(upload), e))?;
             if !packet.items.is_empty() {
+                app.metrics
+                    .sent(sync.id, app.core.now_ms(), packet.items.len());
                 app.core.log_sync(
                     sync,
                     "exchange",

@@ -8,6 +8,7 @@ pub mod content;
 pub mod folder;
 pub mod folders;
 pub mod initial;
+pub mod metrics;
 pub mod passive;
 pub mod signing;
 
@@ -54,6 +55,7 @@ impl SyncSignals {
 /// settings change.
 /// Aborting a runner mid-exchange is safe: cursors only move after a peer confirms.
 pub async fn supervise(app: App) {
+    tokio::spawn(sample_waiting(app.clone()));
     let mut settings = app.syncs.settings.subscribe();
     loop {
         let core = app.core.clone();
@@ -80,5 +82,29 @@ pub async fn supervise(app: App) {
         if changed.is_err() {
             return;
         }
+    }
+}
+
+/// How often what is waiting is sampled for the dashboards.
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Samples, for every sync, the changes waiting each way (the lag on its dashboard).
+async fn sample_waiting(app: App) {
+    loop {
+        let app2 = app.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for sync in app2.core.syncs()? {
+                let view = actions::status(&app2, &sync)?;
+                app2.metrics.waiting(
+                    sync.id,
+                    app2.core.now_ms(),
+                    view.pending_out,
+                    view.state.pending_in,
+                );
+            }
+            Ok::<(), crmsync_domain::DomainError>(())
+        })
+        .await;
+        tokio::time::sleep(SAMPLE_EVERY).await;
     }
 }

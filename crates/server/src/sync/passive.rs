@@ -206,6 +206,8 @@ pub fn receive(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<i64, Dom
     content::ensure_present(app, &mapping, packet)?;
     let report = apply_packet(&app.core, sync, &mapping, packet)?;
     if !packet.items.is_empty() {
+        app.metrics
+            .received(sync.id, app.core.now_ms(), packet.items.len());
         app.core.log_sync(
             sync,
             "exchange",
@@ -269,6 +271,7 @@ async fn pull(
                 let core = app.core.clone();
                 let sync2 = sync.clone();
                 let count = packet.items.len();
+                app.metrics.sent(sync.id, app.core.now_ms(), count);
                 blocking(move || {
                     core.log_sync(&sync2, "exchange", format!("sent {count} record(s)"), None)
                 })

@@ -257,6 +257,9 @@ struct SyncPage {
     problems: Vec<String>,
     job: Option<u64>,
     passive: bool,
+    chart: String,
+    sent_total: u64,
+    received_total: u64,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -283,6 +286,8 @@ async fn detail(
     let page = signed.page.in_section("syncs");
     let page2 = page.clone();
     let base = crate::api::syncs::base_url(&app, &headers);
+    let metrics = app.metrics.clone();
+    let now_ms = app.core.now_ms();
     let view = work(page.lang, move || {
         let sync = app.core.sync(sync_id)?;
         let status = row(&page2, &app, &sync)?;
@@ -357,6 +362,9 @@ async fn detail(
     .await?;
     let (sync, status, fields, tables, choices, peer_fields, problems) = view;
     let passive = sync.mode == Mode::Passive;
+    let hour = metrics.last_hour(sync.id, now_ms);
+    let chart =
+        crate::sync::metrics::chart(&hour, &page.t("changes-sent"), &page.t("changes-received"));
     let endpoint_url = (passive && sync.transport == Transport::Http)
         .then(|| format!("{base}/sync/v1/{}", sync.id));
     Ok(render(&SyncPage {
@@ -370,6 +378,9 @@ async fn detail(
         problems,
         job: params.job,
         passive,
+        sent_total: hour.iter().map(|m| m.sent).sum(),
+        received_total: hour.iter().map(|m| m.received).sum(),
+        chart,
         sync,
     }))
 }

@@ -278,6 +278,21 @@ async fn walk_through_the_setup(lang: &'static str, words: Words) {
     })
     .await;
     assert!(browser.text(".progress").await.contains(words.done));
+    let with_job = browser.client.current_url().await.unwrap().to_string();
+    // Its dashboard counts what went: three records (or more, with the field's own).
+    eventually(10, "the dashboard counting the records sent", || async {
+        browser.goto(&active_page).await;
+        let sent = browser
+            .find("#dashboard")
+            .await
+            .attr("data-sent")
+            .await
+            .unwrap();
+        (sent.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) >= 3).then_some(())
+    })
+    .await;
+    browser.goto(&with_job).await;
+    browser.find(".progress.done").await;
     browser.screenshot("sync-active").await;
     eventually(30, "the three clients on the auxiliary side", || async {
         (aux_api.all_ids(aux_table, "active").await.len() == 3).then_some(())
