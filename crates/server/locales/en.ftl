@@ -125,6 +125,7 @@ log-errors = Errors
 log-conflicts = Conflicts
 log-empty = Nothing in the log.
 settings = Settings
+password-unchanged = leave empty to keep it
 delete-sync = Delete this sync
 problems = Problems
 dashboard = Last hour

@@ -128,6 +128,7 @@ log-errors = Ошибки
 log-conflicts = Конфликты
 log-empty = В логе ничего нет.
 settings = Настройки
+password-unchanged = оставьте пустым, чтобы не менять
 delete-sync = Удалить синхронизацию
 problems = Проблемы
 dashboard = Последний час

@@ -27,6 +27,7 @@ pub fn router() -> Router<App> {
         .route("/syncs", get(list).post(create))
         .route("/syncs/new", get(new))
         .route("/syncs/{sync}", get(detail))
+        .route("/syncs/{sync}/edit", get(edit_form).post(save))
         .route("/syncs/{sync}/delete", post(delete))
         .route("/syncs/{sync}/fields", post(add_field))
         .route(
@@ -114,6 +115,8 @@ struct NewSyncPage {
     page: Page,
     form: Submitted,
     error: Option<String>,
+    /// The sync being edited; none when adding one.
+    editing: Option<i64>,
 }
 
 async fn new(signed: Signed) -> Response {
@@ -127,7 +130,138 @@ async fn new(signed: Signed) -> Response {
             ("ftp_port".into(), "21".into()),
         ]),
         error: None,
+        editing: None,
     })
+}
+
+/// A sync's settings as the form shows them; passwords are never shown.
+fn form_of(sync: &SyncConfig) -> Submitted {
+    let mut fields: Vec<(String, String)> = vec![
+        ("name".into(), sync.name.clone()),
+        (
+            "mode".into(),
+            match sync.mode {
+                Mode::Active => "active",
+                Mode::Passive => "passive",
+            }
+            .into(),
+        ),
+        (
+            "transport".into(),
+            match sync.transport {
+                Transport::Http => "http",
+                Transport::Local => "local",
+                Transport::Ftp => "ftp",
+            }
+            .into(),
+        ),
+        (
+            "remote_url".into(),
+            sync.remote_url.clone().unwrap_or_default(),
+        ),
+        ("period_seconds".into(), sync.period_seconds.to_string()),
+        (
+            "user_match".into(),
+            match sync.user_match {
+                UserMatch::Login => "login",
+                UserMatch::FullName => "full_name",
+                UserMatch::Id => "id",
+            }
+            .into(),
+        ),
+        ("ftp_port".into(), "21".into()),
+    ];
+    if sync.remote_access {
+        fields.push(("remote_access".into(), "on".into()));
+    }
+    if sync.log {
+        fields.push(("log".into(), "on".into()));
+    }
+    if let Some(local) = &sync.local {
+        fields.push(("local_upload_dir".into(), local.upload_dir.clone()));
+        fields.push(("local_download_dir".into(), local.download_dir.clone()));
+    }
+    if let Some(ftp) = &sync.ftp {
+        fields.retain(|(k, _)| k != "ftp_port");
+        fields.extend([
+            ("ftp_host".into(), ftp.host.clone()),
+            ("ftp_port".into(), ftp.port.to_string()),
+            ("ftp_login".into(), ftp.login.clone()),
+            ("ftp_upload_dir".into(), ftp.upload_dir.clone()),
+            ("ftp_download_dir".into(), ftp.download_dir.clone()),
+        ]);
+        if ftp.tls {
+            fields.push(("ftp_tls".into(), "on".into()));
+        }
+    }
+    Submitted(fields)
+}
+
+async fn edit_form(
+    State(app): State<App>,
+    signed: Signed,
+    Path(sync_id): Path<i64>,
+) -> WebResult<Response> {
+    let page = signed.page.in_section("syncs");
+    let sync = work(page.lang, move || app.core.sync(sync_id)).await?;
+    Ok(render(&NewSyncPage {
+        page,
+        form: form_of(&sync),
+        error: None,
+        editing: Some(sync_id),
+    }))
+}
+
+/// Saves edited settings; a password left empty stays as it was.
+async fn save(
+    State(app): State<App>,
+    signed: Signed,
+    Path(sync_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    let page = signed.page.in_section("syncs");
+    check_csrf(&page, &form)?;
+    let actor = signed.actor;
+    let app2 = app.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let saved = app2.core.sync(sync_id).and_then(|old| {
+            let mut input = input_of(&form)?;
+            if form.text("password").is_empty() {
+                input.password = None;
+            }
+            if let (Some(ftp), Some(old_ftp)) = (input.ftp.as_mut(), old.ftp.as_ref())
+                && ftp.password.0.is_empty()
+            {
+                ftp.password = old_ftp.password.clone();
+            }
+            app2.core.update_sync(&actor, sync_id, input)
+        });
+        (saved, form)
+    })
+    .await
+    .map_err(|e| WebError::new(page.lang, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match outcome {
+        (Ok(_), _) => {
+            app.syncs.changed();
+            Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
+        }
+        (Err(e @ (DomainError::Invalid { .. } | DomainError::Conflict(_))), mut form) => {
+            form.0
+                .retain(|(k, _)| k != "password" && k != "ftp_password");
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                render(&NewSyncPage {
+                    page,
+                    form,
+                    error: Some(e.to_string()),
+                    editing: Some(sync_id),
+                }),
+            )
+                .into_response())
+        }
+        (Err(e), _) => Err(WebError::domain(page.lang, e)),
+    }
 }
 
 fn input_of(form: &Submitted) -> Result<SyncInput, DomainError> {
@@ -218,6 +352,7 @@ async fn create(
                     page,
                     form,
                     error: Some(e.to_string()),
+                    editing: None,
                 }),
             )
                 .into_response())

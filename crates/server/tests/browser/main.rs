@@ -336,19 +336,54 @@ async fn walk_through_the_setup(lang: &'static str, words: Words) {
     })
     .await;
 
-    // 7. The per-record Sync action, on the auxiliary side's copy; and its history says
-    // where the values came from.
+    // 7. The passive side learns the active side's address (its settings, edited; the
+    // password left empty stays), so a copy opens the same record there (S-23).
+    browser.goto(&passive_page).await;
+    browser.click("#edit-sync").await;
+    browser.click("input[name=remote_access]").await;
+    browser.fill("input[name=remote_url]", &main_url).await;
+    browser.fill("input[name=period_seconds]", "2").await;
+    browser.click("#create-sync").await;
+    assert_eq!(browser.text("#period").await, "2");
+    let (_, passive_status) = aux_api.get("/syncs/1/status").await;
+    assert_eq!(
+        passive_status["connected"], true,
+        "the password was kept: {passive_status}"
+    );
+
+    // 8. The per-record Sync action, on the auxiliary side's copy; its history says where
+    // the values came from; and it opens on the active side.
     browser.goto(&format!("{aux_url}/tables/{aux_table}")).await;
     browser.screenshot("grid").await;
-    let copy = aux_api.all_ids(aux_table, "active").await[0];
+    let copy = aux_api
+        .ok(
+            reqwest::Method::GET,
+            &format!("/tables/{aux_table}/records?q=партнёры"),
+            None,
+        )
+        .await["records"][0]["id"]
+        .as_i64()
+        .unwrap();
     browser
         .goto(&format!("{aux_url}/tables/{aux_table}/{copy}"))
         .await;
     assert!(browser.text("ol.history").await.contains("Main office"));
     browser.click("#sync-record").await;
     assert!(browser.text(".notice").await.contains(words.queued));
+    let on_active = browser
+        .find("#open-on-active")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("a link to the active side");
+    browser.goto(&on_active).await;
+    assert_eq!(
+        browser.client.current_url().await.unwrap().as_str(),
+        format!("{main_url}/tables/{main_table}/{first}")
+    );
 
-    // 8. The log, filtered to conflicts: none here.
+    // 9. The log.
     browser.goto(&format!("{main_url}/syncs")).await;
     browser.goto(&format!("{active_page}/log?kind=all")).await;
     assert!(
