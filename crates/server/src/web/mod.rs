@@ -224,6 +224,7 @@ pub fn router() -> Router<App> {
         .route("/lang/{code}", get(pages::switch_language))
         .route("/static/{file}", get(static_file))
         .route("/users", get(pages::users).post(pages::create_user))
+        .route("/users/{id}/delete", post(pages::delete_user))
         .merge(records::router())
         .merge(syncs::router())
 }

@@ -140,6 +140,21 @@ pub async fn switch_language(
         .into_response())
 }
 
+pub async fn delete_user(
+    State(app): State<App>,
+    signed: Signed,
+    Path(user_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    let actor = signed.actor;
+    work(signed.page.lang, move || {
+        app.core.delete_user(&actor, user_id)
+    })
+    .await?;
+    Ok(Redirect::to("/users").into_response())
+}
+
 #[derive(Template)]
 #[template(path = "users.html")]
 struct UsersPage {

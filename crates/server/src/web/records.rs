@@ -28,6 +28,9 @@ pub fn router() -> Router<App> {
         .route("/tables", get(tables).post(create_table))
         .route("/tables/{table}", get(grid))
         .route("/tables/{table}/fields", get(fields).post(create_field))
+        .route("/tables/{table}/rename", post(rename_table))
+        .route("/tables/{table}/delete", post(delete_table))
+        .route("/tables/{table}/fields/{field}/delete", post(delete_field))
         .route("/tables/{table}/new", get(new_record).post(create_record))
         .route("/tables/{table}/uid/{uid}", get(by_uid))
         .route("/tables/{table}/{id}", get(record).post(save_record))
@@ -90,6 +93,58 @@ async fn create_table(
     })
     .await?;
     Ok(Redirect::to(&format!("/tables/{}/fields", table.id)).into_response())
+}
+
+async fn rename_table(
+    State(app): State<App>,
+    signed: Signed,
+    Path(table_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    check_csrf(&signed.page, &form)?;
+    let (name, actor) = (form.text("name"), signed.actor);
+    work(signed.page.lang, move || {
+        app.core.rename_table(&actor, table_id, &name)
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/tables/{table_id}/fields")).into_response())
+}
+
+async fn delete_table(
+    State(app): State<App>,
+    signed: Signed,
+    Path(table_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    let actor = signed.actor;
+    work(signed.page.lang, move || {
+        app.core.delete_table(&actor, table_id)
+    })
+    .await?;
+    Ok(Redirect::to("/tables").into_response())
+}
+
+async fn delete_field(
+    State(app): State<App>,
+    signed: Signed,
+    Path((table_id, field_no)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    let actor = signed.actor;
+    work(signed.page.lang, move || {
+        let field = app.core.field(field_no)?;
+        if field.table_id != table_id {
+            return Err(DomainError::not_found(format!(
+                "table {table_id} has no field {field_no}"
+            )));
+        }
+        app.core.delete_field(&actor, field_no)
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/tables/{table_id}/fields")).into_response())
 }
 
 /// A value as a person reads it in a grid or a history.

@@ -174,3 +174,185 @@ async fn the_web_ui_signs_in_refuses_forged_forms_and_escapes_what_users_typed()
         "paused even for the right password"
     );
 }
+
+/// Posts a form with the page's token; returns the status and where it leads.
+async fn submit(
+    http: &reqwest::Client,
+    cookie: &str,
+    page_url: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let (_, html) = page(http, page_url, cookie).await;
+    let token = csrf_of(&html);
+    let mut form = vec![("_csrf", token.as_str())];
+    form.extend_from_slice(fields);
+    let response = http
+        .post(action)
+        .header(COOKIE, cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .map(|l| l.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, location)
+}
+
+#[tokio::test]
+async fn admins_manage_tables_fields_and_users_through_the_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let api = server.admin();
+    let http = browser();
+    let cookie = sign_in(&http, &server.url, ADMIN_PASSWORD).await.unwrap();
+    let url = |path: &str| format!("{}{path}", server.url);
+
+    let (status, to) = submit(
+        &http,
+        &cookie,
+        &url("/tables"),
+        &url("/tables"),
+        &[("name", "Счета")],
+    )
+    .await;
+    assert_eq!(
+        (status, to.as_str()),
+        (StatusCode::SEE_OTHER, "/tables/1/fields")
+    );
+    let fields_page = url("/tables/1/fields");
+    for (name, kind, choices) in [
+        ("Номер", "text", ""),
+        ("Статус", "select", "новый\nоплачен"),
+        ("Сумма", "money", ""),
+    ] {
+        let (status, _) = submit(
+            &http,
+            &cookie,
+            &fields_page,
+            &fields_page,
+            &[("name", name), ("type", kind), ("choices", choices)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{name}");
+    }
+    // A select without choices is refused with the reason on the page.
+    let (status, _) = submit(
+        &http,
+        &cookie,
+        &fields_page,
+        &fields_page,
+        &[("name", "Пусто"), ("type", "select")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, table) = api.get("/tables/1").await;
+    let names: Vec<&str> = table["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Номер", "Статус", "Сумма"]);
+    assert_eq!(
+        table["fields"][1]["options"]["choices"],
+        json!(["новый", "оплачен"])
+    );
+
+    let (status, _) = submit(
+        &http,
+        &cookie,
+        &fields_page,
+        &url("/tables/1/fields/3/delete"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = submit(
+        &http,
+        &cookie,
+        &fields_page,
+        &url("/tables/1/rename"),
+        &[("name", "Invoices")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, table) = api.get("/tables/1").await;
+    assert_eq!(
+        (
+            table["name"].as_str(),
+            table["fields"].as_array().unwrap().len()
+        ),
+        (Some("Invoices"), 2)
+    );
+
+    // A record through the form: the select offers the choices, the value is stored.
+    let (_, form) = page(&http, &url("/tables/1/new"), &cookie).await;
+    assert!(form.contains("<option value=\"оплачен\""), "{form}");
+    let (status, to) = submit(
+        &http,
+        &cookie,
+        &url("/tables/1/new"),
+        &url("/tables/1/new"),
+        &[("f1", "A-17"), ("f2", "оплачен")],
+    )
+    .await;
+    assert_eq!(
+        (status, to.as_str()),
+        (StatusCode::SEE_OTHER, "/tables/1/1?notice=saved")
+    );
+    let (_, record) = api.get("/tables/1/records/1").await;
+    assert_eq!(record["values"], json!({ "1": "A-17", "2": "оплачен" }));
+
+    let users = url("/users");
+    let (status, _) = submit(
+        &http,
+        &cookie,
+        &users,
+        &users,
+        &[
+            ("login", "anna"),
+            ("full_name", "Анна Петрова"),
+            ("password", "anna-secret-1"),
+            ("role", "user"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, list) = api.get("/users").await;
+    let anna = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["login"] == "anna")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, _) = submit(
+        &http,
+        &cookie,
+        &users,
+        &url(&format!("/users/{anna}/delete")),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, list) = api.get("/users").await;
+    assert!(
+        !list["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["login"] == "anna" && u["active"] != false),
+        "{list}"
+    );
+
+    let (status, to) = submit(&http, &cookie, &fields_page, &url("/tables/1/delete"), &[]).await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/tables"));
+    let (status, _) = api.get("/tables/1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
