@@ -226,7 +226,7 @@ pub fn run(dir: &Path, main_port: u16, aux_port: u16, clients: usize) -> Result<
         println!("crmsync demo: two instances kept in sync over HTTP");
         println!("  main office:    {main_url}   (Clients, Orders)");
         println!("  auxiliary base: {aux_url}   (Клиенты, Заказы)");
-        println!("  sign in to either as admin / {ADMIN_PASSWORD}");
+        println!("  open either address in a browser and sign in as admin / {ADMIN_PASSWORD}");
         println!("  data in {}; Ctrl-C stops both", dir.display());
         println!("try: curl -u admin:{ADMIN_PASSWORD} {aux_url}/api/v1/tables/1/records?limit=3");
         tokio::signal::ctrl_c().await?;
