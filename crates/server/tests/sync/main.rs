@@ -12,4 +12,5 @@ mod http;
 mod initial;
 mod protocol;
 mod tls;
+mod topology;
 mod translate;
