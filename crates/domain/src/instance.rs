@@ -49,7 +49,7 @@ pub struct Actor {
 }
 
 impl Actor {
-    pub(crate) fn require_admin(&self) -> Result<(), DomainError> {
+    pub fn require_admin(&self) -> Result<(), DomainError> {
         if self.user.role == Role::Admin {
             Ok(())
         } else {
@@ -257,6 +257,8 @@ impl<S: Store> Instance<S> {
                 password_hash: &hash,
             })
         })?;
+        // Sync runners wake: a value held for want of this user may apply now.
+        self.notify_commit();
         self.user(id)
     }
 
@@ -428,6 +430,7 @@ impl<S: Store> Instance<S> {
             ensure_unique_field_name(table, &name, None)?;
             tx.create_field(table_id, &name, field_type, &options)
         })?;
+        self.notify_commit();
         self.field(no)
     }
 
@@ -475,6 +478,8 @@ impl<S: Store> Instance<S> {
             }
             tx.update_field(no, &name, &options)
         })?;
+        // Sync runners wake: a value held for want of a choice may apply now.
+        self.notify_commit();
         self.field(no)
     }
 

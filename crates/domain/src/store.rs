@@ -10,7 +10,9 @@ use crate::record::{
     Change, LoggedChange, NewRow, Record, RecordQuery, RecordStatus, RowUpdate, StoredRecord,
 };
 use crate::schema::{FieldOptions, FieldType, Table};
-use crate::sync::{PendingLink, SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState};
+use crate::sync::{
+    HeldChange, PendingLink, SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState,
+};
 use crate::user::{Role, User};
 use crate::{DomainError, FieldNo, RecordId, TableId, UserId};
 use uuid::Uuid;
@@ -139,6 +141,10 @@ pub trait StoreTx {
     fn save_pending_link(&mut self, link: &PendingLink) -> StoreResult<()>;
     fn pending_links(&mut self, sync_id: SyncId) -> StoreResult<Vec<PendingLink>>;
     fn remove_pending_link(&mut self, link: &PendingLink) -> StoreResult<()>;
+    /// Holds a received change back, replacing the same part held before.
+    fn hold(&mut self, held: &HeldChange) -> StoreResult<()>;
+    fn held(&mut self, sync_id: SyncId) -> StoreResult<Vec<HeldChange>>;
+    fn release_held(&mut self, sync_id: SyncId, id: i64) -> StoreResult<()>;
     fn sync_log(
         &mut self,
         sync_id: SyncId,

@@ -295,6 +295,30 @@ pub struct PendingLink {
     pub stamp: crate::clock::Stamp,
 }
 
+/// A received change held back (issue 6): `quarantine` — it cannot be applied here yet (a
+/// value this side's field refuses; B-17), retried until the cause is fixed;
+/// `mass_delete` — a delete from an exchange that would delete too much of a table
+/// (B-18), applied once a person approves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldChange {
+    pub id: i64,
+    #[serde(skip)]
+    pub sync_id: SyncId,
+    pub kind: String,
+    pub table_id: crate::TableId,
+    pub record_uid: uuid::Uuid,
+    /// A field's wire number, or "status".
+    pub part: String,
+    /// The travelling item (one record, only the held part), as the wire has it.
+    pub item: serde_json::Value,
+    pub reason: String,
+    #[serde(skip)]
+    pub at_ms: i64,
+}
+
+pub const HELD_QUARANTINE: &str = "quarantine";
+pub const HELD_MASS_DELETE: &str = "mass_delete";
+
 #[cfg(test)]
 mod tests {
     use super::*;

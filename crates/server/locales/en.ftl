@@ -136,3 +136,12 @@ waiting-legend = below: changes waiting to go out (solid) and to come in (dashed
 back = Back
 not-found = Not found
 error = Error
+held-changes = Held changes
+held-quarantine = cannot be applied here yet
+held-mass-delete = delete awaiting approval
+approve = Approve
+discard = Discard
+held-count = { $count ->
+    [one] { $count } held change
+   *[other] { $count } held changes
+}

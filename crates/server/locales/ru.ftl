@@ -139,3 +139,13 @@ waiting-legend = ниже: изменения, ждущие отправки (с
 back = Назад
 not-found = Не найдено
 error = Ошибка
+held-changes = Задержанные изменения
+held-quarantine = пока не может быть применено здесь
+held-mass-delete = удаление ждёт подтверждения
+approve = Подтвердить
+discard = Отклонить
+held-count = { $count ->
+    [one] { $count } задержанное изменение
+    [few] { $count } задержанных изменения
+   *[many] { $count } задержанных изменений
+}

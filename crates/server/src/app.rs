@@ -35,6 +35,8 @@ pub struct App {
     pub web_sessions: crate::web::Sessions,
     /// What each sync moved in the last hour (its dashboard).
     pub metrics: crate::sync::metrics::Metrics,
+    /// When each sync's quarantine was last tried.
+    pub held_retry: crate::sync::held::RetryMarks,
 }
 
 impl App {
@@ -64,6 +66,7 @@ impl App {
             jobs: Default::default(),
             web_sessions: Default::default(),
             metrics: Default::default(),
+            held_retry: Default::default(),
         })
     }
 

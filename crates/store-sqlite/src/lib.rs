@@ -523,6 +523,18 @@ impl StoreTx for SqliteTx<'_> {
         syncs::remove_pending_link(&self.tx, link)
     }
 
+    fn hold(&mut self, held: &crmsync_domain::sync::HeldChange) -> StoreResult<()> {
+        syncs::hold(&self.tx, held)
+    }
+
+    fn held(&mut self, sync_id: i64) -> StoreResult<Vec<crmsync_domain::sync::HeldChange>> {
+        syncs::held(&self.tx, sync_id)
+    }
+
+    fn release_held(&mut self, sync_id: i64, id: i64) -> StoreResult<()> {
+        syncs::release_held(&self.tx, sync_id, id)
+    }
+
     fn sync_log(
         &mut self,
         sync_id: i64,

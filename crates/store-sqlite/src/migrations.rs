@@ -8,6 +8,7 @@ use rusqlite::{Connection, params};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_syncs.sql")),
+    (3, include_str!("../migrations/0003_held.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {

@@ -5,8 +5,8 @@ use crmsync_domain::DomainError;
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::store::StoreResult;
 use crmsync_domain::sync::{
-    Direction, FtpSettings, LocalSettings, Mode, PendingLink, Secret, SyncConfig, SyncField,
-    SyncLogEntry, SyncState, Transport, UserMatch,
+    Direction, FtpSettings, HeldChange, LocalSettings, Mode, PendingLink, Secret, SyncConfig,
+    SyncField, SyncLogEntry, SyncState, Transport, UserMatch,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -125,6 +125,7 @@ pub fn delete_sync(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
         "DELETE FROM sync_state WHERE sync_id = ?1",
         "DELETE FROM sync_log WHERE sync_id = ?1",
         "DELETE FROM sync_pending_links WHERE sync_id = ?1",
+        "DELETE FROM sync_held WHERE sync_id = ?1",
         "DELETE FROM syncs WHERE id = ?1",
     ] {
         tx.execute(sql, [id]).map_err(sql_error)?;
@@ -331,6 +332,63 @@ pub fn remove_pending_link(tx: &Transaction<'_>, l: &PendingLink) -> StoreResult
     tx.execute(
         "DELETE FROM sync_pending_links WHERE sync_id = ?1 AND table_id = ?2 AND record_uid = ?3 AND field_no = ?4",
         params![l.sync_id, l.table_id, l.record_uid.as_bytes().as_slice(), l.field_no],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub fn hold(tx: &Transaction<'_>, h: &HeldChange) -> StoreResult<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO sync_held
+            (sync_id, kind, table_id, record_uid, part, item, reason, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            h.sync_id,
+            h.kind,
+            h.table_id,
+            h.record_uid.as_bytes().as_slice(),
+            h.part,
+            h.item.to_string(),
+            h.reason,
+            h.at_ms
+        ],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub fn held(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<Vec<HeldChange>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT id, kind, table_id, record_uid, part, item, reason, at_ms FROM sync_held
+             WHERE sync_id = ?1 ORDER BY id",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt.query([sync_id]).map_err(sql_error)?;
+    let mut held = Vec::new();
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        let uid: Vec<u8> = r.get(3).map_err(sql_error)?;
+        let item: String = r.get(5).map_err(sql_error)?;
+        held.push(HeldChange {
+            id: r.get(0).map_err(sql_error)?,
+            sync_id,
+            kind: r.get(1).map_err(sql_error)?,
+            table_id: r.get(2).map_err(sql_error)?,
+            record_uid: uuid::Uuid::from_slice(&uid)
+                .map_err(|e| DomainError::Store(e.to_string()))?,
+            part: r.get(4).map_err(sql_error)?,
+            item: serde_json::from_str(&item).map_err(|e| DomainError::Store(e.to_string()))?,
+            reason: r.get(6).map_err(sql_error)?,
+            at_ms: r.get(7).map_err(sql_error)?,
+        });
+    }
+    Ok(held)
+}
+
+pub fn release_held(tx: &Transaction<'_>, sync_id: i64, id: i64) -> StoreResult<()> {
+    tx.execute(
+        "DELETE FROM sync_held WHERE sync_id = ?1 AND id = ?2",
+        params![sync_id, id],
     )
     .map_err(sql_error)?;
     Ok(())

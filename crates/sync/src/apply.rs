@@ -7,7 +7,9 @@ use crate::outbox::origin_of;
 use crate::protocol::{Item, Packet, WireStamp};
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::merge::MergeItem;
-use crmsync_domain::sync::{PendingLink, SyncConfig, UserMatch};
+use crmsync_domain::sync::{
+    HELD_MASS_DELETE, HELD_QUARANTINE, HeldChange, PendingLink, SyncConfig, UserMatch,
+};
 use crmsync_domain::{
     Actor, DomainError, Field, FieldType, FileRef, Instance, Origin, RecordStatus, Role, Store,
     TableId, User, Value,
@@ -22,6 +24,21 @@ pub struct ApplyReport {
     pub changed: usize,
     pub conflicts: usize,
     pub problems: usize,
+    /// Held back: quarantined values and deletes awaiting approval.
+    pub held: usize,
+}
+
+/// An exchange deleting more than this share of a table's records has its deletes held
+/// for approval (B-18)…
+pub const MASS_DELETE_PERCENT: u64 = 20;
+/// …when it deletes at least this many (one delete of a three-record table is ordinary).
+pub const MASS_DELETE_MIN: u64 = 5;
+
+/// Whether the mass-delete guard looks at this apply (a person's approval skips it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    On,
+    Off,
 }
 
 fn stamp(wire: WireStamp) -> Stamp {
@@ -51,6 +68,137 @@ pub fn apply_packet<S: Store>(
     mapping: &Mapping,
     packet: &Packet,
 ) -> Result<ApplyReport, DomainError> {
+    apply_items(core, sync, mapping, packet, Guard::On)
+}
+
+/// Holds a received change back, with its reason in the log.
+fn hold<S: Store>(
+    core: &Instance<S>,
+    sync: &SyncConfig,
+    kind: &str,
+    table_id: TableId,
+    item: &Item,
+    part: String,
+    reason: String,
+) -> Result<(), DomainError> {
+    let held = HeldChange {
+        id: 0,
+        sync_id: sync.id,
+        kind: kind.to_string(),
+        table_id,
+        record_uid: item.uid,
+        part,
+        item: serde_json::to_value(item).map_err(|e| DomainError::Store(e.to_string()))?,
+        reason: reason.clone(),
+        at_ms: core.now_ms(),
+    };
+    core.store().write(|tx| tx.hold(&held))?;
+    core.log_sync(
+        sync,
+        "held",
+        format!("record {}: held ({kind}): {reason}", item.uid),
+        Some(json!({ "uid": item.uid.to_string(), "kind": kind })),
+    )
+}
+
+/// Holds the deletes of an exchange that would delete too much of a table (B-18); returns
+/// the items to apply now.
+fn guard_mass_delete<'a, S: Store>(
+    core: &Instance<S>,
+    sync: &SyncConfig,
+    table_id: TableId,
+    items: Vec<&'a Item>,
+    report: &mut ApplyReport,
+) -> Result<Vec<&'a Item>, DomainError> {
+    let table = core.table(table_id)?;
+    let (deleting, active) = core.store().read(|tx| {
+        let mut deleting = Vec::new();
+        for item in &items {
+            if item.status != "deleted" {
+                continue;
+            }
+            if let Some(local) = tx.record_by_uid(&table, item.uid)?
+                && local.record.status == RecordStatus::Active
+            {
+                deleting.push(item.uid);
+            }
+        }
+        Ok((deleting, tx.table_counts(&table)?.active))
+    })?;
+    let count = deleting.len() as u64;
+    if count < MASS_DELETE_MIN || count * 100 <= MASS_DELETE_PERCENT * active {
+        return Ok(items);
+    }
+    let reason = format!(
+        "this exchange would delete {count} of the {active} records of table \"{}\" (more than {MASS_DELETE_PERCENT}%); approve to apply",
+        table.name
+    );
+    let mut kept = Vec::new();
+    for item in items {
+        if deleting.contains(&item.uid) {
+            hold(
+                core,
+                sync,
+                HELD_MASS_DELETE,
+                table_id,
+                item,
+                "status".into(),
+                reason.clone(),
+            )?;
+            report.held += 1;
+        } else {
+            kept.push(item);
+        }
+    }
+    Ok(kept)
+}
+
+/// Tries the quarantined values again (the cause may be fixed: a choice added, a field's
+/// type changed); whatever still fails is held again. Returns how many were applied.
+pub fn retry_quarantined<S: Store>(
+    core: &Instance<S>,
+    sync: &SyncConfig,
+    mapping: &Mapping,
+) -> Result<usize, DomainError> {
+    let held = core.store().read(|tx| tx.held(sync.id))?;
+    let mut applied = 0;
+    for change in held.into_iter().filter(|h| h.kind == HELD_QUARANTINE) {
+        let still = release(core, sync, mapping, &change, Guard::On)?;
+        if !still {
+            applied += 1;
+        }
+    }
+    Ok(applied)
+}
+
+/// Applies a held change now (a person approved it, or its cause was fixed) and drops it
+/// from the held list; returns whether it was held again (still not applicable).
+pub fn release<S: Store>(
+    core: &Instance<S>,
+    sync: &SyncConfig,
+    mapping: &Mapping,
+    change: &HeldChange,
+    guard: Guard,
+) -> Result<bool, DomainError> {
+    let item: Item = serde_json::from_value(change.item.clone())
+        .map_err(|e| DomainError::Store(format!("a held change is unreadable: {e}")))?;
+    core.store()
+        .write(|tx| tx.release_held(sync.id, change.id))?;
+    let packet = Packet {
+        items: vec![item],
+        ..Packet::default()
+    };
+    let report = apply_items(core, sync, mapping, &packet, guard)?;
+    Ok(report.held > 0)
+}
+
+fn apply_items<S: Store>(
+    core: &Instance<S>,
+    sync: &SyncConfig,
+    mapping: &Mapping,
+    packet: &Packet,
+    guard: Guard,
+) -> Result<ApplyReport, DomainError> {
     let mut report = ApplyReport {
         items: packet.items.len(),
         ..Default::default()
@@ -72,9 +220,14 @@ pub fn apply_packet<S: Store>(
     }
     let actor = sync_actor(sync);
     for table_id in link_order(core, by_table.keys().copied().collect())? {
+        let arrived = by_table[&table_id].clone();
+        let arrived = match guard {
+            Guard::On => guard_mass_delete(core, sync, table_id, arrived, &mut report)?,
+            Guard::Off => arrived,
+        };
         // Translated only now: links find the records of tables merged before this one.
         let mut items = Vec::new();
-        for item in &by_table[&table_id] {
+        for item in arrived {
             items.push(translate(
                 core,
                 sync,
@@ -241,14 +394,25 @@ fn translate<S: Store>(
                 )?;
             }
             Err(Unusable::Invalid(message)) => {
+                // Quarantined, not lost: tried again until this side can take it (B-17).
                 report.problems += 1;
-                core.log_sync(
+                report.held += 1;
+                let alone = Item {
+                    fields: BTreeMap::from([(*wire_no, field.clone())]),
+                    ..item.clone()
+                };
+                hold(
+                    core,
                     sync,
-                    "error",
-                    format!("record {} field {}: {message}; left empty", item.uid, route.local.no),
-                    Some(json!({ "uid": item.uid.to_string(), "field_no": route.local.no, "value": field.value })),
+                    HELD_QUARANTINE,
+                    table_id,
+                    &alone,
+                    wire_no.to_string(),
+                    format!(
+                        "field {} \"{}\": {message}",
+                        route.local.no, route.local.name
+                    ),
                 )?;
-                values.push((route.local.no, Value::Null, stamp(field.stamp)));
             }
         }
     }

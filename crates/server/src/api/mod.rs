@@ -118,6 +118,11 @@ pub fn router(app: App) -> Router {
             post(syncs::sync_record),
         )
         .route("/syncs/{sync_id}/log", get(syncs::log))
+        .route("/syncs/{sync_id}/held", get(syncs::held))
+        .route(
+            "/syncs/{sync_id}/held/{held_id}",
+            post(syncs::approve_held).delete(syncs::discard_held),
+        )
         .route(
             "/syncs/{sync_id}/fields",
             get(syncs::list_fields).post(syncs::add_field),

@@ -127,6 +127,7 @@ pub async fn status(
         "pending_in": view.state.pending_in,
         "last_error": view.state.last_error,
         "peer_instance": view.state.peer_instance,
+        "held": { "quarantine": view.held_quarantine, "mass_delete": view.held_mass_delete },
     })))
 }
 
@@ -310,4 +311,48 @@ pub async fn catalog(
     Ok(Json(
         json!({ "peer_fields": catalog, "problems": problems }),
     ))
+}
+
+/// Changes held back on this side: quarantined values and deletes awaiting approval.
+pub async fn held(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let held = blocking(move || crate::sync::held::list(&app, id)).await?;
+    let held: Vec<Value> = held
+        .iter()
+        .map(|h| {
+            let mut v = serde_json::to_value(h).unwrap_or_default();
+            v["at"] = json!(format_ms(h.at_ms));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "held": held })))
+}
+
+/// Applies a held change: a person approves held deletes, or retries a quarantined value.
+pub async fn approve_held(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath((id, held_id)): ApiPath<(i64, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        actor.require_admin()?;
+        let again = crate::sync::held::approve(&app, id, held_id)?;
+        Ok(Json(json!({ "applied": !again })))
+    })
+    .await
+}
+
+pub async fn discard_held(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath((id, held_id)): ApiPath<(i64, i64)>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        actor.require_admin()?;
+        crate::sync::held::discard(&app, id, held_id)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

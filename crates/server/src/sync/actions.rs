@@ -4,8 +4,8 @@
 
 use crate::app::App;
 use crate::jobs::JobStatus;
-use crmsync_domain::DomainError;
 use crmsync_domain::sync::{Mode, SyncConfig, SyncState};
+use crmsync_domain::{DomainError, Store};
 use crmsync_sync::protocol::ResendRequest;
 
 /// A sync's health as the status page shows it.
@@ -14,6 +14,9 @@ pub struct StatusView {
     pub connected: bool,
     pub reason: Option<String>,
     pub pending_out: i64,
+    /// Held changes: quarantined values, and deletes awaiting approval.
+    pub held_quarantine: usize,
+    pub held_mass_delete: usize,
 }
 
 /// Blocking: reads the store.
@@ -21,11 +24,15 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
     let state = app.core.sync_state(sync.id)?;
     let (connected, reason) = state.as_seen(sync, app.core.now_ms());
     let pending_out = crmsync_sync::pending_out(&app.core, sync)?;
+    let held = app.core.store().read(|tx| tx.held(sync.id))?;
+    let count = |kind: &str| held.iter().filter(|h| h.kind == kind).count();
     Ok(StatusView {
         state,
         connected,
         reason,
         pending_out,
+        held_quarantine: count(crmsync_domain::sync::HELD_QUARANTINE),
+        held_mass_delete: count(crmsync_domain::sync::HELD_MASS_DELETE),
     })
 }
 

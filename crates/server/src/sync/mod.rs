@@ -7,6 +7,7 @@ pub mod active;
 pub mod content;
 pub mod folder;
 pub mod folders;
+pub mod held;
 pub mod initial;
 pub mod metrics;
 pub mod passive;

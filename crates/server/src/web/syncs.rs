@@ -38,6 +38,8 @@ pub fn router() -> Router<App> {
         .route("/syncs/{sync}/initial", post(initial))
         .route("/syncs/{sync}/fields/{entry}/initial", post(initial_field))
         .route("/syncs/{sync}/log", get(log))
+        .route("/syncs/{sync}/held/{held}/approve", post(approve_held))
+        .route("/syncs/{sync}/held/{held}/discard", post(discard_held))
         .route("/jobs/{job}/progress", get(progress))
 }
 
@@ -51,6 +53,8 @@ struct SyncRow {
     last_run: String,
     pending_out: i64,
     pending_in: i64,
+    /// "3 held changes", when there are any.
+    held: String,
 }
 
 #[derive(Template)]
@@ -91,6 +95,10 @@ fn row(page: &Page, app: &App, sync: &SyncConfig) -> Result<SyncRow, DomainError
             .unwrap_or_else(|| page.t("never")),
         pending_out: view.pending_out,
         pending_in: view.state.pending_in,
+        held: match (view.held_quarantine + view.held_mass_delete) as i64 {
+            0 => String::new(),
+            n => page.lang.n("held-count", "count", n),
+        },
     })
 }
 
@@ -361,6 +369,14 @@ async fn create(
     }
 }
 
+struct HeldRow {
+    id: i64,
+    kind: String,
+    record: String,
+    reason: String,
+    at: String,
+}
+
 struct FieldRow {
     id: i64,
     table: String,
@@ -395,6 +411,7 @@ struct SyncPage {
     chart: String,
     sent_total: u64,
     received_total: u64,
+    held: Vec<HeldRow>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -484,6 +501,20 @@ async fn detail(
                 table_id: c.table_id,
             })
             .collect();
+        let held = crate::sync::held::list(&app, sync_id)?
+            .into_iter()
+            .map(|h| HeldRow {
+                id: h.id,
+                kind: page2.t(if h.kind == crmsync_domain::sync::HELD_MASS_DELETE {
+                    "held-mass-delete"
+                } else {
+                    "held-quarantine"
+                }),
+                record: h.record_uid.to_string(),
+                reason: h.reason,
+                at: format_ms(h.at_ms),
+            })
+            .collect::<Vec<_>>();
         Ok((
             sync,
             status,
@@ -492,10 +523,11 @@ async fn detail(
             choices,
             peer_fields,
             mapping.problems,
+            held,
         ))
     })
     .await?;
-    let (sync, status, fields, tables, choices, peer_fields, problems) = view;
+    let (sync, status, fields, tables, choices, peer_fields, problems, held) = view;
     let passive = sync.mode == Mode::Passive;
     let hour = metrics.last_hour(sync.id, now_ms);
     let chart =
@@ -516,6 +548,7 @@ async fn detail(
         sent_total: hour.iter().map(|m| m.sent).sum(),
         received_total: hour.iter().map(|m| m.received).sum(),
         chart,
+        held,
         sync,
     }))
 }
@@ -772,4 +805,44 @@ async fn log(
         kind,
         entries,
     }))
+}
+
+async fn decide_held(
+    app: App,
+    signed: Signed,
+    sync_id: i64,
+    held_id: i64,
+    form: Vec<(String, String)>,
+    approve: bool,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    let actor = signed.actor;
+    work(signed.page.lang, move || {
+        actor.require_admin()?;
+        if approve {
+            crate::sync::held::approve(&app, sync_id, held_id).map(|_| ())
+        } else {
+            crate::sync::held::discard(&app, sync_id, held_id)
+        }
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
+}
+
+async fn approve_held(
+    State(app): State<App>,
+    signed: Signed,
+    Path((sync_id, held_id)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    decide_held(app, signed, sync_id, held_id, form, true).await
+}
+
+async fn discard_held(
+    State(app): State<App>,
+    signed: Signed,
+    Path((sync_id, held_id)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    decide_held(app, signed, sync_id, held_id, form, false).await
 }

@@ -8,6 +8,7 @@ mod crash;
 mod files;
 mod folders;
 mod ftp;
+mod held;
 mod http;
 mod initial;
 mod protocol;

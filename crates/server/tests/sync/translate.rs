@@ -119,7 +119,7 @@ async fn users_match_by_login_and_links_point_at_the_same_record() {
     assert_eq!(
         invoices[1]["values"][a[3].to_string()],
         serde_json::Value::Null,
-        "no user petr here: left empty"
+        "no user petr here: not set (held)"
     );
     let (_, log) = aux_api
         .get(&format!("/syncs/{passive}/log?limit=1000"))
@@ -129,10 +129,23 @@ async fn users_match_by_login_and_links_point_at_the_same_record() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["kind"] == "error"
+            .any(|e| e["kind"] == "held"
                 && e["message"].as_str().unwrap().contains("no user matches")),
         "{log}"
     );
+    // Once petr has an account here too, his invoice gets its manager (B-17).
+    let (status, petr_aux) = aux_api
+        .post("/users", json!({ "login": "petr", "full_name": "Пётр", "password": "petr-secret-1", "role": "user" }))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{petr_aux}");
+    let inv2 = invoices[1]["id"].clone();
+    eventually(45, "petr's invoice with its manager", || async {
+        let (_, record) = aux_api
+            .get(&format!("/tables/{a_invoices}/records/{inv2}"))
+            .await;
+        (record["values"][a[3].to_string()] == petr_aux["id"]).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -1,0 +1,105 @@
+//! Received changes held back (issue 6): quarantined values (B-17), tried again whenever
+//! this instance's tables or users change (the cause may be fixed), and deletes from an
+//! exchange that would delete too much (B-18), applied once a person approves.
+
+use crate::app::App;
+use crmsync_domain::sync::{HeldChange, SyncConfig};
+use crmsync_domain::{DomainError, Store};
+use crmsync_sync::Mapping;
+use crmsync_sync::apply::{Guard, release, retry_quarantined};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+/// Per sync: the state of tables and users its quarantine was last tried against.
+#[derive(Clone, Default)]
+pub struct RetryMarks {
+    tried: Arc<Mutex<HashMap<i64, u64>>>,
+}
+
+fn fingerprint(app: &App) -> Result<u64, DomainError> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    format!("{:?}", app.core.tables()?).hash(&mut hasher);
+    format!("{:?}", app.core.users()?).hash(&mut hasher);
+    Ok(hasher.finish())
+}
+
+/// Tries the quarantined values again if tables or users changed since the last try.
+pub fn retry_if_changed(
+    app: &App,
+    sync: &SyncConfig,
+    mapping: &Mapping,
+) -> Result<(), DomainError> {
+    let now = fingerprint(app)?;
+    let last = app
+        .held_retry
+        .tried
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(sync.id, now);
+    if last != Some(now) {
+        let applied = retry_quarantined(&app.core, sync, mapping)?;
+        if applied > 0 {
+            app.core.log_sync(
+                sync,
+                "received",
+                format!("{applied} quarantined value(s) applied now"),
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub fn list(app: &App, sync_id: i64) -> Result<Vec<HeldChange>, DomainError> {
+    app.core.sync(sync_id)?;
+    app.core.store().read(|tx| tx.held(sync_id))
+}
+
+fn find(app: &App, sync_id: i64, id: i64) -> Result<HeldChange, DomainError> {
+    list(app, sync_id)?
+        .into_iter()
+        .find(|h| h.id == id)
+        .ok_or_else(|| DomainError::not_found(format!("sync {sync_id} holds no change {id}")))
+}
+
+/// Applies a held change (approval); returns whether it is held again (still not
+/// applicable here).
+pub fn approve(app: &App, sync_id: i64, id: i64) -> Result<bool, DomainError> {
+    let sync = app.core.sync(sync_id)?;
+    let change = find(app, sync_id, id)?;
+    let mapping = super::initial::mapping_for(app, &sync)?;
+    let again = release(&app.core, &sync, &mapping, &change, Guard::Off)?;
+    app.core.log_sync(
+        &sync,
+        "received",
+        format!(
+            "held change {id} ({}) of record {} approved{}",
+            change.kind,
+            change.record_uid,
+            if again {
+                ", but it is still not applicable"
+            } else {
+                " and applied"
+            }
+        ),
+        None,
+    )?;
+    Ok(again)
+}
+
+/// Drops a held change without applying it.
+pub fn discard(app: &App, sync_id: i64, id: i64) -> Result<(), DomainError> {
+    let sync = app.core.sync(sync_id)?;
+    let change = find(app, sync_id, id)?;
+    app.core.store().write(|tx| tx.release_held(sync_id, id))?;
+    app.core.log_sync(
+        &sync,
+        "received",
+        format!(
+            "held change {id} ({}) of record {} discarded",
+            change.kind, change.record_uid
+        ),
+        None,
+    )
+}
