@@ -52,6 +52,16 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock shifted by a fixed offset: what a machine whose clock is wrong reads
+/// (`serve --clock-offset-ms`, for tests and drills of clock trouble).
+pub struct OffsetClock(pub i64);
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.0
+    }
+}
+
 /// A hybrid-logical-clock time: milliseconds in the high 48 bits, a counter in the low 16.
 /// It never goes backwards on one instance and always moves past every time it has seen,
 /// so "newer" means the same thing on every instance even when wall clocks disagree.

@@ -16,7 +16,7 @@ pub mod syncs;
 pub mod user;
 pub mod value;
 
-pub use clock::{Clock, Hlc, Stamp, SystemClock};
+pub use clock::{Clock, Hlc, OffsetClock, Stamp, SystemClock};
 pub use error::{DomainError, RowError};
 pub use instance::{Actor, Instance, Origin};
 pub use record::{Change, ChangeOp, FieldChange, Record, RecordQuery, RecordStatus, SortKey};

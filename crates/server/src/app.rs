@@ -37,13 +37,23 @@ pub struct App {
     pub metrics: crate::sync::metrics::Metrics,
     /// When each sync's quarantine was last tried.
     pub held_retry: crate::sync::held::RetryMarks,
+    /// How far each sync's peer's clock is from this one's, as last seen.
+    pub peer_clocks: crate::sync::clocks::PeerClocks,
 }
 
 impl App {
     /// Opens (creating on first use) the instance stored in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<App, DomainError> {
+        App::open_with_clock(data_dir, Arc::new(SystemClock))
+    }
+
+    /// Opens with another clock (a machine whose clock is off, in tests).
+    pub fn open_with_clock(
+        data_dir: &Path,
+        clock: Arc<dyn crmsync_domain::Clock>,
+    ) -> Result<App, DomainError> {
         let store = SqliteStore::open(data_dir)?;
-        let core = Arc::new(Instance::new(store, Arc::new(SystemClock)));
+        let core = Arc::new(Instance::new(store, clock));
         let syncs = crate::sync::SyncSignals::default();
         let signals = syncs.clone();
         core.on_commit(move || signals.committed());
@@ -67,6 +77,7 @@ impl App {
             web_sessions: Default::default(),
             metrics: Default::default(),
             held_retry: Default::default(),
+            peer_clocks: Default::default(),
         })
     }
 

@@ -44,6 +44,10 @@ enum Command {
         public_url: Option<String>,
         #[command(flatten)]
         tls: TlsArgs,
+        /// Run as if this machine's clock were off by this many milliseconds (tests and
+        /// drills of clock trouble; merging is not affected).
+        #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+        clock_offset_ms: i64,
     },
     /// Import a CSV file into a table: all rows or none, with a report of rejected rows.
     Import {
@@ -177,7 +181,15 @@ pub fn main() -> ExitCode {
             admin_password,
             public_url,
             tls,
-        } => serve(data, listen, admin_password, public_url, tls),
+            clock_offset_ms,
+        } => serve(
+            data,
+            listen,
+            admin_password,
+            public_url,
+            tls,
+            clock_offset_ms,
+        ),
         Command::Import {
             data,
             table,
@@ -225,12 +237,19 @@ fn serve(
     admin_password: Option<String>,
     public_url: Option<String>,
     tls: TlsArgs,
+    clock_offset_ms: i64,
 ) -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let mut app = App::open(&data).with_context(|| format!("opening {}", data.display()))?;
+    let clock: std::sync::Arc<dyn crmsync_domain::Clock> = if clock_offset_ms == 0 {
+        std::sync::Arc::new(crmsync_domain::SystemClock)
+    } else {
+        std::sync::Arc::new(crmsync_domain::OffsetClock(clock_offset_ms))
+    };
+    let mut app = App::open_with_clock(&data, clock)
+        .with_context(|| format!("opening {}", data.display()))?;
     app.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
     tls.trust.apply(&mut app)?;
     let server_tls = match (&tls.tls_cert, &tls.tls_key) {

@@ -101,6 +101,13 @@ pub fn file_name(packet: &Packet, written_at_ms: i64) -> String {
     )
 }
 
+/// When the writer says it wrote a packet file (its clock), from the file's name.
+pub fn written_at(name: &str) -> Option<i64> {
+    is_packet_name(name)
+        .then(|| name.split(['-', '.']).nth(2)?.parse().ok())
+        .flatten()
+}
+
 /// Only names this side could have written are read: the three numbers and the extension.
 pub fn is_packet_name(name: &str) -> bool {
     let Some(stem) = name.strip_suffix(&format!(".{EXTENSION}")) else {

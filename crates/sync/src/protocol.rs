@@ -33,6 +33,9 @@ pub struct HelloReply {
     pub instance_id: String,
     /// Mapping problems the passive side sees (a number the active lacks, a type mismatch).
     pub problems: Vec<String>,
+    /// The passive side's clock when it answered (Unix ms), for clock sanity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -128,6 +128,8 @@ pub async fn status(
         "last_error": view.state.last_error,
         "peer_instance": view.state.peer_instance,
         "held": { "quarantine": view.held_quarantine, "mass_delete": view.held_mass_delete },
+        "peer_clock_offset_ms": view.peer_clock_offset_ms,
+        "clock_warning": view.clock_warning,
     })))
 }
 

@@ -17,6 +17,9 @@ pub struct StatusView {
     /// Held changes: quarantined values, and deletes awaiting approval.
     pub held_quarantine: usize,
     pub held_mass_delete: usize,
+    /// How far the peer's clock is from ours, as last seen (B-19).
+    pub peer_clock_offset_ms: Option<i64>,
+    pub clock_warning: Option<String>,
 }
 
 /// Blocking: reads the store.
@@ -33,6 +36,11 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
         pending_out,
         held_quarantine: count(crmsync_domain::sync::HELD_QUARANTINE),
         held_mass_delete: count(crmsync_domain::sync::HELD_MASS_DELETE),
+        peer_clock_offset_ms: app.peer_clocks.offset(sync.id),
+        clock_warning: app
+            .peer_clocks
+            .offset(sync.id)
+            .and_then(super::clocks::warning),
     })
 }
 

@@ -159,7 +159,13 @@ async fn hello(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
         instance_id: app.instance_id.to_string(),
         catalog: catalog(&tables),
     };
+    let asked = app.core.now_ms();
     let reply: HelloReply = call(app, sync, "hello", &hello, Duration::from_secs(30)).await?;
+    if let Some(theirs) = reply.now_ms {
+        // Against the middle of the round trip.
+        let ours = (asked + app.core.now_ms()) / 2;
+        app.peer_clocks.observe(sync.id, theirs - ours);
+    }
     let core = app.core.clone();
     let id = sync.id;
     blocking(move || {

@@ -228,7 +228,14 @@ fn read_incoming(
             continue;
         };
         let packet = match folder::decode(&bytes, &sync.password.0) {
-            Ok(packet) => packet,
+            Ok(packet) => {
+                // Only a clock ahead shows in a name: behind looks like a late pickup.
+                if let Some(written) = folder::written_at(name) {
+                    app.peer_clocks
+                        .observe(sync.id, (written - app.core.now_ms()).max(0));
+                }
+                packet
+            }
             Err(rejection) => {
                 set_aside(
                     app,

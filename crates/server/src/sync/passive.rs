@@ -96,6 +96,9 @@ pub(crate) async fn authenticate(
     match verdict {
         Ok(()) => {
             app.login_throttle.succeeded(&throttle_key, peer.ip());
+            if let Some(ts) = signing::claimed_time(header) {
+                app.peer_clocks.observe(sync_id, ts - app.core.now_ms());
+            }
             let core = app.core.clone();
             let now = app.core.now_ms();
             blocking(move || {
@@ -177,6 +180,7 @@ async fn hello(
         version: PROTOCOL_VERSION,
         instance_id: instance_id.to_string(),
         problems,
+        now_ms: Some(app.core.now_ms()),
     }))
 }
 

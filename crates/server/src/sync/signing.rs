@@ -23,6 +23,14 @@ pub fn sign(password: &str, ts: i64, endpoint: &str, body: &[u8]) -> String {
     format!("ts={ts},sig={sig}")
 }
 
+/// The time a signature header claims (the sender's clock), unchecked.
+pub fn claimed_time(header: Option<&str>) -> Option<i64> {
+    header?
+        .split(',')
+        .find_map(|part| part.trim().strip_prefix("ts="))
+        .and_then(|ts| ts.parse().ok())
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
     Missing,

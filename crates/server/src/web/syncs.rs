@@ -55,6 +55,7 @@ struct SyncRow {
     pending_in: i64,
     /// "3 held changes", when there are any.
     held: String,
+    clock_warning: String,
 }
 
 #[derive(Template)]
@@ -95,6 +96,7 @@ fn row(page: &Page, app: &App, sync: &SyncConfig) -> Result<SyncRow, DomainError
             .unwrap_or_else(|| page.t("never")),
         pending_out: view.pending_out,
         pending_in: view.state.pending_in,
+        clock_warning: view.clock_warning.clone().unwrap_or_default(),
         held: match (view.held_quarantine + view.held_mass_delete) as i64 {
             0 => String::new(),
             n => page.lang.n("held-count", "count", n),
