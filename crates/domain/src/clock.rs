@@ -65,7 +65,20 @@ impl Clock for OffsetClock {
 /// A hybrid-logical-clock time: milliseconds in the high 48 bits, a counter in the low 16.
 /// It never goes backwards on one instance and always moves past every time it has seen,
 /// so "newer" means the same thing on every instance even when wall clocks disagree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Hlc(pub u64);
 
 impl Hlc {
@@ -82,7 +95,9 @@ impl Hlc {
 
 /// When and where a field's current value was written: compared as (hlc, node), so two
 /// instances always agree which of two writes is newer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Stamp {
     pub hlc: Hlc,
     pub node: Uuid,

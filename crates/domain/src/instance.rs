@@ -795,6 +795,7 @@ impl<S: Store> Instance<S> {
                                     .to_json(field),
                             ),
                             new: v.to_json(field),
+                            ..Default::default()
                         }
                     })
                     .collect();
@@ -889,6 +890,7 @@ fn fill_created_values(table: &Table, current: &Record, changes: &mut [Change]) 
                     field_no: *no,
                     old: None,
                     new: values.get(no).cloned().unwrap_or(Json::Null),
+                    ..Default::default()
                 })
                 .collect();
         } else {

@@ -98,6 +98,7 @@ impl<S: Store> Instance<S> {
                                 field_no: *no,
                                 old: None,
                                 new: v.to_json(field_of(table, *no)),
+                                ..Default::default()
                             })
                             .collect();
                         let row = NewRow {
@@ -122,6 +123,9 @@ impl<S: Store> Instance<S> {
                                     field_no: no,
                                     old: Some(local.to_json(field)),
                                     new: value.to_json(field),
+                                    // Why this value: its write is newer than the one here.
+                                    written: Some(stamp),
+                                    replaced: current.stamps.get(&no).copied(),
                                 };
                                 // The same value with a newer stamp is taken too: the
                                 // stamp must travel on, or a later write stamped between

@@ -99,12 +99,19 @@ impl ChangeOp {
 
 /// One changed field: values in the API's JSON shape, so the log stays readable even
 /// after the field is removed.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, serde::Deserialize)]
 pub struct FieldChange {
     pub field_no: FieldNo,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub old: Option<serde_json::Value>,
     pub new: serde_json::Value,
+    /// Provenance of a value taken from a peer (B-15): the stamp of the write it carries —
+    /// which instance wrote it and when — and of the value it replaced here; the newer
+    /// stamp won.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub written: Option<crate::clock::Stamp>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub replaced: Option<crate::clock::Stamp>,
 }
 
 /// An entry of the change log (the outbox): what changed in one record, when, by whom and

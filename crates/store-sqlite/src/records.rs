@@ -318,9 +318,18 @@ fn encode_fields(change: &Change) -> StoreResult<String> {
             out.push(b',');
         }
         let _ = write!(&mut out as &mut dyn std::io::Write, "\"{}\":", f.field_no);
-        let result = match &f.old {
-            None => serde_json::to_writer(&mut out, &f.new),
-            Some(old) => serde_json::to_writer(&mut out, &(old, &f.new)),
+        // A value taken from a peer also keeps the stamps that decided it (B-15).
+        let result = match (&f.old, &f.written) {
+            (None, None) => serde_json::to_writer(&mut out, &f.new),
+            (Some(old), None) => serde_json::to_writer(&mut out, &(old, &f.new)),
+            (old, Some(written)) => serde_json::to_writer(
+                &mut out,
+                &(
+                    old,
+                    &f.new,
+                    serde_json::json!({ "w": written, "r": f.replaced }),
+                ),
+            ),
         };
         result.map_err(|e| DomainError::Store(e.to_string()))?;
     }
@@ -348,12 +357,26 @@ fn decode_fields(text: &str) -> StoreResult<(Vec<i64>, Vec<FieldChange>)> {
                     field_no,
                     old: pair.pop(),
                     new,
+                    ..Default::default()
+                }
+            }
+            serde_json::Value::Array(mut triple) if triple.len() == 3 => {
+                let why = triple.pop().unwrap_or_default();
+                let new = triple.pop().unwrap_or_default();
+                let stamp = |key: &str| serde_json::from_value(why[key].clone()).ok();
+                FieldChange {
+                    field_no,
+                    old: triple.pop(),
+                    new,
+                    written: stamp("w"),
+                    replaced: stamp("r"),
                 }
             }
             new => FieldChange {
                 field_no,
                 old: None,
                 new,
+                ..Default::default()
             },
         });
     }
@@ -916,16 +939,19 @@ mod tests {
                     field_no: 2,
                     old: None,
                     new: json!("Иван"),
+                    ..Default::default()
                 },
                 FieldChange {
                     field_no: 10,
                     old: Some(json!(null)),
                     new: json!("1.50"),
+                    ..Default::default()
                 },
                 FieldChange {
                     field_no: 11,
                     old: Some(json!({"name": "a", "size": 1, "sha256": "x"})),
                     new: json!(null),
+                    ..Default::default()
                 },
             ],
         };
@@ -942,5 +968,38 @@ mod tests {
         change.created_fields = vec![3, 12];
         assert_eq!(encode_fields(&change).unwrap(), "[3,12]");
         assert_eq!(decode_fields("[3,12]").unwrap(), (vec![3, 12], vec![]));
+    }
+
+    #[test]
+    fn a_value_from_a_peer_keeps_the_stamps_that_decided_it() {
+        let written = crmsync_domain::Stamp {
+            hlc: Hlc(7 << 16),
+            node: Uuid::from_u128(0xA),
+        };
+        let replaced = crmsync_domain::Stamp {
+            hlc: Hlc(5 << 16),
+            node: Uuid::from_u128(0xB),
+        };
+        let change = Change {
+            seq: 0,
+            table_id: 1,
+            record_id: 1,
+            record_uid: Uuid::nil(),
+            op: ChangeOp::Update,
+            hlc: Hlc(7 << 16),
+            origin: "sync:1".into(),
+            user_id: None,
+            at_ms: 0,
+            created_fields: Vec::new(),
+            fields: vec![FieldChange {
+                field_no: 3,
+                old: Some(json!("old")),
+                new: json!("new"),
+                written: Some(written),
+                replaced: Some(replaced),
+            }],
+        };
+        let (_, decoded) = decode_fields(&encode_fields(&change).unwrap()).unwrap();
+        assert_eq!(decoded, change.fields);
     }
 }

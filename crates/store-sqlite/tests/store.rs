@@ -93,6 +93,7 @@ fn stamps_round_trip_for_local_and_remote_writers() {
         field_no: 1,
         old: Some("Anna".into()),
         new: serde_json::Value::Null,
+        ..Default::default()
     }];
     store
         .write(|tx| {

@@ -247,6 +247,9 @@ fn render_change(table: &Table, change: &Change, users: &[crmsync_domain::User])
             if let Some(old) = &f.old {
                 entry["old"] = old.clone();
             }
+            if let Some(why) = provenance(f) {
+                entry["provenance"] = why;
+            }
             entry
         })
         .collect();
@@ -258,4 +261,15 @@ fn render_change(table: &Table, change: &Change, users: &[crmsync_domain::User])
         "user": user,
         "fields": fields,
     })
+}
+
+/// Why a value taken from a peer is the value (B-15): which instance wrote it and when, the
+/// value it replaced here, and the rule that decided.
+pub fn provenance(change: &crmsync_domain::FieldChange) -> Option<Json_> {
+    let stamp = |s: &crmsync_domain::Stamp| json!({ "written_by": s.node.to_string(), "written_at": format_ms(s.hlc.ms()) });
+    let written = change.written.as_ref()?;
+    let mut why = stamp(written);
+    why["rule"] = json!("newer write wins");
+    why["replaced"] = change.replaced.as_ref().map(stamp).unwrap_or(Json_::Null);
+    Some(why)
 }

@@ -395,7 +395,51 @@ struct HistoryEntry {
     at: String,
     what: String,
     source: String,
-    fields: Vec<(String, String, String)>,
+    /// (field, old, new, why: where a value from a peer was written and what it beat).
+    fields: Vec<(String, String, String, String)>,
+}
+
+/// Names the instance that wrote a value: this one, a sync's other side, or its id.
+struct Instances {
+    here: uuid::Uuid,
+    peers: Vec<(uuid::Uuid, String)>,
+}
+
+impl Instances {
+    fn name(&self, lang: Lang, node: uuid::Uuid) -> String {
+        if node == self.here {
+            return lang.t("instance-here");
+        }
+        match self.peers.iter().find(|(id, _)| *id == node) {
+            Some((_, sync)) => lang.with("instance-peer", &[("sync", sync)]),
+            None => lang.with("instance-other", &[("id", &node.to_string()[..8])]),
+        }
+    }
+
+    fn why(&self, lang: Lang, change: &crmsync_domain::FieldChange) -> String {
+        let Some(written) = change.written else {
+            return String::new();
+        };
+        let at = |s: &crmsync_domain::Stamp| format_ms(s.hlc.ms());
+        let mut text = lang.with(
+            "provenance",
+            &[
+                ("at", &at(&written)),
+                ("instance", &self.name(lang, written.node)),
+            ],
+        );
+        if let Some(replaced) = change.replaced {
+            text.push_str("; ");
+            text.push_str(&lang.with(
+                "provenance-replaced",
+                &[
+                    ("at", &at(&replaced)),
+                    ("instance", &self.name(lang, replaced.node)),
+                ],
+            ));
+        }
+        text
+    }
 }
 
 #[derive(Template)]
@@ -534,6 +578,7 @@ fn history(
     changes: &[Change],
     users: &[User],
     syncs: &[(i64, String)],
+    instances: &Instances,
 ) -> Vec<HistoryEntry> {
     changes
         .iter()
@@ -590,7 +635,12 @@ fn history(
                         let name = field
                             .map(|f| f.name.clone())
                             .unwrap_or_else(|| f.field_no.to_string());
-                        (name, text(&f.old, field), text(&Some(f.new.clone()), field))
+                        (
+                            name,
+                            text(&f.old, field),
+                            text(&Some(f.new.clone()), field),
+                            instances.why(lang, f),
+                        )
                     })
                     .collect(),
             }
@@ -750,21 +800,32 @@ async fn record(
 ) -> WebResult<Response> {
     let page = signed.page.in_section("tables");
     let lang = page.lang;
-    let (ctx, record, changes, syncs, remote) = work(lang, move || {
+    let (ctx, record, changes, syncs, remote, instances) = work(lang, move || {
         let ctx = form_context(&app, table_id)?;
         let record = app.core.record(table_id, id)?;
         let changes = app.core.history(table_id, id)?;
-        let syncs: Vec<(i64, String)> = app
-            .core
-            .syncs()?
-            .into_iter()
-            .map(|s| (s.id, s.name))
-            .collect();
+        let all = app.core.syncs()?;
+        let mut peers = Vec::new();
+        for sync in &all {
+            if let Some(peer) = app
+                .core
+                .sync_state(sync.id)?
+                .peer_instance
+                .and_then(|p| uuid::Uuid::parse_str(&p).ok())
+            {
+                peers.push((peer, sync.name.clone()));
+            }
+        }
+        let instances = Instances {
+            here: app.instance_id,
+            peers,
+        };
+        let syncs: Vec<(i64, String)> = all.into_iter().map(|s| (s.id, s.name)).collect();
         let remote = crate::sync::actions::remote_copies(&app, table_id)?
             .into_iter()
             .map(|(_, base, wire)| format!("{base}/tables/{wire}/uid/{}", record.uid))
             .collect();
-        Ok((ctx, record, changes, syncs, remote))
+        Ok((ctx, record, changes, syncs, remote, instances))
     })
     .await?;
     let notice = match params.notice.as_deref() {
@@ -777,7 +838,7 @@ async fn record(
     };
     Ok(render(&RecordPage {
         inputs: inputs(&ctx, Some(&record), None),
-        history: history(lang, &ctx.table, &changes, &ctx.users, &syncs),
+        history: history(lang, &ctx.table, &changes, &ctx.users, &syncs, &instances),
         deleted: record.status == RecordStatus::Deleted,
         synced: ctx.synced,
         table: ctx.table,

@@ -13,6 +13,7 @@ mod held;
 mod http;
 mod initial;
 mod protocol;
+mod provenance;
 mod random;
 mod tls;
 mod topology;
