@@ -26,6 +26,8 @@ pub enum Origin {
     Api,
     /// The web UI.
     Web,
+    /// A drift repair rewriting values with fresh stamps (B-16).
+    Repair,
     Import,
     Sync(i64),
 }
@@ -35,6 +37,7 @@ impl Origin {
         match self {
             Origin::Api => "api".into(),
             Origin::Web => "web".into(),
+            Origin::Repair => "repair".into(),
             Origin::Import => "import".into(),
             Origin::Sync(id) => format!("sync:{id}"),
         }

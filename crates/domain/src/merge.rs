@@ -201,3 +201,63 @@ impl<S: Store> Instance<S> {
         })
     }
 }
+
+impl<S: Store> Instance<S> {
+    /// Writes these records' current values of `fields` again with fresh stamps — newer
+    /// than anything they hold — so they travel and win on every peer: the repair for
+    /// values that drifted apart without a write (B-16). Logged as ordinary updates (old
+    /// and new alike), with the actor's origin. Returns how many records were restamped.
+    pub fn restamp(
+        &self,
+        actor: &Actor,
+        table_id: TableId,
+        uids: &[Uuid],
+        fields: &[FieldNo],
+    ) -> Result<usize, DomainError> {
+        let table = self.table(table_id)?;
+        let node = self.instance_id()?;
+        let now = crate::clock::Hlc::from_ms(self.now_ms());
+        let fields: Vec<FieldNo> = fields
+            .iter()
+            .copied()
+            .filter(|no| table.field(*no).is_some())
+            .collect();
+        let mut items = Vec::new();
+        self.store().read(|tx| {
+            for uid in uids {
+                let Some(stored) = tx.record_by_uid(&table, *uid)? else {
+                    continue;
+                };
+                let newest = stored
+                    .stamps
+                    .values()
+                    .map(|s| s.hlc)
+                    .chain([stored.status_stamp.hlc, now])
+                    .max()
+                    .unwrap_or_default();
+                let stamp = Stamp {
+                    hlc: crate::clock::Hlc(newest.0 + 1),
+                    node,
+                };
+                items.push(MergeItem {
+                    uid: *uid,
+                    status: stored.record.status,
+                    // The status keeps its stamp: only values are repaired.
+                    status_stamp: stored.status_stamp,
+                    values: fields
+                        .iter()
+                        .map(|no| {
+                            let value =
+                                stored.record.values.get(no).cloned().unwrap_or(Value::Null);
+                            (*no, value, stamp)
+                        })
+                        .collect(),
+                });
+            }
+            Ok(())
+        })?;
+        let count = items.len();
+        self.merge(actor, table_id, items)?;
+        Ok(count)
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod content;
+pub mod drift;
 pub mod folder;
 pub mod initial;
 pub mod mapping;

@@ -133,7 +133,7 @@ pub fn build_packet<S: Store>(
 }
 
 /// A value as it travels: users by the sync's matching rule, links by the target's uid.
-fn to_wire(
+pub(crate) fn to_wire(
     tx: &mut dyn StoreTx,
     sync: &SyncConfig,
     field: &Field,

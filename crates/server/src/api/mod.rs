@@ -119,6 +119,8 @@ pub fn router(app: App) -> Router {
         )
         .route("/syncs/{sync_id}/log", get(syncs::log))
         .route("/syncs/{sync_id}/held", get(syncs::held))
+        .route("/syncs/{sync_id}/drift", get(syncs::drift))
+        .route("/syncs/{sync_id}/drift/repair", post(syncs::repair_drift))
         .route(
             "/syncs/{sync_id}/held/{held_id}",
             post(syncs::approve_held).delete(syncs::discard_held),

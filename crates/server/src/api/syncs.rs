@@ -358,3 +358,31 @@ pub async fn discard_held(
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Drift check (B-16): what differs between this (active) side and its peer.
+pub async fn drift(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let (found, _) = crate::sync::drift::check(&app, id)
+        .await
+        .map_err(drift_error)?;
+    Ok(Json(json!(found)))
+}
+
+/// Drift repair (B-16): this side's values win for records that differ.
+pub async fn repair_drift(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    actor.require_admin()?;
+    let repaired = crate::sync::drift::repair(&app, id, actor)
+        .await
+        .map_err(drift_error)?;
+    Ok(Json(json!(repaired)))
+}
+
+fn drift_error(failure: crate::sync::active::Failure) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "drift_check_failed", failure.0)
+}

@@ -34,6 +34,7 @@ pub fn router() -> Router<App> {
         .route("/sync/v1/{sync_id}/push", post(push))
         .route("/sync/v1/{sync_id}/pull", post(pull))
         .route("/sync/v1/{sync_id}/resend", post(resend))
+        .route("/sync/v1/{sync_id}/digests", post(digests))
         .route("/sync/v1/{sync_id}/content/{sha256}", post(content::offer))
         .route(
             "/sync/v1/{sync_id}/content/{sha256}/{index}",
@@ -305,4 +306,28 @@ async fn resend(
     let request: ResendRequest = parse(&body)?;
     let summary = blocking(move || super::initial::queue_own(&app, &sync, request)).await?;
     Ok(Json(summary))
+}
+
+/// The passive side's digests for a drift check (B-16), over the fields both sides carry.
+async fn digests(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(sync_id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<crmsync_sync::drift::Digests>, ApiError> {
+    let sync = authenticate(&app, sync_id, "digests", &headers, &body, peer).await?;
+    let request: super::drift::DigestRequest = parse(&body)?;
+    let digests = blocking(move || {
+        let mapping = passive_mapping(&app, &sync)?;
+        let ours = crmsync_sync::drift::fields(&mapping);
+        let agreed: Vec<i64> = request
+            .fields
+            .into_iter()
+            .filter(|f| ours.contains(f))
+            .collect();
+        crmsync_sync::drift::digests(&app.core, &sync, &mapping, &agreed)
+    })
+    .await?;
+    Ok(Json(digests))
 }

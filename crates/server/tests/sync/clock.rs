@@ -29,18 +29,17 @@ async fn a_peer_clock_ninety_seconds_ahead_is_flagged_and_merging_still_agrees()
 
     let on_main = eventually(30, "main sees aux's clock ahead", || async {
         let (_, s) = main_api.get(&format!("/syncs/{active}/status")).await;
-        s["clock_warning"]
-            .as_str()
-            .is_some_and(|w| w.contains("ahead of"))
-            .then_some(s)
+        // Flagged, not refused: the sync works.
+        (s["connected"] == true
+            && s["clock_warning"]
+                .as_str()
+                .is_some_and(|w| w.contains("ahead of")))
+        .then_some(s)
     })
     .await;
     let offset = on_main["peer_clock_offset_ms"].as_i64().unwrap();
     assert!((85_000..95_000).contains(&offset), "{on_main}");
-    assert_eq!(
-        on_main["connected"], true,
-        "flagged, not refused: {on_main}"
-    );
+
     let on_aux = eventually(30, "aux sees main's clock behind", || async {
         let (_, s) = aux_api.get(&format!("/syncs/{passive}/status")).await;
         s["clock_warning"]

@@ -6,6 +6,7 @@ mod common;
 
 mod clock;
 mod crash;
+mod drift;
 mod files;
 mod folders;
 mod ftp;

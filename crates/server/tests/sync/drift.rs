@@ -1,0 +1,107 @@
+//! Drift check and repair (B-16): a value edited in one instance's SQLite file behind its
+//! back keeps its stamp, so ordinary merging would never heal it; the active side's drift
+//! check finds it and the repair puts the active side's value back on the other side.
+
+use super::http::{add_field, clients, pair};
+use crate::common::{Server, eventually};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_value_edited_in_the_database_file_is_found_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name", "Phone"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name", "Phone"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    for i in 0..2 {
+        add_field(&main_api, active, m[i], "both", None).await;
+        add_field(&aux_api, passive, a[i], "both", Some(m[i])).await;
+    }
+    for i in 0..5 {
+        main_api
+            .create_record(main_table, json!({ m[0].to_string(): format!("client {i}"), m[1].to_string(): format!("+7 {i}") }))
+            .await;
+    }
+    eventually(30, "five clients on aux", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 5).then_some(())
+    })
+    .await;
+    let drift = |api: &crate::common::Client| {
+        let api = api.clone();
+        async move { api.get(&format!("/syncs/{active}/drift")).await }
+    };
+    let (status, found) = drift(&main_api).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(
+        found,
+        json!({ "differ": [], "only_here": [], "only_there": [] })
+    );
+
+    // Behind aux's back: its database file edited directly while it runs.
+    let target = aux_api.all_ids(aux_table, "active").await[2];
+    let (_, record) = aux_api
+        .get(&format!("/tables/{aux_table}/records/{target}"))
+        .await;
+    let conn = rusqlite::Connection::open(dir.path().join("aux").join("crmsync.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    let changed = conn
+        .execute(
+            &format!(
+                "UPDATE t{aux_table} SET f{} = 'tampered' WHERE id = ?1",
+                a[1]
+            ),
+            [target],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+
+    let (_, found) = drift(&main_api).await;
+    assert_eq!(found["differ"], json!([record["uid"]]), "{found}");
+    // Only the active side runs it.
+    let (status, _) = aux_api.get(&format!("/syncs/{passive}/drift")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let (status, repaired) = main_api
+        .post(&format!("/syncs/{active}/drift/repair"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{repaired}");
+    assert_eq!(repaired["restamped"], 1);
+    eventually(30, "aux's value repaired", || async {
+        let (_, r) = aux_api
+            .get(&format!("/tables/{aux_table}/records/{target}"))
+            .await;
+        (r["values"][a[1].to_string()] == record["values"][a[1].to_string()]).then_some(())
+    })
+    .await;
+    let (_, found) = drift(&main_api).await;
+    assert_eq!(
+        found,
+        json!({ "differ": [], "only_here": [], "only_there": [] })
+    );
+    // The repair is in main's history as such.
+    let (_, main_copy) = main_api
+        .get(&format!(
+            "/tables/{main_table}/records/uid/{}",
+            record["uid"].as_str().unwrap()
+        ))
+        .await;
+    let (_, history) = main_api
+        .get(&format!(
+            "/tables/{main_table}/records/{}/history",
+            main_copy["id"]
+        ))
+        .await;
+    assert!(
+        history["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["origin"] == "repair"),
+        "{history}"
+    );
+}
