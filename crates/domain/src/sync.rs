@@ -118,7 +118,13 @@ pub struct SyncConfig {
     pub user_match: UserMatch,
     pub local: Option<LocalSettings>,
     pub ftp: Option<FtpSettings>,
+    /// An exchange deleting more than this share (percent) of a table holds its deletes
+    /// for approval (B-18); 100 turns the guard off.
+    pub mass_delete_percent: u32,
 }
+
+/// The mass-delete guard's default share (B-18).
+pub const DEFAULT_MASS_DELETE_PERCENT: u32 = 20;
 
 impl SyncConfig {
     /// Checks the settings a person entered, with messages that say what to fix.
@@ -128,6 +134,11 @@ impl SyncConfig {
             return Err(DomainError::invalid(format!(
                 "period_seconds: the shortest period is {MIN_PERIOD_SECONDS} second"
             )));
+        }
+        if !(1..=100).contains(&self.mass_delete_percent) {
+            return Err(DomainError::invalid(
+                "mass_delete_percent: a share from 1 to 100 (100 turns the guard off)",
+            ));
         }
         if self.password.0.is_empty() {
             return Err(DomainError::invalid(
@@ -337,6 +348,7 @@ mod tests {
             user_match: UserMatch::Login,
             local: None,
             ftp: None,
+            mass_delete_percent: DEFAULT_MASS_DELETE_PERCENT,
         }
     }
 

@@ -25,6 +25,7 @@ pub struct SyncInput {
     pub user_match: Option<UserMatch>,
     pub local: Option<LocalSettings>,
     pub ftp: Option<FtpSettings>,
+    pub mass_delete_percent: Option<u32>,
 }
 
 /// Log kinds recorded even when a sync's log is off: a person must always see failures.
@@ -59,6 +60,7 @@ impl<S: Store> Instance<S> {
             user_match: UserMatch::Login,
             local: None,
             ftp: None,
+            mass_delete_percent: crate::sync::DEFAULT_MASS_DELETE_PERCENT,
         };
         apply_input(&mut sync, input);
         sync.validate()?;
@@ -346,6 +348,9 @@ fn apply_input(sync: &mut SyncConfig, input: SyncInput) {
     }
     if let Some(v) = input.user_match {
         sync.user_match = v;
+    }
+    if let Some(v) = input.mass_delete_percent {
+        sync.mass_delete_percent = v;
     }
     if input.local.is_some() {
         sync.local = input.local;

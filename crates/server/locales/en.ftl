@@ -141,6 +141,17 @@ provenance-replaced = over the value written { $at } on { $instance }
 instance-here = this instance
 instance-peer = the side of “{ $sync }”
 instance-other = instance { $id }
+mass-delete-share = Hold deletes above this share of a table, % (100: never)
+drift-check = Check for drift
+drift-differ = Records that differ
+drift-only-here = Only on this side
+drift-only-there = Only on the other side
+drift-none = Both sides hold the same values.
+drift-repair = Repair: this side's values win
+drift-repaired = { $count ->
+    [one] { $count } record rewritten; it travels to the other side now.
+   *[other] { $count } records rewritten; they travel to the other side now.
+}
 held-changes = Held changes
 held-quarantine = cannot be applied here yet
 held-mass-delete = delete awaiting approval

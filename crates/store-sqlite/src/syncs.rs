@@ -18,6 +18,8 @@ struct Settings {
     local: Option<LocalSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ftp: Option<FtpSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mass_delete_percent: Option<u32>,
 }
 
 fn to_text<T: Serialize>(value: &T) -> StoreResult<String> {
@@ -59,6 +61,9 @@ pub fn syncs(tx: &Transaction<'_>) -> StoreResult<Vec<SyncConfig>> {
             user_match: from_text::<UserMatch>(&text(9)?)?,
             local: settings.local,
             ftp: settings.ftp,
+            mass_delete_percent: settings
+                .mass_delete_percent
+                .unwrap_or(crmsync_domain::sync::DEFAULT_MASS_DELETE_PERCENT),
         });
     }
     Ok(syncs)
@@ -68,6 +73,7 @@ fn settings_text(sync: &SyncConfig) -> StoreResult<String> {
     serde_json::to_string(&Settings {
         local: sync.local.clone(),
         ftp: sync.ftp.clone(),
+        mass_delete_percent: Some(sync.mass_delete_percent),
     })
     .map_err(|e| DomainError::Store(e.to_string()))
 }

@@ -28,10 +28,9 @@ pub struct ApplyReport {
     pub held: usize,
 }
 
-/// An exchange deleting more than this share of a table's records has its deletes held
-/// for approval (B-18)…
-pub const MASS_DELETE_PERCENT: u64 = 20;
-/// …when it deletes at least this many (one delete of a three-record table is ordinary).
+/// An exchange deleting more than the sync's share of a table's records has its deletes
+/// held for approval (B-18) when it deletes at least this many (one delete of a
+/// three-record table is ordinary).
 pub const MASS_DELETE_MIN: u64 = 5;
 
 /// Whether the mass-delete guard looks at this apply (a person's approval skips it).
@@ -126,11 +125,12 @@ fn guard_mass_delete<'a, S: Store>(
         Ok((deleting, tx.table_counts(&table)?.active))
     })?;
     let count = deleting.len() as u64;
-    if count < MASS_DELETE_MIN || count * 100 <= MASS_DELETE_PERCENT * active {
+    let share = u64::from(sync.mass_delete_percent);
+    if share >= 100 || count < MASS_DELETE_MIN || count * 100 <= share * active {
         return Ok(items);
     }
     let reason = format!(
-        "this exchange would delete {count} of the {active} records of table \"{}\" (more than {MASS_DELETE_PERCENT}%); approve to apply",
+        "this exchange would delete {count} of the {active} records of table \"{}\" (more than {share}%); approve to apply",
         table.name
     );
     let mut kept = Vec::new();

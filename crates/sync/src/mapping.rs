@@ -179,6 +179,7 @@ mod tests {
             user_match: UserMatch::Login,
             local: None,
             ftp: None,
+            mass_delete_percent: 20,
         }
     }
 

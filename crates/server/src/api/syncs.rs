@@ -35,6 +35,7 @@ fn render(sync: &SyncConfig, base_url: &str) -> Value {
         "log": sync.log,
         "period_seconds": sync.period_seconds,
         "user_match": sync.user_match,
+        "mass_delete_percent": sync.mass_delete_percent,
         "local": sync.local,
         "ftp": ftp,
         "endpoint_url": endpoint_url,

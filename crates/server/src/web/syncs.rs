@@ -38,6 +38,8 @@ pub fn router() -> Router<App> {
         .route("/syncs/{sync}/initial", post(initial))
         .route("/syncs/{sync}/fields/{entry}/initial", post(initial_field))
         .route("/syncs/{sync}/log", get(log))
+        .route("/syncs/{sync}/drift", get(drift))
+        .route("/syncs/{sync}/drift/repair", post(repair_drift))
         .route("/syncs/{sync}/held/{held}/approve", post(approve_held))
         .route("/syncs/{sync}/held/{held}/discard", post(discard_held))
         .route("/jobs/{job}/progress", get(progress))
@@ -137,6 +139,7 @@ async fn new(signed: Signed) -> Response {
             ("transport".into(), "http".into()),
             ("log".into(), "on".into()),
             ("period_seconds".into(), "5".into()),
+            ("mass_delete_percent".into(), "20".into()),
             ("ftp_port".into(), "21".into()),
         ]),
         error: None,
@@ -170,6 +173,10 @@ fn form_of(sync: &SyncConfig) -> Submitted {
             sync.remote_url.clone().unwrap_or_default(),
         ),
         ("period_seconds".into(), sync.period_seconds.to_string()),
+        (
+            "mass_delete_percent".into(),
+            sync.mass_delete_percent.to_string(),
+        ),
         (
             "user_match".into(),
             match sync.user_match {
@@ -294,7 +301,17 @@ fn input_of(form: &Submitted) -> Result<SyncInput, DomainError> {
         DomainError::invalid(format!("period: \"{period}\" is not a number of seconds"))
     })?;
     let remote_url = form.text("remote_url");
+    let share = form.text("mass_delete_percent");
+    let mass_delete_percent =
+        if share.is_empty() {
+            None
+        } else {
+            Some(share.parse().map_err(|_| {
+                DomainError::invalid(format!("\"{share}\" is not a share in percent"))
+            })?)
+        };
     Ok(SyncInput {
+        mass_delete_percent,
         name: Some(form.text("name")),
         mode: Some(mode),
         transport: Some(transport),
@@ -414,6 +431,8 @@ struct SyncPage {
     sent_total: u64,
     received_total: u64,
     held: Vec<HeldRow>,
+    /// Drift checks run from the active side of an HTTP sync.
+    drift_check: bool,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -551,6 +570,7 @@ async fn detail(
         received_total: hour.iter().map(|m| m.received).sum(),
         chart,
         held,
+        drift_check: !passive && sync.transport == Transport::Http,
         sync,
     }))
 }
@@ -847,4 +867,64 @@ async fn discard_held(
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
     decide_held(app, signed, sync_id, held_id, form, false).await
+}
+
+#[derive(Template)]
+#[template(path = "drift.html")]
+struct DriftPage {
+    page: Page,
+    sync: SyncConfig,
+    found: crmsync_sync::drift::Drift,
+    notice: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RepairedParam {
+    repaired: Option<i64>,
+}
+
+/// Drift check (B-16), from the active side of an HTTP sync.
+async fn drift(
+    State(app): State<App>,
+    signed: Signed,
+    Path(sync_id): Path<i64>,
+    Query(params): Query<RepairedParam>,
+) -> WebResult<Response> {
+    let page = signed.page.in_section("syncs");
+    let lang = page.lang;
+    let app2 = app.clone();
+    let sync = work(lang, move || app2.core.sync(sync_id)).await?;
+    let (found, _) = crate::sync::drift::check(&app, sync_id)
+        .await
+        .map_err(|f| WebError::new(lang, StatusCode::CONFLICT, f.0))?;
+    Ok(render(&DriftPage {
+        notice: params
+            .repaired
+            .map(|n| lang.n("drift-repaired", "count", n)),
+        page,
+        sync,
+        found,
+    }))
+}
+
+async fn repair_drift(
+    State(app): State<App>,
+    signed: Signed,
+    Path(sync_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    let lang = signed.page.lang;
+    signed
+        .actor
+        .require_admin()
+        .map_err(|e| WebError::domain(lang, e))?;
+    let repaired = crate::sync::drift::repair(&app, sync_id, signed.actor)
+        .await
+        .map_err(|f| WebError::new(lang, StatusCode::CONFLICT, f.0))?;
+    Ok(Redirect::to(&format!(
+        "/syncs/{sync_id}/drift?repaired={}",
+        repaired.restamped
+    ))
+    .into_response())
 }

@@ -89,6 +89,11 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
     }
 
+    /// The element if the page has it now (for polling loops, which reload and retry).
+    async fn try_find(&self, css: &str) -> Option<fantoccini::elements::Element> {
+        self.client.find(Locator::Css(css)).await.ok()
+    }
+
     async fn fill(&self, css: &str, text: &str) {
         let input = self.find(css).await;
         input.clear().await.unwrap();
@@ -239,8 +244,8 @@ async fn walk_through_the_setup(lang: &'static str, words: Words) {
     // The green check once the passive side answers.
     eventually(30, "the green check", || async {
         browser.goto(&active_page).await;
-        let mark = browser.find("#sync-status").await;
-        (mark.attr("data-connected").await.unwrap().as_deref() == Some("true")).then_some(())
+        let mark = browser.try_find("#sync-status").await?;
+        (mark.attr("data-connected").await.ok()?.as_deref() == Some("true")).then_some(())
     })
     .await;
     assert_eq!(
@@ -274,7 +279,7 @@ async fn walk_through_the_setup(lang: &'static str, words: Words) {
     browser.click("#initial-sync").await;
     eventually(60, "the initial sync done", || async {
         // The bar is replaced every half second: a read may meet the old one, gone.
-        let bar = browser.find(".progress").await;
+        let bar = browser.try_find(".progress").await?;
         let state = bar.attr("data-state").await.ok().flatten();
         (state.as_deref() == Some("done")).then_some(())
     })
@@ -282,15 +287,11 @@ async fn walk_through_the_setup(lang: &'static str, words: Words) {
     assert!(browser.text(".progress").await.contains(words.done));
     let with_job = browser.client.current_url().await.unwrap().to_string();
     // Its dashboard counts what went: three records (or more, with the field's own).
-    eventually(10, "the dashboard counting the records sent", || async {
+    eventually(30, "the dashboard counting the records sent", || async {
         browser.goto(&active_page).await;
-        let sent = browser
-            .find("#dashboard")
-            .await
-            .attr("data-sent")
-            .await
-            .unwrap();
-        (sent.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) >= 3).then_some(())
+        let dashboard = browser.try_find("#dashboard").await?;
+        let sent = dashboard.attr("data-sent").await.ok().flatten()?;
+        (sent.parse::<u64>().ok()? >= 3).then_some(())
     })
     .await;
     browser.goto(&with_job).await;

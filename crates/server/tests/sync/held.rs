@@ -238,4 +238,36 @@ async fn an_exchange_deleting_most_of_a_table_waits_for_approval() {
         (aux_api.all_ids(aux_table, "active").await.len() == 10).then_some(())
     })
     .await;
+
+    // The share is the sync's setting; 100 turns the guard off, 0 is refused.
+    let (status_code, _) = aux_api
+        .patch(
+            &format!("/syncs/{passive}"),
+            json!({ "mass_delete_percent": 0 }),
+        )
+        .await;
+    assert_eq!(status_code, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status_code, body) = aux_api
+        .patch(
+            &format!("/syncs/{passive}"),
+            json!({ "mass_delete_percent": 100 }),
+        )
+        .await;
+    assert_eq!(
+        (status_code, body["mass_delete_percent"].clone()),
+        (StatusCode::OK, json!(100))
+    );
+    set_remote(&main_api, active, "http://127.0.0.1:9").await;
+    // Five of the ten left: held under the default share, not now.
+    for id in &ids[10..15] {
+        main_api
+            .delete(&format!("/tables/{main_table}/records/{id}"))
+            .await;
+    }
+    set_remote(&main_api, active, &endpoint).await;
+    eventually(30, "five of ten deleted at once, unguarded", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 5).then_some(())
+    })
+    .await;
+    assert_eq!(status(&aux_api, passive).await["held"]["mass_delete"], 0);
 }
