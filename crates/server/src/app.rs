@@ -39,6 +39,8 @@ pub struct App {
     pub held_retry: crate::sync::held::RetryMarks,
     /// How far each sync's peer's clock is from this one's, as last seen.
     pub peer_clocks: crate::sync::clocks::PeerClocks,
+    /// One folder exchange at a time per sync.
+    pub exchange_turns: crate::sync::ExchangeTurns,
 }
 
 impl App {
@@ -78,6 +80,7 @@ impl App {
             metrics: Default::default(),
             held_retry: Default::default(),
             peer_clocks: Default::default(),
+            exchange_turns: Default::default(),
         })
     }
 

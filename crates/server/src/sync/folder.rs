@@ -80,6 +80,8 @@ fn folder_error(action: &str, place: &str, e: std::io::Error) -> DomainError {
 
 /// One round: write what is pending, read what has arrived.
 fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainError> {
+    let turn = app.exchange_turns.of(sync_id);
+    let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
     let sync = app.core.sync(sync_id)?;
     let period = Duration::from_secs(u64::from(sync.period_seconds));
     if app.core.sync_fields(sync_id)?.is_empty() {
@@ -256,7 +258,8 @@ fn read_incoming(
         let received = app.core.sync_state(sync.id)?.received_seq;
         let control_only =
             packet.items.is_empty() && (packet.catalog.is_some() || packet.resend.is_some());
-        match folder::sequence(&packet, received) {
+        let sequence = folder::sequence(&packet, received);
+        match sequence {
             Sequence::Gap if !control_only => {
                 return Ok(Some(Waiting(format!(
                     "waiting for the packet that follows change {received}: a packet is missing from the download folder"
@@ -298,7 +301,10 @@ fn read_incoming(
                 }
             }
         }
-        if !packet.items.is_empty() || received == 0 {
+        // In sequence, even a packet with nothing to apply moves the cursor: the writer's
+        // next packet starts where it ended (a hello written at start can cover log
+        // entries with nothing for this sync).
+        if sequence == Sequence::Apply {
             receive(app, sync, &packet)?;
         }
         if let Some(request) = packet.resend {

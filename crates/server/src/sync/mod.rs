@@ -111,3 +111,22 @@ async fn sample_waiting(app: App) {
         tokio::time::sleep(SAMPLE_EVERY).await;
     }
 }
+
+/// One exchange at a time per sync. A runner aborted on a settings change cannot stop the
+/// blocking part of an exchange already under way; the new runner's exchange waits for it,
+/// or two would write and read the same folders at once and break the packet sequence.
+#[derive(Clone, Default)]
+pub struct ExchangeTurns {
+    turns: Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<std::sync::Mutex<()>>>>>,
+}
+
+impl ExchangeTurns {
+    pub fn of(&self, sync_id: i64) -> Arc<std::sync::Mutex<()>> {
+        self.turns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(sync_id)
+            .or_default()
+            .clone()
+    }
+}

@@ -1,7 +1,7 @@
 //! A randomized convergence test over real processes (issue 6), seeded and reproducible:
 //! four instances in a star and a chain at once (spoke1 → hub ← spoke2 ← leaf, each arrow
-//! from an active side to the passive side it calls), random creates, edits, deletes and
-//! restores on
+//! from an active side to the passive side; the last link through local folders, the
+//! others over HTTP), random creates, edits, deletes and restores on
 //! all of them, and random restarts; at the end, with held deletes approved as an operator
 //! would, every instance holds the same records with the same values and statuses —
 //! nothing lost, nothing doubled.
@@ -10,6 +10,7 @@
 //! `CRMSYNC_RANDOM_OPS=2000 cargo test -p crmsync --test sync random -- --nocapture` is
 //! the larger run.
 
+use super::folders::local_sync;
 use super::http::{add_field, clients, pair};
 use crate::common::{Client, Server, eventually};
 use reqwest::Method;
@@ -84,10 +85,19 @@ async fn random_changes_on_four_instances_in_a_star_and_a_chain_converge() {
     for api in &apis {
         (table, fields) = clients(api, &["Name", "Phone"]).await;
     }
-    // spoke1 → hub, spoke2 → hub, leaf → spoke2 (active → passive).
+    // spoke1 → hub and spoke2 → hub over HTTP, leaf → spoke2 through two local folders
+    // (active → passive): HTTP and folder syncs mixed in one network.
     let mut syncs: Vec<(usize, i64)> = Vec::new();
     for (active, passive) in [(1, 0), (2, 0), (3, 2)] {
-        let (a, p) = pair(&apis[active], &apis[passive], "123456").await;
+        let (a, p) = if active == 3 {
+            let (up, down) = (dir.path().join("leaf-up"), dir.path().join("leaf-down"));
+            (
+                local_sync(&apis[active], "active", &up, &down).await,
+                local_sync(&apis[passive], "passive", &down, &up).await,
+            )
+        } else {
+            pair(&apis[active], &apis[passive], "123456").await
+        };
         for f in &fields {
             add_field(&apis[active], a, *f, "both", None).await;
             add_field(&apis[passive], p, *f, "both", Some(*f)).await;
