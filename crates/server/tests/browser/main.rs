@@ -229,6 +229,8 @@ async fn walk_through_the_setup(lang: &'static str, words: Words) {
     browser.fill("input[name=period_seconds]", "1").await;
     browser.screenshot("add-sync").await;
     browser.click("#create-sync").await;
+    // The sync's own page, once the browser has followed the redirect to it.
+    browser.find("#sync-status").await;
     let active_page = browser.client.current_url().await.unwrap().to_string();
 
     // 3. Fields on the active side: table, field, direction, Add.
@@ -242,12 +244,24 @@ async fn walk_through_the_setup(lang: &'static str, words: Words) {
         browser.find(&format!("tr[data-field=\"{field}\"]")).await;
     }
     // The green check once the passive side answers.
-    eventually(30, "the green check", || async {
+    let active_id: i64 = active_page.rsplit('/').next().unwrap().parse().unwrap();
+    let mut connected = false;
+    for _ in 0..60 {
         browser.goto(&active_page).await;
-        let mark = browser.try_find("#sync-status").await?;
-        (mark.attr("data-connected").await.ok()?.as_deref() == Some("true")).then_some(())
-    })
-    .await;
+        if let Some(mark) = browser.try_find("#sync-status").await
+            && mark.attr("data-connected").await.ok().flatten().as_deref() == Some("true")
+        {
+            connected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if !connected {
+        let (_, status) = main_api.get(&format!("/syncs/{active_id}/status")).await;
+        let (_, log) = main_api.get(&format!("/syncs/{active_id}/log")).await;
+        let (_, passive_log) = aux_api.get("/syncs/1/log").await;
+        panic!("no green check: {status}\nlog: {log}\npassive log: {passive_log}");
+    }
     assert_eq!(
         browser
             .find("#sync-status")
