@@ -302,3 +302,55 @@ async fn initial_sync_over_folders_from_either_side() {
         "no duplicates"
     );
 }
+
+/// A restarted active side writes a hello packet first, covering change-log entries with
+/// nothing for the sync (here: the record that came from the other side). The reader must
+/// move its cursor past it, or the next packet looks like one after a missing packet.
+#[tokio::test]
+async fn changes_after_the_active_side_restarts_still_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (to_aux, to_main) = (dir.path().join("to-aux"), dir.path().join("to-main"));
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let active = local_sync(&main_api, "active", &to_aux, &to_main).await;
+    let passive = local_sync(&aux_api, "passive", &to_main, &to_aux).await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    main_api
+        .create_record(main_table, json!({ m[0].to_string(): "from main" }))
+        .await;
+    eventually(20, "main's record on aux", || async {
+        (record_values(&aux_api, aux_table).await.len() == 1).then_some(())
+    })
+    .await;
+    aux_api
+        .create_record(aux_table, json!({ a[0].to_string(): "from aux" }))
+        .await;
+    eventually(20, "aux's record on main", || async {
+        (record_values(&main_api, main_table).await.len() == 2).then_some(())
+    })
+    .await;
+    // Main's runner has looked past the entry that record made there.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+
+    let address = main.address();
+    let data = main.kill();
+    let main = Server::start_at(&data, &address);
+    let main_api = main.admin();
+    main_api
+        .create_record(main_table, json!({ m[0].to_string(): "after the restart" }))
+        .await;
+    eventually(20, "main's new record on aux", || async {
+        let values = record_values(&aux_api, aux_table).await;
+        values
+            .iter()
+            .any(|v| v[a[0].to_string()] == "after the restart")
+            .then_some(())
+    })
+    .await;
+    let (_, status) = aux_api.get(&format!("/syncs/{passive}/status")).await;
+    assert_eq!(status["reason"], serde_json::Value::Null, "{status}");
+}
