@@ -39,7 +39,7 @@ impl From<DomainError> for Failure {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DomainError> + Send + 'static,
 ) -> Result<T, Failure> {
     tokio::task::spawn_blocking(f)

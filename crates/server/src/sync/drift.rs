@@ -3,7 +3,7 @@
 //! side's values of the records that differ with fresh stamps (they travel and win there)
 //! and asks the other side to send everything again if it has records this side lacks.
 
-use super::active::{Failure, call_peer};
+use super::active::{Failure, blocking, call_peer};
 use crate::app::App;
 use crmsync_domain::sync::{Mode, Transport};
 use crmsync_domain::{Actor, DomainError, Origin};
@@ -14,15 +14,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize)]
 pub struct DigestRequest {
     pub fields: Vec<i64>,
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DomainError> + Send + 'static,
-) -> Result<T, Failure> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Failure(e.to_string()))?
-        .map_err(Failure::from)
 }
 
 /// Compares both sides; returns this side's digests with the drift.

@@ -116,6 +116,31 @@ impl Server {
         }
     }
 
+    /// A page of the web UI as the admin sees it in a browser asking for `language`.
+    pub async fn web_page(&self, path: &str, language: &str) -> String {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let signed_in = http
+            .post(format!("{}/login", self.url))
+            .form(&[("login", "admin"), ("password", ADMIN_PASSWORD)])
+            .send()
+            .await
+            .expect("sign-in sent");
+        let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+        let session = cookie.split(';').next().unwrap().to_string();
+        http.get(format!("{}{path}", self.url))
+            .header("cookie", session)
+            .header("accept-language", language)
+            .send()
+            .await
+            .expect("page requested")
+            .text()
+            .await
+            .expect("page body")
+    }
+
     /// The same server, acting as another user.
     pub fn as_user(&self, login: &str, password: &str) -> Client {
         Client {

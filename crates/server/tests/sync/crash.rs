@@ -1,10 +1,9 @@
 //! kill -9 in the middle of a large exchange, on either side: after a restart the two
 //! instances converge with nothing lost and nothing doubled.
 
-use super::http::{NamePair, name_pair, quiet};
+use super::http::{NamePair, name_pair, quiet, set_remote};
 use crate::common::{Client, Server, eventually};
 use reqwest::{Method, StatusCode};
-use serde_json::json;
 use std::collections::HashSet;
 
 const ROWS: usize = 6000;
@@ -52,13 +51,6 @@ async fn census(api: &Client, table: i64) -> (usize, usize, usize) {
             None => return (count, uids.len(), names.len()),
         }
     }
-}
-
-async fn set_remote(api: &Client, sync: i64, url: &str) {
-    let (status, body) = api
-        .patch(&format!("/syncs/{sync}"), json!({ "remote_url": url }))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]

@@ -67,36 +67,7 @@ async fn a_value_edited_in_the_database_file_is_found_and_repaired() {
     assert_eq!(status, StatusCode::CONFLICT);
 
     // The sync's page in the browser shows the same.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let signed_in = http
-        .post(format!("{}/login", main.url))
-        .form(&[
-            ("login", "admin"),
-            ("password", crate::common::ADMIN_PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let cookie = signed_in.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = http
-        .get(format!("{}/syncs/{active}/drift", main.url))
-        .header("cookie", &cookie)
-        .header("accept-language", "en")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = main.web_page(&format!("/syncs/{active}/drift"), "en").await;
     assert!(
         html.contains("Records that differ") && html.contains(record["uid"].as_str().unwrap()),
         "{html}"

@@ -2,20 +2,13 @@
 //! cannot take is quarantined and applied once the cause is fixed (B-17); an exchange
 //! that would delete most of a table holds its deletes until a person approves (B-18).
 
-use super::http::{add_field, clients, pair};
+use super::http::{add_field, clients, pair, set_remote};
 use crate::common::{Client, Server, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn status(api: &Client, sync: i64) -> Value {
     api.get(&format!("/syncs/{sync}/status")).await.1
-}
-
-async fn set_remote(api: &Client, sync: i64, url: &str) {
-    let (status, body) = api
-        .patch(&format!("/syncs/{sync}"), json!({ "remote_url": url }))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]
@@ -159,36 +152,7 @@ async fn an_exchange_deleting_most_of_a_table_waits_for_approval() {
     );
 
     // The sync's page lists them, in the browser's language, with the buttons.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let signed_in = http
-        .post(format!("{}/login", aux.url))
-        .form(&[
-            ("login", "admin"),
-            ("password", crate::common::ADMIN_PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let cookie = signed_in.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = http
-        .get(format!("{}/syncs/{passive}", aux.url))
-        .header("cookie", &cookie)
-        .header("accept-language", "en")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = aux.web_page(&format!("/syncs/{passive}"), "en").await;
     assert_eq!(
         html.matches("delete awaiting approval").count(),
         10,

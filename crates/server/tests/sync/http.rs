@@ -53,6 +53,14 @@ pub async fn add_field(
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
+/// Points an active sync at another address (an unreachable one holds its changes back).
+pub async fn set_remote(api: &Client, sync: i64, url: &str) {
+    let (status, body) = api
+        .patch(&format!("/syncs/{sync}"), json!({ "remote_url": url }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 pub async fn record_values(api: &Client, table: i64) -> Vec<Value> {
     let page = api
         .ok(
