@@ -1,7 +1,7 @@
 //! kill -9 in the middle of a large exchange, on either side: after a restart the two
 //! instances converge with nothing lost and nothing doubled.
 
-use super::http::{NamePair, name_pair, quiet, set_remote};
+use super::http::{SyncedPair, quiet, set_remote, synced_pair};
 use crate::common::{Client, Server, eventually};
 use reqwest::{Method, StatusCode};
 use std::collections::HashSet;
@@ -56,7 +56,7 @@ async fn census(api: &Client, table: i64) -> (usize, usize, usize) {
 #[tokio::test]
 async fn killing_either_side_mid_exchange_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let NamePair {
+    let SyncedPair {
         main,
         aux,
         main_table: m_table,
@@ -64,7 +64,7 @@ async fn killing_either_side_mid_exchange_loses_and_doubles_nothing() {
         active,
         passive,
         ..
-    } = name_pair(dir.path()).await;
+    } = synced_pair(dir.path(), &["Name"]).await;
     let (main_api, aux_api) = (main.admin(), aux.admin());
     let endpoint = main_api
         .ok(Method::GET, &format!("/syncs/{active}"), None)

@@ -2,24 +2,25 @@
 //! back keeps its stamp, so ordinary merging would never heal it; the active side's drift
 //! check finds it and the repair puts the active side's value back on the other side.
 
-use super::http::{add_field, clients, pair};
-use crate::common::{Server, eventually};
+use super::http::{SyncedPair, synced_pair};
+use crate::common::eventually;
 use reqwest::StatusCode;
 use serde_json::json;
 
 #[tokio::test]
 async fn a_value_edited_in_the_database_file_is_found_and_repaired() {
     let dir = tempfile::tempdir().unwrap();
-    let main = Server::start(&dir.path().join("main"));
-    let aux = Server::start(&dir.path().join("aux"));
+    let SyncedPair {
+        main,
+        aux,
+        main_table,
+        aux_table,
+        m,
+        a,
+        active,
+        passive,
+    } = synced_pair(dir.path(), &["Name", "Phone"]).await;
     let (main_api, aux_api) = (main.admin(), aux.admin());
-    let (main_table, m) = clients(&main_api, &["Name", "Phone"]).await;
-    let (aux_table, a) = clients(&aux_api, &["Name", "Phone"]).await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    for i in 0..2 {
-        add_field(&main_api, active, m[i], "both", None).await;
-        add_field(&aux_api, passive, a[i], "both", Some(m[i])).await;
-    }
     for i in 0..5 {
         main_api
             .create_record(main_table, json!({ m[0].to_string(): format!("client {i}"), m[1].to_string(): format!("+7 {i}") }))

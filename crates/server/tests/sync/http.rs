@@ -753,33 +753,40 @@ async fn the_passive_side_sees_the_active_catalogue_and_mapping_problems_are_rep
 
 /// Two instances with a Clients table of one Name field, synced both ways over HTTP and
 /// quiet: the starting point of several tests.
-pub struct NamePair {
+/// Two instances with a Clients table of `fields`, every field synced both ways over HTTP
+/// (main active, aux passive), quiet.
+pub struct SyncedPair {
     pub main: Server,
     pub aux: Server,
     pub main_table: i64,
     pub aux_table: i64,
-    /// main's Name field.
-    pub m: i64,
+    /// main's fields, in the order given.
+    pub m: Vec<i64>,
+    /// aux's fields, in the order given.
+    pub a: Vec<i64>,
     pub active: i64,
     pub passive: i64,
 }
 
-pub async fn name_pair(dir: &std::path::Path) -> NamePair {
+pub async fn synced_pair(dir: &std::path::Path, fields: &[&str]) -> SyncedPair {
     let main = Server::start(&dir.join("main"));
     let aux = Server::start(&dir.join("aux"));
     let (main_api, aux_api) = (main.admin(), aux.admin());
-    let (main_table, m) = clients(&main_api, &["Name"]).await;
-    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let (main_table, m) = clients(&main_api, fields).await;
+    let (aux_table, a) = clients(&aux_api, fields).await;
     let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    add_field(&main_api, active, m[0], "both", None).await;
-    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    for (mine, theirs) in m.iter().zip(&a) {
+        add_field(&main_api, active, *mine, "both", None).await;
+        add_field(&aux_api, passive, *theirs, "both", Some(*mine)).await;
+    }
     quiet(&main_api, active, &aux_api, passive).await;
-    NamePair {
+    SyncedPair {
         main,
         aux,
         main_table,
         aux_table,
-        m: m[0],
+        m,
+        a,
         active,
         passive,
     }

@@ -2,8 +2,8 @@
 //! instance wrote it and when, the value it replaced (and who wrote that), the sync it
 //! arrived through, and the rule that decided.
 
-use super::http::{add_field, clients, pair};
-use crate::common::{Client, Server, eventually};
+use super::http::{SyncedPair, synced_pair};
+use crate::common::{Client, eventually};
 use serde_json::json;
 
 async fn instance_id(api: &Client) -> String {
@@ -16,14 +16,17 @@ async fn instance_id(api: &Client) -> String {
 #[tokio::test]
 async fn the_history_says_where_a_value_came_from_and_why_it_won() {
     let dir = tempfile::tempdir().unwrap();
-    let main = Server::start(&dir.path().join("main"));
-    let aux = Server::start(&dir.path().join("aux"));
+    let SyncedPair {
+        main,
+        aux,
+        main_table,
+        aux_table,
+        m,
+        a,
+        active,
+        ..
+    } = synced_pair(dir.path(), &["Name"]).await;
     let (main_api, aux_api) = (main.admin(), aux.admin());
-    let (main_table, m) = clients(&main_api, &["Name"]).await;
-    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    add_field(&main_api, active, m[0], "both", None).await;
-    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
     let (main_id, aux_id) = (instance_id(&main_api).await, instance_id(&aux_api).await);
 
     let record = main_api

@@ -1,4 +1,4 @@
-use super::http::{NamePair, add_field, name_pair, pair, quiet};
+use super::http::{SyncedPair, add_field, pair, quiet, synced_pair};
 use crate::common::{Server, eventually};
 use reqwest::Method;
 use serde_json::json;
@@ -151,7 +151,7 @@ async fn users_match_by_login_and_links_point_at_the_same_record() {
 #[tokio::test]
 async fn an_applied_change_is_not_sent_back() {
     let dir = tempfile::tempdir().unwrap();
-    let NamePair {
+    let SyncedPair {
         main,
         aux,
         main_table: m_table,
@@ -160,7 +160,8 @@ async fn an_applied_change_is_not_sent_back() {
         active,
         passive,
         ..
-    } = name_pair(dir.path()).await;
+    } = synced_pair(dir.path(), &["Name"]).await;
+    let m = m[0];
     let (main_api, aux_api) = (main.admin(), aux.admin());
     for i in 0..20 {
         main_api
