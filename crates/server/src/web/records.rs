@@ -31,6 +31,7 @@ pub fn router() -> Router<App> {
         .route("/tables/{table}/rename", post(rename_table))
         .route("/tables/{table}/delete", post(delete_table))
         .route("/tables/{table}/fields/{field}/delete", post(delete_field))
+        .route("/tables/{table}/fields/{field}/edit", post(edit_field))
         .route("/tables/{table}/new", get(new_record).post(create_record))
         .route("/tables/{table}/uid/{uid}", get(by_uid))
         .route("/tables/{table}/{id}", get(record).post(save_record))
@@ -142,6 +143,44 @@ async fn delete_field(
             )));
         }
         app.core.delete_field(&actor, field_no)
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/tables/{table_id}/fields")).into_response())
+}
+
+/// Renames a field and, for a select, sets its choices (one per line).
+async fn edit_field(
+    State(app): State<App>,
+    signed: Signed,
+    Path((table_id, field_no)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    check_csrf(&signed.page, &form)?;
+    let actor = signed.actor;
+    work(signed.page.lang, move || {
+        let field = app.core.field(field_no)?;
+        if field.table_id != table_id {
+            return Err(DomainError::not_found(format!(
+                "table {table_id} has no field {field_no}"
+            )));
+        }
+        let options = (field.field_type == FieldType::Select).then(|| FieldOptions {
+            choices: Some(
+                form.text("choices")
+                    .lines()
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect(),
+            ),
+            ..field.options.clone()
+        });
+        let patch = crmsync_domain::instance::FieldPatch {
+            name: Some(form.text("name")),
+            field_type: None,
+            options,
+        };
+        app.core.update_field(&actor, field_no, patch)
     })
     .await?;
     Ok(Redirect::to(&format!("/tables/{table_id}/fields")).into_response())

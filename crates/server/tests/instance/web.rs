@@ -262,6 +262,22 @@ async fn admins_manage_tables_fields_and_users_through_the_forms() {
         table["fields"][1]["options"]["choices"],
         json!(["новый", "оплачен"])
     );
+    // A field renamed and a choice added in place.
+    let (status, _) = submit(
+        &http,
+        &cookie,
+        &fields_page,
+        &url("/tables/1/fields/2/edit"),
+        &[("name", "Этап"), ("choices", "новый\nоплачен\nотгружен")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, field) = api.get("/fields/2").await;
+    assert_eq!(field["name"], "Этап");
+    assert_eq!(
+        field["options"]["choices"],
+        json!(["новый", "оплачен", "отгружен"])
+    );
 
     let (status, _) = submit(
         &http,
