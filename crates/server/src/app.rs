@@ -35,8 +35,6 @@ pub struct App {
     pub web_sessions: crate::web::Sessions,
     /// What each sync moved in the last hour (its dashboard).
     pub metrics: crate::sync::metrics::Metrics,
-    /// When each sync's quarantine was last tried.
-    pub held_retry: crate::sync::held::RetryMarks,
     /// How far each sync's peer's clock is from this one's, as last seen.
     pub peer_clocks: crate::sync::clocks::PeerClocks,
     /// One folder exchange at a time per sync.
@@ -78,7 +76,6 @@ impl App {
             jobs: Default::default(),
             web_sessions: Default::default(),
             metrics: Default::default(),
-            held_retry: Default::default(),
             peer_clocks: Default::default(),
             exchange_turns: Default::default(),
         })

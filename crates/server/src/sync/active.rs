@@ -77,7 +77,19 @@ async fn call<B: Serialize, R: DeserializeOwned>(
     timeout: Duration,
 ) -> Result<R, Failure> {
     let body = serde_json::to_vec(body).map_err(|e| Failure(e.to_string()))?;
-    request(app, sync, Method::POST, endpoint, body, timeout)
+    request_json(app, sync, Method::POST, endpoint, body, timeout).await
+}
+
+/// A signed request whose answer is JSON.
+pub(crate) async fn request_json<R: DeserializeOwned>(
+    app: &App,
+    sync: &SyncConfig,
+    method: Method,
+    endpoint: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<R, Failure> {
+    request(app, sync, method, endpoint, body, timeout)
         .await?
         .json::<R>()
         .await

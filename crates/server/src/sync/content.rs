@@ -11,7 +11,7 @@
 //! - Folders: chunk files are written before the packet file and read before it is
 //!   applied; they are removed with it.
 
-use super::active::{Failure, request};
+use super::active::{Failure, request, request_json};
 use super::folders::Folders;
 use super::passive::authenticate;
 use crate::api::{ApiError, ApiQuery, blocking};
@@ -71,11 +71,8 @@ pub(crate) async fn upload(
     for file in files {
         let offer = serde_json::to_vec(&Offer { size: file.size }).unwrap_or_default();
         let endpoint = format!("content/{}", file.sha256);
-        let reply: Received = request(app, sync, Method::POST, &endpoint, offer, CHUNK_TIMEOUT)
-            .await?
-            .json()
-            .await
-            .map_err(|e| Failure(format!("the passive side sent an unreadable answer: {e}")))?;
+        let reply: Received =
+            request_json(app, sync, Method::POST, &endpoint, offer, CHUNK_TIMEOUT).await?;
         let mut received = reply.received;
         while received < file.size {
             let index = received / CHUNK_BYTES;
@@ -90,11 +87,8 @@ pub(crate) async fn upload(
                     ))
                 })?;
             let endpoint = format!("content/{}/{index}?size={}", file.sha256, file.size);
-            let reply: Received = request(app, sync, Method::PUT, &endpoint, chunk, CHUNK_TIMEOUT)
-                .await?
-                .json()
-                .await
-                .map_err(|e| Failure(format!("the passive side sent an unreadable answer: {e}")))?;
+            let reply: Received =
+                request_json(app, sync, Method::PUT, &endpoint, chunk, CHUNK_TIMEOUT).await?;
             if reply.received <= received {
                 return Err(Failure(format!(
                     "the passive side did not take chunk {index} of file \"{}\"",

@@ -111,7 +111,6 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
             .prepare(dir)
             .map_err(|e| folder_error("create", &folders.describe(dir), e))?;
     }
-    super::held::retry_if_changed(app, &sync, &mapping_for(app, &sync)?)?;
     let catalog_written = write_outgoing(app, &sync, folders.as_mut(), &upload, catalog_due)?;
     let gap = read_incoming(app, &sync, folders.as_mut(), &download)?;
     let now = app.core.now_ms();

@@ -3,20 +3,12 @@
 //! exchange that would delete too much (B-18), applied once a person approves.
 
 use crate::app::App;
-use crmsync_domain::sync::{HeldChange, SyncConfig};
+use crmsync_domain::sync::HeldChange;
 use crmsync_domain::{DomainError, Store};
-use crmsync_sync::Mapping;
 use crmsync_sync::apply::{Guard, release, retry_quarantined};
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
 
-/// Per sync: the state of tables and users its quarantine was last tried against.
-#[derive(Clone, Default)]
-pub struct RetryMarks {
-    tried: Arc<Mutex<HashMap<i64, u64>>>,
-}
-
+/// The state of this instance's tables and users: the causes a quarantine waits on.
 fn fingerprint(app: &App) -> Result<u64, DomainError> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     format!("{:?}", app.core.tables()?).hash(&mut hasher);
@@ -24,31 +16,42 @@ fn fingerprint(app: &App) -> Result<u64, DomainError> {
     Ok(hasher.finish())
 }
 
-/// Tries the quarantined values again if tables or users changed since the last try.
-pub fn retry_if_changed(
-    app: &App,
-    sync: &SyncConfig,
-    mapping: &Mapping,
-) -> Result<(), DomainError> {
-    let now = fingerprint(app)?;
-    let last = app
-        .held_retry
-        .tried
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(sync.id, now);
-    if last != Some(now) {
-        let applied = retry_quarantined(&app.core, sync, mapping)?;
-        if applied > 0 {
-            app.core.log_sync(
-                sync,
-                "received",
-                format!("{applied} quarantined value(s) applied now"),
-                None,
-            )?;
+/// Tries every sync's quarantined values again whenever tables or users change (schema
+/// and user changes wake sync runners like commits do), and once at start. One loop per
+/// instance, off the exchange paths.
+pub async fn retry_loop(app: App) {
+    let mut commits = app.syncs.commits();
+    let mut tried: Option<u64> = None;
+    loop {
+        let app2 = app.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let now = fingerprint(&app2)?;
+            if tried == Some(now) {
+                return Ok(now);
+            }
+            for sync in app2.core.syncs()? {
+                let mapping = super::initial::mapping_for(&app2, &sync)?;
+                let applied = retry_quarantined(&app2.core, &sync, &mapping)?;
+                if applied > 0 {
+                    app2.core.log_sync(
+                        &sync,
+                        "received",
+                        format!("{applied} quarantined value(s) applied now"),
+                        None,
+                    )?;
+                }
+            }
+            Ok::<u64, DomainError>(now)
+        })
+        .await;
+        if let Ok(Ok(now)) = outcome {
+            tried = Some(now);
+        }
+        tokio::select! {
+            _ = commits.changed() => {}
+            _ = tokio::time::sleep(super::SAMPLE_EVERY) => {}
         }
     }
-    Ok(())
 }
 
 pub fn list(app: &App, sync_id: i64) -> Result<Vec<HeldChange>, DomainError> {

@@ -59,6 +59,7 @@ impl SyncSignals {
 /// Aborting a runner mid-exchange is safe: cursors only move after a peer confirms.
 pub async fn supervise(app: App) {
     tokio::spawn(sample_waiting(app.clone()));
+    tokio::spawn(held::retry_loop(app.clone()));
     let mut settings = app.syncs.settings.subscribe();
     loop {
         let core = app.core.clone();
@@ -89,7 +90,7 @@ pub async fn supervise(app: App) {
 }
 
 /// How often what is waiting is sampled for the dashboards.
-const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Samples, for every sync, the changes waiting each way (the lag on its dashboard).
 async fn sample_waiting(app: App) {

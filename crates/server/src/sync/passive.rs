@@ -200,15 +200,14 @@ async fn push(
 
 /// Applies a packet unless it was applied before; returns the incoming cursor.
 pub fn receive(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<i64, DomainError> {
-    let mapping = match sync.mode {
-        Mode::Passive => passive_mapping(app, sync)?,
-        Mode::Active => super::active::active_mapping(app, sync)?,
-    };
-    super::held::retry_if_changed(app, sync, &mapping)?;
     let state = app.core.sync_state(sync.id)?;
     if packet.upto <= state.received_seq {
         return Ok(state.received_seq);
     }
+    let mapping = match sync.mode {
+        Mode::Passive => passive_mapping(app, sync)?,
+        Mode::Active => super::active::active_mapping(app, sync)?,
+    };
     content::ensure_present(app, &mapping, packet)?;
     let report = apply_packet(&app.core, sync, &mapping, packet)?;
     if !packet.items.is_empty() {
@@ -256,9 +255,6 @@ async fn pull(
         let sync2 = sync.clone();
         let mut packet = blocking(move || {
             let mapping = passive_mapping(&app2, &sync2)?;
-            // The pull is how a passive side hears time pass: a fixed cause frees its
-            // quarantine here too.
-            super::held::retry_if_changed(&app2, &sync2, &mapping)?;
             let mut packet = build_packet(&app2.core, &sync2, &mapping, ack, PACKET_LIMIT)?;
             packet.problems = mapping.problems;
             Ok(packet)
