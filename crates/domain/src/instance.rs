@@ -430,6 +430,7 @@ impl<S: Store> Instance<S> {
             let tables = tx.tables()?;
             let table = find_table(&tables, table_id)?;
             options.validate(field_type, |id| tables.iter().any(|t| t.id == id))?;
+            crate::numbering::check_source(tx, field_type, options.numbering.as_ref())?;
             ensure_unique_field_name(table, &name, None)?;
             tx.create_field(table_id, &name, field_type, &options)
         })?;
@@ -469,6 +470,7 @@ impl<S: Store> Instance<S> {
             ensure_unique_field_name(table, &name, Some(no))?;
             let options = patch.options.clone().unwrap_or_else(|| field.options.clone());
             options.validate(field.field_type, |id| tables.iter().any(|t| t.id == id))?;
+            crate::numbering::check_source(tx, field.field_type, options.numbering.as_ref())?;
             if options.table_id != field.options.table_id {
                 return Err(DomainError::invalid(
                     "a link field's target table cannot change; add a new field instead",
@@ -735,8 +737,9 @@ impl<S: Store> Instance<S> {
         op: WriteOp,
     ) -> Result<RecordId, DomainError> {
         match op {
-            WriteOp::Create(values) => {
+            WriteOp::Create(mut values) => {
                 check_references(tx, ctx, table, &values)?;
+                crate::numbering::assign(tx, table, &mut values)?;
                 let stamp = self.stamp(ctx);
                 let uid = self.clock.new_uid();
                 let values: Vec<(FieldNo, Value, Stamp)> = values
@@ -781,6 +784,7 @@ impl<S: Store> Instance<S> {
                 if changed.is_empty() {
                     return Ok(id);
                 }
+                crate::numbering::refuse_edit(table, &changed)?;
                 check_references(tx, ctx, table, &changed)?;
                 let stamp = self.stamp(ctx);
                 let fields = changed

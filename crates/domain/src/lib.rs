@@ -8,6 +8,7 @@ pub mod clock;
 pub mod error;
 pub mod instance;
 pub mod merge;
+mod numbering;
 pub mod record;
 pub mod schema;
 pub mod store;

@@ -81,6 +81,39 @@ pub struct FieldOptions {
     pub table_id: Option<TableId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<u32>,
+    /// A number field whose values this instance assigns from one shared sequence (B-06).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numbering: Option<Numbering>,
+}
+
+/// Where a numbered field's numbers come from. Without `from_sync` this instance owns the
+/// sequence and hands out numbers from `start` (default 1, or past the largest number
+/// already stored); with it, numbers come in blocks of `block` from the instance at the
+/// other end of that sync, kept here until used, so creating a record needs no round trip.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Numbering {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_sync: Option<crate::sync::SyncId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<u32>,
+}
+
+pub const DEFAULT_NUMBER_BLOCK: u32 = 100;
+pub const MAX_NUMBER_BLOCK: u32 = 100_000;
+/// Numbers stay below 2^53 so they are exact in JSON and in the f64 a number value is.
+pub const MAX_SEQUENCE_NUMBER: i64 = 1 << 53;
+
+impl Numbering {
+    pub fn block_size(&self) -> u32 {
+        self.block.unwrap_or(DEFAULT_NUMBER_BLOCK)
+    }
+
+    pub fn first_number(&self) -> i64 {
+        self.start.unwrap_or(1)
+    }
 }
 
 pub const DEFAULT_MONEY_SCALE: u32 = 2;
@@ -99,6 +132,7 @@ impl FieldOptions {
                 ("choices", self.choices.is_some()),
                 ("table_id", self.table_id.is_some()),
                 ("scale", self.scale.is_some()),
+                ("numbering", self.numbering.is_some()),
             ];
             for (name, present) in given {
                 if present && !allowed.contains(&name) {
@@ -148,6 +182,26 @@ impl FieldOptions {
                     return Err(DomainError::invalid(format!(
                         "options.scale: at most {MAX_MONEY_SCALE} decimal places"
                     )));
+                }
+            }
+            FieldType::Number => {
+                only(&["numbering"])?;
+                if let Some(numbering) = &self.numbering {
+                    if !(1..=MAX_NUMBER_BLOCK).contains(&numbering.block_size()) {
+                        return Err(DomainError::invalid(format!(
+                            "options.numbering.block: from 1 to {MAX_NUMBER_BLOCK} numbers"
+                        )));
+                    }
+                    if !(0..MAX_SEQUENCE_NUMBER).contains(&numbering.first_number()) {
+                        return Err(DomainError::invalid(
+                            "options.numbering.start: a whole number from 0 to 2^53",
+                        ));
+                    }
+                    if numbering.from_sync.is_some() && numbering.start.is_some() {
+                        return Err(DomainError::invalid(
+                            "options.numbering.start applies to the instance that owns the sequence, not to one drawing from a sync",
+                        ));
+                    }
                 }
             }
             _ => only(&[])?,

@@ -56,6 +56,7 @@ op-restore = restored
 download = Download
 upload = Upload
 none = —
+numbered-automatically = Assigned when saved
 sync-record = Sync
 sync-record-done = Queued for sending: { $count ->
     [one] { $count } sync

@@ -58,6 +58,7 @@ op-restore = восстановлена
 download = Скачать
 upload = Загрузить
 none = —
+numbered-automatically = Присваивается при сохранении
 sync-record = Синхронизировать
 sync-record-done = Поставлено в отправку: { $count ->
     [one] { $count } синхронизация

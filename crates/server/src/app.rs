@@ -39,6 +39,8 @@ pub struct App {
     pub peer_clocks: crate::sync::clocks::PeerClocks,
     /// One folder exchange at a time per sync.
     pub exchange_turns: crate::sync::ExchangeTurns,
+    /// Why the last request for each drawing field's numbers failed (B-06).
+    pub numbering_failures: crate::sync::numbering::NumberingFailures,
 }
 
 impl App {
@@ -78,6 +80,7 @@ impl App {
             metrics: Default::default(),
             peer_clocks: Default::default(),
             exchange_turns: Default::default(),
+            numbering_failures: Default::default(),
         })
     }
 

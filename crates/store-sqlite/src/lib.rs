@@ -6,6 +6,7 @@
 //! stamp of its own.
 
 mod migrations;
+mod numbering;
 mod records;
 mod schema;
 mod syncs;
@@ -542,6 +543,28 @@ impl StoreTx for SqliteTx<'_> {
         limit: usize,
     ) -> StoreResult<Vec<crmsync_domain::sync::SyncLogEntry>> {
         syncs::sync_log(&self.tx, sync_id, after, limit)
+    }
+
+    fn allocate_numbers(
+        &mut self,
+        table: &crmsync_domain::Table,
+        field_no: i64,
+        count: i64,
+        start: i64,
+    ) -> StoreResult<(i64, i64)> {
+        numbering::allocate_numbers(&self.tx, table, field_no, count, start)
+    }
+
+    fn add_number_block(&mut self, field_no: i64, first: i64, last: i64) -> StoreResult<()> {
+        numbering::add_number_block(&self.tx, field_no, first, last)
+    }
+
+    fn take_block_number(&mut self, field_no: i64) -> StoreResult<Option<i64>> {
+        numbering::take_block_number(&self.tx, field_no)
+    }
+
+    fn block_numbers_left(&mut self, field_no: i64) -> StoreResult<i64> {
+        numbering::block_numbers_left(&self.tx, field_no)
     }
 
     fn append_resends(

@@ -125,3 +125,21 @@ pub struct PullRequest {
     #[serde(default)]
     pub problems: Vec<String>,
 }
+
+/// The active side asks the owner of a shared numbering (B-06) for a block of numbers.
+/// `field_no` is the active side's field; `hops` counts forwards along a chain, so a
+/// numbering configured in a circle is refused instead of asked round forever.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NumberBlockRequest {
+    pub field_no: i64,
+    pub count: u32,
+    #[serde(default)]
+    pub hops: u32,
+}
+
+/// Numbers `first..=last`, handed out once, to this requester only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NumberBlock {
+    pub first: i64,
+    pub last: i64,
+}

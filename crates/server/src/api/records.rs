@@ -170,10 +170,12 @@ pub async fn create(
     ApiPath(table_id): ApiPath<i64>,
     ApiJson(body): ApiJson<RecordBody>,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
-    let json = respond(app, table_id, move |app| {
-        app.core.create_record(&actor, table_id, &body.values)
+    let core = app.core.clone();
+    let record = crate::sync::numbering::creating(&app, table_id, move || {
+        core.create_record(&actor, table_id, &body.values)
     })
     .await?;
+    let json = respond(app, table_id, move |_| Ok(record)).await?;
     Ok((StatusCode::CREATED, json))
 }
 

@@ -131,6 +131,11 @@ pub async fn status(
         "held": { "quarantine": view.held_quarantine, "mass_delete": view.held_mass_delete },
         "peer_clock_offset_ms": view.peer_clock_offset_ms,
         "clock_warning": view.clock_warning,
+        "numbering": view.numbering.iter().map(|n| json!({
+            "field_no": n.field_no,
+            "numbers_left": n.numbers_left,
+            "last_error": n.last_error,
+        })).collect::<Vec<_>>(),
     })))
 }
 

@@ -61,14 +61,16 @@ pub async fn import(
             .await
             .map_err(|e| ApiError::internal("import spool", e))?;
     }
-    let mut file = file.into_std().await;
+    let file = file.into_std().await;
     actor.origin = Origin::Import;
-    let report = blocking(move || {
+    let core = app.core.clone();
+    let report = crate::sync::numbering::creating(&app, table_id, move || {
         use std::io::Seek;
-        file.rewind()
-            .map_err(|e| crmsync_domain::DomainError::Store(e.to_string()))?;
+        let store_error = |e: io::Error| crmsync_domain::DomainError::Store(e.to_string());
+        let mut file = file.try_clone().map_err(store_error)?;
+        file.rewind().map_err(store_error)?;
         csv_io::import(
-            &app.core,
+            &core,
             &actor,
             table_id,
             io::BufReader::new(file),

@@ -20,6 +20,15 @@ pub struct StatusView {
     /// How far the peer's clock is from ours, as last seen (B-19).
     pub peer_clock_offset_ms: Option<i64>,
     pub clock_warning: Option<String>,
+    /// Fields drawing numbers through this sync (B-06): numbers held here and why the last
+    /// request failed, if it did.
+    pub numbering: Vec<NumberingView>,
+}
+
+pub struct NumberingView {
+    pub field_no: i64,
+    pub numbers_left: i64,
+    pub last_error: Option<String>,
 }
 
 /// Blocking: reads the store.
@@ -29,6 +38,16 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
     let pending_out = crmsync_sync::pending_out(&app.core, sync)?;
     let held = app.core.store().read(|tx| tx.held(sync.id))?;
     let count = |kind: &str| held.iter().filter(|h| h.kind == kind).count();
+    let mut numbering = Vec::new();
+    for field in app.core.tables()?.into_iter().flat_map(|t| t.fields) {
+        if field.options.numbering.and_then(|n| n.from_sync) == Some(sync.id) {
+            numbering.push(NumberingView {
+                field_no: field.no,
+                numbers_left: app.core.numbers_left(field.no)?,
+                last_error: app.numbering_failures.get(field.no),
+            });
+        }
+    }
     Ok(StatusView {
         state,
         connected,
@@ -41,6 +60,7 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
             .peer_clocks
             .offset(sync.id)
             .and_then(super::clocks::warning),
+        numbering,
     })
 }
 

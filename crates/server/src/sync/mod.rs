@@ -12,6 +12,7 @@ pub mod folders;
 pub mod held;
 pub mod initial;
 pub mod metrics;
+pub mod numbering;
 pub mod passive;
 pub mod signing;
 
@@ -60,6 +61,7 @@ impl SyncSignals {
 pub async fn supervise(app: App) {
     tokio::spawn(sample_waiting(app.clone()));
     tokio::spawn(held::retry_loop(app.clone()));
+    tokio::spawn(numbering::keep_blocks(app.clone()));
     let mut settings = app.syncs.settings.subscribe();
     loop {
         let core = app.core.clone();

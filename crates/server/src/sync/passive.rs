@@ -35,6 +35,7 @@ pub fn router() -> Router<App> {
         .route("/sync/v1/{sync_id}/pull", post(pull))
         .route("/sync/v1/{sync_id}/resend", post(resend))
         .route("/sync/v1/{sync_id}/digests", post(digests))
+        .route("/sync/v1/{sync_id}/numbers", post(super::numbering::answer))
         .route("/sync/v1/{sync_id}/content/{sha256}", post(content::offer))
         .route(
             "/sync/v1/{sync_id}/content/{sha256}/{index}",

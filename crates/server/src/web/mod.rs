@@ -172,6 +172,7 @@ pub fn render(template: &impl Template) -> Response {
 }
 
 /// Submitted form fields, in order; every form carries `_csrf`.
+#[derive(Clone)]
 pub struct Submitted(pub Vec<(String, String)>);
 
 impl Submitted {

@@ -385,6 +385,7 @@ async fn create_field(
         choices: (!choices.is_empty()).then_some(choices),
         table_id: form.text("target_table").parse().ok(),
         scale: form.text("scale").parse().ok(),
+        ..FieldOptions::default()
     };
     let (name, kind, actor) = (form.text("name"), form.text("type"), signed.actor);
     let app2 = app.clone();
@@ -421,7 +422,8 @@ async fn create_field(
 struct Input {
     no: i64,
     name: String,
-    /// text, longtext, number, money, date, datetime, select, user, link or file.
+    /// text, longtext, number, money, date, datetime, select, user, link or file; or
+    /// numbered (assigned by the instance, shown read-only).
     kind: &'static str,
     value: String,
     /// For select, user and link: (value, label, selected).
@@ -602,7 +604,10 @@ fn inputs(ctx: &FormContext, record: Option<&Record>, typed: Option<&Submitted>)
             Input {
                 no: field.no,
                 name: field.name.clone(),
-                kind: field.field_type.as_str(),
+                kind: match field.options.numbering {
+                    Some(_) => "numbered",
+                    None => field.field_type.as_str(),
+                },
                 value,
                 options,
                 file,
@@ -776,21 +781,36 @@ async fn write_form(
     form: Submitted,
 ) -> WebResult<Response> {
     let lang = page.lang;
-    let app2 = app.clone();
-    let (ctx, outcome) = work(lang, move || {
-        let ctx = form_context(&app2, table_id)?;
-        let outcome = typed_values(&ctx, &form).and_then(|values| {
-            let op = match id {
-                Some(id) => WriteOp::Update { id, values },
-                None => WriteOp::Create(values),
-            };
-            app2.core
-                .write_ops(&actor, table_id, &mut std::iter::once(Ok(op)))
-                .map(|ids| ids.first().copied().unwrap_or_default())
-        });
-        Ok((ctx, outcome.map_err(|e| (e, form))))
-    })
-    .await?;
+    let mut tries = 0;
+    let (ctx, outcome) = loop {
+        let numbers = match id {
+            None => crate::sync::numbering::ensure_numbers(&app, table_id).await,
+            Some(_) => Ok(()),
+        };
+        let (app2, actor, form) = (app.clone(), actor.clone(), form.clone());
+        let (ctx, outcome) = work(lang, move || {
+            let ctx = form_context(&app2, table_id)?;
+            let outcome = numbers
+                .and_then(|()| typed_values(&ctx, &form))
+                .and_then(|values| {
+                    let op = match id {
+                        Some(id) => WriteOp::Update { id, values },
+                        None => WriteOp::Create(values),
+                    };
+                    app2.core
+                        .write_ops(&actor, table_id, &mut std::iter::once(Ok(op)))
+                        .map(|ids| ids.first().copied().unwrap_or_default())
+                });
+            Ok((ctx, outcome.map_err(|e| (e, form))))
+        })
+        .await?;
+        tries += 1;
+        let out_of_numbers = matches!(&outcome, Err((DomainError::Unavailable(_), _)))
+            && crate::sync::numbering::ran_out(&app, table_id).await;
+        if !out_of_numbers || tries == crate::sync::numbering::CREATE_TRIES {
+            break (ctx, outcome);
+        }
+    };
     match outcome {
         Ok(saved) => {
             Ok(Redirect::to(&format!("/tables/{table_id}/{saved}?notice=saved")).into_response())

@@ -13,6 +13,7 @@ mod ftp;
 mod held;
 mod http;
 mod initial;
+mod numbering;
 mod protocol;
 mod provenance;
 mod random;

@@ -1,0 +1,14 @@
+-- One shared numbering (B-06). `number_sequences`: the next number of each sequence this
+-- instance owns. `number_blocks`: numbers drawn in blocks from another instance's
+-- sequence, used from the lowest; a block's row goes once it is used up.
+CREATE TABLE number_sequences (
+    field_no INTEGER PRIMARY KEY,
+    next     INTEGER NOT NULL
+);
+CREATE TABLE number_blocks (
+    id       INTEGER PRIMARY KEY,
+    field_no INTEGER NOT NULL,
+    next     INTEGER NOT NULL,
+    last     INTEGER NOT NULL
+);
+CREATE INDEX number_blocks_by_field ON number_blocks(field_no, next);
