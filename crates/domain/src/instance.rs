@@ -30,6 +30,9 @@ pub enum Origin {
     Repair,
     Import,
     Sync(i64),
+    /// A sync's conflict rule overruling the newer write (B-02): a write with a fresh
+    /// stamp that travels everywhere, back to that sync's peer too.
+    Rule(i64),
 }
 
 impl Origin {
@@ -40,6 +43,7 @@ impl Origin {
             Origin::Repair => "repair".into(),
             Origin::Import => "import".into(),
             Origin::Sync(id) => format!("sync:{id}"),
+            Origin::Rule(id) => format!("rule:{id}"),
         }
     }
 }
@@ -840,7 +844,7 @@ impl<S: Store> Instance<S> {
         }
     }
 
-    fn stamp(&self, ctx: &mut WriteCtx<'_>) -> Stamp {
+    pub(crate) fn stamp(&self, ctx: &mut WriteCtx<'_>) -> Stamp {
         let hlc = self.hlc.next(ctx.now_ms, ctx.floor.max(ctx.last));
         ctx.last = hlc;
         Stamp {

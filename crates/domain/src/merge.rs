@@ -3,6 +3,12 @@
 //! winners are written, through the same transaction, stamps and change log as any write,
 //! with the peer's stamps kept. An item that changes nothing writes nothing, so a change
 //! can never bounce back and forth.
+//!
+//! A sync's conflict rule (B-02) can overrule the newer write for a field both sides
+//! changed between exchanges — this side changed it and the peer has not yet
+//! acknowledged that change. The rule's decision is written with a fresh stamp, newer
+//! than both, under origin `rule:<sync>`: it travels everywhere, the peer included, and
+//! wins there by the ordinary rule, so every instance ends with the same value.
 
 use crate::clock::Stamp;
 use crate::instance::{Actor, Instance, check_references, field_of};
@@ -22,6 +28,48 @@ pub struct MergeItem {
     pub values: Vec<(FieldNo, Value, Stamp)>,
 }
 
+/// Which side a conflict rule prefers for a field, seen from this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Prefer {
+    /// No rule: the newer write wins.
+    #[default]
+    Newer,
+    /// This instance's value.
+    Here,
+    /// The peer's value.
+    There,
+}
+
+impl Prefer {
+    fn as_rule(self) -> &'static str {
+        match self {
+            Prefer::Newer => "newer",
+            Prefer::Here => "here",
+            Prefer::There => "there",
+        }
+    }
+}
+
+/// The conflict rules of one sync for one merge.
+#[derive(Debug, Clone, Default)]
+pub struct ConflictRules {
+    pub sync_id: crate::sync::SyncId,
+    /// By local field number; absent = newer wins.
+    pub prefer: std::collections::HashMap<FieldNo, Prefer>,
+    /// This side's change-log entries after this seq are not yet acknowledged by the peer:
+    /// a field they touch, changed by the peer too, is a conflict.
+    pub unacked_after: i64,
+}
+
+/// A conflict a rule decided (both values, for the log).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    pub field_no: FieldNo,
+    pub prefer: Prefer,
+    pub kept: Json,
+    pub discarded: Json,
+}
+
 /// A field where the local value was newer and stayed: the peer's value lost.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeptLocal {
@@ -38,18 +86,32 @@ pub struct MergeOutcome {
     pub taken: Vec<FieldChange>,
     pub kept: Vec<KeptLocal>,
     pub status_changed: bool,
+    /// Conflicts a sync's rule decided.
+    pub decided: Vec<Decided>,
     /// Why the item could not be applied (it wrote nothing).
     pub rejected: Option<String>,
 }
 
 impl<S: Store> Instance<S> {
-    /// Merges a peer's records into one table, in one transaction.
+    /// Merges a peer's records into one table, in one transaction; the newer write wins.
     pub fn merge(
         &self,
         actor: &Actor,
         table_id: TableId,
         items: Vec<MergeItem>,
     ) -> Result<Vec<MergeOutcome>, DomainError> {
+        self.merge_with_rules(actor, table_id, items, &ConflictRules::default())
+    }
+
+    /// Merges with a sync's conflict rules (B-02).
+    pub fn merge_with_rules(
+        &self,
+        actor: &Actor,
+        table_id: TableId,
+        items: Vec<MergeItem>,
+        rules: &ConflictRules,
+    ) -> Result<Vec<MergeOutcome>, DomainError> {
+        let origin = actor.origin.as_string();
         self.in_write(actor, table_id, |ctx, tx, table| {
             let mut outcomes = Vec::with_capacity(items.len());
             for item in items {
@@ -114,10 +176,72 @@ impl<S: Store> Instance<S> {
                     Some(current) => {
                         let mut winners = Vec::new();
                         let mut logged = Vec::new();
+                        // Values a conflict rule decided, written after with fresh stamps.
+                        let mut ruled: Vec<(FieldNo, Value, FieldChange)> = Vec::new();
+                        // This side's unacknowledged changes of the record, read once.
+                        let mut unacked: Option<Vec<FieldNo>> = None;
                         for (no, value, stamp) in item.values {
                             let field = field_of(table, no);
                             let local = current.record.values.get(&no).unwrap_or(&Value::Null);
                             let newer = current.stamps.get(&no).is_none_or(|l| stamp > *l);
+                            let prefer = rules.prefer.get(&no).copied().unwrap_or_default();
+                            if prefer != Prefer::Newer && *local != value {
+                                let unacked = match &mut unacked {
+                                    Some(fields) => fields,
+                                    None => unacked.insert(unacked_fields(
+                                        tx,
+                                        table,
+                                        current.record.id,
+                                        rules.unacked_after,
+                                        &origin,
+                                    )?),
+                                };
+                                if unacked.contains(&no) {
+                                    let (winner, loser) = match prefer {
+                                        Prefer::Here => (local, &value),
+                                        _ => (&value, local),
+                                    };
+                                    outcome.decided.push(Decided {
+                                        field_no: no,
+                                        prefer,
+                                        kept: winner.to_json(field),
+                                        discarded: loser.to_json(field),
+                                    });
+                                    // The rule's winner must also be the newer write, or the
+                                    // ordinary rule would undo it elsewhere.
+                                    let winner_older = match prefer {
+                                        Prefer::Here => newer,
+                                        _ => !newer,
+                                    };
+                                    if winner_older {
+                                        let change = FieldChange {
+                                            field_no: no,
+                                            old: Some(local.to_json(field)),
+                                            new: winner.to_json(field),
+                                            written: None,
+                                            replaced: current.stamps.get(&no).copied(),
+                                            rule: Some(prefer.as_rule().to_string()),
+                                        };
+                                        if prefer == Prefer::There {
+                                            outcome.taken.push(change.clone());
+                                        }
+                                        ruled.push((no, winner.clone(), change));
+                                    } else if prefer == Prefer::There {
+                                        let change = FieldChange {
+                                            field_no: no,
+                                            old: Some(local.to_json(field)),
+                                            new: value.to_json(field),
+                                            written: Some(stamp),
+                                            replaced: current.stamps.get(&no).copied(),
+                                            rule: Some(prefer.as_rule().to_string()),
+                                        };
+                                        outcome.taken.push(change.clone());
+                                        logged.push(change);
+                                        winners.push((no, value, stamp));
+                                    }
+                                    continue;
+                                }
+                            }
                             if newer {
                                 let change = FieldChange {
                                     field_no: no,
@@ -126,6 +250,7 @@ impl<S: Store> Instance<S> {
                                     // Why this value: its write is newer than the one here.
                                     written: Some(stamp),
                                     replaced: current.stamps.get(&no).copied(),
+                                    rule: None,
                                 };
                                 // The same value with a newer stamp is taken too: the
                                 // stamp must travel on, or a later write stamped between
@@ -148,12 +273,15 @@ impl<S: Store> Instance<S> {
                         let status = (item.status_stamp > current.status_stamp)
                             .then_some((item.status, item.status_stamp));
                         outcome.record_id = Some(current.record.id);
-                        if winners.is_empty() && status.is_none() {
+                        if winners.is_empty() && status.is_none() && ruled.is_empty() {
                             outcomes.push(outcome);
                             continue;
                         }
-                        let plain: Vec<(FieldNo, Value)> =
-                            winners.iter().map(|(n, v, _)| (*n, v.clone())).collect();
+                        let plain: Vec<(FieldNo, Value)> = winners
+                            .iter()
+                            .map(|(n, v, _)| (*n, v.clone()))
+                            .chain(ruled.iter().map(|(n, v, _)| (*n, v.clone())))
+                            .collect();
                         if let Err(e) = check_references(tx, ctx, table, &plain) {
                             outcome.taken.clear();
                             outcome.rejected = Some(e.to_string());
@@ -186,13 +314,18 @@ impl<S: Store> Instance<S> {
                             created_fields: Vec::new(),
                             fields: logged,
                         };
-                        let update = RowUpdate {
-                            id: current.record.id,
-                            updated_at_ms: ctx.now_ms,
-                            status,
-                            values: winners,
-                        };
-                        tx.update_record(table, &update, &change)?;
+                        if !winners.is_empty() || status.is_some() {
+                            let update = RowUpdate {
+                                id: current.record.id,
+                                updated_at_ms: ctx.now_ms,
+                                status,
+                                values: winners,
+                            };
+                            tx.update_record(table, &update, &change)?;
+                        }
+                        if !ruled.is_empty() {
+                            self.write_ruled(ctx, tx, table, &current.record, rules, ruled)?;
+                        }
                     }
                 }
                 outcomes.push(outcome);
@@ -203,6 +336,47 @@ impl<S: Store> Instance<S> {
 }
 
 impl<S: Store> Instance<S> {
+    /// Writes the values a conflict rule decided, with one fresh stamp, as their own
+    /// change-log entry under origin `rule:<sync>` (sent to every peer, this sync's too).
+    fn write_ruled(
+        &self,
+        ctx: &mut crate::instance::WriteCtx<'_>,
+        tx: &mut dyn crate::store::StoreTx,
+        table: &crate::schema::Table,
+        record: &crate::record::Record,
+        rules: &ConflictRules,
+        ruled: Vec<(FieldNo, Value, FieldChange)>,
+    ) -> Result<(), DomainError> {
+        let stamp = self.stamp(ctx);
+        let fields: Vec<FieldChange> = ruled
+            .iter()
+            .map(|(_, _, change)| FieldChange {
+                written: Some(stamp),
+                ..change.clone()
+            })
+            .collect();
+        let change = Change {
+            seq: 0,
+            table_id: table.id,
+            record_id: record.id,
+            record_uid: record.uid,
+            op: ChangeOp::Update,
+            hlc: stamp.hlc,
+            origin: crate::instance::Origin::Rule(rules.sync_id).as_string(),
+            user_id: None,
+            at_ms: ctx.now_ms,
+            created_fields: Vec::new(),
+            fields,
+        };
+        let update = RowUpdate {
+            id: record.id,
+            updated_at_ms: ctx.now_ms,
+            status: None,
+            values: ruled.into_iter().map(|(no, v, _)| (no, v, stamp)).collect(),
+        };
+        tx.update_record(table, &update, &change)
+    }
+
     /// Writes these records' current values of `fields` again with fresh stamps — newer
     /// than anything they hold — so they travel and win on every peer: the repair for
     /// values that drifted apart without a write (B-16). Logged as ordinary updates (old
@@ -260,4 +434,27 @@ impl<S: Store> Instance<S> {
         self.merge(actor, table_id, items)?;
         Ok(count)
     }
+}
+
+/// Fields of a record that this side changed after `after` (not yet acknowledged by the
+/// peer), except by changes that came from that peer.
+fn unacked_fields(
+    tx: &mut dyn crate::store::StoreTx,
+    table: &crate::schema::Table,
+    record_id: RecordId,
+    after: i64,
+    peer_origin: &str,
+) -> Result<Vec<FieldNo>, DomainError> {
+    let mut fields = Vec::new();
+    for change in tx.history(table, record_id)? {
+        if change.seq <= after || change.origin == peer_origin {
+            continue;
+        }
+        match change.op {
+            ChangeOp::Create => fields.extend(&change.created_fields),
+            ChangeOp::Update => fields.extend(change.fields.iter().map(|f| f.field_no)),
+            _ => {}
+        }
+    }
+    Ok(fields)
 }

@@ -112,6 +112,10 @@ pub struct FieldChange {
     pub written: Option<crate::clock::Stamp>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub replaced: Option<crate::clock::Stamp>,
+    /// Set when a conflict rule of a sync decided the value rather than the newer write
+    /// (B-02): `here` (this side's value kept) or `there` (the other side's taken).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rule: Option<String>,
 }
 
 /// An entry of the change log (the outbox): what changed in one record, when, by whom and

@@ -59,6 +59,29 @@ impl Direction {
     }
 }
 
+/// Who wins when both sides changed the same field between exchanges (B-02). Chosen on the
+/// active side; the passive side follows the active side's choice (it arrives with every
+/// packet), so both ends decide alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    /// The later write (hybrid logical clock, ties by instance id).
+    #[default]
+    Newer,
+    ThisSide,
+    OtherSide,
+}
+
+impl ConflictPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictPolicy::Newer => "newer",
+            ConflictPolicy::ThisSide => "this_side",
+            ConflictPolicy::OtherSide => "other_side",
+        }
+    }
+}
+
 /// How user fields are matched between instances (S-21).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,7 +144,11 @@ pub struct SyncConfig {
     /// An exchange deleting more than this share (percent) of a table holds its deletes
     /// for approval (B-18); 100 turns the guard off.
     pub mass_delete_percent: u32,
+    /// The conflict rule for this sync's fields without one of their own (B-02).
+    pub conflict_policy: ConflictPolicy,
 }
+
+pub const PASSIVE_FOLLOWS_RULES: &str = "conflict_policy: conflict rules are chosen on the active side of a sync; the passive side follows them, so both ends decide alike";
 
 /// The mass-delete guard's default share (B-18).
 pub const DEFAULT_MASS_DELETE_PERCENT: u32 = 20;
@@ -139,6 +166,9 @@ impl SyncConfig {
             return Err(DomainError::invalid(
                 "mass_delete_percent: a share from 1 to 100 (100 turns the guard off)",
             ));
+        }
+        if self.mode == Mode::Passive && self.conflict_policy != ConflictPolicy::Newer {
+            return Err(DomainError::invalid(PASSIVE_FOLLOWS_RULES));
         }
         if self.password.0.is_empty() {
             return Err(DomainError::invalid(
@@ -226,6 +256,8 @@ pub struct SyncField {
     pub direction: Direction,
     /// On the passive side: the number of the matching field on the active side.
     pub remote_field_no: Option<FieldNo>,
+    /// This field's own conflict rule (active side), instead of the sync's.
+    pub conflict_policy: Option<ConflictPolicy>,
 }
 
 /// Where a sync stands. Cursors are change-log sequence numbers.
@@ -349,6 +381,7 @@ mod tests {
             local: None,
             ftp: None,
             mass_delete_percent: DEFAULT_MASS_DELETE_PERCENT,
+            conflict_policy: ConflictPolicy::Newer,
         }
     }
 

@@ -4,8 +4,8 @@
 use crate::instance::{Actor, Instance};
 use crate::store::Store;
 use crate::sync::{
-    DEFAULT_PERIOD_SECONDS, Direction, FtpSettings, LocalSettings, Mode, Secret, SyncConfig,
-    SyncField, SyncId, SyncLogEntry, SyncState, Transport, UserMatch,
+    ConflictPolicy, DEFAULT_PERIOD_SECONDS, Direction, FtpSettings, LocalSettings, Mode, Secret,
+    SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState, Transport, UserMatch,
 };
 use crate::{DomainError, FieldNo};
 use serde::Deserialize;
@@ -26,6 +26,15 @@ pub struct SyncInput {
     pub local: Option<LocalSettings>,
     pub ftp: Option<FtpSettings>,
     pub mass_delete_percent: Option<u32>,
+    pub conflict_policy: Option<ConflictPolicy>,
+}
+
+/// A change to one field entry of a sync; unset parts stay.
+#[derive(Debug, Clone, Default)]
+pub struct SyncFieldPatch {
+    pub direction: Option<Direction>,
+    pub remote_field_no: Option<Option<FieldNo>>,
+    pub conflict_policy: Option<Option<ConflictPolicy>>,
 }
 
 /// Log kinds recorded even when a sync's log is off: a person must always see failures.
@@ -61,6 +70,7 @@ impl<S: Store> Instance<S> {
             local: None,
             ftp: None,
             mass_delete_percent: crate::sync::DEFAULT_MASS_DELETE_PERCENT,
+            conflict_policy: ConflictPolicy::Newer,
         };
         apply_input(&mut sync, input);
         sync.validate()?;
@@ -121,6 +131,7 @@ impl<S: Store> Instance<S> {
         field_no: FieldNo,
         direction: Direction,
         remote_field_no: Option<FieldNo>,
+        conflict_policy: Option<ConflictPolicy>,
     ) -> Result<SyncField, DomainError> {
         actor.require_admin()?;
         let sync = self.sync(sync_id)?;
@@ -142,6 +153,7 @@ impl<S: Store> Instance<S> {
                 field_no,
                 direction,
                 remote_field_no,
+                conflict_policy,
             };
             check_mapping(&sync, &field, &fields)?;
             tx.insert_sync_field(&field)
@@ -163,17 +175,19 @@ impl<S: Store> Instance<S> {
         actor: &Actor,
         sync_id: SyncId,
         id: i64,
-        direction: Option<Direction>,
-        remote_field_no: Option<Option<FieldNo>>,
+        patch: SyncFieldPatch,
     ) -> Result<SyncField, DomainError> {
         actor.require_admin()?;
         let sync = self.sync(sync_id)?;
         let mut field = self.sync_field(sync_id, id)?;
-        if let Some(direction) = direction {
+        if let Some(direction) = patch.direction {
             field.direction = direction;
         }
-        if let Some(remote) = remote_field_no {
+        if let Some(remote) = patch.remote_field_no {
             field.remote_field_no = remote;
+        }
+        if let Some(policy) = patch.conflict_policy {
+            field.conflict_policy = policy;
         }
         self.store().write(|tx| {
             let others: Vec<SyncField> = tx
@@ -352,6 +366,9 @@ fn apply_input(sync: &mut SyncConfig, input: SyncInput) {
     if let Some(v) = input.mass_delete_percent {
         sync.mass_delete_percent = v;
     }
+    if let Some(v) = input.conflict_policy {
+        sync.conflict_policy = v;
+    }
     if input.local.is_some() {
         sync.local = input.local;
     }
@@ -366,6 +383,13 @@ fn check_mapping(
     field: &SyncField,
     others: &[SyncField],
 ) -> Result<(), DomainError> {
+    if sync.mode == Mode::Passive
+        && field
+            .conflict_policy
+            .is_some_and(|p| p != ConflictPolicy::Newer)
+    {
+        return Err(DomainError::invalid(crate::sync::PASSIVE_FOLLOWS_RULES));
+    }
     match (sync.mode, field.remote_field_no) {
         (Mode::Active, Some(_)) => Err(DomainError::invalid(
             "remote_field_no: only the passive side maps its fields to the active side's numbers",

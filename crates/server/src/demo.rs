@@ -173,9 +173,15 @@ pub fn seed(main: &App, aux: &App, aux_url: &str, clients: usize) -> Result<i64>
     ];
     for (main_field, aux_field, main_direction, aux_direction) in pairs {
         main.core
-            .add_sync_field(&m, active.id, main_field, main_direction, None)?;
-        aux.core
-            .add_sync_field(&a, passive.id, aux_field, aux_direction, Some(main_field))?;
+            .add_sync_field(&m, active.id, main_field, main_direction, None, None)?;
+        aux.core.add_sync_field(
+            &a,
+            passive.id,
+            aux_field,
+            aux_direction,
+            Some(main_field),
+            None,
+        )?;
     }
     Ok(active.id)
 }

@@ -327,7 +327,12 @@ fn encode_fields(change: &Change) -> StoreResult<String> {
                 &(
                     old,
                     &f.new,
-                    serde_json::json!({ "w": written, "r": f.replaced }),
+                    match &f.rule {
+                        None => serde_json::json!({ "w": written, "r": f.replaced }),
+                        Some(rule) => {
+                            serde_json::json!({ "w": written, "r": f.replaced, "k": rule })
+                        }
+                    },
                 ),
             ),
         };
@@ -370,6 +375,7 @@ fn decode_fields(text: &str) -> StoreResult<(Vec<i64>, Vec<FieldChange>)> {
                     new,
                     written: stamp("w"),
                     replaced: stamp("r"),
+                    rule: why["k"].as_str().map(str::to_string),
                 }
             }
             new => FieldChange {
@@ -991,13 +997,25 @@ mod tests {
             user_id: None,
             at_ms: 0,
             created_fields: Vec::new(),
-            fields: vec![FieldChange {
-                field_no: 3,
-                old: Some(json!("old")),
-                new: json!("new"),
-                written: Some(written),
-                replaced: Some(replaced),
-            }],
+            fields: vec![
+                FieldChange {
+                    field_no: 3,
+                    old: Some(json!("old")),
+                    new: json!("new"),
+                    written: Some(written),
+                    replaced: Some(replaced),
+                    rule: None,
+                },
+                // Decided by a sync's conflict rule (B-02).
+                FieldChange {
+                    field_no: 4,
+                    old: Some(json!("theirs")),
+                    new: json!("ours"),
+                    written: Some(written),
+                    replaced: Some(replaced),
+                    rule: Some("here".into()),
+                },
+            ],
         };
         let (_, decoded) = decode_fields(&encode_fields(&change).unwrap()).unwrap();
         assert_eq!(decoded, change.fields);

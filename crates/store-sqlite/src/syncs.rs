@@ -5,8 +5,8 @@ use crmsync_domain::DomainError;
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::store::StoreResult;
 use crmsync_domain::sync::{
-    Direction, FtpSettings, HeldChange, LocalSettings, Mode, PendingLink, Secret, SyncConfig,
-    SyncField, SyncLogEntry, SyncState, Transport, UserMatch,
+    ConflictPolicy, Direction, FtpSettings, HeldChange, LocalSettings, Mode, PendingLink, Secret,
+    SyncConfig, SyncField, SyncLogEntry, SyncState, Transport, UserMatch,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -20,6 +20,8 @@ struct Settings {
     ftp: Option<FtpSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     mass_delete_percent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conflict_policy: Option<ConflictPolicy>,
 }
 
 fn to_text<T: Serialize>(value: &T) -> StoreResult<String> {
@@ -64,6 +66,7 @@ pub fn syncs(tx: &Transaction<'_>) -> StoreResult<Vec<SyncConfig>> {
             mass_delete_percent: settings
                 .mass_delete_percent
                 .unwrap_or(crmsync_domain::sync::DEFAULT_MASS_DELETE_PERCENT),
+            conflict_policy: settings.conflict_policy.unwrap_or_default(),
         });
     }
     Ok(syncs)
@@ -74,6 +77,7 @@ fn settings_text(sync: &SyncConfig) -> StoreResult<String> {
         local: sync.local.clone(),
         ftp: sync.ftp.clone(),
         mass_delete_percent: Some(sync.mass_delete_percent),
+        conflict_policy: Some(sync.conflict_policy),
     })
     .map_err(|e| DomainError::Store(e.to_string()))
 }
@@ -142,7 +146,7 @@ pub fn delete_sync(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
 pub fn sync_fields(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<Vec<SyncField>> {
     let mut stmt = tx
         .prepare_cached(
-            "SELECT id, sync_id, field_no, direction, remote_field_no FROM sync_fields
+            "SELECT id, sync_id, field_no, direction, remote_field_no, conflict_policy FROM sync_fields
              WHERE sync_id = ?1 ORDER BY id",
         )
         .map_err(sql_error)?;
@@ -156,6 +160,11 @@ pub fn sync_fields(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<Vec<SyncFi
             field_no: r.get(2).map_err(sql_error)?,
             direction: from_text::<Direction>(&direction)?,
             remote_field_no: r.get(4).map_err(sql_error)?,
+            conflict_policy: r
+                .get::<_, Option<String>>(5)
+                .map_err(sql_error)?
+                .map(|p| from_text::<ConflictPolicy>(&p))
+                .transpose()?,
         });
     }
     Ok(fields)
@@ -163,8 +172,15 @@ pub fn sync_fields(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<Vec<SyncFi
 
 pub fn insert_sync_field(tx: &Transaction<'_>, field: &SyncField) -> StoreResult<i64> {
     tx.execute(
-        "INSERT INTO sync_fields (sync_id, field_no, direction, remote_field_no) VALUES (?1, ?2, ?3, ?4)",
-        params![field.sync_id, field.field_no, field.direction.as_str(), field.remote_field_no],
+        "INSERT INTO sync_fields (sync_id, field_no, direction, remote_field_no, conflict_policy)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            field.sync_id,
+            field.field_no,
+            field.direction.as_str(),
+            field.remote_field_no,
+            field.conflict_policy.map(ConflictPolicy::as_str)
+        ],
     )
     .map_err(sql_error)?;
     Ok(tx.last_insert_rowid())
@@ -172,8 +188,14 @@ pub fn insert_sync_field(tx: &Transaction<'_>, field: &SyncField) -> StoreResult
 
 pub fn update_sync_field(tx: &Transaction<'_>, field: &SyncField) -> StoreResult<()> {
     tx.execute(
-        "UPDATE sync_fields SET direction = ?1, remote_field_no = ?2 WHERE id = ?3",
-        params![field.direction.as_str(), field.remote_field_no, field.id],
+        "UPDATE sync_fields SET direction = ?1, remote_field_no = ?2, conflict_policy = ?3
+         WHERE id = ?4",
+        params![
+            field.direction.as_str(),
+            field.remote_field_no,
+            field.conflict_policy.map(ConflictPolicy::as_str),
+            field.id
+        ],
     )
     .map_err(sql_error)?;
     Ok(())

@@ -6,7 +6,7 @@ use crate::mapping::Mapping;
 use crate::outbox::origin_of;
 use crate::protocol::{Item, Packet, WireStamp};
 use crmsync_domain::clock::{Hlc, Stamp};
-use crmsync_domain::merge::MergeItem;
+use crmsync_domain::merge::{ConflictRules, MergeItem, Prefer};
 use crmsync_domain::sync::{
     HELD_MASS_DELETE, HELD_QUARANTINE, HeldChange, PendingLink, SyncConfig, UserMatch,
 };
@@ -219,6 +219,11 @@ fn apply_items<S: Store>(
         by_table.entry(table_id).or_default().push(item);
     }
     let actor = sync_actor(sync);
+    let rules = ConflictRules {
+        sync_id: sync.id,
+        prefer: mapping.prefer(sync, packet.rules.as_ref()),
+        unacked_after: core.sync_state(sync.id)?.sent_seq,
+    };
     for table_id in link_order(core, by_table.keys().copied().collect())? {
         let arrived = by_table[&table_id].clone();
         let arrived = match guard {
@@ -239,7 +244,7 @@ fn apply_items<S: Store>(
             )?);
         }
         let uids: Vec<String> = items.iter().map(|i| i.uid.to_string()).collect();
-        let outcomes = core.merge(&actor, table_id, items)?;
+        let outcomes = core.merge_with_rules(&actor, table_id, items, &rules)?;
         for (outcome, uid) in outcomes.iter().zip(uids) {
             if let Some(reason) = &outcome.rejected {
                 report.problems += 1;
@@ -262,6 +267,22 @@ fn apply_items<S: Store>(
                     "received",
                     format!("record {uid}: {} field(s){}", outcome.taken.len(), if outcome.status_changed { ", status" } else { "" }),
                     Some(json!({ "uid": uid, "record_id": outcome.record_id, "fields": outcome.taken })),
+                )?;
+            }
+            for decided in &outcome.decided {
+                report.conflicts += 1;
+                let rule = match decided.prefer {
+                    Prefer::Here => "this side's value kept",
+                    _ => "the other side's value taken",
+                };
+                core.log_sync(
+                    sync,
+                    "conflict",
+                    format!(
+                        "record {uid} field {}: changed on both sides; {rule} by the sync's conflict rule",
+                        decided.field_no
+                    ),
+                    Some(json!({ "uid": uid, "field_no": decided.field_no, "kept": decided.kept, "discarded": decided.discarded, "rule": rule })),
                 )?;
             }
             for kept in &outcome.kept {

@@ -1,8 +1,10 @@
 //! Which local field travels under which wire number, in which direction.
 
-use crate::protocol::{Catalog, CatalogField};
-use crmsync_domain::sync::{Direction, Mode, SyncConfig, SyncField};
+use crate::protocol::{Catalog, CatalogField, Winner, WireRules};
+use crmsync_domain::merge::Prefer;
+use crmsync_domain::sync::{ConflictPolicy, Direction, Mode, SyncConfig, SyncField};
 use crmsync_domain::{Field, FieldNo, FieldType, Table, TableId};
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
@@ -12,6 +14,8 @@ pub struct Route {
     /// The active side's table id.
     pub wire_table: TableId,
     pub direction: Direction,
+    /// The field's own conflict rule (active side).
+    pub conflict_policy: Option<ConflictPolicy>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -115,6 +119,7 @@ impl Mapping {
                 wire_no,
                 wire_table,
                 direction: configured.direction,
+                conflict_policy: configured.conflict_policy,
             });
         }
         // One wire table must land in one local table.
@@ -134,6 +139,59 @@ impl Mapping {
             mapping.routes.retain(|r| r.wire_table != wire_table);
         }
         mapping
+    }
+
+    /// The active side's conflict rules as they travel to the passive side.
+    pub fn wire_rules(&self, sync: &SyncConfig) -> Option<WireRules> {
+        if sync.mode != Mode::Active {
+            return None;
+        }
+        let winner = |policy: ConflictPolicy| match policy {
+            ConflictPolicy::Newer => Winner::Newer,
+            ConflictPolicy::ThisSide => Winner::Active,
+            ConflictPolicy::OtherSide => Winner::Passive,
+        };
+        let rules = WireRules {
+            default: winner(sync.conflict_policy),
+            fields: self
+                .routes
+                .iter()
+                .filter_map(|r| r.conflict_policy.map(|p| (r.wire_no, winner(p))))
+                .collect(),
+        };
+        let all_newer =
+            rules.default == Winner::Newer && rules.fields.values().all(|w| *w == Winner::Newer);
+        (!all_newer).then_some(rules)
+    }
+
+    /// Which side wins a conflict of each local field, seen from here: the active side's
+    /// own settings, or on the passive side the rules the active side sent with `packet`.
+    pub fn prefer(
+        &self,
+        sync: &SyncConfig,
+        from_active: Option<&WireRules>,
+    ) -> HashMap<FieldNo, Prefer> {
+        self.routes
+            .iter()
+            .filter_map(|r| {
+                let prefer = match sync.mode {
+                    Mode::Active => match r.conflict_policy.unwrap_or(sync.conflict_policy) {
+                        ConflictPolicy::Newer => Prefer::Newer,
+                        ConflictPolicy::ThisSide => Prefer::Here,
+                        ConflictPolicy::OtherSide => Prefer::There,
+                    },
+                    Mode::Passive => {
+                        let rules = from_active?;
+                        match rules.fields.get(&r.wire_no).unwrap_or(&rules.default) {
+                            Winner::Newer => Prefer::Newer,
+                            Winner::Active => Prefer::There,
+                            Winner::Passive => Prefer::Here,
+                        }
+                    }
+                };
+                (prefer != Prefer::Newer).then_some((r.local.no, prefer))
+            })
+            .collect()
     }
 
     pub fn by_local(&self, no: FieldNo) -> Option<&Route> {
@@ -180,6 +238,7 @@ mod tests {
             local: None,
             ftp: None,
             mass_delete_percent: 20,
+            conflict_policy: ConflictPolicy::Newer,
         }
     }
 
@@ -207,7 +266,59 @@ mod tests {
             field_no,
             direction,
             remote_field_no: remote,
+            conflict_policy: None,
         }
+    }
+
+    #[test]
+    fn both_ends_read_the_active_sides_conflict_rule_alike() {
+        let tables = [table(1, &[(3, FieldType::Text), (4, FieldType::Text)])];
+        let mut active = sync(Mode::Active);
+        active.conflict_policy = ConflictPolicy::ThisSide;
+        let fields = [
+            configured(3, Direction::Both, None),
+            SyncField {
+                conflict_policy: Some(ConflictPolicy::OtherSide),
+                ..configured(4, Direction::Both, None)
+            },
+        ];
+        let on_active = Mapping::build(&active, &fields, &tables, None);
+        let rules = on_active.wire_rules(&active).expect("rules travel");
+        assert_eq!(rules.default, Winner::Active);
+        assert_eq!(rules.fields.get(&4), Some(&Winner::Passive));
+        let here = on_active.prefer(&active, None);
+        assert_eq!(here.get(&3), Some(&Prefer::Here));
+        assert_eq!(here.get(&4), Some(&Prefer::There));
+
+        // The passive side's own field numbers differ; the rule follows the mapping.
+        let passive_tables = [table(7, &[(30, FieldType::Text), (40, FieldType::Text)])];
+        let catalog = catalog(&tables);
+        let passive_fields = [
+            configured(30, Direction::Both, Some(3)),
+            configured(40, Direction::Both, Some(4)),
+        ];
+        let passive = sync(Mode::Passive);
+        let on_passive = Mapping::build(&passive, &passive_fields, &passive_tables, Some(&catalog));
+        let there = on_passive.prefer(&passive, Some(&rules));
+        assert_eq!(
+            there.get(&30),
+            Some(&Prefer::There),
+            "the active side wins field 3"
+        );
+        assert_eq!(
+            there.get(&40),
+            Some(&Prefer::Here),
+            "the passive side wins field 4"
+        );
+        assert!(
+            on_passive.prefer(&passive, None).is_empty(),
+            "no rules: newer wins"
+        );
+        assert_eq!(
+            on_passive.wire_rules(&passive),
+            None,
+            "the passive side sends none"
+        );
     }
 
     #[test]

@@ -128,6 +128,7 @@ pub fn build_packet<S: Store>(
             resend: None,
             problems: Vec::new(),
             catalog: None,
+            rules: mapping.wire_rules(sync),
         })
     })
 }

@@ -78,6 +78,27 @@ pub struct Packet {
     /// Over folders, where there is no hello: the active side's field catalogue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<Catalog>,
+    /// From the active side: its conflict rules (B-02), which the passive side follows;
+    /// absent = the newer write wins everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<WireRules>,
+}
+
+/// Who wins a conflict, named by role so both ends read it alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Winner {
+    Newer,
+    Active,
+    Passive,
+}
+
+/// The active side's conflict rules: a default and exceptions by its field numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireRules {
+    pub default: Winner,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<i64, Winner>,
 }
 
 /// Asks the peer to send its rows again (initial sync): every configured field, or one

@@ -271,7 +271,11 @@ pub fn provenance(change: &crmsync_domain::FieldChange) -> Option<Json_> {
     let stamp = |s: &crmsync_domain::Stamp| json!({ "written_by": s.node.to_string(), "written_at": format_ms(s.hlc.ms()) });
     let written = change.written.as_ref()?;
     let mut why = stamp(written);
-    why["rule"] = json!("newer write wins");
+    why["rule"] = json!(match change.rule.as_deref() {
+        Some("here") => "conflict rule of the sync: this instance's value wins",
+        Some(_) => "conflict rule of the sync: the other side's value wins",
+        None => "newer write wins",
+    });
     why["replaced"] = change.replaced.as_ref().map(stamp).unwrap_or(Json_::Null);
     Some(why)
 }

@@ -6,8 +6,8 @@ use crate::jobs::JobStatus;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::{Extension, Json};
-use crmsync_domain::sync::{Direction, Mode, SyncConfig, SyncField, Transport};
-use crmsync_domain::syncs::SyncInput;
+use crmsync_domain::sync::{ConflictPolicy, Direction, Mode, SyncConfig, SyncField, Transport};
+use crmsync_domain::syncs::{SyncFieldPatch, SyncInput};
 use crmsync_domain::value::format_ms;
 use crmsync_domain::{Actor, FieldNo};
 use serde::Deserialize;
@@ -36,6 +36,7 @@ fn render(sync: &SyncConfig, base_url: &str) -> Value {
         "period_seconds": sync.period_seconds,
         "user_match": sync.user_match,
         "mass_delete_percent": sync.mass_delete_percent,
+        "conflict_policy": sync.conflict_policy,
         "local": sync.local,
         "ftp": ftp,
         "endpoint_url": endpoint_url,
@@ -146,6 +147,8 @@ pub struct NewSyncField {
     #[serde(default = "default_direction")]
     direction: Direction,
     remote_field_no: Option<FieldNo>,
+    /// This field's own conflict rule (B-02); absent = the sync's.
+    conflict_policy: Option<ConflictPolicy>,
 }
 
 fn default_direction() -> Direction {
@@ -159,10 +162,15 @@ pub struct SyncFieldChange {
     /// `null` removes the mapping; absent keeps it.
     #[serde(default, deserialize_with = "present")]
     remote_field_no: Option<Option<FieldNo>>,
+    /// `null` goes back to the sync's rule; absent keeps it.
+    #[serde(default, deserialize_with = "present")]
+    conflict_policy: Option<Option<ConflictPolicy>>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<FieldNo>>, D::Error> {
-    Option::<FieldNo>::deserialize(d).map(Some)
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 pub async fn list_fields(
@@ -187,6 +195,7 @@ pub async fn add_field(
             body.field_no,
             body.direction,
             body.remote_field_no,
+            body.conflict_policy,
         )
     })
     .await?;
@@ -202,7 +211,12 @@ pub async fn update_field(
 ) -> Result<Json<SyncField>, ApiError> {
     let core = app.core.clone();
     let field = blocking(move || {
-        core.update_sync_field(&actor, id, field_id, body.direction, body.remote_field_no)
+        let patch = SyncFieldPatch {
+            direction: body.direction,
+            remote_field_no: body.remote_field_no,
+            conflict_policy: body.conflict_policy,
+        };
+        core.update_sync_field(&actor, id, field_id, patch)
     })
     .await?;
     app.syncs.changed();

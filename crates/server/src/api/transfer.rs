@@ -69,13 +69,7 @@ pub async fn import(
         let store_error = |e: io::Error| crmsync_domain::DomainError::Store(e.to_string());
         let mut file = file.try_clone().map_err(store_error)?;
         file.rewind().map_err(store_error)?;
-        csv_io::import(
-            &core,
-            &actor,
-            table_id,
-            io::BufReader::new(file),
-            options,
-        )
+        csv_io::import(&core, &actor, table_id, io::BufReader::new(file), options)
     })
     .await?;
     Ok(Json(report))

@@ -14,8 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use crmsync_domain::sync::{
-    Direction, FtpSettings, LocalSettings, Mode, Secret, SyncConfig, SyncLogEntry, Transport,
-    UserMatch,
+    ConflictPolicy, Direction, FtpSettings, LocalSettings, Mode, Secret, SyncConfig, SyncLogEntry,
+    Transport, UserMatch,
 };
 use crmsync_domain::syncs::SyncInput;
 use crmsync_domain::value::format_ms;
@@ -140,6 +140,7 @@ async fn new(signed: Signed) -> Response {
             ("log".into(), "on".into()),
             ("period_seconds".into(), "5".into()),
             ("mass_delete_percent".into(), "20".into()),
+            ("conflict_policy".into(), "newer".into()),
             ("ftp_port".into(), "21".into()),
         ]),
         error: None,
@@ -176,6 +177,10 @@ fn form_of(sync: &SyncConfig) -> Submitted {
         (
             "mass_delete_percent".into(),
             sync.mass_delete_percent.to_string(),
+        ),
+        (
+            "conflict_policy".into(),
+            sync.conflict_policy.as_str().into(),
         ),
         (
             "user_match".into(),
@@ -310,8 +315,14 @@ fn input_of(form: &Submitted) -> Result<SyncInput, DomainError> {
                 DomainError::invalid(format!("\"{share}\" is not a share in percent"))
             })?)
         };
+    let conflict_policy = match form.text("conflict_policy").as_str() {
+        "this_side" => ConflictPolicy::ThisSide,
+        "other_side" => ConflictPolicy::OtherSide,
+        _ => ConflictPolicy::Newer,
+    };
     Ok(SyncInput {
         mass_delete_percent,
+        conflict_policy: Some(conflict_policy),
         name: Some(form.text("name")),
         mode: Some(mode),
         transport: Some(transport),
@@ -622,7 +633,7 @@ async fn add_field(
     };
     let (core, actor) = (app.core.clone(), signed.actor);
     work(lang, move || {
-        core.add_sync_field(&actor, sync_id, field_no, direction, remote_field_no)
+        core.add_sync_field(&actor, sync_id, field_no, direction, remote_field_no, None)
     })
     .await?;
     app.syncs.changed();
@@ -655,7 +666,11 @@ async fn turn_direction(
             Direction::Download => Direction::Off,
             Direction::Off => Direction::Both,
         };
-        core.update_sync_field(&actor, sync_id, entry, Some(next), None)
+        let patch = crmsync_domain::syncs::SyncFieldPatch {
+            direction: Some(next),
+            ..Default::default()
+        };
+        core.update_sync_field(&actor, sync_id, entry, patch)
     })
     .await?;
     app.syncs.changed();

@@ -751,8 +751,6 @@ async fn the_passive_side_sees_the_active_catalogue_and_mapping_problems_are_rep
     );
 }
 
-/// Two instances with a Clients table of one Name field, synced both ways over HTTP and
-/// quiet: the starting point of several tests.
 /// Two instances with a Clients table of `fields`, every field synced both ways over HTTP
 /// (main active, aux passive), quiet.
 pub struct SyncedPair {

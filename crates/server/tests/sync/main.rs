@@ -5,6 +5,7 @@
 mod common;
 
 mod clock;
+mod conflicts;
 mod crash;
 mod drift;
 mod files;

@@ -86,7 +86,7 @@ async fn random_changes_on_four_instances_in_a_star_and_a_chain_converge() {
         (table, fields) = clients(api, &["Name", "Phone"]).await;
     }
     // spoke1 → hub and spoke2 → hub over HTTP, leaf → spoke2 through two local folders
-    // (active → passive): HTTP and folder syncs mixed in one network.
+    // (active → passive): HTTP and folder syncs mixed in one network, with conflict rules.
     let mut syncs: Vec<(usize, i64)> = Vec::new();
     for (active, passive) in [(1, 0), (2, 0), (3, 2)] {
         let (a, p) = if active == 3 {
@@ -102,6 +102,17 @@ async fn random_changes_on_four_instances_in_a_star_and_a_chain_converge() {
             add_field(&apis[active], a, *f, "both", None).await;
             add_field(&apis[passive], p, *f, "both", Some(*f)).await;
         }
+        // Conflict rules mixed in (B-02): spoke1 wins against the hub, the leaf's
+        // neighbour wins against the leaf, spoke2 and the hub keep the newer write.
+        let policy = match active {
+            1 => "this_side",
+            3 => "other_side",
+            _ => "newer",
+        };
+        let (status, body) = apis[active]
+            .patch(&format!("/syncs/{a}"), json!({ "conflict_policy": policy }))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
         syncs.push((active, a));
         syncs.push((passive, p));
     }
@@ -122,10 +133,34 @@ async fn random_changes_on_four_instances_in_a_star_and_a_chain_converge() {
             let (_, record) = api.get(&format!("/tables/{table}/records/uid/{uid}")).await;
             let id = record["id"].as_i64().unwrap();
             let path = format!("/tables/{table}/records/{id}");
-            if roll < 80 {
+            if roll < 70 {
                 let field = fields[rng.below(2) as usize];
                 api.patch(&path, json!({ "values": { field.to_string(): format!("edit {step} at {}", names[at]) } }))
                     .await;
+            } else if roll < 80 {
+                // One field edited at once on every instance that has the record: real
+                // conflicts for the rules and the merge to decide.
+                let field = fields[rng.below(2) as usize].to_string();
+                let mut edits = Vec::new();
+                for (i, api) in apis.iter().enumerate() {
+                    let (api, uid, field) = (api.clone(), uid.clone(), field.clone());
+                    let value = format!("race {step} at {}", names[i]);
+                    edits.push(tokio::spawn(async move {
+                        let (status, record) =
+                            api.get(&format!("/tables/{table}/records/uid/{uid}")).await;
+                        if status == reqwest::StatusCode::OK {
+                            let id = record["id"].as_i64().unwrap();
+                            api.patch(
+                                &format!("/tables/{table}/records/{id}"),
+                                json!({ "values": { field: value } }),
+                            )
+                            .await;
+                        }
+                    }));
+                }
+                for edit in edits {
+                    edit.await.unwrap();
+                }
             } else if roll < 92 {
                 api.delete(&path).await;
             } else {
@@ -171,8 +206,18 @@ async fn random_changes_on_four_instances_in_a_star_and_a_chain_converge() {
     let result = census(&apis[0], table).await;
     let created = result.len();
     assert!(created > 0);
+    // How many conflicts the syncs' rules decided on the way (for the report).
+    let mut ruled = 0;
+    for (at, sync) in &syncs {
+        let (_, log) = apis[*at]
+            .get(&format!("/syncs/{sync}/log?limit=1000"))
+            .await;
+        ruled += log["entries"].as_array().map_or(0, |e| {
+            e.iter().filter(|e| e["detail"]["rule"].is_string()).count()
+        });
+    }
     println!(
-        "{created} records, {} deleted, identical on all four",
+        "{created} records, {} deleted, {ruled} conflicts decided by a rule, identical on all four",
         result.values().filter(|(s, _)| s == "deleted").count()
     );
 }

@@ -1,3 +1,5 @@
+-- Issue 6, continued.
+--
 -- One shared numbering (B-06). `number_sequences`: the next number of each sequence this
 -- instance owns. `number_blocks`: numbers drawn in blocks from another instance's
 -- sequence, used from the lowest; a block's row goes once it is used up.
@@ -12,3 +14,6 @@ CREATE TABLE number_blocks (
     last     INTEGER NOT NULL
 );
 CREATE INDEX number_blocks_by_field ON number_blocks(field_no, next);
+
+-- A field's own conflict rule (B-02): newer, this_side, other_side; NULL = the sync's.
+ALTER TABLE sync_fields ADD COLUMN conflict_policy TEXT;

@@ -1,0 +1,233 @@
+//! Conflict rules per sync and per field (B-02): when both sides changed one field between
+//! exchanges, the rule chosen on the active side decides, both ends apply it alike, the
+//! decision is logged with both values and explained in the record's history, and edits of
+//! different fields all survive.
+
+use super::http::{quiet, set_remote, synced_pair};
+use crate::common::{Client, eventually};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn values_of(api: &Client, table: i64, uid: &str) -> Value {
+    api.get(&format!("/tables/{table}/records/uid/{uid}"))
+        .await
+        .1["values"]
+        .clone()
+}
+
+/// The sync's field entry for `field_no`.
+async fn field_entry(api: &Client, sync: i64, field_no: i64) -> i64 {
+    let (_, fields) = api.get(&format!("/syncs/{sync}/fields")).await;
+    fields["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field_no"] == field_no)
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_sides_rule_decides_a_field_changed_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = synced_pair(dir.path(), &["Name", "Phone", "Notes", "City"]).await;
+    let (main, aux) = (pair.main.admin(), pair.aux.admin());
+    let (m, a) = (&pair.m, &pair.a);
+    let key = |fields: &Vec<i64>, i: usize| fields[i].to_string();
+
+    // The main office wins by default; the phone is the branch's (its field's own rule);
+    // notes keep the newer edit.
+    let (status, body) = main
+        .patch(
+            &format!("/syncs/{}", pair.active),
+            json!({ "conflict_policy": "this_side" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["conflict_policy"], "this_side");
+    for (field, policy) in [(m[1], "other_side"), (m[2], "newer")] {
+        let entry = field_entry(&main, pair.active, field).await;
+        let (status, body) = main
+            .patch(
+                &format!("/syncs/{}/fields/{entry}", pair.active),
+                json!({ "conflict_policy": policy }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // The passive side follows; it cannot choose a rule of its own.
+    let (status, body) = aux
+        .patch(
+            &format!("/syncs/{}", pair.passive),
+            json!({ "conflict_policy": "this_side" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("chosen on the active side")
+    );
+
+    let record = main
+        .create_record(
+            pair.main_table,
+            json!({ key(m, 0): "ООО Ромашка", key(m, 1): "+7 100", key(m, 2): "-", key(m, 3): "Казань" }),
+        )
+        .await;
+    let uid = record["uid"].as_str().unwrap().to_string();
+    eventually(20, "the record on aux", || async {
+        let v = values_of(&aux, pair.aux_table, &uid).await;
+        (v[key(a, 0)] == "ООО Ромашка").then_some(())
+    })
+    .await;
+    quiet(&main, pair.active, &aux, pair.passive).await;
+    let aux_id = aux
+        .get(&format!("/tables/{}/records/uid/{uid}", pair.aux_table))
+        .await
+        .1["id"]
+        .as_i64()
+        .unwrap();
+    let main_id = record["id"].as_i64().unwrap();
+
+    // The line goes down; both offices edit.
+    let endpoint = format!("{}/sync/v1/{}", pair.aux.url, pair.passive);
+    set_remote(&main, pair.active, "http://127.0.0.1:9/sync/v1/1").await;
+    eventually(20, "the main office sees the line down", || async {
+        let (_, s) = main.get(&format!("/syncs/{}/status", pair.active)).await;
+        (s["connected"] == false).then_some(())
+    })
+    .await;
+    let edit = |api: &Client, table: i64, id: i64, values: Value| {
+        let api = api.clone();
+        async move {
+            let (status, body) = api
+                .patch(
+                    &format!("/tables/{table}/records/{id}"),
+                    json!({ "values": values }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            // The next edit is clearly later.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    };
+    // Name: main first, the branch later — main's stays by the sync's rule.
+    edit(
+        &main,
+        pair.main_table,
+        main_id,
+        json!({ key(m, 0): "ООО Ромашка (main)" }),
+    )
+    .await;
+    edit(
+        &aux,
+        pair.aux_table,
+        aux_id,
+        json!({ key(a, 0): "ООО Ромашка (branch)" }),
+    )
+    .await;
+    // Phone: the branch first, main later — the branch's stays by the field's rule.
+    edit(
+        &aux,
+        pair.aux_table,
+        aux_id,
+        json!({ key(a, 1): "+7 222 (branch)" }),
+    )
+    .await;
+    edit(
+        &main,
+        pair.main_table,
+        main_id,
+        json!({ key(m, 1): "+7 111 (main)" }),
+    )
+    .await;
+    // Notes: main first, the branch later — the newer edit stays.
+    edit(
+        &main,
+        pair.main_table,
+        main_id,
+        json!({ key(m, 2): "main's note" }),
+    )
+    .await;
+    edit(
+        &aux,
+        pair.aux_table,
+        aux_id,
+        json!({ key(a, 2): "branch's note" }),
+    )
+    .await;
+    // City: changed on one side only — no conflict, it simply travels.
+    edit(&aux, pair.aux_table, aux_id, json!({ key(a, 3): "Самара" })).await;
+
+    set_remote(&main, pair.active, &endpoint).await;
+    let wanted = [
+        "ООО Ромашка (main)",
+        "+7 222 (branch)",
+        "branch's note",
+        "Самара",
+    ];
+    for (api, table, fields) in [(&main, pair.main_table, m), (&aux, pair.aux_table, a)] {
+        eventually(30, "both offices agree", || async {
+            let v = values_of(api, table, &uid).await;
+            (0..4).all(|i| v[key(fields, i)] == wanted[i]).then_some(())
+        })
+        .await;
+    }
+    quiet(&main, pair.active, &aux, pair.passive).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (api, table, fields) in [(&main, pair.main_table, m), (&aux, pair.aux_table, a)] {
+        let v = values_of(api, table, &uid).await;
+        let now: Vec<&str> = (0..4)
+            .map(|i| v[key(fields, i)].as_str().unwrap())
+            .collect();
+        assert_eq!(now, wanted, "settled, nothing flips back");
+    }
+
+    // Every decided conflict is in a log with both values.
+    let mut decided = Vec::new();
+    for (api, sync) in [(&main, pair.active), (&aux, pair.passive)] {
+        let (_, log) = api.get(&format!("/syncs/{sync}/log?limit=1000")).await;
+        for e in log["entries"].as_array().unwrap() {
+            if e["kind"] == "conflict" {
+                decided.push((
+                    e["detail"]["kept"].clone(),
+                    e["detail"]["discarded"].clone(),
+                ));
+            }
+        }
+    }
+    for (kept, lost) in [
+        ("ООО Ромашка (main)", "ООО Ромашка (branch)"),
+        ("+7 222 (branch)", "+7 111 (main)"),
+        ("branch's note", "main's note"),
+    ] {
+        assert!(
+            decided.contains(&(json!(kept), json!(lost))),
+            "a logged conflict keeping {kept:?} over {lost:?}: {decided:?}"
+        );
+    }
+
+    // The history says which rule decided the name on the branch.
+    let (_, history) = aux
+        .get(&format!(
+            "/tables/{}/records/{aux_id}/history",
+            pair.aux_table
+        ))
+        .await;
+    let rules: Vec<String> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["fields"].as_array().cloned().unwrap_or_default())
+        .filter(|f| f["field_no"] == a[0] && f["new"] == "ООО Ромашка (main)")
+        .filter_map(|f| f["provenance"]["rule"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        rules.iter().any(|r| r.contains("conflict rule")),
+        "the branch's history names the rule: {history}"
+    );
+}
