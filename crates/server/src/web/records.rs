@@ -462,8 +462,13 @@ impl Instances {
             return String::new();
         };
         let at = |s: &crmsync_domain::Stamp| format_ms(s.hlc.ms());
+        let rule = match change.rule.as_deref() {
+            None => "provenance",
+            Some("here") => "provenance-rule-here",
+            Some(_) => "provenance-rule-there",
+        };
         let mut text = lang.with(
-            "provenance",
+            rule,
             &[
                 ("at", &at(&written)),
                 ("instance", &self.name(lang, written.node)),
@@ -633,24 +638,26 @@ fn history(
                 .and_then(|id| users.iter().find(|u| u.id == id))
                 .map(|u| u.full_name.clone())
                 .unwrap_or_default();
-            let source = match change.origin.strip_prefix("sync:") {
-                Some(id) => {
-                    let name = syncs
-                        .iter()
-                        .find(|(sid, _)| sid.to_string() == id)
-                        .map(|(_, n)| format!("\"{n}\""))
-                        .unwrap_or_else(|| id.to_string());
-                    lang.with("history-from-sync", &[("sync", &name)])
-                }
-                None => {
-                    let key = match change.origin.as_str() {
-                        "web" => "history-from-web",
-                        "import" | "cli" => "history-from-import",
-                        "api" => "history-from-api",
-                        _ => "history-from-user",
-                    };
-                    lang.with(key, &[("user", &user)])
-                }
+            let sync_name = |id: &str| {
+                syncs
+                    .iter()
+                    .find(|(sid, _)| sid.to_string() == id)
+                    .map(|(_, n)| format!("\"{n}\""))
+                    .unwrap_or_else(|| id.to_string())
+            };
+            let source = if let Some(id) = change.origin.strip_prefix("sync:") {
+                lang.with("history-from-sync", &[("sync", &sync_name(id))])
+            } else if let Some(id) = change.origin.strip_prefix("rule:") {
+                lang.with("history-from-rule", &[("sync", &sync_name(id))])
+            } else {
+                let key = match change.origin.as_str() {
+                    "web" => "history-from-web",
+                    "import" | "cli" => "history-from-import",
+                    "api" => "history-from-api",
+                    "repair" => "history-from-repair",
+                    _ => "history-from-user",
+                };
+                lang.with(key, &[("user", &user)])
             };
             let what = lang.t(match change.op {
                 ChangeOp::Create => "op-create",

@@ -211,23 +211,41 @@ async fn the_active_sides_rule_decides_a_field_changed_on_both_sides() {
         );
     }
 
-    // The history says which rule decided the name on the branch.
-    let (_, history) = aux
-        .get(&format!(
-            "/tables/{}/records/{aux_id}/history",
-            pair.aux_table
-        ))
-        .await;
-    let rules: Vec<String> = history["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|c| c["fields"].as_array().cloned().unwrap_or_default())
-        .filter(|f| f["field_no"] == a[0] && f["new"] == "ООО Ромашка (main)")
-        .filter_map(|f| f["provenance"]["rule"].as_str().map(str::to_string))
-        .collect();
+    // The history says which rule decided the name — on the side that decided it (which
+    // side that is depends on which message crossed the line first).
+    let mut rules = Vec::new();
+    let mut pages = String::new();
+    for (server, table, id, field) in [
+        (&pair.main, pair.main_table, main_id, m[0]),
+        (&pair.aux, pair.aux_table, aux_id, a[0]),
+    ] {
+        let (_, history) = server
+            .admin()
+            .get(&format!("/tables/{table}/records/{id}/history"))
+            .await;
+        rules.extend(
+            history["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|c| c["fields"].as_array().cloned().unwrap_or_default())
+                .filter(|f| f["field_no"] == field && f["new"] == "ООО Ромашка (main)")
+                .filter_map(|f| f["provenance"]["rule"].as_str().map(str::to_string)),
+        );
+        pages.push_str(
+            &server
+                .web_page(&format!("/tables/{table}/{id}"), "en")
+                .await,
+        );
+    }
     assert!(
-        rules.iter().any(|r| r.contains("conflict rule")),
-        "the branch's history names the rule: {history}"
+        rules
+            .iter()
+            .any(|r| r.starts_with("conflict rule of the sync")),
+        "a history names the rule: {rules:?}"
+    );
+    assert!(
+        pages.contains("conflict rule"),
+        "the record page says it in words"
     );
 }
