@@ -152,6 +152,16 @@ pub trait StoreTx {
         limit: usize,
     ) -> StoreResult<Vec<SyncLogEntry>>;
 
+    /// Records paired by a key field at an initial sync (B-05): (this side's uid, the
+    /// peer's uid) on `sync_id`.
+    fn save_uid_pairs(
+        &mut self,
+        sync_id: SyncId,
+        table_id: TableId,
+        pairs: &[(Uuid, Uuid)],
+    ) -> StoreResult<()>;
+    fn uid_pairs(&mut self, sync_id: SyncId) -> StoreResult<Vec<(Uuid, Uuid)>>;
+
     // ---- one shared numbering (B-06) ----
     /// Hands out the next `count` numbers (first, last) of the sequence this instance owns
     /// for `field_no`; a new sequence starts at `start` or past the largest number the

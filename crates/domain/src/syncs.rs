@@ -212,6 +212,41 @@ impl<S: Store> Instance<S> {
         self.store().write(|tx| tx.delete_sync_field(id))
     }
 
+    /// Pairs records of `table_id` with the peer's records they match (B-05): from now on
+    /// this side's record `local` travels on this sync as the peer's `peer`. All or none.
+    pub fn pair_records(
+        &self,
+        sync_id: SyncId,
+        table_id: crate::TableId,
+        pairs: &[(uuid::Uuid, uuid::Uuid)],
+    ) -> Result<usize, DomainError> {
+        self.sync(sync_id)?;
+        let table = self.table(table_id)?;
+        let pairs: Vec<(uuid::Uuid, uuid::Uuid)> =
+            pairs.iter().copied().filter(|(l, p)| l != p).collect();
+        self.store().write(|tx| {
+            for (local, peer) in &pairs {
+                if tx.record_by_uid(&table, *local)?.is_none() {
+                    return Err(DomainError::invalid(format!(
+                        "there is no record {local} in table {table_id} to pair"
+                    )));
+                }
+                if tx.record_by_uid(&table, *peer)?.is_some() {
+                    return Err(DomainError::Conflict(format!(
+                        "the other side's record {peer} already exists here as a record of its own"
+                    )));
+                }
+            }
+            tx.save_uid_pairs(sync_id, table_id, &pairs)
+        })?;
+        Ok(pairs.len())
+    }
+
+    /// (this side's uid, the peer's uid) of the records paired on this sync.
+    pub fn uid_pairs(&self, sync_id: SyncId) -> Result<Vec<(uuid::Uuid, uuid::Uuid)>, DomainError> {
+        self.store().read(|tx| tx.uid_pairs(sync_id))
+    }
+
     pub fn sync_state(&self, sync_id: SyncId) -> Result<SyncState, DomainError> {
         self.store().read(|tx| tx.sync_state(sync_id))
     }

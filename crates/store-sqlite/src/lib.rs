@@ -545,6 +545,19 @@ impl StoreTx for SqliteTx<'_> {
         syncs::sync_log(&self.tx, sync_id, after, limit)
     }
 
+    fn save_uid_pairs(
+        &mut self,
+        sync_id: i64,
+        table_id: i64,
+        pairs: &[(Uuid, Uuid)],
+    ) -> StoreResult<()> {
+        syncs::save_uid_pairs(&self.tx, sync_id, table_id, pairs)
+    }
+
+    fn uid_pairs(&mut self, sync_id: i64) -> StoreResult<Vec<(Uuid, Uuid)>> {
+        syncs::uid_pairs(&self.tx, sync_id)
+    }
+
     fn allocate_numbers(
         &mut self,
         table: &crmsync_domain::Table,

@@ -9,10 +9,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_syncs.sql")),
     (3, include_str!("../migrations/0003_held.sql")),
-    (
-        4,
-        include_str!("../migrations/0004_numbering_and_conflicts.sql"),
-    ),
+    (4, include_str!("../migrations/0004_issue6.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {

@@ -136,6 +136,7 @@ pub fn delete_sync(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
         "DELETE FROM sync_log WHERE sync_id = ?1",
         "DELETE FROM sync_pending_links WHERE sync_id = ?1",
         "DELETE FROM sync_held WHERE sync_id = ?1",
+        "DELETE FROM sync_uid_pairs WHERE sync_id = ?1",
         "DELETE FROM syncs WHERE id = ?1",
     ] {
         tx.execute(sql, [id]).map_err(sql_error)?;
@@ -420,4 +421,55 @@ pub fn release_held(tx: &Transaction<'_>, sync_id: i64, id: i64) -> StoreResult<
     )
     .map_err(sql_error)?;
     Ok(())
+}
+
+pub fn save_uid_pairs(
+    tx: &Transaction<'_>,
+    sync_id: i64,
+    table_id: i64,
+    pairs: &[(uuid::Uuid, uuid::Uuid)],
+) -> StoreResult<()> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO sync_uid_pairs (sync_id, table_id, local_uid, peer_uid)
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(sql_error)?;
+    for (local, peer) in pairs {
+        stmt.execute(params![
+            sync_id,
+            table_id,
+            local.as_bytes().as_slice(),
+            peer.as_bytes().as_slice()
+        ])
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                DomainError::Conflict(format!(
+                    "record {local} or the other side's {peer} is already paired on sync {sync_id}"
+                ))
+            }
+            other => sql_error(other),
+        })?;
+    }
+    Ok(())
+}
+
+pub fn uid_pairs(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<Vec<(uuid::Uuid, uuid::Uuid)>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT local_uid, peer_uid FROM sync_uid_pairs WHERE sync_id = ?1")
+        .map_err(sql_error)?;
+    let mut rows = stmt.query([sync_id]).map_err(sql_error)?;
+    let mut pairs = Vec::new();
+    let uid = |bytes: Vec<u8>| {
+        uuid::Uuid::from_slice(&bytes).map_err(|e| DomainError::Store(e.to_string()))
+    };
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        pairs.push((
+            uid(r.get(0).map_err(sql_error)?)?,
+            uid(r.get(1).map_err(sql_error)?)?,
+        ));
+    }
+    Ok(pairs)
 }

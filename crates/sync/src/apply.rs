@@ -204,8 +204,23 @@ fn apply_items<S: Store>(
         ..Default::default()
     };
     let users = core.users()?;
+    // Records paired by a key travel under the peer's uid: from here on, this side's.
+    let translated: Vec<Item>;
+    let items: &[Item] = if mapping.uids.is_empty() {
+        &packet.items
+    } else {
+        translated = packet
+            .items
+            .iter()
+            .map(|i| Item {
+                uid: mapping.uids.to_local(i.uid),
+                ..i.clone()
+            })
+            .collect();
+        &translated
+    };
     let mut by_table: BTreeMap<TableId, Vec<&Item>> = BTreeMap::new();
-    for item in &packet.items {
+    for item in items {
         let Some(table_id) = mapping.local_table(item.table) else {
             continue;
         };
@@ -391,7 +406,7 @@ fn translate<S: Store>(
         if route.local.table_id != table_id || !route.direction.receives() {
             continue;
         }
-        match from_wire(core, sync, &route.local, &field.value, users) {
+        match from_wire(core, sync, mapping, &route.local, &field.value, users) {
             Ok(value) => values.push((route.local.no, value, stamp(field.stamp))),
             Err(Unusable::WaitingFor(target_uid)) => {
                 // Not merged now: merged with its own stamp once the target arrives.
@@ -467,6 +482,7 @@ impl From<String> for Unusable {
 fn from_wire<S: Store>(
     core: &Instance<S>,
     sync: &SyncConfig,
+    mapping: &Mapping,
     field: &Field,
     json: &Json,
     users: &[User],
@@ -496,6 +512,7 @@ fn from_wire<S: Store>(
                 .as_str()
                 .and_then(|s| uuid::Uuid::parse_str(s).ok())
                 .ok_or_else(|| format!("{json} is not a record identity"))?;
+            let uid = mapping.uids.to_local(uid);
             let target = field.options.table_id.unwrap_or_default();
             let table = core.table(target).map_err(|e| e.to_string())?;
             core.store()

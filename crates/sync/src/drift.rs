@@ -88,11 +88,12 @@ pub fn digests<S: Store>(
                     hasher.update(record.status.as_str().as_bytes());
                     for route in routes.iter().filter(|r| r.local.table_id == table_id) {
                         let value = record.values.get(&route.local.no).unwrap_or(&Value::Null);
-                        let wire = to_wire(tx, sync, &route.local, value, &mut users)?;
+                        let wire = to_wire(tx, sync, mapping, &route.local, value, &mut users)?;
                         hasher.update(format!("\n{}={wire}", route.wire_no).as_bytes());
                     }
-                    records.insert(record.uid, hex::encode(&hasher.finalize()[..12]));
-                    tables.insert(record.uid, table_id);
+                    let uid = mapping.uids.to_peer(record.uid);
+                    records.insert(uid, hex::encode(&hasher.finalize()[..12]));
+                    tables.insert(uid, table_id);
                 }
                 Ok(())
             })?;

@@ -11,6 +11,7 @@ pub mod drift;
 pub mod folder;
 pub mod initial;
 pub mod mapping;
+pub mod matching;
 pub mod outbox;
 pub mod protocol;
 

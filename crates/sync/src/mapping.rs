@@ -23,6 +23,40 @@ pub struct Mapping {
     pub routes: Vec<Route>,
     /// What prevents some fields from travelling, in words a person can act on.
     pub problems: Vec<String>,
+    /// Records paired by a key field, travelling under the peer's uid.
+    pub uids: UidPairs,
+}
+
+/// Records of this side that travel under the peer's uid (paired by a key field at an
+/// initial sync, B-05); every other record travels under its own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UidPairs {
+    to_peer: HashMap<uuid::Uuid, uuid::Uuid>,
+    to_local: HashMap<uuid::Uuid, uuid::Uuid>,
+}
+
+impl UidPairs {
+    /// From (this side's uid, the peer's uid) pairs.
+    pub fn new(pairs: &[(uuid::Uuid, uuid::Uuid)]) -> UidPairs {
+        UidPairs {
+            to_peer: pairs.iter().copied().collect(),
+            to_local: pairs.iter().map(|(l, p)| (*p, *l)).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.to_peer.is_empty()
+    }
+
+    /// The uid a record of this side travels under.
+    pub fn to_peer(&self, local: uuid::Uuid) -> uuid::Uuid {
+        self.to_peer.get(&local).copied().unwrap_or(local)
+    }
+
+    /// This side's record for a travelling uid.
+    pub fn to_local(&self, wire: uuid::Uuid) -> uuid::Uuid {
+        self.to_local.get(&wire).copied().unwrap_or(wire)
+    }
 }
 
 /// This instance's fields as its peer sees them.

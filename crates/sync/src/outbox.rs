@@ -102,7 +102,7 @@ pub fn build_packet<S: Store>(
                     continue;
                 };
                 let value = stored.record.values.get(no).unwrap_or(&Value::Null);
-                let json = to_wire(tx, sync, &route.local, value, &mut users)?;
+                let json = to_wire(tx, sync, mapping, &route.local, value, &mut users)?;
                 wire_fields.insert(
                     route.wire_no,
                     WireField {
@@ -112,7 +112,7 @@ pub fn build_packet<S: Store>(
                 );
             }
             items.push(Item {
-                uid: stored.record.uid,
+                uid: mapping.uids.to_peer(stored.record.uid),
                 table: mapping.wire_table(table.id).unwrap_or_default(),
                 status: stored.record.status.as_str().to_string(),
                 status_stamp: wire_stamp(stored.status_stamp),
@@ -137,6 +137,7 @@ pub fn build_packet<S: Store>(
 pub(crate) fn to_wire(
     tx: &mut dyn StoreTx,
     sync: &SyncConfig,
+    mapping: &Mapping,
     field: &Field,
     value: &Value,
     users: &mut Option<Vec<User>>,
@@ -157,7 +158,7 @@ pub(crate) fn to_wire(
         Value::Link(id) => {
             let target = field.options.table_id.unwrap_or_default();
             tx.record_uid(target, *id)?
-                .map(|uid| Json::from(uid.to_string()))
+                .map(|uid| Json::from(mapping.uids.to_peer(uid).to_string()))
                 .unwrap_or(Json::Null)
         }
         other => other.to_json(field),

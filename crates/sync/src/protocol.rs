@@ -164,3 +164,27 @@ pub struct NumberBlock {
     pub first: i64,
     pub last: i64,
 }
+
+/// Before an initial sync matched by a key (B-05): the active side asks for the passive
+/// side's active records of one table (the active side's table id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordsRequest {
+    pub table: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordsReply {
+    pub items: Vec<Item>,
+}
+
+/// Records the passive side pairs with the active side's: (passive uid, active uid).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PairRequest {
+    pub table: i64,
+    pub pairs: Vec<(Uuid, Uuid)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PairReply {
+    pub paired: usize,
+}

@@ -108,6 +108,7 @@ pub fn router(app: App) -> Router {
         .route("/syncs/{sync_id}/status", get(syncs::status))
         .route("/syncs/{sync_id}/catalog", get(syncs::catalog))
         .route("/syncs/{sync_id}/initial", post(syncs::initial))
+        .route("/syncs/{sync_id}/match", post(syncs::match_by_key))
         .route(
             "/syncs/{sync_id}/fields/{field_id}/initial",
             post(syncs::initial_field),

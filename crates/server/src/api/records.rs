@@ -134,12 +134,12 @@ pub async fn get(
 ) -> Result<Json<Json_>, ApiError> {
     let (table, record, remote) = blocking(move || {
         let record = app.core.record(table_id, id)?;
-        let remote: Vec<Json_> = crate::sync::actions::remote_copies(&app, table_id)?
+        let remote: Vec<Json_> = crate::sync::actions::remote_copies(&app, table_id, record.uid)?
             .into_iter()
-            .map(|(sync_id, base, wire_table)| {
+            .map(|(sync_id, base, wire_table, uid)| {
                 json!({
                     "sync_id": sync_id,
-                    "url": format!("{base}/api/v1/tables/{wire_table}/records/uid/{}", record.uid),
+                    "url": format!("{base}/api/v1/tables/{wire_table}/records/uid/{uid}"),
                 })
             })
             .collect();

@@ -278,6 +278,42 @@ pub async fn initial_field(
     start_initial(app, id, Some(field_id)).await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchRequest {
+    /// The key field: this (active) side's field number, configured in the sync.
+    field_no: FieldNo,
+    /// Only preview (the default); `false` pairs the records and starts the initial sync.
+    #[serde(default = "preview_only")]
+    dry_run: bool,
+}
+
+fn preview_only() -> bool {
+    true
+}
+
+/// An initial sync that pairs records by a key field (B-05): a preview, or the real run.
+pub async fn match_by_key(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<MatchRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !body.dry_run {
+        actor.require_admin()?;
+    }
+    let (plan, job) =
+        crate::sync::matching::match_by_key(&app, id, body.field_no, body.dry_run).await?;
+    let status = match job {
+        Some(_) => StatusCode::ACCEPTED,
+        None => StatusCode::OK,
+    };
+    Ok((
+        status,
+        Json(json!({ "dry_run": body.dry_run, "plan": plan, "job": job })),
+    ))
+}
+
 async fn start_initial(
     app: App,
     sync_id: i64,

@@ -123,8 +123,13 @@ pub fn sync_record(app: &App, table_id: i64, id: i64) -> Result<Vec<(i64, String
 
 /// Where the same record lives on an active side (S-23): for each passive sync with remote
 /// access and the active side's address that carries this table, that address and the
-/// active side's table id. Blocking.
-pub fn remote_copies(app: &App, table_id: i64) -> Result<Vec<(i64, String, i64)>, DomainError> {
+/// active side's table id, and the record's uid there (its own, unless paired by a key).
+/// Blocking.
+pub fn remote_copies(
+    app: &App,
+    table_id: i64,
+    uid: uuid::Uuid,
+) -> Result<Vec<(i64, String, i64, uuid::Uuid)>, DomainError> {
     let mut copies = Vec::new();
     for sync in app.core.syncs()? {
         let (Mode::Passive, true, Some(base)) =
@@ -134,7 +139,12 @@ pub fn remote_copies(app: &App, table_id: i64) -> Result<Vec<(i64, String, i64)>
         };
         let mapping = super::passive::passive_mapping(app, &sync)?;
         if let Some(wire_table) = mapping.wire_table(table_id) {
-            copies.push((sync.id, base.trim_end_matches('/').to_string(), wire_table));
+            copies.push((
+                sync.id,
+                base.trim_end_matches('/').to_string(),
+                wire_table,
+                mapping.uids.to_peer(uid),
+            ));
         }
     }
     Ok(copies)

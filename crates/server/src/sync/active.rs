@@ -9,6 +9,7 @@ use crate::app::App;
 use crmsync_domain::DomainError;
 use crmsync_domain::sync::SyncConfig;
 use crmsync_sync::content::files_in;
+use crmsync_sync::mapping::UidPairs;
 use crmsync_sync::mapping::catalog;
 use crmsync_sync::protocol::{Hello, HelloReply, Packet, PullRequest, PushReply};
 use crmsync_sync::{Mapping, PROTOCOL_VERSION, build_packet};
@@ -23,7 +24,9 @@ const LONG_POLL: Duration = Duration::from_secs(20);
 pub fn active_mapping(app: &App, sync: &SyncConfig) -> Result<Mapping, DomainError> {
     let fields = app.core.sync_fields(sync.id)?;
     let tables = app.core.tables()?;
-    Ok(Mapping::build(sync, &fields, &tables, None))
+    let mut mapping = Mapping::build(sync, &fields, &tables, None);
+    mapping.uids = UidPairs::new(&app.core.uid_pairs(sync.id)?);
+    Ok(mapping)
 }
 
 pub async fn run(app: App, sync_id: i64) {

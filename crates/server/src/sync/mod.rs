@@ -11,6 +11,7 @@ pub mod folder;
 pub mod folders;
 pub mod held;
 pub mod initial;
+pub mod matching;
 pub mod metrics;
 pub mod numbering;
 pub mod passive;

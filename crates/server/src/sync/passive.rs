@@ -36,6 +36,8 @@ pub fn router() -> Router<App> {
         .route("/sync/v1/{sync_id}/resend", post(resend))
         .route("/sync/v1/{sync_id}/digests", post(digests))
         .route("/sync/v1/{sync_id}/numbers", post(super::numbering::answer))
+        .route("/sync/v1/{sync_id}/records", post(super::matching::records))
+        .route("/sync/v1/{sync_id}/pair", post(super::matching::pair))
         .route("/sync/v1/{sync_id}/content/{sha256}", post(content::offer))
         .route(
             "/sync/v1/{sync_id}/content/{sha256}/{index}",
@@ -53,7 +55,9 @@ pub fn passive_mapping(app: &App, sync: &SyncConfig) -> Result<Mapping, DomainEr
         .and_then(|c| serde_json::from_str(c).ok());
     let fields = app.core.sync_fields(sync.id)?;
     let tables = app.core.tables()?;
-    Ok(Mapping::build(sync, &fields, &tables, catalog.as_ref()))
+    let mut mapping = Mapping::build(sync, &fields, &tables, catalog.as_ref());
+    mapping.uids = crmsync_sync::mapping::UidPairs::new(&app.core.uid_pairs(sync.id)?);
+    Ok(mapping)
 }
 
 /// Checks that the request is for a passive HTTP sync here and carries its password's

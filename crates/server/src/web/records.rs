@@ -887,9 +887,9 @@ async fn record(
             peers,
         };
         let syncs: Vec<(i64, String)> = all.into_iter().map(|s| (s.id, s.name)).collect();
-        let remote = crate::sync::actions::remote_copies(&app, table_id)?
+        let remote = crate::sync::actions::remote_copies(&app, table_id, record.uid)?
             .into_iter()
-            .map(|(_, base, wire)| format!("{base}/tables/{wire}/uid/{}", record.uid))
+            .map(|(_, base, wire, uid)| format!("{base}/tables/{wire}/uid/{uid}"))
             .collect();
         Ok((ctx, record, changes, syncs, remote, instances))
     })

@@ -17,3 +17,14 @@ CREATE INDEX number_blocks_by_field ON number_blocks(field_no, next);
 
 -- A field's own conflict rule (B-02): newer, this_side, other_side; NULL = the sync's.
 ALTER TABLE sync_fields ADD COLUMN conflict_policy TEXT;
+
+-- Records paired by a key field at an initial sync (B-05): on this sync, this side's record
+-- `local_uid` is the peer's record `peer_uid`; uids are translated both ways as they travel.
+CREATE TABLE sync_uid_pairs (
+    sync_id   INTEGER NOT NULL,
+    table_id  INTEGER NOT NULL,
+    local_uid BLOB NOT NULL,
+    peer_uid  BLOB NOT NULL,
+    PRIMARY KEY (sync_id, local_uid),
+    UNIQUE (sync_id, peer_uid)
+);
