@@ -38,6 +38,7 @@ pub fn router() -> Router<App> {
         .route("/syncs/{sync}/initial", post(initial))
         .route("/syncs/{sync}/fields/{entry}/initial", post(initial_field))
         .route("/syncs/{sync}/log", get(log))
+        .route("/syncs/{sync}/match", get(match_preview).post(match_run))
         .route("/syncs/{sync}/drift", get(drift))
         .route("/syncs/{sync}/drift/repair", post(repair_drift))
         .route("/syncs/{sync}/held/{held}/approve", post(approve_held))
@@ -942,4 +943,105 @@ async fn repair_drift(
         repaired.restamped
     ))
     .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "match.html")]
+struct MatchPage {
+    page: Page,
+    sync: SyncConfig,
+    /// The sync's fields that can be a key: (number, "Table · Name").
+    keys: Vec<(i64, String)>,
+    key: i64,
+    plan: Option<crmsync_sync::matching::MatchPlan>,
+    /// The plan's overwrites each way, under their headings.
+    overwrites: Vec<(String, Vec<crmsync_sync::matching::Overwrite>)>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct KeyParam {
+    field: Option<i64>,
+}
+
+/// Initial sync matched by a key field (B-05): the preview.
+async fn match_preview(
+    State(app): State<App>,
+    signed: Signed,
+    Path(sync_id): Path<i64>,
+    Query(params): Query<KeyParam>,
+) -> WebResult<Response> {
+    let page = signed.page.in_section("syncs");
+    let lang = page.lang;
+    let app2 = app.clone();
+    let (sync, keys) = work(lang, move || {
+        let sync = app2.core.sync(sync_id)?;
+        let tables = app2.core.tables()?;
+        let keys = app2
+            .core
+            .sync_fields(sync_id)?
+            .iter()
+            .filter_map(|f| {
+                tables.iter().find_map(|t| {
+                    t.field(f.field_no)
+                        .map(|field| (field.no, format!("{} · {}", t.name, field.name)))
+                })
+            })
+            .collect::<Vec<_>>();
+        Ok((sync, keys))
+    })
+    .await?;
+    let plan = match params.field {
+        Some(field) => Some(
+            crate::sync::matching::match_by_key(&app, sync_id, field, true)
+                .await
+                .map_err(|e| WebError::domain(lang, e))?
+                .0,
+        ),
+        None => None,
+    };
+    let overwrites = plan
+        .as_ref()
+        .map(|p| {
+            vec![
+                (
+                    lang.t("match-overwrite-there"),
+                    p.overwrite_there.first.clone(),
+                ),
+                (
+                    lang.t("match-overwrite-here"),
+                    p.overwrite_here.first.clone(),
+                ),
+            ]
+        })
+        .unwrap_or_default();
+    Ok(render(&MatchPage {
+        overwrites,
+        key: params.field.unwrap_or_default(),
+        page,
+        sync,
+        keys,
+        plan,
+    }))
+}
+
+/// Pairs the records and starts the initial sync; its progress shows on the sync's page.
+async fn match_run(
+    State(app): State<App>,
+    signed: Signed,
+    Path(sync_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    check_csrf(&signed.page, &form)?;
+    let lang = signed.page.lang;
+    signed
+        .actor
+        .require_admin()
+        .map_err(|e| WebError::domain(lang, e))?;
+    let field = form.text("field").parse().unwrap_or_default();
+    let (_, job) = crate::sync::matching::match_by_key(&app, sync_id, field, false)
+        .await
+        .map_err(|e| WebError::domain(lang, e))?;
+    let job = job.map(|j| j.id).unwrap_or_default();
+    Ok(Redirect::to(&format!("/syncs/{sync_id}?job={job}")).into_response())
 }

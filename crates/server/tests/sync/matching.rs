@@ -110,6 +110,18 @@ async fn two_offices_clients_are_paired_by_phone_not_doubled() {
         "a preview writes nothing"
     );
 
+    // The same preview in the web UI, its run button held back by the duplicate.
+    let page = main
+        .web_page(&format!("/syncs/{active}/match?field={}", m[1]), "en")
+        .await;
+    assert!(page.contains(r#"data-paired="2""#), "{page}");
+    assert!(
+        page.contains("1 record(s) here and 2 there have this key"),
+        "{page}"
+    );
+    assert!(page.contains(r#"id="match-run" disabled"#), "{page}");
+    assert!(page.contains("merge those duplicates or choose another key field first"));
+
     // Ambiguous keys stop the real run, with nothing changed.
     let (status, body) = main_api
         .post(
