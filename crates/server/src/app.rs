@@ -41,6 +41,8 @@ pub struct App {
     pub exchange_turns: crate::sync::ExchangeTurns,
     /// Why the last request for each drawing field's numbers failed (B-06).
     pub numbering_failures: crate::sync::numbering::NumberingFailures,
+    /// Drift checks travelling through folders (B-16).
+    pub folder_drift: crate::sync::drift::FolderDrift,
 }
 
 impl App {
@@ -81,6 +83,7 @@ impl App {
             peer_clocks: Default::default(),
             exchange_turns: Default::default(),
             numbering_failures: Default::default(),
+            folder_drift: Default::default(),
         })
     }
 

@@ -51,6 +51,23 @@ pub fn fields(mapping: &Mapping) -> Vec<i64> {
     fields
 }
 
+/// The passive side's answer to a drift check asking for `requested` fields: its digests
+/// over those of them it carries too (the asking side then digests the same ones).
+pub fn answer<S: Store>(
+    core: &Instance<S>,
+    sync: &crmsync_domain::sync::SyncConfig,
+    mapping: &Mapping,
+    requested: &[i64],
+) -> Result<Digests, DomainError> {
+    let ours = fields(mapping);
+    let agreed: Vec<i64> = requested
+        .iter()
+        .copied()
+        .filter(|f| ours.contains(f))
+        .collect();
+    digests(core, sync, mapping, &agreed)
+}
+
 /// Digests every record (deleted ones too) of the tables carrying `wanted` fields.
 pub fn digests<S: Store>(
     core: &Instance<S>,

@@ -129,6 +129,8 @@ pub fn build_packet<S: Store>(
             problems: Vec::new(),
             catalog: None,
             rules: mapping.wire_rules(sync),
+            digest_request: None,
+            digests: None,
         })
     })
 }

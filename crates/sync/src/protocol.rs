@@ -82,6 +82,13 @@ pub struct Packet {
     /// absent = the newer write wins everywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<WireRules>,
+    /// Over folders, from the active side: a drift check asks for the peer's digests of
+    /// these fields (B-16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_request: Option<Vec<i64>>,
+    /// Over folders, from the passive side: its digests, answering a drift check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digests: Option<crate::drift::Digests>,
 }
 
 /// Who wins a conflict, named by role so both ends read it alike.

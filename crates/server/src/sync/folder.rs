@@ -158,7 +158,8 @@ fn write_outgoing(
         let after = app.core.sync_state(sync.id)?.sent_seq;
         let mut packet = build_packet(&app.core, sync, &mapping, after, PACKET_LIMIT)?;
         let resend_waiting = app.core.sync_state(sync.id)?.resend_request.is_some();
-        if packet.upto == packet.after && !hello_due && !resend_waiting {
+        let drift_waiting = app.folder_drift.waiting(sync.id);
+        if packet.upto == packet.after && !hello_due && !resend_waiting && !drift_waiting {
             return Ok(active);
         }
         if active {
@@ -169,7 +170,16 @@ fn write_outgoing(
         app.core
             .update_sync_state(sync.id, |s| request = s.resend_request.take())?;
         packet.resend = request.and_then(|r| serde_json::from_str(&r).ok());
-        let written = !packet.items.is_empty() || hello_due || packet.resend.is_some();
+        // A drift check's request (active side) or answer (passive side), once.
+        match sync.mode {
+            Mode::Active => packet.digest_request = app.folder_drift.take_request(sync.id),
+            Mode::Passive => packet.digests = app.folder_drift.take_reply(sync.id),
+        }
+        let written = !packet.items.is_empty()
+            || hello_due
+            || packet.resend.is_some()
+            || packet.digest_request.is_some()
+            || packet.digests.is_some();
         if written {
             // The file covers the stretch since the last file: what was skipped had
             // nothing for this sync.
@@ -255,8 +265,11 @@ fn read_incoming(
                 .update_sync_state(sync.id, |s| s.peer_catalog = Some(text))?;
         }
         let received = app.core.sync_state(sync.id)?.received_seq;
-        let control_only =
-            packet.items.is_empty() && (packet.catalog.is_some() || packet.resend.is_some());
+        let control_only = packet.items.is_empty()
+            && (packet.catalog.is_some()
+                || packet.resend.is_some()
+                || packet.digest_request.is_some()
+                || packet.digests.is_some());
         let sequence = folder::sequence(&packet, received);
         match sequence {
             Sequence::Gap if !control_only => {
@@ -308,6 +321,15 @@ fn read_incoming(
         }
         if let Some(request) = packet.resend {
             super::initial::queue_own(app, sync, request)?;
+        }
+        if let (Mode::Passive, Some(requested)) = (sync.mode, &packet.digest_request) {
+            let mapping = mapping_for(app, sync)?;
+            let digests = crmsync_sync::drift::answer(&app.core, sync, &mapping, requested)?;
+            app.folder_drift.reply(sync.id, digests);
+            app.syncs.committed();
+        }
+        if let (Mode::Active, Some(digests)) = (sync.mode, packet.digests) {
+            app.folder_drift.answered(sync.id, digests);
         }
         // Removed only now that the apply has committed.
         folders

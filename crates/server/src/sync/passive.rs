@@ -321,13 +321,7 @@ async fn digests(
     let request: super::drift::DigestRequest = parse(&body)?;
     let digests = blocking(move || {
         let mapping = passive_mapping(&app, &sync)?;
-        let ours = crmsync_sync::drift::fields(&mapping);
-        let agreed: Vec<i64> = request
-            .fields
-            .into_iter()
-            .filter(|f| ours.contains(f))
-            .collect();
-        crmsync_sync::drift::digests(&app.core, &sync, &mapping, &agreed)
+        crmsync_sync::drift::answer(&app.core, &sync, &mapping, &request.fields)
     })
     .await?;
     Ok(Json(digests))

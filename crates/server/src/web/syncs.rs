@@ -443,8 +443,10 @@ struct SyncPage {
     sent_total: u64,
     received_total: u64,
     held: Vec<HeldRow>,
-    /// Drift checks run from the active side of an HTTP sync.
+    /// Drift checks run from the active side.
     drift_check: bool,
+    /// An initial sync matched by a key runs from the active side of an HTTP sync.
+    match_by_key: bool,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -582,7 +584,8 @@ async fn detail(
         received_total: hour.iter().map(|m| m.received).sum(),
         chart,
         held,
-        drift_check: !passive && sync.transport == Transport::Http,
+        drift_check: !passive,
+        match_by_key: !passive && sync.transport == Transport::Http,
         sync,
     }))
 }

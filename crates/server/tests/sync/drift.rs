@@ -113,3 +113,76 @@ async fn a_value_edited_in_the_database_file_is_found_and_repaired() {
         "{history}"
     );
 }
+
+/// Over local folders the drift check's request and answer travel in packets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_sync_finds_and_repairs_drift_too() {
+    use super::folders::local_sync;
+    use super::http::{add_field, clients};
+    use crate::common::Server;
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name", "Phone"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name", "Phone"]).await;
+    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+    let active = local_sync(&main_api, "active", &up, &down).await;
+    let passive = local_sync(&aux_api, "passive", &down, &up).await;
+    for (mine, theirs) in m.iter().zip(&a) {
+        add_field(&main_api, active, *mine, "both", None).await;
+        add_field(&aux_api, passive, *theirs, "both", Some(*mine)).await;
+    }
+    for i in 0..4 {
+        main_api
+            .create_record(main_table, json!({ m[0].to_string(): format!("client {i}"), m[1].to_string(): format!("+7 {i}") }))
+            .await;
+    }
+    eventually(30, "four clients on aux", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 4).then_some(())
+    })
+    .await;
+    let (status, found) = main_api.get(&format!("/syncs/{active}/drift")).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(
+        found,
+        json!({ "differ": [], "only_here": [], "only_there": [] })
+    );
+
+    let target = aux_api.all_ids(aux_table, "active").await[1];
+    let (_, record) = aux_api
+        .get(&format!("/tables/{aux_table}/records/{target}"))
+        .await;
+    let conn = rusqlite::Connection::open(dir.path().join("aux").join("crmsync.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    let sql = format!(
+        "UPDATE t{aux_table} SET f{} = 'tampered' WHERE id = ?1",
+        a[0]
+    );
+    assert_eq!(conn.execute(&sql, [target]).unwrap(), 1);
+    drop(conn);
+
+    let (status, found) = main_api.get(&format!("/syncs/{active}/drift")).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["differ"], json!([record["uid"]]), "{found}");
+    let (status, repaired) = main_api
+        .post(&format!("/syncs/{active}/drift/repair"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{repaired}");
+    assert_eq!(repaired["restamped"], 1, "{repaired}");
+    eventually(30, "aux's value repaired through the folders", || async {
+        let (_, r) = aux_api
+            .get(&format!("/tables/{aux_table}/records/{target}"))
+            .await;
+        (r["values"][a[0].to_string()] == record["values"][a[0].to_string()]
+            && r["values"][a[0].to_string()] != "tampered")
+            .then_some(())
+    })
+    .await;
+    let (_, found) = main_api.get(&format!("/syncs/{active}/drift")).await;
+    assert_eq!(
+        found,
+        json!({ "differ": [], "only_here": [], "only_there": [] })
+    );
+}
