@@ -59,6 +59,12 @@ download = Download
 upload = Upload
 none = —
 numbered-automatically = Assigned when saved
+numbering = One shared numbering
+numbering-none = Typed by hand
+numbering-here = Numbered here (this instance owns the numbering)
+numbering-from = Numbers from
+numbering-start = first no.
+numbering-block = block
 sync-record = Sync
 sync-record-done = Queued for sending: { $count ->
     [one] { $count } sync

@@ -61,6 +61,12 @@ download = Скачать
 upload = Загрузить
 none = —
 numbered-automatically = Присваивается при сохранении
+numbering = Единая нумерация
+numbering-none = Вводится вручную
+numbering-here = Нумерует этот экземпляр (владелец нумерации)
+numbering-from = Номера от
+numbering-start = первый №
+numbering-block = блок
 sync-record = Синхронизировать
 sync-record-done = Поставлено в отправку: { $count ->
     [one] { $count } синхронизация

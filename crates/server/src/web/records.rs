@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, extract::DefaultBodyLimit};
 use crmsync_domain::instance::WriteOp;
+use crmsync_domain::schema::Numbering;
 use crmsync_domain::value::format_ms;
 use crmsync_domain::{
     Change, ChangeOp, DomainError, Field, FieldOptions, FieldType, Record, RecordQuery,
@@ -165,16 +166,23 @@ async fn edit_field(
                 "table {table_id} has no field {field_no}"
             )));
         }
-        let options = (field.field_type == FieldType::Select).then(|| FieldOptions {
-            choices: Some(
-                form.text("choices")
-                    .lines()
-                    .map(|c| c.trim().to_string())
-                    .filter(|c| !c.is_empty())
-                    .collect(),
-            ),
-            ..field.options.clone()
-        });
+        let options = match field.field_type {
+            FieldType::Select => Some(FieldOptions {
+                choices: Some(
+                    form.text("choices")
+                        .lines()
+                        .map(|c| c.trim().to_string())
+                        .filter(|c| !c.is_empty())
+                        .collect(),
+                ),
+                ..field.options.clone()
+            }),
+            FieldType::Number => Some(FieldOptions {
+                numbering: numbering_of(&form)?,
+                ..field.options.clone()
+            }),
+            _ => None,
+        };
         let patch = crmsync_domain::instance::FieldPatch {
             name: Some(form.text("name")),
             field_type: None,
@@ -184,6 +192,35 @@ async fn edit_field(
     })
     .await?;
     Ok(Redirect::to(&format!("/tables/{table_id}/fields")).into_response())
+}
+
+/// The numbering a field form chose (B-06): none, owned here, or drawn through a sync.
+fn numbering_of(form: &Submitted) -> Result<Option<Numbering>, DomainError> {
+    let number = |name: &str| -> Result<Option<u32>, DomainError> {
+        let text = form.text(name);
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| DomainError::invalid(format!("\"{text}\" is not a whole number")))
+    };
+    let source = form.text("numbering");
+    Ok(match source.as_str() {
+        "" => None,
+        "here" => Some(Numbering {
+            start: number("numbering_start")?.map(i64::from),
+            ..Numbering::default()
+        }),
+        other => Some(Numbering {
+            from_sync: Some(other.trim_start_matches("sync:").parse().map_err(|_| {
+                DomainError::invalid(format!("\"{other}\" is not a sync to draw numbers from"))
+            })?),
+            block: number("numbering_block")?,
+            start: None,
+        }),
+    })
 }
 
 /// A value as a person reads it in a grid or a history.
@@ -345,6 +382,22 @@ struct FieldsPage {
     tables: Vec<Table>,
     types: Vec<&'static str>,
     error: Option<String>,
+    /// Syncs a number field can draw its numbers through: (id, name).
+    number_sources: Vec<(i64, String)>,
+}
+
+/// Active HTTP syncs: the ones a numbered field can draw numbers through.
+fn number_sources(app: &App) -> Result<Vec<(i64, String)>, DomainError> {
+    Ok(app
+        .core
+        .syncs()?
+        .into_iter()
+        .filter(|s| {
+            s.mode == crmsync_domain::sync::Mode::Active
+                && s.transport == crmsync_domain::sync::Transport::Http
+        })
+        .map(|s| (s.id, s.name))
+        .collect())
 }
 
 async fn fields(
@@ -353,17 +406,32 @@ async fn fields(
     Path(table_id): Path<i64>,
 ) -> WebResult<Response> {
     let page = signed.page.in_section("tables");
-    let (table, tables) = work(page.lang, move || {
-        Ok((app.core.table(table_id)?, app.core.tables()?))
+    Ok(render(&fields_page(app, page, table_id, None).await?))
+}
+
+/// A table's fields page, with an error from the form just sent if there was one.
+async fn fields_page(
+    app: App,
+    page: Page,
+    table_id: i64,
+    error: Option<String>,
+) -> WebResult<FieldsPage> {
+    let (table, tables, number_sources) = work(page.lang, move || {
+        Ok((
+            app.core.table(table_id)?,
+            app.core.tables()?,
+            number_sources(&app)?,
+        ))
     })
     .await?;
-    Ok(render(&FieldsPage {
+    Ok(FieldsPage {
         page,
         table,
         tables,
         types: FieldType::ALL.iter().map(|t| t.as_str()).collect(),
-        error: None,
-    }))
+        error,
+        number_sources,
+    })
 }
 
 async fn create_field(
@@ -397,23 +465,11 @@ async fn create_field(
     .map_err(|e| WebError::new(page.lang, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match created {
         Ok(_) => Ok(Redirect::to(&format!("/tables/{table_id}/fields")).into_response()),
-        Err(e @ DomainError::Invalid { .. }) => {
-            let (table, tables) = work(page.lang, move || {
-                Ok((app.core.table(table_id)?, app.core.tables()?))
-            })
-            .await?;
-            Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                render(&FieldsPage {
-                    page,
-                    table,
-                    tables,
-                    types: FieldType::ALL.iter().map(|t| t.as_str()).collect(),
-                    error: Some(e.to_string()),
-                }),
-            )
-                .into_response())
-        }
+        Err(e @ DomainError::Invalid { .. }) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            render(&fields_page(app, page, table_id, Some(e.to_string())).await?),
+        )
+            .into_response()),
         Err(e) => Err(WebError::domain(page.lang, e)),
     }
 }

@@ -367,6 +367,60 @@ async fn admins_manage_tables_fields_and_users_through_the_forms() {
         "{list}"
     );
 
+    // A number field numbered by this instance (B-06): assigned on save, shown read-only.
+    let (status, _) = submit(
+        &http,
+        &cookie,
+        &fields_page,
+        &fields_page,
+        &[("name", "№"), ("type", "number")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = submit(
+        &http,
+        &cookie,
+        &fields_page,
+        &url("/tables/1/fields/4/edit"),
+        &[
+            ("name", "№"),
+            ("numbering", "here"),
+            ("numbering_start", "500"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, field) = api.get("/fields/4").await;
+    assert_eq!(field["options"]["numbering"], json!({ "start": 500 }));
+    let (status, to) = submit(
+        &http,
+        &cookie,
+        &url("/tables/1/new"),
+        &url("/tables/1/new"),
+        &[("f1", "A-1"), ("f4", "")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{to}");
+    let id = to
+        .trim_start_matches("/tables/1/")
+        .trim_end_matches("?notice=saved");
+    let (_, record) = api.get(&format!("/tables/1/records/{id}")).await;
+    assert_eq!(record["values"]["4"], 500, "{record}");
+    let (_, html) = page(&http, &url(&format!("/tables/1/{id}")), &cookie).await;
+    assert!(html.contains(r#"name="f4" value="500" readonly"#), "{html}");
+    // Typed by hand on the form: refused, nothing written.
+    let before = api.all_ids(1, "all").await.len();
+    let (status, _) = submit(
+        &http,
+        &cookie,
+        &url("/tables/1/new"),
+        &url("/tables/1/new"),
+        &[("f1", "A-2"), ("f4", "7")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(api.all_ids(1, "all").await.len(), before);
+
     let (status, to) = submit(&http, &cookie, &fields_page, &url("/tables/1/delete"), &[]).await;
     assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/tables"));
     let (status, _) = api.get("/tables/1").await;
