@@ -72,7 +72,8 @@ fn no_numbers_left(field: &Field, sync_id: i64) -> DomainError {
 }
 
 /// Checks that a field drawing numbers from a sync names one that can ask for them: an
-/// HTTP sync this instance starts (the owner answers as its passive side).
+/// HTTP sync this instance starts (the owner answers as its passive side), or a folder
+/// sync (requests and blocks travel in packet files either way).
 pub(crate) fn check_source(
     tx: &mut dyn StoreTx,
     field_type: FieldType,
@@ -91,9 +92,9 @@ pub(crate) fn check_source(
                 "options.numbering.from_sync: there is no sync {sync_id}"
             ))
         })?;
-    if sync.mode != Mode::Active || sync.transport != Transport::Http {
+    if sync.mode == Mode::Passive && sync.transport == Transport::Http {
         return Err(DomainError::invalid(format!(
-            "options.numbering.from_sync: numbers are drawn through an HTTP sync this instance starts (active side); sync {sync_id} \"{}\" is not one",
+            "options.numbering.from_sync: over HTTP numbers are drawn through a sync this instance starts (active side); sync {sync_id} \"{}\" only answers",
             sync.name
         )));
     }

@@ -43,6 +43,8 @@ pub struct App {
     pub numbering_failures: crate::sync::numbering::NumberingFailures,
     /// Drift checks travelling through folders (B-16).
     pub folder_drift: crate::sync::drift::FolderDrift,
+    /// Requests for numbers and answers travelling through folders (B-06).
+    pub folder_numbers: crate::sync::numbering::FolderNumbers,
 }
 
 impl App {
@@ -84,6 +86,7 @@ impl App {
             exchange_turns: Default::default(),
             numbering_failures: Default::default(),
             folder_drift: Default::default(),
+            folder_numbers: Default::default(),
         })
     }
 

@@ -131,6 +131,8 @@ pub fn build_packet<S: Store>(
             rules: mapping.wire_rules(sync),
             digest_request: None,
             digests: None,
+            number_requests: Vec::new(),
+            number_blocks: Vec::new(),
         })
     })
 }

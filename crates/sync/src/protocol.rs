@@ -89,6 +89,25 @@ pub struct Packet {
     /// Over folders, from the passive side: its digests, answering a drift check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digests: Option<crate::drift::Digests>,
+    /// Over folders: blocks of a shared numbering this side asks the owner for (B-06).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub number_requests: Vec<NumberBlockRequest>,
+    /// Over folders: the owner's answers to those requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub number_blocks: Vec<GrantedBlock>,
+}
+
+/// An owner's answer to a request for numbers over folders: the block, or why not.
+/// `field_no` is the field as it travels (the active side's number).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantedBlock {
+    pub field_no: i64,
+    #[serde(default)]
+    pub first: i64,
+    #[serde(default)]
+    pub last: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// Who wins a conflict, named by role so both ends read it alike.
@@ -157,7 +176,7 @@ pub struct PullRequest {
 /// The active side asks the owner of a shared numbering (B-06) for a block of numbers.
 /// `field_no` is the active side's field; `hops` counts forwards along a chain, so a
 /// numbering configured in a circle is refused instead of asked round forever.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NumberBlockRequest {
     pub field_no: i64,
     pub count: u32,

@@ -158,8 +158,9 @@ fn write_outgoing(
         let after = app.core.sync_state(sync.id)?.sent_seq;
         let mut packet = build_packet(&app.core, sync, &mapping, after, PACKET_LIMIT)?;
         let resend_waiting = app.core.sync_state(sync.id)?.resend_request.is_some();
-        let drift_waiting = app.folder_drift.waiting(sync.id);
-        if packet.upto == packet.after && !hello_due && !resend_waiting && !drift_waiting {
+        let control_waiting =
+            app.folder_drift.waiting(sync.id) || app.folder_numbers.waiting(sync.id);
+        if packet.upto == packet.after && !hello_due && !resend_waiting && !control_waiting {
             return Ok(active);
         }
         if active {
@@ -175,11 +176,16 @@ fn write_outgoing(
             Mode::Active => packet.digest_request = app.folder_drift.take_request(sync.id),
             Mode::Passive => packet.digests = app.folder_drift.take_reply(sync.id),
         }
+        // Requests for numbers and answers to them (B-06), either way.
+        packet.number_requests = app.folder_numbers.take_requests(sync.id);
+        packet.number_blocks = app.folder_numbers.take_grants(sync.id);
         let written = !packet.items.is_empty()
             || hello_due
             || packet.resend.is_some()
             || packet.digest_request.is_some()
-            || packet.digests.is_some();
+            || packet.digests.is_some()
+            || !packet.number_requests.is_empty()
+            || !packet.number_blocks.is_empty();
         if written {
             // The file covers the stretch since the last file: what was skipped had
             // nothing for this sync.
@@ -269,7 +275,9 @@ fn read_incoming(
             && (packet.catalog.is_some()
                 || packet.resend.is_some()
                 || packet.digest_request.is_some()
-                || packet.digests.is_some());
+                || packet.digests.is_some()
+                || !packet.number_requests.is_empty()
+                || !packet.number_blocks.is_empty());
         let sequence = folder::sequence(&packet, received);
         match sequence {
             Sequence::Gap if !control_only => {
@@ -330,6 +338,11 @@ fn read_incoming(
         }
         if let (Mode::Active, Some(digests)) = (sync.mode, packet.digests) {
             app.folder_drift.answered(sync.id, digests);
+        }
+        if !packet.number_requests.is_empty() || !packet.number_blocks.is_empty() {
+            let mapping = mapping_for(app, sync)?;
+            super::numbering::grant_from_folder(app, sync, &mapping, &packet.number_requests)?;
+            super::numbering::receive_from_folder(app, sync, &mapping, &packet.number_blocks)?;
         }
         // Removed only now that the apply has committed.
         folders

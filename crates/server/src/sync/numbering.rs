@@ -1,8 +1,9 @@
 //! One shared numbering at run time (B-06). The owner of a sequence answers block requests
-//! as the passive side of an HTTP sync (`/sync/v1/{id}/numbers`); an instance drawing
-//! from it keeps blocks topped up in the background — woken by commits, so a block is
-//! replaced while numbers are still left — and asks once more right before a create finds
-//! none. An instance between the two (a chain) passes requests on to its own owner.
+//! as the passive side of an HTTP sync (`/sync/v1/{id}/numbers`), or over folders in its
+//! packet files (`FolderNumbers`); an instance drawing from it keeps blocks topped up in
+//! the background — woken by commits, so a block is replaced while numbers are still left
+//! — and asks once more right before a create finds none. An instance between the two (a
+//! chain over HTTP) passes requests on to its own owner.
 
 use super::active::{Failure, call_peer};
 use super::passive::{authenticate, passive_mapping};
@@ -13,11 +14,14 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use crmsync_domain::schema::Numbering;
+use crmsync_domain::sync::{SyncConfig, Transport};
 use crmsync_domain::{DomainError, Field, FieldNo, TableId};
-use crmsync_sync::protocol::{NumberBlock, NumberBlockRequest};
+use crmsync_sync::Mapping;
+use crmsync_sync::protocol::{GrantedBlock, NumberBlock, NumberBlockRequest};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Forwards allowed along a chain of instances drawing from one another.
 const MAX_HOPS: u32 = 8;
@@ -41,6 +45,195 @@ impl NumberingFailures {
             .expect("numbering failures")
             .get(&field_no)
             .cloned()
+    }
+}
+
+/// Requests for numbers and the owner's answers travelling through folders, per sync: what
+/// waits to be written, and which fields (as they travel) wait for an answer.
+#[derive(Clone, Default)]
+pub struct FolderNumbers(Arc<Mutex<HashMap<i64, FolderNumberState>>>);
+
+#[derive(Default)]
+struct FolderNumberState {
+    requests: Vec<NumberBlockRequest>,
+    grants: Vec<GrantedBlock>,
+    /// Asked, by wire field number: since when, and the refusal if one came.
+    asked: HashMap<i64, (Instant, Option<String>)>,
+}
+
+impl FolderNumbers {
+    fn with<T>(&self, sync_id: i64, f: impl FnOnce(&mut FolderNumberState) -> T) -> T {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(map.entry(sync_id).or_default())
+    }
+
+    /// Whether a packet should be written for these even with no changes.
+    pub fn waiting(&self, sync_id: i64) -> bool {
+        self.with(sync_id, |s| !s.requests.is_empty() || !s.grants.is_empty())
+    }
+
+    pub fn take_requests(&self, sync_id: i64) -> Vec<NumberBlockRequest> {
+        self.with(sync_id, |s| std::mem::take(&mut s.requests))
+    }
+
+    pub fn take_grants(&self, sync_id: i64) -> Vec<GrantedBlock> {
+        self.with(sync_id, |s| std::mem::take(&mut s.grants))
+    }
+}
+
+/// The owner's side over folders: answers the requests a packet carried (blocking).
+pub fn grant_from_folder(
+    app: &App,
+    sync: &SyncConfig,
+    mapping: &Mapping,
+    requests: &[NumberBlockRequest],
+) -> Result<(), DomainError> {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let mut grants = Vec::new();
+    for request in requests {
+        let refused = |reason: String| GrantedBlock {
+            field_no: request.field_no,
+            first: 0,
+            last: 0,
+            refused: Some(reason),
+        };
+        let grant = match mapping.by_wire(request.field_no) {
+            None => refused(format!(
+                "field {} is not configured in this sync on the owner's side",
+                request.field_no
+            )),
+            Some(route) => match &route.local.options.numbering {
+                Some(n) if n.from_sync.is_none() => {
+                    match app
+                        .core
+                        .allocate_number_block(route.local.no, request.count)
+                    {
+                        Ok((first, last)) => GrantedBlock {
+                            field_no: request.field_no,
+                            first,
+                            last,
+                            refused: None,
+                        },
+                        Err(e) => refused(e.to_string()),
+                    }
+                }
+                _ => refused(format!(
+                    "field {} \"{}\" does not own a numbering on the other side",
+                    route.local.no, route.local.name
+                )),
+            },
+        };
+        grants.push(grant);
+    }
+    app.folder_numbers
+        .with(sync.id, |s| s.grants.extend(grants));
+    app.syncs.committed();
+    Ok(())
+}
+
+/// The drawing side over folders: keeps the blocks a packet brought (blocking).
+pub fn receive_from_folder(
+    app: &App,
+    sync: &SyncConfig,
+    mapping: &Mapping,
+    blocks: &[GrantedBlock],
+) -> Result<(), DomainError> {
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    for block in blocks {
+        let refusal = match (&block.refused, mapping.by_wire(block.field_no)) {
+            (Some(reason), _) => Some(reason.clone()),
+            (None, Some(route)) => app
+                .core
+                .add_number_block(route.local.no, block.first, block.last)
+                .err()
+                .map(|e| e.to_string()),
+            (None, None) => Some(format!("field {} is not configured here", block.field_no)),
+        };
+        app.folder_numbers.with(sync.id, |s| match &refusal {
+            None => {
+                s.asked.remove(&block.field_no);
+            }
+            Some(reason) => {
+                s.asked
+                    .insert(block.field_no, (Instant::now(), Some(reason.clone())));
+            }
+        });
+    }
+    app.syncs.committed();
+    Ok(())
+}
+
+/// How long a request for numbers through folders waits for the owner's answer: the
+/// request and the answer each wait for a look at a folder.
+fn folder_patience(sync: &SyncConfig) -> Duration {
+    match sync.transport {
+        Transport::Local => Duration::from_secs(5),
+        _ => Duration::from_secs(u64::from(sync.period_seconds) * 3 + 5),
+    }
+}
+
+/// Asks the owner through folders for a block of `field`, and waits for it.
+async fn folder_refill(
+    app: &App,
+    sync: &SyncConfig,
+    field: &Field,
+    numbering: &Numbering,
+) -> Result<(), String> {
+    let (app2, sync2, no) = (app.clone(), sync.clone(), field.no);
+    let wire_no = tokio::task::spawn_blocking(move || {
+        let mapping = super::initial::mapping_for(&app2, &sync2)?;
+        mapping.by_local(no).map(|r| r.wire_no).ok_or_else(|| {
+            DomainError::invalid(format!("field {no} is not configured in sync {}", sync2.id))
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let patience = folder_patience(sync);
+    let asked_at = app.folder_numbers.with(sync.id, |s| {
+        let fresh = s
+            .asked
+            .get(&wire_no)
+            .filter(|(at, refused)| refused.is_none() && at.elapsed() < patience)
+            .map(|(at, _)| *at);
+        fresh.unwrap_or_else(|| {
+            let now = Instant::now();
+            s.requests.push(NumberBlockRequest {
+                field_no: wire_no,
+                count: numbering.block_size(),
+                hops: 0,
+            });
+            s.asked.insert(wire_no, (now, None));
+            now
+        })
+    });
+    app.syncs.committed();
+    loop {
+        let (core, no) = (app.core.clone(), field.no);
+        let left = tokio::task::spawn_blocking(move || core.numbers_left(no))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if left > 0 {
+            return Ok(());
+        }
+        let refusal = app.folder_numbers.with(sync.id, |s| {
+            s.asked.get(&wire_no).and_then(|(_, r)| r.clone())
+        });
+        if let Some(reason) = refusal {
+            return Err(format!("the owner refused: {reason}"));
+        }
+        if asked_at.elapsed() > patience {
+            return Err(format!(
+                "asked through the sync's folders {} s ago and no answer yet; is the owner running and reading its folder?",
+                asked_at.elapsed().as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -86,16 +279,26 @@ async fn request_block(
 /// Draws one block for `field` and keeps it; remembers the failure if there is one.
 async fn refill(app: &App, field: &Field, numbering: &Numbering) -> Result<(), String> {
     let sync_id = numbering.from_sync.unwrap_or_default();
-    let outcome = match request_block(app, sync_id, field.no, numbering.block_size(), 0).await {
-        Ok(block) => {
-            let core = app.core.clone();
-            let no = field.no;
-            super::active::blocking(move || core.add_number_block(no, block.first, block.last))
-                .await
-        }
-        Err(failure) => Err(failure),
+    let core = app.core.clone();
+    let sync = match tokio::task::spawn_blocking(move || core.sync(sync_id)).await {
+        Ok(Ok(sync)) => sync,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(e) => return Err(e.to_string()),
     };
-    let failure = outcome.err().map(|f| f.0);
+    let failure = if sync.transport == Transport::Http {
+        let outcome = match request_block(app, sync_id, field.no, numbering.block_size(), 0).await {
+            Ok(block) => {
+                let core = app.core.clone();
+                let no = field.no;
+                super::active::blocking(move || core.add_number_block(no, block.first, block.last))
+                    .await
+            }
+            Err(failure) => Err(failure),
+        };
+        outcome.err().map(|f| f.0)
+    } else {
+        folder_refill(app, &sync, field, numbering).await.err()
+    };
     app.numbering_failures.set(field.no, failure.clone());
     failure.map_or(Ok(()), Err)
 }
