@@ -34,6 +34,10 @@ pub fn router() -> Router<App> {
             "/syncs/{sync}/fields/{entry}/direction",
             post(turn_direction),
         )
+        .route(
+            "/syncs/{sync}/fields/{entry}/conflict",
+            post(set_field_conflict_policy),
+        )
         .route("/syncs/{sync}/fields/{entry}/delete", post(delete_field))
         .route("/syncs/{sync}/initial", post(initial))
         .route("/syncs/{sync}/fields/{entry}/initial", post(initial_field))
@@ -416,6 +420,8 @@ struct FieldRow {
     direction: &'static str,
     direction_label: String,
     remote: String,
+    /// The field's own conflict rule, or "" for the sync's.
+    conflict_policy: &'static str,
 }
 
 /// A field that can be added: (number, "Table · Name", table id).
@@ -515,6 +521,7 @@ async fn detail(
                     direction: arrow(f.direction),
                     direction_label: page2.t(&format!("direction-{}", f.direction.as_str())),
                     remote,
+                    conflict_policy: f.conflict_policy.map_or("", ConflictPolicy::as_str),
                 }
             })
             .collect();
@@ -672,6 +679,34 @@ async fn turn_direction(
         };
         let patch = crmsync_domain::syncs::SyncFieldPatch {
             direction: Some(next),
+            ..Default::default()
+        };
+        core.update_sync_field(&actor, sync_id, entry, patch)
+    })
+    .await?;
+    app.syncs.changed();
+    Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
+}
+
+/// A field's own conflict rule (B-02), on the active side; "" goes back to the sync's.
+async fn set_field_conflict_policy(
+    State(app): State<App>,
+    signed: Signed,
+    Path((sync_id, entry)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    check_csrf(&signed.page, &form)?;
+    let policy = match form.text("conflict_policy").as_str() {
+        "newer" => Some(ConflictPolicy::Newer),
+        "this_side" => Some(ConflictPolicy::ThisSide),
+        "other_side" => Some(ConflictPolicy::OtherSide),
+        _ => None,
+    };
+    let (core, actor) = (app.core.clone(), signed.actor);
+    work(signed.page.lang, move || {
+        let patch = crmsync_domain::syncs::SyncFieldPatch {
+            conflict_policy: Some(policy),
             ..Default::default()
         };
         core.update_sync_field(&actor, sync_id, entry, patch)

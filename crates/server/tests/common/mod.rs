@@ -116,8 +116,8 @@ impl Server {
         }
     }
 
-    /// A page of the web UI as the admin sees it in a browser asking for `language`.
-    pub async fn web_page(&self, path: &str, language: &str) -> String {
+    /// A browser signed in to the web UI as the admin: the client and its session cookie.
+    async fn web_session(&self) -> (reqwest::Client, String) {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -130,6 +130,50 @@ impl Server {
             .expect("sign-in sent");
         let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
         let session = cookie.split(';').next().unwrap().to_string();
+        (http, session)
+    }
+
+    /// Sends a form of the web UI as the admin would from `page`: with that page's token.
+    /// Returns the status and where it leads.
+    pub async fn web_form(
+        &self,
+        page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> (reqwest::StatusCode, String) {
+        let (http, session) = self.web_session().await;
+        let html = http
+            .get(format!("{}{page}", self.url))
+            .header("cookie", &session)
+            .send()
+            .await
+            .expect("page requested")
+            .text()
+            .await
+            .expect("page body");
+        let marker = r#"name="_csrf" value=""#;
+        let start = html.find(marker).expect("a form token") + marker.len();
+        let token = &html[start..start + html[start..].find('"').unwrap()];
+        let mut form = vec![("_csrf", token)];
+        form.extend_from_slice(fields);
+        let response = http
+            .post(format!("{}{action}", self.url))
+            .header("cookie", &session)
+            .form(&form)
+            .send()
+            .await
+            .expect("form sent");
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (response.status(), location)
+    }
+
+    /// A page of the web UI as the admin sees it in a browser asking for `language`.
+    pub async fn web_page(&self, path: &str, language: &str) -> String {
+        let (http, session) = self.web_session().await;
         http.get(format!("{}{path}", self.url))
             .header("cookie", session)
             .header("accept-language", language)

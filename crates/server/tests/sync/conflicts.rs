@@ -47,16 +47,41 @@ async fn the_active_sides_rule_decides_a_field_changed_on_both_sides() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["conflict_policy"], "this_side");
-    for (field, policy) in [(m[1], "other_side"), (m[2], "newer")] {
-        let entry = field_entry(&main, pair.active, field).await;
-        let (status, body) = main
-            .patch(
-                &format!("/syncs/{}/fields/{entry}", pair.active),
-                json!({ "conflict_policy": policy }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
+    let notes = field_entry(&main, pair.active, m[2]).await;
+    let (status, body) = main
+        .patch(
+            &format!("/syncs/{}/fields/{notes}", pair.active),
+            json!({ "conflict_policy": "newer" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The phone's rule set in the web UI, on the sync's page.
+    let phone = field_entry(&main, pair.active, m[1]).await;
+    let sync_page = format!("/syncs/{}", pair.active);
+    let (status, _) = pair
+        .main
+        .web_form(
+            &sync_page,
+            &format!("{sync_page}/fields/{phone}/conflict"),
+            &[("conflict_policy", "other_side")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, fields) = main.get(&format!("/syncs/{}/fields", pair.active)).await;
+    assert_eq!(
+        fields["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["conflict_policy"].clone())
+            .collect::<Vec<_>>(),
+        [
+            json!(null),
+            json!("other_side"),
+            json!("newer"),
+            json!(null)
+        ]
+    );
     // The passive side follows; it cannot choose a rule of its own.
     let (status, body) = aux
         .patch(
