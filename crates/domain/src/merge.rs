@@ -185,6 +185,9 @@ impl<S: Store> Instance<S> {
                             let local = current.record.values.get(&no).unwrap_or(&Value::Null);
                             let newer = current.stamps.get(&no).is_none_or(|l| stamp > *l);
                             let prefer = rules.prefer.get(&no).copied().unwrap_or_default();
+                            // Set when a rule decided for the peer's newer value: taken as
+                            // usual, with the rule named.
+                            let mut rule = None;
                             if prefer != Prefer::Newer && *local != value {
                                 let unacked = match &mut unacked {
                                     Some(fields) => fields,
@@ -226,20 +229,13 @@ impl<S: Store> Instance<S> {
                                             outcome.taken.push(change.clone());
                                         }
                                         ruled.push((no, winner.clone(), change));
-                                    } else if prefer == Prefer::There {
-                                        let change = FieldChange {
-                                            field_no: no,
-                                            old: Some(local.to_json(field)),
-                                            new: value.to_json(field),
-                                            written: Some(stamp),
-                                            replaced: current.stamps.get(&no).copied(),
-                                            rule: Some(prefer.as_rule().to_string()),
-                                        };
-                                        outcome.taken.push(change.clone());
-                                        logged.push(change);
-                                        winners.push((no, value, stamp));
+                                        continue;
                                     }
-                                    continue;
+                                    if prefer == Prefer::Here {
+                                        // This side's newer value stays and travels as it is.
+                                        continue;
+                                    }
+                                    rule = Some(prefer.as_rule().to_string());
                                 }
                             }
                             if newer {
@@ -250,7 +246,7 @@ impl<S: Store> Instance<S> {
                                     // Why this value: its write is newer than the one here.
                                     written: Some(stamp),
                                     replaced: current.stamps.get(&no).copied(),
-                                    rule: None,
+                                    rule,
                                 };
                                 // The same value with a newer stamp is taken too: the
                                 // stamp must travel on, or a later write stamped between

@@ -6,9 +6,9 @@
 //! must find.
 
 use crate::mapping::Mapping;
-use crate::outbox::to_wire;
+use crate::outbox::{each_record_page, to_wire};
 use crmsync_domain::record::StatusFilter;
-use crmsync_domain::{DomainError, Instance, RecordQuery, Store, User, Value};
+use crmsync_domain::{DomainError, Instance, Store, User, Value};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -88,37 +88,21 @@ pub fn digests<S: Store>(
     let table_ids = tables;
     let mut tables = BTreeMap::new();
     for table_id in table_ids {
-        let mut after = None;
-        loop {
-            let page = core.list_records(
-                table_id,
-                &RecordQuery {
-                    status: StatusFilter::All,
-                    limit: crmsync_domain::record::MAX_PAGE,
-                    after,
-                    ..RecordQuery::default()
-                },
-            )?;
-            core.store().read(|tx| {
-                for record in &page.records {
-                    let mut hasher = Sha256::new();
-                    hasher.update(record.status.as_str().as_bytes());
-                    for route in routes.iter().filter(|r| r.local.table_id == table_id) {
-                        let value = record.values.get(&route.local.no).unwrap_or(&Value::Null);
-                        let wire = to_wire(tx, sync, mapping, &route.local, value, &mut users)?;
-                        hasher.update(format!("\n{}={wire}", route.wire_no).as_bytes());
-                    }
-                    let uid = mapping.uids.to_peer(record.uid);
-                    records.insert(uid, hex::encode(&hasher.finalize()[..12]));
-                    tables.insert(uid, table_id);
+        each_record_page(core, table_id, StatusFilter::All, |tx, page| {
+            for record in page {
+                let mut hasher = Sha256::new();
+                hasher.update(record.status.as_str().as_bytes());
+                for route in routes.iter().filter(|r| r.local.table_id == table_id) {
+                    let value = record.values.get(&route.local.no).unwrap_or(&Value::Null);
+                    let wire = to_wire(tx, sync, mapping, &route.local, value, &mut users)?;
+                    hasher.update(format!("\n{}={wire}", route.wire_no).as_bytes());
                 }
-                Ok(())
-            })?;
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
+                let uid = mapping.uids.to_peer(record.uid);
+                records.insert(uid, hex::encode(&hasher.finalize()[..12]));
+                tables.insert(uid, table_id);
             }
-        }
+            Ok(())
+        })?;
     }
     Ok(Digests {
         fields: wanted.to_vec(),

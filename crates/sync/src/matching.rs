@@ -6,9 +6,9 @@
 //! leave alone as a conflict.
 
 use crate::mapping::Mapping;
-use crate::outbox::{to_wire, wire_stamp};
+use crate::outbox::{each_record_page, to_wire, wire_stamp};
 use crate::protocol::{Item, WireField};
-use crmsync_domain::record::{RecordQuery, StatusFilter};
+use crmsync_domain::record::StatusFilter;
 use crmsync_domain::sync::SyncConfig;
 use crmsync_domain::{DomainError, FieldNo, Instance, RecordStatus, Store, TableId, User, Value};
 use serde::{Deserialize, Serialize};
@@ -38,52 +38,37 @@ pub fn table_items<S: Store>(
         .collect();
     let mut items = Vec::new();
     let mut users: Option<Vec<User>> = None;
-    let mut after = None;
-    loop {
-        let page = core.list_records(
-            table_id,
-            &RecordQuery {
-                status: StatusFilter::Active,
-                limit: crmsync_domain::record::MAX_PAGE,
-                after,
-                ..RecordQuery::default()
-            },
-        )?;
-        core.store().read(|tx| {
-            for record in &page.records {
-                let Some(stored) = tx.record_by_uid(&table, record.uid)? else {
+    each_record_page(core, table_id, StatusFilter::Active, |tx, page| {
+        for record in page {
+            let Some(stored) = tx.record_by_uid(&table, record.uid)? else {
+                continue;
+            };
+            let mut fields = BTreeMap::new();
+            for route in &routes {
+                let Some(stamp) = stored.stamps.get(&route.local.no) else {
                     continue;
                 };
-                let mut fields = BTreeMap::new();
-                for route in &routes {
-                    let Some(stamp) = stored.stamps.get(&route.local.no) else {
-                        continue;
-                    };
-                    let value = record.values.get(&route.local.no).unwrap_or(&Value::Null);
-                    let json = to_wire(tx, sync, mapping, &route.local, value, &mut users)?;
-                    fields.insert(
-                        route.wire_no,
-                        WireField {
-                            value: json,
-                            stamp: wire_stamp(*stamp),
-                        },
-                    );
-                }
-                items.push(Item {
-                    uid: mapping.uids.to_peer(record.uid),
-                    table: wire_table,
-                    status: RecordStatus::Active.as_str().to_string(),
-                    status_stamp: wire_stamp(stored.status_stamp),
-                    fields,
-                });
+                let value = record.values.get(&route.local.no).unwrap_or(&Value::Null);
+                let json = to_wire(tx, sync, mapping, &route.local, value, &mut users)?;
+                fields.insert(
+                    route.wire_no,
+                    WireField {
+                        value: json,
+                        stamp: wire_stamp(*stamp),
+                    },
+                );
             }
-            Ok(())
-        })?;
-        match page.next_after {
-            Some(next) => after = Some(next),
-            None => return Ok(items),
+            items.push(Item {
+                uid: mapping.uids.to_peer(record.uid),
+                table: wire_table,
+                status: RecordStatus::Active.as_str().to_string(),
+                status_stamp: wire_stamp(stored.status_stamp),
+                fields,
+            });
         }
-    }
+        Ok(())
+    })?;
+    Ok(items)
 }
 
 /// A key as it is compared: trimmed, lower case, inner spaces as one; a phone-like value

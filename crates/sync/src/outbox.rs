@@ -192,3 +192,30 @@ pub fn pending_out<S: Store>(core: &Instance<S>, sync: &SyncConfig) -> Result<i6
         Ok(pending)
     })
 }
+
+/// Walks a table's records of `status` a page at a time, handing each page to `visit`
+/// inside one read transaction (what a drift check and a match read whole tables with).
+pub(crate) fn each_record_page<S: Store>(
+    core: &Instance<S>,
+    table_id: TableId,
+    status: crmsync_domain::record::StatusFilter,
+    mut visit: impl FnMut(&mut dyn StoreTx, &[crmsync_domain::Record]) -> Result<(), DomainError>,
+) -> Result<(), DomainError> {
+    let mut after = None;
+    loop {
+        let page = core.list_records(
+            table_id,
+            &crmsync_domain::RecordQuery {
+                status,
+                limit: crmsync_domain::record::MAX_PAGE,
+                after,
+                ..crmsync_domain::RecordQuery::default()
+            },
+        )?;
+        core.store().read(|tx| visit(tx, &page.records))?;
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => return Ok(()),
+        }
+    }
+}

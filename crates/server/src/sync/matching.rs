@@ -5,7 +5,7 @@
 //! which paired records meet instead of doubling.
 
 use super::active::{Failure, active_mapping, call_peer};
-use super::passive::{authenticate, passive_mapping};
+use super::passive::{authenticate, parse, passive_mapping};
 use crate::api::{ApiError, blocking};
 use crate::app::App;
 use crate::jobs::JobStatus;
@@ -94,8 +94,7 @@ pub async fn records(
     body: Bytes,
 ) -> Result<Json<RecordsReply>, ApiError> {
     let sync = authenticate(&app, sync_id, "records", &headers, &body, peer).await?;
-    let request: RecordsRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("malformed records request: {e}")))?;
+    let request: RecordsRequest = parse(&body)?;
     let items = blocking(move || {
         let mapping = passive_mapping(&app, &sync)?;
         table_items(&app.core, &sync, &mapping, request.table)
@@ -113,8 +112,7 @@ pub async fn pair(
     body: Bytes,
 ) -> Result<Json<PairReply>, ApiError> {
     let sync = authenticate(&app, sync_id, "pair", &headers, &body, peer).await?;
-    let request: PairRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("malformed pair request: {e}")))?;
+    let request: PairRequest = parse(&body)?;
     let paired = blocking(move || {
         let mapping = passive_mapping(&app, &sync)?;
         let table_id = mapping.local_table(request.table).ok_or_else(|| {

@@ -6,7 +6,7 @@
 //! chain over HTTP) passes requests on to its own owner.
 
 use super::active::{Failure, call_peer};
-use super::passive::{authenticate, passive_mapping};
+use super::passive::{authenticate, parse, passive_mapping};
 use crate::api::{ApiError, blocking};
 use crate::app::App;
 use axum::Json;
@@ -408,8 +408,7 @@ pub async fn answer(
     body: Bytes,
 ) -> Result<Json<NumberBlock>, ApiError> {
     let sync = authenticate(&app, sync_id, "numbers", &headers, &body, peer).await?;
-    let request: NumberBlockRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("malformed number request: {e}")))?;
+    let request: NumberBlockRequest = parse(&body)?;
     if request.hops >= MAX_HOPS {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

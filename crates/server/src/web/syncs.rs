@@ -17,7 +17,7 @@ use crmsync_domain::sync::{
     ConflictPolicy, Direction, FtpSettings, LocalSettings, Mode, Secret, SyncConfig, SyncLogEntry,
     Transport, UserMatch,
 };
-use crmsync_domain::syncs::SyncInput;
+use crmsync_domain::syncs::{SyncFieldPatch, SyncInput};
 use crmsync_domain::value::format_ms;
 use crmsync_domain::{DomainError, Table};
 use crmsync_sync::Catalog;
@@ -667,21 +667,35 @@ async fn turn_direction(
     Path((sync_id, entry)): Path<(i64, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
-    check_csrf(&signed.page, &Submitted(form))?;
-    let (core, actor) = (app.core.clone(), signed.actor);
-    work(signed.page.lang, move || {
-        let field = core.sync_field(sync_id, entry)?;
+    patch_field(app, signed, sync_id, entry, Submitted(form), |field, _| {
         let next = match field.direction {
             Direction::Both => Direction::Upload,
             Direction::Upload => Direction::Download,
             Direction::Download => Direction::Off,
             Direction::Off => Direction::Both,
         };
-        let patch = crmsync_domain::syncs::SyncFieldPatch {
+        SyncFieldPatch {
             direction: Some(next),
             ..Default::default()
-        };
-        core.update_sync_field(&actor, sync_id, entry, patch)
+        }
+    })
+    .await
+}
+
+/// Changes one field entry of a sync from a form on the sync's page, and goes back there.
+async fn patch_field(
+    app: App,
+    signed: Signed,
+    sync_id: i64,
+    entry: i64,
+    form: Submitted,
+    patch: impl FnOnce(&crmsync_domain::sync::SyncField, &Submitted) -> SyncFieldPatch + Send + 'static,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &form)?;
+    let (core, actor) = (app.core.clone(), signed.actor);
+    work(signed.page.lang, move || {
+        let field = core.sync_field(sync_id, entry)?;
+        core.update_sync_field(&actor, sync_id, entry, patch(&field, &form))
     })
     .await?;
     app.syncs.changed();
@@ -695,25 +709,19 @@ async fn set_field_conflict_policy(
     Path((sync_id, entry)): Path<(i64, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
-    let form = Submitted(form);
-    check_csrf(&signed.page, &form)?;
-    let policy = match form.text("conflict_policy").as_str() {
-        "newer" => Some(ConflictPolicy::Newer),
-        "this_side" => Some(ConflictPolicy::ThisSide),
-        "other_side" => Some(ConflictPolicy::OtherSide),
-        _ => None,
-    };
-    let (core, actor) = (app.core.clone(), signed.actor);
-    work(signed.page.lang, move || {
-        let patch = crmsync_domain::syncs::SyncFieldPatch {
+    patch_field(app, signed, sync_id, entry, Submitted(form), |_, form| {
+        let policy = match form.text("conflict_policy").as_str() {
+            "newer" => Some(ConflictPolicy::Newer),
+            "this_side" => Some(ConflictPolicy::ThisSide),
+            "other_side" => Some(ConflictPolicy::OtherSide),
+            _ => None,
+        };
+        SyncFieldPatch {
             conflict_policy: Some(policy),
             ..Default::default()
-        };
-        core.update_sync_field(&actor, sync_id, entry, patch)
+        }
     })
-    .await?;
-    app.syncs.changed();
-    Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
+    .await
 }
 
 async fn delete_field(

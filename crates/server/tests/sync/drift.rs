@@ -7,6 +7,15 @@ use crate::common::eventually;
 use reqwest::StatusCode;
 use serde_json::json;
 
+/// Behind the instance's back: one value edited in its SQLite file while it runs.
+fn tamper(data: &std::path::Path, table: i64, field: i64, record: i64) {
+    let conn = rusqlite::Connection::open(data.join("crmsync.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    let sql = format!("UPDATE t{table} SET f{field} = 'tampered' WHERE id = ?1");
+    assert_eq!(conn.execute(&sql, [record]).unwrap(), 1);
+}
+
 #[tokio::test]
 async fn a_value_edited_in_the_database_file_is_found_and_repaired() {
     let dir = tempfile::tempdir().unwrap();
@@ -46,20 +55,7 @@ async fn a_value_edited_in_the_database_file_is_found_and_repaired() {
     let (_, record) = aux_api
         .get(&format!("/tables/{aux_table}/records/{target}"))
         .await;
-    let conn = rusqlite::Connection::open(dir.path().join("aux").join("crmsync.db")).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
-    let changed = conn
-        .execute(
-            &format!(
-                "UPDATE t{aux_table} SET f{} = 'tampered' WHERE id = ?1",
-                a[1]
-            ),
-            [target],
-        )
-        .unwrap();
-    assert_eq!(changed, 1);
-    drop(conn);
+    tamper(&dir.path().join("aux"), aux_table, a[1], target);
 
     let (_, found) = drift(&main_api).await;
     assert_eq!(found["differ"], json!([record["uid"]]), "{found}");
@@ -153,15 +149,7 @@ async fn a_folder_sync_finds_and_repairs_drift_too() {
     let (_, record) = aux_api
         .get(&format!("/tables/{aux_table}/records/{target}"))
         .await;
-    let conn = rusqlite::Connection::open(dir.path().join("aux").join("crmsync.db")).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
-    let sql = format!(
-        "UPDATE t{aux_table} SET f{} = 'tampered' WHERE id = ?1",
-        a[0]
-    );
-    assert_eq!(conn.execute(&sql, [target]).unwrap(), 1);
-    drop(conn);
+    tamper(&dir.path().join("aux"), aux_table, a[0], target);
 
     let (status, found) = main_api.get(&format!("/syncs/{active}/drift")).await;
     assert_eq!(status, StatusCode::OK, "{found}");
