@@ -41,10 +41,8 @@ pub struct App {
     pub exchange_turns: crate::sync::ExchangeTurns,
     /// Why the last request for each drawing field's numbers failed (B-06).
     pub numbering_failures: crate::sync::numbering::NumberingFailures,
-    /// Drift checks travelling through folders (B-16).
-    pub folder_drift: crate::sync::drift::FolderDrift,
-    /// Requests for numbers and answers travelling through folders (B-06).
-    pub folder_numbers: crate::sync::numbering::FolderNumbers,
+    /// Requests and answers travelling through folders (drift checks, numbers, matches).
+    pub folder_control: crate::sync::control::FolderControl,
 }
 
 impl App {
@@ -85,8 +83,7 @@ impl App {
             peer_clocks: Default::default(),
             exchange_turns: Default::default(),
             numbering_failures: Default::default(),
-            folder_drift: Default::default(),
-            folder_numbers: Default::default(),
+            folder_control: Default::default(),
         })
     }
 

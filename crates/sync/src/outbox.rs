@@ -125,14 +125,8 @@ pub fn build_packet<S: Store>(
             upto,
             items,
             remaining,
-            resend: None,
-            problems: Vec::new(),
-            catalog: None,
             rules: mapping.wire_rules(sync),
-            digest_request: None,
-            digests: None,
-            number_requests: Vec::new(),
-            number_blocks: Vec::new(),
+            ..Packet::default()
         })
     })
 }

@@ -95,6 +95,27 @@ pub struct Packet {
     /// Over folders: the owner's answers to those requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub number_blocks: Vec<GrantedBlock>,
+    /// Over folders, from the active side: a match by a key field (B-05) asks for the
+    /// passive side's records of this table (the active side's table id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_request: Option<i64>,
+    /// Over folders, from the passive side: those records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<Item>>,
+    /// Over folders, from the active side: the pairs to record before the initial sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<PairRequest>,
+    /// Over folders, from the passive side: the pairs recorded, or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<PairOutcome>,
+}
+
+/// The passive side's answer to pairs sent through folders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairOutcome {
+    pub paired: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// An owner's answer to a request for numbers over folders: the block, or why not.
@@ -204,7 +225,7 @@ pub struct RecordsReply {
 }
 
 /// Records the passive side pairs with the active side's: (passive uid, active uid).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairRequest {
     pub table: i64,
     pub pairs: Vec<(Uuid, Uuid)>,

@@ -3,7 +3,7 @@
 //! values of the records that differ with fresh stamps (they travel and win there) and
 //! asks the other side to send everything again if it has records this side lacks. Over
 //! HTTP the digests are asked for directly; over folders the request and the answer
-//! travel in packets (`FolderDrift`), and the check waits for the answer.
+//! travel in packets (`control`), and the check waits for the answer.
 
 use super::active::{Failure, blocking, call_peer};
 use crate::app::App;
@@ -12,84 +12,25 @@ use crmsync_domain::{Actor, DomainError, Origin};
 use crmsync_sync::drift::{self, Digests, Drift};
 use crmsync_sync::protocol::{ResendRequest, ResendSummary};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-/// Drift checks over folders, per sync: on the active side the request waiting to be
-/// written and the answer once read; on the passive side the answer waiting to be
-/// written. In memory: a check is a person waiting for its answer.
-#[derive(Clone, Default)]
-pub struct FolderDrift(Arc<Mutex<HashMap<i64, FolderRound>>>);
-
-#[derive(Default)]
-struct FolderRound {
-    request: Option<Vec<i64>>,
-    answer: Option<Digests>,
-    reply: Option<Digests>,
-}
-
-impl FolderDrift {
-    fn with<T>(&self, sync_id: i64, f: impl FnOnce(&mut FolderRound) -> T) -> T {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(map.entry(sync_id).or_default())
-    }
-
-    /// Active side: a request to write with the next packet.
-    pub fn take_request(&self, sync_id: i64) -> Option<Vec<i64>> {
-        self.with(sync_id, |r| r.request.take())
-    }
-
-    /// Passive side: an answer to write with the next packet.
-    pub fn take_reply(&self, sync_id: i64) -> Option<Digests> {
-        self.with(sync_id, |r| r.reply.take())
-    }
-
-    pub fn waiting(&self, sync_id: i64) -> bool {
-        self.with(sync_id, |r| r.request.is_some() || r.reply.is_some())
-    }
-
-    /// Passive side: the answer to a request read from a packet.
-    pub fn reply(&self, sync_id: i64, digests: Digests) {
-        self.with(sync_id, |r| r.reply = Some(digests));
-    }
-
-    /// Active side: the answer read from a packet.
-    pub fn answered(&self, sync_id: i64, digests: Digests) {
-        self.with(sync_id, |r| r.answer = Some(digests));
-    }
-}
-
-/// The longest a folder drift check waits for the other side's answer, in periods (and
-/// at least half a minute): the request and the answer each wait for a look at a folder.
-const FOLDER_PATIENCE_PERIODS: u64 = 4;
-
-/// The other side's digests over folders: asks with the next packet and waits.
+/// The other side's digests over folders: asked with the next packet, answered in one.
 async fn folder_digests(
     app: &App,
     sync: &SyncConfig,
     fields: Vec<i64>,
 ) -> Result<Digests, Failure> {
-    app.folder_drift.with(sync.id, |r| {
-        r.request = Some(fields);
-        r.answer = None;
-    });
-    app.syncs.committed();
-    let patience =
-        Duration::from_secs((u64::from(sync.period_seconds) * FOLDER_PATIENCE_PERIODS).max(30));
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        if let Some(answer) = app.folder_drift.with(sync.id, |r| r.answer.take()) {
-            return Ok(answer);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(Failure(format!(
-                "the other side did not answer the drift check within {} s; is it running and reading its folder?",
-                patience.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.folder_control
+        .ask(
+            app,
+            sync,
+            |c| {
+                c.send_digest_request = Some(fields);
+                c.got_digests = None;
+            },
+            |c| c.got_digests.take(),
+        )
+        .await
+        .map_err(Failure)
 }
 
 #[derive(Serialize, Deserialize)]

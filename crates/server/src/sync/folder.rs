@@ -158,8 +158,7 @@ fn write_outgoing(
         let after = app.core.sync_state(sync.id)?.sent_seq;
         let mut packet = build_packet(&app.core, sync, &mapping, after, PACKET_LIMIT)?;
         let resend_waiting = app.core.sync_state(sync.id)?.resend_request.is_some();
-        let control_waiting =
-            app.folder_drift.waiting(sync.id) || app.folder_numbers.waiting(sync.id);
+        let control_waiting = app.folder_control.waiting(sync.id);
         if packet.upto == packet.after && !hello_due && !resend_waiting && !control_waiting {
             return Ok(active);
         }
@@ -171,21 +170,9 @@ fn write_outgoing(
         app.core
             .update_sync_state(sync.id, |s| request = s.resend_request.take())?;
         packet.resend = request.and_then(|r| serde_json::from_str(&r).ok());
-        // A drift check's request (active side) or answer (passive side), once.
-        match sync.mode {
-            Mode::Active => packet.digest_request = app.folder_drift.take_request(sync.id),
-            Mode::Passive => packet.digests = app.folder_drift.take_reply(sync.id),
-        }
-        // Requests for numbers and answers to them (B-06), either way.
-        packet.number_requests = app.folder_numbers.take_requests(sync.id);
-        packet.number_blocks = app.folder_numbers.take_grants(sync.id);
-        let written = !packet.items.is_empty()
-            || hello_due
-            || packet.resend.is_some()
-            || packet.digest_request.is_some()
-            || packet.digests.is_some()
-            || !packet.number_requests.is_empty()
-            || !packet.number_blocks.is_empty();
+        // Requests and answers waiting to go (drift checks, numbers, matches), once.
+        let control = app.folder_control.fill(sync.id, &mut packet);
+        let written = !packet.items.is_empty() || hello_due || packet.resend.is_some() || control;
         if written {
             // The file covers the stretch since the last file: what was skipped had
             // nothing for this sync.
@@ -274,10 +261,7 @@ fn read_incoming(
         let control_only = packet.items.is_empty()
             && (packet.catalog.is_some()
                 || packet.resend.is_some()
-                || packet.digest_request.is_some()
-                || packet.digests.is_some()
-                || !packet.number_requests.is_empty()
-                || !packet.number_blocks.is_empty());
+                || super::control::carries_control(&packet));
         let sequence = folder::sequence(&packet, received);
         match sequence {
             Sequence::Gap if !control_only => {
@@ -324,25 +308,13 @@ fn read_incoming(
         // In sequence, even a packet with nothing to apply moves the cursor: the writer's
         // next packet starts where it ended (a hello written at start can cover log
         // entries with nothing for this sync).
+        super::control::before_apply(app, sync, &packet)?;
         if sequence == Sequence::Apply {
             receive(app, sync, &packet)?;
         }
+        super::control::after_apply(app, sync, &packet)?;
         if let Some(request) = packet.resend {
             super::initial::queue_own(app, sync, request)?;
-        }
-        if let (Mode::Passive, Some(requested)) = (sync.mode, &packet.digest_request) {
-            let mapping = mapping_for(app, sync)?;
-            let digests = crmsync_sync::drift::answer(&app.core, sync, &mapping, requested)?;
-            app.folder_drift.reply(sync.id, digests);
-            app.syncs.committed();
-        }
-        if let (Mode::Active, Some(digests)) = (sync.mode, packet.digests) {
-            app.folder_drift.answered(sync.id, digests);
-        }
-        if !packet.number_requests.is_empty() || !packet.number_blocks.is_empty() {
-            let mapping = mapping_for(app, sync)?;
-            super::numbering::grant_from_folder(app, sync, &mapping, &packet.number_requests)?;
-            super::numbering::receive_from_folder(app, sync, &mapping, &packet.number_blocks)?;
         }
         // Removed only now that the apply has committed.
         folders

@@ -1,8 +1,9 @@
-//! Initial sync matched by a key field (B-05), run from the active side of an HTTP sync:
-//! it fetches the passive side's records of the key's table, plans the match (a preview
+//! Initial sync matched by a key field (B-05), run from the active side of a sync: it
+//! fetches the passive side's records of the key's table, plans the match (a preview
 //! when asked for a dry run), and otherwise has the passive side record the pairs — its
 //! records then travel under this side's uids — and starts the ordinary initial sync, in
-//! which paired records meet instead of doubling.
+//! which paired records meet instead of doubling. Over HTTP these are calls; over folders
+//! requests and answers in packet files (`control`).
 
 use super::active::{Failure, active_mapping, call_peer};
 use super::passive::{authenticate, parse, passive_mapping};
@@ -13,7 +14,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
-use crmsync_domain::sync::{Mode, Transport};
+use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_domain::{DomainError, FieldNo};
 use crmsync_sync::matching::{MatchPlan, plan, table_items};
 use crmsync_sync::protocol::{PairReply, PairRequest, RecordsReply, RecordsRequest};
@@ -34,9 +35,9 @@ pub async fn match_by_key(
     let app2 = app.clone();
     let (sync, mapping) = tokio::task::spawn_blocking(move || {
         let sync = app2.core.sync(sync_id)?;
-        if sync.mode != Mode::Active || sync.transport != Transport::Http {
+        if sync.mode != Mode::Active {
             return Err(DomainError::invalid(
-                "matching records by a key field runs on the active side of an HTTP sync",
+                "matching records by a key field runs on the active side of a sync",
             ));
         }
         let mapping = active_mapping(&app2, &sync)?;
@@ -50,15 +51,33 @@ pub async fn match_by_key(
         ))
     })?;
     let table = route.wire_table;
-    let theirs: RecordsReply = call_peer(app, &sync, "records", &RecordsRequest { table })
-        .await
-        .map_err(unavailable)?;
+    let theirs = match sync.transport {
+        Transport::Http => {
+            call_peer::<_, RecordsReply>(app, &sync, "records", &RecordsRequest { table })
+                .await
+                .map_err(unavailable)?
+                .items
+        }
+        Transport::Local | Transport::Ftp => app
+            .folder_control
+            .ask(
+                app,
+                &sync,
+                |c| {
+                    c.send_records_request = Some(table);
+                    c.got_records = None;
+                },
+                |c| c.got_records.take(),
+            )
+            .await
+            .map_err(DomainError::Unavailable)?,
+    };
     let (app2, sync2, mapping2) = (app.clone(), sync.clone(), mapping.clone());
     let ours =
         tokio::task::spawn_blocking(move || table_items(&app2.core, &sync2, &mapping2, table))
             .await
             .map_err(|e| DomainError::Store(e.to_string()))??;
-    let (plan, pairs) = plan(&ours, &theirs.items, key_field, &mapping);
+    let (plan, pairs) = plan(&ours, &theirs, key_field, &mapping);
     if dry_run {
         return Ok((plan, None));
     }
@@ -69,9 +88,35 @@ pub async fn match_by_key(
         )));
     }
     if !pairs.is_empty() {
-        let _: PairReply = call_peer(app, &sync, "pair", &PairRequest { table, pairs })
-            .await
-            .map_err(unavailable)?;
+        let request = PairRequest { table, pairs };
+        match sync.transport {
+            Transport::Http => {
+                let _: PairReply = call_peer(app, &sync, "pair", &request)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            // The initial sync starts only once the other side has recorded the pairs.
+            Transport::Local | Transport::Ftp => {
+                let outcome = app
+                    .folder_control
+                    .ask(
+                        app,
+                        &sync,
+                        |c| {
+                            c.send_pairs = Some(request);
+                            c.got_paired = None;
+                        },
+                        |c| c.got_paired.take(),
+                    )
+                    .await
+                    .map_err(DomainError::Unavailable)?;
+                if let Some(refused) = outcome.refused {
+                    return Err(DomainError::Conflict(format!(
+                        "the other side did not record the pairs: {refused}"
+                    )));
+                }
+            }
+        }
     }
     let (core, sync2) = (app.core.clone(), sync.clone());
     let message = format!(
@@ -113,23 +158,29 @@ pub async fn pair(
 ) -> Result<Json<PairReply>, ApiError> {
     let sync = authenticate(&app, sync_id, "pair", &headers, &body, peer).await?;
     let request: PairRequest = parse(&body)?;
-    let paired = blocking(move || {
-        let mapping = passive_mapping(&app, &sync)?;
-        let table_id = mapping.local_table(request.table).ok_or_else(|| {
-            DomainError::invalid(format!(
-                "the active side's table {} is not mapped here",
-                request.table
-            ))
-        })?;
-        let paired = app.core.pair_records(sync.id, table_id, &request.pairs)?;
-        app.core.log_sync(
-            &sync,
-            "exchange",
-            format!("{paired} record(s) paired with the active side's by a key field"),
-            None,
-        )?;
-        Ok(paired)
-    })
-    .await?;
+    let paired = blocking(move || record_pairs(&app, &sync, &request)).await?;
     Ok(Json(PairReply { paired }))
+}
+
+/// The passive side records the pairs the active side matched (blocking).
+pub fn record_pairs(
+    app: &App,
+    sync: &SyncConfig,
+    request: &PairRequest,
+) -> Result<usize, DomainError> {
+    let mapping = passive_mapping(app, sync)?;
+    let table_id = mapping.local_table(request.table).ok_or_else(|| {
+        DomainError::invalid(format!(
+            "the active side's table {} is not mapped here",
+            request.table
+        ))
+    })?;
+    let paired = app.core.pair_records(sync.id, table_id, &request.pairs)?;
+    app.core.log_sync(
+        sync,
+        "exchange",
+        format!("{paired} record(s) paired with the active side's by a key field"),
+        None,
+    )?;
+    Ok(paired)
 }

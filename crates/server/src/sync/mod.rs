@@ -6,6 +6,7 @@ pub mod actions;
 pub mod active;
 pub mod clocks;
 pub mod content;
+pub mod control;
 pub mod drift;
 pub mod folder;
 pub mod folders;

@@ -1,6 +1,6 @@
 //! One shared numbering at run time (B-06). The owner of a sequence answers block requests
 //! as the passive side of an HTTP sync (`/sync/v1/{id}/numbers`), or over folders in its
-//! packet files (`FolderNumbers`); an instance drawing from it keeps blocks topped up in
+//! packet files (`control`); an instance drawing from it keeps blocks topped up in
 //! the background — woken by commits, so a block is replaced while numbers are still left
 //! — and asks once more right before a create finds none. An instance between the two (a
 //! chain over HTTP) passes requests on to its own owner.
@@ -21,7 +21,7 @@ use crmsync_sync::protocol::{GrantedBlock, NumberBlock, NumberBlockRequest};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Forwards allowed along a chain of instances drawing from one another.
 const MAX_HOPS: u32 = 8;
@@ -45,39 +45,6 @@ impl NumberingFailures {
             .expect("numbering failures")
             .get(&field_no)
             .cloned()
-    }
-}
-
-/// Requests for numbers and the owner's answers travelling through folders, per sync: what
-/// waits to be written, and which fields (as they travel) wait for an answer.
-#[derive(Clone, Default)]
-pub struct FolderNumbers(Arc<Mutex<HashMap<i64, FolderNumberState>>>);
-
-#[derive(Default)]
-struct FolderNumberState {
-    requests: Vec<NumberBlockRequest>,
-    grants: Vec<GrantedBlock>,
-    /// Asked, by wire field number: since when, and the refusal if one came.
-    asked: HashMap<i64, (Instant, Option<String>)>,
-}
-
-impl FolderNumbers {
-    fn with<T>(&self, sync_id: i64, f: impl FnOnce(&mut FolderNumberState) -> T) -> T {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(map.entry(sync_id).or_default())
-    }
-
-    /// Whether a packet should be written for these even with no changes.
-    pub fn waiting(&self, sync_id: i64) -> bool {
-        self.with(sync_id, |s| !s.requests.is_empty() || !s.grants.is_empty())
-    }
-
-    pub fn take_requests(&self, sync_id: i64) -> Vec<NumberBlockRequest> {
-        self.with(sync_id, |s| std::mem::take(&mut s.requests))
-    }
-
-    pub fn take_grants(&self, sync_id: i64) -> Vec<GrantedBlock> {
-        self.with(sync_id, |s| std::mem::take(&mut s.grants))
     }
 }
 
@@ -127,9 +94,8 @@ pub fn grant_from_folder(
         };
         grants.push(grant);
     }
-    app.folder_numbers
-        .with(sync.id, |s| s.grants.extend(grants));
-    app.syncs.committed();
+    app.folder_control
+        .with(sync.id, |c| c.send_number_blocks.extend(grants));
     Ok(())
 }
 
@@ -153,27 +119,17 @@ pub fn receive_from_folder(
                 .map(|e| e.to_string()),
             (None, None) => Some(format!("field {} is not configured here", block.field_no)),
         };
-        app.folder_numbers.with(sync.id, |s| match &refusal {
+        app.folder_control.with(sync.id, |c| match &refusal {
             None => {
-                s.asked.remove(&block.field_no);
+                c.numbers_asked.remove(&block.field_no);
             }
             Some(reason) => {
-                s.asked
+                c.numbers_asked
                     .insert(block.field_no, (Instant::now(), Some(reason.clone())));
             }
         });
     }
-    app.syncs.committed();
     Ok(())
-}
-
-/// How long a request for numbers through folders waits for the owner's answer: the
-/// request and the answer each wait for a look at a folder.
-fn folder_patience(sync: &SyncConfig) -> Duration {
-    match sync.transport {
-        Transport::Local => Duration::from_secs(5),
-        _ => Duration::from_secs(u64::from(sync.period_seconds) * 3 + 5),
-    }
 }
 
 /// Asks the owner through folders for a block of `field`, and waits for it.
@@ -193,48 +149,27 @@ async fn folder_refill(
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
-    let patience = folder_patience(sync);
-    let asked_at = app.folder_numbers.with(sync.id, |s| {
-        let fresh = s
-            .asked
-            .get(&wire_no)
-            .filter(|(at, refused)| refused.is_none() && at.elapsed() < patience)
-            .map(|(at, _)| *at);
-        fresh.unwrap_or_else(|| {
-            let now = Instant::now();
-            s.requests.push(NumberBlockRequest {
-                field_no: wire_no,
-                count: numbering.block_size(),
-                hops: 0,
-            });
-            s.asked.insert(wire_no, (now, None));
-            now
-        })
-    });
-    app.syncs.committed();
-    loop {
-        let (core, no) = (app.core.clone(), field.no);
-        let left = tokio::task::spawn_blocking(move || core.numbers_left(no))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        if left > 0 {
-            return Ok(());
-        }
-        let refusal = app.folder_numbers.with(sync.id, |s| {
-            s.asked.get(&wire_no).and_then(|(_, r)| r.clone())
-        });
-        if let Some(reason) = refusal {
-            return Err(format!("the owner refused: {reason}"));
-        }
-        if asked_at.elapsed() > patience {
-            return Err(format!(
-                "asked through the sync's folders {} s ago and no answer yet; is the owner running and reading its folder?",
-                asked_at.elapsed().as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let request = NumberBlockRequest {
+        field_no: wire_no,
+        count: numbering.block_size(),
+        hops: 0,
+    };
+    app.folder_control
+        .ask(
+            app,
+            sync,
+            |c| {
+                c.send_number_requests.push(request);
+                c.numbers_asked.insert(wire_no, (Instant::now(), None));
+            },
+            // A block kept clears the field's entry; a refusal stays in it.
+            |c| match c.numbers_asked.get(&wire_no) {
+                None => Some(Ok(())),
+                Some((_, Some(refusal))) => Some(Err(format!("the owner refused: {refusal}"))),
+                Some((_, None)) => None,
+            },
+        )
+        .await?
 }
 
 /// Fields of this instance that draw their numbers through a sync.

@@ -451,7 +451,7 @@ struct SyncPage {
     held: Vec<HeldRow>,
     /// Drift checks run from the active side.
     drift_check: bool,
-    /// An initial sync matched by a key runs from the active side of an HTTP sync.
+    /// An initial sync matched by a key runs from the active side.
     match_by_key: bool,
 }
 
@@ -592,7 +592,7 @@ async fn detail(
         chart,
         held,
         drift_check: !passive,
-        match_by_key: !passive && sync.transport == Transport::Http,
+        match_by_key: !passive,
         sync,
     }))
 }

@@ -230,3 +230,69 @@ async fn two_offices_clients_are_paired_by_phone_not_doubled() {
     assert_eq!(again["plan"]["create_there"]["count"], 0, "{again}");
     assert_eq!(again["plan"]["create_here"]["count"], 0, "{again}");
 }
+
+/// Over local folders the records and the pairs travel in packet files; the initial sync
+/// starts only once the other side has recorded the pairs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offices_linked_by_folders_are_paired_too() {
+    use super::folders::local_sync;
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (mt, m) = clients(&main_api, &["Name", "Email"]).await;
+    let (at, a) = clients(&aux_api, &["Name", "Email"]).await;
+    add(&main_api, mt, &m, "Ромашка", "info@romashka.ru").await;
+    add(&main_api, mt, &m, "Лютик", "lutik@mail.ru").await;
+    add(&aux_api, at, &a, "Ромашка", " INFO@Romashka.ru").await;
+    add(&aux_api, at, &a, "Василёк", "vasilek@mail.ru").await;
+    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+    let active = local_sync(&main_api, "active", &up, &down).await;
+    let passive = local_sync(&aux_api, "passive", &down, &up).await;
+    for (mine, theirs) in m.iter().zip(&a) {
+        add_field(&main_api, active, *mine, "both", None).await;
+        add_field(&aux_api, passive, *theirs, "both", Some(*mine)).await;
+    }
+    let preview = eventually(30, "a preview through the folders", || async {
+        let (status, body) = main_api
+            .post(
+                &format!("/syncs/{active}/match"),
+                json!({ "field_no": m[1] }),
+            )
+            .await;
+        (status == StatusCode::OK).then_some(body)
+    })
+    .await;
+    let plan = &preview["plan"];
+    assert_eq!(plan["paired"], 1, "{plan}");
+    assert_eq!(
+        plan["create_there"]["first"],
+        json!(["lutik@mail.ru"]),
+        "{plan}"
+    );
+    assert_eq!(
+        plan["create_here"]["first"],
+        json!(["vasilek@mail.ru"]),
+        "{plan}"
+    );
+
+    let (status, run) = main_api
+        .post(
+            &format!("/syncs/{active}/match"),
+            json!({ "field_no": m[1], "dry_run": false }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let mut wanted: Vec<String> = ["Ромашка", "Лютик", "Василёк"].map(String::from).to_vec();
+    wanted.sort();
+    for (api, table, name) in [(&main_api, mt, m[0]), (&aux_api, at, a[0])] {
+        eventually(30, "three clients on each side, none doubled", || async {
+            (sorted_names(&record_values(api, table).await, name) == wanted).then_some(())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (api, table, name) in [(&main_api, mt, m[0]), (&aux_api, at, a[0])] {
+        assert_eq!(sorted_names(&record_values(api, table).await, name), wanted);
+    }
+}

@@ -1,0 +1,181 @@
+//! Requests and answers that travel in folder packets (over HTTP each is a call of its
+//! own): a drift check's digests (B-16), blocks of a shared numbering (B-06), and a match
+//! by a key field's records and pairs (B-05). Per sync, in memory, this keeps what waits to
+//! be written with the next packet and what came back for someone waiting on it; a packet
+//! read is answered here. A request lost with a restart is simply asked again.
+
+use crate::app::App;
+use crmsync_domain::DomainError;
+use crmsync_domain::sync::{Mode, SyncConfig, Transport};
+use crmsync_sync::Packet;
+use crmsync_sync::drift::Digests;
+use crmsync_sync::protocol::{GrantedBlock, Item, NumberBlockRequest, PairOutcome, PairRequest};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Default)]
+pub struct FolderControl(Arc<Mutex<HashMap<i64, Control>>>);
+
+/// One sync's requests and answers. `send_*`: waits to be written; `got_*`: read, for
+/// whoever waits on it.
+#[derive(Default)]
+pub struct Control {
+    pub send_digest_request: Option<Vec<i64>>,
+    pub send_digests: Option<Digests>,
+    pub got_digests: Option<Digests>,
+    pub send_number_requests: Vec<NumberBlockRequest>,
+    pub send_number_blocks: Vec<GrantedBlock>,
+    /// Numbers asked for, by wire field number: since when, and the refusal if one came.
+    pub numbers_asked: HashMap<i64, (Instant, Option<String>)>,
+    pub send_records_request: Option<i64>,
+    pub send_records: Option<Vec<Item>>,
+    pub got_records: Option<Vec<Item>>,
+    pub send_pairs: Option<PairRequest>,
+    pub send_paired: Option<PairOutcome>,
+    pub got_paired: Option<PairOutcome>,
+}
+
+impl FolderControl {
+    pub fn with<T>(&self, sync_id: i64, f: impl FnOnce(&mut Control) -> T) -> T {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(map.entry(sync_id).or_default())
+    }
+
+    /// Whether something waits to be written (a packet goes even with no changes).
+    pub fn waiting(&self, sync_id: i64) -> bool {
+        self.with(sync_id, |c| {
+            c.send_digest_request.is_some()
+                || c.send_digests.is_some()
+                || !c.send_number_requests.is_empty()
+                || !c.send_number_blocks.is_empty()
+                || c.send_records_request.is_some()
+                || c.send_records.is_some()
+                || c.send_pairs.is_some()
+                || c.send_paired.is_some()
+        })
+    }
+
+    /// Moves what waits into `packet`; returns whether there was anything.
+    pub fn fill(&self, sync_id: i64, packet: &mut Packet) -> bool {
+        self.with(sync_id, |c| {
+            packet.digest_request = c.send_digest_request.take();
+            packet.digests = c.send_digests.take();
+            packet.number_requests = std::mem::take(&mut c.send_number_requests);
+            packet.number_blocks = std::mem::take(&mut c.send_number_blocks);
+            packet.records_request = c.send_records_request.take();
+            packet.records = c.send_records.take();
+            packet.pairs = c.send_pairs.take();
+            packet.paired = c.send_paired.take();
+        });
+        carries_control(packet)
+    }
+
+    /// Asks through the next packet and waits for the answer `answer` picks out.
+    pub async fn ask<T>(
+        &self,
+        app: &App,
+        sync: &SyncConfig,
+        ask: impl FnOnce(&mut Control),
+        mut answer: impl FnMut(&mut Control) -> Option<T>,
+    ) -> Result<T, String> {
+        self.with(sync.id, ask);
+        app.syncs.committed();
+        let patience = patience(sync);
+        let started = Instant::now();
+        loop {
+            if let Some(found) = self.with(sync.id, &mut answer) {
+                return Ok(found);
+            }
+            if started.elapsed() > patience {
+                return Err(format!(
+                    "asked through the sync's folders {} s ago and no answer yet; is the other side running and reading its folder?",
+                    patience.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Whether a packet carries requests or answers (read whatever its place in sequence).
+pub fn carries_control(packet: &Packet) -> bool {
+    packet.digest_request.is_some()
+        || packet.digests.is_some()
+        || !packet.number_requests.is_empty()
+        || !packet.number_blocks.is_empty()
+        || packet.records_request.is_some()
+        || packet.records.is_some()
+        || packet.pairs.is_some()
+        || packet.paired.is_some()
+}
+
+/// How long a request through folders waits for its answer: the request and the answer
+/// each wait for a look at a folder (local: every 200 ms; FTP: once a period).
+pub fn patience(sync: &SyncConfig) -> Duration {
+    match sync.transport {
+        Transport::Local | Transport::Http => Duration::from_secs(10),
+        Transport::Ftp => Duration::from_secs(u64::from(sync.period_seconds) * 4 + 10),
+    }
+}
+
+/// Before a packet's changes apply: pairs come first, so the records they name meet.
+pub fn before_apply(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<(), DomainError> {
+    let Some(pairs) = packet.pairs.as_ref().filter(|_| sync.mode == Mode::Passive) else {
+        return Ok(());
+    };
+    let outcome = super::matching::record_pairs(app, sync, pairs);
+    let reply = match outcome {
+        Ok(paired) => PairOutcome {
+            paired,
+            refused: None,
+        },
+        Err(e) => PairOutcome {
+            paired: 0,
+            refused: Some(e.to_string()),
+        },
+    };
+    app.folder_control
+        .with(sync.id, |c| c.send_paired = Some(reply));
+    app.syncs.committed();
+    Ok(())
+}
+
+/// After a packet's changes applied: answers its requests, keeps its answers.
+pub fn after_apply(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<(), DomainError> {
+    if !carries_control(packet) {
+        return Ok(());
+    }
+    let mapping = super::initial::mapping_for(app, sync)?;
+    let control = &app.folder_control;
+    match sync.mode {
+        Mode::Passive => {
+            if let Some(requested) = &packet.digest_request {
+                let digests = crmsync_sync::drift::answer(&app.core, sync, &mapping, requested)?;
+                control.with(sync.id, |c| c.send_digests = Some(digests));
+            }
+            if let Some(table) = packet.records_request {
+                let items = crmsync_sync::matching::table_items(&app.core, sync, &mapping, table)?;
+                control.with(sync.id, |c| c.send_records = Some(items));
+            }
+        }
+        Mode::Active => {
+            control.with(sync.id, |c| {
+                if let Some(digests) = &packet.digests {
+                    c.got_digests = Some(digests.clone());
+                }
+                if let Some(records) = &packet.records {
+                    c.got_records = Some(records.clone());
+                }
+                if let Some(paired) = &packet.paired {
+                    c.got_paired = Some(paired.clone());
+                }
+            });
+        }
+    }
+    // Numbers go either way.
+    super::numbering::grant_from_folder(app, sync, &mapping, &packet.number_requests)?;
+    super::numbering::receive_from_folder(app, sync, &mapping, &packet.number_blocks)?;
+    app.syncs.committed();
+    Ok(())
+}
