@@ -1000,8 +1000,17 @@ struct MatchPage {
     keys: Vec<(i64, String)>,
     key: i64,
     plan: Option<crmsync_sync::matching::MatchPlan>,
-    /// The plan's overwrites each way, under their headings.
-    overwrites: Vec<(String, Vec<crmsync_sync::matching::Overwrite>)>,
+    /// The plan's overwrites each way, under their headings: (key, field, here, there).
+    overwrites: Vec<(String, Vec<(String, i64, String, String)>)>,
+}
+
+/// A travelling value as a person reads it: text without quotes, empty for none.
+fn plain(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -1045,17 +1054,26 @@ async fn match_preview(
         ),
         None => None,
     };
+    let rows = |list: &[crmsync_sync::matching::Overwrite]| {
+        list.iter()
+            .flat_map(|o| {
+                o.fields
+                    .iter()
+                    .map(|f| (o.key.clone(), f.field_no, plain(&f.here), plain(&f.there)))
+            })
+            .collect::<Vec<_>>()
+    };
     let overwrites = plan
         .as_ref()
         .map(|p| {
             vec![
                 (
                     lang.t("match-overwrite-there"),
-                    p.overwrite_there.first.clone(),
+                    rows(&p.overwrite_there.first),
                 ),
                 (
                     lang.t("match-overwrite-here"),
-                    p.overwrite_here.first.clone(),
+                    rows(&p.overwrite_here.first),
                 ),
             ]
         })

@@ -440,3 +440,120 @@ async fn the_help_pages_setup_in_russian_and_in_english() {
     )
     .await;
 }
+
+/// Issue 6 in the browser: an office that kept its own clients joins by phone number (the
+/// preview, then the run), and a field gets its own conflict rule on the sync's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_office_with_clients_of_its_own_joins_by_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (table, name, phone) = clients(&main_api, &["ООО Ромашка", "ИП Петров"]).await;
+    let (aux_table, aux_name, aux_phone) = clients(&aux_api, &[]).await;
+    for (client, number) in [("Ромашка", "7 (900) 000-00-00"), ("Acme Ltd", "+7 900 555")] {
+        aux_api
+            .create_record(
+                aux_table,
+                json!({ aux_name.to_string(): client, aux_phone.to_string(): number }),
+            )
+            .await;
+    }
+    let passive = aux_api
+        .ok(
+            reqwest::Method::POST,
+            "/syncs",
+            Some(json!({ "name": "Main office", "mode": "passive", "password": "123456" })),
+        )
+        .await;
+    let active = main_api
+        .ok(
+            reqwest::Method::POST,
+            "/syncs",
+            Some(json!({ "name": "Branch", "mode": "active", "remote_access": true,
+                         "remote_url": passive["endpoint_url"], "password": "123456", "period_seconds": 1 })),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    for (mine, theirs) in [(name, aux_name), (phone, aux_phone)] {
+        main_api
+            .ok(
+                reqwest::Method::POST,
+                &format!("/syncs/{active}/fields"),
+                Some(json!({ "field_no": mine })),
+            )
+            .await;
+        aux_api
+            .ok(
+                reqwest::Method::POST,
+                &format!("/syncs/{}/fields", passive["id"]),
+                Some(json!({ "field_no": theirs, "remote_field_no": mine })),
+            )
+            .await;
+    }
+    let browser = Browser::start("en").await;
+    browser.sign_in(&main.url).await;
+    let sync_page = format!("{}/syncs/{active}", main.url);
+    eventually(30, "the sync connected", || async {
+        let (_, s) = main_api.get(&format!("/syncs/{active}/status")).await;
+        (s["connected"] == true).then_some(())
+    })
+    .await;
+
+    // The preview: one client paired by phone (written differently), one to create each way.
+    browser.goto(&sync_page).await;
+    browser.click("#match-by-key").await;
+    browser.choose("#match-field", &phone.to_string()).await;
+    browser.click("#match-preview").await;
+    let plan = browser.find("#match-plan").await;
+    assert_eq!(
+        plan.attr("data-paired").await.unwrap().as_deref(),
+        Some("1")
+    );
+    assert!(
+        browser
+            .text("#match-plan")
+            .await
+            .contains("Created on the other side")
+    );
+    browser.screenshot("match-preview").await;
+    assert_eq!(
+        aux_api.all_ids(aux_table, "active").await.len(),
+        2,
+        "a preview writes nothing"
+    );
+
+    // The run: pairs, then the initial sync, watched to the end.
+    browser.click("#match-run").await;
+    eventually(60, "the initial sync done", || async {
+        let bar = browser.try_find(".progress").await?;
+        let state = bar.attr("data-state").await.ok().flatten();
+        (state.as_deref() == Some("done")).then_some(())
+    })
+    .await;
+    for (api, t) in [(&main_api, table), (&aux_api, aux_table)] {
+        eventually(30, "three clients on each side, none doubled", || async {
+            (api.all_ids(t, "active").await.len() == 3).then_some(())
+        })
+        .await;
+    }
+
+    // The name's own conflict rule, chosen on the sync's page.
+    browser.goto(&sync_page).await;
+    let row = format!("tr[data-field=\"{name}\"]");
+    browser
+        .choose(&format!("{row} select.conflict-policy"), "this_side")
+        .await;
+    browser
+        .click(&format!("{row} form[action$=\"/conflict\"] button"))
+        .await;
+    browser.find(&format!("{row} select.conflict-policy")).await;
+    let (_, fields) = main_api.get(&format!("/syncs/{active}/fields")).await;
+    assert_eq!(
+        fields["fields"][0]["conflict_policy"], "this_side",
+        "{fields}"
+    );
+    browser.screenshot("sync-rules").await;
+    browser.client.clone().close().await.unwrap();
+}
