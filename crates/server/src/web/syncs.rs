@@ -1000,8 +1000,16 @@ struct MatchPage {
     keys: Vec<(i64, String)>,
     key: i64,
     plan: Option<crmsync_sync::matching::MatchPlan>,
-    /// The plan's overwrites each way, under their headings: (key, field, here, there).
-    overwrites: Vec<(String, Vec<(String, i64, String, String)>)>,
+    /// The plan's overwrites each way, under their headings.
+    overwrites: Vec<(String, Vec<OverwriteRow>)>,
+}
+
+/// One field of a paired record that the match overwrites, as the preview shows it.
+struct OverwriteRow {
+    key: String,
+    field_no: i64,
+    here: String,
+    there: String,
 }
 
 /// A travelling value as a person reads it: text without quotes, empty for none.
@@ -1057,9 +1065,12 @@ async fn match_preview(
     let rows = |list: &[crmsync_sync::matching::Overwrite]| {
         list.iter()
             .flat_map(|o| {
-                o.fields
-                    .iter()
-                    .map(|f| (o.key.clone(), f.field_no, plain(&f.here), plain(&f.there)))
+                o.fields.iter().map(|f| OverwriteRow {
+                    key: o.key.clone(),
+                    field_no: f.field_no,
+                    here: plain(&f.here),
+                    there: plain(&f.there),
+                })
             })
             .collect::<Vec<_>>()
     };
