@@ -128,6 +128,33 @@ enum Column<'a> {
     Ignored,
 }
 
+/// A CSV file as text, with its encoding and delimiter (given, or detected).
+fn read_text(
+    input: &mut impl Read,
+    options: ImportOptions,
+) -> Result<(String, &'static str, u8), DomainError> {
+    let mut bytes = Vec::new();
+    input
+        .read_to_end(&mut bytes)
+        .map_err(|e| DomainError::invalid(format!("cannot read the file: {e}")))?;
+    let (text, encoding) = decode(bytes, options.encoding)?;
+    let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(&text));
+    Ok((text, encoding, delimiter))
+}
+
+/// How many data rows a CSV file holds (the records an import would create), so numbers
+/// drawn from another instance can be fetched for all of them first.
+pub fn count_rows(mut input: impl Read, options: ImportOptions) -> Result<usize, DomainError> {
+    let (text, _, delimiter) = read_text(&mut input, options)?;
+    Ok(csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+        .records()
+        .count())
+}
+
 pub fn import(
     core: &Core,
     actor: &Actor,
@@ -136,12 +163,7 @@ pub fn import(
     options: ImportOptions,
 ) -> Result<ImportReport, DomainError> {
     let table = core.table(table_id)?;
-    let mut bytes = Vec::new();
-    input
-        .read_to_end(&mut bytes)
-        .map_err(|e| DomainError::invalid(format!("cannot read the file: {e}")))?;
-    let (text, encoding) = decode(bytes, options.encoding)?;
-    let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(&text));
+    let (text, encoding, delimiter) = read_text(&mut input, options)?;
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)

@@ -171,7 +171,7 @@ pub async fn create(
     ApiJson(body): ApiJson<RecordBody>,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
     let core = app.core.clone();
-    let record = crate::sync::numbering::creating(&app, table_id, move || {
+    let record = crate::sync::numbering::creating(&app, table_id, 1, move || {
         core.create_record(&actor, table_id, &body.values)
     })
     .await?;

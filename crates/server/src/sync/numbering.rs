@@ -13,7 +13,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use crmsync_domain::schema::Numbering;
+use crmsync_domain::schema::{MAX_NUMBER_BLOCK, Numbering};
 use crmsync_domain::sync::{SyncConfig, Transport};
 use crmsync_domain::{DomainError, Field, FieldNo, TableId};
 use crmsync_sync::Mapping;
@@ -132,12 +132,12 @@ pub fn receive_from_folder(
     Ok(())
 }
 
-/// Asks the owner through folders for a block of `field`, and waits for it.
+/// Asks the owner through folders for `count` numbers of `field`, and waits for them.
 async fn folder_refill(
     app: &App,
     sync: &SyncConfig,
     field: &Field,
-    numbering: &Numbering,
+    count: u32,
 ) -> Result<(), String> {
     let (app2, sync2, no) = (app.clone(), sync.clone(), field.no);
     let wire_no = tokio::task::spawn_blocking(move || {
@@ -151,7 +151,7 @@ async fn folder_refill(
     .map_err(|e| e.to_string())?;
     let request = NumberBlockRequest {
         field_no: wire_no,
-        count: numbering.block_size(),
+        count,
         hops: 0,
     };
     app.folder_control
@@ -211,8 +211,8 @@ async fn request_block(
     Ok(block)
 }
 
-/// Draws one block for `field` and keeps it; remembers the failure if there is one.
-async fn refill(app: &App, field: &Field, numbering: &Numbering) -> Result<(), String> {
+/// Draws `count` numbers for `field` and keeps them; remembers the failure if there is one.
+async fn refill(app: &App, field: &Field, numbering: &Numbering, count: u32) -> Result<(), String> {
     let sync_id = numbering.from_sync.unwrap_or_default();
     let core = app.core.clone();
     let sync = match tokio::task::spawn_blocking(move || core.sync(sync_id)).await {
@@ -221,7 +221,7 @@ async fn refill(app: &App, field: &Field, numbering: &Numbering) -> Result<(), S
         Err(e) => return Err(e.to_string()),
     };
     let failure = if sync.transport == Transport::Http {
-        let outcome = match request_block(app, sync_id, field.no, numbering.block_size(), 0).await {
+        let outcome = match request_block(app, sync_id, field.no, count, 0).await {
             Ok(block) => {
                 let core = app.core.clone();
                 let no = field.no;
@@ -232,7 +232,7 @@ async fn refill(app: &App, field: &Field, numbering: &Numbering) -> Result<(), S
         };
         outcome.err().map(|f| f.0)
     } else {
-        folder_refill(app, &sync, field, numbering).await.err()
+        folder_refill(app, &sync, field, count).await.err()
     };
     app.numbering_failures.set(field.no, failure.clone());
     failure.map_or(Ok(()), Err)
@@ -256,7 +256,7 @@ pub async fn keep_blocks(app: App) {
         .await;
         if let Ok(Ok(low)) = low {
             for (field, numbering) in low {
-                let _ = refill(&app, &field, &numbering).await;
+                let _ = refill(&app, &field, &numbering, numbering.block_size()).await;
             }
         }
         tokio::select! {
@@ -266,21 +266,25 @@ pub async fn keep_blocks(app: App) {
     }
 }
 
-/// How often a create is tried when concurrent creates used the numbers held meanwhile.
-pub const CREATE_TRIES: usize = 5;
+/// How often a create is tried when concurrent creates used the numbers held meanwhile
+/// (each try first draws more, so a few are plenty).
+pub const CREATE_TRIES: usize = 20;
 
-/// Runs a create of records in `table_id` (blocking) with numbers at hand: before each
-/// try a drawing field holding none asks its owner; a try that failed because other
-/// creates used the last numbers meanwhile is made again.
+/// Runs a create of `records` records in `table_id` (blocking) with numbers at hand:
+/// before the first try a drawing field holding fewer asks its owner for the rest; a try
+/// that failed because concurrent creates used the numbers meanwhile draws another block
+/// of its own — so every retry adds numbers — and is made again.
 pub async fn creating<T: Send + 'static>(
     app: &App,
     table_id: TableId,
+    records: usize,
     attempt: impl Fn() -> Result<T, DomainError> + Send + Sync + 'static,
 ) -> Result<T, DomainError> {
     let attempt = Arc::new(attempt);
     let mut tries = 0;
+    let mut at_least = records;
     loop {
-        ensure_numbers(app, table_id).await?;
+        ensure_numbers(app, table_id, at_least).await?;
         let attempt = attempt.clone();
         let outcome = tokio::task::spawn_blocking(move || attempt())
             .await
@@ -288,47 +292,82 @@ pub async fn creating<T: Send + 'static>(
         tries += 1;
         match outcome {
             Err(DomainError::Unavailable(_))
-                if tries < CREATE_TRIES && ran_out(app, table_id).await => {}
+                if tries < CREATE_TRIES && short_of(app, table_id, usize::MAX).await =>
+            {
+                // Ask for more than is held now, whatever others take meanwhile.
+                at_least = held_now(app, table_id).await + records;
+            }
             other => return other,
         }
     }
 }
 
-/// Whether a field of `table_id` drawing numbers from another instance holds none.
-pub async fn ran_out(app: &App, table_id: TableId) -> bool {
-    matches!(empty_fields(app, table_id).await, Ok(empty) if !empty.is_empty())
+/// A count of records as numbers to hold (`usize::MAX`: any drawing field at all).
+fn wanted(records: usize) -> i64 {
+    i64::try_from(records).unwrap_or(i64::MAX)
 }
 
-async fn empty_fields(
+/// The fewest numbers any drawing field of `table_id` holds now.
+async fn held_now(app: &App, table_id: TableId) -> usize {
+    short_fields(app, table_id, usize::MAX)
+        .await
+        .ok()
+        .and_then(|fields| fields.iter().map(|(_, _, left)| *left).min())
+        .unwrap_or(0) as usize
+}
+
+/// Whether a field of `table_id` drawing numbers from another instance holds fewer than
+/// `records` numbers.
+pub async fn short_of(app: &App, table_id: TableId, records: usize) -> bool {
+    matches!(short_fields(app, table_id, records).await, Ok(short) if !short.is_empty())
+}
+
+/// The drawing fields of `table_id` holding fewer than `records` numbers, with how many
+/// they hold.
+async fn short_fields(
     app: &App,
     table_id: TableId,
-) -> Result<Vec<(Field, Numbering)>, DomainError> {
+    records: usize,
+) -> Result<Vec<(Field, Numbering, i64)>, DomainError> {
     let app = app.clone();
     tokio::task::spawn_blocking(move || {
-        let mut empty = Vec::new();
+        let mut short = Vec::new();
         for (field, numbering) in drawing_fields(&app)? {
-            if field.table_id == table_id && app.core.numbers_left(field.no)? == 0 {
-                empty.push((field, numbering));
+            if field.table_id != table_id {
+                continue;
+            }
+            let left = app.core.numbers_left(field.no)?;
+            if left < wanted(records) {
+                short.push((field, numbering, left));
             }
         }
-        Ok(empty)
+        Ok(short)
     })
     .await
     .map_err(|e| DomainError::Store(e.to_string()))?
 }
 
-/// Before records are created in `table_id`: a drawing field holding no numbers asks its
-/// owner now; if it cannot, the create is refused with the reason, nothing written.
-pub async fn ensure_numbers(app: &App, table_id: TableId) -> Result<(), DomainError> {
-    let empty = empty_fields(app, table_id).await?;
-    for (field, numbering) in empty {
-        if let Err(reason) = refill(app, &field, &numbering).await {
-            return Err(DomainError::Unavailable(format!(
-                "no number left for field {} \"{}\": its numbers come from the instance at the other end of sync {}, which could not give more ({reason}); the record was not created",
-                field.no,
-                field.name,
-                numbering.from_sync.unwrap_or_default()
-            )));
+/// Before `records` records are created in `table_id`: a drawing field holding fewer
+/// numbers asks its owner for what is missing (a block at least, and more for a large
+/// import); if it cannot, the create is refused with the reason, nothing written.
+pub async fn ensure_numbers(
+    app: &App,
+    table_id: TableId,
+    records: usize,
+) -> Result<(), DomainError> {
+    for (field, numbering, mut left) in short_fields(app, table_id, records).await? {
+        while left < wanted(records) {
+            let missing = (wanted(records) - left).min(i64::from(MAX_NUMBER_BLOCK)) as u32;
+            let count = missing.max(numbering.block_size());
+            if let Err(reason) = refill(app, &field, &numbering, count).await {
+                return Err(DomainError::Unavailable(format!(
+                    "no number left for field {} \"{}\": its numbers come from the instance at the other end of sync {}, which could not give more ({reason}); the record was not created",
+                    field.no,
+                    field.name,
+                    numbering.from_sync.unwrap_or_default()
+                )));
+            }
+            left += i64::from(count);
         }
     }
     Ok(())

@@ -847,7 +847,7 @@ async fn write_form(
     let mut tries = 0;
     let (ctx, outcome) = loop {
         let numbers = match id {
-            None => crate::sync::numbering::ensure_numbers(&app, table_id).await,
+            None => crate::sync::numbering::ensure_numbers(&app, table_id, 1).await,
             Some(_) => Ok(()),
         };
         let (app2, actor, form) = (app.clone(), actor.clone(), form.clone());
@@ -869,7 +869,7 @@ async fn write_form(
         .await?;
         tries += 1;
         let out_of_numbers = matches!(&outcome, Err((DomainError::Unavailable(_), _)))
-            && crate::sync::numbering::ran_out(&app, table_id).await;
+            && crate::sync::numbering::short_of(&app, table_id, 1).await;
         if !out_of_numbers || tries == crate::sync::numbering::CREATE_TRIES {
             break (ctx, outcome);
         }

@@ -155,6 +155,31 @@ async fn invoices_made_anywhere_in_a_star_share_one_numbering() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
+    // A CSV import of 30 invoices on a spoke holding blocks of 4: numbers for every row are
+    // fetched first, all in one go.
+    let csv: String = std::iter::once("Client\n".to_string())
+        .chain((0..30).map(|i| format!("imported {i:02}\n")))
+        .collect();
+    let response = spoke_apis[1]
+        .raw(reqwest::Method::POST, &format!("/tables/{table}/import"))
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["imported"], 30, "{report}");
+    let imported: Vec<i64> = numbers_by_client(&spoke_apis[1], table, no, client)
+        .await
+        .into_iter()
+        .filter(|(c, _)| c.starts_with("imported"))
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(imported.len(), 30);
+    for n in imported {
+        assert!(numbers.insert(n), "number {n} given twice");
+    }
+
     // The hub goes away: a spoke uses the numbers it holds, then says why it cannot go on.
     let spoke = &spoke_apis[0];
     eventually(20, "the spoke's block topped up", || async {
@@ -207,7 +232,7 @@ async fn invoices_made_anywhere_in_a_star_share_one_numbering() {
     })
     .await;
     assert!(numbers.insert(made["values"][no.to_string()].as_i64().unwrap()));
-    let total = 41 + held as usize + 1;
+    let total = 41 + 30 + held as usize + 1;
     let expected = eventually(60, "every invoice on the hub", || async {
         let view = numbers_by_client(&hub_api, table, no, client).await;
         (view.len() == total).then_some(view)
