@@ -548,11 +548,17 @@ async fn an_office_with_clients_of_its_own_joins_by_phone() {
     browser
         .click(&format!("{row} form[action$=\"/conflict\"] button"))
         .await;
-    browser.find(&format!("{row} select.conflict-policy")).await;
-    let (_, fields) = main_api.get(&format!("/syncs/{active}/fields")).await;
+    // The form posts and the page comes back: the rule is stored.
+    eventually(20, "the name's rule stored", || async {
+        let (_, fields) = main_api.get(&format!("/syncs/{active}/fields")).await;
+        (fields["fields"][0]["conflict_policy"] == "this_side").then_some(())
+    })
+    .await;
+    browser.goto(&sync_page).await;
+    let shown = browser.find(&format!("{row} select.conflict-policy")).await;
     assert_eq!(
-        fields["fields"][0]["conflict_policy"], "this_side",
-        "{fields}"
+        shown.prop("value").await.unwrap().as_deref(),
+        Some("this_side")
     );
     browser.screenshot("sync-rules").await;
     browser.client.clone().close().await.unwrap();
