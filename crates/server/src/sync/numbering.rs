@@ -268,7 +268,7 @@ pub async fn keep_blocks(app: App) {
 
 /// How often a create is tried when concurrent creates used the numbers held meanwhile
 /// (each try first draws more, so a few are plenty).
-pub const CREATE_TRIES: usize = 20;
+const CREATE_TRIES: usize = 20;
 
 /// Runs a create of `records` records in `table_id` (blocking) with numbers at hand:
 /// before the first try a drawing field holding fewer asks its owner for the rest; a try
@@ -318,7 +318,7 @@ async fn held_now(app: &App, table_id: TableId) -> usize {
 
 /// Whether a field of `table_id` drawing numbers from another instance holds fewer than
 /// `records` numbers.
-pub async fn short_of(app: &App, table_id: TableId, records: usize) -> bool {
+async fn short_of(app: &App, table_id: TableId, records: usize) -> bool {
     matches!(short_fields(app, table_id, records).await, Ok(short) if !short.is_empty())
 }
 
@@ -350,11 +350,7 @@ async fn short_fields(
 /// Before `records` records are created in `table_id`: a drawing field holding fewer
 /// numbers asks its owner for what is missing (a block at least, and more for a large
 /// import); if it cannot, the create is refused with the reason, nothing written.
-pub async fn ensure_numbers(
-    app: &App,
-    table_id: TableId,
-    records: usize,
-) -> Result<(), DomainError> {
+async fn ensure_numbers(app: &App, table_id: TableId, records: usize) -> Result<(), DomainError> {
     for (field, numbering, mut left) in short_fields(app, table_id, records).await? {
         while left < wanted(records) {
             let missing = (wanted(records) - left).min(i64::from(MAX_NUMBER_BLOCK)) as u32;

@@ -23,6 +23,7 @@ use crmsync_domain::{
     RecordStatus, Table, User, Value,
 };
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub fn router() -> Router<App> {
     Router::new()
@@ -844,36 +845,24 @@ async fn write_form(
     form: Submitted,
 ) -> WebResult<Response> {
     let lang = page.lang;
-    let mut tries = 0;
-    let (ctx, outcome) = loop {
-        let numbers = match id {
-            None => crate::sync::numbering::ensure_numbers(&app, table_id, 1).await,
-            Some(_) => Ok(()),
+    let app2 = app.clone();
+    let ctx = Arc::new(work(lang, move || form_context(&app2, table_id)).await?);
+    let (core, ctx2, typed) = (app.core.clone(), ctx.clone(), form.clone());
+    let write = move || {
+        let values = typed_values(&ctx2, &typed)?;
+        let op = match id {
+            Some(id) => WriteOp::Update { id, values },
+            None => WriteOp::Create(values),
         };
-        let (app2, actor, form) = (app.clone(), actor.clone(), form.clone());
-        let (ctx, outcome) = work(lang, move || {
-            let ctx = form_context(&app2, table_id)?;
-            let outcome = numbers
-                .and_then(|()| typed_values(&ctx, &form))
-                .and_then(|values| {
-                    let op = match id {
-                        Some(id) => WriteOp::Update { id, values },
-                        None => WriteOp::Create(values),
-                    };
-                    app2.core
-                        .write_ops(&actor, table_id, &mut std::iter::once(Ok(op)))
-                        .map(|ids| ids.first().copied().unwrap_or_default())
-                });
-            Ok((ctx, outcome.map_err(|e| (e, form))))
-        })
-        .await?;
-        tries += 1;
-        let out_of_numbers = matches!(&outcome, Err((DomainError::Unavailable(_), _)))
-            && crate::sync::numbering::short_of(&app, table_id, 1).await;
-        if !out_of_numbers || tries == crate::sync::numbering::CREATE_TRIES {
-            break (ctx, outcome);
-        }
+        core.write_ops(&actor, table_id, &mut std::iter::once(Ok(op)))
+            .map(|ids| ids.first().copied().unwrap_or_default())
     };
+    // A new record may need a number drawn from another instance first (B-06).
+    let outcome = match id {
+        None => crate::sync::numbering::creating(&app, table_id, 1, write).await,
+        Some(_) => work(lang, move || Ok(write())).await?,
+    }
+    .map_err(|e| (e, form));
     match outcome {
         Ok(saved) => {
             Ok(Redirect::to(&format!("/tables/{table_id}/{saved}?notice=saved")).into_response())
@@ -894,7 +883,7 @@ async fn write_form(
                     deleted: record
                         .as_ref()
                         .is_some_and(|r| r.status == RecordStatus::Deleted),
-                    table: ctx.table,
+                    table: ctx.table.clone(),
                     record,
                     history: Vec::new(),
                     error: Some(message),

@@ -945,7 +945,7 @@ struct RepairedParam {
     repaired: Option<i64>,
 }
 
-/// Drift check (B-16), from the active side of an HTTP sync.
+/// Drift check (B-16), from the active side of a sync.
 async fn drift(
     State(app): State<App>,
     signed: Signed,
