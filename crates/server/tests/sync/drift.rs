@@ -113,8 +113,8 @@ async fn a_value_edited_in_the_database_file_is_found_and_repaired() {
 /// Over local folders the drift check's request and answer travel in packets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_sync_finds_and_repairs_drift_too() {
-    use super::folders::local_sync;
-    use super::http::{add_field, clients};
+    use super::folders::link_by_folders;
+    use super::http::clients;
     use crate::common::Server;
     let dir = tempfile::tempdir().unwrap();
     let main = Server::start(&dir.path().join("main"));
@@ -122,13 +122,8 @@ async fn a_folder_sync_finds_and_repairs_drift_too() {
     let (main_api, aux_api) = (main.admin(), aux.admin());
     let (main_table, m) = clients(&main_api, &["Name", "Phone"]).await;
     let (aux_table, a) = clients(&aux_api, &["Name", "Phone"]).await;
-    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
-    let active = local_sync(&main_api, "active", &up, &down).await;
-    let passive = local_sync(&aux_api, "passive", &down, &up).await;
-    for (mine, theirs) in m.iter().zip(&a) {
-        add_field(&main_api, active, *mine, "both", None).await;
-        add_field(&aux_api, passive, *theirs, "both", Some(*mine)).await;
-    }
+    let pairs: Vec<(i64, i64)> = m.iter().copied().zip(a.iter().copied()).collect();
+    let (active, _) = link_by_folders(dir.path(), &main_api, &aux_api, &pairs).await;
     for i in 0..4 {
         main_api
             .create_record(main_table, json!({ m[0].to_string(): format!("client {i}"), m[1].to_string(): format!("+7 {i}") }))

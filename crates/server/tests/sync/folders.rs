@@ -24,6 +24,24 @@ pub async fn local_sync(api: &Client, mode: &str, upload: &Path, download: &Path
     body["id"].as_i64().unwrap()
 }
 
+/// Links `active` and `passive` through two folders under `dir` (active → passive), each
+/// pair of fields (active side's, passive side's) both ways; returns (active, passive).
+pub async fn link_by_folders(
+    dir: &Path,
+    active: &Client,
+    passive: &Client,
+    fields: &[(i64, i64)],
+) -> (i64, i64) {
+    let (up, down) = (dir.join("up"), dir.join("down"));
+    let active_sync = local_sync(active, "active", &up, &down).await;
+    let passive_sync = local_sync(passive, "passive", &down, &up).await;
+    for (mine, theirs) in fields {
+        super::http::add_field(active, active_sync, *mine, "both", None).await;
+        super::http::add_field(passive, passive_sync, *theirs, "both", Some(*mine)).await;
+    }
+    (active_sync, passive_sync)
+}
+
 fn rejected_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()

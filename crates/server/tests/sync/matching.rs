@@ -18,6 +18,27 @@ fn sorted_names(values: &[Value], name: i64) -> Vec<String> {
     names
 }
 
+/// Each side (api, table, name field) ends with exactly these clients — none doubled —
+/// and still holds them a moment later.
+async fn each_side_holds(sides: [(&Client, i64, i64); 2], names: &[&str]) {
+    let mut wanted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    wanted.sort();
+    for (api, table, name) in sides {
+        eventually(
+            30,
+            "the same clients on each side, none doubled",
+            || async {
+                (sorted_names(&record_values(api, table).await, name) == wanted).then_some(())
+            },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (api, table, name) in sides {
+        assert_eq!(sorted_names(&record_values(api, table).await, name), wanted);
+    }
+}
+
 async fn add(api: &Client, table: i64, f: &[i64], name: &str, phone: &str) -> Value {
     api.create_record(
         table,
@@ -166,22 +187,15 @@ async fn two_offices_clients_are_paired_by_phone_not_doubled() {
         (job["state"] == "done").then_some(())
     })
     .await;
-    let mut wanted: Vec<String> = [
+    let five = [
         "ИП Иванов",
         "Only in aux",
         "Only in main",
         "ООО Ромашка",
         "Сидоров",
-    ]
-    .map(String::from)
-    .to_vec();
-    wanted.sort();
-    for (api, table, name) in [(&main_api, mt, m[0]), (&aux_api, at, a[0])] {
-        eventually(30, "five clients on each side, none doubled", || async {
-            (sorted_names(&record_values(api, table).await, name) == wanted).then_some(())
-        })
-        .await;
-    }
+    ];
+    let sides = [(&main_api, mt, m[0]), (&aux_api, at, a[0])];
+    each_side_holds(sides, &five).await;
 
     // Paired records stay paired: an edit on either side reaches the other's own record.
     let aux_ivanov_id = aux_ivanov["id"].as_i64().unwrap();
@@ -214,10 +228,7 @@ async fn two_offices_clients_are_paired_by_phone_not_doubled() {
         (r["values"][a[1].to_string()] == "+7 900 111 00 00").then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    for (api, table, name) in [(&main_api, mt, m[0]), (&aux_api, at, a[0])] {
-        assert_eq!(sorted_names(&record_values(api, table).await, name), wanted);
-    }
+    each_side_holds(sides, &five).await;
 
     // A second preview finds them all one already.
     let (_, again) = main_api
@@ -235,7 +246,7 @@ async fn two_offices_clients_are_paired_by_phone_not_doubled() {
 /// starts only once the other side has recorded the pairs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offices_linked_by_folders_are_paired_too() {
-    use super::folders::local_sync;
+    use super::folders::link_by_folders;
     let dir = tempfile::tempdir().unwrap();
     let main = Server::start(&dir.path().join("main"));
     let aux = Server::start(&dir.path().join("aux"));
@@ -246,13 +257,8 @@ async fn offices_linked_by_folders_are_paired_too() {
     add(&main_api, mt, &m, "Лютик", "lutik@mail.ru").await;
     add(&aux_api, at, &a, "Ромашка", " INFO@Romashka.ru").await;
     add(&aux_api, at, &a, "Василёк", "vasilek@mail.ru").await;
-    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
-    let active = local_sync(&main_api, "active", &up, &down).await;
-    let passive = local_sync(&aux_api, "passive", &down, &up).await;
-    for (mine, theirs) in m.iter().zip(&a) {
-        add_field(&main_api, active, *mine, "both", None).await;
-        add_field(&aux_api, passive, *theirs, "both", Some(*mine)).await;
-    }
+    let pairs: Vec<(i64, i64)> = m.iter().copied().zip(a.iter().copied()).collect();
+    let (active, _) = link_by_folders(dir.path(), &main_api, &aux_api, &pairs).await;
     let preview = eventually(30, "a preview through the folders", || async {
         let (status, body) = main_api
             .post(
@@ -283,16 +289,6 @@ async fn offices_linked_by_folders_are_paired_too() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
-    let mut wanted: Vec<String> = ["Ромашка", "Лютик", "Василёк"].map(String::from).to_vec();
-    wanted.sort();
-    for (api, table, name) in [(&main_api, mt, m[0]), (&aux_api, at, a[0])] {
-        eventually(30, "three clients on each side, none doubled", || async {
-            (sorted_names(&record_values(api, table).await, name) == wanted).then_some(())
-        })
-        .await;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    for (api, table, name) in [(&main_api, mt, m[0]), (&aux_api, at, a[0])] {
-        assert_eq!(sorted_names(&record_values(api, table).await, name), wanted);
-    }
+    let sides = [(&main_api, mt, m[0]), (&aux_api, at, a[0])];
+    each_side_holds(sides, &["Ромашка", "Лютик", "Василёк"]).await;
 }

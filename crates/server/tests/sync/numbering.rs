@@ -312,7 +312,7 @@ async fn a_chain_passes_number_requests_on_to_the_owner() {
 /// the side drawing numbers may be either side; here it is the passive one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numbers_travel_through_folders_too() {
-    use super::folders::local_sync;
+    use super::folders::link_by_folders;
     let dir = tempfile::tempdir().unwrap();
     let owner = Server::start(&dir.path().join("owner"));
     let branch = Server::start(&dir.path().join("branch"));
@@ -320,13 +320,8 @@ async fn numbers_travel_through_folders_too() {
     let (table, no, client) = invoices(&owner_api).await;
     assert_eq!(invoices(&branch_api).await, (table, no, client));
     set_numbering(&owner_api, no, json!({ "start": 9000 })).await;
-    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
-    let active = local_sync(&owner_api, "active", &up, &down).await;
-    let passive = local_sync(&branch_api, "passive", &down, &up).await;
-    for field in [no, client] {
-        add_field(&owner_api, active, field, "both", None).await;
-        add_field(&branch_api, passive, field, "both", Some(field)).await;
-    }
+    let fields = [(no, no), (client, client)];
+    let (_, passive) = link_by_folders(dir.path(), &owner_api, &branch_api, &fields).await;
     set_numbering(&branch_api, no, json!({ "from_sync": passive, "block": 3 })).await;
 
     let mut numbers = BTreeSet::new();
