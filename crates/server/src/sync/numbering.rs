@@ -290,58 +290,38 @@ pub async fn creating<T: Send + 'static>(
             .await
             .map_err(|e| DomainError::Store(e.to_string()))?;
         tries += 1;
-        match outcome {
-            Err(DomainError::Unavailable(_))
-                if tries < CREATE_TRIES && short_of(app, table_id, usize::MAX).await =>
-            {
-                // Ask for more than is held now, whatever others take meanwhile.
-                at_least = held_now(app, table_id).await + records;
+        if let Err(DomainError::Unavailable(_)) = &outcome
+            && tries < CREATE_TRIES
+        {
+            // Numbers ran out under concurrent creates: ask for more than is held now,
+            // whatever others take meanwhile.
+            if let Some(fewest) = holdings(app, table_id).await?.iter().map(|h| h.2).min() {
+                at_least = usize::try_from(fewest).unwrap_or_default() + records;
+                continue;
             }
-            other => return other,
         }
+        return outcome;
     }
 }
 
-/// A count of records as numbers to hold (`usize::MAX`: any drawing field at all).
-fn wanted(records: usize) -> i64 {
-    i64::try_from(records).unwrap_or(i64::MAX)
-}
-
-/// The fewest numbers any drawing field of `table_id` holds now.
-async fn held_now(app: &App, table_id: TableId) -> usize {
-    short_fields(app, table_id, usize::MAX)
-        .await
-        .ok()
-        .and_then(|fields| fields.iter().map(|(_, _, left)| *left).min())
-        .unwrap_or(0) as usize
-}
-
-/// Whether a field of `table_id` drawing numbers from another instance holds fewer than
-/// `records` numbers.
-async fn short_of(app: &App, table_id: TableId, records: usize) -> bool {
-    matches!(short_fields(app, table_id, records).await, Ok(short) if !short.is_empty())
-}
-
-/// The drawing fields of `table_id` holding fewer than `records` numbers, with how many
-/// they hold.
-async fn short_fields(
+/// The fields of `table_id` drawing numbers from another instance, with how many numbers
+/// each holds now.
+async fn holdings(
     app: &App,
     table_id: TableId,
-    records: usize,
 ) -> Result<Vec<(Field, Numbering, i64)>, DomainError> {
     let app = app.clone();
     tokio::task::spawn_blocking(move || {
-        let mut short = Vec::new();
-        for (field, numbering) in drawing_fields(&app)? {
-            if field.table_id != table_id {
-                continue;
-            }
-            let left = app.core.numbers_left(field.no)?;
-            if left < wanted(records) {
-                short.push((field, numbering, left));
+        let mut held = Vec::new();
+        for field in app.core.table(table_id)?.fields {
+            if let Some(numbering) = field.options.numbering.clone()
+                && numbering.from_sync.is_some()
+            {
+                let left = app.core.numbers_left(field.no)?;
+                held.push((field, numbering, left));
             }
         }
-        Ok(short)
+        Ok(held)
     })
     .await
     .map_err(|e| DomainError::Store(e.to_string()))?
@@ -351,9 +331,10 @@ async fn short_fields(
 /// numbers asks its owner for what is missing (a block at least, and more for a large
 /// import); if it cannot, the create is refused with the reason, nothing written.
 async fn ensure_numbers(app: &App, table_id: TableId, records: usize) -> Result<(), DomainError> {
-    for (field, numbering, mut left) in short_fields(app, table_id, records).await? {
-        while left < wanted(records) {
-            let missing = (wanted(records) - left).min(i64::from(MAX_NUMBER_BLOCK)) as u32;
+    let wanted = i64::try_from(records).unwrap_or(i64::MAX);
+    for (field, numbering, mut left) in holdings(app, table_id).await? {
+        while left < wanted {
+            let missing = (wanted - left).min(i64::from(MAX_NUMBER_BLOCK)) as u32;
             let count = missing.max(numbering.block_size());
             if let Err(reason) = refill(app, &field, &numbering, count).await {
                 return Err(DomainError::Unavailable(format!(
