@@ -210,16 +210,18 @@ pub async fn update_field(
     ApiJson(body): ApiJson<SyncFieldChange>,
 ) -> Result<Json<SyncField>, ApiError> {
     let core = app.core.clone();
-    let field = blocking(move || {
+    let (before, field) = blocking(move || {
         let patch = SyncFieldPatch {
             direction: body.direction,
             remote_field_no: body.remote_field_no,
             conflict_policy: body.conflict_policy,
         };
-        core.update_sync_field(&actor, id, field_id, patch)
+        let before = core.sync_field(id, field_id)?;
+        Ok((before, core.update_sync_field(&actor, id, field_id, patch)?))
     })
     .await?;
     app.syncs.changed();
+    crate::sync::actions::catch_up_reopened(&app, &before, &field).await?;
     Ok(Json(field))
 }
 

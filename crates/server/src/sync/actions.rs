@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::jobs::JobStatus;
-use crmsync_domain::sync::{Mode, SyncConfig, SyncState};
+use crmsync_domain::sync::{Direction, Mode, SyncConfig, SyncField, SyncState};
 use crmsync_domain::{DomainError, Store};
 use crmsync_sync::protocol::ResendRequest;
 
@@ -95,6 +95,25 @@ pub async fn start_initial(
     let job = app.jobs.start();
     tokio::spawn(super::initial::run(app.clone(), sync, request, job.id));
     Ok(job)
+}
+
+/// After a sync field's direction changed: a direction that now lets values flow where
+/// they did not (`off` turned back on, `upload` made `both`…) means what changed
+/// meanwhile was skipped by the cursors, on this side or the other. An initial sync of
+/// that one field sends it again, both ways as the directions allow; merging by stamps
+/// keeps it harmless where nothing changed. Returns the job, if one was started.
+pub async fn catch_up_reopened(
+    app: &App,
+    before: &SyncField,
+    after: &SyncField,
+) -> Result<Option<JobStatus>, DomainError> {
+    let opens = |flows: fn(Direction) -> bool| flows(after.direction) && !flows(before.direction);
+    if !opens(Direction::sends) && !opens(Direction::receives) {
+        return Ok(None);
+    }
+    start_initial(app, after.sync_id, Some(after.id))
+        .await
+        .map(Some)
 }
 
 /// The per-record "Sync" action (S-24): queues the record again on every sync that sends

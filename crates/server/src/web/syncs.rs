@@ -693,12 +693,16 @@ async fn patch_field(
 ) -> WebResult<Response> {
     check_csrf(&signed.page, &form)?;
     let (core, actor) = (app.core.clone(), signed.actor);
-    work(signed.page.lang, move || {
-        let field = core.sync_field(sync_id, entry)?;
-        core.update_sync_field(&actor, sync_id, entry, patch(&field, &form))
+    let (before, after) = work(signed.page.lang, move || {
+        let before = core.sync_field(sync_id, entry)?;
+        let after = core.update_sync_field(&actor, sync_id, entry, patch(&before, &form))?;
+        Ok((before, after))
     })
     .await?;
     app.syncs.changed();
+    crate::sync::actions::catch_up_reopened(&app, &before, &after)
+        .await
+        .map_err(|e| WebError::domain(signed.page.lang, e))?;
     Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
 }
 

@@ -16,6 +16,7 @@ mod http;
 mod initial;
 mod matching;
 mod numbering;
+mod paused;
 mod protocol;
 mod provenance;
 mod random;
