@@ -38,7 +38,7 @@ pub struct SyncFieldPatch {
 }
 
 /// Log kinds recorded even when a sync's log is off: a person must always see failures.
-const ALWAYS_LOGGED: [&str; 2] = ["error", "auth"];
+const ALWAYS_LOGGED: [&str; 4] = ["error", "auth", "conflict", "held"];
 
 impl<S: Store> Instance<S> {
     pub fn syncs(&self) -> Result<Vec<SyncConfig>, DomainError> {

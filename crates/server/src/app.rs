@@ -43,6 +43,8 @@ pub struct App {
     pub numbering_failures: crate::sync::numbering::NumberingFailures,
     /// Requests and answers travelling through folders (drift checks, numbers, matches).
     pub folder_control: crate::sync::control::FolderControl,
+    /// Packet files each folder sync refused.
+    pub rejections: crate::sync::rejections::Rejections,
 }
 
 impl App {
@@ -84,6 +86,7 @@ impl App {
             exchange_turns: Default::default(),
             numbering_failures: Default::default(),
             folder_control: Default::default(),
+            rejections: Default::default(),
         })
     }
 

@@ -123,6 +123,8 @@ pub async fn status(
     Ok(Json(json!({
         "connected": view.connected,
         "reason": view.reason,
+        "notice": view.notice,
+        "rejected_packets": view.rejected_packets,
         "last_run": view.state.last_run_ms.map(format_ms),
         "last_success": view.state.last_success_ms.map(format_ms),
         "pending_out": view.pending_out,

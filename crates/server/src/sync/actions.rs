@@ -23,6 +23,10 @@ pub struct StatusView {
     /// Fields drawing numbers through this sync (B-06): numbers held here and why the last
     /// request failed, if it did.
     pub numbering: Vec<NumberingView>,
+    /// Beside a green check: what is fine but worth knowing ("no fields yet").
+    pub notice: Option<String>,
+    /// Packet files from the other side this side refused since it started (folders).
+    pub rejected_packets: u64,
 }
 
 pub struct NumberingView {
@@ -37,6 +41,9 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
     let (connected, reason) = state.as_seen(sync, app.core.now_ms());
     let pending_out = crmsync_sync::pending_out(&app.core, sync)?;
     let held = app.core.store().read(|tx| tx.held(sync.id))?;
+    let notice = app.core.sync_fields(sync.id)?.is_empty().then(|| {
+        "no fields yet: choose the fields this sync carries (each side its own)".to_string()
+    });
     let count = |kind: &str| held.iter().filter(|h| h.kind == kind).count();
     let mut numbering = Vec::new();
     for field in app.core.tables()?.into_iter().flat_map(|t| t.fields) {
@@ -61,6 +68,8 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
             .offset(sync.id)
             .and_then(super::clocks::warning),
         numbering,
+        notice,
+        rejected_packets: app.rejections.count(sync.id),
     })
 }
 

@@ -51,15 +51,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(Failure::from)
 }
 
-/// The sync's settings, if it still has configured fields to exchange.
-async fn load(app: &App, sync_id: i64) -> Result<SyncConfig, Failure> {
+/// The sync's settings, and whether it has fields to exchange yet (without any, the
+/// passive side is still greeted: the green check comes with the right password).
+async fn load(app: &App, sync_id: i64) -> Result<(SyncConfig, bool), Failure> {
     let core = app.core.clone();
     let (sync, fields) =
         blocking(move || Ok((core.sync(sync_id)?, core.sync_fields(sync_id)?))).await?;
-    if fields.is_empty() {
-        return Err(Failure("no fields configured for this sync yet".into()));
-    }
-    Ok(sync)
+    Ok((sync, !fields.is_empty()))
 }
 
 /// A signed request to the passive side of `sync`.
@@ -228,6 +226,8 @@ async fn succeeded(app: &App, sync_id: i64) {
             s.connected = true;
             s.last_run_ms = Some(now);
             s.last_success_ms = Some(now);
+            // A recovered sync shows no stale error.
+            s.last_error = None;
             if s.reason
                 .as_deref()
                 .is_some_and(|r| !r.starts_with("the passive side reports"))
@@ -269,20 +269,21 @@ fn period(sync: Option<&SyncConfig>) -> Duration {
     Duration::from_secs(u64::from(sync.map_or(5, |s| s.period_seconds)))
 }
 
-/// The sync's settings, introduced to the passive side once per connection.
+/// The sync's settings, introduced to the passive side once per connection, and whether
+/// it has fields to exchange.
 async fn ready(
     app: &App,
     sync_id: i64,
     introduced: &mut bool,
     seen: &mut Option<SyncConfig>,
-) -> Result<SyncConfig, Failure> {
-    let loaded = load(app, sync_id).await?;
+) -> Result<(SyncConfig, bool), Failure> {
+    let (loaded, has_fields) = load(app, sync_id).await?;
     *seen = Some(loaded.clone());
     if !*introduced {
         hello(app, &loaded).await?;
         *introduced = true;
     }
-    Ok(loaded)
+    Ok((loaded, has_fields))
 }
 
 async fn push_loop(app: App, sync_id: i64) {
@@ -291,8 +292,14 @@ async fn push_loop(app: App, sync_id: i64) {
     loop {
         let mut sync = None;
         let result = async {
-            let loaded = ready(&app, sync_id, &mut introduced, &mut sync).await?;
-            push_all(&app, &loaded).await
+            let (loaded, has_fields) = ready(&app, sync_id, &mut introduced, &mut sync).await?;
+            match has_fields {
+                true => push_all(&app, &loaded).await,
+                false => {
+                    succeeded(&app, sync_id).await;
+                    Ok(())
+                }
+            }
         }
         .await;
         match result {
@@ -368,7 +375,15 @@ async fn pull_loop(app: App, sync_id: i64) {
     loop {
         let mut sync = None;
         let result = async {
-            let loaded = ready(&app, sync_id, &mut introduced, &mut sync).await?;
+            let (loaded, has_fields) = ready(&app, sync_id, &mut introduced, &mut sync).await?;
+            if !has_fields {
+                // Nothing to pull yet: greeted again each period, so the passive side keeps
+                // seeing its active side and a changed password shows.
+                succeeded(&app, sync_id).await;
+                introduced = false;
+                tokio::time::sleep(period(Some(&loaded))).await;
+                return Ok(());
+            }
             let core = app.core.clone();
             let ack = blocking(move || Ok(core.sync_state(sync_id)?.received_seq)).await?;
             let request = PullRequest {
@@ -429,8 +444,12 @@ async fn fetch_files(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<()
 /// pull what the passive side has.
 pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
     let result = async {
-        let sync = load(app, sync_id).await?;
+        let (sync, has_fields) = load(app, sync_id).await?;
         hello(app, &sync).await?;
+        if !has_fields {
+            succeeded(app, sync_id).await;
+            return Ok(());
+        }
         push_all(app, &sync).await?;
         loop {
             let core = app.core.clone();

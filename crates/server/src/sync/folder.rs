@@ -84,11 +84,9 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
     let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
     let sync = app.core.sync(sync_id)?;
     let period = Duration::from_secs(u64::from(sync.period_seconds));
-    if app.core.sync_fields(sync_id)?.is_empty() {
-        return Err(DomainError::invalid(
-            "no fields configured for this sync yet",
-        ));
-    }
+    // With no fields yet the folders are still checked and the active side's hello goes
+    // out; the peer's packets wait in the folder until this side has fields to take them.
+    let has_fields = !app.core.sync_fields(sync_id)?.is_empty();
     let (mut folders, upload, download): (Box<dyn Folders>, String, String) =
         match (sync.transport, &sync.local, &sync.ftp) {
             (Transport::Local, Some(local), _) => {
@@ -112,22 +110,39 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
             .map_err(|e| folder_error("create", &folders.describe(dir), e))?;
     }
     let catalog_written = write_outgoing(app, &sync, folders.as_mut(), &upload, catalog_due)?;
-    let gap = read_incoming(app, &sync, folders.as_mut(), &download)?;
+    let gap = match has_fields {
+        true => read_incoming(app, &sync, folders.as_mut(), &download)?,
+        false => None,
+    };
     let now = app.core.now_ms();
-    // Frequent looks at a quiet folder write nothing: the status is renewed once a period.
     let state = app.core.sync_state(sync_id)?;
-    let stale = state
-        .last_success_ms
-        .is_none_or(|t| now - t >= period.as_millis() as i64);
-    if stale || !state.connected || (gap.is_none() && state.reason.is_some()) {
-        app.core.update_sync_state(sync_id, |s| {
-            s.connected = true;
-            s.last_run_ms = Some(now);
-            s.last_success_ms = Some(now);
-            if gap.is_none() {
-                s.reason = None;
-            }
-        })?;
+    if let Some(refused) = app.rejections.standing(sync_id) {
+        // Red until a packet from the other side is taken again.
+        if state.reason.as_deref() != Some(refused.as_str()) {
+            app.core.update_sync_state(sync_id, |s| {
+                s.connected = false;
+                s.reason = Some(refused.clone());
+                s.last_error = Some(refused.clone());
+                s.last_run_ms = Some(now);
+            })?;
+        }
+    } else {
+        // Frequent looks at a quiet folder write nothing: the status is renewed once a
+        // period.
+        let stale = state
+            .last_success_ms
+            .is_none_or(|t| now - t >= period.as_millis() as i64);
+        if stale || !state.connected || (gap.is_none() && state.reason.is_some()) {
+            app.core.update_sync_state(sync_id, |s| {
+                s.connected = true;
+                s.last_run_ms = Some(now);
+                s.last_success_ms = Some(now);
+                if gap.is_none() {
+                    s.reason = None;
+                    s.last_error = None;
+                }
+            })?;
+        }
     }
     let next_look = match sync.transport {
         Transport::Local => period.min(LOCAL_LOOK),
@@ -316,6 +331,7 @@ fn read_incoming(
         if let Some(request) = packet.resend {
             super::initial::queue_own(app, sync, request)?;
         }
+        app.rejections.accepted(sync.id);
         // Removed only now that the apply has committed.
         folders
             .remove(download, name)
@@ -348,6 +364,7 @@ fn set_aside(
     folders
         .rename(dir, name, &format!("{name}.rejected"))
         .map_err(|e| folder_error("move a packet aside in", &folders.describe(dir), e))?;
+    app.rejections.rejected(sync.id, message);
     app.core.log_sync(sync, "error", message, None)
 }
 

@@ -16,6 +16,7 @@ pub mod matching;
 pub mod metrics;
 pub mod numbering;
 pub mod passive;
+pub mod rejections;
 pub mod signing;
 
 use crate::app::App;

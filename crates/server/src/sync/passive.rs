@@ -82,7 +82,16 @@ pub(crate) async fn authenticate(
                 format!("there is no passive HTTP sync {sync_id} here"),
             )
         })?;
-    let throttle_key = format!("sync:{sync_id}");
+    // Per sync and calling instance: another instance's wrong password on the same
+    // address (a misconfigured second office behind one router) does not pause this one.
+    let caller = headers
+        .get(signing::INSTANCE_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .take(64)
+        .collect::<String>();
+    let throttle_key = format!("sync:{sync_id}:{caller}");
     if let Some(wait) = app.login_throttle.wait(&throttle_key, peer.ip()) {
         return Err(ApiError {
             retry_after: Some(wait.as_secs() + 1),
@@ -113,6 +122,7 @@ pub(crate) async fn authenticate(
                     s.reason = None;
                     s.last_run_ms = Some(now);
                     s.last_success_ms = Some(now);
+                    s.last_error = None;
                     if peer_instance.is_some() {
                         s.peer_instance = peer_instance;
                     }

@@ -57,6 +57,8 @@ struct SyncRow {
     transport: String,
     connected: bool,
     reason: String,
+    /// Beside the green check ("no fields yet").
+    notice: String,
     last_run: String,
     pending_out: i64,
     pending_in: i64,
@@ -96,6 +98,7 @@ fn row(page: &Page, app: &App, sync: &SyncConfig) -> Result<SyncRow, DomainError
         transport: page.t(transport_key(sync.transport)),
         connected: view.connected,
         reason: view.reason.unwrap_or_default(),
+        notice: view.notice.clone().unwrap_or_default(),
         last_run: view
             .state
             .last_run_ms

@@ -20,6 +20,7 @@ mod paused;
 mod protocol;
 mod provenance;
 mod random;
+mod status;
 mod tls;
 mod topology;
 mod translate;
