@@ -134,6 +134,7 @@ pub async fn status(
         "held": { "quarantine": view.held_quarantine, "mass_delete": view.held_mass_delete },
         "peer_clock_offset_ms": view.peer_clock_offset_ms,
         "clock_warning": view.clock_warning,
+        "user_match_warning": view.user_match_warning,
         "numbering": view.numbering.iter().map(|n| json!({
             "field_no": n.field_no,
             "numbers_left": n.numbers_left,

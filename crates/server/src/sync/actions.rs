@@ -20,6 +20,8 @@ pub struct StatusView {
     /// How far the peer's clock is from ours, as last seen (B-19).
     pub peer_clock_offset_ms: Option<i64>,
     pub clock_warning: Option<String>,
+    /// The two sides match users differently (S-21).
+    pub user_match_warning: Option<String>,
     /// Fields drawing numbers through this sync (B-06): numbers held here and why the last
     /// request failed, if it did.
     pub numbering: Vec<NumberingView>,
@@ -41,6 +43,7 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
     let (connected, reason) = state.as_seen(sync, app.core.now_ms());
     let pending_out = crmsync_sync::pending_out(&app.core, sync)?;
     let held = app.core.store().read(|tx| tx.held(sync.id))?;
+    let user_match_warning = sync.user_match.mismatch(state.peer_user_match.as_deref());
     let notice = app.core.sync_fields(sync.id)?.is_empty().then(|| {
         "no fields yet: choose the fields this sync carries (each side its own)".to_string()
     });
@@ -69,6 +72,7 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
             .and_then(super::clocks::warning),
         numbering,
         notice,
+        user_match_warning,
         rejected_packets: app.rejections.count(sync.id),
     })
 }

@@ -7,7 +7,7 @@ use super::passive::{PACKET_LIMIT, receive};
 use super::signing;
 use crate::app::App;
 use crmsync_domain::DomainError;
-use crmsync_domain::sync::SyncConfig;
+use crmsync_domain::sync::{SyncConfig, UserMatch};
 use crmsync_sync::content::files_in;
 use crmsync_sync::mapping::UidPairs;
 use crmsync_sync::mapping::catalog;
@@ -154,6 +154,10 @@ pub(crate) async fn request(
     }))
 }
 
+fn parse_user_match(text: &str) -> Option<UserMatch> {
+    serde_json::from_value(serde_json::Value::from(text)).ok()
+}
+
 fn root_cause(e: &dyn std::error::Error) -> String {
     let mut cause = e.to_string();
     let mut source = e.source();
@@ -171,6 +175,7 @@ async fn hello(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
         version: PROTOCOL_VERSION,
         instance_id: app.instance_id.to_string(),
         catalog: catalog(&tables),
+        user_match: Some(sync.user_match),
     };
     let asked = app.core.now_ms();
     let reply: HelloReply = call(app, sync, "hello", &hello, Duration::from_secs(30)).await?;
@@ -186,6 +191,7 @@ async fn hello(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
             s.connected = true;
             s.reason = None;
             s.peer_instance = Some(reply.instance_id.clone());
+            s.peer_user_match = reply.user_match.map(|m| m.as_str().to_string());
         })
     })
     .await?;
@@ -385,11 +391,12 @@ async fn pull_loop(app: App, sync_id: i64) {
                 return Ok(());
             }
             let core = app.core.clone();
-            let ack = blocking(move || Ok(core.sync_state(sync_id)?.received_seq)).await?;
+            let state = blocking(move || core.sync_state(sync_id)).await?;
             let request = PullRequest {
-                ack,
+                ack: state.received_seq,
                 wait_ms: LONG_POLL.as_millis() as u64,
                 problems: known_problems.clone(),
+                user_match: state.peer_user_match.as_deref().and_then(parse_user_match),
             };
             let packet: Packet = call(
                 &app,
@@ -401,6 +408,15 @@ async fn pull_loop(app: App, sync_id: i64) {
             .await?;
             let app2 = app.clone();
             let resend = packet.resend;
+            if packet.user_match.is_some() && packet.user_match != request.user_match {
+                let (core, theirs) = (app.core.clone(), packet.user_match);
+                blocking(move || {
+                    core.update_sync_state(sync_id, |s| {
+                        s.peer_user_match = theirs.map(|m| m.as_str().to_string())
+                    })
+                })
+                .await?;
+            }
             if packet.problems != known_problems {
                 known_problems = packet.problems.clone();
                 report_problems(&app, &loaded, &known_problems).await?;
@@ -458,6 +474,7 @@ pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
                 ack,
                 wait_ms: 0,
                 problems: Vec::new(),
+                user_match: None,
             };
             let packet: Packet =
                 call(app, &sync, "pull", &request, Duration::from_secs(120)).await?;

@@ -180,6 +180,7 @@ fn write_outgoing(
         if active {
             packet.catalog = Some(catalog(&app.core.tables()?));
         }
+        packet.user_match = Some(sync.user_match);
         // An initial sync started here asks the peer for its rows, once.
         let mut request = None;
         app.core
@@ -271,6 +272,13 @@ fn read_incoming(
             let text = serde_json::to_string(peer_catalog).unwrap_or_default();
             app.core
                 .update_sync_state(sync.id, |s| s.peer_catalog = Some(text))?;
+        }
+        if let Some(theirs) = packet.user_match.map(|m| m.as_str().to_string()) {
+            let state = app.core.sync_state(sync.id)?;
+            if state.peer_user_match.as_deref() != Some(theirs.as_str()) {
+                app.core
+                    .update_sync_state(sync.id, |s| s.peer_user_match = Some(theirs))?;
+            }
         }
         let received = app.core.sync_state(sync.id)?.received_seq;
         let control_only = packet.items.is_empty()

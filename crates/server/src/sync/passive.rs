@@ -177,11 +177,13 @@ async fn hello(
         ));
     }
     let app2 = app.clone();
+    let user_match = sync.user_match;
     let (instance_id, problems) = blocking(move || {
         let catalog = serde_json::to_string(&hello.catalog).unwrap_or_default();
         app2.core.update_sync_state(sync.id, |s| {
             s.peer_catalog = Some(catalog);
             s.peer_instance = Some(hello.instance_id.clone());
+            s.peer_user_match = hello.user_match.map(|m| m.as_str().to_string());
         })?;
         let mapping = passive_mapping(&app2, &sync)?;
         app2.core.log_sync(
@@ -198,6 +200,7 @@ async fn hello(
         instance_id: instance_id.to_string(),
         problems,
         now_ms: Some(app.core.now_ms()),
+        user_match: Some(user_match),
     }))
 }
 
@@ -273,6 +276,8 @@ async fn pull(
             let mapping = passive_mapping(&app2, &sync2)?;
             let mut packet = build_packet(&app2.core, &sync2, &mapping, ack, PACKET_LIMIT)?;
             packet.problems = mapping.problems;
+            // Read again: it may have changed while the pull waited.
+            packet.user_match = Some(app2.core.sync(sync2.id)?.user_match);
             Ok(packet)
         })
         .await?;
@@ -285,8 +290,10 @@ async fn pull(
         })
         .await?;
         packet.resend = requested.and_then(|r| serde_json::from_str::<ResendRequest>(&r).ok());
-        let news =
-            packet.upto > ack || packet.resend.is_some() || packet.problems != request.problems;
+        let news = packet.upto > ack
+            || packet.resend.is_some()
+            || packet.problems != request.problems
+            || packet.user_match != request.user_match;
         if news || tokio::time::Instant::now() >= deadline {
             if !packet.items.is_empty() {
                 let core = app.core.clone();

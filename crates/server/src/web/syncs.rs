@@ -65,6 +65,7 @@ struct SyncRow {
     /// "3 held changes", when there are any.
     held: String,
     clock_warning: String,
+    user_match_warning: String,
 }
 
 #[derive(Template)]
@@ -107,6 +108,7 @@ fn row(page: &Page, app: &App, sync: &SyncConfig) -> Result<SyncRow, DomainError
         pending_out: view.pending_out,
         pending_in: view.state.pending_in,
         clock_warning: view.clock_warning.clone().unwrap_or_default(),
+        user_match_warning: view.user_match_warning.clone().unwrap_or_default(),
         held: match (view.held_quarantine + view.held_mass_delete) as i64 {
             0 => String::new(),
             n => page.lang.n("held-count", "count", n),

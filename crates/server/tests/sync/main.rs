@@ -24,3 +24,4 @@ mod status;
 mod tls;
 mod topology;
 mod translate;
+mod users;
