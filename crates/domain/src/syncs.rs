@@ -316,6 +316,13 @@ impl<S: Store> Instance<S> {
         self.store().read(|tx| tx.record_ids(&table, after, limit))
     }
 
+    /// Drops log entries older than `keep_days` (S-31: the log does not grow forever);
+    /// returns how many.
+    pub fn prune_sync_logs(&self, keep_days: u32) -> Result<usize, DomainError> {
+        let before = self.now_ms() - i64::from(keep_days) * 86_400_000;
+        self.store().write(|tx| tx.prune_sync_log(before))
+    }
+
     pub fn sync_log(
         &self,
         sync_id: SyncId,

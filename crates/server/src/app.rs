@@ -45,7 +45,12 @@ pub struct App {
     pub folder_control: crate::sync::control::FolderControl,
     /// Packet files each folder sync refused.
     pub rejections: crate::sync::rejections::Rejections,
+    /// Sync log entries older than this are removed (`--log-keep-days`).
+    pub log_keep_days: u32,
 }
+
+/// How long sync log entries are kept unless `--log-keep-days` says otherwise.
+pub const DEFAULT_LOG_KEEP_DAYS: u32 = 30;
 
 impl App {
     /// Opens (creating on first use) the instance stored in `data_dir`.
@@ -87,6 +92,7 @@ impl App {
             numbering_failures: Default::default(),
             folder_control: Default::default(),
             rejections: Default::default(),
+            log_keep_days: DEFAULT_LOG_KEEP_DAYS,
         })
     }
 

@@ -274,6 +274,11 @@ pub fn save_sync_state(tx: &Transaction<'_>, sync_id: i64, s: &SyncState) -> Sto
     Ok(())
 }
 
+pub fn prune_sync_log(tx: &Transaction<'_>, before_ms: i64) -> StoreResult<usize> {
+    tx.execute("DELETE FROM sync_log WHERE at < ?1", [before_ms])
+        .map_err(sql_error)
+}
+
 pub fn append_sync_log(tx: &Transaction<'_>, e: &SyncLogEntry) -> StoreResult<()> {
     let detail = e.detail.as_ref().map(|d| d.to_string());
     tx.prepare_cached(

@@ -26,6 +26,8 @@ pub struct ApplyReport {
     pub problems: usize,
     /// Held back: quarantined values and deletes awaiting approval.
     pub held: usize,
+    /// The records taken, for the sync log's one entry per packet (S-31).
+    pub received: Vec<Json>,
 }
 
 /// An exchange deleting more than the sync's share of a table's records has its deletes
@@ -317,13 +319,15 @@ fn apply_items<S: Store>(
             } else if !outcome.taken.is_empty() || outcome.status_changed {
                 report.changed += 1;
             }
-            if !outcome.taken.is_empty() || outcome.status_changed {
-                core.log_sync(
-                    sync,
-                    "received",
-                    format!("record {uid}: {} field(s){}", outcome.taken.len(), if outcome.status_changed { ", status" } else { "" }),
-                    Some(json!({ "uid": uid, "record_id": outcome.record_id, "fields": outcome.taken })),
-                )?;
+            if sync.log && (!outcome.taken.is_empty() || outcome.status_changed) {
+                report.received.push(json!({
+                    "uid": uid,
+                    "table_id": table_id,
+                    "record_id": outcome.record_id,
+                    "created": outcome.created,
+                    "status_changed": outcome.status_changed,
+                    "fields": outcome.taken,
+                }));
             }
             for decided in &outcome.decided {
                 report.conflicts += 1;

@@ -359,6 +359,7 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
         let core = app.core.clone();
         let sync2 = sync.clone();
         let count = packet.items.len();
+        let listed = (sync.log && count > 0).then(|| packet.logged_records());
         app.metrics.sent(sync.id, app.core.now_ms(), count);
         let upto = packet.upto;
         blocking(move || {
@@ -366,7 +367,7 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
                 s.sent_seq = s.sent_seq.max(reply.applied.min(upto))
             })?;
             if count > 0 {
-                core.log_sync(&sync2, "exchange", format!("sent {count} record(s)"), None)?;
+                core.log_sync(&sync2, "sent", format!("sent {count} record(s)"), listed)?;
             }
             Ok(())
         })

@@ -205,9 +205,9 @@ fn write_outgoing(
                     .sent(sync.id, app.core.now_ms(), packet.items.len());
                 app.core.log_sync(
                     sync,
-                    "exchange",
-                    format!("wrote {} record(s) to {name}", packet.items.len()),
-                    None,
+                    "sent",
+                    format!("sent {} record(s) in {name}", packet.items.len()),
+                    sync.log.then(|| packet.logged_records()),
                 )?;
             }
         }

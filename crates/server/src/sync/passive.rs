@@ -234,12 +234,12 @@ pub fn receive(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<i64, Dom
             .received(sync.id, app.core.now_ms(), packet.items.len());
         app.core.log_sync(
             sync,
-            "exchange",
+            "received",
             format!(
-                "received {} record(s): {} created, {} changed, {} conflict(s), {} problem(s)",
-                report.items, report.created, report.changed, report.conflicts, report.problems
+                "received {} record(s): {} created, {} changed, {} conflict(s), {} held",
+                report.items, report.created, report.changed, report.conflicts, report.held
             ),
-            None,
+            Some(json!({ "records": report.received })),
         )?;
     }
     let state = app.core.update_sync_state(sync.id, |s| {
@@ -299,9 +299,10 @@ async fn pull(
                 let core = app.core.clone();
                 let sync2 = sync.clone();
                 let count = packet.items.len();
+                let listed = sync.log.then(|| packet.logged_records());
                 app.metrics.sent(sync.id, app.core.now_ms(), count);
                 blocking(move || {
-                    core.log_sync(&sync2, "exchange", format!("sent {count} record(s)"), None)
+                    core.log_sync(&sync2, "sent", format!("sent {count} record(s)"), listed)
                 })
                 .await?;
             }

@@ -832,6 +832,30 @@ struct LogRow {
     at: String,
     kind: String,
     message: String,
+    /// The records a packet's entry lists (S-31): (text, link to the record here or "").
+    records: Vec<(String, String)>,
+}
+
+/// The records an entry's detail lists: received ones link to the record here.
+fn listed_records(detail: Option<&serde_json::Value>) -> Vec<(String, String)> {
+    let Some(records) = detail.and_then(|d| d["records"].as_array()) else {
+        return Vec::new();
+    };
+    records
+        .iter()
+        .map(
+            |r| match (r["table_id"].as_i64(), r["record_id"].as_i64()) {
+                (Some(table), Some(id)) => (
+                    format!("#{id} ({})", r["uid"].as_str().unwrap_or_default()),
+                    format!("/tables/{table}/records/{id}"),
+                ),
+                _ => (
+                    r["uid"].as_str().unwrap_or_default().to_string(),
+                    String::new(),
+                ),
+            },
+        )
+        .collect()
 }
 
 #[derive(Template)]
@@ -885,6 +909,7 @@ async fn log(
         .into_iter()
         .map(|e| LogRow {
             at: format_ms(e.at_ms),
+            records: listed_records(e.detail.as_ref()),
             message: match &e.detail {
                 Some(detail) if e.kind == "conflict" => format!("{} — {detail}", e.message),
                 _ => e.message,

@@ -14,6 +14,7 @@ mod ftp;
 mod held;
 mod http;
 mod initial;
+mod log;
 mod matching;
 mod numbering;
 mod paused;
