@@ -110,6 +110,7 @@ last-run = Last run
 never = never
 pending-out = Waiting to send
 pending-in = Waiting to arrive
+waiting-links = Links waiting for their record to arrive
 endpoint-url = Address for the active side
 endpoint-hint = Paste this address into the active side's sync.
 sync-fields = Fields of the sync

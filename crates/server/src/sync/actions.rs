@@ -17,6 +17,8 @@ pub struct StatusView {
     /// Held changes: quarantined values, and deletes awaiting approval.
     pub held_quarantine: usize,
     pub held_mass_delete: usize,
+    /// Link values waiting for the record they point to, which has not arrived yet.
+    pub waiting_links: usize,
     /// How far the peer's clock is from ours, as last seen (B-19).
     pub peer_clock_offset_ms: Option<i64>,
     pub clock_warning: Option<String>,
@@ -65,6 +67,7 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
         pending_out,
         held_quarantine: count(crmsync_domain::sync::HELD_QUARANTINE),
         held_mass_delete: count(crmsync_domain::sync::HELD_MASS_DELETE),
+        waiting_links: app.core.store().read(|tx| tx.pending_links(sync.id))?.len(),
         peer_clock_offset_ms: app.peer_clocks.offset(sync.id),
         clock_warning: app
             .peer_clocks

@@ -66,6 +66,7 @@ struct SyncRow {
     held: String,
     clock_warning: String,
     user_match_warning: String,
+    waiting_links: usize,
 }
 
 #[derive(Template)]
@@ -109,6 +110,7 @@ fn row(page: &Page, app: &App, sync: &SyncConfig) -> Result<SyncRow, DomainError
         pending_in: view.state.pending_in,
         clock_warning: view.clock_warning.clone().unwrap_or_default(),
         user_match_warning: view.user_match_warning.clone().unwrap_or_default(),
+        waiting_links: view.waiting_links,
         held: match (view.held_quarantine + view.held_mass_delete) as i64 {
             0 => String::new(),
             n => page.lang.n("held-count", "count", n),

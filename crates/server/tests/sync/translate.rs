@@ -253,6 +253,15 @@ async fn a_link_to_a_record_that_arrives_later_is_resolved_when_it_does() {
         serde_json::Value::Null,
         "its company is not here yet"
     );
+    let status = |api: &crate::common::Client, sync: i64| {
+        let api = api.clone();
+        async move { api.get(&format!("/syncs/{sync}/status")).await.1 }
+    };
+    assert_eq!(
+        status(&aux_api, passive).await["held"]["waiting_links"],
+        1,
+        "the waiting link is counted"
+    );
 
     main_api
         .patch(
@@ -283,4 +292,5 @@ async fn a_link_to_a_record_that_arrives_later_is_resolved_when_it_does() {
         .clone();
     assert_eq!(aux_company["values"][a_name.to_string()], "Late Co");
     assert_eq!(resolved["values"][a_client.to_string()], aux_company["id"]);
+    assert_eq!(status(&aux_api, passive).await["held"]["waiting_links"], 0);
 }
