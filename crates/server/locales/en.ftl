@@ -72,6 +72,9 @@ sync-record-done = Queued for sending: { $count ->
 }.
 open-on-active = Open on the active side
 saved = Saved.
+pick-search = Type to search…
+pick-none = Nothing found.
+pick-more = More match: type more of the name.
 users = Users
 full-name = Full name
 role = Role

@@ -75,6 +75,9 @@ sync-record-done = Поставлено в отправку: { $count ->
 }.
 open-on-active = Открыть на активной стороне
 saved = Сохранено.
+pick-search = Начните вводить для поиска…
+pick-none = Ничего не найдено.
+pick-more = Есть ещё: уточните запрос.
 users = Пользователи
 full-name = ФИО
 role = Роль
