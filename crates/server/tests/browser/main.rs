@@ -563,3 +563,72 @@ async fn an_office_with_clients_of_its_own_joins_by_phone() {
     browser.screenshot("sync-rules").await;
     browser.client.clone().close().await.unwrap();
 }
+
+/// Issue 11, item 4: an order linked to a client far beyond the first 500 shows that
+/// client in its picker; saving the order's status keeps the link; typing part of another
+/// client's name and choosing it links the order to that client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_picker_keeps_and_finds_a_client_among_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let api = server.admin();
+    let shop = common::orders_of_many_clients(&api, 600).await;
+    let (status, client) = (shop.status.to_string(), shop.client.to_string());
+    let order = || async {
+        api.ok(
+            reqwest::Method::GET,
+            &format!("/tables/{}/records/{}", shop.orders, shop.order),
+            None,
+        )
+        .await["values"]
+            .clone()
+    };
+    let browser = Browser::start("en").await;
+    browser.sign_in(&server.url).await;
+    browser
+        .goto(&format!(
+            "{}/tables/{}/{}",
+            server.url, shop.orders, shop.order
+        ))
+        .await;
+    let picker = format!("#pick-f{client}");
+    let far = format!("Client 0600 (#{})", shop.far_client);
+    let shown = browser.find(&picker).await.prop("value").await.unwrap();
+    assert_eq!(shown.as_deref(), Some(far.as_str()));
+
+    // Another field changed and saved: the link stays.
+    browser
+        .choose(&format!("select[name=f{status}]"), "Paid")
+        .await;
+    browser.click("#save-record").await;
+    eventually(20, "the status saved", || async {
+        (order().await[&status] == "Paid").then_some(())
+    })
+    .await;
+    assert_eq!(order().await[&client], shop.far_client);
+    assert!(browser.text(".notice").await.contains("Saved"));
+    let shown = browser.find(&picker).await.prop("value").await.unwrap();
+    assert_eq!(shown.as_deref(), Some(far.as_str()));
+
+    // Part of another client's name typed over the current one (a click into the picker
+    // selects its text), that client chosen, saved.
+    let search = browser.find(&picker).await;
+    search.click().await.unwrap();
+    search.send_keys("ebra tra").await.unwrap();
+    let zebra = format!(".picker-results button[data-id=\"{}\"]", shop.zebra);
+    browser.find(&zebra).await;
+    browser.screenshot("link-picker").await;
+    browser.click(&zebra).await;
+    let shown = browser.find(&picker).await.prop("value").await.unwrap();
+    assert_eq!(
+        shown.as_deref(),
+        Some(format!("Zebra Trading (#{})", shop.zebra).as_str())
+    );
+    browser.click("#save-record").await;
+    eventually(20, "the order linked to the chosen client", || async {
+        (order().await[&client] == shop.zebra).then_some(())
+    })
+    .await;
+    assert_eq!(order().await[&status], "Paid");
+    browser.client.clone().close().await.unwrap();
+}
