@@ -72,6 +72,9 @@ sync-record-done = Queued for sending: { $count ->
 }.
 open-on-active = Open on the active side
 saved = Saved.
+pick-search = Type to search…
+pick-none = Nothing found.
+pick-more = More match: type more of the name.
 users = Users
 full-name = Full name
 role = Role
@@ -90,6 +93,7 @@ transport-local = Local folders
 transport-ftp = FTP
 remote-access = Access to the remote program
 remote-url = Address of the remote program
+remote-hint = On an active HTTP sync: the passive side's address (from its sync page). On a passive sync, over HTTP or folders: the active side's web address, so a record that came from it has a button opening it there.
 sync-password = Password
 sync-log = Keep a log
 period = Period, seconds

@@ -35,6 +35,7 @@ pub fn router() -> Router<App> {
         .route("/tables/{table}/fields/{field}/delete", post(delete_field))
         .route("/tables/{table}/fields/{field}/edit", post(edit_field))
         .route("/tables/{table}/new", get(new_record).post(create_record))
+        .route("/tables/{table}/pick", get(pick))
         .route("/tables/{table}/uid/{uid}", get(by_uid))
         .route("/tables/{table}/{id}", get(record).post(save_record))
         .route("/tables/{table}/{id}/delete", post(delete_record))
@@ -483,7 +484,14 @@ struct Input {
     /// numbered (assigned by the instance, shown read-only).
     kind: &'static str,
     value: String,
-    /// For select, user and link: (value, label, selected).
+    /// The value as the form was first shown: sent back beside the input, so a save
+    /// writes only the fields the person changed.
+    was: String,
+    /// For a link: the label of the record it points at (what the picker shows).
+    label: String,
+    /// For a link: the table whose records the picker searches.
+    target: i64,
+    /// For select and user: (value, label, selected); the current value is always one.
     options: Vec<(String, String, bool)>,
     /// For a file: its name and size, if it has one.
     file: Option<(String, u64)>,
@@ -560,11 +568,12 @@ struct RecordPage {
     deleted: bool,
 }
 
-/// Everything a record form needs besides the record: users and the link targets' rows.
+/// Everything a record form needs besides the record: users and the tables links point at.
 struct FormContext {
     table: Table,
     users: Vec<User>,
-    targets: BTreeMap<i64, Vec<(i64, String)>>,
+    /// For each link field: the table it points at.
+    targets: BTreeMap<i64, Table>,
     synced: bool,
 }
 
@@ -572,35 +581,13 @@ fn form_context(app: &App, table_id: i64) -> Result<FormContext, DomainError> {
     let table = app.core.table(table_id)?;
     let mut targets = BTreeMap::new();
     for field in &table.fields {
-        let Some(target) = field
+        if let Some(target) = field
             .options
             .table_id
             .filter(|_| field.field_type == FieldType::Link)
-        else {
-            continue;
-        };
-        let target_table = app.core.table(target)?;
-        let page = app.core.list_records(
-            target,
-            &RecordQuery {
-                limit: 500,
-                ..RecordQuery::default()
-            },
-        )?;
-        let label = |r: &Record| {
-            target_table
-                .fields
-                .iter()
-                .find_map(|f| match r.values.get(&f.no) {
-                    Some(Value::Text(t)) => Some(format!("{t} (#{})", r.id)),
-                    _ => None,
-                })
-                .unwrap_or_else(|| format!("#{}", r.id))
-        };
-        targets.insert(
-            field.no,
-            page.records.iter().map(|r| (r.id, label(r))).collect(),
-        );
+        {
+            targets.insert(field.no, app.core.table(target)?);
+        }
     }
     Ok(FormContext {
         synced: synced_tables(app)?.contains(&table_id),
@@ -610,72 +597,185 @@ fn form_context(app: &App, table_id: i64) -> Result<FormContext, DomainError> {
     })
 }
 
-/// The inputs for a record (or a new one), showing `typed` where a form came back.
-fn inputs(ctx: &FormContext, record: Option<&Record>, typed: Option<&Submitted>) -> Vec<Input> {
-    ctx.table
+/// How a person reads a record where it is picked: its first text field, with its number.
+fn label(table: &Table, record: &Record) -> String {
+    let text = table
         .fields
         .iter()
-        .map(|field| {
-            let stored = record
-                .and_then(|r| r.values.get(&field.no))
-                .unwrap_or(&Value::Null);
-            let key = format!("f{}", field.no);
-            let mut value = match (field.field_type, stored) {
-                (FieldType::User | FieldType::Link, Value::User(id) | Value::Link(id)) => {
-                    id.to_string()
-                }
-                // datetime-local takes "YYYY-MM-DDTHH:MM:SS" without a zone; ours are UTC.
-                (FieldType::Datetime, Value::Datetime(s)) => {
-                    s.trim_end_matches('Z').chars().take(19).collect()
-                }
-                _ => stored.to_text(field, &|_| None),
-            };
-            if let Some(text) = typed.and_then(|t| t.get(&key)) {
+        .find(|f| f.field_type == FieldType::Text)
+        .and_then(|f| match record.values.get(&f.no) {
+            Some(Value::Text(t)) if !t.trim().is_empty() => Some(t.clone()),
+            _ => None,
+        });
+    match text {
+        Some(text) => format!("{text} (#{})", record.id),
+        None => format!("#{}", record.id),
+    }
+}
+
+/// The label of record `id` of `table` as a link picker shows it ("#id" if it is gone).
+fn label_of(app: &App, table: &Table, id: &str) -> Result<String, DomainError> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(String::new());
+    };
+    match app.core.record(table.id, id) {
+        Ok(record) => Ok(label(table, &record)),
+        Err(DomainError::NotFound(_)) => Ok(format!("#{id}")),
+        Err(e) => Err(e),
+    }
+}
+
+/// The inputs for a record (or a new one), showing `typed` where a form came back.
+/// Blocking: a link's label is read from the table it points at.
+fn inputs(
+    app: &App,
+    ctx: &FormContext,
+    record: Option<&Record>,
+    typed: Option<&Submitted>,
+) -> Result<Vec<Input>, DomainError> {
+    let mut inputs = Vec::new();
+    for field in &ctx.table.fields {
+        let stored = record
+            .and_then(|r| r.values.get(&field.no))
+            .unwrap_or(&Value::Null);
+        let mut value = match (field.field_type, stored) {
+            (FieldType::User | FieldType::Link, Value::User(id) | Value::Link(id)) => {
+                id.to_string()
+            }
+            // datetime-local takes "YYYY-MM-DDTHH:MM:SS" without a zone; ours are UTC.
+            (FieldType::Datetime, Value::Datetime(s)) => {
+                s.trim_end_matches('Z').chars().take(19).collect()
+            }
+            _ => stored.to_text(field, &|_| None),
+        };
+        let mut was = value.clone();
+        if let Some(typed) = typed {
+            if let Some(text) = typed.get(&format!("f{}", field.no)) {
                 value = text.to_string();
             }
-            let options = match field.field_type {
-                FieldType::Select => field
-                    .options
-                    .choices
-                    .iter()
-                    .flatten()
-                    .map(|c| (c.clone(), c.clone(), *c == value))
-                    .collect(),
-                FieldType::User => ctx
-                    .users
-                    .iter()
-                    .map(|u| {
-                        let id = u.id.to_string();
-                        let selected = id == value;
-                        (id, format!("{} ({})", u.full_name, u.login), selected)
-                    })
-                    .collect(),
-                FieldType::Link => ctx
-                    .targets
-                    .get(&field.no)
-                    .into_iter()
-                    .flatten()
-                    .map(|(id, label)| (id.to_string(), label.clone(), id.to_string() == value))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let file = match stored {
+            if let Some(text) = typed.get(&format!("o{}", field.no)) {
+                was = text.to_string();
+            }
+        }
+        // The current value is always one of the choices, even one this side does not
+        // list (a choice removed, a user unknown here): a save must not clear it unseen.
+        let current = |options: &mut Vec<(String, String, bool)>| {
+            if !value.is_empty() && !options.iter().any(|(v, _, _)| *v == value) {
+                options.insert(0, (value.clone(), value.clone(), true));
+            }
+        };
+        let mut options: Vec<(String, String, bool)> = match field.field_type {
+            FieldType::Select => field
+                .options
+                .choices
+                .iter()
+                .flatten()
+                .map(|c| (c.clone(), c.clone(), *c == value))
+                .collect(),
+            FieldType::User => ctx
+                .users
+                .iter()
+                .map(|u| {
+                    let id = u.id.to_string();
+                    let selected = id == value;
+                    (id, format!("{} ({})", u.full_name, u.login), selected)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if matches!(field.field_type, FieldType::Select | FieldType::User) {
+            current(&mut options);
+        }
+        let target = ctx.targets.get(&field.no);
+        let label = match target {
+            Some(target) if !value.is_empty() => label_of(app, target, &value)?,
+            _ => String::new(),
+        };
+        inputs.push(Input {
+            no: field.no,
+            name: field.name.clone(),
+            kind: match field.options.numbering {
+                Some(_) => "numbered",
+                None => field.field_type.as_str(),
+            },
+            value,
+            was,
+            label,
+            target: target.map(|t| t.id).unwrap_or_default(),
+            options,
+            file: match stored {
                 Value::File(f) => Some((f.name.clone(), f.size)),
                 _ => None,
-            };
-            Input {
-                no: field.no,
-                name: field.name.clone(),
-                kind: match field.options.numbering {
-                    Some(_) => "numbered",
-                    None => field.field_type.as_str(),
-                },
-                value,
-                options,
-                file,
+            },
+        });
+    }
+    Ok(inputs)
+}
+
+#[derive(serde::Deserialize, Default)]
+struct PickParams {
+    q: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A link picker's matches as the person types: records of the table whose text (or
+/// number, typed as "#12" or "12") matches, by label, a page at a time.
+#[derive(Template)]
+#[template(
+    source = r#"{% for (id, label) in found %}<li><button type="button" class="pick" data-id="{{ id }}" data-label="{{ label }}">{{ label }}</button></li>{% endfor %}{% if found.is_empty() %}<li class="none">{{ page.t("pick-none") }}</li>{% endif %}{% if more %}<li class="more">{{ page.t("pick-more") }}</li>{% endif %}"#,
+    ext = "html"
+)]
+struct PickList {
+    page: Page,
+    found: Vec<(i64, String)>,
+    more: bool,
+}
+
+const PICK_PAGE: usize = 20;
+
+async fn pick(
+    State(app): State<App>,
+    signed: Signed,
+    Path(table_id): Path<i64>,
+    Query(params): Query<PickParams>,
+) -> WebResult<Response> {
+    let page = signed.page;
+    let q = params.q.unwrap_or_default().trim().to_string();
+    let limit = params.limit.unwrap_or(PICK_PAGE).clamp(1, 100);
+    let (found, more) = work(page.lang, move || {
+        let table = app.core.table(table_id)?;
+        let mut found = Vec::new();
+        // A number typed as such finds that record first.
+        if let Ok(id) = q.trim_start_matches('#').parse::<i64>()
+            && let Ok(record) = app.core.record(table_id, id)
+            && record.status == RecordStatus::Active
+        {
+            found.push((record.id, label(&table, &record)));
+        }
+        let by_label = table
+            .fields
+            .iter()
+            .find(|f| f.field_type == FieldType::Text)
+            .map(|f| crmsync_domain::record::SortKey::Field(f.no))
+            .unwrap_or(crmsync_domain::record::SortKey::Id);
+        let matches = app.core.list_records(
+            table_id,
+            &RecordQuery {
+                q: (!q.is_empty()).then_some(q),
+                limit,
+                sort: by_label,
+                ..RecordQuery::default()
+            },
+        )?;
+        for record in &matches.records {
+            if found.len() < limit && !found.iter().any(|(id, _)| *id == record.id) {
+                found.push((record.id, label(&table, record)));
             }
-        })
-        .collect()
+        }
+        Ok((found, matches.next_after.is_some()))
+    })
+    .await?;
+    Ok(render(&PickList { page, found, more }))
 }
 
 fn history(
@@ -762,9 +862,14 @@ async fn new_record(
     Path(table_id): Path<i64>,
 ) -> WebResult<Response> {
     let page = signed.page.in_section("tables");
-    let ctx = work(page.lang, move || form_context(&app, table_id)).await?;
+    let (ctx, inputs) = work(page.lang, move || {
+        let ctx = form_context(&app, table_id)?;
+        let inputs = inputs(&app, &ctx, None, None)?;
+        Ok((ctx, inputs))
+    })
+    .await?;
     Ok(render(&RecordPage {
-        inputs: inputs(&ctx, None, None),
+        inputs,
         table: ctx.table,
         record: None,
         history: Vec::new(),
@@ -777,7 +882,9 @@ async fn new_record(
     }))
 }
 
-/// The form's values, parsed for the table's fields (files are uploaded separately).
+/// The form's values, parsed for the table's fields (files are uploaded separately). A
+/// field the form sends back as it was shown (`o<no>` beside `f<no>`) was not touched and
+/// is left out: saving one field never rewrites the others with what the page showed.
 fn typed_values(ctx: &FormContext, form: &Submitted) -> Result<Vec<(i64, Value)>, DomainError> {
     let mut values = Vec::new();
     for field in &ctx.table.fields {
@@ -787,6 +894,9 @@ fn typed_values(ctx: &FormContext, form: &Submitted) -> Result<Vec<(i64, Value)>
         let Some(text) = form.get(&format!("f{}", field.no)) else {
             continue;
         };
+        if form.get(&format!("o{}", field.no)) == Some(text) {
+            continue;
+        }
         let text = match field.field_type {
             // From datetime-local: a time without a zone, taken as UTC.
             FieldType::Datetime if !text.trim().is_empty() && !text.ends_with('Z') => {
@@ -872,14 +982,17 @@ async fn write_form(
             if !matches!(e, DomainError::Invalid { .. } | DomainError::Rows(_)) {
                 return Err(WebError::domain(lang, e));
             }
-            let record = match id {
-                Some(id) => Some(work(lang, move || app.core.record(table_id, id)).await?),
-                None => None,
-            };
+            let shown = ctx.clone();
+            let (record, inputs) = work(lang, move || {
+                let record = id.map(|id| app.core.record(table_id, id)).transpose()?;
+                let inputs = inputs(&app, &shown, record.as_ref(), Some(&form))?;
+                Ok((record, inputs))
+            })
+            .await?;
             Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
                 render(&RecordPage {
-                    inputs: inputs(&ctx, record.as_ref(), Some(&form)),
+                    inputs,
                     deleted: record
                         .as_ref()
                         .is_some_and(|r| r.status == RecordStatus::Deleted),
@@ -911,9 +1024,10 @@ async fn record(
 ) -> WebResult<Response> {
     let page = signed.page.in_section("tables");
     let lang = page.lang;
-    let (ctx, record, changes, syncs, remote, instances) = work(lang, move || {
+    let (ctx, record, inputs, changes, syncs, remote, instances) = work(lang, move || {
         let ctx = form_context(&app, table_id)?;
         let record = app.core.record(table_id, id)?;
+        let inputs = inputs(&app, &ctx, Some(&record), None)?;
         let changes = app.core.history(table_id, id)?;
         let all = app.core.syncs()?;
         let mut peers = Vec::new();
@@ -936,7 +1050,7 @@ async fn record(
             .into_iter()
             .map(|(_, base, wire, uid)| format!("{base}/tables/{wire}/uid/{uid}"))
             .collect();
-        Ok((ctx, record, changes, syncs, remote, instances))
+        Ok((ctx, record, inputs, changes, syncs, remote, instances))
     })
     .await?;
     let notice = match params.notice.as_deref() {
@@ -948,7 +1062,7 @@ async fn record(
         _ => None,
     };
     Ok(render(&RecordPage {
-        inputs: inputs(&ctx, Some(&record), None),
+        inputs,
         history: history(lang, &ctx.table, &changes, &ctx.users, &syncs, &instances),
         deleted: record.status == RecordStatus::Deleted,
         synced: ctx.synced,

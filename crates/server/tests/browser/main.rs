@@ -563,3 +563,189 @@ async fn an_office_with_clients_of_its_own_joins_by_phone() {
     browser.screenshot("sync-rules").await;
     browser.client.clone().close().await.unwrap();
 }
+
+/// Issue 11, item 4: an order linked to a client far beyond the first 500 shows that
+/// client in its picker; saving the order's status keeps the link; typing part of another
+/// client's name and choosing it links the order to that client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_picker_keeps_and_finds_a_client_among_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let api = server.admin();
+    let shop = common::orders_of_many_clients(&api, 600).await;
+    let (status, client) = (shop.status.to_string(), shop.client.to_string());
+    let order = || async {
+        api.ok(
+            reqwest::Method::GET,
+            &format!("/tables/{}/records/{}", shop.orders, shop.order),
+            None,
+        )
+        .await["values"]
+            .clone()
+    };
+    let browser = Browser::start("en").await;
+    browser.sign_in(&server.url).await;
+    browser
+        .goto(&format!(
+            "{}/tables/{}/{}",
+            server.url, shop.orders, shop.order
+        ))
+        .await;
+    let picker = format!("#pick-f{client}");
+    let far = format!("Client 0600 (#{})", shop.far_client);
+    let shown = browser.find(&picker).await.prop("value").await.unwrap();
+    assert_eq!(shown.as_deref(), Some(far.as_str()));
+
+    // Another field changed and saved: the link stays.
+    browser
+        .choose(&format!("select[name=f{status}]"), "Paid")
+        .await;
+    browser.click("#save-record").await;
+    eventually(20, "the status saved", || async {
+        (order().await[&status] == "Paid").then_some(())
+    })
+    .await;
+    assert_eq!(order().await[&client], shop.far_client);
+    assert!(browser.text(".notice").await.contains("Saved"));
+    let shown = browser.find(&picker).await.prop("value").await.unwrap();
+    assert_eq!(shown.as_deref(), Some(far.as_str()));
+
+    // Part of another client's name typed over the current one (a click into the picker
+    // selects its text), that client chosen, saved.
+    let search = browser.find(&picker).await;
+    search.click().await.unwrap();
+    search.send_keys("ebra tra").await.unwrap();
+    let zebra = format!(".picker-results button[data-id=\"{}\"]", shop.zebra);
+    browser.find(&zebra).await;
+    browser.screenshot("link-picker").await;
+    browser.click(&zebra).await;
+    let shown = browser.find(&picker).await.prop("value").await.unwrap();
+    assert_eq!(
+        shown.as_deref(),
+        Some(format!("Zebra Trading (#{})", shop.zebra).as_str())
+    );
+    browser.click("#save-record").await;
+    eventually(20, "the order linked to the chosen client", || async {
+        (order().await[&client] == shop.zebra).then_some(())
+    })
+    .await;
+    assert_eq!(order().await[&status], "Paid");
+    browser.client.clone().close().await.unwrap();
+}
+
+/// Issue 11, item 17 (S-23 over folders): a passive local-folder sync set up in the web UI
+/// with remote access and the active side's address; a record that came through the
+/// folders has a button that opens the same record on the active side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_folder_sync_opens_a_record_on_the_active_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, main_name, _) = clients(&main_api, &[]).await;
+    let (aux_table, aux_name, _) = clients(&aux_api, &[]).await;
+    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+    let active = main_api
+        .ok(
+            reqwest::Method::POST,
+            "/syncs",
+            Some(
+                json!({ "name": "Branch", "mode": "active", "transport": "local",
+                         "password": "123456", "period_seconds": 1,
+                         "local": { "upload_dir": up, "download_dir": down } }),
+            ),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    main_api
+        .ok(
+            reqwest::Method::POST,
+            &format!("/syncs/{active}/fields"),
+            Some(json!({ "field_no": main_name })),
+        )
+        .await;
+    // Two host names, so the browser keeps one session cookie for each instance.
+    let main_url = main.url.clone();
+    let aux_url = aux.url.replace("127.0.0.1", "localhost");
+    let browser = Browser::start("en").await;
+    browser.sign_in(&main_url).await;
+
+    // The passive side, in the web UI: folders, remote access and the active's address.
+    browser.sign_in(&aux_url).await;
+    browser.goto(&format!("{aux_url}/syncs/new")).await;
+    browser.fill("input[name=name]", "Main office").await;
+    browser.choose("select[name=mode]", "passive").await;
+    browser.choose("select[name=transport]", "local").await;
+    browser
+        .fill("input[name=local_upload_dir]", down.to_str().unwrap())
+        .await;
+    browser
+        .fill("input[name=local_download_dir]", up.to_str().unwrap())
+        .await;
+    browser.click("input[name=remote_access]").await;
+    browser.fill("input[name=remote_url]", &main_url).await;
+    browser.fill("input[name=password]", "123456").await;
+    browser.fill("input[name=period_seconds]", "1").await;
+    browser.screenshot("add-folder-sync").await;
+    browser.click("#create-sync").await;
+    browser.find("#sync-status").await;
+    let passive_page = browser.client.current_url().await.unwrap().to_string();
+    let passive: i64 = passive_page.rsplit('/').next().unwrap().parse().unwrap();
+    let (_, settings) = aux_api.get(&format!("/syncs/{passive}")).await;
+    assert_eq!(settings["transport"], "local", "{settings}");
+    assert_eq!(settings["remote_access"], true, "{settings}");
+    assert_eq!(settings["remote_url"], main_url.as_str(), "{settings}");
+    browser.choose("#field-table", &aux_table.to_string()).await;
+    browser.choose("#field-no", &aux_name.to_string()).await;
+    browser.choose("select[name=direction]", "both").await;
+    browser
+        .fill("input[name=remote_typed]", &main_name.to_string())
+        .await;
+    browser.click("#add-field-button").await;
+    browser
+        .find(&format!("tr[data-field=\"{aux_name}\"]"))
+        .await;
+
+    // A client made on the active side comes through the folders and opens there.
+    let original = main_api
+        .create_record(
+            main_table,
+            json!({ main_name.to_string(): "Folder client" }),
+        )
+        .await;
+    let copy = eventually(30, "the client through the folders", || async {
+        let page = aux_api
+            .ok(
+                reqwest::Method::GET,
+                &format!("/tables/{aux_table}/records?q=Folder"),
+                None,
+            )
+            .await;
+        page["records"][0]["id"].as_i64()
+    })
+    .await;
+    browser
+        .goto(&format!("{aux_url}/tables/{aux_table}/{copy}"))
+        .await;
+    let on_active = browser
+        .find("#open-on-active")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("a link to the active side");
+    assert_eq!(
+        on_active,
+        format!(
+            "{main_url}/tables/{main_table}/uid/{}",
+            original["uid"].as_str().unwrap()
+        )
+    );
+    browser.goto(&on_active).await;
+    assert_eq!(
+        browser.client.current_url().await.unwrap().as_str(),
+        format!("{main_url}/tables/{main_table}/{}", original["id"])
+    );
+    browser.client.clone().close().await.unwrap();
+}

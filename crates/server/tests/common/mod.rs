@@ -480,3 +480,78 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Clients (Name, `count` of them imported from CSV as "Client 0001"…, then "Zebra
+/// Trading") and Orders (Status, a choice; Client, a link) with one order linked to the
+/// last imported client: a link far beyond any first page of clients.
+pub struct Orders {
+    pub clients: i64,
+    pub orders: i64,
+    pub status: i64,
+    pub client: i64,
+    pub order: i64,
+    pub far_client: i64,
+    pub zebra: i64,
+}
+
+pub async fn orders_of_many_clients(api: &Client, count: usize) -> Orders {
+    let clients = api.create_table("Clients").await;
+    let name = api.create_field(clients, "Name", "text", json!({})).await;
+    let mut csv = String::from("Name\n");
+    for i in 1..=count {
+        csv.push_str(&format!("Client {i:04}\n"));
+    }
+    let imported: Value = api
+        .raw(Method::POST, &format!("/tables/{clients}/import"))
+        .body(csv)
+        .send()
+        .await
+        .expect("import sent")
+        .json()
+        .await
+        .expect("import answer");
+    assert_eq!(imported["imported"], count, "{imported}");
+    let id_of = |page: Value| page["records"][0]["id"].as_i64().expect("a client");
+    let far_client = id_of(
+        api.ok(
+            Method::GET,
+            &format!("/tables/{clients}/records?q=Client%20{count:04}"),
+            None,
+        )
+        .await,
+    );
+    let zebra = api
+        .create_record(clients, json!({ name.to_string(): "Zebra Trading" }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let orders = api.create_table("Orders").await;
+    let status = api
+        .create_field(
+            orders,
+            "Status",
+            "select",
+            json!({ "choices": ["New", "Paid", "Shipped"] }),
+        )
+        .await;
+    let client = api
+        .create_field(orders, "Client", "link", json!({ "table_id": clients }))
+        .await;
+    let order = api
+        .create_record(
+            orders,
+            json!({ status.to_string(): "New", client.to_string(): far_client }),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    Orders {
+        clients,
+        orders,
+        status,
+        client,
+        order,
+        far_client,
+        zebra,
+    }
+}

@@ -426,3 +426,160 @@ async fn admins_manage_tables_fields_and_users_through_the_forms() {
     let (status, _) = api.get("/tables/1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// What a browser sends from the form with `id` in `html`: each named input that belongs
+/// to it (checkboxes only when checked), each select's chosen option (the first when none
+/// is marked, as a browser does), each textarea.
+fn form_fields(html: &str, id: &str) -> Vec<(String, String)> {
+    let start = html.find(&format!("id=\"{id}\"")).expect("the form");
+    let form = &html[start..start + html[start..].find("</form>").expect("the form's end")];
+    let attr = |tag: &str, name: &str| {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        let value = &tag[at..at + tag[at..].find('"')?];
+        Some(
+            value
+                .replace("&#34;", "\"")
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&"),
+        )
+    };
+    let mut fields = Vec::new();
+    let mut rest = form;
+    while let Some(at) = rest.find('<') {
+        rest = &rest[at + 1..];
+        let tag = &rest[..rest.find('>').unwrap()];
+        let Some(name) = attr(tag, "name") else {
+            continue;
+        };
+        if tag.starts_with("input") {
+            let checkbox = attr(tag, "type").as_deref() == Some("checkbox");
+            if attr(tag, "form").is_none() && (!checkbox || tag.contains(" checked")) {
+                fields.push((name, attr(tag, "value").unwrap_or_default()));
+            }
+        } else if tag.starts_with("select") {
+            let options = &rest[..rest.find("</select>").unwrap()];
+            let tags: Vec<&str> = options.split("<option").skip(1).collect();
+            let chosen = tags
+                .iter()
+                .find(|t| t[..t.find('>').unwrap()].contains(" selected"))
+                .or(tags.first())
+                .and_then(|t| attr(t, "value"))
+                .unwrap_or_default();
+            fields.push((name, chosen));
+        } else if tag.starts_with("textarea") {
+            let body = &rest[tag.len() + 1..];
+            fields.push((name, body[..body.find("</textarea>").unwrap()].to_string()));
+        }
+    }
+    fields
+}
+
+/// Issue 11, item 4: an order linked to a client far beyond the first page of clients
+/// shows that client in its form, and saving the order's status keeps the link, even when
+/// the link changed elsewhere after the page was opened; the picker finds clients by name.
+#[tokio::test]
+async fn saving_a_record_form_changes_only_what_the_person_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let api = server.admin();
+    let shop = crate::common::orders_of_many_clients(&api, 600).await;
+    let path = format!("/tables/{}/{}", shop.orders, shop.order);
+    let order = || async {
+        api.ok(
+            reqwest::Method::GET,
+            &format!("/tables/{}/records/{}", shop.orders, shop.order),
+            None,
+        )
+        .await["values"]
+            .clone()
+    };
+    let (status, client) = (shop.status.to_string(), shop.client.to_string());
+
+    // The form sent back as the page holds it, with only the status changed.
+    let html = server.web_page(&path, "en").await;
+    let mut fields = form_fields(&html, "record-form");
+    fields.retain(|(k, _)| k != "_csrf");
+    for (name, value) in &mut fields {
+        if *name == format!("f{status}") {
+            *value = "Paid".into();
+        }
+    }
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (answer, _) = server.web_form(&path, &path, &form).await;
+    assert_eq!(answer, StatusCode::SEE_OTHER);
+    let values = order().await;
+    assert_eq!(values[&status], "Paid");
+    assert_eq!(values[&client], shop.far_client, "the link kept: {values}");
+    assert!(
+        html.contains(&format!("value=\"Client 0600 (#{})\"", shop.far_client)),
+        "the picker shows the linked client's name"
+    );
+
+    // The link changed through the API after the page was opened: the stale page's save
+    // of the status does not put the old client back.
+    api.ok(
+        reqwest::Method::PATCH,
+        &format!("/tables/{}/records/{}", shop.orders, shop.order),
+        Some(json!({ "values": { &client: shop.zebra } })),
+    )
+    .await;
+    for (name, value) in &mut fields {
+        if *name == format!("f{status}") {
+            *value = "Shipped".into();
+        }
+    }
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    server.web_form(&path, &path, &form).await;
+    let values = order().await;
+    assert_eq!(values[&status], "Shipped");
+    assert_eq!(values[&client], shop.zebra, "{values}");
+
+    // A form that leaves the link out leaves it as it is; one that empties it clears it.
+    server
+        .web_form(&path, &path, &[(&format!("f{status}"), "New")])
+        .await;
+    assert_eq!(order().await[&client], shop.zebra);
+    let was = shop.zebra.to_string();
+    server
+        .web_form(
+            &path,
+            &path,
+            &[(&format!("f{client}"), ""), (&format!("o{client}"), &was)],
+        )
+        .await;
+    assert_eq!(order().await[&client], serde_json::Value::Null);
+
+    // The picker's search: by name, as typed; by number; a page at a time; hostile text
+    // shown as text.
+    let pick = |q: &str| format!("/tables/{}/pick?q={q}", shop.clients);
+    let found = server.web_page(&pick("zeBRa"), "en").await;
+    assert!(
+        found.contains(&format!(
+            "data-id=\"{0}\" data-label=\"Zebra Trading (#{0})\"",
+            shop.zebra
+        )),
+        "{found}"
+    );
+    assert_eq!(found.matches("class=\"pick\"").count(), 1, "{found}");
+    let by_number = server
+        .web_page(&pick(&format!("%23{}", shop.far_client)), "en")
+        .await;
+    assert!(by_number.contains("Client 0600"), "{by_number}");
+    let page = server.web_page(&pick("Client%2005"), "en").await;
+    assert_eq!(page.matches("class=\"pick\"").count(), 20, "{page}");
+    assert!(page.contains("More match"), "{page}");
+    let hostile = server.web_page(&pick("%3Cscript%3E"), "en").await;
+    assert!(
+        hostile.contains("Nothing found") && !hostile.contains("<script>"),
+        "{hostile}"
+    );
+}

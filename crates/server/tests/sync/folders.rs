@@ -372,3 +372,60 @@ async fn changes_after_the_active_side_restarts_still_arrive() {
     let (_, status) = aux_api.get(&format!("/syncs/{passive}/status")).await;
     assert_eq!(status["reason"], serde_json::Value::Null, "{status}");
 }
+
+/// S-23 over folders (issue 11, item 17): the REST API takes remote access and the active
+/// side's address for a passive local-folder sync, and a copy that came through the folders
+/// then names the same record on the active side.
+#[tokio::test]
+async fn a_passive_folder_sync_with_the_active_sides_address_names_each_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let (_, passive) = link_by_folders(dir.path(), &main_api, &aux_api, &[(m[0], a[0])]).await;
+    let (status, settings) = aux_api
+        .patch(
+            &format!("/syncs/{passive}"),
+            json!({ "remote_access": true, "remote_url": main.url }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    assert_eq!(settings["transport"], "local");
+    assert_eq!(settings["remote_access"], true);
+
+    let created = main_api
+        .create_record(main_table, json!({ m[0].to_string(): "Folder client" }))
+        .await;
+    let copy = eventually(20, "the record through the folders", || async {
+        let page = aux_api
+            .ok(
+                reqwest::Method::GET,
+                &format!("/tables/{aux_table}/records"),
+                None,
+            )
+            .await;
+        page["records"][0]["id"].as_i64()
+    })
+    .await;
+    let copy = aux_api
+        .ok(
+            reqwest::Method::GET,
+            &format!("/tables/{aux_table}/records/{copy}"),
+            None,
+        )
+        .await;
+    let link = copy["remote"][0]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a link to the active side's record: {copy}"))
+        .to_string();
+    let original = main_api
+        .ok(
+            reqwest::Method::GET,
+            link.trim_start_matches(&format!("{}/api/v1", main.url)),
+            None,
+        )
+        .await;
+    assert_eq!(original["id"], created["id"]);
+}
