@@ -7,6 +7,7 @@ mod common;
 mod clock;
 mod conflicts;
 mod crash;
+mod created_at;
 mod drift;
 mod files;
 mod folders;
