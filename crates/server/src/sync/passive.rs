@@ -46,16 +46,27 @@ pub fn router() -> Router<App> {
         .layer(DefaultBodyLimit::max(MAX_PACKET_BYTES))
 }
 
-/// The mapping of a passive sync, with the active side's catalogue it last sent.
-pub fn passive_mapping(app: &App, sync: &SyncConfig) -> Result<Mapping, DomainError> {
-    let state = app.core.sync_state(sync.id)?;
-    let catalog: Option<Catalog> = state
+/// The peer's catalogue as it last described it (none yet: None).
+pub fn peer_catalog(app: &App, sync_id: i64) -> Result<Option<Catalog>, DomainError> {
+    let state = app.core.sync_state(sync_id)?;
+    Ok(state
         .peer_catalog
         .as_deref()
-        .and_then(|c| serde_json::from_str(c).ok());
-    let fields = app.core.sync_fields(sync.id)?;
+        .and_then(|c| serde_json::from_str(c).ok()))
+}
+
+/// The mapping of a passive sync, with the active side's catalogue it last sent.
+pub fn passive_mapping(app: &App, sync: &SyncConfig) -> Result<Mapping, DomainError> {
+    let catalog = peer_catalog(app, sync.id)?;
     let tables = app.core.tables()?;
+    let (fields, unpaired) = crmsync_sync::mapping::pair_by_name(
+        app.core.sync_fields(sync.id)?,
+        &app.core.sync_tables(sync.id)?,
+        &tables,
+        catalog.as_ref(),
+    );
     let mut mapping = Mapping::build(sync, &fields, &tables, catalog.as_ref());
+    mapping.problems.extend(unpaired);
     mapping.uids = crmsync_sync::mapping::UidPairs::new(&app.core.uid_pairs(sync.id)?);
     Ok(mapping)
 }

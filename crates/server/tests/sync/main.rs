@@ -23,3 +23,4 @@ mod random;
 mod tls;
 mod topology;
 mod translate;
+mod whole_table;
