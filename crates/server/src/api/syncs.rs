@@ -263,6 +263,7 @@ pub async fn add_table(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let app2 = app.clone();
     let (entry, fields, problems) = blocking(move || {
+        crate::sync::passive::check_remote_table(&app2, id, body.remote_table_id)?;
         let (entry, fields) = app2.core.add_sync_table(
             &actor,
             id,

@@ -55,6 +55,24 @@ pub fn peer_catalog(app: &App, sync_id: i64) -> Result<Option<Catalog>, DomainEr
         .and_then(|c| serde_json::from_str(c).ok()))
 }
 
+/// Refuses a whole table paired with a table the active side does not have (once it has
+/// described its tables; before that, pairing is reported as waiting).
+pub fn check_remote_table(
+    app: &App,
+    sync_id: i64,
+    remote_table_id: Option<i64>,
+) -> Result<(), DomainError> {
+    let (Some(remote), Some(catalog)) = (remote_table_id, peer_catalog(app, sync_id)?) else {
+        return Ok(());
+    };
+    if catalog.iter().any(|c| c.table_id == remote) {
+        return Ok(());
+    }
+    Err(DomainError::invalid(format!(
+        "remote_table_id: the active side has no table {remote} (see GET /api/v1/syncs/{sync_id}/catalog)"
+    )))
+}
+
 /// The mapping of a passive sync, with the active side's catalogue it last sent.
 pub fn passive_mapping(app: &App, sync: &SyncConfig) -> Result<Mapping, DomainError> {
     let catalog = peer_catalog(app, sync.id)?;

@@ -731,9 +731,11 @@ async fn add_table(
         typed
     };
     let remote_table_id = optional_number(lang, &remote, "table")?;
-    let (core, actor) = (app.core.clone(), signed.actor);
+    let (app2, actor) = (app.clone(), signed.actor);
     work(lang, move || {
-        core.add_sync_table(&actor, sync_id, table_id, direction, remote_table_id)
+        crate::sync::passive::check_remote_table(&app2, sync_id, remote_table_id)?;
+        app2.core
+            .add_sync_table(&actor, sync_id, table_id, direction, remote_table_id)
     })
     .await?;
     app.syncs.changed();

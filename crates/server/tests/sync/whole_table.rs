@@ -61,6 +61,17 @@ async fn a_whole_table_travels_and_a_field_added_later_joins_the_sync_with_its_d
         catalog["peer_fields"].is_array().then_some(())
     })
     .await;
+    let (status, bad) = aux_api
+        .post(
+            &format!("/syncs/{passive}/tables"),
+            json!({ "table_id": aux_table, "direction": "both", "remote_table_id": 999 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    assert!(
+        bad["detail"].as_str().unwrap().contains("no table 999"),
+        "{bad}"
+    );
     let entry = add_table(
         &aux_api,
         passive,
