@@ -103,10 +103,13 @@ pub fn pair_by_name(
             continue;
         };
         let Some(catalog) = peer_catalog else {
-            problems.push(format!(
+            let waiting = format!(
                 "table {} \"{}\": waiting for the active side to describe its fields",
                 table.id, table.name
-            ));
+            );
+            if !problems.contains(&waiting) {
+                problems.push(waiting);
+            }
             continue;
         };
         let name = local.name.trim().to_lowercase();

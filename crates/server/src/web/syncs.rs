@@ -518,8 +518,10 @@ async fn detail(
                             .map(|field| (t.name.clone(), field.name.clone()))
                     })
                     .unwrap_or_default();
+                // A whole table's field without a number of its own: the one paired by name.
                 let remote = f
                     .remote_field_no
+                    .or_else(|| mapping.by_local(f.field_no).map(|r| r.wire_no))
                     .map(|no| {
                         catalog
                             .iter()

@@ -89,6 +89,11 @@ async fn a_whole_table_travels_and_a_field_added_later_joins_the_sync_with_its_d
         .await;
     assert_eq!(listed["tables"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["tables"][0]["table_id"], aux_table);
+    let page = aux.web_page(&format!("/syncs/{passive}"), "en").await;
+    assert!(
+        page.contains(&format!("{} · Clients · Name", m[0])),
+        "the sync's page shows the field each one is paired with by name"
+    );
 
     main_api
         .create_record(
