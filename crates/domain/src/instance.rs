@@ -436,7 +436,9 @@ impl<S: Store> Instance<S> {
             options.validate(field_type, |id| tables.iter().any(|t| t.id == id))?;
             crate::numbering::check_source(tx, field_type, options.numbering.as_ref())?;
             ensure_unique_field_name(table, &name, None)?;
-            tx.create_field(table_id, &name, field_type, &options)
+            let no = tx.create_field(table_id, &name, field_type, &options)?;
+            crate::syncs::join_whole_tables(tx, table_id, no)?;
+            Ok(no)
         })?;
         self.notify_commit();
         self.field(no)

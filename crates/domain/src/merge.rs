@@ -26,6 +26,9 @@ pub struct MergeItem {
     pub status: RecordStatus,
     pub status_stamp: Stamp,
     pub values: Vec<(FieldNo, Value, Stamp)>,
+    /// The original's created time: a record created here by this item keeps it (a record
+    /// that exists already keeps its own). None: now.
+    pub created_at_ms: Option<i64>,
 }
 
 /// Which side a conflict rule prefers for a field, seen from this instance.
@@ -165,7 +168,7 @@ impl<S: Store> Instance<S> {
                             .collect();
                         let row = NewRow {
                             uid: item.uid,
-                            created_at_ms: ctx.now_ms,
+                            created_at_ms: item.created_at_ms.unwrap_or(ctx.now_ms),
                             status: item.status,
                             status_stamp: item.status_stamp,
                             values,
@@ -422,6 +425,7 @@ impl<S: Store> Instance<S> {
                             (*no, value, stamp)
                         })
                         .collect(),
+                    created_at_ms: None,
                 });
             }
             Ok(())

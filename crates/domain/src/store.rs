@@ -11,7 +11,7 @@ use crate::record::{
 };
 use crate::schema::{FieldOptions, FieldType, Table};
 use crate::sync::{
-    HeldChange, PendingLink, SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState,
+    HeldChange, PendingLink, SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState, SyncTable,
 };
 use crate::user::{Role, User};
 use crate::{DomainError, FieldNo, RecordId, TableId, UserId};
@@ -134,6 +134,10 @@ pub trait StoreTx {
     fn insert_sync_field(&mut self, field: &SyncField) -> StoreResult<i64>;
     fn update_sync_field(&mut self, field: &SyncField) -> StoreResult<()>;
     fn delete_sync_field(&mut self, id: i64) -> StoreResult<()>;
+    /// Whole tables of every sync (S-02).
+    fn sync_tables(&mut self) -> StoreResult<Vec<SyncTable>>;
+    fn insert_sync_table(&mut self, table: &SyncTable) -> StoreResult<i64>;
+    fn delete_sync_table(&mut self, id: i64) -> StoreResult<()>;
     fn sync_state(&mut self, sync_id: SyncId) -> StoreResult<SyncState>;
     fn save_sync_state(&mut self, sync_id: SyncId, state: &SyncState) -> StoreResult<()>;
     fn append_sync_log(&mut self, entry: &SyncLogEntry) -> StoreResult<()>;

@@ -280,6 +280,20 @@ pub struct SyncField {
     pub conflict_policy: Option<ConflictPolicy>,
 }
 
+/// A whole table in a sync (S-02): every field of it is a sync field with the table's
+/// direction, and a field added to the table later joins the sync with that direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncTable {
+    pub id: i64,
+    #[serde(skip)]
+    pub sync_id: SyncId,
+    pub table_id: crate::TableId,
+    pub direction: Direction,
+    /// On the passive side: the active side's table; this table's fields without a number
+    /// of their own pair with its fields of the same name.
+    pub remote_table_id: Option<crate::TableId>,
+}
+
 /// Where a sync stands. Cursors are change-log sequence numbers.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SyncState {

@@ -2,10 +2,10 @@
 //! and keeping each sync's progress and log. Only administrators change settings.
 
 use crate::instance::{Actor, Instance};
-use crate::store::Store;
+use crate::store::{Store, StoreTx};
 use crate::sync::{
     ConflictPolicy, DEFAULT_PERIOD_SECONDS, Direction, FtpSettings, LocalSettings, Mode, Secret,
-    SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState, Transport, UserMatch,
+    SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState, SyncTable, Transport, UserMatch,
 };
 use crate::{DomainError, FieldNo};
 use serde::Deserialize;
@@ -212,6 +212,111 @@ impl<S: Store> Instance<S> {
         self.store().write(|tx| tx.delete_sync_field(id))
     }
 
+    /// The tables this sync holds whole (S-02).
+    pub fn sync_tables(&self, sync_id: SyncId) -> Result<Vec<SyncTable>, DomainError> {
+        self.sync(sync_id)?;
+        let all = self.store().read(|tx| tx.sync_tables())?;
+        Ok(all.into_iter().filter(|t| t.sync_id == sync_id).collect())
+    }
+
+    /// Adds a whole table to a sync (S-02): each of its fields not yet in the sync becomes a
+    /// sync field with `direction` (a field already there keeps its own entry), and a field
+    /// created in the table later joins with `direction`. On the passive side
+    /// `remote_table_id` names the active side's table whose fields pair with these by name.
+    /// Returns the entry and the table's sync fields.
+    pub fn add_sync_table(
+        &self,
+        actor: &Actor,
+        sync_id: SyncId,
+        table_id: crate::TableId,
+        direction: Direction,
+        remote_table_id: Option<crate::TableId>,
+    ) -> Result<(SyncTable, Vec<SyncField>), DomainError> {
+        actor.require_admin()?;
+        let sync = self.sync(sync_id)?;
+        let table = self.table(table_id).map_err(|_| {
+            DomainError::invalid(format!(
+                "table_id: there is no table {table_id} in this instance"
+            ))
+        })?;
+        match (sync.mode, remote_table_id) {
+            (Mode::Active, Some(_)) => {
+                return Err(DomainError::invalid(
+                    "remote_table_id: only the passive side names the active side's table",
+                ));
+            }
+            (Mode::Passive, None) => {
+                return Err(DomainError::invalid(
+                    "remote_table_id: enter the number of the matching table on the active side (its fields pair with this table's by name)",
+                ));
+            }
+            _ => {}
+        }
+        let id = self.store().write(|tx| {
+            if tx
+                .sync_tables()?
+                .iter()
+                .any(|t| t.sync_id == sync_id && t.table_id == table_id)
+            {
+                return Err(DomainError::Conflict(format!(
+                    "table {table_id} is already whole in this sync; remove it first to add it again"
+                )));
+            }
+            let entry = SyncTable {
+                id: 0,
+                sync_id,
+                table_id,
+                direction,
+                remote_table_id,
+            };
+            let id = tx.insert_sync_table(&entry)?;
+            for field in &table.fields {
+                join_sync(tx, &entry, field.no)?;
+            }
+            Ok(id)
+        })?;
+        let entry = self
+            .sync_tables(sync_id)?
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| {
+                DomainError::not_found(format!("sync {sync_id} has no table entry {id}"))
+            })?;
+        let fields = self
+            .sync_fields(sync_id)?
+            .into_iter()
+            .filter(|f| table.field(f.field_no).is_some())
+            .collect();
+        Ok((entry, fields))
+    }
+
+    /// Takes a whole table out of a sync, with all its fields: what was added in one step
+    /// goes in one step (fields of other tables stay).
+    pub fn delete_sync_table(
+        &self,
+        actor: &Actor,
+        sync_id: SyncId,
+        id: i64,
+    ) -> Result<(), DomainError> {
+        actor.require_admin()?;
+        let entry = self
+            .sync_tables(sync_id)?
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| {
+                DomainError::not_found(format!("sync {sync_id} has no table entry {id}"))
+            })?;
+        let table = self.table(entry.table_id)?;
+        self.store().write(|tx| {
+            for field in tx.sync_fields(sync_id)? {
+                if table.field(field.field_no).is_some() {
+                    tx.delete_sync_field(field.id)?;
+                }
+            }
+            tx.delete_sync_table(id)
+        })
+    }
+
     /// Pairs records of `table_id` with the peer's records they match (B-05): from now on
     /// this side's record `local` travels on this sync as the peer's `peer`. All or none.
     pub fn pair_records(
@@ -333,6 +438,46 @@ impl<S: Store> Instance<S> {
         self.store()
             .read(|tx| tx.sync_log(sync_id, after, limit.clamp(1, 1000)))
     }
+}
+
+/// A field of a whole table joins that table's sync with its direction (unless it is in
+/// it already).
+fn join_sync(
+    tx: &mut dyn StoreTx,
+    entry: &SyncTable,
+    field_no: FieldNo,
+) -> Result<(), DomainError> {
+    if tx
+        .sync_fields(entry.sync_id)?
+        .iter()
+        .any(|f| f.field_no == field_no)
+    {
+        return Ok(());
+    }
+    tx.insert_sync_field(&SyncField {
+        id: 0,
+        sync_id: entry.sync_id,
+        field_no,
+        direction: entry.direction,
+        remote_field_no: None,
+        conflict_policy: None,
+    })?;
+    Ok(())
+}
+
+/// A field just created in `table_id` joins every sync that holds the table whole, in the
+/// transaction that creates it (whatever path created it: API, web UI, demo).
+pub(crate) fn join_whole_tables(
+    tx: &mut dyn StoreTx,
+    table_id: crate::TableId,
+    field_no: FieldNo,
+) -> Result<(), DomainError> {
+    for entry in tx.sync_tables()? {
+        if entry.table_id == table_id {
+            join_sync(tx, &entry, field_no)?;
+        }
+    }
+    Ok(())
 }
 
 /// A folder, spelled one way: no trailing separators or doubled slashes.

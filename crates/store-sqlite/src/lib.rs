@@ -493,6 +493,18 @@ impl StoreTx for SqliteTx<'_> {
         syncs::delete_sync_field(&self.tx, id)
     }
 
+    fn sync_tables(&mut self) -> StoreResult<Vec<crmsync_domain::sync::SyncTable>> {
+        syncs::sync_tables(&self.tx)
+    }
+
+    fn insert_sync_table(&mut self, table: &crmsync_domain::sync::SyncTable) -> StoreResult<i64> {
+        syncs::insert_sync_table(&self.tx, table)
+    }
+
+    fn delete_sync_table(&mut self, id: i64) -> StoreResult<()> {
+        syncs::delete_sync_table(&self.tx, id)
+    }
+
     fn sync_state(&mut self, sync_id: i64) -> StoreResult<crmsync_domain::sync::SyncState> {
         syncs::sync_state(&self.tx, sync_id)
     }

@@ -102,6 +102,9 @@ pub fn drop_table(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
         .map_err(sql_error)?;
     tx.execute("DELETE FROM crm_tables WHERE id = ?1", [id])
         .map_err(sql_error)?;
+    // A table that is gone is no longer whole in any sync.
+    tx.execute("DELETE FROM sync_tables WHERE table_id = ?1", [id])
+        .map_err(sql_error)?;
     Ok(())
 }
 

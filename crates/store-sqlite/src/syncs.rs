@@ -6,7 +6,7 @@ use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::store::StoreResult;
 use crmsync_domain::sync::{
     ConflictPolicy, Direction, FtpSettings, HeldChange, LocalSettings, Mode, PendingLink, Secret,
-    SyncConfig, SyncField, SyncLogEntry, SyncState, Transport, UserMatch,
+    SyncConfig, SyncField, SyncLogEntry, SyncState, SyncTable, Transport, UserMatch,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -132,6 +132,7 @@ pub fn update_sync(tx: &Transaction<'_>, sync: &SyncConfig) -> StoreResult<()> {
 pub fn delete_sync(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
     for sql in [
         "DELETE FROM sync_fields WHERE sync_id = ?1",
+        "DELETE FROM sync_tables WHERE sync_id = ?1",
         "DELETE FROM sync_state WHERE sync_id = ?1",
         "DELETE FROM sync_log WHERE sync_id = ?1",
         "DELETE FROM sync_pending_links WHERE sync_id = ?1",
@@ -204,6 +205,48 @@ pub fn update_sync_field(tx: &Transaction<'_>, field: &SyncField) -> StoreResult
 
 pub fn delete_sync_field(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
     tx.execute("DELETE FROM sync_fields WHERE id = ?1", [id])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+pub fn sync_tables(tx: &Transaction<'_>) -> StoreResult<Vec<SyncTable>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT id, sync_id, table_id, direction, remote_table_id FROM sync_tables ORDER BY id",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt.query([]).map_err(sql_error)?;
+    let mut tables = Vec::new();
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        let direction: String = r.get(3).map_err(sql_error)?;
+        tables.push(SyncTable {
+            id: r.get(0).map_err(sql_error)?,
+            sync_id: r.get(1).map_err(sql_error)?,
+            table_id: r.get(2).map_err(sql_error)?,
+            direction: from_text::<Direction>(&direction)?,
+            remote_table_id: r.get(4).map_err(sql_error)?,
+        });
+    }
+    Ok(tables)
+}
+
+pub fn insert_sync_table(tx: &Transaction<'_>, table: &SyncTable) -> StoreResult<i64> {
+    tx.execute(
+        "INSERT INTO sync_tables (sync_id, table_id, direction, remote_table_id)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![
+            table.sync_id,
+            table.table_id,
+            table.direction.as_str(),
+            table.remote_table_id
+        ],
+    )
+    .map_err(sql_error)?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub fn delete_sync_table(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
+    tx.execute("DELETE FROM sync_tables WHERE id = ?1", [id])
         .map_err(sql_error)?;
     Ok(())
 }

@@ -94,6 +94,7 @@ fn replicas_converge_whatever_the_order_of_delivery() {
             status: w.1,
             status_stamp: w.2,
             values: vec![(fields[w.3], w.4.clone(), w.2)],
+            created_at_ms: None,
         };
         for w in &writes {
             a.merge(&actor_a, table_a, vec![item(w, &fields_a)])

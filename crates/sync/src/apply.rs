@@ -388,6 +388,7 @@ fn resolve_pending_links<S: Store>(
             status: record.record.status,
             status_stamp: record.status_stamp,
             values: vec![(link.field_no, Value::Link(target.record.id), link.stamp)],
+            created_at_ms: None,
         };
         core.merge(actor, link.table_id, vec![item])?;
         core.store().write(|tx| tx.remove_pending_link(&link))?;
@@ -524,6 +525,7 @@ fn translate<S: Store>(
             status,
             status_stamp: stamp(item.status_stamp),
             values,
+            created_at_ms: item.created_at_ms,
         },
         taken,
     ))

@@ -2,7 +2,7 @@
 
 use crate::protocol::{Catalog, CatalogField, Winner, WireRules};
 use crmsync_domain::merge::Prefer;
-use crmsync_domain::sync::{ConflictPolicy, Direction, Mode, SyncConfig, SyncField};
+use crmsync_domain::sync::{ConflictPolicy, Direction, Mode, SyncConfig, SyncField, SyncTable};
 use crmsync_domain::{Field, FieldNo, FieldType, Table, TableId};
 use std::collections::HashMap;
 
@@ -73,6 +73,65 @@ pub fn catalog(tables: &[Table]) -> Catalog {
             })
         })
         .collect()
+}
+
+/// Whole tables on the passive side (S-02): a field of such a table without a number of its
+/// own pairs with the field of the same name (case aside) in the active side's table.
+/// Returns the fields ready for [`Mapping::build`] and, in words a person can act on, why a
+/// field could not be paired (it is left out rather than reported twice).
+pub fn pair_by_name(
+    fields: Vec<SyncField>,
+    whole: &[SyncTable],
+    tables: &[Table],
+    peer_catalog: Option<&Catalog>,
+) -> (Vec<SyncField>, Vec<String>) {
+    let mut problems = Vec::new();
+    let taken: Vec<FieldNo> = fields.iter().filter_map(|f| f.remote_field_no).collect();
+    let mut paired = Vec::with_capacity(fields.len());
+    for mut configured in fields {
+        let found = tables
+            .iter()
+            .find_map(|t| t.field(configured.field_no).map(|f| (t, f)));
+        let entry = found.and_then(|(t, _)| whole.iter().find(|w| w.table_id == t.id));
+        let (Some((table, local)), Some(entry), None) = (found, entry, configured.remote_field_no)
+        else {
+            paired.push(configured);
+            continue;
+        };
+        let Some(remote_table) = entry.remote_table_id else {
+            paired.push(configured);
+            continue;
+        };
+        let Some(catalog) = peer_catalog else {
+            let waiting = format!(
+                "table {} \"{}\": waiting for the active side to describe its fields",
+                table.id, table.name
+            );
+            if !problems.contains(&waiting) {
+                problems.push(waiting);
+            }
+            continue;
+        };
+        let name = local.name.trim().to_lowercase();
+        match catalog
+            .iter()
+            .find(|c| c.table_id == remote_table && c.name.trim().to_lowercase() == name)
+        {
+            None => problems.push(format!(
+                "field {} \"{}\": the active side's table {remote_table} has no field named \"{}\"; add it there or enter its number",
+                local.no, local.name, local.name
+            )),
+            Some(peer) if taken.contains(&peer.no) => problems.push(format!(
+                "field {} \"{}\": the active side's field {} \"{}\" is already mapped to another field here",
+                local.no, local.name, peer.no, peer.name
+            )),
+            Some(peer) => {
+                configured.remote_field_no = Some(peer.no);
+                paired.push(configured);
+            }
+        }
+    }
+    (paired, problems)
 }
 
 /// Types whose values travel as the same JSON shape.

@@ -64,6 +64,7 @@ pub fn table_items<S: Store>(
                 status: RecordStatus::Active.as_str().to_string(),
                 status_stamp: wire_stamp(stored.status_stamp),
                 fields,
+                created_at_ms: Some(record.created_at_ms),
             });
         }
         Ok(())

@@ -117,6 +117,7 @@ pub fn build_packet<S: Store>(
                 status: stored.record.status.as_str().to_string(),
                 status_stamp: wire_stamp(stored.status_stamp),
                 fields: wire_fields,
+                created_at_ms: Some(stored.record.created_at_ms),
             });
         }
         let remaining = (tx.last_change_seq()? - upto).max(0);

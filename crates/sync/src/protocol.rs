@@ -66,6 +66,10 @@ pub struct Item {
     pub status: String,
     pub status_stamp: WireStamp,
     pub fields: BTreeMap<i64, WireField>,
+    /// When the record was first created (ms since the epoch): a copy keeps it. Absent in
+    /// packets of older versions; the receiver then uses its own time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at_ms: Option<i64>,
 }
 
 /// A batch of changes: the sender's change-log entries after `after` up to `upto`.

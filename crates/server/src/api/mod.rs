@@ -127,6 +127,14 @@ pub fn router(app: App) -> Router {
             post(syncs::approve_held).delete(syncs::discard_held),
         )
         .route(
+            "/syncs/{sync_id}/tables",
+            get(syncs::list_tables).post(syncs::add_table),
+        )
+        .route(
+            "/syncs/{sync_id}/tables/{entry_id}",
+            axum::routing::delete(syncs::delete_table),
+        )
+        .route(
             "/syncs/{sync_id}/fields",
             get(syncs::list_fields).post(syncs::add_field),
         )

@@ -242,6 +242,71 @@ pub async fn delete_field(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct NewSyncTable {
+    table_id: crmsync_domain::TableId,
+    #[serde(default = "default_direction")]
+    direction: Direction,
+    /// On the passive side: the active side's table, whose fields pair by name.
+    remote_table_id: Option<crmsync_domain::TableId>,
+}
+
+/// The whole tables of a sync (S-02).
+pub async fn list_tables(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let tables = blocking(move || app.core.sync_tables(id)).await?;
+    Ok(Json(json!({ "tables": tables })))
+}
+
+/// Adds a whole table: answers the entry with the table's sync fields and, on the passive
+/// side, why any of them could not be paired by name with the active side's table.
+pub async fn add_table(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<NewSyncTable>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let app2 = app.clone();
+    let (entry, fields, problems) = blocking(move || {
+        crate::sync::passive::check_remote_table(&app2, id, body.remote_table_id)?;
+        let (entry, fields) = app2.core.add_sync_table(
+            &actor,
+            id,
+            body.table_id,
+            body.direction,
+            body.remote_table_id,
+        )?;
+        let (_, problems) = crmsync_sync::mapping::pair_by_name(
+            fields.clone(),
+            std::slice::from_ref(&entry),
+            &app2.core.tables()?,
+            crate::sync::passive::peer_catalog(&app2, id)?.as_ref(),
+        );
+        Ok((entry, fields, problems))
+    })
+    .await?;
+    app.syncs.changed();
+    let mut body = serde_json::to_value(&entry).unwrap_or_default();
+    body["fields"] = json!(fields);
+    body["problems"] = json!(problems);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Takes a whole table out of the sync, with its fields.
+pub async fn delete_table(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath((id, entry_id)): ApiPath<(i64, i64)>,
+) -> Result<StatusCode, ApiError> {
+    let core = app.core.clone();
+    blocking(move || core.delete_sync_table(&actor, id, entry_id)).await?;
+    app.syncs.changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogParams {
     after: Option<i64>,
     limit: Option<usize>,

@@ -90,11 +90,13 @@ pub async fn create_field(
     ApiPath(table_id): ApiPath<i64>,
     ApiJson(body): ApiJson<NewField>,
 ) -> Result<(StatusCode, Json<Field>), ApiError> {
+    let core = app.core.clone();
     let field = blocking(move || {
-        app.core
-            .create_field(&actor, table_id, &body.name, &body.field_type, body.options)
+        core.create_field(&actor, table_id, &body.name, &body.field_type, body.options)
     })
     .await?;
+    // Syncs introduce the new catalogue, and a whole table's new field joins its sync.
+    app.syncs.changed();
     Ok((StatusCode::CREATED, Json(field)))
 }
 

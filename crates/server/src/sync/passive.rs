@@ -46,16 +46,45 @@ pub fn router() -> Router<App> {
         .layer(DefaultBodyLimit::max(MAX_PACKET_BYTES))
 }
 
-/// The mapping of a passive sync, with the active side's catalogue it last sent.
-pub fn passive_mapping(app: &App, sync: &SyncConfig) -> Result<Mapping, DomainError> {
-    let state = app.core.sync_state(sync.id)?;
-    let catalog: Option<Catalog> = state
+/// The peer's catalogue as it last described it (none yet: None).
+pub fn peer_catalog(app: &App, sync_id: i64) -> Result<Option<Catalog>, DomainError> {
+    let state = app.core.sync_state(sync_id)?;
+    Ok(state
         .peer_catalog
         .as_deref()
-        .and_then(|c| serde_json::from_str(c).ok());
-    let fields = app.core.sync_fields(sync.id)?;
+        .and_then(|c| serde_json::from_str(c).ok()))
+}
+
+/// Refuses a whole table paired with a table the active side does not have (once it has
+/// described its tables; before that, pairing is reported as waiting).
+pub fn check_remote_table(
+    app: &App,
+    sync_id: i64,
+    remote_table_id: Option<i64>,
+) -> Result<(), DomainError> {
+    let (Some(remote), Some(catalog)) = (remote_table_id, peer_catalog(app, sync_id)?) else {
+        return Ok(());
+    };
+    if catalog.iter().any(|c| c.table_id == remote) {
+        return Ok(());
+    }
+    Err(DomainError::invalid(format!(
+        "remote_table_id: the active side has no table {remote} (see GET /api/v1/syncs/{sync_id}/catalog)"
+    )))
+}
+
+/// The mapping of a passive sync, with the active side's catalogue it last sent.
+pub fn passive_mapping(app: &App, sync: &SyncConfig) -> Result<Mapping, DomainError> {
+    let catalog = peer_catalog(app, sync.id)?;
     let tables = app.core.tables()?;
+    let (fields, unpaired) = crmsync_sync::mapping::pair_by_name(
+        app.core.sync_fields(sync.id)?,
+        &app.core.sync_tables(sync.id)?,
+        &tables,
+        catalog.as_ref(),
+    );
     let mut mapping = Mapping::build(sync, &fields, &tables, catalog.as_ref());
+    mapping.problems.extend(unpaired);
     mapping.uids = crmsync_sync::mapping::UidPairs::new(&app.core.uid_pairs(sync.id)?);
     Ok(mapping)
 }

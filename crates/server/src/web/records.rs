@@ -466,7 +466,11 @@ async fn create_field(
     .await
     .map_err(|e| WebError::new(page.lang, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match created {
-        Ok(_) => Ok(Redirect::to(&format!("/tables/{table_id}/fields")).into_response()),
+        Ok(_) => {
+            // Syncs introduce the new catalogue, and a whole table's new field joins its sync.
+            app.syncs.changed();
+            Ok(Redirect::to(&format!("/tables/{table_id}/fields")).into_response())
+        }
         Err(e @ DomainError::Invalid { .. }) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
             render(&fields_page(app, page, table_id, Some(e.to_string())).await?),

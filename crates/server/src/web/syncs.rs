@@ -4,7 +4,7 @@
 //! numbers and the passive side's mapping, initial sync with a live progress bar, and the
 //! log with filters.
 
-use super::{Page, Signed, Submitted, WebError, WebResult, check_csrf, render, work};
+use super::{Lang, Page, Signed, Submitted, WebError, WebResult, check_csrf, render, work};
 use crate::app::App;
 use askama::Template;
 use axum::Form;
@@ -39,6 +39,8 @@ pub fn router() -> Router<App> {
             post(set_field_conflict_policy),
         )
         .route("/syncs/{sync}/fields/{entry}/delete", post(delete_field))
+        .route("/syncs/{sync}/tables", post(add_table))
+        .route("/syncs/{sync}/tables/{entry}/delete", post(delete_table))
         .route("/syncs/{sync}/initial", post(initial))
         .route("/syncs/{sync}/fields/{entry}/initial", post(initial_field))
         .route("/syncs/{sync}/log", get(log))
@@ -431,6 +433,16 @@ struct FieldRow {
     conflict_policy: &'static str,
 }
 
+/// A table held whole by the sync (S-02).
+struct WholeTableRow {
+    id: i64,
+    table: String,
+    direction: &'static str,
+    direction_label: String,
+    /// On the passive side: the active side's table it pairs with.
+    remote: String,
+}
+
 /// A field that can be added: (number, "Table · Name", table id).
 struct Choice {
     no: i64,
@@ -446,9 +458,12 @@ struct SyncPage {
     status: SyncRow,
     endpoint_url: Option<String>,
     fields: Vec<FieldRow>,
+    whole_tables: Vec<WholeTableRow>,
     tables: Vec<Table>,
     choices: Vec<Choice>,
     peer_fields: Vec<Choice>,
+    /// The peer's tables (id, name), from its catalogue.
+    peer_tables: Vec<(i64, String)>,
     problems: Vec<String>,
     job: Option<u64>,
     passive: bool,
@@ -510,8 +525,10 @@ async fn detail(
                             .map(|field| (t.name.clone(), field.name.clone()))
                     })
                     .unwrap_or_default();
+                // A whole table's field without a number of its own: the one paired by name.
                 let remote = f
                     .remote_field_no
+                    .or_else(|| mapping.by_local(f.field_no).map(|r| r.wire_no))
                     .map(|no| {
                         catalog
                             .iter()
@@ -550,6 +567,33 @@ async fn detail(
                 table_id: c.table_id,
             })
             .collect();
+        let mut peer_tables: Vec<(i64, String)> = catalog
+            .iter()
+            .map(|c| (c.table_id, c.table_name.clone()))
+            .collect();
+        peer_tables.dedup();
+        let whole_tables = app
+            .core
+            .sync_tables(sync_id)?
+            .into_iter()
+            .map(|w| WholeTableRow {
+                id: w.id,
+                table: tables
+                    .iter()
+                    .find(|t| t.id == w.table_id)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+                direction: arrow(w.direction),
+                direction_label: page2.t(&format!("direction-{}", w.direction.as_str())),
+                remote: w
+                    .remote_table_id
+                    .map(|no| match peer_tables.iter().find(|(id, _)| *id == no) {
+                        Some((_, name)) => format!("{no} · {name}"),
+                        None => no.to_string(),
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect::<Vec<_>>();
         let held = crate::sync::held::list(&app, sync_id)?
             .into_iter()
             .map(|h| HeldRow {
@@ -567,16 +611,17 @@ async fn detail(
         Ok((
             sync,
             status,
-            fields,
+            (fields, whole_tables),
             tables,
             choices,
-            peer_fields,
+            (peer_fields, peer_tables),
             mapping.problems,
             held,
         ))
     })
     .await?;
     let (sync, status, fields, tables, choices, peer_fields, problems, held) = view;
+    let ((fields, whole_tables), (peer_fields, peer_tables)) = (fields, peer_fields);
     let passive = sync.mode == Mode::Passive;
     let hour = metrics.last_hour(sync.id, now_ms);
     let chart =
@@ -588,9 +633,11 @@ async fn detail(
         status,
         endpoint_url,
         fields,
+        whole_tables,
         tables,
         choices,
         peer_fields,
+        peer_tables,
         problems,
         job: params.job,
         passive,
@@ -652,6 +699,68 @@ async fn add_field(
     let (core, actor) = (app.core.clone(), signed.actor);
     work(lang, move || {
         core.add_sync_field(&actor, sync_id, field_no, direction, remote_field_no, None)
+    })
+    .await?;
+    app.syncs.changed();
+    Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
+}
+
+/// A number typed or picked in a form ("" → none).
+fn optional_number(lang: Lang, text: &str, what: &str) -> Result<Option<i64>, WebError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        WebError::new(
+            lang,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("\"{text}\" is not a {what} number"),
+        )
+    })
+}
+
+/// Adds a whole table to the sync (S-02).
+async fn add_table(
+    State(app): State<App>,
+    signed: Signed,
+    Path(sync_id): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let form = Submitted(form);
+    let lang = signed.page.lang;
+    check_csrf(&signed.page, &form)?;
+    let table_id = optional_number(lang, &form.text("table_id"), "table")?
+        .ok_or_else(|| WebError::new(lang, StatusCode::UNPROCESSABLE_ENTITY, "choose a table"))?;
+    let direction = parse_direction(&form.text("direction"));
+    // Typed wins over picked: a number the catalogue does not show yet.
+    let typed = form.text("remote_table_typed");
+    let remote = if typed.is_empty() {
+        form.text("remote_table_id")
+    } else {
+        typed
+    };
+    let remote_table_id = optional_number(lang, &remote, "table")?;
+    let (app2, actor) = (app.clone(), signed.actor);
+    work(lang, move || {
+        crate::sync::passive::check_remote_table(&app2, sync_id, remote_table_id)?;
+        app2.core
+            .add_sync_table(&actor, sync_id, table_id, direction, remote_table_id)
+    })
+    .await?;
+    app.syncs.changed();
+    Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
+}
+
+async fn delete_table(
+    State(app): State<App>,
+    signed: Signed,
+    Path((sync_id, entry)): Path<(i64, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    check_csrf(&signed.page, &Submitted(form))?;
+    let (core, actor) = (app.core.clone(), signed.actor);
+    work(signed.page.lang, move || {
+        core.delete_sync_table(&actor, sync_id, entry)
     })
     .await?;
     app.syncs.changed();

@@ -123,6 +123,7 @@ async fn two_instances_sync_through_two_local_folders_and_refuse_bad_packets() {
                 },
             )]
             .into(),
+            created_at_ms: None,
         }],
         ..Default::default()
     };
