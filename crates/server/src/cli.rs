@@ -361,9 +361,19 @@ fn import(
         }
         Err(crmsync_domain::DomainError::Rows(rows)) => {
             for row in &rows {
-                eprintln!("row {}: {}", row.row, row.message);
+                let line = row.line.unwrap_or(row.row + 1);
+                match row.file_line {
+                    Some(text_line) => eprintln!(
+                        "line {line} (line {text_line} of the text file): {}",
+                        row.message
+                    ),
+                    None => eprintln!("line {line}: {}", row.message),
+                }
             }
-            anyhow::bail!("{} row(s) rejected; nothing was imported", rows.len())
+            anyhow::bail!(
+                "{}; nothing was imported",
+                crmsync_domain::error::rows_summary(&rows)
+            )
         }
         Err(e) => Err(e.into()),
     }
