@@ -2,7 +2,7 @@
 //! upload folder the other's download folder (S-27).
 
 use super::http::{add_field, clients, record_values};
-use crate::common::{Client, Server, eventually};
+use crate::common::{Client, Server, cli, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::path::Path;
@@ -371,4 +371,72 @@ async fn changes_after_the_active_side_restarts_still_arrive() {
     .await;
     let (_, status) = aux_api.get(&format!("/syncs/{passive}/status")).await;
     assert_eq!(status["reason"], serde_json::Value::Null, "{status}");
+}
+
+#[tokio::test]
+async fn sync_now_runs_one_folder_round_and_a_passive_http_sync_says_who_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (_, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    link_by_folders(dir.path(), &main_api, &aux_api, &[(m[0], a[0])]).await;
+
+    // Main is stopped: a record imported offline travels only when sync-now runs.
+    let main_data = main.kill();
+    let main_dir = main_data.to_str().unwrap();
+    let file = dir.path().join("clients.csv");
+    std::fs::write(&file, "Name\nOffline client\n").unwrap();
+    let (ok, out, err) = cli(&[
+        "import",
+        "--data",
+        main_dir,
+        "--table",
+        "Clients",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(&["sync-now", "--data", main_dir, "active folders"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("sync 1 \"active folders\": wrote 1 record(s)"),
+        "{out}"
+    );
+    eventually(20, "the record on aux", || async {
+        let values = record_values(&aux_api, aux_table).await;
+        (values == vec![json!({ a[0].to_string(): "Offline client" })]).then_some(())
+    })
+    .await;
+
+    // While aux's server runs its own rounds, sync-now takes its turn beside them.
+    let aux_dir = dir.path().join("aux");
+    let (ok, out, err) = cli(&[
+        "sync-now",
+        "--data",
+        aux_dir.to_str().unwrap(),
+        "passive folders",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("sync 1 \"passive folders\": wrote "), "{out}");
+
+    // The passive side of an HTTP sync only answers: it says so and fails.
+    let (status, body) = aux_api
+        .post(
+            "/syncs",
+            json!({ "name": "answers only", "mode": "passive", "password": "123456" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (ok, out, err) = cli(&[
+        "sync-now",
+        "--data",
+        aux_dir.to_str().unwrap(),
+        "answers only",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("passive side of an HTTP sync") && err.contains("active side"),
+        "{err}"
+    );
 }
