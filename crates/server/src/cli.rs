@@ -540,9 +540,9 @@ fn sync_now(data: PathBuf, wanted: Option<String>, trust: TrustArgs) -> Result<(
     let starts_here = |s: &crmsync_domain::sync::SyncConfig| {
         s.mode == Mode::Active || s.transport != Transport::Http
     };
-    let syncs: Vec<_> = app
-        .core
-        .syncs()?
+    let all = app.core.syncs()?;
+    let any_here = !all.is_empty();
+    let syncs: Vec<_> = all
         .into_iter()
         .filter(|s| match &wanted {
             Some(w) => s.id.to_string() == *w || s.name.eq_ignore_ascii_case(w),
@@ -550,14 +550,11 @@ fn sync_now(data: PathBuf, wanted: Option<String>, trust: TrustArgs) -> Result<(
         })
         .collect();
     if syncs.is_empty() {
-        anyhow::bail!(
-            "no such sync here{}",
-            if wanted.is_some() {
-                ""
-            } else {
-                " (no active or folder syncs)"
-            }
-        );
+        anyhow::bail!(match (&wanted, any_here) {
+            (Some(w), _) => format!("there is no sync \"{w}\" here"),
+            (None, false) => "there are no syncs here".to_string(),
+            (None, true) => "the syncs here are passive sides of HTTP syncs: they only answer, and exchanges are started by the active side (run sync-now there)".to_string(),
+        });
     }
     if let Some(sync) = syncs.iter().find(|s| !starts_here(s)) {
         anyhow::bail!(
