@@ -256,7 +256,9 @@ pub fn import(
             match errors.next() {
                 None => Ok(WriteOp::Create(values)),
                 Some(first) => {
-                    more_errors.extend(errors);
+                    // Bounded: a hostile file cannot fill the memory with errors.
+                    let room = MAX_REPORTED_ROW_ERRORS.saturating_sub(more_errors.len());
+                    more_errors.extend(errors.take(room));
                     Err(first)
                 }
             }
