@@ -137,6 +137,8 @@ pub trait StoreTx {
     fn sync_state(&mut self, sync_id: SyncId) -> StoreResult<SyncState>;
     fn save_sync_state(&mut self, sync_id: SyncId, state: &SyncState) -> StoreResult<()>;
     fn append_sync_log(&mut self, entry: &SyncLogEntry) -> StoreResult<()>;
+    /// Removes every sync's log entries written before `before_ms`; returns how many.
+    fn prune_sync_log(&mut self, before_ms: i64) -> StoreResult<usize>;
     /// Keeps (or replaces) a link value waiting for its target.
     fn save_pending_link(&mut self, link: &PendingLink) -> StoreResult<()>;
     fn pending_links(&mut self, sync_id: SyncId) -> StoreResult<Vec<PendingLink>>;

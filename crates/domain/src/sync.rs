@@ -92,6 +92,26 @@ pub enum UserMatch {
     Id,
 }
 
+impl UserMatch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserMatch::Login => "login",
+            UserMatch::FullName => "full_name",
+            UserMatch::Id => "id",
+        }
+    }
+
+    /// The status's warning when the peer matches users another way: its user values would
+    /// find the wrong people, or none (then they are held).
+    pub fn mismatch(self, peer: Option<&str>) -> Option<String> {
+        let peer = peer.filter(|p| *p != self.as_str())?;
+        Some(format!(
+            "the two sides match users differently: this side by {}, the other side by {peer}; set user_match the same on both sides",
+            self.as_str()
+        ))
+    }
+}
+
 /// A secret that never appears in logs.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -290,6 +310,8 @@ pub struct SyncState {
     /// On a passive side: an initial sync's request for the active side's rows (JSON),
     /// handed over with the next pull.
     pub resend_request: Option<String>,
+    /// How the peer matches users (S-21), as it last said (`login`, `full_name`, `id`).
+    pub peer_user_match: Option<String>,
 }
 
 /// How long a passive HTTP side may go without hearing from its active side before its

@@ -38,7 +38,7 @@ pub struct SyncFieldPatch {
 }
 
 /// Log kinds recorded even when a sync's log is off: a person must always see failures.
-const ALWAYS_LOGGED: [&str; 2] = ["error", "auth"];
+const ALWAYS_LOGGED: [&str; 4] = ["error", "auth", "conflict", "held"];
 
 impl<S: Store> Instance<S> {
     pub fn syncs(&self) -> Result<Vec<SyncConfig>, DomainError> {
@@ -314,6 +314,13 @@ impl<S: Store> Instance<S> {
     ) -> Result<Vec<crate::RecordId>, DomainError> {
         let table = self.table(table_id)?;
         self.store().read(|tx| tx.record_ids(&table, after, limit))
+    }
+
+    /// Drops log entries older than `keep_days` (S-31: the log does not grow forever);
+    /// returns how many.
+    pub fn prune_sync_logs(&self, keep_days: u32) -> Result<usize, DomainError> {
+        let before = self.now_ms() - i64::from(keep_days) * 86_400_000;
+        self.store().write(|tx| tx.prune_sync_log(before))
     }
 
     pub fn sync_log(

@@ -43,7 +43,14 @@ pub struct App {
     pub numbering_failures: crate::sync::numbering::NumberingFailures,
     /// Requests and answers travelling through folders (drift checks, numbers, matches).
     pub folder_control: crate::sync::control::FolderControl,
+    /// Packet files each folder sync refused.
+    pub rejections: crate::sync::rejections::Rejections,
+    /// Sync log entries older than this are removed (`--log-keep-days`).
+    pub log_keep_days: u32,
 }
+
+/// How long sync log entries are kept unless `--log-keep-days` says otherwise.
+pub const DEFAULT_LOG_KEEP_DAYS: u32 = 30;
 
 impl App {
     /// Opens (creating on first use) the instance stored in `data_dir`.
@@ -84,6 +91,8 @@ impl App {
             exchange_turns: Default::default(),
             numbering_failures: Default::default(),
             folder_control: Default::default(),
+            rejections: Default::default(),
+            log_keep_days: DEFAULT_LOG_KEEP_DAYS,
         })
     }
 

@@ -48,6 +48,11 @@ enum Command {
         /// drills of clock trouble; merging is not affected).
         #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
         clock_offset_ms: i64,
+        /// Days the sync logs keep their entries; older ones are removed at start and
+        /// every hour.
+        #[arg(long, env = "CRMSYNC_LOG_KEEP_DAYS", default_value_t = crate::app::DEFAULT_LOG_KEEP_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=3650))]
+        log_keep_days: u32,
     },
     /// Import a CSV file into a table: all rows or none, with a report of rejected rows.
     Import {
@@ -184,13 +189,14 @@ pub fn main() -> ExitCode {
             public_url,
             tls,
             clock_offset_ms,
+            log_keep_days,
         } => serve(
             data,
             listen,
             admin_password,
             public_url,
             tls,
-            clock_offset_ms,
+            (clock_offset_ms, log_keep_days),
         ),
         Command::Import {
             data,
@@ -239,7 +245,7 @@ fn serve(
     admin_password: Option<String>,
     public_url: Option<String>,
     tls: TlsArgs,
-    clock_offset_ms: i64,
+    (clock_offset_ms, log_keep_days): (i64, u32),
 ) -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -253,6 +259,7 @@ fn serve(
     let mut app = App::open_with_clock(&data, clock)
         .with_context(|| format!("opening {}", data.display()))?;
     app.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
+    app.log_keep_days = log_keep_days;
     tls.trust.apply(&mut app)?;
     let server_tls = match (&tls.tls_cert, &tls.tls_key) {
         (Some(cert), Some(key)) => {

@@ -509,6 +509,10 @@ impl StoreTx for SqliteTx<'_> {
         syncs::append_sync_log(&self.tx, entry)
     }
 
+    fn prune_sync_log(&mut self, before_ms: i64) -> StoreResult<usize> {
+        syncs::prune_sync_log(&self.tx, before_ms)
+    }
+
     fn save_pending_link(&mut self, link: &crmsync_domain::sync::PendingLink) -> StoreResult<()> {
         syncs::save_pending_link(&self.tx, link)
     }

@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_syncs.sql")),
     (3, include_str!("../migrations/0003_held.sql")),
     (4, include_str!("../migrations/0004_issue6.sql")),
+    (6, include_str!("../migrations/0006_peer_user_match.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {

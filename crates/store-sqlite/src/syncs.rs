@@ -212,7 +212,8 @@ pub fn sync_state(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<SyncState> 
     let state = tx
         .query_row(
             "SELECT sent_seq, received_seq, peer_instance, peer_catalog, connected, reason,
-                    last_run, last_success, last_error, pending_in, resend_request, written_seq
+                    last_run, last_success, last_error, pending_in, resend_request, written_seq,
+                    peer_user_match
              FROM sync_state WHERE sync_id = ?1",
             [sync_id],
             |r| {
@@ -229,6 +230,7 @@ pub fn sync_state(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<SyncState> 
                     pending_in: r.get(9)?,
                     resend_request: r.get(10)?,
                     written_seq: r.get(11)?,
+                    peer_user_match: r.get(12)?,
                 })
             },
         )
@@ -241,15 +243,16 @@ pub fn save_sync_state(tx: &Transaction<'_>, sync_id: i64, s: &SyncState) -> Sto
     tx.execute(
         "INSERT INTO sync_state (sync_id, sent_seq, received_seq, peer_instance, peer_catalog,
                 connected, reason, last_run, last_success, last_error, pending_in, resend_request,
-                written_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                written_seq, peer_user_match)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT(sync_id) DO UPDATE SET sent_seq = excluded.sent_seq,
                 received_seq = excluded.received_seq, peer_instance = excluded.peer_instance,
                 peer_catalog = excluded.peer_catalog, connected = excluded.connected,
                 reason = excluded.reason, last_run = excluded.last_run,
                 last_success = excluded.last_success, last_error = excluded.last_error,
                 pending_in = excluded.pending_in, resend_request = excluded.resend_request,
-                written_seq = excluded.written_seq",
+                written_seq = excluded.written_seq,
+                peer_user_match = excluded.peer_user_match",
         params![
             sync_id,
             s.sent_seq,
@@ -263,11 +266,17 @@ pub fn save_sync_state(tx: &Transaction<'_>, sync_id: i64, s: &SyncState) -> Sto
             s.last_error,
             s.pending_in,
             s.resend_request,
-            s.written_seq
+            s.written_seq,
+            s.peer_user_match
         ],
     )
     .map_err(sql_error)?;
     Ok(())
+}
+
+pub fn prune_sync_log(tx: &Transaction<'_>, before_ms: i64) -> StoreResult<usize> {
+    tx.execute("DELETE FROM sync_log WHERE at < ?1", [before_ms])
+        .map_err(sql_error)
 }
 
 pub fn append_sync_log(tx: &Transaction<'_>, e: &SyncLogEntry) -> StoreResult<()> {

@@ -11,8 +11,8 @@ use crmsync_domain::sync::{
     HELD_MASS_DELETE, HELD_QUARANTINE, HeldChange, PendingLink, SyncConfig, UserMatch,
 };
 use crmsync_domain::{
-    Actor, DomainError, Field, FieldType, FileRef, Instance, Origin, RecordStatus, Role, Store,
-    TableId, User, Value,
+    Actor, DomainError, Field, FieldNo, FieldType, FileRef, Instance, Origin, RecordStatus, Role,
+    Store, TableId, User, Value,
 };
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
@@ -26,6 +26,8 @@ pub struct ApplyReport {
     pub problems: usize,
     /// Held back: quarantined values and deletes awaiting approval.
     pub held: usize,
+    /// The records taken, for the sync log's one entry per packet (S-31).
+    pub received: Vec<Json>,
 }
 
 /// An exchange deleting more than the sync's share of a table's records has its deletes
@@ -164,8 +166,9 @@ fn guard_mass_delete<'a, S: Store>(
     Ok(kept)
 }
 
-/// Tries the quarantined values again (the cause may be fixed: a choice added, a field's
-/// type changed); whatever still fails is held again. Returns how many were applied.
+/// Tries the quarantined values again whose cause is gone (a choice added, a field mapped,
+/// a linked record restored); whatever still fails stays held. Returns how many were
+/// applied.
 pub fn retry_quarantined<S: Store>(
     core: &Instance<S>,
     sync: &SyncConfig,
@@ -174,6 +177,13 @@ pub fn retry_quarantined<S: Store>(
     let held = core.store().read(|tx| tx.held(sync.id))?;
     let mut applied = 0;
     for change in held.into_iter().filter(|h| h.kind == HELD_QUARANTINE) {
+        let Ok(item) = serde_json::from_value::<Item>(change.item.clone()) else {
+            continue;
+        };
+        // Looked at cheaply first: most held changes wait for a cause still there.
+        if still_blocked(core, sync, mapping, &item)?.is_some() {
+            continue;
+        }
         let still = release(core, sync, mapping, &change, Guard::On)?;
         if !still {
             applied += 1;
@@ -233,6 +243,18 @@ fn apply_items<S: Store>(
     let mut by_table: BTreeMap<TableId, Vec<&Item>> = BTreeMap::new();
     for item in items {
         let Some(table_id) = mapping.local_table(item.table) else {
+            // Held, not dropped: applied once this side maps a field of that table.
+            report.problems += 1;
+            report.held += 1;
+            hold(
+                core,
+                sync,
+                HELD_QUARANTINE,
+                0,
+                item,
+                "record".into(),
+                unmapped_table(item.table),
+            )?;
             continue;
         };
         let receiving = mapping
@@ -258,27 +280,37 @@ fn apply_items<S: Store>(
         };
         // Translated only now: links find the records of tables merged before this one.
         let mut items = Vec::new();
+        // What goes into the merge of each item, as it travelled (to hold it if refused).
+        let mut merged = Vec::new();
         for item in arrived {
-            items.push(translate(
-                core,
-                sync,
-                mapping,
-                item,
-                table_id,
-                &users,
-                &mut report,
-            )?);
+            let (translated, taken) =
+                translate(core, sync, mapping, item, table_id, &users, &mut report)?;
+            items.push(translated);
+            merged.push(Item {
+                fields: item
+                    .fields
+                    .iter()
+                    .filter(|(no, _)| taken.contains(no))
+                    .map(|(no, f)| (*no, f.clone()))
+                    .collect(),
+                ..item.clone()
+            });
         }
         let uids: Vec<String> = items.iter().map(|i| i.uid.to_string()).collect();
         let outcomes = core.merge_with_rules(&actor, table_id, items, &rules)?;
-        for (outcome, uid) in outcomes.iter().zip(uids) {
+        for ((outcome, uid), wire) in outcomes.iter().zip(uids).zip(&merged) {
             if let Some(reason) = &outcome.rejected {
+                // Held whole, with the reason, and tried again: never only a log line.
                 report.problems += 1;
-                core.log_sync(
+                report.held += 1;
+                hold(
+                    core,
                     sync,
-                    "error",
-                    format!("record {uid} not applied: {reason}"),
-                    Some(json!({ "uid": uid })),
+                    HELD_QUARANTINE,
+                    table_id,
+                    wire,
+                    "record".into(),
+                    reason.clone(),
                 )?;
                 continue;
             }
@@ -287,13 +319,15 @@ fn apply_items<S: Store>(
             } else if !outcome.taken.is_empty() || outcome.status_changed {
                 report.changed += 1;
             }
-            if !outcome.taken.is_empty() || outcome.status_changed {
-                core.log_sync(
-                    sync,
-                    "received",
-                    format!("record {uid}: {} field(s){}", outcome.taken.len(), if outcome.status_changed { ", status" } else { "" }),
-                    Some(json!({ "uid": uid, "record_id": outcome.record_id, "fields": outcome.taken })),
-                )?;
+            if sync.log && (!outcome.taken.is_empty() || outcome.status_changed) {
+                report.received.push(json!({
+                    "uid": uid,
+                    "table_id": table_id,
+                    "record_id": outcome.record_id,
+                    "created": outcome.created,
+                    "status_changed": outcome.status_changed,
+                    "fields": outcome.taken,
+                }));
             }
             for decided in &outcome.decided {
                 report.conflicts += 1;
@@ -408,17 +442,37 @@ fn translate<S: Store>(
     table_id: TableId,
     users: &[User],
     report: &mut ApplyReport,
-) -> Result<MergeItem, DomainError> {
+) -> Result<(MergeItem, Vec<FieldNo>), DomainError> {
     let mut values = Vec::new();
+    let mut taken = Vec::new();
     for (wire_no, field) in &item.fields {
+        let alone = || Item {
+            fields: BTreeMap::from([(*wire_no, field.clone())]),
+            ..item.clone()
+        };
         let Some(route) = mapping.by_wire(*wire_no) else {
+            // Held, not dropped: applied once this side maps the field.
+            report.problems += 1;
+            report.held += 1;
+            hold(
+                core,
+                sync,
+                HELD_QUARANTINE,
+                table_id,
+                &alone(),
+                wire_no.to_string(),
+                unmapped_field(*wire_no),
+            )?;
             continue;
         };
         if route.local.table_id != table_id || !route.direction.receives() {
             continue;
         }
         match from_wire(core, sync, mapping, &route.local, &field.value, users) {
-            Ok(value) => values.push((route.local.no, value, stamp(field.stamp))),
+            Ok(value) => {
+                values.push((route.local.no, value, stamp(field.stamp)));
+                taken.push(*wire_no);
+            }
             Err(Unusable::WaitingFor(target_uid)) => {
                 // Not merged now: merged with its own stamp once the target arrives.
                 let link = PendingLink {
@@ -444,16 +498,12 @@ fn translate<S: Store>(
                 // Quarantined, not lost: tried again until this side can take it (B-17).
                 report.problems += 1;
                 report.held += 1;
-                let alone = Item {
-                    fields: BTreeMap::from([(*wire_no, field.clone())]),
-                    ..item.clone()
-                };
                 hold(
                     core,
                     sync,
                     HELD_QUARANTINE,
                     table_id,
-                    &alone,
+                    &alone(),
                     wire_no.to_string(),
                     format!(
                         "field {} \"{}\": {message}",
@@ -468,12 +518,60 @@ fn translate<S: Store>(
     } else {
         RecordStatus::Active
     };
-    Ok(MergeItem {
-        uid: item.uid,
-        status,
-        status_stamp: stamp(item.status_stamp),
-        values,
-    })
+    Ok((
+        MergeItem {
+            uid: item.uid,
+            status,
+            status_stamp: stamp(item.status_stamp),
+            values,
+        },
+        taken,
+    ))
+}
+
+fn unmapped_field(wire_no: FieldNo) -> String {
+    format!(
+        "the other side's field {wire_no} is not mapped to a field here; map it (or discard this) and it applies"
+    )
+}
+
+fn unmapped_table(wire_table: TableId) -> String {
+    format!(
+        "no field of the other side's table {wire_table} is mapped to a field here; map its fields (or discard this) and it applies"
+    )
+}
+
+/// Why a held change still cannot be applied, if it cannot: the same checks as an apply,
+/// reading only, so a quarantine can be looked at on every commit and released only once
+/// its cause is gone.
+pub fn still_blocked<S: Store>(
+    core: &Instance<S>,
+    sync: &SyncConfig,
+    mapping: &Mapping,
+    item: &Item,
+) -> Result<Option<String>, DomainError> {
+    let item = Item {
+        uid: mapping.uids.to_local(item.uid),
+        ..item.clone()
+    };
+    let Some(table_id) = mapping.local_table(item.table) else {
+        return Ok(Some(unmapped_table(item.table)));
+    };
+    let users = core.users()?;
+    for (wire_no, field) in &item.fields {
+        let Some(route) = mapping.by_wire(*wire_no) else {
+            return Ok(Some(unmapped_field(*wire_no)));
+        };
+        if route.local.table_id != table_id || !route.direction.receives() {
+            continue;
+        }
+        if let Err(Unusable::Invalid(reason)) =
+            from_wire(core, sync, mapping, &route.local, &field.value, &users)
+        {
+            return Ok(Some(reason));
+        }
+    }
+    Ok(None)
 }
 
 /// Why a travelling value cannot be used yet.
@@ -514,9 +612,14 @@ fn from_wire<S: Store>(
                     .as_i64()
                     .and_then(|id| users.iter().find(|u| u.id == id)),
             };
-            found
-                .map(|u| Value::User(u.id))
-                .ok_or_else(|| Unusable::Invalid(format!("no user matches {json}")))
+            match found {
+                Some(user) if user.active => Ok(Value::User(user.id)),
+                Some(user) => Err(Unusable::Invalid(format!(
+                    "the user {json} matches, \"{}\", is deactivated here",
+                    user.login
+                ))),
+                None => Err(Unusable::Invalid(format!("no user matches {json}"))),
+            }
         }
         FieldType::Link => {
             let uid = json
@@ -526,11 +629,20 @@ fn from_wire<S: Store>(
             let uid = mapping.uids.to_local(uid);
             let target = field.options.table_id.unwrap_or_default();
             let table = core.table(target).map_err(|e| e.to_string())?;
-            core.store()
+            match core
+                .store()
                 .read(|tx| tx.record_by_uid(&table, uid))
                 .map_err(|e| e.to_string())?
-                .map(|r| Value::Link(r.record.id))
-                .ok_or(Unusable::WaitingFor(uid))
+            {
+                None => Err(Unusable::WaitingFor(uid)),
+                Some(r) if r.record.status == RecordStatus::Deleted => {
+                    Err(Unusable::Invalid(format!(
+                        "it links to record {} of table \"{}\", which is deleted here; restore it and the link applies",
+                        r.record.id, table.name
+                    )))
+                }
+                Some(r) => Ok(Value::Link(r.record.id)),
+            }
         }
         // The content arrived before the packet was applied (see `content`).
         FieldType::File => FileRef::from_peer(json)

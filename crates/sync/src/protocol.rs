@@ -1,5 +1,6 @@
 //! What travels between two instances (protocol version 1; see docs/protocol.md).
 
+use crmsync_domain::sync::UserMatch;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -25,6 +26,9 @@ pub struct Hello {
     pub version: u32,
     pub instance_id: String,
     pub catalog: Catalog,
+    /// How the active side matches users (S-21); both sides must say the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_match: Option<UserMatch>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +40,9 @@ pub struct HelloReply {
     /// The passive side's clock when it answered (Unix ms), for clock sanity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub now_ms: Option<i64>,
+    /// How the passive side matches users (S-21).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_match: Option<UserMatch>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -78,6 +85,9 @@ pub struct Packet {
     /// Over folders, where there is no hello: the active side's field catalogue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<Catalog>,
+    /// Over folders: how the writing side matches users (S-21), in every packet file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_match: Option<UserMatch>,
     /// From the active side: its conflict rules (B-02), which the passive side follows;
     /// absent = the newer write wins everywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,6 +202,10 @@ pub struct PullRequest {
     /// once when its own differ.
     #[serde(default)]
     pub problems: Vec<String>,
+    /// How the active side last heard the passive side matches users; the passive side
+    /// answers at once when it has changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_match: Option<UserMatch>,
 }
 
 /// The active side asks the owner of a shared numbering (B-06) for a block of numbers.
@@ -234,4 +248,24 @@ pub struct PairRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PairReply {
     pub paired: usize,
+}
+
+impl Packet {
+    /// The records this packet carries, for the sync log (S-31): one entry a packet lists
+    /// them all, by uid, with the table and the fields each one carries (wire numbers).
+    pub fn logged_records(&self) -> serde_json::Value {
+        let records: Vec<serde_json::Value> = self
+            .items
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "uid": i.uid.to_string(),
+                    "table": i.table,
+                    "status": i.status,
+                    "fields": i.fields.keys().collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::json!({ "records": records })
+    }
 }

@@ -123,6 +123,8 @@ pub async fn status(
     Ok(Json(json!({
         "connected": view.connected,
         "reason": view.reason,
+        "notice": view.notice,
+        "rejected_packets": view.rejected_packets,
         "last_run": view.state.last_run_ms.map(format_ms),
         "last_success": view.state.last_success_ms.map(format_ms),
         "pending_out": view.pending_out,
@@ -132,6 +134,7 @@ pub async fn status(
         "held": { "quarantine": view.held_quarantine, "mass_delete": view.held_mass_delete },
         "peer_clock_offset_ms": view.peer_clock_offset_ms,
         "clock_warning": view.clock_warning,
+        "user_match_warning": view.user_match_warning,
         "numbering": view.numbering.iter().map(|n| json!({
             "field_no": n.field_no,
             "numbers_left": n.numbers_left,
@@ -210,16 +213,18 @@ pub async fn update_field(
     ApiJson(body): ApiJson<SyncFieldChange>,
 ) -> Result<Json<SyncField>, ApiError> {
     let core = app.core.clone();
-    let field = blocking(move || {
+    let (before, field) = blocking(move || {
         let patch = SyncFieldPatch {
             direction: body.direction,
             remote_field_no: body.remote_field_no,
             conflict_policy: body.conflict_policy,
         };
-        core.update_sync_field(&actor, id, field_id, patch)
+        let before = core.sync_field(id, field_id)?;
+        Ok((before, core.update_sync_field(&actor, id, field_id, patch)?))
     })
     .await?;
     app.syncs.changed();
+    crate::sync::actions::catch_up_reopened(&app, &before, &field).await?;
     Ok(Json(field))
 }
 

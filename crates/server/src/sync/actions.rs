@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::jobs::JobStatus;
-use crmsync_domain::sync::{Mode, SyncConfig, SyncState};
+use crmsync_domain::sync::{Direction, Mode, SyncConfig, SyncField, SyncState};
 use crmsync_domain::{DomainError, Store};
 use crmsync_sync::protocol::ResendRequest;
 
@@ -20,9 +20,15 @@ pub struct StatusView {
     /// How far the peer's clock is from ours, as last seen (B-19).
     pub peer_clock_offset_ms: Option<i64>,
     pub clock_warning: Option<String>,
+    /// The two sides match users differently (S-21).
+    pub user_match_warning: Option<String>,
     /// Fields drawing numbers through this sync (B-06): numbers held here and why the last
     /// request failed, if it did.
     pub numbering: Vec<NumberingView>,
+    /// Beside a green check: what is fine but worth knowing ("no fields yet").
+    pub notice: Option<String>,
+    /// Packet files from the other side this side refused since it started (folders).
+    pub rejected_packets: u64,
 }
 
 pub struct NumberingView {
@@ -37,6 +43,10 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
     let (connected, reason) = state.as_seen(sync, app.core.now_ms());
     let pending_out = crmsync_sync::pending_out(&app.core, sync)?;
     let held = app.core.store().read(|tx| tx.held(sync.id))?;
+    let user_match_warning = sync.user_match.mismatch(state.peer_user_match.as_deref());
+    let notice = app.core.sync_fields(sync.id)?.is_empty().then(|| {
+        "no fields yet: choose the fields this sync carries (each side its own)".to_string()
+    });
     let count = |kind: &str| held.iter().filter(|h| h.kind == kind).count();
     let mut numbering = Vec::new();
     for field in app.core.tables()?.into_iter().flat_map(|t| t.fields) {
@@ -61,6 +71,9 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
             .offset(sync.id)
             .and_then(super::clocks::warning),
         numbering,
+        notice,
+        user_match_warning,
+        rejected_packets: app.rejections.count(sync.id),
     })
 }
 
@@ -95,6 +108,25 @@ pub async fn start_initial(
     let job = app.jobs.start();
     tokio::spawn(super::initial::run(app.clone(), sync, request, job.id));
     Ok(job)
+}
+
+/// After a sync field's direction changed: a direction that now lets values flow where
+/// they did not (`off` turned back on, `upload` made `both`…) means what changed
+/// meanwhile was skipped by the cursors, on this side or the other. An initial sync of
+/// that one field sends it again, both ways as the directions allow; merging by stamps
+/// keeps it harmless where nothing changed. Returns the job, if one was started.
+pub async fn catch_up_reopened(
+    app: &App,
+    before: &SyncField,
+    after: &SyncField,
+) -> Result<Option<JobStatus>, DomainError> {
+    let opens = |flows: fn(Direction) -> bool| flows(after.direction) && !flows(before.direction);
+    if !opens(Direction::sends) && !opens(Direction::receives) {
+        return Ok(None);
+    }
+    start_initial(app, after.sync_id, Some(after.id))
+        .await
+        .map(Some)
 }
 
 /// The per-record "Sync" action (S-24): queues the record again on every sync that sends

@@ -7,7 +7,7 @@ use super::passive::{PACKET_LIMIT, receive};
 use super::signing;
 use crate::app::App;
 use crmsync_domain::DomainError;
-use crmsync_domain::sync::SyncConfig;
+use crmsync_domain::sync::{SyncConfig, UserMatch};
 use crmsync_sync::content::files_in;
 use crmsync_sync::mapping::UidPairs;
 use crmsync_sync::mapping::catalog;
@@ -51,15 +51,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(Failure::from)
 }
 
-/// The sync's settings, if it still has configured fields to exchange.
-async fn load(app: &App, sync_id: i64) -> Result<SyncConfig, Failure> {
+/// The sync's settings, and whether it has fields to exchange yet (without any, the
+/// passive side is still greeted: the green check comes with the right password).
+async fn load(app: &App, sync_id: i64) -> Result<(SyncConfig, bool), Failure> {
     let core = app.core.clone();
     let (sync, fields) =
         blocking(move || Ok((core.sync(sync_id)?, core.sync_fields(sync_id)?))).await?;
-    if fields.is_empty() {
-        return Err(Failure("no fields configured for this sync yet".into()));
-    }
-    Ok(sync)
+    Ok((sync, !fields.is_empty()))
 }
 
 /// A signed request to the passive side of `sync`.
@@ -156,6 +154,10 @@ pub(crate) async fn request(
     }))
 }
 
+fn parse_user_match(text: &str) -> Option<UserMatch> {
+    serde_json::from_value(serde_json::Value::from(text)).ok()
+}
+
 fn root_cause(e: &dyn std::error::Error) -> String {
     let mut cause = e.to_string();
     let mut source = e.source();
@@ -173,6 +175,7 @@ async fn hello(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
         version: PROTOCOL_VERSION,
         instance_id: app.instance_id.to_string(),
         catalog: catalog(&tables),
+        user_match: Some(sync.user_match),
     };
     let asked = app.core.now_ms();
     let reply: HelloReply = call(app, sync, "hello", &hello, Duration::from_secs(30)).await?;
@@ -188,6 +191,7 @@ async fn hello(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
             s.connected = true;
             s.reason = None;
             s.peer_instance = Some(reply.instance_id.clone());
+            s.peer_user_match = reply.user_match.map(|m| m.as_str().to_string());
         })
     })
     .await?;
@@ -228,6 +232,8 @@ async fn succeeded(app: &App, sync_id: i64) {
             s.connected = true;
             s.last_run_ms = Some(now);
             s.last_success_ms = Some(now);
+            // A recovered sync shows no stale error.
+            s.last_error = None;
             if s.reason
                 .as_deref()
                 .is_some_and(|r| !r.starts_with("the passive side reports"))
@@ -269,20 +275,21 @@ fn period(sync: Option<&SyncConfig>) -> Duration {
     Duration::from_secs(u64::from(sync.map_or(5, |s| s.period_seconds)))
 }
 
-/// The sync's settings, introduced to the passive side once per connection.
+/// The sync's settings, introduced to the passive side once per connection, and whether
+/// it has fields to exchange.
 async fn ready(
     app: &App,
     sync_id: i64,
     introduced: &mut bool,
     seen: &mut Option<SyncConfig>,
-) -> Result<SyncConfig, Failure> {
-    let loaded = load(app, sync_id).await?;
+) -> Result<(SyncConfig, bool), Failure> {
+    let (loaded, has_fields) = load(app, sync_id).await?;
     *seen = Some(loaded.clone());
     if !*introduced {
         hello(app, &loaded).await?;
         *introduced = true;
     }
-    Ok(loaded)
+    Ok((loaded, has_fields))
 }
 
 async fn push_loop(app: App, sync_id: i64) {
@@ -291,8 +298,14 @@ async fn push_loop(app: App, sync_id: i64) {
     loop {
         let mut sync = None;
         let result = async {
-            let loaded = ready(&app, sync_id, &mut introduced, &mut sync).await?;
-            push_all(&app, &loaded).await
+            let (loaded, has_fields) = ready(&app, sync_id, &mut introduced, &mut sync).await?;
+            match has_fields {
+                true => push_all(&app, &loaded).await,
+                false => {
+                    succeeded(&app, sync_id).await;
+                    Ok(())
+                }
+            }
         }
         .await;
         match result {
@@ -346,6 +359,7 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
         let core = app.core.clone();
         let sync2 = sync.clone();
         let count = packet.items.len();
+        let listed = (sync.log && count > 0).then(|| packet.logged_records());
         app.metrics.sent(sync.id, app.core.now_ms(), count);
         let upto = packet.upto;
         blocking(move || {
@@ -353,7 +367,7 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
                 s.sent_seq = s.sent_seq.max(reply.applied.min(upto))
             })?;
             if count > 0 {
-                core.log_sync(&sync2, "exchange", format!("sent {count} record(s)"), None)?;
+                core.log_sync(&sync2, "sent", format!("sent {count} record(s)"), listed)?;
             }
             Ok(())
         })
@@ -368,13 +382,22 @@ async fn pull_loop(app: App, sync_id: i64) {
     loop {
         let mut sync = None;
         let result = async {
-            let loaded = ready(&app, sync_id, &mut introduced, &mut sync).await?;
+            let (loaded, has_fields) = ready(&app, sync_id, &mut introduced, &mut sync).await?;
+            if !has_fields {
+                // Nothing to pull yet: greeted again each period, so the passive side keeps
+                // seeing its active side and a changed password shows.
+                succeeded(&app, sync_id).await;
+                introduced = false;
+                tokio::time::sleep(period(Some(&loaded))).await;
+                return Ok(());
+            }
             let core = app.core.clone();
-            let ack = blocking(move || Ok(core.sync_state(sync_id)?.received_seq)).await?;
+            let state = blocking(move || core.sync_state(sync_id)).await?;
             let request = PullRequest {
-                ack,
+                ack: state.received_seq,
                 wait_ms: LONG_POLL.as_millis() as u64,
                 problems: known_problems.clone(),
+                user_match: state.peer_user_match.as_deref().and_then(parse_user_match),
             };
             let packet: Packet = call(
                 &app,
@@ -386,6 +409,15 @@ async fn pull_loop(app: App, sync_id: i64) {
             .await?;
             let app2 = app.clone();
             let resend = packet.resend;
+            if packet.user_match.is_some() && packet.user_match != request.user_match {
+                let (core, theirs) = (app.core.clone(), packet.user_match);
+                blocking(move || {
+                    core.update_sync_state(sync_id, |s| {
+                        s.peer_user_match = theirs.map(|m| m.as_str().to_string())
+                    })
+                })
+                .await?;
+            }
             if packet.problems != known_problems {
                 known_problems = packet.problems.clone();
                 report_problems(&app, &loaded, &known_problems).await?;
@@ -429,8 +461,12 @@ async fn fetch_files(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<()
 /// pull what the passive side has.
 pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
     let result = async {
-        let sync = load(app, sync_id).await?;
+        let (sync, has_fields) = load(app, sync_id).await?;
         hello(app, &sync).await?;
+        if !has_fields {
+            succeeded(app, sync_id).await;
+            return Ok(());
+        }
         push_all(app, &sync).await?;
         loop {
             let core = app.core.clone();
@@ -439,6 +475,7 @@ pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
                 ack,
                 wait_ms: 0,
                 problems: Vec::new(),
+                user_match: None,
             };
             let packet: Packet =
                 call(app, &sync, "pull", &request, Duration::from_secs(120)).await?;

@@ -151,11 +151,9 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
     let _across_processes = round_lock(app, sync_id)?;
     let sync = app.core.sync(sync_id)?;
     let period = Duration::from_secs(u64::from(sync.period_seconds));
-    if app.core.sync_fields(sync_id)?.is_empty() {
-        return Err(DomainError::invalid(
-            "no fields configured for this sync yet",
-        ));
-    }
+    // With no fields yet the folders are still checked and the active side's hello goes
+    // out; the peer's packets wait in the folder until this side has fields to take them.
+    let has_fields = !app.core.sync_fields(sync_id)?.is_empty();
     let (mut folders, upload, download): (Box<dyn Folders>, String, String) =
         match (sync.transport, &sync.local, &sync.ftp) {
             (Transport::Local, Some(local), _) => {
@@ -187,22 +185,39 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
         catalog_due,
         &mut tally,
     )?;
-    let gap = read_incoming(app, &sync, folders.as_mut(), &download, &mut tally)?;
+    let gap = match has_fields {
+        true => read_incoming(app, &sync, folders.as_mut(), &download, &mut tally)?,
+        false => None,
+    };
     let now = app.core.now_ms();
-    // Frequent looks at a quiet folder write nothing: the status is renewed once a period.
     let state = app.core.sync_state(sync_id)?;
-    let stale = state
-        .last_success_ms
-        .is_none_or(|t| now - t >= period.as_millis() as i64);
-    if stale || !state.connected || (gap.is_none() && state.reason.is_some()) {
-        app.core.update_sync_state(sync_id, |s| {
-            s.connected = true;
-            s.last_run_ms = Some(now);
-            s.last_success_ms = Some(now);
-            if gap.is_none() {
-                s.reason = None;
-            }
-        })?;
+    if let Some(refused) = app.rejections.standing(sync_id) {
+        // Red until a packet from the other side is taken again.
+        if state.reason.as_deref() != Some(refused.as_str()) {
+            app.core.update_sync_state(sync_id, |s| {
+                s.connected = false;
+                s.reason = Some(refused.clone());
+                s.last_error = Some(refused.clone());
+                s.last_run_ms = Some(now);
+            })?;
+        }
+    } else {
+        // Frequent looks at a quiet folder write nothing: the status is renewed once a
+        // period.
+        let stale = state
+            .last_success_ms
+            .is_none_or(|t| now - t >= period.as_millis() as i64);
+        if stale || !state.connected || (gap.is_none() && state.reason.is_some()) {
+            app.core.update_sync_state(sync_id, |s| {
+                s.connected = true;
+                s.last_run_ms = Some(now);
+                s.last_success_ms = Some(now);
+                if gap.is_none() {
+                    s.reason = None;
+                    s.last_error = None;
+                }
+            })?;
+        }
     }
     let next_look = match sync.transport {
         Transport::Local => period.min(LOCAL_LOOK),
@@ -242,6 +257,7 @@ fn write_outgoing(
         if active {
             packet.catalog = Some(catalog(&app.core.tables()?));
         }
+        packet.user_match = Some(sync.user_match);
         // An initial sync started here asks the peer for its rows, once.
         let mut request = None;
         app.core
@@ -268,9 +284,9 @@ fn write_outgoing(
                     .sent(sync.id, app.core.now_ms(), packet.items.len());
                 app.core.log_sync(
                     sync,
-                    "exchange",
-                    format!("wrote {} record(s) to {name}", packet.items.len()),
-                    None,
+                    "sent",
+                    format!("sent {} record(s) in {name}", packet.items.len()),
+                    sync.log.then(|| packet.logged_records()),
                 )?;
             }
         }
@@ -338,6 +354,13 @@ fn read_incoming(
             app.core
                 .update_sync_state(sync.id, |s| s.peer_catalog = Some(text))?;
         }
+        if let Some(theirs) = packet.user_match.map(|m| m.as_str().to_string()) {
+            let state = app.core.sync_state(sync.id)?;
+            if state.peer_user_match.as_deref() != Some(theirs.as_str()) {
+                app.core
+                    .update_sync_state(sync.id, |s| s.peer_user_match = Some(theirs))?;
+            }
+        }
         let received = app.core.sync_state(sync.id)?.received_seq;
         let control_only = packet.items.is_empty()
             && (packet.catalog.is_some()
@@ -399,6 +422,7 @@ fn read_incoming(
         if let Some(request) = packet.resend {
             super::initial::queue_own(app, sync, request)?;
         }
+        app.rejections.accepted(sync.id);
         // Removed only now that the apply has committed.
         folders
             .remove(download, name)
@@ -433,6 +457,7 @@ fn set_aside(
     folders
         .rename(dir, name, &format!("{name}.rejected"))
         .map_err(|e| folder_error("move a packet aside in", &folders.describe(dir), e))?;
+    app.rejections.rejected(sync.id, message);
     app.core.log_sync(sync, "error", message, None)
 }
 

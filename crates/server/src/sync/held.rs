@@ -6,29 +6,17 @@ use crate::app::App;
 use crmsync_domain::sync::HeldChange;
 use crmsync_domain::{DomainError, Store};
 use crmsync_sync::apply::{Guard, release, retry_quarantined};
-use std::hash::{Hash, Hasher};
 
-/// The state of this instance's tables and users: the causes a quarantine waits on.
-fn fingerprint(app: &App) -> Result<u64, DomainError> {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    format!("{:?}", app.core.tables()?).hash(&mut hasher);
-    format!("{:?}", app.core.users()?).hash(&mut hasher);
-    Ok(hasher.finish())
-}
-
-/// Tries every sync's quarantined values again whenever tables or users change (schema
-/// and user changes wake sync runners like commits do), and once at start. One loop per
-/// instance, off the exchange paths.
+/// Tries every sync's quarantined values again whenever something commits or the
+/// settings change (a choice added, a user created, a field mapped, a linked record
+/// restored), at most once a second, and once at start. A held change whose cause is still
+/// there is only looked at (reads), so a long list costs little. One loop per instance,
+/// off the exchange paths.
 pub async fn retry_loop(app: App) {
     let mut commits = app.syncs.commits();
-    let mut tried: Option<u64> = None;
     loop {
         let app2 = app.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let now = fingerprint(&app2)?;
-            if tried == Some(now) {
-                return Ok(now);
-            }
+        let _ = tokio::task::spawn_blocking(move || {
             for sync in app2.core.syncs()? {
                 let mapping = super::initial::mapping_for(&app2, &sync)?;
                 let applied = retry_quarantined(&app2.core, &sync, &mapping)?;
@@ -41,18 +29,19 @@ pub async fn retry_loop(app: App) {
                     )?;
                 }
             }
-            Ok::<u64, DomainError>(now)
+            Ok::<(), DomainError>(())
         })
         .await;
-        if let Ok(Ok(now)) = outcome {
-            tried = Some(now);
-        }
+        tokio::time::sleep(RETRY_AT_MOST_EVERY).await;
         tokio::select! {
             _ = commits.changed() => {}
             _ = tokio::time::sleep(super::SAMPLE_EVERY) => {}
         }
     }
 }
+
+/// Bounds the cost of retries under a stream of commits.
+const RETRY_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub fn list(app: &App, sync_id: i64) -> Result<Vec<HeldChange>, DomainError> {
     app.core.sync(sync_id)?;

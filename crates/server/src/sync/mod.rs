@@ -16,6 +16,7 @@ pub mod matching;
 pub mod metrics;
 pub mod numbering;
 pub mod passive;
+pub mod rejections;
 pub mod signing;
 
 use crate::app::App;
@@ -64,6 +65,7 @@ pub async fn supervise(app: App) {
     tokio::spawn(sample_waiting(app.clone()));
     tokio::spawn(held::retry_loop(app.clone()));
     tokio::spawn(numbering::keep_blocks(app.clone()));
+    tokio::spawn(prune_logs(app.clone()));
     let mut settings = app.syncs.settings.subscribe();
     loop {
         let core = app.core.clone();
@@ -90,6 +92,25 @@ pub async fn supervise(app: App) {
         if changed.is_err() {
             return;
         }
+    }
+}
+
+/// Removes sync log entries past the instance's retention, at start and every hour.
+async fn prune_logs(app: App) {
+    loop {
+        let app2 = app.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let removed = app2.core.prune_sync_logs(app2.log_keep_days)?;
+            if removed > 0 {
+                tracing::info!(
+                    "removed {removed} sync log entries older than {} days",
+                    app2.log_keep_days
+                );
+            }
+            Ok::<(), crmsync_domain::DomainError>(())
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
     }
 }
 

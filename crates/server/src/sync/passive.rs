@@ -82,7 +82,16 @@ pub(crate) async fn authenticate(
                 format!("there is no passive HTTP sync {sync_id} here"),
             )
         })?;
-    let throttle_key = format!("sync:{sync_id}");
+    // Per sync and calling instance: another instance's wrong password on the same
+    // address (a misconfigured second office behind one router) does not pause this one.
+    let caller = headers
+        .get(signing::INSTANCE_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .take(64)
+        .collect::<String>();
+    let throttle_key = format!("sync:{sync_id}:{caller}");
     if let Some(wait) = app.login_throttle.wait(&throttle_key, peer.ip()) {
         return Err(ApiError {
             retry_after: Some(wait.as_secs() + 1),
@@ -113,6 +122,7 @@ pub(crate) async fn authenticate(
                     s.reason = None;
                     s.last_run_ms = Some(now);
                     s.last_success_ms = Some(now);
+                    s.last_error = None;
                     if peer_instance.is_some() {
                         s.peer_instance = peer_instance;
                     }
@@ -167,11 +177,13 @@ async fn hello(
         ));
     }
     let app2 = app.clone();
+    let user_match = sync.user_match;
     let (instance_id, problems) = blocking(move || {
         let catalog = serde_json::to_string(&hello.catalog).unwrap_or_default();
         app2.core.update_sync_state(sync.id, |s| {
             s.peer_catalog = Some(catalog);
             s.peer_instance = Some(hello.instance_id.clone());
+            s.peer_user_match = hello.user_match.map(|m| m.as_str().to_string());
         })?;
         let mapping = passive_mapping(&app2, &sync)?;
         app2.core.log_sync(
@@ -188,6 +200,7 @@ async fn hello(
         instance_id: instance_id.to_string(),
         problems,
         now_ms: Some(app.core.now_ms()),
+        user_match: Some(user_match),
     }))
 }
 
@@ -221,12 +234,12 @@ pub fn receive(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<i64, Dom
             .received(sync.id, app.core.now_ms(), packet.items.len());
         app.core.log_sync(
             sync,
-            "exchange",
+            "received",
             format!(
-                "received {} record(s): {} created, {} changed, {} conflict(s), {} problem(s)",
-                report.items, report.created, report.changed, report.conflicts, report.problems
+                "received {} record(s): {} created, {} changed, {} conflict(s), {} held",
+                report.items, report.created, report.changed, report.conflicts, report.held
             ),
-            None,
+            Some(json!({ "records": report.received })),
         )?;
     }
     let state = app.core.update_sync_state(sync.id, |s| {
@@ -263,6 +276,8 @@ async fn pull(
             let mapping = passive_mapping(&app2, &sync2)?;
             let mut packet = build_packet(&app2.core, &sync2, &mapping, ack, PACKET_LIMIT)?;
             packet.problems = mapping.problems;
+            // Read again: it may have changed while the pull waited.
+            packet.user_match = Some(app2.core.sync(sync2.id)?.user_match);
             Ok(packet)
         })
         .await?;
@@ -275,16 +290,19 @@ async fn pull(
         })
         .await?;
         packet.resend = requested.and_then(|r| serde_json::from_str::<ResendRequest>(&r).ok());
-        let news =
-            packet.upto > ack || packet.resend.is_some() || packet.problems != request.problems;
+        let news = packet.upto > ack
+            || packet.resend.is_some()
+            || packet.problems != request.problems
+            || packet.user_match != request.user_match;
         if news || tokio::time::Instant::now() >= deadline {
             if !packet.items.is_empty() {
                 let core = app.core.clone();
                 let sync2 = sync.clone();
                 let count = packet.items.len();
+                let listed = sync.log.then(|| packet.logged_records());
                 app.metrics.sent(sync.id, app.core.now_ms(), count);
                 blocking(move || {
-                    core.log_sync(&sync2, "exchange", format!("sent {count} record(s)"), None)
+                    core.log_sync(&sync2, "sent", format!("sent {count} record(s)"), listed)
                 })
                 .await?;
             }

@@ -57,12 +57,15 @@ struct SyncRow {
     transport: String,
     connected: bool,
     reason: String,
+    /// Beside the green check ("no fields yet").
+    notice: String,
     last_run: String,
     pending_out: i64,
     pending_in: i64,
     /// "3 held changes", when there are any.
     held: String,
     clock_warning: String,
+    user_match_warning: String,
 }
 
 #[derive(Template)]
@@ -96,6 +99,7 @@ fn row(page: &Page, app: &App, sync: &SyncConfig) -> Result<SyncRow, DomainError
         transport: page.t(transport_key(sync.transport)),
         connected: view.connected,
         reason: view.reason.unwrap_or_default(),
+        notice: view.notice.clone().unwrap_or_default(),
         last_run: view
             .state
             .last_run_ms
@@ -104,6 +108,7 @@ fn row(page: &Page, app: &App, sync: &SyncConfig) -> Result<SyncRow, DomainError
         pending_out: view.pending_out,
         pending_in: view.state.pending_in,
         clock_warning: view.clock_warning.clone().unwrap_or_default(),
+        user_match_warning: view.user_match_warning.clone().unwrap_or_default(),
         held: match (view.held_quarantine + view.held_mass_delete) as i64 {
             0 => String::new(),
             n => page.lang.n("held-count", "count", n),
@@ -693,12 +698,16 @@ async fn patch_field(
 ) -> WebResult<Response> {
     check_csrf(&signed.page, &form)?;
     let (core, actor) = (app.core.clone(), signed.actor);
-    work(signed.page.lang, move || {
-        let field = core.sync_field(sync_id, entry)?;
-        core.update_sync_field(&actor, sync_id, entry, patch(&field, &form))
+    let (before, after) = work(signed.page.lang, move || {
+        let before = core.sync_field(sync_id, entry)?;
+        let after = core.update_sync_field(&actor, sync_id, entry, patch(&before, &form))?;
+        Ok((before, after))
     })
     .await?;
     app.syncs.changed();
+    crate::sync::actions::catch_up_reopened(&app, &before, &after)
+        .await
+        .map_err(|e| WebError::domain(signed.page.lang, e))?;
     Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
 }
 
@@ -823,6 +832,30 @@ struct LogRow {
     at: String,
     kind: String,
     message: String,
+    /// The records a packet's entry lists (S-31): (text, link to the record here or "").
+    records: Vec<(String, String)>,
+}
+
+/// The records an entry's detail lists: received ones link to the record here.
+fn listed_records(detail: Option<&serde_json::Value>) -> Vec<(String, String)> {
+    let Some(records) = detail.and_then(|d| d["records"].as_array()) else {
+        return Vec::new();
+    };
+    records
+        .iter()
+        .map(
+            |r| match (r["table_id"].as_i64(), r["record_id"].as_i64()) {
+                (Some(table), Some(id)) => (
+                    format!("#{id} ({})", r["uid"].as_str().unwrap_or_default()),
+                    format!("/tables/{table}/records/{id}"),
+                ),
+                _ => (
+                    r["uid"].as_str().unwrap_or_default().to_string(),
+                    String::new(),
+                ),
+            },
+        )
+        .collect()
 }
 
 #[derive(Template)]
@@ -876,6 +909,7 @@ async fn log(
         .into_iter()
         .map(|e| LogRow {
             at: format_ms(e.at_ms),
+            records: listed_records(e.detail.as_ref()),
             message: match &e.detail {
                 Some(detail) if e.kind == "conflict" => format!("{} — {detail}", e.message),
                 _ => e.message,

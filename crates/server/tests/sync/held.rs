@@ -235,3 +235,186 @@ async fn an_exchange_deleting_most_of_a_table_waits_for_approval() {
     .await;
     assert_eq!(status(&aux_api, passive).await["held"]["mass_delete"], 0);
 }
+
+/// Companies and Invoices, one way main → aux; returns (main's tables, aux's tables, the
+/// fields: name, title, company link on each side, and the sync ids).
+struct Invoicing {
+    main_companies: i64,
+    main_invoices: i64,
+    aux_companies: i64,
+    aux_invoices: i64,
+    /// Name, Title, Company on main; the same on aux.
+    m: [i64; 3],
+    a: [i64; 3],
+    passive: i64,
+}
+
+async fn invoicing(main_api: &Client, aux_api: &Client) -> Invoicing {
+    let mut tables = Vec::new();
+    let mut fields = Vec::new();
+    for api in [main_api, aux_api] {
+        let companies = api.create_table("Companies").await;
+        let invoices = api.create_table("Invoices").await;
+        let name = api.create_field(companies, "Name", "text", json!({})).await;
+        let title = api.create_field(invoices, "Title", "text", json!({})).await;
+        let company = api
+            .create_field(
+                invoices,
+                "Company",
+                "link",
+                json!({ "table_id": companies }),
+            )
+            .await;
+        tables.push((companies, invoices));
+        fields.push([name, title, company]);
+    }
+    let (active, passive) = pair(main_api, aux_api, "123456").await;
+    for no in fields[0] {
+        add_field(main_api, active, no, "upload", None).await;
+    }
+    for (no, remote) in fields[1].iter().zip(fields[0]) {
+        add_field(aux_api, passive, *no, "download", Some(remote)).await;
+    }
+    Invoicing {
+        main_companies: tables[0].0,
+        main_invoices: tables[0].1,
+        aux_companies: tables[1].0,
+        aux_invoices: tables[1].1,
+        m: fields[0],
+        a: fields[1],
+        passive,
+    }
+}
+
+#[tokio::test]
+async fn a_link_to_a_record_deleted_here_is_held_and_applied_once_it_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let s = invoicing(&main_api, &aux_api).await;
+    let company = main_api
+        .create_record(
+            s.main_companies,
+            json!({ s.m[0].to_string(): "ООО Ромашка" }),
+        )
+        .await;
+    let aux_company = eventually(30, "the company on aux", || async {
+        let ids = aux_api.all_ids(s.aux_companies, "active").await;
+        ids.first().copied()
+    })
+    .await;
+    aux_api
+        .delete(&format!(
+            "/tables/{}/records/{aux_company}",
+            s.aux_companies
+        ))
+        .await;
+    main_api
+        .create_record(
+            s.main_invoices,
+            json!({ s.m[1].to_string(): "Счёт 1", s.m[2].to_string(): company["id"] }),
+        )
+        .await;
+
+    // The invoice arrives; its link to the company aux deleted is held, not dropped.
+    let held = eventually(30, "the link held", || async {
+        let st = status(&aux_api, s.passive).await;
+        (st["held"]["quarantine"] == 1).then_some(st)
+    })
+    .await;
+    assert_eq!(held["connected"], true, "{held}");
+    let (_, page) = aux_api
+        .get(&format!("/tables/{}/records", s.aux_invoices))
+        .await;
+    assert_eq!(
+        page["records"][0]["values"],
+        json!({ s.a[1].to_string(): "Счёт 1", s.a[2].to_string(): null }),
+        "the invoice is there, its link waits"
+    );
+    let (_, list) = aux_api.get(&format!("/syncs/{}/held", s.passive)).await;
+    let reason = list["held"][0]["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("deleted"), "{reason}");
+    let html = aux.web_page(&format!("/syncs/{}", s.passive), "en").await;
+    assert!(html.contains("deleted"), "the sync's page lists it: {html}");
+
+    // A later edit of the invoice travels; the link still waits, it is not emptied.
+    let (_, invoices) = main_api
+        .get(&format!("/tables/{}/records", s.main_invoices))
+        .await;
+    let main_invoice = invoices["records"][0]["id"].as_i64().unwrap();
+    main_api
+        .patch(
+            &format!("/tables/{}/records/{main_invoice}", s.main_invoices),
+            json!({ "values": { s.m[1].to_string(): "Счёт 1 (исправлен)" } }),
+        )
+        .await;
+    eventually(30, "the edit on aux", || async {
+        let (_, page) = aux_api
+            .get(&format!("/tables/{}/records", s.aux_invoices))
+            .await;
+        (page["records"][0]["values"][s.a[1].to_string()] == "Счёт 1 (исправлен)").then_some(())
+    })
+    .await;
+    assert_eq!(status(&aux_api, s.passive).await["held"]["quarantine"], 1);
+
+    // The company is restored on aux: the held link lands by itself.
+    let (code, body) = aux_api
+        .post(
+            &format!("/tables/{}/records/{aux_company}/restore", s.aux_companies),
+            json!({}),
+        )
+        .await;
+    assert!(code.is_success(), "{body}");
+    eventually(45, "the held link applied", || async {
+        let (_, page) = aux_api
+            .get(&format!("/tables/{}/records", s.aux_invoices))
+            .await;
+        (page["records"][0]["values"][s.a[2].to_string()] == aux_company).then_some(())
+    })
+    .await;
+    assert_eq!(status(&aux_api, s.passive).await["held"]["quarantine"], 0);
+}
+
+#[tokio::test]
+async fn a_value_for_a_field_this_side_does_not_map_yet_is_held_until_it_is_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name", "Phone"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name", "Phone"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&main_api, active, m[1], "both", None).await;
+    // Aux maps Name only, for now.
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    main_api
+        .create_record(
+            main_table,
+            json!({ m[0].to_string(): "ООО Ромашка", m[1].to_string(): "+7 900 111-22-33" }),
+        )
+        .await;
+    let held = eventually(30, "the phone held", || async {
+        let st = status(&aux_api, passive).await;
+        (st["held"]["quarantine"] == 1).then_some(st)
+    })
+    .await;
+    let (_, list) = aux_api.get(&format!("/syncs/{passive}/held")).await;
+    let reason = list["held"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("not mapped"), "{reason} {held}");
+    let (_, page) = aux_api.get(&format!("/tables/{aux_table}/records")).await;
+    assert_eq!(
+        page["records"][0]["values"][a[0].to_string()],
+        "ООО Ромашка"
+    );
+
+    // The second mapping request: the held phone lands.
+    add_field(&aux_api, passive, a[1], "both", Some(m[1])).await;
+    eventually(45, "the held phone applied", || async {
+        let (_, page) = aux_api.get(&format!("/tables/{aux_table}/records")).await;
+        (page["records"][0]["values"][a[1].to_string()] == "+7 900 111-22-33").then_some(())
+    })
+    .await;
+    assert_eq!(status(&aux_api, passive).await["held"]["quarantine"], 0);
+}

@@ -1,0 +1,114 @@
+//! A field turned `off` is paused, its mapping kept: what changed meanwhile, on either
+//! side, travels once it is turned back on.
+
+use super::http::{add_field, clients, pair, quiet};
+use crate::common::{Client, Server, eventually};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn entry_of(api: &Client, sync: i64, field_no: i64) -> i64 {
+    let (_, list) = api.get(&format!("/syncs/{sync}/fields")).await;
+    list["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field_no"] == field_no)
+        .and_then(|f| f["id"].as_i64())
+        .expect("the field's entry")
+}
+
+async fn set_direction(api: &Client, sync: i64, entry: i64, direction: &str) {
+    let (code, body) = api
+        .patch(
+            &format!("/syncs/{sync}/fields/{entry}"),
+            json!({ "direction": direction }),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+}
+
+async fn phone_of(api: &Client, table: i64, name: &str, name_no: i64, phone_no: i64) -> Value {
+    let (_, page) = api.get(&format!("/tables/{table}/records?limit=100")).await;
+    page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["values"][name_no.to_string()] == name)
+        .map(|r| r["values"][phone_no.to_string()].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn edits_made_while_a_field_was_off_travel_both_ways_once_it_is_back_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name", "Phone"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name", "Phone"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&main_api, active, m[1], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    add_field(&aux_api, passive, a[1], "both", Some(m[1])).await;
+    let first = main_api
+        .create_record(
+            main_table,
+            json!({ m[0].to_string(): "Ромашка", m[1].to_string(): "100" }),
+        )
+        .await;
+    main_api
+        .create_record(
+            main_table,
+            json!({ m[0].to_string(): "Лютик", m[1].to_string(): "200" }),
+        )
+        .await;
+    eventually(30, "both clients on aux", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 2).then_some(())
+    })
+    .await;
+
+    // Main pauses Phone; both offices edit it meanwhile.
+    let entry = entry_of(&main_api, active, m[1]).await;
+    set_direction(&main_api, active, entry, "off").await;
+    main_api
+        .patch(
+            &format!("/tables/{main_table}/records/{}", first["id"]),
+            json!({ "values": { m[1].to_string(): "111" } }),
+        )
+        .await;
+    let aux_second = {
+        let (_, page) = aux_api
+            .get(&format!("/tables/{aux_table}/records?q=Лютик"))
+            .await;
+        page["records"][0]["id"].as_i64().unwrap()
+    };
+    aux_api
+        .patch(
+            &format!("/tables/{aux_table}/records/{aux_second}"),
+            json!({ "values": { a[1].to_string(): "222" } }),
+        )
+        .await;
+    quiet(&main_api, active, &aux_api, passive).await;
+    assert_eq!(
+        phone_of(&aux_api, aux_table, "Ромашка", a[0], a[1]).await,
+        "100",
+        "paused: main's edit stays on main"
+    );
+    assert_eq!(
+        phone_of(&main_api, main_table, "Лютик", m[0], m[1]).await,
+        "200",
+        "paused: aux's edit is not taken on main"
+    );
+
+    // Back on: both edits made meanwhile travel.
+    set_direction(&main_api, active, entry, "both").await;
+    eventually(30, "main's paused edit on aux", || async {
+        (phone_of(&aux_api, aux_table, "Ромашка", a[0], a[1]).await == "111").then_some(())
+    })
+    .await;
+    eventually(30, "aux's paused edit on main", || async {
+        (phone_of(&main_api, main_table, "Лютик", m[0], m[1]).await == "222").then_some(())
+    })
+    .await;
+}

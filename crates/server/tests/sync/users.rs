@@ -1,0 +1,146 @@
+//! User fields matched by full name and by id (S-21), end to end like by login; two sides
+//! that match differently are told so on both ends.
+
+use super::folders::local_sync;
+use super::http::{add_field, pair};
+use crate::common::{Client, Server, eventually};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn user(api: &Client, login: &str, full_name: &str) -> i64 {
+    let (code, body) = api
+        .post(
+            "/users",
+            json!({ "login": login, "full_name": full_name, "password": "secret-pass-1", "role": "user" }),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    body["id"].as_i64().unwrap()
+}
+
+/// Tasks (Title, Owner: a user field) on one side; returns (table, [title, owner]).
+async fn tasks(api: &Client) -> (i64, [i64; 2]) {
+    let table = api.create_table("Tasks").await;
+    let title = api.create_field(table, "Title", "text", json!({})).await;
+    let owner = api.create_field(table, "Owner", "user", json!({})).await;
+    (table, [title, owner])
+}
+
+async fn set_user_match(api: &Client, sync: i64, how: &str) {
+    let (code, body) = api
+        .patch(&format!("/syncs/{sync}"), json!({ "user_match": how }))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+}
+
+async fn owner_on(api: &Client, table: i64, f: [i64; 2], title: &str) -> Value {
+    eventually(30, "the task on the other side", || async {
+        let (_, page) = api.get(&format!("/tables/{table}/records?limit=100")).await;
+        page["records"]
+            .as_array()?
+            .iter()
+            .find(|r| r["values"][f[0].to_string()] == title)
+            .map(|r| r["values"][f[1].to_string()].clone())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn users_match_by_full_name_and_by_id_and_a_mismatch_is_shown_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    // The same people under other logins; ids line up only by creation order.
+    let anna_main = user(&main_api, "anna", "Анна Петрова").await;
+    let boris_main = user(&main_api, "boris", "Борис Иванов").await;
+    let boris_aux = user(&aux_api, "b.ivanov", "Борис Иванов").await;
+    let anna_aux = user(&aux_api, "a.petrova", "Анна Петрова").await;
+    assert_eq!((anna_main, boris_aux), (2, 2), "ids as the test expects");
+    let (m_table, m) = tasks(&main_api).await;
+    let (a_table, a) = tasks(&aux_api).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    for (mine, theirs) in m.iter().zip(a) {
+        add_field(&main_api, active, *mine, "both", None).await;
+        add_field(&aux_api, passive, theirs, "both", Some(*mine)).await;
+    }
+
+    // By full name: Anna is Anna on both sides, whatever her login and id.
+    set_user_match(&main_api, active, "full_name").await;
+    set_user_match(&aux_api, passive, "full_name").await;
+    main_api
+        .create_record(
+            m_table,
+            json!({ m[0].to_string(): "call", m[1].to_string(): anna_main }),
+        )
+        .await;
+    assert_eq!(owner_on(&aux_api, a_table, a, "call").await, anna_aux);
+    aux_api
+        .create_record(
+            a_table,
+            json!({ a[0].to_string(): "visit", a[1].to_string(): boris_aux }),
+        )
+        .await;
+    assert_eq!(owner_on(&main_api, m_table, m, "visit").await, boris_main);
+    for (api, sync) in [(&main_api, active), (&aux_api, passive)] {
+        let (_, s) = api.get(&format!("/syncs/{sync}/status")).await;
+        assert_eq!(s["user_match_warning"], Value::Null, "{s}");
+    }
+
+    // By id: user 2 is user 2, whoever that is on each side.
+    set_user_match(&main_api, active, "id").await;
+    set_user_match(&aux_api, passive, "id").await;
+    main_api
+        .create_record(
+            m_table,
+            json!({ m[0].to_string(): "mail", m[1].to_string(): anna_main }),
+        )
+        .await;
+    assert_eq!(owner_on(&aux_api, a_table, a, "mail").await, boris_aux);
+
+    // The sides disagree: both statuses say so.
+    set_user_match(&aux_api, passive, "login").await;
+    for (api, sync) in [(&main_api, active), (&aux_api, passive)] {
+        let warning = eventually(30, "the mismatch shown", || async {
+            let (_, s) = api.get(&format!("/syncs/{sync}/status")).await;
+            s["user_match_warning"].as_str().map(str::to_string)
+        })
+        .await;
+        assert!(warning.contains("match users differently"), "{warning}");
+    }
+    let html = aux.web_page(&format!("/syncs/{passive}"), "en").await;
+    assert!(html.contains("match users differently"), "{html}");
+}
+
+#[tokio::test]
+async fn over_folders_a_user_match_mismatch_is_shown_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (m_table, m) = tasks(&main_api).await;
+    let (a_table, a) = tasks(&aux_api).await;
+    let active = local_sync(&main_api, "active", &up, &down).await;
+    let passive = local_sync(&aux_api, "passive", &down, &up).await;
+    set_user_match(&aux_api, passive, "full_name").await;
+    for (mine, theirs) in m.iter().zip(a) {
+        add_field(&main_api, active, *mine, "both", None).await;
+        add_field(&aux_api, passive, theirs, "both", Some(*mine)).await;
+    }
+    main_api
+        .create_record(m_table, json!({ m[0].to_string(): "call" }))
+        .await;
+    // Each side's packet files say how it matches users.
+    aux_api
+        .create_record(a_table, json!({ a[0].to_string(): "visit" }))
+        .await;
+    for (api, sync) in [(&aux_api, passive), (&main_api, active)] {
+        let warning = eventually(30, "the mismatch shown", || async {
+            let (_, s) = api.get(&format!("/syncs/{sync}/status")).await;
+            s["user_match_warning"].as_str().map(str::to_string)
+        })
+        .await;
+        assert!(warning.contains("by login"), "{warning}");
+    }
+}
