@@ -13,7 +13,7 @@ pub enum DomainError {
         message: String,
     },
     /// Several rows of a batch (a CSV import) were rejected; nothing was written.
-    #[error("{} row(s) rejected, nothing was written", .0.len())]
+    #[error("{}, nothing was written", rows_summary(.0))]
     Rows(Vec<RowError>),
     #[error("{0}")]
     Conflict(String),
@@ -50,11 +50,27 @@ impl DomainError {
     }
 }
 
-/// One rejected row of a batch: the row's number as the user sees it (1 = first data row).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// One error of a rejected row of a batch; a row with several bad values has one each.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct RowError {
+    /// The row's position in the batch (1 = first data row).
     pub row: usize,
+    /// For a file: the line a spreadsheet shows (the header is line 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// For a text file: the line the row starts on, when a cell spanning several lines
+    /// makes it differ from `line`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_line: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<FieldNo>,
     pub message: String,
+}
+
+/// "3 error(s) in 2 row(s)": how many errors and how many distinct rows have them.
+pub fn rows_summary(errors: &[RowError]) -> String {
+    let mut rows: Vec<usize> = errors.iter().map(|e| e.row).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    format!("{} error(s) in {} row(s)", errors.len(), rows.len())
 }

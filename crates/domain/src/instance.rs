@@ -104,7 +104,7 @@ pub struct UserPatch {
 }
 
 /// The most row errors one batch reports; the rest are counted.
-const MAX_REPORTED_ROW_ERRORS: usize = 1000;
+pub const MAX_REPORTED_ROW_ERRORS: usize = 1000;
 
 pub struct Instance<S: Store> {
     store: S,
@@ -681,11 +681,12 @@ impl<S: Store> Instance<S> {
                             row,
                             field,
                             message,
+                            ..RowError::default()
                         },
                         other => RowError {
                             row,
-                            field: None,
                             message: other.to_string(),
+                            ..RowError::default()
                         },
                     })
                 });

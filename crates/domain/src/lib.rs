@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod folder_path;
 pub mod instance;
 pub mod merge;
 mod numbering;

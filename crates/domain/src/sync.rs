@@ -2,6 +2,7 @@
 //! their directions, its progress and its log. Plain data and validation; the exchange
 //! itself lives in the `crmsync-sync` crate.
 
+use crate::folder_path::{ftp_folder_key, local_folder_key};
 use crate::{DomainError, FieldNo};
 use serde::{Deserialize, Serialize};
 
@@ -211,10 +212,13 @@ impl SyncConfig {
                         return Err(DomainError::invalid(format!("{name}: enter a folder")));
                     }
                 }
-                if local.upload_dir.trim() == local.download_dir.trim() {
-                    return Err(DomainError::invalid(
-                        "local.upload_dir and local.download_dir must be two different folders",
-                    ));
+                let same = local_folder_key(&local.upload_dir);
+                if same == local_folder_key(&local.download_dir) {
+                    return Err(DomainError::invalid(format!(
+                        "local.upload_dir and local.download_dir must be two different folders: \"{}\" and \"{}\" are both {same}",
+                        local.upload_dir.trim(),
+                        local.download_dir.trim()
+                    )));
                 }
             }
             Transport::Ftp => {
@@ -239,10 +243,13 @@ impl SyncConfig {
                         )));
                     }
                 }
-                if ftp.upload_dir.trim_end_matches('/') == ftp.download_dir.trim_end_matches('/') {
-                    return Err(DomainError::invalid(
-                        "ftp.upload_dir and ftp.download_dir must be two different folders",
-                    ));
+                let same = ftp_folder_key(&ftp.upload_dir);
+                if same == ftp_folder_key(&ftp.download_dir) {
+                    return Err(DomainError::invalid(format!(
+                        "ftp.upload_dir and ftp.download_dir must be two different folders: \"{}\" and \"{}\" are both {same}",
+                        ftp.upload_dir.trim(),
+                        ftp.download_dir.trim()
+                    )));
                 }
             }
         }

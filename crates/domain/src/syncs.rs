@@ -480,48 +480,44 @@ pub(crate) fn join_whole_tables(
     Ok(())
 }
 
-/// A folder, spelled one way: no trailing separators or doubled slashes.
-fn folder_key(dir: &str) -> String {
-    let mut key = String::with_capacity(dir.len());
-    for c in dir.trim().chars() {
-        if !(c == '/' && key.ends_with('/')) {
-            key.push(c);
-        }
-    }
-    while key.len() > 1 && key.ends_with('/') {
-        key.pop();
-    }
-    key
-}
-
-/// S-30: every sync needs folders of its own.
+/// S-30: every sync needs folders of its own, however they are spelled.
 fn ensure_own_folders(sync: &SyncConfig, all: &[SyncConfig]) -> Result<(), DomainError> {
-    let folders = |s: &SyncConfig| -> Vec<String> {
-        let local = s
-            .local
-            .iter()
-            .filter(|_| s.transport == crate::sync::Transport::Local)
-            .flat_map(|l| [folder_key(&l.upload_dir), folder_key(&l.download_dir)]);
-        let ftp = s
-            .ftp
-            .iter()
-            .filter(|_| s.transport == crate::sync::Transport::Ftp)
-            .flat_map(|f| {
+    use crate::folder_path::{ftp_folder_key, local_folder_key};
+    use crate::sync::Transport;
+    // (one spelling, which folder, as typed)
+    let folders = |s: &SyncConfig| -> Vec<(String, &'static str, String)> {
+        match (s.transport, &s.local, &s.ftp) {
+            (Transport::Local, Some(l), _) => {
+                [("upload", &l.upload_dir), ("download", &l.download_dir)]
+                    .into_iter()
+                    .map(|(role, dir)| (local_folder_key(dir), role, dir.trim().to_string()))
+                    .collect()
+            }
+            (Transport::Ftp, _, Some(f)) => {
                 let server = format!("ftp://{}:{}", f.host.trim().to_lowercase(), f.port);
-                [
-                    format!("{server}{}", folder_key(&f.upload_dir)),
-                    format!("{server}{}", folder_key(&f.download_dir)),
-                ]
-            });
-        local.chain(ftp).collect()
+                [("upload", &f.upload_dir), ("download", &f.download_dir)]
+                    .into_iter()
+                    .map(|(role, dir)| {
+                        (
+                            format!("{server}{}", ftp_folder_key(dir)),
+                            role,
+                            dir.trim().to_string(),
+                        )
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
     };
     let mine = folders(sync);
     for other in all.iter().filter(|o| o.id != sync.id) {
-        if let Some(shared) = folders(other).into_iter().find(|f| mine.contains(f)) {
-            return Err(DomainError::Conflict(format!(
-                "folder {shared} is already used by sync {} \"{}\"; each sync needs folders of its own",
-                other.id, other.name
-            )));
+        for (key, role, typed) in folders(other) {
+            if let Some((_, my_role, my_typed)) = mine.iter().find(|(k, _, _)| *k == key) {
+                return Err(DomainError::Conflict(format!(
+                    "the {my_role} folder \"{my_typed}\" is {key}, which is already used by sync {} \"{}\" (its {role} folder \"{typed}\"); each sync needs folders of its own",
+                    other.id, other.name
+                )));
+            }
         }
     }
     Ok(())

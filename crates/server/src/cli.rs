@@ -114,11 +114,13 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         clients: usize,
     },
-    /// Run an exchange of every active sync (or the one named) now, from this process.
+    /// Run an exchange of every active or folder sync (or the one named) now, from this
+    /// process: an HTTP exchange from the active side, one folder round (write what is
+    /// pending, read what arrived) on either side of a folder sync.
     SyncNow {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
-        /// Sync id or name; all active syncs when absent.
+        /// Sync id or name; all active HTTP syncs and all folder syncs when absent.
         sync: Option<String>,
         #[command(flatten)]
         trust: TrustArgs,
@@ -368,9 +370,19 @@ fn import(
         }
         Err(crmsync_domain::DomainError::Rows(rows)) => {
             for row in &rows {
-                eprintln!("row {}: {}", row.row, row.message);
+                let line = row.line.unwrap_or(row.row + 1);
+                match row.file_line {
+                    Some(text_line) => eprintln!(
+                        "line {line} (line {text_line} of the text file): {}",
+                        row.message
+                    ),
+                    None => eprintln!("line {line}: {}", row.message),
+                }
             }
-            anyhow::bail!("{} row(s) rejected; nothing was imported", rows.len())
+            anyhow::bail!(
+                "{}; nothing was imported",
+                crmsync_domain::error::rows_summary(&rows)
+            )
         }
         Err(e) => Err(e.into()),
     }
@@ -528,25 +540,34 @@ fn status(data: PathBuf) -> Result<()> {
 }
 
 fn sync_now(data: PathBuf, wanted: Option<String>, trust: TrustArgs) -> Result<()> {
+    use crmsync_domain::sync::{Mode, Transport};
     let mut app = App::open_existing(&data)?;
     trust.apply(&mut app)?;
-    let syncs: Vec<_> = app
-        .core
-        .syncs()?
+    // Over folders both sides write and read; over HTTP only the active side starts.
+    let starts_here = |s: &crmsync_domain::sync::SyncConfig| {
+        s.mode == Mode::Active || s.transport != Transport::Http
+    };
+    let all = app.core.syncs()?;
+    let any_here = !all.is_empty();
+    let syncs: Vec<_> = all
         .into_iter()
         .filter(|s| match &wanted {
             Some(w) => s.id.to_string() == *w || s.name.eq_ignore_ascii_case(w),
-            None => s.mode == crmsync_domain::sync::Mode::Active,
+            None => starts_here(s),
         })
         .collect();
     if syncs.is_empty() {
+        anyhow::bail!(match (&wanted, any_here) {
+            (Some(w), _) => format!("there is no sync \"{w}\" here"),
+            (None, false) => "there are no syncs here".to_string(),
+            (None, true) => "the syncs here are passive sides of HTTP syncs: they only answer, and exchanges are started by the active side (run sync-now there)".to_string(),
+        });
+    }
+    if let Some(sync) = syncs.iter().find(|s| !starts_here(s)) {
         anyhow::bail!(
-            "no such sync here{}",
-            if wanted.is_some() {
-                ""
-            } else {
-                " (no active syncs)"
-            }
+            "sync {} \"{}\" is the passive side of an HTTP sync: it only answers, and exchanges are started by the active side (run sync-now there)",
+            sync.id,
+            sync.name
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -554,15 +575,16 @@ fn sync_now(data: PathBuf, wanted: Option<String>, trust: TrustArgs) -> Result<(
         .build()?;
     let mut failures = 0;
     for sync in syncs {
-        if sync.mode == crmsync_domain::sync::Mode::Passive {
-            println!(
-                "sync {} \"{}\" is passive: it exchanges when its active side calls",
-                sync.id, sync.name
-            );
-            continue;
-        }
-        match runtime.block_on(crate::sync::active::exchange_once(&app, sync.id)) {
-            Ok(()) => println!("sync {} \"{}\": exchanged", sync.id, sync.name),
+        let outcome = match sync.transport {
+            Transport::Http => runtime
+                .block_on(crate::sync::active::exchange_once(&app, sync.id))
+                .map(|()| "exchanged".to_string()),
+            Transport::Local | Transport::Ftp => runtime
+                .block_on(crate::sync::folder::exchange_now(&app, sync.id))
+                .map(|tally| describe_round(&tally)),
+        };
+        match outcome {
+            Ok(done) => println!("sync {} \"{}\": {done}", sync.id, sync.name),
             Err(e) => {
                 failures += 1;
                 eprintln!("sync {} \"{}\": {e}", sync.id, sync.name);
@@ -573,4 +595,23 @@ fn sync_now(data: PathBuf, wanted: Option<String>, trust: TrustArgs) -> Result<(
         anyhow::bail!("{failures} sync(s) failed");
     }
     Ok(())
+}
+
+/// "wrote 1 record(s) in 1 packet(s), read 0 packet(s) with 0 record(s)", and what else
+/// the round met.
+fn describe_round(tally: &crate::sync::folder::Tally) -> String {
+    let mut text = format!(
+        "wrote {} record(s) in {} packet(s), read {} packet(s) with {} record(s)",
+        tally.records_written, tally.packets_written, tally.packets_read, tally.records_read
+    );
+    if tally.packets_rejected > 0 {
+        text += &format!(
+            ", moved {} rejected packet(s) aside (see the sync's log)",
+            tally.packets_rejected
+        );
+    }
+    if let Some(waiting) = &tally.waiting {
+        text += &format!("; {waiting}");
+    }
+    text
 }

@@ -6,10 +6,11 @@
 //! rejected row.
 
 use crate::app::Core;
-use crmsync_domain::instance::WriteOp;
+use crmsync_domain::instance::{MAX_REPORTED_ROW_ERRORS, WriteOp};
 use crmsync_domain::record::StatusFilter;
 use crmsync_domain::{Actor, DomainError, Field, FieldType, RecordQuery, RowError, User, Value};
 use encoding_rs::WINDOWS_1251;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::str::FromStr;
 
@@ -180,20 +181,22 @@ pub fn import(
     let mut ignored_columns = Vec::new();
     for (i, header) in headers.iter().enumerate() {
         let name = header.trim();
-        if SYSTEM_COLUMNS.contains(&name.to_lowercase().as_str()) {
-            ignored_columns.push(name.to_string());
-            columns.push(Column::Ignored);
-            continue;
-        }
-        let field = table.field_by_name(name).ok_or_else(|| {
+        // A field wins: a column named like a system column is a field's when the table
+        // has a field of that name (an "Status" select, say).
+        let Some(field) = table.field_by_name(name) else {
+            if SYSTEM_COLUMNS.contains(&name.to_lowercase().as_str()) {
+                ignored_columns.push(name.to_string());
+                columns.push(Column::Ignored);
+                continue;
+            }
             let names: Vec<&str> = table.fields.iter().map(|f| f.name.as_str()).collect();
-            DomainError::invalid(format!(
+            return Err(DomainError::invalid(format!(
                 "column {} \"{name}\" matches no field of table \"{}\"; its fields are: {}",
                 i + 1,
                 table.name,
                 names.join(", ")
-            ))
-        })?;
+            )));
+        };
         if field.field_type == FieldType::File {
             return Err(DomainError::invalid(format!(
                 "column \"{name}\" is a file field; file content cannot be imported from a spreadsheet"
@@ -212,27 +215,72 @@ pub fn import(
     }
     let users = core.users()?;
     let resolve_user = |text: &str| find_user(&users, text);
-    let mut rows = reader.records().enumerate().map(|(index, row)| {
-        let row_no = index + 1;
-        let row = row.map_err(|e| RowError {
-            row: row_no,
-            field: None,
-            message: format!("cannot read the row: {e}"),
-        })?;
-        let mut values = Vec::new();
-        for (cell, column) in row.iter().zip(&columns) {
-            if let Column::Field(field) = column {
-                let value = Value::from_text(field, cell, &resolve_user).map_err(|e| RowError {
+    // The write path reports one error per row; the other bad values of a row wait here.
+    let mut more_errors = Vec::new();
+    // Rows whose text starts on another line than the one a spreadsheet shows (a cell
+    // above spans several lines).
+    let mut file_lines = HashMap::new();
+    let written = {
+        let mut rows = reader.records().enumerate().map(|(index, row)| {
+            let row_no = index + 1;
+            let spreadsheet_line = row_no as u64 + 1;
+            let row = row.map_err(|e| {
+                if let Some(position) = e.position().filter(|p| p.line() != spreadsheet_line) {
+                    file_lines.insert(row_no, position.line());
+                }
+                RowError {
                     row: row_no,
-                    field: Some(field.no),
-                    message: e.to_string(),
-                })?;
-                values.push((field.no, value));
+                    message: format!("cannot read the row: {e}"),
+                    ..RowError::default()
+                }
+            })?;
+            if let Some(position) = row.position().filter(|p| p.line() != spreadsheet_line) {
+                file_lines.insert(row_no, position.line());
             }
+            let mut values = Vec::new();
+            let mut errors = Vec::new();
+            for (cell, column) in row.iter().zip(&columns) {
+                if let Column::Field(field) = column {
+                    match Value::from_text(field, cell, &resolve_user) {
+                        Ok(value) => values.push((field.no, value)),
+                        Err(e) => errors.push(RowError {
+                            row: row_no,
+                            field: Some(field.no),
+                            message: e.to_string(),
+                            ..RowError::default()
+                        }),
+                    }
+                }
+            }
+            let mut errors = errors.into_iter();
+            match errors.next() {
+                None => Ok(WriteOp::Create(values)),
+                Some(first) => {
+                    // Bounded: a hostile file cannot fill the memory with errors.
+                    let room = MAX_REPORTED_ROW_ERRORS.saturating_sub(more_errors.len());
+                    more_errors.extend(errors.take(room));
+                    Err(first)
+                }
+            }
+        });
+        core.write_ops(actor, table_id, &mut rows)
+    };
+    let ids = match written {
+        Ok(ids) => ids,
+        Err(DomainError::Rows(mut errors)) => {
+            errors.append(&mut more_errors);
+            // Stable: a row's errors stay in column order.
+            errors.sort_by_key(|e| e.row);
+            errors.truncate(MAX_REPORTED_ROW_ERRORS);
+            for error in &mut errors {
+                // The header is line 1; a spreadsheet shows one line per row.
+                error.line = Some(error.row + 1);
+                error.file_line = file_lines.get(&error.row).copied();
+            }
+            return Err(DomainError::Rows(errors));
         }
-        Ok(WriteOp::Create(values))
-    });
-    let ids = core.write_ops(actor, table_id, &mut rows)?;
+        Err(e) => return Err(e),
+    };
     Ok(ImportReport {
         imported: ids.len(),
         encoding,
@@ -303,7 +351,12 @@ pub fn export(
         };
         out.write_all(&bytes).map_err(|e| write_error(&e))
     };
-    let mut header = vec!["id".to_string()];
+    // A field named "id" wins (as on import): the system id column is then left out.
+    let with_id = table.field_by_name("id").is_none();
+    let mut header = Vec::new();
+    if with_id {
+        header.push("id".to_string());
+    }
     header.extend(table.fields.iter().map(|f| f.name.clone()));
     emit(vec![header])?;
     let mut query = RecordQuery {
@@ -319,7 +372,10 @@ pub fn export(
             .records
             .iter()
             .map(|record| {
-                let mut row = vec![record.id.to_string()];
+                let mut row = Vec::new();
+                if with_id {
+                    row.push(record.id.to_string());
+                }
                 row.extend(table.fields.iter().map(|f| {
                     record
                         .values

@@ -65,6 +65,7 @@ pub async fn run(app: App, sync_id: i64) {
 
 struct Round {
     period: Duration,
+    tally: Tally,
     /// When to look again without a commit here: a local folder is cheap to look at, so
     /// it is looked at often and a peer's packet is taken within a fraction of a second;
     /// an FTP server is asked once per period.
@@ -78,10 +79,76 @@ fn folder_error(action: &str, place: &str, e: std::io::Error) -> DomainError {
     DomainError::Unavailable(format!("cannot {action} {place}: {e}"))
 }
 
+/// What one round did, as `crmsync sync-now` reports it.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub packets_written: usize,
+    pub records_written: usize,
+    pub packets_read: usize,
+    pub records_read: usize,
+    /// Packets moved aside as `NAME.rejected`.
+    pub packets_rejected: usize,
+    /// What the download folder is waiting for, if something is missing.
+    pub waiting: Option<String>,
+}
+
+/// One round now, outside the loop (`crmsync sync-now`), in this process: write what is
+/// pending, read what has arrived, then write the answers what was read asks for (this
+/// process keeps nothing queued once it ends). A failure is recorded in the status.
+pub async fn exchange_now(app: &App, sync_id: i64) -> Result<Tally, String> {
+    let app2 = app.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut round = exchange(&app2, sync_id, true)?;
+        if app2.folder_control.waiting(sync_id) {
+            let answers = exchange(&app2, sync_id, false)?;
+            let (first, then) = (&mut round.tally, answers.tally);
+            first.packets_written += then.packets_written;
+            first.records_written += then.records_written;
+            first.packets_read += then.packets_read;
+            first.records_read += then.records_read;
+            first.packets_rejected += then.packets_rejected;
+            round.gap = answers.gap;
+        }
+        Ok::<_, DomainError>(round)
+    })
+    .await;
+    let error = match outcome {
+        Ok(Ok(round)) => {
+            let mut tally = round.tally;
+            tally.waiting = round.gap.map(|Waiting(reason)| reason);
+            return Ok(tally);
+        }
+        Ok(Err(error)) => error.to_string(),
+        Err(join) => join.to_string(),
+    };
+    fail(app, sync_id, error.clone()).await;
+    Err(error)
+}
+
+/// Taken for a round: one round at a time per sync, also between processes on this data
+/// directory (`crmsync sync-now` beside the running server), which `exchange_turns` (one
+/// process's) cannot see. The lock goes with the file when it is closed.
+fn round_lock(app: &App, sync_id: i64) -> Result<std::fs::File, DomainError> {
+    let dir = app.data_dir.join("locks");
+    let lock_error = |e: std::io::Error| {
+        DomainError::Store(format!("cannot take the lock in {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(&dir).map_err(lock_error)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("sync-{sync_id}.lock")))
+        .map_err(lock_error)?;
+    file.lock().map_err(lock_error)?;
+    Ok(file)
+}
+
 /// One round: write what is pending, read what has arrived.
 fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainError> {
     let turn = app.exchange_turns.of(sync_id);
     let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+    let _across_processes = round_lock(app, sync_id)?;
     let sync = app.core.sync(sync_id)?;
     let period = Duration::from_secs(u64::from(sync.period_seconds));
     // With no fields yet the folders are still checked and the active side's hello goes
@@ -109,9 +176,17 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
             .prepare(dir)
             .map_err(|e| folder_error("create", &folders.describe(dir), e))?;
     }
-    let catalog_written = write_outgoing(app, &sync, folders.as_mut(), &upload, catalog_due)?;
+    let mut tally = Tally::default();
+    let catalog_written = write_outgoing(
+        app,
+        &sync,
+        folders.as_mut(),
+        &upload,
+        catalog_due,
+        &mut tally,
+    )?;
     let gap = match has_fields {
-        true => read_incoming(app, &sync, folders.as_mut(), &download)?,
+        true => read_incoming(app, &sync, folders.as_mut(), &download, &mut tally)?,
         false => None,
     };
     let now = app.core.now_ms();
@@ -150,6 +225,7 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
     };
     Ok(Round {
         period,
+        tally,
         next_look,
         catalog_written,
         gap,
@@ -165,6 +241,7 @@ fn write_outgoing(
     folders: &mut dyn Folders,
     upload: &str,
     catalog_due: bool,
+    tally: &mut Tally,
 ) -> Result<bool, DomainError> {
     let mapping = mapping_for(app, sync)?;
     let active = sync.mode == Mode::Active;
@@ -200,6 +277,8 @@ fn write_outgoing(
             folders
                 .write(upload, &name, &folder::encode(&packet, &sync.password.0))
                 .map_err(|e| folder_error("write to", &folders.describe(upload), e))?;
+            tally.packets_written += 1;
+            tally.records_written += packet.items.len();
             if !packet.items.is_empty() {
                 app.metrics
                     .sent(sync.id, app.core.now_ms(), packet.items.len());
@@ -234,6 +313,7 @@ fn read_incoming(
     sync: &SyncConfig,
     folders: &mut dyn Folders,
     download: &str,
+    tally: &mut Tally,
 ) -> Result<Option<Waiting>, DomainError> {
     let listed = folders
         .list(download)
@@ -265,6 +345,7 @@ fn read_incoming(
                     name,
                     &format!("rejected {name}: {rejection}"),
                 )?;
+                tally.packets_rejected += 1;
                 continue;
             }
         };
@@ -301,6 +382,7 @@ fn read_incoming(
                     name,
                     &format!("rejected {name}: a replay of changes applied before"),
                 )?;
+                tally.packets_rejected += 1;
                 continue;
             }
             _ => {}
@@ -323,6 +405,7 @@ fn read_incoming(
                         name,
                         &format!("rejected {name}: {problem}"),
                     )?;
+                    tally.packets_rejected += 1;
                     remove_chunks(folders, download, &listed, packet.after);
                     continue;
                 }
@@ -344,6 +427,8 @@ fn read_incoming(
         folders
             .remove(download, name)
             .map_err(|e| folder_error("remove a packet from", &folders.describe(download), e))?;
+        tally.packets_read += 1;
+        tally.records_read += packet.items.len();
         if !packet.items.is_empty() {
             // Only a packet with changes has chunk files; one without shares its `after`
             // with the next packet, whose chunks must stay.

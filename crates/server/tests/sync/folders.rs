@@ -2,7 +2,7 @@
 //! upload folder the other's download folder (S-27).
 
 use super::http::{add_field, clients, record_values};
-use crate::common::{Client, Server, eventually};
+use crate::common::{Client, Server, cli, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::path::Path;
@@ -372,6 +372,164 @@ async fn changes_after_the_active_side_restarts_still_arrive() {
     .await;
     let (_, status) = aux_api.get(&format!("/syncs/{passive}/status")).await;
     assert_eq!(status["reason"], serde_json::Value::Null, "{status}");
+}
+
+#[tokio::test]
+async fn sync_now_runs_one_folder_round_and_a_passive_http_sync_says_who_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (_, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    link_by_folders(dir.path(), &main_api, &aux_api, &[(m[0], a[0])]).await;
+
+    // Main is stopped: a record imported offline travels only when sync-now runs.
+    let main_data = main.kill();
+    let main_dir = main_data.to_str().unwrap();
+    let file = dir.path().join("clients.csv");
+    std::fs::write(&file, "Name\nOffline client\n").unwrap();
+    let (ok, out, err) = cli(&[
+        "import",
+        "--data",
+        main_dir,
+        "--table",
+        "Clients",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(&["sync-now", "--data", main_dir, "active folders"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("sync 1 \"active folders\": wrote 1 record(s)"),
+        "{out}"
+    );
+    eventually(20, "the record on aux", || async {
+        let values = record_values(&aux_api, aux_table).await;
+        (values == vec![json!({ a[0].to_string(): "Offline client" })]).then_some(())
+    })
+    .await;
+
+    // While aux's server runs its own rounds, sync-now takes its turn beside them.
+    let aux_dir = dir.path().join("aux");
+    let (ok, out, err) = cli(&[
+        "sync-now",
+        "--data",
+        aux_dir.to_str().unwrap(),
+        "passive folders",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("sync 1 \"passive folders\": wrote "), "{out}");
+
+    // The passive side of an HTTP sync only answers: it says so and fails.
+    let (status, body) = aux_api
+        .post(
+            "/syncs",
+            json!({ "name": "answers only", "mode": "passive", "password": "123456" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (ok, out, err) = cli(&[
+        "sync-now",
+        "--data",
+        aux_dir.to_str().unwrap(),
+        "answers only",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("passive side of an HTTP sync") && err.contains("active side"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn folders_are_compared_as_canonical_paths_so_each_sync_has_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let api = server.admin();
+    let folders = dir.path().join("folders");
+    let down = folders.join("down");
+    std::fs::create_dir_all(&down).unwrap();
+    let canonical_folders = std::fs::canonicalize(&folders).unwrap();
+    let first = local_sync(&api, "active", &folders.join("up/"), &down).await;
+    let create = |name: &str, upload: String, download: String| {
+        let api = api.clone();
+        let body = json!({ "name": name, "mode": "passive", "transport": "local", "password": "123456",
+                           "local": { "upload_dir": upload, "download_dir": download } });
+        async move { api.post("/syncs", body).await }
+    };
+    let spelled = |path: &Path| path.to_str().unwrap().to_string();
+    let elsewhere = spelled(&dir.path().join("elsewhere"));
+
+    // Another sync on the first one's upload folder, spelled with `/./`.
+    let (status, body) = create(
+        "dot",
+        format!("{}/./up", spelled(&folders)),
+        elsewhere.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!(
+            "is already used by sync {first} \"active folders\""
+        )) && detail.contains(&spelled(&canonical_folders.join("up"))),
+        "{body}"
+    );
+
+    // A symlink to the first one's download folder.
+    let link = dir.path().join("link-to-down");
+    std::os::unix::fs::symlink(&down, &link).unwrap();
+    let (status, body) = create("link", elsewhere.clone(), spelled(&link)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("sync {first} \"active folders\"")),
+        "{body}"
+    );
+    // The first one's own folders changed to a symlinked spelling of themselves are fine.
+    let (status, body) = api
+        .patch(
+            &format!("/syncs/{first}"),
+            json!({ "local": { "upload_dir": format!("{}/../folders/up", spelled(&folders)), "download_dir": spelled(&link) } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // One sync's upload and download folders: the same folder spelled three ways.
+    for (upload, download) in [
+        (format!("{elsewhere}/./in"), format!("{elsewhere}/in/")),
+        ("up".to_string(), "up/../up".to_string()),
+        (spelled(&down), format!("{}//", spelled(&link))),
+    ] {
+        let (status, body) = create("same", upload.clone(), download.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{upload} {download}: {body}"
+        );
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("must be two different folders") && detail.contains(&upload),
+            "{body}"
+        );
+    }
+    // FTP folders: `.`, `..`, doubled and trailing slashes.
+    let (status, body) = api
+        .post("/syncs", json!({ "name": "ftp", "mode": "active", "transport": "ftp", "password": "123456",
+            "ftp": { "host": "example.ru", "login": "u", "password": "p", "upload_dir": "/cb//up/", "download_dir": "/cb/x/../up/." } }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ftp.upload_dir and ftp.download_dir must be two different folders"),
+        "{body}"
+    );
+    assert!(!Path::new("up").exists(), "a refused sync makes no folder");
 }
 
 /// S-23 over folders (issue 11, item 17): the REST API takes remote access and the active
