@@ -447,23 +447,28 @@ fn translate<S: Store>(
     let mut values = Vec::new();
     let mut taken = Vec::new();
     for (wire_no, field) in &item.fields {
-        let alone = || Item {
-            fields: BTreeMap::from([(*wire_no, field.clone())]),
-            ..item.clone()
-        };
-        let Some(route) = mapping.by_wire(*wire_no) else {
-            // Held, not dropped: applied once this side maps the field.
+        // Quarantined, not lost: this value alone, tried again until this side can take it
+        // (B-17).
+        let mut quarantine = |reason: String| {
             report.problems += 1;
             report.held += 1;
+            let alone = Item {
+                fields: BTreeMap::from([(*wire_no, field.clone())]),
+                ..item.clone()
+            };
             hold(
                 core,
                 sync,
                 HELD_QUARANTINE,
                 table_id,
-                &alone(),
+                &alone,
                 wire_no.to_string(),
-                unmapped_field(*wire_no),
-            )?;
+                reason,
+            )
+        };
+        let Some(route) = mapping.by_wire(*wire_no) else {
+            // Applied once this side maps the field.
+            quarantine(unmapped_field(*wire_no))?;
             continue;
         };
         if route.local.table_id != table_id || !route.direction.receives() {
@@ -496,21 +501,10 @@ fn translate<S: Store>(
                 )?;
             }
             Err(Unusable::Invalid(message)) => {
-                // Quarantined, not lost: tried again until this side can take it (B-17).
-                report.problems += 1;
-                report.held += 1;
-                hold(
-                    core,
-                    sync,
-                    HELD_QUARANTINE,
-                    table_id,
-                    &alone(),
-                    wire_no.to_string(),
-                    format!(
-                        "field {} \"{}\": {message}",
-                        route.local.no, route.local.name
-                    ),
-                )?;
+                quarantine(format!(
+                    "field {} \"{}\": {message}",
+                    route.local.no, route.local.name
+                ))?;
             }
         }
     }
