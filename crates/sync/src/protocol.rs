@@ -108,6 +108,10 @@ pub struct Packet {
     /// Over folders, from the passive side: the pairs recorded, or why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paired: Option<PairOutcome>,
+    /// Over folders, from either side: the highest `upto` of the other side's packets this
+    /// side has applied (written files say nothing of being read; this does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<i64>,
 }
 
 /// The passive side's answer to pairs sent through folders.

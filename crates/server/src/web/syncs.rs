@@ -802,7 +802,14 @@ async fn progress(
             &[("error", status.error.as_deref().unwrap_or_default())],
         ),
         "done" => lang.with("job-done", &[("done", &done), ("total", &total)]),
-        _ => lang.with("job-running", &[("done", &done), ("total", &total)]),
+        _ => {
+            let running = lang.with("job-running", &[("done", &done), ("total", &total)]);
+            // What it waits for: the other side to apply the rest, or why it cannot.
+            match &status.waiting {
+                Some(waiting) => format!("{running} · {waiting}"),
+                None => running,
+            }
+        }
     };
     let percent = if status.total > 0 {
         (status.done * 100 / status.total).clamp(0, 100)
