@@ -86,6 +86,9 @@ pub struct Packet {
     /// these fields (B-16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_request: Option<Vec<i64>>,
+    /// With it: the active side's direction of each of those fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_directions: Option<BTreeMap<i64, crmsync_domain::sync::Direction>>,
     /// Over folders, from the passive side: its digests, answering a drift check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digests: Option<crate::drift::Digests>,

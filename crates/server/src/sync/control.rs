@@ -8,7 +8,7 @@ use crate::app::App;
 use crmsync_domain::DomainError;
 use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_sync::Packet;
-use crmsync_sync::drift::Digests;
+use crmsync_sync::drift::{DigestRequest, Digests};
 use crmsync_sync::protocol::{GrantedBlock, Item, NumberBlockRequest, PairOutcome, PairRequest};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,7 @@ pub struct FolderControl(Arc<Mutex<HashMap<i64, Control>>>);
 /// whoever waits on it.
 #[derive(Default)]
 pub struct Control {
-    pub send_digest_request: Option<Vec<i64>>,
+    pub send_digest_request: Option<DigestRequest>,
     pub send_digests: Option<Digests>,
     pub got_digests: Option<Digests>,
     pub send_number_requests: Vec<NumberBlockRequest>,
@@ -63,7 +63,10 @@ impl FolderControl {
     /// Moves what waits into `packet`; returns whether there was anything.
     pub fn fill(&self, sync_id: i64, packet: &mut Packet) -> bool {
         self.with(sync_id, |c| {
-            packet.digest_request = c.send_digest_request.take();
+            if let Some(request) = c.send_digest_request.take() {
+                packet.digest_request = Some(request.fields);
+                packet.digest_directions = Some(request.directions);
+            }
             packet.digests = c.send_digests.take();
             packet.number_requests = std::mem::take(&mut c.send_number_requests);
             packet.number_blocks = std::mem::take(&mut c.send_number_blocks);
@@ -154,8 +157,12 @@ pub fn after_apply(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<(), 
     let control = &app.folder_control;
     match sync.mode {
         Mode::Passive => {
-            if let Some(requested) = &packet.digest_request {
-                let digests = crmsync_sync::drift::answer(&app.core, sync, &mapping, requested)?;
+            if let Some(fields) = &packet.digest_request {
+                let request = DigestRequest {
+                    fields: fields.clone(),
+                    directions: packet.digest_directions.clone().unwrap_or_default(),
+                };
+                let digests = crmsync_sync::drift::answer(&app.core, sync, &mapping, &request)?;
                 control.with(sync.id, |c| c.send_digests = Some(digests));
             }
             if let Some(table) = packet.records_request {

@@ -319,10 +319,10 @@ async fn digests(
     body: Bytes,
 ) -> Result<Json<crmsync_sync::drift::Digests>, ApiError> {
     let sync = authenticate(&app, sync_id, "digests", &headers, &body, peer).await?;
-    let request: super::drift::DigestRequest = parse(&body)?;
+    let request: crmsync_sync::drift::DigestRequest = parse(&body)?;
     let digests = blocking(move || {
         let mapping = passive_mapping(&app, &sync)?;
-        crmsync_sync::drift::answer(&app.core, &sync, &mapping, &request.fields)
+        crmsync_sync::drift::answer(&app.core, &sync, &mapping, &request)
     })
     .await?;
     Ok(Json(digests))

@@ -552,7 +552,7 @@ async fn detail(
                 } else {
                     "held-quarantine"
                 }),
-                record: h.record_uid.to_string(),
+                record: crate::sync::held::held_label(&app, &tables, &mapping, &h),
                 reason: h.reason,
                 at: format_ms(h.at_ms),
             })
@@ -943,7 +943,7 @@ async fn discard_held(
 struct DriftPage {
     page: Page,
     sync: SyncConfig,
-    found: crmsync_sync::drift::Drift,
+    found: crate::sync::drift::Found,
     notice: Option<String>,
 }
 
@@ -963,7 +963,7 @@ async fn drift(
     let lang = page.lang;
     let app2 = app.clone();
     let sync = work(lang, move || app2.core.sync(sync_id)).await?;
-    let (found, _) = crate::sync::drift::check(&app, sync_id)
+    let found = crate::sync::drift::check_named(&app, sync_id)
         .await
         .map_err(|f| WebError::new(lang, StatusCode::CONFLICT, f.0))?;
     Ok(render(&DriftPage {
