@@ -115,6 +115,10 @@ pub struct Packet {
     /// side has applied (written files say nothing of being read; this does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack: Option<i64>,
+    /// Over folders: what this side queued in answer to the other side's `resend`, so the
+    /// other side's initial sync knows what to wait for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent: Option<ResendSummary>,
 }
 
 /// The passive side's answer to pairs sent through folders.
@@ -199,6 +203,10 @@ pub struct PullRequest {
     /// once when its own differ.
     #[serde(default)]
     pub problems: Vec<String>,
+    /// What the active side queued in answer to the passive side's `resend`, so the
+    /// passive side's initial sync knows what to wait for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent: Option<ResendSummary>,
 }
 
 /// The active side asks the owner of a shared numbering (B-06) for a block of numbers.

@@ -9,7 +9,9 @@ use crmsync_domain::DomainError;
 use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_sync::Packet;
 use crmsync_sync::drift::{DigestRequest, Digests};
-use crmsync_sync::protocol::{GrantedBlock, Item, NumberBlockRequest, PairOutcome, PairRequest};
+use crmsync_sync::protocol::{
+    GrantedBlock, Item, NumberBlockRequest, PairOutcome, PairRequest, ResendSummary,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +40,11 @@ pub struct Control {
     pub peer_applied: i64,
     /// The `ack` our last packet carried: a packet goes when we have applied more since.
     pub ack_written: i64,
+    /// What we queued in answer to the other side's `resend` (over HTTP it rides on the
+    /// active side's next pull)…
+    pub send_resent: Option<ResendSummary>,
+    /// …and what the other side queued in answer to ours (over HTTP on a passive side too).
+    pub got_resent: Option<ResendSummary>,
 }
 
 impl FolderControl {
@@ -57,6 +64,7 @@ impl FolderControl {
                 || c.send_records.is_some()
                 || c.send_pairs.is_some()
                 || c.send_paired.is_some()
+                || c.send_resent.is_some()
         })
     }
 
@@ -74,6 +82,7 @@ impl FolderControl {
             packet.records = c.send_records.take();
             packet.pairs = c.send_pairs.take();
             packet.paired = c.send_paired.take();
+            packet.resent = c.send_resent.take();
         });
         carries_control(packet)
     }
@@ -115,6 +124,7 @@ pub fn carries_control(packet: &Packet) -> bool {
         || packet.records.is_some()
         || packet.pairs.is_some()
         || packet.paired.is_some()
+        || packet.resent.is_some()
 }
 
 /// How long a request through folders waits for its answer: the request and the answer
@@ -155,6 +165,9 @@ pub fn after_apply(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<(), 
     }
     let mapping = super::initial::mapping_for(app, sync)?;
     let control = &app.folder_control;
+    if let Some(resent) = packet.resent {
+        control.with(sync.id, |c| c.got_resent = Some(resent));
+    }
     match sync.mode {
         Mode::Passive => {
             if let Some(fields) = &packet.digest_request {

@@ -334,7 +334,9 @@ fn read_incoming(
         }
         super::control::after_apply(app, sync, &packet)?;
         if let Some(request) = packet.resend {
-            super::initial::queue_own(app, sync, request)?;
+            let resent = super::initial::queue_own(app, sync, request)?;
+            app.folder_control
+                .with(sync.id, |c| c.send_resent = Some(resent));
         }
         // Removed only now that the apply has committed.
         folders

@@ -3,8 +3,9 @@
 //! request travels with the next pull or packet file). The job is done only once the other
 //! side has applied every row it queued — over HTTP the outgoing cursor moves only when the
 //! peer confirms; over folders a written file says nothing, so the peer's packets carry
-//! what it applied (`ack`) — and, when the peer answered the request with what it queued
-//! (an active HTTP side asking), once those rows are applied here too. While the other side
+//! what it applied (`ack`) — and once the rows the peer queued in answer are applied here
+//! too (its `/resend` answer says which, or, when the request travelled with a packet, the
+//! `resent` it sends back with its next pull or packet file). While the other side
 //! is stopped or unreachable the job keeps running and says why; it fails only after an
 //! hour without progress.
 
@@ -139,8 +140,10 @@ async fn run_inner(
     let asks_over_http = sync.mode == Mode::Active && sync.transport == Transport::Http;
     let peer = match asks_over_http {
         true => Some(ask_peer(app, sync, &request, job).await?),
-        // Otherwise the request travels with the next packet (a pull, or a packet file).
+        // Otherwise the request travels with the next packet (a pull, or a packet file),
+        // and what the other side queued comes back the same way (`resent`).
         false => {
+            app.folder_control.with(sync.id, |c| c.got_resent = None);
             let core = app.core.clone();
             let id = sync.id;
             let text = serde_json::to_string(&request).unwrap_or_default();
@@ -154,8 +157,6 @@ async fn run_inner(
             None
         }
     };
-    let total = own.count + peer.map_or(0, |p| p.count);
-    app.jobs.update(job, |j| j.total = total);
     let (mut progress, mut progressed_at) = (-1, tokio::time::Instant::now());
     loop {
         let core = app.core.clone();
@@ -164,11 +165,13 @@ async fn run_inner(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        let peer = peer.or_else(|| app.folder_control.with(sync.id, |c| c.got_resent));
+        let total = own.count + peer.map_or(0, |p| p.count);
         let done = own.delivered(peer_applied(app, sync, &state))
             + peer.map_or(0, |p| p.delivered(state.received_seq));
         let handed_over = asks_over_http || state.resend_request.is_none();
-        if done >= total && handed_over {
-            app.jobs.update(job, |j| j.done = done);
+        if done >= total && peer.is_some() {
+            app.jobs.update(job, |j| (j.done, j.total) = (done, total));
             return Ok(());
         }
         let (connected, reason) = state.as_seen(sync, app.core.now_ms());
@@ -176,6 +179,9 @@ async fn run_inner(
             Some(reason) => reason,
             None if !handed_over => {
                 "waiting to hand the request for the other side's rows over".to_string()
+            }
+            None if peer.is_none() => {
+                "waiting for the other side to say which rows it queued".to_string()
             }
             None => format!(
                 "waiting for the other side to apply {} more record(s)",
@@ -191,7 +197,7 @@ async fn run_inner(
             ));
         }
         app.jobs.update(job, |j| {
-            j.done = done;
+            (j.done, j.total) = (done, total);
             j.waiting = Some(waiting);
         });
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -245,6 +245,12 @@ async fn pull(
 ) -> Result<Json<Packet>, ApiError> {
     let sync = authenticate(&app, sync_id, "pull", &headers, &body, peer).await?;
     let request: PullRequest = parse(&body)?;
+    if let Some(resent) = request.resent {
+        // Per sync, in memory, like the folder transports' answers: what our initial sync
+        // waits for.
+        app.folder_control
+            .with(sync_id, |c| c.got_resent = Some(resent));
+    }
     let mut commits = app.syncs.commits();
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);

@@ -275,3 +275,50 @@ async fn over_folders_the_job_is_done_only_once_the_peer_has_read_and_applied_ev
     let aux_api = aux.admin();
     done_only_once_applied(&main_api, job, &aux_api, aux_table, 25).await;
 }
+
+/// The rows the other side sends in answer count too: started on the side that has none,
+/// the job is done only once the other side's rows are all here.
+async fn the_other_sides_rows_count(over_folders: bool) {
+    use super::folders::local_sync;
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    for i in 0..300 {
+        main_api
+            .create_record(main_table, json!({ m[0].to_string(): format!("main {i}") }))
+            .await;
+    }
+    let (active, passive) = match over_folders {
+        false => pair(&main_api, &aux_api, "123456").await,
+        true => {
+            let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+            (
+                local_sync(&main_api, "active", &up, &down).await,
+                local_sync(&aux_api, "passive", &down, &up).await,
+            )
+        }
+    };
+    add_field(&main_api, active, m[0], "upload", None).await;
+    add_field(&aux_api, passive, a[0], "download", Some(m[0])).await;
+    let (status, job) = aux_api
+        .post(&format!("/syncs/{passive}/initial"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let job = job["id"].as_i64().unwrap();
+    done_only_once_applied(&aux_api, job, &aux_api, aux_table, 300).await;
+    let status = aux_api.ok(Method::GET, &format!("/jobs/{job}"), None).await;
+    assert_eq!(status["total"], 300, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_on_the_passive_side_the_job_waits_for_the_active_sides_rows() {
+    the_other_sides_rows_count(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_folders_the_job_waits_for_the_other_sides_rows() {
+    the_other_sides_rows_count(true).await;
+}
