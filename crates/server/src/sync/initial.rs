@@ -183,10 +183,14 @@ async fn run_inner(
             None if peer.is_none() => {
                 "waiting for the other side to say which rows it queued".to_string()
             }
-            None => format!(
-                "waiting for the other side to apply {} more record(s)",
-                total - done
-            ),
+            None => {
+                let there = own.count - own.delivered(peer_applied(app, sync, &state));
+                format!(
+                    "waiting for {} record(s) to be applied: {there} on the other side, {} here",
+                    total - done,
+                    total - done - there
+                )
+            }
         };
         if done > progress {
             (progress, progressed_at) = (done, tokio::time::Instant::now());
