@@ -15,6 +15,10 @@ pub struct JobStatus {
     pub total: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// While running: what it waits for now (the other side to apply the rest, or why the
+    /// sync cannot reach it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -32,6 +36,7 @@ impl Jobs {
             done: 0,
             total: 0,
             error: None,
+            waiting: None,
         };
         inner.1.insert(job.id, job.clone());
         job

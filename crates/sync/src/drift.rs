@@ -4,24 +4,55 @@
 //! side compares the two lists. Stamps are left out on purpose: a value edited in the
 //! database file behind the instance's back keeps its stamp, and is exactly what this
 //! must find.
+//!
+//! Only what the two sides' directions say should be equal is compared: a field whose
+//! value flows both ways is in each record's digest; a field that flows one way only is
+//! digested on its own, and the receiving side must hold what the sending side holds
+//! wherever the sender holds a value (a value the receiver had before and the sender never
+//! filled is not drift); a field `off` on either side, or that neither side sends to the
+//! other, is not compared.
 
 use crate::mapping::Mapping;
 use crate::outbox::{each_record_page, to_wire};
 use crmsync_domain::record::StatusFilter;
+use crmsync_domain::sync::Direction;
 use crmsync_domain::{DomainError, Instance, Store, User, Value};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// The active side asks for the other side's digests of these fields (its wire numbers),
+/// telling its own direction of each so the other side can tell which way each flows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DigestRequest {
+    pub fields: Vec<i64>,
+    /// Absent (an older active side): every field both sides carry is compared whole.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub directions: BTreeMap<i64, Direction>,
+}
+
 /// A side's digests: the wire field numbers it covered, and per record uid a digest.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Digests {
+    /// The fields that flow both ways: in each record's digest.
     pub fields: Vec<i64>,
     pub records: BTreeMap<Uuid, String>,
+    /// Fields that flow one way only, from the active side to the passive one…
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to_passive: Vec<i64>,
+    /// …and from the passive side to the active one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to_active: Vec<i64>,
+    /// Per record, the digest of each one-way field's value where it holds one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub one_way: BTreeMap<Uuid, BTreeMap<i64, String>>,
     /// This side's table of each record (not sent).
     #[serde(skip)]
     pub tables: BTreeMap<Uuid, i64>,
+    /// This side's id of each record (not sent).
+    #[serde(skip)]
+    pub ids: BTreeMap<Uuid, i64>,
 }
 
 /// What differs between the two sides.
@@ -43,7 +74,7 @@ pub fn fields(mapping: &Mapping) -> Vec<i64> {
     let mut fields: Vec<i64> = mapping
         .routes
         .iter()
-        .filter(|r| r.direction != crmsync_domain::sync::Direction::Off)
+        .filter(|r| r.direction != Direction::Off)
         .map(|r| r.wire_no)
         .collect();
     fields.sort_unstable();
@@ -51,73 +82,129 @@ pub fn fields(mapping: &Mapping) -> Vec<i64> {
     fields
 }
 
-/// The passive side's answer to a drift check asking for `requested` fields: its digests
-/// over those of them it carries too (the asking side then digests the same ones).
+/// The active side's request: its fields not switched off, with their directions.
+pub fn request(mapping: &Mapping) -> DigestRequest {
+    let fields = fields(mapping);
+    let directions = fields
+        .iter()
+        .filter_map(|f| Some((*f, mapping.by_wire(*f)?.direction)))
+        .collect();
+    DigestRequest { fields, directions }
+}
+
+/// The passive side's answer to a drift check: its digests over the requested fields it
+/// carries too, each compared as the two directions let it flow (the asking side then
+/// digests the same ones alike).
 pub fn answer<S: Store>(
     core: &Instance<S>,
     sync: &crmsync_domain::sync::SyncConfig,
     mapping: &Mapping,
-    requested: &[i64],
+    request: &DigestRequest,
 ) -> Result<Digests, DomainError> {
     let ours = fields(mapping);
-    let agreed: Vec<i64> = requested
-        .iter()
-        .copied()
-        .filter(|f| ours.contains(f))
-        .collect();
-    digests(core, sync, mapping, &agreed)
+    let agreed = request.fields.iter().copied().filter(|f| ours.contains(f));
+    let (mut both, mut to_passive, mut to_active) = (Vec::new(), Vec::new(), Vec::new());
+    for field in agreed {
+        let (Some(active), Some(route)) = (request.directions.get(&field), mapping.by_wire(field))
+        else {
+            // An older active side says nothing of its directions: compared whole.
+            if request.directions.is_empty() {
+                both.push(field);
+            }
+            continue;
+        };
+        let down = active.sends() && route.direction.receives();
+        let up = route.direction.sends() && active.receives();
+        match (down, up) {
+            (true, true) => both.push(field),
+            (true, false) => to_passive.push(field),
+            (false, true) => to_active.push(field),
+            (false, false) => {}
+        }
+    }
+    digests(core, sync, mapping, &both, &[to_passive, to_active])
 }
 
-/// Digests every record (deleted ones too) of the tables carrying `wanted` fields.
+/// Digests every record (deleted ones too) of the tables carrying the `both` fields (in
+/// each record's digest) or the one-way ones `[to_passive, to_active]` (each on its own).
 pub fn digests<S: Store>(
     core: &Instance<S>,
     sync: &crmsync_domain::sync::SyncConfig,
     mapping: &Mapping,
-    wanted: &[i64],
+    both: &[i64],
+    one_way: &[Vec<i64>; 2],
 ) -> Result<Digests, DomainError> {
+    let is_one_way = |wire_no: i64| one_way.iter().any(|f| f.contains(&wire_no));
     let routes: Vec<_> = mapping
         .routes
         .iter()
-        .filter(|r| wanted.contains(&r.wire_no))
+        .filter(|r| both.contains(&r.wire_no) || is_one_way(r.wire_no))
         .collect();
     let mut tables: Vec<i64> = routes.iter().map(|r| r.local.table_id).collect();
     tables.sort_unstable();
     tables.dedup();
-    let mut records = BTreeMap::new();
+    let mut found = Digests {
+        fields: both.to_vec(),
+        to_passive: one_way[0].clone(),
+        to_active: one_way[1].clone(),
+        ..Digests::default()
+    };
     let mut users: Option<Vec<User>> = None;
-    let table_ids = tables;
-    let mut tables = BTreeMap::new();
-    for table_id in table_ids {
+    for table_id in tables {
         each_record_page(core, table_id, StatusFilter::All, |tx, page| {
             for record in page {
+                let uid = mapping.uids.to_peer(record.uid);
                 let mut hasher = Sha256::new();
                 hasher.update(record.status.as_str().as_bytes());
                 for route in routes.iter().filter(|r| r.local.table_id == table_id) {
                     let value = record.values.get(&route.local.no).unwrap_or(&Value::Null);
                     let wire = to_wire(tx, sync, mapping, &route.local, value, &mut users)?;
-                    hasher.update(format!("\n{}={wire}", route.wire_no).as_bytes());
+                    if !is_one_way(route.wire_no) {
+                        hasher.update(format!("\n{}={wire}", route.wire_no).as_bytes());
+                    } else if !wire.is_null() && wire != "" {
+                        let digest = Sha256::digest(wire.to_string().as_bytes());
+                        found
+                            .one_way
+                            .entry(uid)
+                            .or_default()
+                            .insert(route.wire_no, hex::encode(&digest[..8]));
+                    }
                 }
-                let uid = mapping.uids.to_peer(record.uid);
-                records.insert(uid, hex::encode(&hasher.finalize()[..12]));
-                tables.insert(uid, table_id);
+                found
+                    .records
+                    .insert(uid, hex::encode(&hasher.finalize()[..12]));
+                found.tables.insert(uid, table_id);
+                found.ids.insert(uid, record.id);
             }
             Ok(())
         })?;
     }
-    Ok(Digests {
-        fields: wanted.to_vec(),
-        records,
-        tables,
-    })
+    Ok(found)
 }
 
-/// Compares this side's digests with the other side's (over the same fields).
+/// Compares this (active) side's digests with the other side's, over the same fields.
 pub fn compare(here: &Digests, there: &Digests) -> Drift {
+    let none = BTreeMap::new();
+    // A one-way field differs where its sender holds a value the receiver does not.
+    let one_way_differs = |uid: &Uuid| {
+        let (ours, theirs) = (
+            here.one_way.get(uid).unwrap_or(&none),
+            there.one_way.get(uid).unwrap_or(&none),
+        );
+        let sent = |fields: &[i64], sender: &BTreeMap<i64, String>, receiver: &BTreeMap<_, _>| {
+            fields.iter().any(|f| {
+                sender
+                    .get(f)
+                    .is_some_and(|value| receiver.get(f) != Some(value))
+            })
+        };
+        sent(&there.to_passive, ours, theirs) || sent(&there.to_active, theirs, ours)
+    };
     let mut drift = Drift::default();
     for (uid, digest) in &here.records {
         match there.records.get(uid) {
             None => drift.only_here.push(*uid),
-            Some(theirs) if theirs != digest => drift.differ.push(*uid),
+            Some(theirs) if theirs != digest || one_way_differs(uid) => drift.differ.push(*uid),
             Some(_) => {}
         }
     }

@@ -100,6 +100,9 @@ pub struct Packet {
     /// these fields (B-16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_request: Option<Vec<i64>>,
+    /// With it: the active side's direction of each of those fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_directions: Option<BTreeMap<i64, crmsync_domain::sync::Direction>>,
     /// Over folders, from the passive side: its digests, answering a drift check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digests: Option<crate::drift::Digests>,
@@ -122,6 +125,14 @@ pub struct Packet {
     /// Over folders, from the passive side: the pairs recorded, or why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paired: Option<PairOutcome>,
+    /// Over folders, from either side: the highest `upto` of the other side's packets this
+    /// side has applied (written files say nothing of being read; this does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<i64>,
+    /// Over folders: what this side queued in answer to the other side's `resend`, so the
+    /// other side's initial sync knows what to wait for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent: Option<ResendSummary>,
 }
 
 /// The passive side's answer to pairs sent through folders.
@@ -210,6 +221,10 @@ pub struct PullRequest {
     /// answers at once when it has changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_match: Option<UserMatch>,
+    /// What the active side queued in answer to the passive side's `resend`, so the
+    /// passive side's initial sync knows what to wait for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent: Option<ResendSummary>,
 }
 
 /// The active side asks the owner of a shared numbering (B-06) for a block of numbers.

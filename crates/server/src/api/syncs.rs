@@ -491,7 +491,7 @@ pub async fn drift(
     State(app): State<App>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let (found, _) = crate::sync::drift::check(&app, id)
+    let found = crate::sync::drift::check_named(&app, id)
         .await
         .map_err(drift_error)?;
     Ok(Json(json!(found)))

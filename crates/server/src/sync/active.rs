@@ -11,7 +11,7 @@ use crmsync_domain::sync::{SyncConfig, UserMatch};
 use crmsync_sync::content::files_in;
 use crmsync_sync::mapping::UidPairs;
 use crmsync_sync::mapping::catalog;
-use crmsync_sync::protocol::{Hello, HelloReply, Packet, PullRequest, PushReply};
+use crmsync_sync::protocol::{Hello, HelloReply, Packet, PullRequest, PushReply, ResendSummary};
 use crmsync_sync::{Mapping, PROTOCOL_VERSION, build_packet};
 use reqwest::Method;
 use serde::Serialize;
@@ -379,6 +379,8 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
 async fn pull_loop(app: App, sync_id: i64) {
     let mut introduced = false;
     let mut known_problems: Vec<String> = Vec::new();
+    // What we queued for the passive side's initial sync, told with the next pull.
+    let mut resent: Option<ResendSummary> = None;
     loop {
         let mut sync = None;
         let result = async {
@@ -389,7 +391,8 @@ async fn pull_loop(app: App, sync_id: i64) {
                 succeeded(&app, sync_id).await;
                 introduced = false;
                 tokio::time::sleep(period(Some(&loaded))).await;
-                return Ok(());
+                // Anything queued before is still to be told.
+                return Ok(resent);
             }
             let core = app.core.clone();
             let state = blocking(move || core.sync_state(sync_id)).await?;
@@ -398,6 +401,7 @@ async fn pull_loop(app: App, sync_id: i64) {
                 wait_ms: LONG_POLL.as_millis() as u64,
                 problems: known_problems.clone(),
                 user_match: state.peer_user_match.as_deref().and_then(parse_user_match),
+                resent,
             };
             let packet: Packet = call(
                 &app,
@@ -418,6 +422,7 @@ async fn pull_loop(app: App, sync_id: i64) {
                 })
                 .await?;
             }
+            let mut queued = None;
             if packet.problems != known_problems {
                 known_problems = packet.problems.clone();
                 report_problems(&app, &loaded, &known_problems).await?;
@@ -428,17 +433,22 @@ async fn pull_loop(app: App, sync_id: i64) {
             if let Some(request) = resend {
                 // The passive side's initial sync wants our rows as well.
                 let app2 = app.clone();
-                blocking(move || super::initial::queue_own(&app2, &loaded, request).map(|_| ()))
-                    .await?;
+                queued = Some(
+                    blocking(move || super::initial::queue_own(&app2, &loaded, request)).await?,
+                );
             }
             succeeded(&app, sync_id).await;
-            Ok::<(), Failure>(())
+            Ok::<Option<ResendSummary>, Failure>(queued)
         }
         .await;
-        if let Err(failure) = result {
-            introduced = false;
-            failed(&app, sync_id, failure).await;
-            tokio::time::sleep(period(sync.as_ref())).await;
+        match result {
+            // The passive side has heard what was queued before; tell it what is new.
+            Ok(queued) => resent = queued,
+            Err(failure) => {
+                introduced = false;
+                failed(&app, sync_id, failure).await;
+                tokio::time::sleep(period(sync.as_ref())).await;
+            }
         }
     }
 }
@@ -476,6 +486,7 @@ pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
                 wait_ms: 0,
                 problems: Vec::new(),
                 user_match: None,
+                resent: None,
             };
             let packet: Packet =
                 call(app, &sync, "pull", &request, Duration::from_secs(120)).await?;

@@ -8,8 +8,10 @@ use crate::app::App;
 use crmsync_domain::DomainError;
 use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_sync::Packet;
-use crmsync_sync::drift::Digests;
-use crmsync_sync::protocol::{GrantedBlock, Item, NumberBlockRequest, PairOutcome, PairRequest};
+use crmsync_sync::drift::{DigestRequest, Digests};
+use crmsync_sync::protocol::{
+    GrantedBlock, Item, NumberBlockRequest, PairOutcome, PairRequest, ResendSummary,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,7 +23,7 @@ pub struct FolderControl(Arc<Mutex<HashMap<i64, Control>>>);
 /// whoever waits on it.
 #[derive(Default)]
 pub struct Control {
-    pub send_digest_request: Option<Vec<i64>>,
+    pub send_digest_request: Option<DigestRequest>,
     pub send_digests: Option<Digests>,
     pub got_digests: Option<Digests>,
     pub send_number_requests: Vec<NumberBlockRequest>,
@@ -34,6 +36,15 @@ pub struct Control {
     pub send_pairs: Option<PairRequest>,
     pub send_paired: Option<PairOutcome>,
     pub got_paired: Option<PairOutcome>,
+    /// The highest of our changes the other side said it has applied (`ack`).
+    pub peer_applied: i64,
+    /// The `ack` our last packet carried: a packet goes when we have applied more since.
+    pub ack_written: i64,
+    /// What we queued in answer to the other side's `resend` (over HTTP it rides on the
+    /// active side's next pull)…
+    pub send_resent: Option<ResendSummary>,
+    /// …and what the other side queued in answer to ours (over HTTP on a passive side too).
+    pub got_resent: Option<ResendSummary>,
 }
 
 impl FolderControl {
@@ -53,13 +64,17 @@ impl FolderControl {
                 || c.send_records.is_some()
                 || c.send_pairs.is_some()
                 || c.send_paired.is_some()
+                || c.send_resent.is_some()
         })
     }
 
     /// Moves what waits into `packet`; returns whether there was anything.
     pub fn fill(&self, sync_id: i64, packet: &mut Packet) -> bool {
         self.with(sync_id, |c| {
-            packet.digest_request = c.send_digest_request.take();
+            if let Some(request) = c.send_digest_request.take() {
+                packet.digest_request = Some(request.fields);
+                packet.digest_directions = Some(request.directions);
+            }
             packet.digests = c.send_digests.take();
             packet.number_requests = std::mem::take(&mut c.send_number_requests);
             packet.number_blocks = std::mem::take(&mut c.send_number_blocks);
@@ -67,6 +82,7 @@ impl FolderControl {
             packet.records = c.send_records.take();
             packet.pairs = c.send_pairs.take();
             packet.paired = c.send_paired.take();
+            packet.resent = c.send_resent.take();
         });
         carries_control(packet)
     }
@@ -108,6 +124,7 @@ pub fn carries_control(packet: &Packet) -> bool {
         || packet.records.is_some()
         || packet.pairs.is_some()
         || packet.paired.is_some()
+        || packet.resent.is_some()
 }
 
 /// How long a request through folders waits for its answer: the request and the answer
@@ -148,10 +165,17 @@ pub fn after_apply(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<(), 
     }
     let mapping = super::initial::mapping_for(app, sync)?;
     let control = &app.folder_control;
+    if let Some(resent) = packet.resent {
+        control.with(sync.id, |c| c.got_resent = Some(resent));
+    }
     match sync.mode {
         Mode::Passive => {
-            if let Some(requested) = &packet.digest_request {
-                let digests = crmsync_sync::drift::answer(&app.core, sync, &mapping, requested)?;
+            if let Some(fields) = &packet.digest_request {
+                let request = DigestRequest {
+                    fields: fields.clone(),
+                    directions: packet.digest_directions.clone().unwrap_or_default(),
+                };
+                let digests = crmsync_sync::drift::answer(&app.core, sync, &mapping, &request)?;
                 control.with(sync.id, |c| c.send_digests = Some(digests));
             }
             if let Some(table) = packet.records_request {

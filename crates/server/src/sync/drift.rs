@@ -9,22 +9,23 @@ use super::active::{Failure, blocking, call_peer};
 use crate::app::App;
 use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_domain::{Actor, DomainError, Origin};
-use crmsync_sync::drift::{self, Digests, Drift};
+use crmsync_domain::{FieldType, Record, Table, Value};
+use crmsync_sync::drift::{self, DigestRequest, Digests, Drift};
 use crmsync_sync::protocol::{ResendRequest, ResendSummary};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The other side's digests over folders: asked with the next packet, answered in one.
 async fn folder_digests(
     app: &App,
     sync: &SyncConfig,
-    fields: Vec<i64>,
+    request: DigestRequest,
 ) -> Result<Digests, Failure> {
     app.folder_control
         .ask(
             app,
             sync,
             |c| {
-                c.send_digest_request = Some(fields);
+                c.send_digest_request = Some(request);
                 c.got_digests = None;
             },
             |c| c.got_digests.take(),
@@ -33,15 +34,10 @@ async fn folder_digests(
         .map_err(Failure)
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct DigestRequest {
-    pub fields: Vec<i64>,
-}
-
 /// Compares both sides; returns this side's digests with the drift.
 pub(crate) async fn check(app: &App, sync_id: i64) -> Result<(Drift, Digests), Failure> {
     let app2 = app.clone();
-    let (sync, fields) = blocking(move || {
+    let (sync, request) = blocking(move || {
         let sync = app2.core.sync(sync_id)?;
         if sync.mode != Mode::Active {
             return Err(DomainError::Conflict(
@@ -49,21 +45,106 @@ pub(crate) async fn check(app: &App, sync_id: i64) -> Result<(Drift, Digests), F
             ));
         }
         let mapping = super::active::active_mapping(&app2, &sync)?;
-        Ok((sync, drift::fields(&mapping)))
+        Ok((sync, drift::request(&mapping)))
     })
     .await?;
     let theirs: Digests = match sync.transport {
-        Transport::Http => call_peer(app, &sync, "digests", &DigestRequest { fields }).await?,
-        Transport::Local | Transport::Ftp => folder_digests(app, &sync, fields).await?,
+        Transport::Http => call_peer(app, &sync, "digests", &request).await?,
+        Transport::Local | Transport::Ftp => folder_digests(app, &sync, request).await?,
     };
     let app2 = app.clone();
     let agreed = theirs.fields.clone();
+    let one_way = [theirs.to_passive.clone(), theirs.to_active.clone()];
     let ours = blocking(move || {
         let mapping = super::active::active_mapping(&app2, &sync)?;
-        drift::digests(&app2.core, &sync, &mapping, &agreed)
+        drift::digests(&app2.core, &sync, &mapping, &agreed, &one_way)
     })
     .await?;
     Ok((drift::compare(&ours, &theirs), ours))
+}
+
+/// A drift check as a person reads it: what differs, with the records named.
+pub(crate) async fn check_named(app: &App, sync_id: i64) -> Result<Found, Failure> {
+    let (found, ours) = check(app, sync_id).await?;
+    let app2 = app.clone();
+    blocking(move || name_records(&app2, &found, &ours)).await
+}
+
+/// The most records a drift answer names by label (the uid lists stay whole).
+const NAMED_AT_MOST: usize = 1000;
+
+/// A record of a drift answer as a person knows it. Records only the other side has are
+/// named by their uid, with no table or id here.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedRecord {
+    pub uid: uuid::Uuid,
+    pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<i64>,
+}
+
+/// A drift check's answer: the uid lists, and the records they name with their labels.
+#[derive(Debug, Serialize)]
+pub struct Found {
+    #[serde(flatten)]
+    pub drift: Drift,
+    pub records: Vec<NamedRecord>,
+}
+
+/// How a person knows a record: its table's first text field, else its uid.
+pub fn record_label(table: &Table, record: &Record) -> String {
+    table
+        .fields
+        .iter()
+        .find(|f| f.field_type == FieldType::Text)
+        .and_then(|f| match record.values.get(&f.no) {
+            Some(Value::Text(text)) if !text.trim().is_empty() => Some(text.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| record.uid.to_string())
+}
+
+/// Names the records a drift check found (differ, only here, only there), at most
+/// `NAMED_AT_MOST` of them. Blocking.
+pub fn name_records(app: &App, drift: &Drift, ours: &Digests) -> Result<Found, DomainError> {
+    let tables = app.core.tables()?;
+    let mut records = Vec::new();
+    let listed = drift
+        .differ
+        .iter()
+        .chain(&drift.only_here)
+        .chain(&drift.only_there);
+    for uid in listed.take(NAMED_AT_MOST) {
+        let here = ours.tables.get(uid).zip(ours.ids.get(uid));
+        let named = match here {
+            Some((table_id, id)) => {
+                let table = tables.iter().find(|t| t.id == *table_id);
+                let label = match (table, app.core.record(*table_id, *id)) {
+                    (Some(table), Ok(record)) => record_label(table, &record),
+                    _ => uid.to_string(),
+                };
+                NamedRecord {
+                    uid: *uid,
+                    label,
+                    table_id: Some(*table_id),
+                    record_id: Some(*id),
+                }
+            }
+            None => NamedRecord {
+                uid: *uid,
+                label: uid.to_string(),
+                table_id: None,
+                record_id: None,
+            },
+        };
+        records.push(named);
+    }
+    Ok(Found {
+        drift: drift.clone(),
+        records,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -104,7 +185,8 @@ pub(crate) async fn repair(app: &App, sync_id: i64, actor: Actor) -> Result<Repa
                 .filter(|r| {
                     r.local.table_id == table
                         && r.direction.sends()
-                        && ours.fields.contains(&r.wire_no)
+                        && (ours.fields.contains(&r.wire_no)
+                            || ours.to_passive.contains(&r.wire_no))
                 })
                 .map(|r| r.local.no)
                 .collect();

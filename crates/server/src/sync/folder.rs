@@ -247,13 +247,25 @@ fn write_outgoing(
     let active = sync.mode == Mode::Active;
     let mut hello_due = catalog_due && active;
     loop {
-        let after = app.core.sync_state(sync.id)?.sent_seq;
+        let state = app.core.sync_state(sync.id)?;
+        let after = state.sent_seq;
         let mut packet = build_packet(&app.core, sync, &mapping, after, PACKET_LIMIT)?;
-        let resend_waiting = app.core.sync_state(sync.id)?.resend_request.is_some();
+        let resend_waiting = state.resend_request.is_some();
         let control_waiting = app.folder_control.waiting(sync.id);
-        if packet.upto == packet.after && !hello_due && !resend_waiting && !control_waiting {
+        // The other side learns what we applied only from a packet of ours.
+        let applied = state.received_seq;
+        let ack_due = app
+            .folder_control
+            .with(sync.id, |c| applied > c.ack_written);
+        if packet.upto == packet.after
+            && !hello_due
+            && !resend_waiting
+            && !control_waiting
+            && !ack_due
+        {
             return Ok(active);
         }
+        packet.ack = Some(applied);
         if active {
             packet.catalog = Some(catalog(&app.core.tables()?));
         }
@@ -265,7 +277,8 @@ fn write_outgoing(
         packet.resend = request.and_then(|r| serde_json::from_str(&r).ok());
         // Requests and answers waiting to go (drift checks, numbers, matches), once.
         let control = app.folder_control.fill(sync.id, &mut packet);
-        let written = !packet.items.is_empty() || hello_due || packet.resend.is_some() || control;
+        let written =
+            !packet.items.is_empty() || hello_due || packet.resend.is_some() || control || ack_due;
         if written {
             // The file covers the stretch since the last file: what was skipped had
             // nothing for this sync.
@@ -279,6 +292,8 @@ fn write_outgoing(
                 .map_err(|e| folder_error("write to", &folders.describe(upload), e))?;
             tally.packets_written += 1;
             tally.records_written += packet.items.len();
+            app.folder_control
+                .with(sync.id, |c| c.ack_written = c.ack_written.max(applied));
             if !packet.items.is_empty() {
                 app.metrics
                     .sent(sync.id, app.core.now_ms(), packet.items.len());
@@ -349,6 +364,10 @@ fn read_incoming(
                 continue;
             }
         };
+        if let Some(ack) = packet.ack {
+            app.folder_control
+                .with(sync.id, |c| c.peer_applied = c.peer_applied.max(ack));
+        }
         if let Some(peer_catalog) = &packet.catalog {
             let text = serde_json::to_string(peer_catalog).unwrap_or_default();
             app.core
@@ -365,6 +384,7 @@ fn read_incoming(
         let control_only = packet.items.is_empty()
             && (packet.catalog.is_some()
                 || packet.resend.is_some()
+                || packet.ack.is_some()
                 || super::control::carries_control(&packet));
         let sequence = folder::sequence(&packet, received);
         match sequence {
@@ -420,7 +440,9 @@ fn read_incoming(
         }
         super::control::after_apply(app, sync, &packet)?;
         if let Some(request) = packet.resend {
-            super::initial::queue_own(app, sync, request)?;
+            let resent = super::initial::queue_own(app, sync, request)?;
+            app.folder_control
+                .with(sync.id, |c| c.send_resent = Some(resent));
         }
         app.rejections.accepted(sync.id);
         // Removed only now that the apply has committed.

@@ -95,3 +95,36 @@ pub fn discard(app: &App, sync_id: i64, id: i64) -> Result<(), DomainError> {
         None,
     )
 }
+
+/// How a person knows a held change's record: its label here, or — for a record this side
+/// does not hold yet — the held item's value of its table's first text field, else its uid.
+pub fn held_label(
+    app: &App,
+    tables: &[crmsync_domain::Table],
+    mapping: &crmsync_sync::Mapping,
+    held: &HeldChange,
+) -> String {
+    let Some(table) = tables.iter().find(|t| t.id == held.table_id) else {
+        return held.record_uid.to_string();
+    };
+    let here = app
+        .core
+        .record_by_uid(table.id, held.record_uid)
+        .or_else(|_| {
+            app.core
+                .record_by_uid(table.id, mapping.uids.to_local(held.record_uid))
+        });
+    if let Ok(record) = here {
+        return super::drift::record_label(table, &record);
+    }
+    let first_text = table
+        .fields
+        .iter()
+        .find(|f| f.field_type == crmsync_domain::FieldType::Text)
+        .and_then(|f| mapping.by_local(f.no));
+    first_text
+        .and_then(|route| held.item["fields"][route.wire_no.to_string()]["value"].as_str())
+        .filter(|text| !text.trim().is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| held.record_uid.to_string())
+}

@@ -1,19 +1,25 @@
 //! Runs an initial sync as a job: this side queues its rows for sending again and asks the
 //! peer to do the same (an active HTTP side calls the passive's `/resend`; otherwise the
-//! request travels with the next pull or packet file); progress is how far the cursors
-//! have passed the queued entries.
+//! request travels with the next pull or packet file). The job is done only once the other
+//! side has applied every row it queued — over HTTP the outgoing cursor moves only when the
+//! peer confirms; over folders a written file says nothing, so the peer's packets carry
+//! what it applied (`ack`) — and once the rows the peer queued in answer are applied here
+//! too (its `/resend` answer says which, or, when the request travelled with a packet, the
+//! `resent` it sends back with its next pull or packet file). While the other side
+//! is stopped or unreachable the job keeps running and says why; it fails only after an
+//! hour without progress.
 
 use super::active::{active_mapping, call_peer};
 use super::passive::passive_mapping;
 use crate::app::App;
 use crmsync_domain::DomainError;
-use crmsync_domain::sync::{Mode, SyncConfig, Transport};
+use crmsync_domain::sync::{Mode, SyncConfig, SyncState, Transport};
 use crmsync_sync::initial::resend_all;
 use crmsync_sync::protocol::{ResendRequest, ResendSummary};
 use std::time::Duration;
 
-/// The longest an initial sync may take before its job is reported failed.
-const DEADLINE: Duration = Duration::from_secs(3600);
+/// How long an initial sync may go without progress before its job is reported failed.
+const PATIENCE: Duration = Duration::from_secs(3600);
 
 pub fn mapping_for(app: &App, sync: &SyncConfig) -> Result<crmsync_sync::Mapping, DomainError> {
     match sync.mode {
@@ -42,7 +48,10 @@ pub fn queue_own(
 pub async fn run(app: App, sync: SyncConfig, request: ResendRequest, job: u64) {
     let result = run_inner(&app, &sync, request, job).await;
     match result {
-        Ok(()) => app.jobs.update(job, |j| j.state = "done"),
+        Ok(()) => app.jobs.update(job, |j| {
+            j.state = "done";
+            j.waiting = None;
+        }),
         Err(error) => {
             let core = app.core.clone();
             let message = format!("initial sync failed: {error}");
@@ -54,8 +63,38 @@ pub async fn run(app: App, sync: SyncConfig, request: ResendRequest, job: u64) {
             app.jobs.update(job, |j| {
                 j.state = "failed";
                 j.error = Some(message);
+                j.waiting = None;
             });
         }
+    }
+}
+
+/// How far the other side has applied our change log: over HTTP our cursor moves only
+/// when it confirms; over folders it moves when a file is written, so the other side's
+/// packets tell (`ack`).
+fn peer_applied(app: &App, sync: &SyncConfig, state: &SyncState) -> i64 {
+    match sync.transport {
+        Transport::Http => state.sent_seq,
+        Transport::Local | Transport::Ftp => app.folder_control.with(sync.id, |c| c.peer_applied),
+    }
+}
+
+/// Asks the passive side to queue its rows, again and again while it cannot be reached.
+async fn ask_peer(
+    app: &App,
+    sync: &SyncConfig,
+    request: &ResendRequest,
+    job: u64,
+) -> Result<ResendSummary, String> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match call_peer::<_, ResendSummary>(app, sync, "resend", request).await {
+            Ok(summary) => return Ok(summary),
+            Err(failure) if started.elapsed() > PATIENCE => return Err(failure.0),
+            Err(failure) => app.jobs.update(job, |j| j.waiting = Some(failure.0)),
+        }
+        let retry = Duration::from_secs(u64::from(sync.period_seconds).max(1));
+        tokio::time::sleep(retry).await;
     }
 }
 
@@ -97,15 +136,14 @@ async fn run_inner(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    app.jobs.update(job, |j| j.total = own.count);
     let asks_over_http = sync.mode == Mode::Active && sync.transport == Transport::Http;
     let peer = match asks_over_http {
-        true => Some(
-            call_peer::<_, ResendSummary>(app, sync, "resend", &request)
-                .await
-                .map_err(|f| f.0)?,
-        ),
-        // Otherwise the request travels with the next packet (a pull, or a packet file).
+        true => Some(ask_peer(app, sync, &request, job).await?),
+        // Otherwise the request travels with the next packet (a pull, or a packet file),
+        // and what the other side queued comes back the same way (`resent`).
         false => {
+            app.folder_control.with(sync.id, |c| c.got_resent = None);
             let core = app.core.clone();
             let id = sync.id;
             let text = serde_json::to_string(&request).unwrap_or_default();
@@ -119,9 +157,7 @@ async fn run_inner(
             None
         }
     };
-    let total = own.count + peer.map_or(0, |p| p.count);
-    app.jobs.update(job, |j| j.total = total);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let (mut progress, mut progressed_at) = (-1, tokio::time::Instant::now());
     loop {
         let core = app.core.clone();
         let id = sync.id;
@@ -129,19 +165,45 @@ async fn run_inner(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        let done =
-            own.delivered(state.sent_seq) + peer.map_or(0, |p| p.delivered(state.received_seq));
-        app.jobs.update(job, |j| j.done = done);
+        let peer = peer.or_else(|| app.folder_control.with(sync.id, |c| c.got_resent));
+        let total = own.count + peer.map_or(0, |p| p.count);
+        let done = own.delivered(peer_applied(app, sync, &state))
+            + peer.map_or(0, |p| p.delivered(state.received_seq));
         let handed_over = asks_over_http || state.resend_request.is_none();
-        if done >= total && handed_over {
+        if done >= total && peer.is_some() {
+            app.jobs.update(job, |j| (j.done, j.total) = (done, total));
             return Ok(());
         }
-        if tokio::time::Instant::now() > deadline {
+        let (connected, reason) = state.as_seen(sync, app.core.now_ms());
+        let waiting = match reason.filter(|_| !connected) {
+            Some(reason) => reason,
+            None if !handed_over => {
+                "waiting to hand the request for the other side's rows over".to_string()
+            }
+            None if peer.is_none() => {
+                "waiting for the other side to say which rows it queued".to_string()
+            }
+            None => {
+                let there = own.count - own.delivered(peer_applied(app, sync, &state));
+                format!(
+                    "waiting for {} record(s) to be applied: {there} on the other side, {} here",
+                    total - done,
+                    total - done - there
+                )
+            }
+        };
+        if done > progress {
+            (progress, progressed_at) = (done, tokio::time::Instant::now());
+        } else if progressed_at.elapsed() > PATIENCE {
             return Err(format!(
-                "not finished after {} s ({done} of {total})",
-                DEADLINE.as_secs()
+                "no progress for {} s ({done} of {total}): {waiting}",
+                PATIENCE.as_secs()
             ));
         }
+        app.jobs.update(job, |j| {
+            (j.done, j.total) = (done, total);
+            j.waiting = Some(waiting);
+        });
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

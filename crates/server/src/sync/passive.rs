@@ -287,6 +287,12 @@ async fn pull(
 ) -> Result<Json<Packet>, ApiError> {
     let sync = authenticate(&app, sync_id, "pull", &headers, &body, peer).await?;
     let request: PullRequest = parse(&body)?;
+    if let Some(resent) = request.resent {
+        // Per sync, in memory, like the folder transports' answers: what our initial sync
+        // waits for.
+        app.folder_control
+            .with(sync_id, |c| c.got_resent = Some(resent));
+    }
     let mut commits = app.syncs.commits();
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
@@ -366,10 +372,10 @@ async fn digests(
     body: Bytes,
 ) -> Result<Json<crmsync_sync::drift::Digests>, ApiError> {
     let sync = authenticate(&app, sync_id, "digests", &headers, &body, peer).await?;
-    let request: super::drift::DigestRequest = parse(&body)?;
+    let request: crmsync_sync::drift::DigestRequest = parse(&body)?;
     let digests = blocking(move || {
         let mapping = passive_mapping(&app, &sync)?;
-        crmsync_sync::drift::answer(&app.core, &sync, &mapping, &request.fields)
+        crmsync_sync::drift::answer(&app.core, &sync, &mapping, &request)
     })
     .await?;
     Ok(Json(digests))

@@ -603,7 +603,7 @@ async fn detail(
                 } else {
                     "held-quarantine"
                 }),
-                record: h.record_uid.to_string(),
+                record: crate::sync::held::held_label(&app, &tables, &mapping, &h),
                 reason: h.reason,
                 at: format_ms(h.at_ms),
             })
@@ -922,7 +922,14 @@ async fn progress(
             &[("error", status.error.as_deref().unwrap_or_default())],
         ),
         "done" => lang.with("job-done", &[("done", &done), ("total", &total)]),
-        _ => lang.with("job-running", &[("done", &done), ("total", &total)]),
+        _ => {
+            let running = lang.with("job-running", &[("done", &done), ("total", &total)]);
+            // What it waits for: the other side to apply the rest, or why it cannot.
+            match &status.waiting {
+                Some(waiting) => format!("{running} · {waiting}"),
+                None => running,
+            }
+        }
     };
     let percent = if status.total > 0 {
         (status.done * 100 / status.total).clamp(0, 100)
@@ -1081,7 +1088,7 @@ async fn discard_held(
 struct DriftPage {
     page: Page,
     sync: SyncConfig,
-    found: crmsync_sync::drift::Drift,
+    found: crate::sync::drift::Found,
     notice: Option<String>,
 }
 
@@ -1101,7 +1108,7 @@ async fn drift(
     let lang = page.lang;
     let app2 = app.clone();
     let sync = work(lang, move || app2.core.sync(sync_id)).await?;
-    let (found, _) = crate::sync::drift::check(&app, sync_id)
+    let found = crate::sync::drift::check_named(&app, sync_id)
         .await
         .map_err(|f| WebError::new(lang, StatusCode::CONFLICT, f.0))?;
     Ok(render(&DriftPage {

@@ -47,7 +47,7 @@ async fn a_value_edited_in_the_database_file_is_found_and_repaired() {
     assert_eq!(status, StatusCode::OK, "{found}");
     assert_eq!(
         found,
-        json!({ "differ": [], "only_here": [], "only_there": [] })
+        json!({ "differ": [], "only_here": [], "only_there": [], "records": [] })
     );
 
     // Behind aux's back: its database file edited directly while it runs.
@@ -85,7 +85,7 @@ async fn a_value_edited_in_the_database_file_is_found_and_repaired() {
     let (_, found) = drift(&main_api).await;
     assert_eq!(
         found,
-        json!({ "differ": [], "only_here": [], "only_there": [] })
+        json!({ "differ": [], "only_here": [], "only_there": [], "records": [] })
     );
     // The repair is in main's history as such.
     let (_, main_copy) = main_api
@@ -137,7 +137,7 @@ async fn a_folder_sync_finds_and_repairs_drift_too() {
     assert_eq!(status, StatusCode::OK, "{found}");
     assert_eq!(
         found,
-        json!({ "differ": [], "only_here": [], "only_there": [] })
+        json!({ "differ": [], "only_here": [], "only_there": [], "records": [] })
     );
 
     let target = aux_api.all_ids(aux_table, "active").await[1];
@@ -166,6 +166,111 @@ async fn a_folder_sync_finds_and_repairs_drift_too() {
     let (_, found) = main_api.get(&format!("/syncs/{active}/drift")).await;
     assert_eq!(
         found,
-        json!({ "differ": [], "only_here": [], "only_there": [] })
+        json!({ "differ": [], "only_here": [], "only_there": [], "records": [] })
     );
+}
+
+/// Only what the directions say should be equal is compared: a field `off` on one side, a
+/// field sent by neither side, and a one-way field its sender never filled are not drift;
+/// a tampered value of a field that flows is, named by the record's label.
+async fn only_fields_that_flow_are_compared(over_folders: bool) {
+    use super::folders::local_sync;
+    use super::http::{add_field, clients, pair, quiet};
+    use crate::common::Server;
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let fields = ["Name", "Phone", "Notes", "City", "Status"];
+    let (main_table, m) = clients(&main_api, &fields).await;
+    let (aux_table, a) = clients(&aux_api, &fields).await;
+    let (active, passive) = match over_folders {
+        false => pair(&main_api, &aux_api, "123456").await,
+        true => {
+            let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+            (
+                local_sync(&main_api, "active", &up, &down).await,
+                local_sync(&aux_api, "passive", &down, &up).await,
+            )
+        }
+    };
+    let directions = [
+        ("both", "both"),       // Name
+        ("upload", "download"), // Phone: aux should equal main
+        ("both", "off"),        // Notes: off on aux
+        ("upload", "upload"),   // City: flows neither way
+        ("download", "upload"), // Status: aux's, which aux never fills
+    ];
+    for (i, (main_direction, aux_direction)) in directions.iter().enumerate() {
+        add_field(&main_api, active, m[i], main_direction, None).await;
+        add_field(&aux_api, passive, a[i], aux_direction, Some(m[i])).await;
+    }
+    for i in 0..4 {
+        main_api
+            .create_record(
+                main_table,
+                json!({ m[0].to_string(): format!("client {i}"), m[1].to_string(): format!("+7 {i}"),
+                        m[2].to_string(): "main's notes", m[3].to_string(): "Omsk",
+                        m[4].to_string(): "new" }),
+            )
+            .await;
+    }
+    eventually(30, "four clients on aux", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 4).then_some(())
+    })
+    .await;
+    // On aux, what does not travel differs by design.
+    let first = aux_api.all_ids(aux_table, "active").await[0];
+    let (status, body) = aux_api
+        .patch(
+            &format!("/tables/{aux_table}/records/{first}"),
+            json!({ "values": { a[2].to_string(): "aux's notes", a[3].to_string(): "Tomsk" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    quiet(&main_api, active, &aux_api, passive).await;
+
+    let (status, found) = main_api.get(&format!("/syncs/{active}/drift")).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(
+        found,
+        json!({ "differ": [], "only_here": [], "only_there": [], "records": [] })
+    );
+
+    // A value of the flowing field edited behind aux's back is drift, named by its label.
+    let target = aux_api.all_ids(aux_table, "active").await[2];
+    let (_, record) = aux_api
+        .get(&format!("/tables/{aux_table}/records/{target}"))
+        .await;
+    let uid = record["uid"].as_str().unwrap().to_string();
+    let label = record["values"][a[0].to_string()]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tamper(&dir.path().join("aux"), aux_table, a[1], target);
+    let (_, main_copy) = main_api
+        .get(&format!("/tables/{main_table}/records/uid/{uid}"))
+        .await;
+    let (_, found) = main_api.get(&format!("/syncs/{active}/drift")).await;
+    assert_eq!(found["differ"], json!([uid]), "{found}");
+    assert_eq!(
+        found["records"],
+        json!([{ "uid": uid, "label": label, "table_id": main_table, "record_id": main_copy["id"] }]),
+        "{found}"
+    );
+    let html = main.web_page(&format!("/syncs/{active}/drift"), "en").await;
+    assert!(
+        html.contains("Records that differ") && html.contains(&label),
+        "the drift page names the record: {html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_fields_that_flow_are_compared_and_records_are_named_by_their_label() {
+    only_fields_that_flow_are_compared(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_folders_too_only_fields_that_flow_are_compared() {
+    only_fields_that_flow_are_compared(true).await;
 }

@@ -159,6 +159,10 @@ async fn an_exchange_deleting_most_of_a_table_waits_for_approval() {
         "{html}"
     );
     assert!(html.contains("/approve") && html.contains("/discard"));
+    assert!(
+        (0..10).all(|i| html.contains(&format!(">client {i}<"))),
+        "each held delete is named by its record's label: {html}"
+    );
 
     // A user may not approve; an admin approves nine and discards one.
     let (status_code, _) = aux_api

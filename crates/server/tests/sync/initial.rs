@@ -165,3 +165,160 @@ async fn the_passive_side_can_start_the_initial_sync_and_sync_one_record() {
     let (status, body) = main_api.post("/tables/99/records/1/sync", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
+
+/// Polls the job until it says done, checking at that very moment that `on_peer` already
+/// holds every record; before that the job must be running, never failed.
+async fn done_only_once_applied(api: &Client, job: i64, peer: &Client, table: i64, count: usize) {
+    eventually(
+        60,
+        "the job done once the peer applied everything",
+        || async {
+            let status = api.ok(Method::GET, &format!("/jobs/{job}"), None).await;
+            assert_ne!(status["state"], "failed", "{status}");
+            if status["state"] != "done" {
+                return None;
+            }
+            let there = peer.all_ids(table, "active").await.len();
+            assert_eq!(
+                there, count,
+                "done while the peer holds {there} of {count}: {status}"
+            );
+            assert_eq!(status["done"], status["total"], "{status}");
+            Some(())
+        },
+    )
+    .await;
+}
+
+/// Starts the initial sync and waits until the job shows what it waits for (the other side
+/// stopped): it must still be running, nothing counted as applied.
+async fn start_while_peer_stopped(api: &Client, path: &str) -> i64 {
+    let (status, job) = api.post(path, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_i64().unwrap();
+    let job = eventually(30, "the job to say what it waits for", || async {
+        let job = api.ok(Method::GET, &format!("/jobs/{id}"), None).await;
+        (job["state"] != "running" || job["waiting"].is_string()).then_some(job)
+    })
+    .await;
+    assert_eq!(job["state"], "running", "{job}");
+    assert_eq!(job["done"], 0, "{job}");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_the_job_is_done_only_once_the_stopped_peer_has_applied_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    for i in 0..25 {
+        main_api
+            .create_record(main_table, json!({ m[0].to_string(): format!("main {i}") }))
+            .await;
+    }
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "upload", None).await;
+    add_field(&aux_api, passive, a[0], "download", Some(m[0])).await;
+    quiet(&main_api, active, &aux_api, passive).await;
+
+    let address = aux.address();
+    let aux_data = aux.kill();
+    let job = start_while_peer_stopped(&main_api, &format!("/syncs/{active}/initial")).await;
+
+    let aux = Server::start_at(&aux_data, &address);
+    let aux_api = aux.admin();
+    done_only_once_applied(&main_api, job, &aux_api, aux_table, 25).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_folders_the_job_is_done_only_once_the_peer_has_read_and_applied_everything() {
+    use super::folders::local_sync;
+    let dir = tempfile::tempdir().unwrap();
+    let (to_aux, to_main) = (dir.path().join("to-aux"), dir.path().join("to-main"));
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    for i in 0..25 {
+        main_api
+            .create_record(main_table, json!({ m[0].to_string(): format!("main {i}") }))
+            .await;
+    }
+    let active = local_sync(&main_api, "active", &to_aux, &to_main).await;
+    let passive = local_sync(&aux_api, "passive", &to_main, &to_aux).await;
+    add_field(&main_api, active, m[0], "upload", None).await;
+    add_field(&aux_api, passive, a[0], "download", Some(m[0])).await;
+    eventually(30, "aux has read main's field catalogue", || async {
+        let (_, status) = aux_api.get(&format!("/syncs/{passive}/status")).await;
+        (status["connected"] == true && std::fs::read_dir(&to_aux).unwrap().count() == 0)
+            .then_some(())
+    })
+    .await;
+
+    // Aux stops reading its download folder: main's packets wait there, unapplied.
+    let aux_data = aux.kill();
+    let job = start_while_peer_stopped(&main_api, &format!("/syncs/{active}/initial")).await;
+    eventually(30, "main's packets written for aux", || async {
+        (std::fs::read_dir(&to_aux).unwrap().count() > 0).then_some(())
+    })
+    .await;
+    let status = main_api
+        .ok(Method::GET, &format!("/jobs/{job}"), None)
+        .await;
+    assert_eq!(status["state"], "running", "{status}");
+
+    let aux = Server::start(&aux_data);
+    let aux_api = aux.admin();
+    done_only_once_applied(&main_api, job, &aux_api, aux_table, 25).await;
+}
+
+/// The rows the other side sends in answer count too: started on the side that has none,
+/// the job is done only once the other side's rows are all here.
+async fn the_other_sides_rows_count(over_folders: bool) {
+    use super::folders::local_sync;
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    for i in 0..300 {
+        main_api
+            .create_record(main_table, json!({ m[0].to_string(): format!("main {i}") }))
+            .await;
+    }
+    let (active, passive) = match over_folders {
+        false => pair(&main_api, &aux_api, "123456").await,
+        true => {
+            let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+            (
+                local_sync(&main_api, "active", &up, &down).await,
+                local_sync(&aux_api, "passive", &down, &up).await,
+            )
+        }
+    };
+    add_field(&main_api, active, m[0], "upload", None).await;
+    add_field(&aux_api, passive, a[0], "download", Some(m[0])).await;
+    let (status, job) = aux_api
+        .post(&format!("/syncs/{passive}/initial"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let job = job["id"].as_i64().unwrap();
+    done_only_once_applied(&aux_api, job, &aux_api, aux_table, 300).await;
+    let status = aux_api.ok(Method::GET, &format!("/jobs/{job}"), None).await;
+    assert_eq!(status["total"], 300, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_on_the_passive_side_the_job_waits_for_the_active_sides_rows() {
+    the_other_sides_rows_count(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_folders_the_job_waits_for_the_other_sides_rows() {
+    the_other_sides_rows_count(true).await;
+}
