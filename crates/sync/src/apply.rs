@@ -4,7 +4,7 @@
 
 use crate::mapping::Mapping;
 use crate::outbox::origin_of;
-use crate::protocol::{Item, Packet, WireStamp};
+use crate::protocol::{Item, Packet, WireField, WireStamp};
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::merge::{ConflictRules, MergeItem, Prefer};
 use crmsync_domain::sync::{
@@ -82,24 +82,69 @@ fn hold<S: Store>(
     part: String,
     reason: String,
 ) -> Result<(), DomainError> {
-    let held = HeldChange {
+    let mut held = HeldChange {
         id: 0,
         sync_id: sync.id,
         kind: kind.to_string(),
         table_id,
         record_uid: item.uid,
         part,
-        item: serde_json::to_value(item).map_err(|e| DomainError::Store(e.to_string()))?,
+        item: Json::Null,
         reason: reason.clone(),
         at_ms: core.now_ms(),
     };
-    core.store().write(|tx| tx.hold(&held))?;
+    core.store().write(|tx| {
+        // A whole record held again (a later change of it) joins what is held already:
+        // a change carries only the fields that changed, so replacing would lose the rest.
+        let mut item = item.clone();
+        if held.part == WHOLE_RECORD {
+            let earlier = tx.held(sync.id)?.into_iter().find(|h| {
+                h.kind == held.kind
+                    && h.table_id == held.table_id
+                    && h.record_uid == held.record_uid
+                    && h.part == held.part
+            });
+            if let Some(earlier) = earlier.and_then(|h| serde_json::from_value(h.item).ok()) {
+                item = joined(earlier, item);
+            }
+        }
+        held.item = serde_json::to_value(&item).map_err(|e| DomainError::Store(e.to_string()))?;
+        tx.hold(&held)
+    })?;
     core.log_sync(
         sync,
         "held",
         format!("record {}: held ({kind}): {reason}", item.uid),
         Some(json!({ "uid": item.uid.to_string(), "kind": kind })),
     )
+}
+
+/// The part of a held change that is a whole record (a record the merge refused).
+const WHOLE_RECORD: &str = "record";
+
+/// Two changes of one record as one: each field and the status from the newer write.
+fn joined(earlier: Item, later: Item) -> Item {
+    let mut fields = earlier.fields;
+    for (no, field) in later.fields {
+        match fields.get(&no) {
+            Some(kept) if kept.stamp >= field.stamp => {}
+            _ => {
+                fields.insert(no, field);
+            }
+        }
+    }
+    let (status, status_stamp) = if later.status_stamp >= earlier.status_stamp {
+        (later.status, later.status_stamp)
+    } else {
+        (earlier.status, earlier.status_stamp)
+    };
+    Item {
+        fields,
+        status,
+        status_stamp,
+        created_at_ms: earlier.created_at_ms.or(later.created_at_ms),
+        ..later
+    }
 }
 
 /// Holds the deletes of an exchange that would delete too much of a table (B-18); returns
@@ -175,13 +220,17 @@ pub fn retry_quarantined<S: Store>(
     mapping: &Mapping,
 ) -> Result<usize, DomainError> {
     let held = core.store().read(|tx| tx.held(sync.id))?;
+    if held.is_empty() {
+        return Ok(0);
+    }
+    let users = core.users()?;
     let mut applied = 0;
     for change in held.into_iter().filter(|h| h.kind == HELD_QUARANTINE) {
         let Ok(item) = serde_json::from_value::<Item>(change.item.clone()) else {
             continue;
         };
         // Looked at cheaply first: most held changes wait for a cause still there.
-        if still_blocked(core, sync, mapping, &item)?.is_some() {
+        if still_blocked(core, sync, mapping, &users, &item)?.is_some() {
             continue;
         }
         let still = release(core, sync, mapping, &change, Guard::On)?;
@@ -209,8 +258,14 @@ pub fn release<S: Store>(
         items: vec![item],
         ..Packet::default()
     };
-    let report = apply_items(core, sync, mapping, &packet, guard)?;
-    Ok(report.held > 0)
+    match apply_items(core, sync, mapping, &packet, guard) {
+        Ok(report) => Ok(report.held > 0),
+        Err(e) => {
+            // Not lost to a failed apply (a busy database): held again as it was.
+            core.store().write(|tx| tx.hold(change))?;
+            Err(e)
+        }
+    }
 }
 
 fn apply_items<S: Store>(
@@ -243,18 +298,29 @@ fn apply_items<S: Store>(
     let mut by_table: BTreeMap<TableId, Vec<&Item>> = BTreeMap::new();
     for item in items {
         let Some(table_id) = mapping.local_table(item.table) else {
-            // Held, not dropped: applied once this side maps a field of that table.
-            report.problems += 1;
-            report.held += 1;
-            hold(
-                core,
-                sync,
-                HELD_QUARANTINE,
-                0,
-                item,
-                "record".into(),
-                unmapped_table(item.table),
-            )?;
+            // Held, not dropped: applied once this side maps a field of that table. Each
+            // field apart (a later value of it replaces the earlier), the status when it
+            // carries none.
+            let parts: Vec<(String, Item)> = match item.fields.is_empty() {
+                true => vec![("status".to_string(), item.clone())],
+                false => item
+                    .fields
+                    .iter()
+                    .map(|(no, field)| {
+                        let alone = Item {
+                            fields: BTreeMap::from([(*no, field.clone())]),
+                            ..item.clone()
+                        };
+                        (no.to_string(), alone)
+                    })
+                    .collect(),
+            };
+            for (part, alone) in parts {
+                report.problems += 1;
+                report.held += 1;
+                let reason = unmapped_table(item.table);
+                hold(core, sync, HELD_QUARANTINE, 0, &alone, part, reason)?;
+            }
             continue;
         };
         let receiving = mapping
@@ -309,7 +375,7 @@ fn apply_items<S: Store>(
                     HELD_QUARANTINE,
                     table_id,
                     wire,
-                    "record".into(),
+                    WHOLE_RECORD.into(),
                     reason.clone(),
                 )?;
                 continue;
@@ -356,7 +422,7 @@ fn apply_items<S: Store>(
             }
         }
     }
-    resolve_pending_links(core, sync, &actor)?;
+    resolve_pending_links(core, sync, mapping, &actor, &mut report)?;
     Ok(report)
 }
 
@@ -364,7 +430,9 @@ fn apply_items<S: Store>(
 fn resolve_pending_links<S: Store>(
     core: &Instance<S>,
     sync: &SyncConfig,
+    mapping: &Mapping,
     actor: &Actor,
+    report: &mut ApplyReport,
 ) -> Result<(), DomainError> {
     let pending = core.store().read(|tx| tx.pending_links(sync.id))?;
     for link in pending {
@@ -383,6 +451,53 @@ fn resolve_pending_links<S: Store>(
         let Some((target, record)) = resolved else {
             continue;
         };
+        if target.record.status == RecordStatus::Deleted {
+            // The record it waited for arrived deleted: held with the reason, as a link
+            // to a record deleted here is, and applied once it is restored.
+            if let Some(route) = mapping.by_local(link.field_no) {
+                let stamp = WireStamp {
+                    hlc: link.stamp.hlc.0,
+                    node: link.stamp.node,
+                };
+                let item = Item {
+                    uid: link.record_uid,
+                    table: route.wire_table,
+                    status: match record.record.status {
+                        RecordStatus::Deleted => "deleted".into(),
+                        RecordStatus::Active => "active".into(),
+                    },
+                    status_stamp: WireStamp {
+                        hlc: record.status_stamp.hlc.0,
+                        node: record.status_stamp.node,
+                    },
+                    fields: BTreeMap::from([(
+                        route.wire_no,
+                        WireField {
+                            value: Json::from(mapping.uids.to_peer(link.target_uid).to_string()),
+                            stamp,
+                        },
+                    )]),
+                    created_at_ms: None,
+                };
+                report.held += 1;
+                hold(
+                    core,
+                    sync,
+                    HELD_QUARANTINE,
+                    link.table_id,
+                    &item,
+                    route.wire_no.to_string(),
+                    format!(
+                        "field {} \"{}\": {}",
+                        field.no,
+                        field.name,
+                        links_to_deleted(target.record.id, &target_table.name)
+                    ),
+                )?;
+            }
+            core.store().write(|tx| tx.remove_pending_link(&link))?;
+            continue;
+        }
         let item = MergeItem {
             uid: link.record_uid,
             status: record.record.status,
@@ -525,6 +640,12 @@ fn translate<S: Store>(
     ))
 }
 
+fn links_to_deleted(record_id: crmsync_domain::RecordId, table_name: &str) -> String {
+    format!(
+        "it links to record {record_id} of table \"{table_name}\", which is deleted here; restore it and the link applies"
+    )
+}
+
 fn unmapped_field(wire_no: FieldNo) -> String {
     format!(
         "the other side's field {wire_no} is not mapped to a field here; map it (or discard this) and it applies"
@@ -544,6 +665,7 @@ pub fn still_blocked<S: Store>(
     core: &Instance<S>,
     sync: &SyncConfig,
     mapping: &Mapping,
+    users: &[User],
     item: &Item,
 ) -> Result<Option<String>, DomainError> {
     let item = Item {
@@ -553,16 +675,24 @@ pub fn still_blocked<S: Store>(
     let Some(table_id) = mapping.local_table(item.table) else {
         return Ok(Some(unmapped_table(item.table)));
     };
-    let users = core.users()?;
     for (wire_no, field) in &item.fields {
         let Some(route) = mapping.by_wire(*wire_no) else {
             return Ok(Some(unmapped_field(*wire_no)));
         };
-        if route.local.table_id != table_id || !route.direction.receives() {
+        if route.local.table_id != table_id {
             continue;
         }
+        if !route.direction.receives() {
+            // Released now it would be dropped: it waits (or is discarded by a person).
+            return Ok(Some(format!(
+                "field {} \"{}\" does not take the other side's values now (direction {})",
+                route.local.no,
+                route.local.name,
+                route.direction.as_str()
+            )));
+        }
         if let Err(Unusable::Invalid(reason)) =
-            from_wire(core, sync, mapping, &route.local, &field.value, &users)
+            from_wire(core, sync, mapping, &route.local, &field.value, users)
         {
             return Ok(Some(reason));
         }
@@ -631,12 +761,9 @@ fn from_wire<S: Store>(
                 .map_err(|e| e.to_string())?
             {
                 None => Err(Unusable::WaitingFor(uid)),
-                Some(r) if r.record.status == RecordStatus::Deleted => {
-                    Err(Unusable::Invalid(format!(
-                        "it links to record {} of table \"{}\", which is deleted here; restore it and the link applies",
-                        r.record.id, table.name
-                    )))
-                }
+                Some(r) if r.record.status == RecordStatus::Deleted => Err(Unusable::Invalid(
+                    links_to_deleted(r.record.id, &table.name),
+                )),
                 Some(r) => Ok(Value::Link(r.record.id)),
             }
         }

@@ -225,7 +225,7 @@ pub async fn update_field(
     })
     .await?;
     app.syncs.changed();
-    crate::sync::actions::catch_up_reopened(&app, &before, &field).await?;
+    crate::sync::actions::catch_up_reopened(&app, &before, &field).await;
     Ok(Json(field))
 }
 

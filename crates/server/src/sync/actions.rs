@@ -117,19 +117,29 @@ pub async fn start_initial(
 /// they did not (`off` turned back on, `upload` made `both`…) means what changed
 /// meanwhile was skipped by the cursors, on this side or the other. An initial sync of
 /// that one field sends it again, both ways as the directions allow; merging by stamps
-/// keeps it harmless where nothing changed. Returns the job, if one was started.
-pub async fn catch_up_reopened(
-    app: &App,
-    before: &SyncField,
-    after: &SyncField,
-) -> Result<Option<JobStatus>, DomainError> {
+/// keeps it harmless where nothing changed. The change itself is saved whatever happens
+/// here: a catch-up that cannot start is logged on the sync (e.g. a passive field with
+/// no number of the active side yet), and an initial sync of the field does it later.
+pub async fn catch_up_reopened(app: &App, before: &SyncField, after: &SyncField) {
     let opens = |flows: fn(Direction) -> bool| flows(after.direction) && !flows(before.direction);
     if !opens(Direction::sends) && !opens(Direction::receives) {
-        return Ok(None);
+        return;
     }
-    start_initial(app, after.sync_id, Some(after.id))
-        .await
-        .map(Some)
+    if let Err(e) = start_initial(app, after.sync_id, Some(after.id)).await {
+        let (core, sync_id, field_no) = (app.core.clone(), after.sync_id, after.field_no);
+        let _ = tokio::task::spawn_blocking(move || {
+            let sync = core.sync(sync_id)?;
+            core.log_sync(
+                &sync,
+                "error",
+                format!(
+                    "field {field_no} turned back on: what changed while it was off could not be sent again ({e}); run an initial sync of the field"
+                ),
+                None,
+            )
+        })
+        .await;
+    }
 }
 
 /// The per-record "Sync" action (S-24): queues the record again on every sync that sends

@@ -299,12 +299,10 @@ async fn push_loop(app: App, sync_id: i64) {
         let mut sync = None;
         let result = async {
             let (loaded, has_fields) = ready(&app, sync_id, &mut introduced, &mut sync).await?;
+            // Without fields the pull loop's hellos keep the status.
             match has_fields {
                 true => push_all(&app, &loaded).await,
-                false => {
-                    succeeded(&app, sync_id).await;
-                    Ok(())
-                }
+                false => Ok(()),
             }
         }
         .await;
@@ -390,7 +388,8 @@ async fn pull_loop(app: App, sync_id: i64) {
                 // seeing its active side and a changed password shows.
                 succeeded(&app, sync_id).await;
                 introduced = false;
-                tokio::time::sleep(period(Some(&loaded))).await;
+                // Often enough that the passive side never thinks it silent.
+                tokio::time::sleep(period(Some(&loaded)).min(LONG_POLL)).await;
                 // Anything queued before is still to be told.
                 return Ok(resent);
             }

@@ -26,15 +26,18 @@ const LOCAL_LOOK: Duration = Duration::from_millis(200);
 pub async fn run(app: App, sync_id: i64) {
     let mut commits = app.syncs.commits();
     let mut catalog_written = false;
+    let mut first_round = true;
     let mut gap_since: Option<Instant> = None;
     loop {
         // After a failure (folder or server unreachable) the round is retried this soon.
         let (app2, retry) = (app.clone(), Duration::from_secs(5));
         let catalog_due = !catalog_written;
         let outcome =
-            tokio::task::spawn_blocking(move || exchange(&app2, sync_id, catalog_due)).await;
+            tokio::task::spawn_blocking(move || exchange(&app2, sync_id, catalog_due, first_round))
+                .await;
         let period = match outcome {
             Ok(Ok(round)) => {
+                first_round = false;
                 catalog_written |= round.catalog_written;
                 report(
                     &app,
@@ -98,9 +101,9 @@ pub struct Tally {
 pub async fn exchange_now(app: &App, sync_id: i64) -> Result<Tally, String> {
     let app2 = app.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        let mut round = exchange(&app2, sync_id, true)?;
+        let mut round = exchange(&app2, sync_id, true, true)?;
         if app2.folder_control.waiting(sync_id) {
-            let answers = exchange(&app2, sync_id, false)?;
+            let answers = exchange(&app2, sync_id, false, false)?;
             let (first, then) = (&mut round.tally, answers.tally);
             first.packets_written += then.packets_written;
             first.records_written += then.records_written;
@@ -145,7 +148,13 @@ fn round_lock(app: &App, sync_id: i64) -> Result<std::fs::File, DomainError> {
 }
 
 /// One round: write what is pending, read what has arrived.
-fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainError> {
+/// `first_round`: the first round since the runner started (after a settings change).
+fn exchange(
+    app: &App,
+    sync_id: i64,
+    catalog_due: bool,
+    first_round: bool,
+) -> Result<Round, DomainError> {
     let turn = app.exchange_turns.of(sync_id);
     let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
     let _across_processes = round_lock(app, sync_id)?;
@@ -185,6 +194,11 @@ fn exchange(app: &App, sync_id: i64, catalog_due: bool) -> Result<Round, DomainE
         catalog_due,
         &mut tally,
     )?;
+    if first_round && has_fields {
+        // Once per start, i.e. after every settings change: a password set right now
+        // brings back what was refused with the wrong one.
+        readmit_rejected(app, &sync, folders.as_mut(), &download)?;
+    }
     let gap = match has_fields {
         true => read_incoming(app, &sync, folders.as_mut(), &download, &mut tally)?,
         false => None,
@@ -279,10 +293,16 @@ fn write_outgoing(
         let control = app.folder_control.fill(sync.id, &mut packet);
         let written =
             !packet.items.is_empty() || hello_due || packet.resend.is_some() || control || ack_due;
+        // What this round built up to: the build cursor moves past it either way.
+        let built = packet.upto;
         if written {
-            // The file covers the stretch since the last file: what was skipped had
-            // nothing for this sync.
+            // A file with changes covers the stretch since the last such file: what was
+            // skipped had nothing for this sync. One without (a hello, an ack, a request)
+            // covers nothing, so it can never leave a gap however late it is read.
             packet.after = app.core.sync_state(sync.id)?.written_seq;
+            if packet.items.is_empty() {
+                packet.upto = packet.after;
+            }
             let name = folder::file_name(&packet, app.core.now_ms());
             // The files it names go first: the peer applies it only with them.
             let files = files_in(&mapping, &packet, false);
@@ -306,14 +326,14 @@ fn write_outgoing(
             }
         }
         hello_due = false;
-        let upto = packet.upto;
+        let covered = packet.upto;
         app.core.update_sync_state(sync.id, |s| {
-            s.sent_seq = s.sent_seq.max(upto);
+            s.sent_seq = s.sent_seq.max(built);
             if written {
-                s.written_seq = s.written_seq.max(upto);
+                s.written_seq = s.written_seq.max(covered);
             }
         })?;
-        if upto == after {
+        if built == after {
             return Ok(true);
         }
     }
@@ -431,11 +451,11 @@ fn read_incoming(
                 }
             }
         }
-        // In sequence, even a packet with nothing to apply moves the cursor: the writer's
-        // next packet starts where it ended (a hello written at start can cover log
-        // entries with nothing for this sync).
+        // Only a packet with changes moves the cursor: one without covers no stretch of
+        // the writer's log, and read early (before a late packet with changes) it must
+        // not make that packet look like a replay.
         super::control::before_apply(app, sync, &packet)?;
-        if sequence == Sequence::Apply {
+        if sequence == Sequence::Apply && !packet.items.is_empty() {
             receive(app, sync, &packet)?;
         }
         super::control::after_apply(app, sync, &packet)?;
@@ -458,6 +478,49 @@ fn read_incoming(
         }
     }
     Ok(None)
+}
+
+/// Puts back the packet files set aside (`NAME.rejected`) that now verify and still carry
+/// changes this side has not applied — the ones refused while the two passwords differed —
+/// so they are read in sequence like any other. A forged file still fails; a replay is
+/// left where it is.
+fn readmit_rejected(
+    app: &App,
+    sync: &SyncConfig,
+    folders: &mut dyn Folders,
+    download: &str,
+) -> Result<(), DomainError> {
+    let listed = folders
+        .list(download)
+        .map_err(|e| folder_error("read", &folders.describe(download), e))?;
+    let received = app.core.sync_state(sync.id)?.received_seq;
+    for name in &listed {
+        let Some(original) = name.strip_suffix(".rejected") else {
+            continue;
+        };
+        if !folder::is_packet_name(original) || listed.iter().any(|n| n == original) {
+            continue;
+        }
+        let Ok(bytes) = folders.read(download, name) else {
+            continue;
+        };
+        let Ok(packet) = folder::decode(&bytes, &sync.password.0) else {
+            continue;
+        };
+        if packet.items.is_empty() || folder::sequence(&packet, received) == Sequence::Replay {
+            continue;
+        }
+        folders
+            .rename(download, name, original)
+            .map_err(|e| folder_error("put back a packet in", &folders.describe(download), e))?;
+        app.core.log_sync(
+            sync,
+            "exchange",
+            format!("{original}: set aside before, it verifies now and is read again"),
+            None,
+        )?;
+    }
+    Ok(())
 }
 
 /// Removes the chunk files written for the packet that follows `after`.

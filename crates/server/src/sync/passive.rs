@@ -111,16 +111,24 @@ pub(crate) async fn authenticate(
                 format!("there is no passive HTTP sync {sync_id} here"),
             )
         })?;
-    // Per sync and calling instance: another instance's wrong password on the same
-    // address (a misconfigured second office behind one router) does not pause this one.
+    // The instance this sync last heard from with the right password has an allowance of
+    // its own, so another instance's wrong password on the same address (a misconfigured
+    // second office behind one router) does not pause it; every other caller shares one
+    // allowance per address, whatever instance id it claims.
     let caller = headers
         .get(signing::INSTANCE_HEADER)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
-        .chars()
-        .take(64)
-        .collect::<String>();
-    let throttle_key = format!("sync:{sync_id}:{caller}");
+        .to_string();
+    let core = app.core.clone();
+    let known = blocking(move || core.sync_state(sync_id))
+        .await?
+        .peer_instance
+        .is_some_and(|known| known == caller);
+    let throttle_key = match known {
+        true => format!("sync:{sync_id}:{caller}"),
+        false => format!("sync:{sync_id}"),
+    };
     if let Some(wait) = app.login_throttle.wait(&throttle_key, peer.ip()) {
         return Err(ApiError {
             retry_after: Some(wait.as_secs() + 1),

@@ -816,9 +816,7 @@ async fn patch_field(
     })
     .await?;
     app.syncs.changed();
-    crate::sync::actions::catch_up_reopened(&app, &before, &after)
-        .await
-        .map_err(|e| WebError::domain(signed.page.lang, e))?;
+    crate::sync::actions::catch_up_reopened(&app, &before, &after).await;
     Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
 }
 

@@ -422,3 +422,135 @@ async fn a_value_for_a_field_this_side_does_not_map_yet_is_held_until_it_is_mapp
     .await;
     assert_eq!(status(&aux_api, passive).await["held"]["quarantine"], 0);
 }
+
+#[tokio::test]
+async fn records_of_a_table_this_side_maps_no_field_of_yet_keep_every_value_until_it_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name", "Phone"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name", "Phone"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&main_api, active, m[1], "both", None).await;
+    // Aux maps nothing of Clients yet; a client arrives whole, then an edit of one field.
+    let record = main_api
+        .create_record(
+            main_table,
+            json!({ m[0].to_string(): "ООО Ромашка", m[1].to_string(): "+7 900" }),
+        )
+        .await;
+    eventually(30, "both values held", || async {
+        (status(&aux_api, passive).await["held"]["quarantine"] == 2).then_some(())
+    })
+    .await;
+    main_api
+        .patch(
+            &format!("/tables/{main_table}/records/{}", record["id"]),
+            json!({ "values": { m[1].to_string(): "+7 911" } }),
+        )
+        .await;
+    eventually(
+        30,
+        "the later phone held in place of the earlier",
+        || async {
+            let (_, list) = aux_api.get(&format!("/syncs/{passive}/held")).await;
+            list["held"]
+                .as_array()?
+                .iter()
+                .any(|h| h["item"].to_string().contains("+7 911"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(status(&aux_api, passive).await["held"]["quarantine"], 2);
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    add_field(&aux_api, passive, a[1], "both", Some(m[1])).await;
+    eventually(45, "the client whole on aux", || async {
+        let (_, page) = aux_api.get(&format!("/tables/{aux_table}/records")).await;
+        (page["records"][0]["values"]
+            == json!({ a[0].to_string(): "ООО Ромашка", a[1].to_string(): "+7 911" }))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(status(&aux_api, passive).await["held"]["quarantine"], 0);
+}
+
+#[tokio::test]
+async fn a_link_waiting_for_its_record_is_held_when_that_record_arrives_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let s = invoicing(&main_api, &aux_api).await;
+    // Companies paused on main: the invoice arrives before its company.
+    let (_, fields) = main_api.get("/syncs/1/fields").await;
+    let name_entry = fields["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field_no"] == s.m[0])
+        .unwrap()["id"]
+        .clone();
+    let (code, body) = main_api
+        .patch(
+            &format!("/syncs/1/fields/{name_entry}"),
+            json!({ "direction": "off" }),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let company = main_api
+        .create_record(
+            s.main_companies,
+            json!({ s.m[0].to_string(): "ООО Ромашка" }),
+        )
+        .await;
+    main_api
+        .create_record(
+            s.main_invoices,
+            json!({ s.m[1].to_string(): "Счёт 1", s.m[2].to_string(): company["id"] }),
+        )
+        .await;
+    eventually(30, "the invoice waiting for its company", || async {
+        (status(&aux_api, s.passive).await["held"]["waiting_links"] == 1).then_some(())
+    })
+    .await;
+    // The company is deleted on main, then companies travel again: it arrives deleted.
+    main_api
+        .delete(&format!(
+            "/tables/{}/records/{}",
+            s.main_companies, company["id"]
+        ))
+        .await;
+    let (code, body) = main_api
+        .patch(
+            &format!("/syncs/1/fields/{name_entry}"),
+            json!({ "direction": "upload" }),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let held = eventually(30, "the link held, not dropped", || async {
+        let st = status(&aux_api, s.passive).await;
+        (st["held"]["quarantine"] == 1 && st["held"]["waiting_links"] == 0).then_some(st)
+    })
+    .await;
+    let (_, list) = aux_api.get(&format!("/syncs/{}/held", s.passive)).await;
+    let reason = list["held"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("deleted here"), "{reason} {held}");
+    // Restored on aux: the link lands.
+    let aux_company = aux_api.all_ids(s.aux_companies, "deleted").await[0];
+    aux_api
+        .post(
+            &format!("/tables/{}/records/{aux_company}/restore", s.aux_companies),
+            json!({}),
+        )
+        .await;
+    eventually(45, "the held link applied", || async {
+        let (_, page) = aux_api
+            .get(&format!("/tables/{}/records", s.aux_invoices))
+            .await;
+        (page["records"][0]["values"][s.a[2].to_string()] == aux_company).then_some(())
+    })
+    .await;
+}

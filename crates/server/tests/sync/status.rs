@@ -103,7 +103,7 @@ async fn folder_packets_signed_with_another_password_turn_the_rejecting_side_red
     let aux = Server::start(&dir.path().join("aux"));
     let (main_api, aux_api) = (main.admin(), aux.admin());
     let (main_table, m) = clients(&main_api, &["Name"]).await;
-    let (_, a) = clients(&aux_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
     let active = local_sync(&main_api, "active", &up, &down).await;
     let passive = local_sync(&aux_api, "passive", &down, &up).await;
     let (code, body) = aux_api
@@ -125,6 +125,18 @@ async fn folder_packets_signed_with_another_password_turn_the_rejecting_side_red
     .await;
     let reason = red["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("rejected"), "{red}");
+    // The packet with the client is refused too (its name spans changes: AFTER-UPTO-…).
+    eventually(30, "the client's packet set aside", || async {
+        std::fs::read_dir(&up)
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .any(|n| {
+                let parts: Vec<&str> = n.split(['-', '.']).collect();
+                n.ends_with(".rejected") && parts.len() > 2 && parts[0] != parts[1]
+            })
+            .then_some(())
+    })
+    .await;
     assert!(
         reason.contains("signature") || reason.contains("password"),
         "{red}"
@@ -147,6 +159,17 @@ async fn folder_packets_signed_with_another_password_turn_the_rejecting_side_red
     })
     .await;
     assert_eq!(green["reason"], Value::Null, "{green}");
+    // What was refused with the wrong password is read again, so nothing is lost.
+    eventually(30, "both clients on aux", || async {
+        let (_, page) = aux_api.get(&format!("/tables/{aux_table}/records")).await;
+        let names: Vec<String> = page["records"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| r["values"][a[0].to_string()].as_str().map(str::to_string))
+            .collect();
+        (names.len() == 2 && names.iter().any(|n| n == "ООО Ромашка")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
