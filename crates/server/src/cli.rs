@@ -563,18 +563,19 @@ fn sync_now(data: PathBuf, wanted: Option<String>, trust: TrustArgs) -> Result<(
             (None, true) => "the syncs here are passive sides of HTTP syncs: they only answer, and exchanges are started by the active side (run sync-now there)".to_string(),
         });
     }
-    if let Some(sync) = syncs.iter().find(|s| !starts_here(s)) {
-        anyhow::bail!(
-            "sync {} \"{}\" is the passive side of an HTTP sync: it only answers, and exchanges are started by the active side (run sync-now there)",
-            sync.id,
-            sync.name
-        );
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let mut failures = 0;
     for sync in syncs {
+        if !starts_here(&sync) {
+            // Named here, as before: a notice, not a failure.
+            println!(
+                "sync {} \"{}\" is the passive side of an HTTP sync: it only answers, and exchanges are started by the active side (run sync-now there)",
+                sync.id, sync.name
+            );
+            continue;
+        }
         let outcome = match sync.transport {
             Transport::Http => runtime
                 .block_on(crate::sync::active::exchange_once(&app, sync.id))
