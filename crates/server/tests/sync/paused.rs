@@ -112,3 +112,55 @@ async fn edits_made_while_a_field_was_off_travel_both_ways_once_it_is_back_on() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn over_folders_two_fields_turned_back_on_at_once_both_catch_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name", "Phone", "City"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name", "Phone", "City"]).await;
+    let pairs: Vec<(i64, i64)> = m.iter().copied().zip(a.iter().copied()).collect();
+    let (active, passive) =
+        super::folders::link_by_folders(dir.path(), &main_api, &aux_api, &pairs).await;
+    main_api
+        .create_record(main_table, json!({ m[0].to_string(): "Ромашка" }))
+        .await;
+    eventually(30, "the client on aux", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 1).then_some(())
+    })
+    .await;
+    let entries = [
+        entry_of(&main_api, active, m[1]).await,
+        entry_of(&main_api, active, m[2]).await,
+    ];
+    for entry in entries {
+        set_direction(&main_api, active, entry, "off").await;
+    }
+    let aux_id = aux_api.all_ids(aux_table, "active").await[0];
+    aux_api
+        .patch(
+            &format!("/tables/{aux_table}/records/{aux_id}"),
+            json!({ "values": { a[1].to_string(): "+7 222", a[2].to_string(): "Самара" } }),
+        )
+        .await;
+    eventually(30, "aux's edit written", || async {
+        let (_, s) = aux_api.get(&format!("/syncs/{passive}/status")).await;
+        (s["pending_out"] == 0).then_some(())
+    })
+    .await;
+    // Both back on at once: two catch-ups over one folder link.
+    for entry in entries {
+        set_direction(&main_api, active, entry, "both").await;
+    }
+    eventually(60, "both paused edits on main", || async {
+        let v = phone_of(&main_api, main_table, "Ромашка", m[0], m[1]).await;
+        let city = {
+            let (_, page) = main_api.get(&format!("/tables/{main_table}/records")).await;
+            page["records"][0]["values"][m[2].to_string()].clone()
+        };
+        (v == "+7 222" && city == "Самара").then_some(())
+    })
+    .await;
+}
