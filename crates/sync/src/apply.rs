@@ -233,9 +233,15 @@ pub fn retry_quarantined<S: Store>(
         if still_blocked(core, sync, mapping, &users, &item)?.is_some() {
             continue;
         }
-        let still = release(core, sync, mapping, &change, Guard::On)?;
-        if !still {
-            applied += 1;
+        match release(core, sync, mapping, &change, Guard::On) {
+            Ok(still) => applied += usize::from(!still),
+            // Held again as it was; the others are still tried.
+            Err(e) => core.log_sync(
+                sync,
+                "error",
+                format!("held change {} could not be applied now: {e}", change.id),
+                None,
+            )?,
         }
     }
     Ok(applied)
@@ -493,6 +499,16 @@ fn resolve_pending_links<S: Store>(
                         field.name,
                         links_to_deleted(target.record.id, &target_table.name)
                     ),
+                )?;
+            } else {
+                core.log_sync(
+                    sync,
+                    "error",
+                    format!(
+                        "record {} field {}: the record it waited for arrived deleted, and this sync no longer carries the field; the link was not set",
+                        link.record_uid, link.field_no
+                    ),
+                    None,
                 )?;
             }
             core.store().write(|tx| tx.remove_pending_link(&link))?;

@@ -45,6 +45,12 @@ pub struct Control {
     pub send_resent: Option<ResendSummary>,
     /// …and what the other side queued in answer to ours (over HTTP on a passive side too).
     pub got_resent: Option<ResendSummary>,
+    /// Before any packet with changes was applied: where the other side's packets with
+    /// changes start (the `after` of a packet without changes is the writer's position),
+    /// so a first packet that never came shows as missing rather than being skipped.
+    pub peer_start: Option<i64>,
+    /// The time in the name of the last packet file written: names never repeat.
+    pub last_name_ms: i64,
 }
 
 impl FolderControl {

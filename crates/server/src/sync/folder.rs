@@ -303,7 +303,12 @@ fn write_outgoing(
             if packet.items.is_empty() {
                 packet.upto = packet.after;
             }
-            let name = folder::file_name(&packet, app.core.now_ms());
+            let now = app.core.now_ms();
+            let written_at = app.folder_control.with(sync.id, |c| {
+                c.last_name_ms = now.max(c.last_name_ms + 1);
+                c.last_name_ms
+            });
+            let name = folder::file_name(&packet, written_at);
             // The files it names go first: the peer applies it only with them.
             let files = files_in(&mapping, &packet, false);
             content::write_chunks(app, folders, upload, packet.after, &files)?;
@@ -406,7 +411,19 @@ fn read_incoming(
                 || packet.resend.is_some()
                 || packet.ack.is_some()
                 || super::control::carries_control(&packet));
-        let sequence = folder::sequence(&packet, received);
+        let mut sequence = folder::sequence(&packet, received);
+        if received == 0 {
+            let start = app.folder_control.with(sync.id, |c| {
+                if packet.items.is_empty() && packet.upto == packet.after {
+                    c.peer_start = Some(c.peer_start.map_or(packet.after, |s| s.min(packet.after)));
+                }
+                c.peer_start
+            });
+            if !packet.items.is_empty() && start.is_some_and(|s| packet.after > s) {
+                // The other side's first packet with changes starts earlier: it is missing.
+                sequence = Sequence::Gap;
+            }
+        }
         match sequence {
             Sequence::Gap if !control_only => {
                 return Ok(Some(Waiting(format!(
@@ -455,8 +472,13 @@ fn read_incoming(
         // the writer's log, and read early (before a late packet with changes) it must
         // not make that packet look like a replay.
         super::control::before_apply(app, sync, &packet)?;
-        if sequence == Sequence::Apply && !packet.items.is_empty() {
+        // (An older writer's packet without changes still covers a stretch: taken as before.)
+        if sequence == Sequence::Apply && (!packet.items.is_empty() || packet.upto > packet.after) {
             receive(app, sync, &packet)?;
+        } else if packet.items.is_empty() {
+            let remaining = packet.remaining;
+            app.core
+                .update_sync_state(sync.id, |s| s.pending_in = remaining)?;
         }
         super::control::after_apply(app, sync, &packet)?;
         if let Some(request) = packet.resend {
@@ -501,6 +523,14 @@ fn readmit_rejected(
         if !folder::is_packet_name(original) || listed.iter().any(|n| n == original) {
             continue;
         }
+        // The name says how far the file reaches: one applied already is not read at all.
+        let upto = original
+            .split('-')
+            .nth(1)
+            .and_then(|n| n.parse::<i64>().ok());
+        if received > 0 && upto.is_none_or(|upto| upto <= received) {
+            continue;
+        }
         let Ok(bytes) = folders.read(download, name) else {
             continue;
         };
@@ -510,9 +540,19 @@ fn readmit_rejected(
         if packet.items.is_empty() || folder::sequence(&packet, received) == Sequence::Replay {
             continue;
         }
-        folders
-            .rename(download, name, original)
-            .map_err(|e| folder_error("put back a packet in", &folders.describe(download), e))?;
+        if let Err(e) = folders.rename(download, name, original) {
+            // Left set aside; the round goes on.
+            app.core.log_sync(
+                sync,
+                "error",
+                format!(
+                    "cannot put {name} back in {}: {e}",
+                    folders.describe(download)
+                ),
+                None,
+            )?;
+            continue;
+        }
         app.core.log_sync(
             sync,
             "exchange",

@@ -18,8 +18,13 @@ pub async fn retry_loop(app: App) {
         let app2 = app.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for sync in app2.core.syncs()? {
-                let mapping = super::initial::mapping_for(&app2, &sync)?;
-                let applied = retry_quarantined(&app2.core, &sync, &mapping)?;
+                // One sync's trouble does not keep the others' held changes waiting.
+                let Ok(mapping) = super::initial::mapping_for(&app2, &sync) else {
+                    continue;
+                };
+                let Ok(applied) = retry_quarantined(&app2.core, &sync, &mapping) else {
+                    continue;
+                };
                 if applied > 0 {
                     app2.core.log_sync(
                         &sync,
