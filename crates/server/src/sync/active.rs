@@ -477,6 +477,8 @@ pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
             return Ok(());
         }
         push_all(app, &sync).await?;
+        // What we queued for the passive side's initial sync, told with the next pull.
+        let mut resent = None;
         loop {
             let core = app.core.clone();
             let ack = blocking(move || Ok(core.sync_state(sync_id)?.received_seq)).await?;
@@ -485,14 +487,25 @@ pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
                 wait_ms: 0,
                 problems: Vec::new(),
                 user_match: None,
-                resent: None,
+                resent: resent.take(),
             };
             let packet: Packet =
                 call(app, &sync, "pull", &request, Duration::from_secs(120)).await?;
             let done = packet.upto <= ack;
+            let resend = packet.resend;
             fetch_files(app, &sync, &packet).await?;
             let (app2, sync2) = (app.clone(), sync.clone());
             blocking(move || receive(&app2, &sync2, &packet)).await?;
+            if let Some(request) = resend {
+                // The passive side's initial sync wants our rows: queued and sent now,
+                // and said so with the next pull.
+                let (app2, sync2) = (app.clone(), sync.clone());
+                resent = Some(
+                    blocking(move || super::initial::queue_own(&app2, &sync2, request)).await?,
+                );
+                push_all(app, &sync).await?;
+                continue;
+            }
             if done {
                 break;
             }

@@ -322,3 +322,53 @@ async fn started_on_the_passive_side_the_job_waits_for_the_active_sides_rows() {
 async fn over_folders_the_job_waits_for_the_other_sides_rows() {
     the_other_sides_rows_count(true).await;
 }
+
+#[tokio::test]
+async fn sync_now_on_a_stopped_active_side_answers_the_passive_sides_initial_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    // Rows from before the sync: they travel only with an initial sync.
+    for i in 0..3 {
+        main_api
+            .create_record(main_table, json!({ m[0].to_string(): format!("main {i}") }))
+            .await;
+    }
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    quiet(&main_api, active, &aux_api, passive).await;
+    assert!(record_values(&aux_api, aux_table).await.is_empty());
+    let main_dir = main.kill();
+
+    // The branch starts an initial sync; the main office's server is down and someone
+    // runs one exchange from the command line there.
+    let (status, job) = aux_api
+        .post(&format!("/syncs/{passive}/initial"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_i64().unwrap();
+    eventually(30, "the request waiting to be handed over", || async {
+        let job = aux_api.ok(Method::GET, &format!("/jobs/{id}"), None).await;
+        job["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("hand the request"))
+            .then_some(())
+    })
+    .await;
+    let (ok, out, err) = crate::common::cli(&["sync-now", "--data", main_dir.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        names(&record_values(&aux_api, aux_table).await, a[0]),
+        ["main 0", "main 1", "main 2"],
+        "the main office's rows came with that one exchange"
+    );
+    eventually(30, "the branch's job done", || async {
+        let job = aux_api.ok(Method::GET, &format!("/jobs/{id}"), None).await;
+        (job["state"] == "done").then_some(())
+    })
+    .await;
+}
