@@ -447,15 +447,25 @@ pub async fn held(
     State(app): State<App>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let held = blocking(move || crate::sync::held::list(&app, id)).await?;
-    let held: Vec<Value> = held
-        .iter()
-        .map(|h| {
-            let mut v = serde_json::to_value(h).unwrap_or_default();
-            v["at"] = json!(format_ms(h.at_ms));
-            v
-        })
-        .collect();
+    let held = blocking(move || {
+        let held = crate::sync::held::list(&app, id)?;
+        let sync = app.core.sync(id)?;
+        let (tables, mapping) = (
+            app.core.tables()?,
+            crate::sync::initial::mapping_for(&app, &sync)?,
+        );
+        Ok(held
+            .iter()
+            .map(|h| {
+                let mut v = serde_json::to_value(h).unwrap_or_default();
+                v["at"] = json!(format_ms(h.at_ms));
+                // How a person knows the record (its first text field), not only its uid.
+                v["label"] = json!(crate::sync::held::held_label(&app, &tables, &mapping, h));
+                v
+            })
+            .collect::<Vec<Value>>())
+    })
+    .await?;
     Ok(Json(json!({ "held": held })))
 }
 

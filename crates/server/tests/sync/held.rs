@@ -339,6 +339,10 @@ async fn a_link_to_a_record_deleted_here_is_held_and_applied_once_it_is_restored
     let (_, list) = aux_api.get(&format!("/syncs/{}/held", s.passive)).await;
     let reason = list["held"][0]["reason"].as_str().unwrap().to_string();
     assert!(reason.contains("deleted"), "{reason}");
+    assert_eq!(
+        list["held"][0]["label"], "Счёт 1",
+        "named by its label: {list}"
+    );
     let html = aux.web_page(&format!("/syncs/{}", s.passive), "en").await;
     assert!(html.contains("deleted"), "the sync's page lists it: {html}");
 
