@@ -47,6 +47,8 @@ pub struct App {
     pub rejections: crate::sync::rejections::Rejections,
     /// Sync log entries older than this are removed (`--log-keep-days`).
     pub log_keep_days: u32,
+    /// One initial sync at a time per sync.
+    pub initial_turns: crate::sync::initial::InitialTurns,
 }
 
 /// How long sync log entries are kept unless `--log-keep-days` says otherwise.
@@ -93,6 +95,7 @@ impl App {
             folder_control: Default::default(),
             rejections: Default::default(),
             log_keep_days: DEFAULT_LOG_KEEP_DAYS,
+            initial_turns: Default::default(),
         })
     }
 

@@ -16,6 +16,8 @@ use crmsync_domain::DomainError;
 use crmsync_domain::sync::{Mode, SyncConfig, SyncState, Transport};
 use crmsync_sync::initial::resend_all;
 use crmsync_sync::protocol::{ResendRequest, ResendSummary};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long an initial sync may go without progress before its job is reported failed.
@@ -45,7 +47,34 @@ pub fn queue_own(
     Ok(summary)
 }
 
+/// One initial sync of a sync at a time: a request for the other side's rows and its
+/// answer have one place per sync, so a second job (two fields turned back on at once)
+/// waits for the first rather than overwrite its request.
+#[derive(Clone, Default)]
+pub struct InitialTurns(Arc<std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl InitialTurns {
+    fn of(&self, sync_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(sync_id)
+            .or_default()
+            .clone()
+    }
+}
+
 pub async fn run(app: App, sync: SyncConfig, request: ResendRequest, job: u64) {
+    let turn = app.initial_turns.of(sync.id);
+    let _turn = match turn.clone().try_lock_owned() {
+        Ok(turn) => turn,
+        Err(_) => {
+            app.jobs.update(job, |j| {
+                j.waiting = Some("waiting for another initial sync of this sync to finish".into())
+            });
+            turn.lock_owned().await
+        }
+    };
     let result = run_inner(&app, &sync, request, job).await;
     match result {
         Ok(()) => app.jobs.update(job, |j| {

@@ -372,3 +372,55 @@ async fn sync_now_on_a_stopped_active_side_answers_the_passive_sides_initial_syn
     })
     .await;
 }
+
+#[tokio::test]
+async fn two_field_initial_syncs_started_at_once_over_folders_both_bring_the_other_sides_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Phone", "City"]).await;
+    let (_, a) = clients(&aux_api, &["Phone", "City"]).await;
+    // The branch's rows from before the sync.
+    let (_, tables) = aux_api.get("/tables").await;
+    let aux_table = tables["tables"][0]["id"].as_i64().unwrap();
+    for i in 0..3 {
+        aux_api
+            .create_record(
+                aux_table,
+                json!({ a[0].to_string(): format!("+7 {i}"), a[1].to_string(): format!("city {i}") }),
+            )
+            .await;
+    }
+    let pairs: Vec<(i64, i64)> = m.iter().copied().zip(a.iter().copied()).collect();
+    let (active, _) =
+        super::folders::link_by_folders(dir.path(), &main_api, &aux_api, &pairs).await;
+    let (_, fields) = main_api.get(&format!("/syncs/{active}/fields")).await;
+    let entries: Vec<i64> = fields["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_i64().unwrap())
+        .collect();
+    // Both started at once.
+    let (phone, city) = (
+        format!("/syncs/{active}/fields/{}/initial", entries[0]),
+        format!("/syncs/{active}/fields/{}/initial", entries[1]),
+    );
+    let (started_phone, started_city) = tokio::join!(
+        main_api.post(&phone, json!({})),
+        main_api.post(&city, json!({})),
+    );
+    for (status, job) in [&started_phone, &started_city] {
+        assert_eq!(*status, StatusCode::ACCEPTED, "{job}");
+    }
+    eventually(60, "both fields of the branch's rows on main", || async {
+        let values = record_values(&main_api, main_table).await;
+        let complete = values.len() == 3
+            && values
+                .iter()
+                .all(|v| v[m[0].to_string()].is_string() && v[m[1].to_string()].is_string());
+        complete.then_some(())
+    })
+    .await;
+}
