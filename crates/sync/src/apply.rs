@@ -230,7 +230,7 @@ pub fn retry_quarantined<S: Store>(
             continue;
         };
         // Looked at cheaply first: most held changes wait for a cause still there.
-        if still_blocked(core, sync, mapping, &users, &item)?.is_some() {
+        if still_blocked(core, sync, mapping, &users, &item) {
             continue;
         }
         match release(core, sync, mapping, &change, Guard::On) {
@@ -674,46 +674,31 @@ fn unmapped_table(wire_table: TableId) -> String {
     )
 }
 
-/// Why a held change still cannot be applied, if it cannot: the same checks as an apply,
-/// reading only, so a quarantine can be looked at on every commit and released only once
-/// its cause is gone.
-pub fn still_blocked<S: Store>(
+/// Whether a held change still cannot be applied: the same checks as an apply, reading
+/// only, so a quarantine can be looked at on every commit and released only once its
+/// cause is gone. (Its reason stays the one it was held with.)
+fn still_blocked<S: Store>(
     core: &Instance<S>,
     sync: &SyncConfig,
     mapping: &Mapping,
     users: &[User],
     item: &Item,
-) -> Result<Option<String>, DomainError> {
-    let item = Item {
-        uid: mapping.uids.to_local(item.uid),
-        ..item.clone()
-    };
+) -> bool {
     let Some(table_id) = mapping.local_table(item.table) else {
-        return Ok(Some(unmapped_table(item.table)));
+        return true;
     };
-    for (wire_no, field) in &item.fields {
-        let Some(route) = mapping.by_wire(*wire_no) else {
-            return Ok(Some(unmapped_field(*wire_no)));
-        };
-        if route.local.table_id != table_id {
-            continue;
-        }
-        if !route.direction.receives() {
+    item.fields.iter().any(|(wire_no, field)| {
+        match mapping.by_wire(*wire_no) {
+            None => true,
+            Some(route) if route.local.table_id != table_id => false,
             // Released now it would be dropped: it waits (or is discarded by a person).
-            return Ok(Some(format!(
-                "field {} \"{}\" does not take the other side's values now (direction {})",
-                route.local.no,
-                route.local.name,
-                route.direction.as_str()
-            )));
+            Some(route) if !route.direction.receives() => true,
+            Some(route) => matches!(
+                from_wire(core, sync, mapping, &route.local, &field.value, users),
+                Err(Unusable::Invalid(_))
+            ),
         }
-        if let Err(Unusable::Invalid(reason)) =
-            from_wire(core, sync, mapping, &route.local, &field.value, users)
-        {
-            return Ok(Some(reason));
-        }
-    }
-    Ok(None)
+    })
 }
 
 /// Why a travelling value cannot be used yet.

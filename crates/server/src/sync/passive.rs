@@ -100,17 +100,19 @@ pub(crate) async fn authenticate(
     peer: SocketAddr,
 ) -> Result<SyncConfig, ApiError> {
     let core = app.core.clone();
-    let sync = blocking(move || core.sync(sync_id))
-        .await
-        .ok()
-        .filter(|s| s.mode == Mode::Passive && s.transport == Transport::Http)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_sync",
-                format!("there is no passive HTTP sync {sync_id} here"),
-            )
-        })?;
+    // The sync and who it last heard from, in one read.
+    let (sync, last_peer) =
+        blocking(move || Ok((core.sync(sync_id)?, core.sync_state(sync_id)?.peer_instance)))
+            .await
+            .ok()
+            .filter(|(s, _)| s.mode == Mode::Passive && s.transport == Transport::Http)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_sync",
+                    format!("there is no passive HTTP sync {sync_id} here"),
+                )
+            })?;
     // The instance this sync last heard from with the right password has an allowance of
     // its own, so another instance's wrong password on the same address (a misconfigured
     // second office behind one router) does not pause it; every other caller shares one
@@ -120,11 +122,7 @@ pub(crate) async fn authenticate(
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let core = app.core.clone();
-    let known = blocking(move || core.sync_state(sync_id))
-        .await?
-        .peer_instance
-        .is_some_and(|known| known == caller);
+    let known = last_peer.is_some_and(|known| known == caller);
     let throttle_key = match known {
         true => format!("sync:{sync_id}:{caller}"),
         false => format!("sync:{sync_id}"),

@@ -757,12 +757,25 @@ async fn delete_table(
     Path((sync_id, entry)): Path<(i64, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
+    remove_entry(app, signed, sync_id, form, move |core, actor| {
+        core.delete_sync_table(actor, sync_id, entry)
+    })
+    .await
+}
+
+/// Removes a field or a whole table from a sync from a form on its page, and goes back.
+async fn remove_entry(
+    app: App,
+    signed: Signed,
+    sync_id: i64,
+    form: Vec<(String, String)>,
+    remove: impl FnOnce(&crate::app::Core, &crmsync_domain::Actor) -> Result<(), DomainError>
+    + Send
+    + 'static,
+) -> WebResult<Response> {
     check_csrf(&signed.page, &Submitted(form))?;
     let (core, actor) = (app.core.clone(), signed.actor);
-    work(signed.page.lang, move || {
-        core.delete_sync_table(&actor, sync_id, entry)
-    })
-    .await?;
+    work(signed.page.lang, move || remove(&core, &actor)).await?;
     app.syncs.changed();
     Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
 }
@@ -848,14 +861,10 @@ async fn delete_field(
     Path((sync_id, entry)): Path<(i64, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
-    check_csrf(&signed.page, &Submitted(form))?;
-    let (core, actor) = (app.core.clone(), signed.actor);
-    work(signed.page.lang, move || {
-        core.delete_sync_field(&actor, sync_id, entry)
+    remove_entry(app, signed, sync_id, form, move |core, actor| {
+        core.delete_sync_field(actor, sync_id, entry)
     })
-    .await?;
-    app.syncs.changed();
-    Ok(Redirect::to(&format!("/syncs/{sync_id}")).into_response())
+    .await
 }
 
 async fn start(

@@ -59,6 +59,21 @@ impl Server {
         server
     }
 
+    /// Starts as if this machine's clock were `offset_ms` off (ahead when positive).
+    pub fn start_with_clock_offset(data: &Path, offset_ms: i64) -> Server {
+        let offset = offset_ms.to_string();
+        Server::start_with(
+            data,
+            &[
+                "--admin-password",
+                ADMIN_PASSWORD,
+                "--clock-offset-ms",
+                &offset,
+            ],
+            &[],
+        )
+    }
+
     /// Starts on a given address (to come back on the same port after a kill).
     pub fn start_at(data: &Path, listen: &str) -> Server {
         Server::start_listening(data, listen, &["--admin-password", ADMIN_PASSWORD], &[])

@@ -2,7 +2,7 @@
 //! sides, and merging still ends with one value on both (hybrid logical clocks).
 
 use super::http::{add_field, clients, pair, record_values};
-use crate::common::{ADMIN_PASSWORD, Server, eventually};
+use crate::common::{Server, eventually};
 use serde_json::json;
 
 #[tokio::test]
@@ -10,16 +10,7 @@ async fn a_peer_clock_ninety_seconds_ahead_is_flagged_and_merging_still_agrees()
     let dir = tempfile::tempdir().unwrap();
     let main = Server::start(&dir.path().join("main"));
     // The auxiliary machine's clock runs 90 s fast.
-    let aux = Server::start_with(
-        &dir.path().join("aux"),
-        &[
-            "--admin-password",
-            ADMIN_PASSWORD,
-            "--clock-offset-ms",
-            "90000",
-        ],
-        &[],
-    );
+    let aux = Server::start_with_clock_offset(&dir.path().join("aux"), 90_000);
     let (main_api, aux_api) = (main.admin(), aux.admin());
     let (main_table, m) = clients(&main_api, &["Name"]).await;
     let (aux_table, a) = clients(&aux_api, &["Name"]).await;

@@ -3,7 +3,7 @@
 
 use super::http::{add_field, clients, pair, quiet};
 use super::initial::run_job;
-use crate::common::{ADMIN_PASSWORD, Client, Server, eventually};
+use crate::common::{Client, Server, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -41,16 +41,7 @@ async fn a_synced_copy_keeps_the_originals_created_time_both_ways_and_at_an_init
     let main = Server::start(&dir.path().join("main"));
     // The auxiliary machine's clock runs a minute fast: a copy stamped with its own "now"
     // could never carry the original's time by chance.
-    let aux = Server::start_with(
-        &dir.path().join("aux"),
-        &[
-            "--admin-password",
-            ADMIN_PASSWORD,
-            "--clock-offset-ms",
-            "60000",
-        ],
-        &[],
-    );
+    let aux = Server::start_with_clock_offset(&dir.path().join("aux"), 60_000);
     let (main_api, aux_api) = (main.admin(), aux.admin());
     let (main_table, m) = clients(&main_api, &["Name"]).await;
     let (aux_table, a) = clients(&aux_api, &["Name"]).await;

@@ -1,7 +1,7 @@
 //! A field turned `off` is paused, its mapping kept: what changed meanwhile, on either
 //! side, travels once it is turned back on.
 
-use super::http::{add_field, clients, pair, quiet};
+use super::http::{clients, quiet, synced_pair};
 use crate::common::{Client, Server, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -41,16 +41,11 @@ async fn phone_of(api: &Client, table: i64, name: &str, name_no: i64, phone_no: 
 #[tokio::test]
 async fn edits_made_while_a_field_was_off_travel_both_ways_once_it_is_back_on() {
     let dir = tempfile::tempdir().unwrap();
-    let main = Server::start(&dir.path().join("main"));
-    let aux = Server::start(&dir.path().join("aux"));
-    let (main_api, aux_api) = (main.admin(), aux.admin());
-    let (main_table, m) = clients(&main_api, &["Name", "Phone"]).await;
-    let (aux_table, a) = clients(&aux_api, &["Name", "Phone"]).await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    add_field(&main_api, active, m[0], "both", None).await;
-    add_field(&main_api, active, m[1], "both", None).await;
-    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
-    add_field(&aux_api, passive, a[1], "both", Some(m[1])).await;
+    let pair = synced_pair(dir.path(), &["Name", "Phone"]).await;
+    let (main_api, aux_api) = (pair.main.admin(), pair.aux.admin());
+    let (main_table, aux_table) = (pair.main_table, pair.aux_table);
+    let (m, a) = (&pair.m, &pair.a);
+    let (active, passive) = (pair.active, pair.passive);
     let first = main_api
         .create_record(
             main_table,
