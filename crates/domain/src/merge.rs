@@ -95,6 +95,79 @@ pub struct MergeOutcome {
     pub rejected: Option<String>,
 }
 
+/// What the merge does with one field of an existing record that a peer sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldDecision {
+    /// Write the peer's value with the peer's stamp. `rule`: a conflict rule decided for
+    /// it (the peer's value, which is also the newer write).
+    Take { rule: Option<Prefer> },
+    /// The local write is newer (or the same): it stays.
+    Keep,
+    /// A conflict rule decided for this side's value, which is already the newer write: it
+    /// stays and travels as it is.
+    KeepByRule,
+    /// A conflict rule decided for the older write (this side's value for `Here`, the
+    /// peer's for `There`): it is written with a fresh stamp, newer than both, or the
+    /// ordinary rule would undo it elsewhere.
+    Restamp { prefer: Prefer },
+}
+
+impl FieldDecision {
+    /// The rule that decided a conflict, if one did.
+    pub fn ruled(self) -> Option<Prefer> {
+        match self {
+            FieldDecision::Take { rule } => rule,
+            FieldDecision::Keep => None,
+            FieldDecision::KeepByRule => Some(Prefer::Here),
+            FieldDecision::Restamp { prefer } => Some(prefer),
+        }
+    }
+}
+
+/// Decides one field: the newer stamp wins, compared as (HLC time, node id), so every
+/// instance picks the same winner. A conflict rule (`prefer` other than `Newer`) overrules
+/// that only for a conflict: the values differ and this side's change of the field is not
+/// yet acknowledged by the peer (`unacked`). No local stamp: the field was never written
+/// here, and any write is newer.
+///
+/// The same value with a newer stamp is taken too: the stamp must travel on, or a later
+/// write stamped between the two would be kept here and dropped elsewhere.
+pub fn decide_field<V: PartialEq>(
+    local: &V,
+    local_stamp: Option<Stamp>,
+    incoming: &V,
+    incoming_stamp: Stamp,
+    prefer: Prefer,
+    unacked: bool,
+) -> FieldDecision {
+    let newer = local_stamp.is_none_or(|l| incoming_stamp > l);
+    let conflict = prefer != Prefer::Newer && local != incoming && unacked;
+    if conflict {
+        let winner_is_older = match prefer {
+            Prefer::Here => newer,
+            _ => !newer,
+        };
+        if winner_is_older {
+            return FieldDecision::Restamp { prefer };
+        }
+        if prefer == Prefer::Here {
+            return FieldDecision::KeepByRule;
+        }
+        return FieldDecision::Take { rule: Some(prefer) };
+    }
+    if newer {
+        FieldDecision::Take { rule: None }
+    } else {
+        FieldDecision::Keep
+    }
+}
+
+/// Whether a peer's status replaces this side's: a newer stamp wins, even for the same
+/// status, for the same reason as a field's value.
+pub fn take_status(local_stamp: Stamp, incoming_stamp: Stamp) -> bool {
+    incoming_stamp > local_stamp
+}
+
 impl<S: Store> Instance<S> {
     /// Merges a peer's records into one table, in one transaction; the newer write wins.
     pub fn merge(
@@ -186,13 +259,12 @@ impl<S: Store> Instance<S> {
                         for (no, value, stamp) in item.values {
                             let field = field_of(table, no);
                             let local = current.record.values.get(&no).unwrap_or(&Value::Null);
-                            let newer = current.stamps.get(&no).is_none_or(|l| stamp > *l);
+                            let local_stamp = current.stamps.get(&no).copied();
                             let prefer = rules.prefer.get(&no).copied().unwrap_or_default();
-                            // Set when a rule decided for the peer's newer value: taken as
-                            // usual, with the rule named.
-                            let mut rule = None;
-                            if prefer != Prefer::Newer && *local != value {
-                                let unacked = match &mut unacked {
+                            // The change log is read only when a rule could apply, once per
+                            // record.
+                            let unacked = if prefer != Prefer::Newer && *local != value {
+                                let fields = match &mut unacked {
                                     Some(fields) => fields,
                                     None => unacked.insert(unacked_fields(
                                         tx,
@@ -202,74 +274,74 @@ impl<S: Store> Instance<S> {
                                         &origin,
                                     )?),
                                 };
-                                if unacked.contains(&no) {
-                                    let (winner, loser) = match prefer {
-                                        Prefer::Here => (local, &value),
-                                        _ => (&value, local),
-                                    };
-                                    outcome.decided.push(Decided {
-                                        field_no: no,
-                                        prefer,
-                                        kept: winner.to_json(field),
-                                        discarded: loser.to_json(field),
-                                    });
-                                    // The rule's winner must also be the newer write, or the
-                                    // ordinary rule would undo it elsewhere.
-                                    let winner_older = match prefer {
-                                        Prefer::Here => newer,
-                                        _ => !newer,
-                                    };
-                                    if winner_older {
-                                        let change = FieldChange {
-                                            field_no: no,
-                                            old: Some(local.to_json(field)),
-                                            new: winner.to_json(field),
-                                            written: None,
-                                            replaced: current.stamps.get(&no).copied(),
-                                            rule: Some(prefer.as_rule().to_string()),
-                                        };
-                                        if prefer == Prefer::There {
-                                            outcome.taken.push(change.clone());
-                                        }
-                                        ruled.push((no, winner.clone(), change));
-                                        continue;
-                                    }
-                                    if prefer == Prefer::Here {
-                                        // This side's newer value stays and travels as it is.
-                                        continue;
-                                    }
-                                    rule = Some(prefer.as_rule().to_string());
-                                }
-                            }
-                            if newer {
-                                let change = FieldChange {
-                                    field_no: no,
-                                    old: Some(local.to_json(field)),
-                                    new: value.to_json(field),
-                                    // Why this value: its write is newer than the one here.
-                                    written: Some(stamp),
-                                    replaced: current.stamps.get(&no).copied(),
-                                    rule,
+                                fields.contains(&no)
+                            } else {
+                                false
+                            };
+                            let decision =
+                                decide_field(local, local_stamp, &value, stamp, prefer, unacked);
+                            if let Some(prefer) = decision.ruled() {
+                                let (kept, discarded) = match prefer {
+                                    Prefer::Here => (local, &value),
+                                    _ => (&value, local),
                                 };
-                                // The same value with a newer stamp is taken too: the
-                                // stamp must travel on, or a later write stamped between
-                                // the two would be kept here and dropped elsewhere.
-                                if *local != value {
-                                    outcome.taken.push(change.clone());
-                                }
-                                logged.push(change);
-                                winners.push((no, value, stamp));
-                            } else if *local != value {
-                                outcome.kept.push(KeptLocal {
+                                outcome.decided.push(Decided {
                                     field_no: no,
-                                    local: local.to_json(field),
-                                    incoming: value.to_json(field),
+                                    prefer,
+                                    kept: kept.to_json(field),
+                                    discarded: discarded.to_json(field),
                                 });
                             }
+                            match decision {
+                                FieldDecision::Restamp { prefer } => {
+                                    let winner = match prefer {
+                                        Prefer::Here => local,
+                                        _ => &value,
+                                    };
+                                    let change = FieldChange {
+                                        field_no: no,
+                                        old: Some(local.to_json(field)),
+                                        new: winner.to_json(field),
+                                        written: None,
+                                        replaced: local_stamp,
+                                        rule: Some(prefer.as_rule().to_string()),
+                                    };
+                                    if prefer == Prefer::There {
+                                        outcome.taken.push(change.clone());
+                                    }
+                                    ruled.push((no, winner.clone(), change));
+                                }
+                                FieldDecision::KeepByRule => {}
+                                FieldDecision::Take { rule } => {
+                                    let change = FieldChange {
+                                        field_no: no,
+                                        old: Some(local.to_json(field)),
+                                        new: value.to_json(field),
+                                        // Why this value: its write is newer than the one here.
+                                        written: Some(stamp),
+                                        replaced: local_stamp,
+                                        rule: rule.map(|p| p.as_rule().to_string()),
+                                    };
+                                    // The same value with a newer stamp is taken too (see
+                                    // `decide_field`), but is no change to report.
+                                    if *local != value {
+                                        outcome.taken.push(change.clone());
+                                    }
+                                    logged.push(change);
+                                    winners.push((no, value, stamp));
+                                }
+                                FieldDecision::Keep => {
+                                    if *local != value {
+                                        outcome.kept.push(KeptLocal {
+                                            field_no: no,
+                                            local: local.to_json(field),
+                                            incoming: value.to_json(field),
+                                        });
+                                    }
+                                }
+                            }
                         }
-                        // A newer status stamp is taken even for the same status, for the
-                        // same reason as a field's.
-                        let status = (item.status_stamp > current.status_stamp)
+                        let status = take_status(current.status_stamp, item.status_stamp)
                             .then_some((item.status, item.status_stamp));
                         outcome.record_id = Some(current.record.id);
                         if winners.is_empty() && status.is_none() && ruled.is_empty() {
