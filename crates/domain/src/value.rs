@@ -326,6 +326,12 @@ pub fn parse_money(field: &Field, s: &str) -> Result<Value, DomainError> {
     if frac.len() > scale as usize {
         return Err(invalid(&format!("more than {scale} decimal places")));
     }
+    // Every amount an i64 holds is read, the most negative one included.
+    let largest = if negative {
+        -i128::from(i64::MIN)
+    } else {
+        i128::from(i64::MAX)
+    };
     let mut units: i128 = 0;
     for c in whole
         .chars()
@@ -333,12 +339,12 @@ pub fn parse_money(field: &Field, s: &str) -> Result<Value, DomainError> {
         .chain(std::iter::repeat_n('0', scale as usize - frac.len()))
     {
         units = units * 10 + i128::from(c as u8 - b'0');
-        if units > i128::from(i64::MAX) {
+        if units > largest {
             return Err(invalid("amount is too large"));
         }
     }
-    let units = units as i64;
-    Ok(Value::Money(if negative { -units } else { units }))
+    let units = if negative { -units } else { units };
+    Ok(Value::Money(units as i64))
 }
 
 pub fn format_money(units: i64, scale: u32) -> String {
@@ -529,5 +535,266 @@ mod tests {
         let err = Value::from_json(&f, &json!("12")).unwrap_err();
         assert!(matches!(err, DomainError::Invalid { field: Some(7), .. }));
         assert!(err.to_string().contains("\"F\""));
+    }
+
+    /// Parsing holds for any input, not just the examples above: every value a field can
+    /// hold comes back unchanged from its JSON and its spreadsheet text, and anything else
+    /// is an error, never a panic.
+    mod properties {
+        use super::*;
+        use crate::schema::MAX_MONEY_SCALE;
+        use proptest::prelude::*;
+        use time::{Month, Time};
+
+        fn money(scale: u32) -> Field {
+            field(
+                FieldType::Money,
+                FieldOptions {
+                    scale: Some(scale),
+                    ..Default::default()
+                },
+            )
+        }
+
+        /// A round trip of `value` through the field's JSON and its text.
+        fn round_trips(field: &Field, value: &Value) -> Result<(), TestCaseError> {
+            let json = value.to_json(field);
+            prop_assert_eq!(
+                &Value::from_json(field, &json).unwrap(),
+                value,
+                "JSON {}",
+                json
+            );
+            // And as the JSON travels: text on the wire.
+            let wire: Json = serde_json::from_str(&json.to_string()).unwrap();
+            prop_assert_eq!(
+                &Value::from_json(field, &wire).unwrap(),
+                value,
+                "wire {}",
+                wire
+            );
+            let text = value.to_text(field, &|_| None);
+            prop_assert_eq!(
+                &Value::from_text(field, &text, &|_| None).unwrap(),
+                value,
+                "text {}",
+                text
+            );
+            Ok(())
+        }
+
+        fn dates() -> impl Strategy<Value = Date> {
+            let first = Date::from_calendar_date(1, Month::January, 1).unwrap();
+            let last = Date::from_calendar_date(9999, Month::December, 31).unwrap();
+            (first.to_julian_day()..=last.to_julian_day())
+                .prop_map(|day| Date::from_julian_day(day).unwrap())
+        }
+
+        fn field_types() -> impl Strategy<Value = FieldType> {
+            prop::sample::select(vec![
+                FieldType::Text,
+                FieldType::Longtext,
+                FieldType::Select,
+                FieldType::Number,
+                FieldType::Money,
+                FieldType::Date,
+                FieldType::Datetime,
+                FieldType::User,
+                FieldType::Link,
+                FieldType::File,
+            ])
+        }
+
+        /// Strings near what people type into number, money and date cells.
+        fn cell_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[-+0-9.,: TZ\u{a0}]{0,30}",
+                "[0-9]{1,25}[.,][0-9]{0,25}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_amount_round_trips_at_every_scale(
+                scale in 0..=MAX_MONEY_SCALE,
+                units in prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(0), any::<i64>()],
+            ) {
+                round_trips(&money(scale), &Value::Money(units))?;
+            }
+
+            #[test]
+            fn an_amount_with_up_to_scale_decimals_is_read_exactly(
+                scale in 0..=MAX_MONEY_SCALE,
+                negative in any::<bool>(),
+                whole in 0..1_000_000_000_000u64,
+                decimals in prop::collection::vec(0..10u8, 0..=6),
+                comma in any::<bool>(),
+            ) {
+                let f = money(scale);
+                let frac: String = decimals.iter().map(|d| char::from(b'0' + d)).collect();
+                let sign = if negative { "-" } else { "" };
+                let separator = if comma { "," } else { "." };
+                let typed = if frac.is_empty() {
+                    format!("{sign}{whole}")
+                } else {
+                    format!("{sign}{whole}{separator}{frac}")
+                };
+                let parsed = parse_money(&f, &typed);
+                if frac.len() > scale as usize {
+                    prop_assert!(parsed.is_err(), "{} at scale {}: no rounding", typed, scale);
+                } else {
+                    let padded = format!("{frac:0<width$}", width = scale as usize);
+                    let magnitude = i64::try_from(whole).unwrap() * 10i64.pow(scale)
+                        + padded.parse::<i64>().unwrap_or(0);
+                    let units = if negative { -magnitude } else { magnitude };
+                    prop_assert_eq!(parsed.unwrap(), Value::Money(units), "{}", typed);
+                    // Thousands spaced out, as spreadsheets show them, read the same.
+                    let spaced: String = typed
+                        .chars()
+                        .flat_map(|c| [c, '\u{a0}'])
+                        .collect();
+                    prop_assert_eq!(parse_money(&f, &spaced).unwrap(), Value::Money(units), "{:?}", spaced);
+                }
+            }
+
+            #[test]
+            fn a_whole_json_number_is_an_amount_in_major_units(
+                scale in 0..=MAX_MONEY_SCALE,
+                whole in any::<i64>(),
+            ) {
+                let expected = i128::from(whole) * 10i128.pow(scale);
+                match (Value::from_json(&money(scale), &json!(whole)), i64::try_from(expected)) {
+                    (Ok(value), Ok(units)) => prop_assert_eq!(value, Value::Money(units)),
+                    (Err(_), Err(_)) => {}
+                    (got, _) => prop_assert!(false, "{} at scale {}: {:?}", whole, scale, got),
+                }
+            }
+
+            #[test]
+            fn any_finite_number_round_trips(
+                n in prop::num::f64::NORMAL
+                    | prop::num::f64::SUBNORMAL
+                    | prop::num::f64::ZERO
+                    | prop::num::f64::POSITIVE
+                    | prop::num::f64::NEGATIVE,
+            ) {
+                round_trips(&field(FieldType::Number, FieldOptions::default()), &Value::Number(n))?;
+            }
+
+            #[test]
+            fn any_date_round_trips_and_reads_as_a_russian_spreadsheet_writes_it(date in dates()) {
+                let f = field(FieldType::Date, FieldOptions::default());
+                let iso = format!("{:04}-{:02}-{:02}", date.year(), date.month() as u8, date.day());
+                let value = Value::from_json(&f, &json!(iso)).unwrap();
+                prop_assert_eq!(&value, &Value::Date(iso.clone()));
+                round_trips(&f, &value)?;
+                let russian = format!("{:02}.{:02}.{:04}", date.day(), date.month() as u8, date.year());
+                prop_assert_eq!(Value::from_text(&f, &russian, &|_| None).unwrap(), value);
+            }
+
+            #[test]
+            fn a_day_past_the_end_of_its_month_is_refused(
+                year in 1..=9999i32,
+                month in 1..=12u8,
+                past in 1..=20u8,
+            ) {
+                let f = field(FieldType::Date, FieldOptions::default());
+                let month_of = Month::try_from(month).unwrap();
+                let day = month_of.length(year) + past;
+                for typed in [
+                    format!("{year:04}-{month:02}-{day:02}"),
+                    format!("{year:04}-{month:02}-00"),
+                    format!("{year:04}-{:02}-01", month + 12),
+                ] {
+                    prop_assert!(Value::from_json(&f, &json!(typed)).is_err(), "{}", typed);
+                    prop_assert!(Value::from_text(&f, &typed, &|_| None).is_err(), "{}", typed);
+                }
+                let russian = format!("{day:02}.{month:02}.{year:04}");
+                prop_assert!(Value::from_text(&f, &russian, &|_| None).is_err(), "{}", russian);
+            }
+
+            #[test]
+            fn any_date_time_is_kept_as_the_same_instant_in_utc(
+                date in dates(),
+                seconds in 0..86_400u32,
+                nanos in prop_oneof![Just(0u32), 0..1_000_000_000u32],
+                offset_minutes in -(23 * 60 + 59)..=(23 * 60 + 59i32),
+            ) {
+                let f = field(FieldType::Datetime, FieldOptions::default());
+                let time = Time::from_hms_nano(
+                    (seconds / 3600) as u8,
+                    (seconds / 60 % 60) as u8,
+                    (seconds % 60) as u8,
+                    nanos,
+                )
+                .unwrap();
+                let offset = UtcOffset::from_whole_seconds(offset_minutes * 60).unwrap();
+                let instant = date.with_time(time).assume_offset(offset);
+                // Instants whose UTC date leaves years 1–9999 cannot be written in RFC 3339.
+                let Ok(typed) = instant.format(&Rfc3339) else { return Ok(()) };
+                let utc = instant.to_offset(UtcOffset::UTC);
+                let value = Value::from_json(&f, &json!(typed));
+                if utc.year() < 1 || utc.year() > 9999 {
+                    prop_assert!(value.is_err(), "{}", typed);
+                    return Ok(());
+                }
+                let value = value.unwrap();
+                let Value::Datetime(stored) = &value else { panic!("{value:?}") };
+                prop_assert!(stored.ends_with('Z'), "{}", stored);
+                prop_assert_eq!(OffsetDateTime::parse(stored, &Rfc3339).unwrap(), instant, "{} → {}", typed, stored);
+                round_trips(&f, &value)?;
+            }
+
+            #[test]
+            fn an_impossible_date_time_is_refused(
+                date in dates(),
+                (hour, minute, second) in prop_oneof![
+                    (24..100u8, 0..60u8, 0..60u8),
+                    (0..24u8, 60..100u8, 0..60u8),
+                    (0..24u8, 0..60u8, 61..100u8),
+                ],
+            ) {
+                let f = field(FieldType::Datetime, FieldOptions::default());
+                let typed = format!(
+                    "{:04}-{:02}-{:02}T{hour:02}:{minute:02}:{second:02}Z",
+                    date.year(),
+                    date.month() as u8,
+                    date.day()
+                );
+                prop_assert!(Value::from_json(&f, &json!(typed)).is_err(), "{}", typed);
+            }
+
+            #[test]
+            fn any_text_for_any_field_is_a_value_or_an_error_never_a_panic(
+                field_type in field_types(),
+                scale in 0..=MAX_MONEY_SCALE,
+                text in cell_text(),
+            ) {
+                let f = field(
+                    field_type,
+                    FieldOptions {
+                        scale: (field_type == FieldType::Money).then_some(scale),
+                        choices: (field_type == FieldType::Select).then(|| vec!["a".into()]),
+                        ..Default::default()
+                    },
+                );
+                let json = Value::from_json(&f, &json!(text));
+                let cell = Value::from_text(&f, &text, &|_| None);
+                // What is accepted is kept in its normal form: reading it again changes nothing.
+                if let Ok(value) = json.and(cell) {
+                    let again = value.to_text(&f, &|_| None);
+                    prop_assert_eq!(Value::from_text(&f, &again, &|_| None).unwrap(), value, "{:?}", text);
+                }
+            }
+
+            #[test]
+            fn a_money_field_refuses_what_is_not_an_amount(
+                scale in 0..=MAX_MONEY_SCALE,
+                text in "[0-9]{0,5}([.,][0-9]{0,3}){2,3}|[0-9]*[a-zA-Z_/*][0-9]*|[+-]{2}[0-9]{1,5}|[.,]",
+            ) {
+                prop_assert!(parse_money(&money(scale), &text).is_err(), "{:?}", text);
+            }
+        }
     }
 }
