@@ -44,6 +44,15 @@ pub enum Prefer {
 }
 
 impl Prefer {
+    /// The value a rule keeps and the one it discards, of this side's and the peer's (a
+    /// rule decides only between the two).
+    pub fn pick<'a, V>(self, here: &'a V, there: &'a V) -> (&'a V, &'a V) {
+        match self {
+            Prefer::Here => (here, there),
+            _ => (there, here),
+        }
+    }
+
     fn as_rule(self) -> &'static str {
         match self {
             Prefer::Newer => "newer",
@@ -263,7 +272,7 @@ impl<S: Store> Instance<S> {
                             let prefer = rules.prefer.get(&no).copied().unwrap_or_default();
                             // The change log is read only when a rule could apply, once per
                             // record.
-                            let unacked = if prefer != Prefer::Newer && *local != value {
+                            let is_unacked = if prefer != Prefer::Newer && *local != value {
                                 let fields = match &mut unacked {
                                     Some(fields) => fields,
                                     None => unacked.insert(unacked_fields(
@@ -279,12 +288,9 @@ impl<S: Store> Instance<S> {
                                 false
                             };
                             let decision =
-                                decide_field(local, local_stamp, &value, stamp, prefer, unacked);
+                                decide_field(local, local_stamp, &value, stamp, prefer, is_unacked);
                             if let Some(prefer) = decision.ruled() {
-                                let (kept, discarded) = match prefer {
-                                    Prefer::Here => (local, &value),
-                                    _ => (&value, local),
-                                };
+                                let (kept, discarded) = prefer.pick(local, &value);
                                 outcome.decided.push(Decided {
                                     field_no: no,
                                     prefer,
@@ -294,10 +300,7 @@ impl<S: Store> Instance<S> {
                             }
                             match decision {
                                 FieldDecision::Restamp { prefer } => {
-                                    let winner = match prefer {
-                                        Prefer::Here => local,
-                                        _ => &value,
-                                    };
+                                    let (winner, _) = prefer.pick(local, &value);
                                     let change = FieldChange {
                                         field_no: no,
                                         old: Some(local.to_json(field)),

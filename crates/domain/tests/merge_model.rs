@@ -113,8 +113,8 @@ impl Replica {
                 }
                 FieldDecision::Keep | FieldDecision::KeepByRule => {}
                 FieldDecision::Restamp { prefer } => {
-                    let winner = if prefer == Prefer::Here { local } else { value };
-                    ruled.push((field, winner));
+                    let (winner, _) = prefer.pick(&local, &value);
+                    ruled.push((field, *winner));
                 }
             }
         }
