@@ -608,7 +608,7 @@ impl Model {
                     }
                 }
                 panic!(
-                    "{}: after {SETTLE_SECONDS} s {what} still differs from the model ({} records):\n{}\nsyncs not quiet: {busy:?}\n{}",
+                    "{}: {what} did not settle in {SETTLE_SECONDS} s; what differs from the model ({} records):\n{}\nsyncs not quiet: {busy:?}\n{}",
                     self.log.header,
                     self.records.len(),
                     wrong.join("\n"),
@@ -644,6 +644,14 @@ async fn cut_leaf(net: &Network) {
 async fn reconnect_leaf(net: &Network) {
     let (cut_up, _) = net.leaf_dirs(true);
     let (up, down) = net.leaf_dirs(false);
+    // Once its changes are in files (nothing pending) the leaf writes nothing more there:
+    // it reads nothing while cut off, so it has nothing to answer.
+    let (api, sync) = (&net.apis[LEAF], net.leaf_sync);
+    eventually(30, "the leaf's changes written while cut off", || async {
+        let (_, s) = api.get(&format!("/syncs/{sync}/status")).await;
+        (s["pending_out"] == 0).then_some(())
+    })
+    .await;
     for name in packet_files(&cut_up) {
         std::fs::rename(cut_up.join(&name), up.join(&name)).unwrap();
     }
