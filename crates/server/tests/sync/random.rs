@@ -443,17 +443,18 @@ impl Model {
         leaf: bool,
         tag: &str,
     ) -> Option<Deliberate> {
-        let live: Vec<String> = self
+        // A field of a live record no other conflict of this round has taken.
+        let open: Vec<(String, usize)> = self
             .records
             .iter()
             .filter(|(_, e)| !e.deleted)
-            .map(|(uid, _)| uid.clone())
+            .flat_map(|(uid, _)| (0..net.fields.len()).map(|k| (uid.clone(), k)))
+            .filter(|(uid, k)| !self.owners.contains_key(&(uid.clone(), Part::Field(*k))))
             .collect();
-        if live.is_empty() {
+        if open.is_empty() {
             return None;
         }
-        let uid = live[rng.below(live.len() as u64) as usize].clone();
-        let field = rng.below(net.fields.len() as u64) as usize;
+        let (uid, field) = open[rng.below(open.len() as u64) as usize].clone();
         self.owners
             .insert((uid.clone(), Part::Field(field)), usize::MAX);
         let (winner, loser) = match leaf {
