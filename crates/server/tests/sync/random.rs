@@ -16,7 +16,9 @@
 //!
 //! CRMSYNC_RANDOM_SEED (default 20261125) and CRMSYNC_RANDOM_OPS (default 120) size it;
 //! `CRMSYNC_RANDOM_OPS=2000 cargo test -p crmsync --test sync random -- --nocapture` is
-//! the larger run. A failure prints every write (instance, uid, field, value, status).
+//! the larger run. The draws depend on the seed alone, so a seed replays the same writes
+//! (up to what the servers answer: an edit can find its record not there yet); a failure
+//! prints every write as it happened (instance, uid, field, value, status).
 
 use super::folders::local_sync;
 use super::http::{add_field, clients, pair, set_remote};
@@ -280,6 +282,9 @@ impl Network {
 /// The test's own account of every write, and what each instance must hold.
 struct Model {
     records: BTreeMap<String, Expected>,
+    /// Uids in the order the test created them: what the draws pick from, so a seed
+    /// draws the same writes again (uids themselves differ from run to run).
+    created: Vec<String>,
     log: OpLog,
     /// Who wrote each part of a record this round (one writer a part a round).
     owners: HashMap<(String, Part), usize>,
@@ -326,6 +331,7 @@ impl Model {
         for part in (0..values.len()).map(Part::Field).chain([Part::Status]) {
             self.owners.insert((uid.clone(), part), at);
         }
+        self.created.push(uid.clone());
         self.records.insert(
             uid.clone(),
             Expected {
@@ -403,7 +409,7 @@ impl Model {
     /// One random write on a random instance, within this round's one-writer-a-part rule.
     async fn random_write(&mut self, net: &mut Network, rng: &mut Rng, tag: &str) {
         let at = rng.below(4) as usize;
-        let uids: Vec<String> = self.records.keys().cloned().collect();
+        let uids = self.created.clone();
         let roll = rng.below(100);
         if !uids.is_empty() && roll >= 30 {
             // A few tries for a part no other instance wrote this round; else a create.
@@ -423,7 +429,9 @@ impl Model {
                         self.edit(net, at, uid, k, value, tag).await;
                     }
                     Part::Status => {
-                        let delete = !self.records[uid].deleted;
+                        // Drawn, not read from the model, so the draws never depend on
+                        // an answer; deleting a deleted record changes nothing.
+                        let delete = rng.below(2) == 0;
                         self.set_status(net, at, uid, delete, tag).await;
                     }
                 }
@@ -445,10 +453,10 @@ impl Model {
     ) -> Option<Deliberate> {
         // A field of a live record no other conflict of this round has taken.
         let open: Vec<(String, usize)> = self
-            .records
+            .created
             .iter()
-            .filter(|(_, e)| !e.deleted)
-            .flat_map(|(uid, _)| (0..net.fields.len()).map(|k| (uid.clone(), k)))
+            .filter(|uid| !self.records[*uid].deleted)
+            .flat_map(|uid| (0..net.fields.len()).map(|k| (uid.clone(), k)))
             .filter(|(uid, k)| !self.owners.contains_key(&(uid.clone(), Part::Field(*k))))
             .collect();
         if open.is_empty() {
@@ -689,6 +697,7 @@ async fn random_changes_on_four_instances_in_a_star_and_a_chain_match_the_model(
     let mut net = Network::start().await;
     let mut model = Model {
         records: BTreeMap::new(),
+        created: Vec::new(),
         log: OpLog {
             header,
             lines: Vec::new(),
