@@ -311,6 +311,8 @@ pub struct SyncState {
     /// Folder transports: where the last packet file written ends (the next one starts
     /// there, so the reader can tell a missing file from a stretch with nothing to send).
     pub written_seq: i64,
+    /// Folder transports: our last change the peer said (its packets' `ack`) it applied.
+    pub peer_acked_seq: i64,
     pub peer_instance: Option<String>,
     /// The peer's field catalogue as it last described it (JSON).
     pub peer_catalog: Option<String>,
@@ -326,6 +328,18 @@ pub struct SyncState {
     pub resend_request: Option<String>,
     /// How the peer matches users (S-21), as it last said (`login`, `full_name`, `id`).
     pub peer_user_match: Option<String>,
+}
+
+impl SyncState {
+    /// Our last change the peer has confirmed it applied: over HTTP our cursor moves only
+    /// when it confirms; over folders it moves when a file is written, so the peer's
+    /// packets tell. Changes after it are not yet known there (a conflict rule's test).
+    pub fn confirmed_by_peer(&self, transport: Transport) -> i64 {
+        match transport {
+            Transport::Http => self.sent_seq,
+            Transport::Local | Transport::Ftp => self.peer_acked_seq,
+        }
+    }
 }
 
 /// How long a passive HTTP side may go without hearing from its active side before its

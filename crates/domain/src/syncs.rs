@@ -82,6 +82,7 @@ impl<S: Store> Instance<S> {
             let state = SyncState {
                 sent_seq: start,
                 written_seq: start,
+                peer_acked_seq: start,
                 ..SyncState::default()
             };
             tx.save_sync_state(id, &state)?;

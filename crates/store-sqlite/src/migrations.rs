@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_issue6.sql")),
     (5, include_str!("../migrations/0005_whole_tables.sql")),
     (6, include_str!("../migrations/0006_peer_user_match.sql")),
+    (7, include_str!("../migrations/0007_peer_acked_seq.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {

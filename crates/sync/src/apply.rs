@@ -342,7 +342,7 @@ fn apply_items<S: Store>(
     let rules = ConflictRules {
         sync_id: sync.id,
         prefer: mapping.prefer(sync, packet.rules.as_ref()),
-        unacked_after: core.sync_state(sync.id)?.sent_seq,
+        unacked_after: core.sync_state(sync.id)?.confirmed_by_peer(sync.transport),
     };
     for table_id in link_order(core, by_table.keys().copied().collect())? {
         let arrived = by_table[&table_id].clone();

@@ -36,8 +36,6 @@ pub struct Control {
     pub send_pairs: Option<PairRequest>,
     pub send_paired: Option<PairOutcome>,
     pub got_paired: Option<PairOutcome>,
-    /// The highest of our changes the other side said it has applied (`ack`).
-    pub peer_applied: i64,
     /// The `ack` our last packet carried: a packet goes when we have applied more since.
     pub ack_written: i64,
     /// What we queued in answer to the other side's `resend` (over HTTP it rides on the

@@ -390,8 +390,11 @@ fn read_incoming(
             }
         };
         if let Some(ack) = packet.ack {
-            app.folder_control
-                .with(sync.id, |c| c.peer_applied = c.peer_applied.max(ack));
+            let state = app.core.sync_state(sync.id)?;
+            if ack > state.peer_acked_seq {
+                app.core
+                    .update_sync_state(sync.id, |s| s.peer_acked_seq = s.peer_acked_seq.max(ack))?;
+            }
         }
         if let Some(peer_catalog) = &packet.catalog {
             let text = serde_json::to_string(peer_catalog).unwrap_or_default();

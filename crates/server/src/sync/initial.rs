@@ -13,7 +13,7 @@ use super::active::{active_mapping, call_peer};
 use super::passive::passive_mapping;
 use crate::app::App;
 use crmsync_domain::DomainError;
-use crmsync_domain::sync::{Mode, SyncConfig, SyncState, Transport};
+use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_sync::initial::resend_all;
 use crmsync_sync::protocol::{ResendRequest, ResendSummary};
 use std::collections::HashMap;
@@ -95,16 +95,6 @@ pub async fn run(app: App, sync: SyncConfig, request: ResendRequest, job: u64) {
                 j.waiting = None;
             });
         }
-    }
-}
-
-/// How far the other side has applied our change log: over HTTP our cursor moves only
-/// when it confirms; over folders it moves when a file is written, so the other side's
-/// packets tell (`ack`).
-fn peer_applied(app: &App, sync: &SyncConfig, state: &SyncState) -> i64 {
-    match sync.transport {
-        Transport::Http => state.sent_seq,
-        Transport::Local | Transport::Ftp => app.folder_control.with(sync.id, |c| c.peer_applied),
     }
 }
 
@@ -196,7 +186,7 @@ async fn run_inner(
             .map_err(|e| e.to_string())?;
         let peer = peer.or_else(|| app.folder_control.with(sync.id, |c| c.got_resent));
         let total = own.count + peer.map_or(0, |p| p.count);
-        let done = own.delivered(peer_applied(app, sync, &state))
+        let done = own.delivered(state.confirmed_by_peer(sync.transport))
             + peer.map_or(0, |p| p.delivered(state.received_seq));
         let handed_over = asks_over_http || state.resend_request.is_none();
         if done >= total && peer.is_some() {
@@ -213,7 +203,7 @@ async fn run_inner(
                 "waiting for the other side to say which rows it queued".to_string()
             }
             None => {
-                let there = own.count - own.delivered(peer_applied(app, sync, &state));
+                let there = own.count - own.delivered(state.confirmed_by_peer(sync.transport));
                 format!(
                     "waiting for {} record(s) to be applied: {there} on the other side, {} here",
                     total - done,
