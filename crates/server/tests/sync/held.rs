@@ -558,3 +558,97 @@ async fn a_link_waiting_for_its_record_is_held_when_that_record_arrives_deleted(
     })
     .await;
 }
+
+/// Log entries whose message mentions `words`.
+async fn logged(api: &Client, sync: i64, words: &str) -> Vec<Value> {
+    let (_, log) = api.get(&format!("/syncs/{sync}/log?limit=1000")).await;
+    log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(words)))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn every_hold_approval_and_discard_is_logged_with_the_log_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    for (api, sync) in [(&main_api, active), (&aux_api, passive)] {
+        let (code, body) = api
+            .patch(&format!("/syncs/{sync}"), json!({ "log": false }))
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    let mut records = Vec::new();
+    for i in 0..10 {
+        records.push(
+            main_api
+                .create_record(
+                    main_table,
+                    json!({ m[0].to_string(): format!("client {i}") }),
+                )
+                .await,
+        );
+    }
+    eventually(30, "10 clients on aux", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 10).then_some(())
+    })
+    .await;
+
+    // Half the table deleted in one exchange: held, each hold logged by its record.
+    let (_, shown) = main_api.get(&format!("/syncs/{active}")).await;
+    let endpoint = shown["remote_url"].as_str().unwrap().to_string();
+    set_remote(&main_api, active, "http://127.0.0.1:9").await;
+    for record in &records[..5] {
+        main_api
+            .delete(&format!("/tables/{main_table}/records/{}", record["id"]))
+            .await;
+    }
+    set_remote(&main_api, active, &endpoint).await;
+    eventually(30, "the deletes held", || async {
+        (status(&aux_api, passive).await["held"]["mass_delete"] == 5).then_some(())
+    })
+    .await;
+    for record in &records[..5] {
+        let uid = record["uid"].as_str().unwrap();
+        let holds = logged(&aux_api, passive, uid).await;
+        assert!(
+            holds.iter().any(|e| e["kind"] == "held"),
+            "the hold of {uid} logged: {holds:?}"
+        );
+    }
+
+    // A person approves one and discards another: both in the log.
+    let (_, list) = aux_api.get(&format!("/syncs/{passive}/held")).await;
+    let held = list["held"].as_array().unwrap();
+    let (approved, discarded) = (
+        held[0]["id"].as_i64().unwrap(),
+        held[1]["id"].as_i64().unwrap(),
+    );
+    let (code, body) = aux_api
+        .post(&format!("/syncs/{passive}/held/{approved}"), json!({}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, _) = aux_api
+        .delete(&format!("/syncs/{passive}/held/{discarded}"))
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    for (id, what) in [(approved, "approved"), (discarded, "discarded")] {
+        let entries = logged(&aux_api, passive, &format!("held change {id} ")).await;
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["message"].as_str().unwrap().contains(what)),
+            "held change {id} {what}, in the log: {entries:?}"
+        );
+    }
+}
