@@ -652,3 +652,46 @@ async fn every_hold_approval_and_discard_is_logged_with_the_log_off() {
         );
     }
 }
+
+#[tokio::test]
+async fn fewer_than_five_deletes_in_one_exchange_are_never_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let record = main_api
+            .create_record(
+                main_table,
+                json!({ m[0].to_string(): format!("client {i}") }),
+            )
+            .await;
+        ids.push(record["id"].as_i64().unwrap());
+    }
+    eventually(30, "10 clients on aux", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 10).then_some(())
+    })
+    .await;
+
+    // Four of ten (40%, over the 20% share) in one exchange: fewer than five, applied.
+    let (_, shown) = main_api.get(&format!("/syncs/{active}")).await;
+    let endpoint = shown["remote_url"].as_str().unwrap().to_string();
+    set_remote(&main_api, active, "http://127.0.0.1:9").await;
+    for id in &ids[..4] {
+        main_api
+            .delete(&format!("/tables/{main_table}/records/{id}"))
+            .await;
+    }
+    set_remote(&main_api, active, &endpoint).await;
+    eventually(30, "four deletes applied at once", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 6).then_some(())
+    })
+    .await;
+    assert_eq!(status(&aux_api, passive).await["held"]["mass_delete"], 0);
+}

@@ -268,3 +268,44 @@ async fn an_https_instance_serves_nothing_over_plain_http_and_its_session_cookie
         );
     }
 }
+
+#[tokio::test]
+async fn tls_settings_come_from_the_environment_too_and_several_certificates_are_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_certificate(dir.path(), "aux");
+    let (stranger, stranger_key) = self_signed_certificate(dir.path(), "stranger");
+    // CRMSYNC_TLS_CERT / CRMSYNC_TLS_KEY instead of the options.
+    let by_env = Server::start_with(
+        &dir.path().join("by-env"),
+        &["--admin-password", ADMIN_PASSWORD],
+        &[
+            ("CRMSYNC_TLS_CERT", stranger.to_str().unwrap()),
+            ("CRMSYNC_TLS_KEY", stranger_key.to_str().unwrap()),
+        ],
+    );
+    assert!(by_env.url.starts_with("https://"), "{}", by_env.url);
+
+    // CRMSYNC_TRUST_CERTS lists several; the peer's is the second.
+    let aux = Server::start_https(&dir.path().join("aux"), &cert, &key, &[]);
+    let trusted = format!("{},{}", stranger.display(), cert.display());
+    let main = Server::start_with(
+        &dir.path().join("main"),
+        &["--admin-password", ADMIN_PASSWORD],
+        &[("CRMSYNC_TRUST_CERTS", &trusted)],
+    );
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    main_api
+        .create_record(main_table, json!({ m[0].to_string(): "trusted by env" }))
+        .await;
+    eventually(30, "the record over HTTPS", || async {
+        (record_values(&aux_api, aux_table).await
+            == vec![json!({ a[0].to_string(): "trusted by env" })])
+        .then_some(())
+    })
+    .await;
+}

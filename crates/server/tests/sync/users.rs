@@ -214,3 +214,38 @@ async fn a_user_with_no_match_by_full_name_or_by_id_is_held_until_the_account_ex
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_user_whose_account_here_is_deactivated_is_held_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let olga_main = user(&main_api, "olga", "Ольга").await;
+    let olga_aux = user(&aux_api, "olga", "Ольга").await;
+    let (code, _) = aux_api.delete(&format!("/users/{olga_aux}")).await;
+    assert_eq!(
+        code,
+        StatusCode::NO_CONTENT,
+        "removing a user deactivates it"
+    );
+    let (m_table, m) = tasks(&main_api).await;
+    let (a_table, a) = tasks(&aux_api).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    for (mine, theirs) in m.iter().zip(a) {
+        add_field(&main_api, active, *mine, "both", None).await;
+        add_field(&aux_api, passive, theirs, "both", Some(*mine)).await;
+    }
+    main_api
+        .create_record(
+            m_table,
+            json!({ m[0].to_string(): "call", m[1].to_string(): olga_main }),
+        )
+        .await;
+    assert_eq!(owner_on(&aux_api, a_table, a, "call").await, Value::Null);
+    let reason = held_reason(&aux_api, passive).await;
+    assert!(
+        reason.contains("olga") && reason.contains("deactivated"),
+        "{reason}"
+    );
+}
