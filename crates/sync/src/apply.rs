@@ -715,9 +715,12 @@ impl From<String> for Unusable {
 }
 
 /// Every account here, deactivated ones too: a value naming a deactivated account is held
-/// with that reason rather than as matching nobody.
+/// with that reason rather than as matching nobody. Active ones first, so a full name that
+/// an active and a deactivated account share matches the active one.
 fn matchable_users<S: Store>(core: &Instance<S>) -> Result<Vec<User>, DomainError> {
-    core.store().read(|tx| tx.users())
+    let mut users = core.store().read(|tx| tx.users())?;
+    users.sort_by_key(|u| !u.active);
+    Ok(users)
 }
 
 /// A travelling value as a local one: users matched by the sync's rule, links by uid.

@@ -216,7 +216,7 @@ async fn a_user_with_no_match_by_full_name_or_by_id_is_held_until_the_account_ex
 }
 
 #[tokio::test]
-async fn a_user_whose_account_here_is_deactivated_is_held_with_the_reason() {
+async fn a_user_whose_account_here_is_deactivated_is_held_until_an_active_one_matches() {
     let dir = tempfile::tempdir().unwrap();
     let main = Server::start(&dir.path().join("main"));
     let aux = Server::start(&dir.path().join("aux"));
@@ -236,6 +236,8 @@ async fn a_user_whose_account_here_is_deactivated_is_held_with_the_reason() {
         add_field(&main_api, active, *mine, "both", None).await;
         add_field(&aux_api, passive, theirs, "both", Some(*mine)).await;
     }
+    set_user_match(&main_api, active, "full_name").await;
+    set_user_match(&aux_api, passive, "full_name").await;
     main_api
         .create_record(
             m_table,
@@ -248,4 +250,10 @@ async fn a_user_whose_account_here_is_deactivated_is_held_with_the_reason() {
         reason.contains("olga") && reason.contains("deactivated"),
         "{reason}"
     );
+    // An active account of the same name: the held owner lands on it, not on the old one.
+    let olga_again = user(&aux_api, "o.smirnova", "Ольга").await;
+    eventually(45, "the active Ольга as the owner", || async {
+        (owner_on(&aux_api, a_table, a, "call").await == olga_again).then_some(())
+    })
+    .await;
 }
