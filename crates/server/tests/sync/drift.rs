@@ -333,6 +333,19 @@ async fn records_on_one_side_only_are_listed_and_repaired(over_folders: bool) {
         "{found}"
     );
 
+    // Repairing is for admins.
+    let (status, body) = main_api
+        .post(
+            "/users",
+            json!({ "login": "clerk", "full_name": "Clerk", "password": "clerk-secret-1", "role": "user" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = main
+        .as_user("clerk", "clerk-secret-1")
+        .post(&format!("/syncs/{active}/drift/repair"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, repaired) = main_api
         .post(&format!("/syncs/{active}/drift/repair"), json!({}))
         .await;

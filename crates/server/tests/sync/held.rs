@@ -572,7 +572,7 @@ async fn logged(api: &Client, sync: i64, words: &str) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn every_hold_approval_and_discard_is_logged_with_the_log_off() {
+async fn every_hold_approval_and_discard_is_logged_with_the_log_off_and_the_list_shows_a_badge() {
     let dir = tempfile::tempdir().unwrap();
     let main = Server::start(&dir.path().join("main"));
     let aux = Server::start(&dir.path().join("aux"));
@@ -604,6 +604,10 @@ async fn every_hold_approval_and_discard_is_logged_with_the_log_off() {
     })
     .await;
 
+    let badge = r#"<div class="held-badge">⚠ "#;
+    let list_page = aux.web_page("/syncs", "en").await;
+    assert!(!list_page.contains(badge), "nothing held yet: {list_page}");
+
     // Half the table deleted in one exchange: held, each hold logged by its record.
     let (_, shown) = main_api.get(&format!("/syncs/{active}")).await;
     let endpoint = shown["remote_url"].as_str().unwrap().to_string();
@@ -626,6 +630,13 @@ async fn every_hold_approval_and_discard_is_logged_with_the_log_off() {
             "the hold of {uid} logged: {holds:?}"
         );
     }
+
+    // The sync list shows the badge with the count.
+    let list_page = aux.web_page("/syncs", "en").await;
+    assert!(
+        list_page.contains(&format!("{badge}5 held changes</div>")),
+        "{list_page}"
+    );
 
     // A person approves one and discards another: both in the log.
     let (_, list) = aux_api.get(&format!("/syncs/{passive}/held")).await;
