@@ -1,6 +1,7 @@
 //! Drift check and repair (B-16): a value edited in one instance's SQLite file behind its
 //! back keeps its stamp, so ordinary merging would never heal it; the active side's drift
 //! check finds it and the repair puts the active side's value back on the other side.
+//! Records only one side has are listed as such and the repair brings them across.
 
 use super::http::{SyncedPair, synced_pair};
 use crate::common::eventually;

@@ -1,6 +1,7 @@
 //! Changes held back instead of stalling or losing anything (issue 6): a value this side
 //! cannot take is quarantined and applied once the cause is fixed (B-17); an exchange
 //! that would delete most of a table holds its deletes until a person approves (B-18).
+//! Every hold, approval and discard is logged, whatever the sync's log setting.
 
 use super::http::{add_field, clients, pair, set_remote};
 use crate::common::{Client, Server, eventually};

@@ -1,6 +1,7 @@
 //! The sync log (S-31): with the log on, each record sent and received is listed, one entry
-//! a packet; conflicts, holds and refusals are logged with the log off too; old entries go
-//! after the instance's retention.
+//! a packet; conflicts, holds and failures (wrong passwords, an unreachable peer, rejected
+//! packet files) are logged with the log off too; old entries go after the instance's
+//! retention.
 
 use super::http::{add_field, clients, pair, quiet, set_remote, synced_pair};
 use crate::common::{ADMIN_PASSWORD, Client, Server, eventually};

@@ -1,5 +1,6 @@
 //! TLS (B-09): HTTPS between two instances and explicit FTPS, with a self-signed
-//! certificate the other side is told to trust; an untrusted one is refused by name.
+//! certificate the other side is told to trust; an untrusted one, or one made for another
+//! name, is refused and named; an HTTPS instance answers no plain HTTP.
 
 use super::ftp::ftps_server;
 use super::http::{add_field, clients, pair, record_values, set_remote};

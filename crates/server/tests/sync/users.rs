@@ -1,5 +1,6 @@
 //! User fields matched by full name and by id (S-21), end to end like by login; two sides
-//! that match differently are told so on both ends.
+//! that match differently are told so on both ends; a user with no active match here is
+//! held with the reason until one exists.
 
 use super::folders::local_sync;
 use super::http::{add_field, pair};
