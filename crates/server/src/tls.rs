@@ -71,7 +71,11 @@ pub fn client_config(trusted: &[CertificateDer<'static>]) -> Result<Arc<ClientCo
 
 /// What to do about a certificate the other side's TLS was refused for.
 pub fn hint(failure: &str) -> &'static str {
-    if failure.contains("certificate") {
+    // Trusting the certificate would not help one made for another name.
+    if failure.contains("not valid for name") {
+        " (the other side's certificate was made for another name: use an address it was \
+         made for, or give the other side a certificate for this one)"
+    } else if failure.contains("certificate") {
         " (if the other side uses a self-signed certificate, start this instance with \
          --trust-cert and a copy of it)"
     } else {

@@ -223,7 +223,7 @@ pub fn retry_quarantined<S: Store>(
     if held.is_empty() {
         return Ok(0);
     }
-    let users = core.users()?;
+    let users = matchable_users(core)?;
     let mut applied = 0;
     for change in held.into_iter().filter(|h| h.kind == HELD_QUARANTINE) {
         let Ok(item) = serde_json::from_value::<Item>(change.item.clone()) else {
@@ -285,7 +285,7 @@ fn apply_items<S: Store>(
         items: packet.items.len(),
         ..Default::default()
     };
-    let users = core.users()?;
+    let users = matchable_users(core)?;
     // Records paired by a key travel under the peer's uid: from here on, this side's.
     let translated: Vec<Item>;
     let items: &[Item] = if mapping.uids.is_empty() {
@@ -712,6 +712,15 @@ impl From<String> for Unusable {
     fn from(message: String) -> Self {
         Unusable::Invalid(message)
     }
+}
+
+/// Every account here, deactivated ones too: a value naming a deactivated account is held
+/// with that reason rather than as matching nobody. Active ones first, so a full name that
+/// an active and a deactivated account share matches the active one.
+fn matchable_users<S: Store>(core: &Instance<S>) -> Result<Vec<User>, DomainError> {
+    let mut users = core.store().read(|tx| tx.users())?;
+    users.sort_by_key(|u| !u.active);
+    Ok(users)
 }
 
 /// A travelling value as a local one: users matched by the sync's rule, links by uid.

@@ -67,9 +67,10 @@ pub fn approve(app: &App, sync_id: i64, id: i64) -> Result<bool, DomainError> {
     let change = find(app, sync_id, id)?;
     let mapping = super::initial::mapping_for(app, &sync)?;
     let again = release(&app.core, &sync, &mapping, &change, Guard::Off)?;
+    // Logged as a hold's outcome: kept whether the sync's log is on or off.
     app.core.log_sync(
         &sync,
-        "received",
+        "held",
         format!(
             "held change {id} ({}) of record {} approved{}",
             change.kind,
@@ -92,7 +93,7 @@ pub fn discard(app: &App, sync_id: i64, id: i64) -> Result<(), DomainError> {
     app.core.store().write(|tx| tx.release_held(sync_id, id))?;
     app.core.log_sync(
         &sync,
-        "received",
+        "held",
         format!(
             "held change {id} ({}) of record {} discarded",
             change.kind, change.record_uid

@@ -424,6 +424,11 @@ pub fn cli(args: &[&str]) -> (bool, String, String) {
 /// A self-signed certificate for 127.0.0.1 and localhost, made with openssl (installed
 /// by scripts/test-prerequisites.sh): (certificate, key) PEM files in `dir`.
 pub fn self_signed_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    self_signed_certificate_for(dir, name, "IP:127.0.0.1,DNS:localhost")
+}
+
+/// The same, valid only for `alt_names` (openssl's subjectAltName list).
+pub fn self_signed_certificate_for(dir: &Path, name: &str, alt_names: &str) -> (PathBuf, PathBuf) {
     let (cert, key) = (
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
@@ -438,7 +443,7 @@ pub fn self_signed_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
             "ec_paramgen_curve:P-256",
         ])
         .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", &format!("subjectAltName={alt_names}")])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)

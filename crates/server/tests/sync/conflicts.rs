@@ -274,3 +274,124 @@ async fn the_active_sides_rule_decides_a_field_changed_on_both_sides() {
         "the record page says it in words"
     );
 }
+
+/// (status, first field's value) of the record `uid` on one side.
+async fn status_and_name(api: &Client, table: i64, field: i64, uid: &str) -> (Value, Value) {
+    let (_, record) = api.get(&format!("/tables/{table}/records/uid/{uid}")).await;
+    (
+        record["status"].clone(),
+        record["values"][field.to_string()].clone(),
+    )
+}
+
+/// Deleting and restoring stay newer-wins whatever the rule: the rules decide field values
+/// only; a delete on one side and an edit on the other both survive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_and_restores_stay_newer_wins_under_the_conflict_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = synced_pair(dir.path(), &["Name"]).await;
+    let (main, aux) = (pair.main.admin(), pair.aux.admin());
+    let (m, a) = (pair.m[0], pair.a[0]);
+    let mut records = Vec::new();
+    for name in ["A", "B", "C"] {
+        let record = main
+            .create_record(pair.main_table, json!({ m.to_string(): name }))
+            .await;
+        records.push((
+            record["id"].as_i64().unwrap(),
+            record["uid"].as_str().unwrap().to_string(),
+        ));
+    }
+    let mut aux_ids = Vec::new();
+    for (_, uid) in &records {
+        aux_ids.push(
+            eventually(20, "the record on aux", || async {
+                let (_, r) = aux
+                    .get(&format!("/tables/{}/records/uid/{uid}", pair.aux_table))
+                    .await;
+                r["id"].as_i64()
+            })
+            .await,
+        );
+    }
+    quiet(&main, pair.active, &aux, pair.passive).await;
+    let endpoint = format!("{}/sync/v1/{}", pair.aux.url, pair.passive);
+    let line_down = || async {
+        set_remote(&main, pair.active, "http://127.0.0.1:9/sync/v1/1").await;
+        eventually(20, "the main office sees the line down", || async {
+            let (_, s) = main.get(&format!("/syncs/{}/status", pair.active)).await;
+            (s["connected"] == false).then_some(())
+        })
+        .await;
+    };
+    let act = |api: &Client, table: i64, id: i64, what: &'static str| {
+        let api = api.clone();
+        async move {
+            let path = format!("/tables/{table}/records/{id}");
+            let (status, body) = match what {
+                "delete" => api.delete(&path).await,
+                "restore" => api.post(&format!("{path}/restore"), json!({})).await,
+                name => {
+                    api.patch(&path, json!({ "values": { m.to_string(): name } }))
+                        .await
+                }
+            };
+            assert_eq!(status, StatusCode::OK, "{what}: {body}");
+            // The next write is clearly later: "newer" is decided by these stamps.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    };
+    let rule = |policy: &'static str| {
+        let main = main.clone();
+        async move {
+            let (status, body) = main
+                .patch(
+                    &format!("/syncs/{}", pair.active),
+                    json!({ "conflict_policy": policy }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    let agree = |wanted: [(&'static str, &'static str); 3]| {
+        let (main, aux, records) = (main.clone(), aux.clone(), records.clone());
+        async move {
+            for (api, table, field) in [(&main, pair.main_table, m), (&aux, pair.aux_table, a)] {
+                for ((_, uid), (status, name)) in records.iter().zip(wanted) {
+                    eventually(30, &format!("{uid}: {status}, {name}"), || async {
+                        (status_and_name(api, table, field, uid).await
+                            == (json!(status), json!(name)))
+                            .then_some(())
+                    })
+                    .await;
+                }
+            }
+        }
+    };
+
+    // The main office's rule (`this_side`): main deletes A first, the branch deletes and
+    // restores it later — the newer restore wins. C: main renames it, the branch deletes
+    // it later — deleted, with main's name, on both ends.
+    rule("this_side").await;
+    line_down().await;
+    act(&main, pair.main_table, records[0].0, "delete").await;
+    act(&main, pair.main_table, records[2].0, "C (main)").await;
+    act(&aux, pair.aux_table, aux_ids[0], "delete").await;
+    act(&aux, pair.aux_table, aux_ids[0], "restore").await;
+    act(&aux, pair.aux_table, aux_ids[2], "delete").await;
+    set_remote(&main, pair.active, &endpoint).await;
+    agree([("active", "A"), ("active", "B"), ("deleted", "C (main)")]).await;
+    quiet(&main, pair.active, &aux, pair.passive).await;
+
+    // The branch's rule (`other_side`): the branch deletes B first, main deletes and
+    // restores it later — the newer restore wins again.
+    rule("other_side").await;
+    line_down().await;
+    act(&aux, pair.aux_table, aux_ids[1], "delete").await;
+    act(&main, pair.main_table, records[1].0, "delete").await;
+    act(&main, pair.main_table, records[1].0, "restore").await;
+    set_remote(&main, pair.active, &endpoint).await;
+    agree([("active", "A"), ("active", "B"), ("deleted", "C (main)")]).await;
+    quiet(&main, pair.active, &aux, pair.passive).await;
+    agree([("active", "A"), ("active", "B"), ("deleted", "C (main)")]).await;
+}

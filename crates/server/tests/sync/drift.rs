@@ -1,6 +1,7 @@
 //! Drift check and repair (B-16): a value edited in one instance's SQLite file behind its
 //! back keeps its stamp, so ordinary merging would never heal it; the active side's drift
 //! check finds it and the repair puts the active side's value back on the other side.
+//! Records only one side has are listed as such and the repair brings them across.
 
 use super::http::{SyncedPair, synced_pair};
 use crate::common::eventually;
@@ -273,4 +274,110 @@ async fn only_fields_that_flow_are_compared_and_records_are_named_by_their_label
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_folders_too_only_fields_that_flow_are_compared() {
     only_fields_that_flow_are_compared(true).await;
+}
+
+/// Records each side had before the sync was set up never travel by themselves: the drift
+/// check lists them as only here and only there, and the repair brings each to the other.
+async fn records_on_one_side_only_are_listed_and_repaired(over_folders: bool) {
+    use super::folders::link_by_folders;
+    use super::http::{add_field, clients, pair, quiet};
+    use crate::common::Server;
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let mains = main_api
+        .create_record(main_table, json!({ m[0].to_string(): "main's own" }))
+        .await;
+    let auxs = aux_api
+        .create_record(aux_table, json!({ a[0].to_string(): "aux's own" }))
+        .await;
+    let (active, passive) = match over_folders {
+        false => {
+            let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+            add_field(&main_api, active, m[0], "both", None).await;
+            add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+            (active, passive)
+        }
+        true => link_by_folders(dir.path(), &main_api, &aux_api, &[(m[0], a[0])]).await,
+    };
+    // One record both have, for contrast: it is in neither list.
+    main_api
+        .create_record(main_table, json!({ m[0].to_string(): "shared" }))
+        .await;
+    eventually(30, "the shared record on aux", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 2).then_some(())
+    })
+    .await;
+    quiet(&main_api, active, &aux_api, passive).await;
+
+    let (status, found) = main_api.get(&format!("/syncs/{active}/drift")).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let (main_uid, aux_uid) = (mains["uid"].clone(), auxs["uid"].clone());
+    assert_eq!(
+        (&found["differ"], &found["only_here"], &found["only_there"]),
+        (&json!([]), &json!([main_uid]), &json!([aux_uid])),
+        "{found}"
+    );
+    // This side's by its label; the other side's, which it cannot look at, by its uid.
+    let named = found["records"].as_array().unwrap();
+    assert!(
+        named.contains(&json!({ "uid": main_uid, "label": "main's own", "table_id": main_table, "record_id": mains["id"] })),
+        "{found}"
+    );
+    assert!(
+        named
+            .iter()
+            .any(|r| r["uid"] == aux_uid && r["label"] == aux_uid),
+        "{found}"
+    );
+
+    // Repairing is for admins.
+    let (status, body) = main_api
+        .post(
+            "/users",
+            json!({ "login": "clerk", "full_name": "Clerk", "password": "clerk-secret-1", "role": "user" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = main
+        .as_user("clerk", "clerk-secret-1")
+        .post(&format!("/syncs/{active}/drift/repair"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, repaired) = main_api
+        .post(&format!("/syncs/{active}/drift/repair"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{repaired}");
+    for (api, table, field) in [(&main_api, main_table, m[0]), (&aux_api, aux_table, a[0])] {
+        eventually(60, "each side's own record on the other", || async {
+            let (_, page) = api.get(&format!("/tables/{table}/records")).await;
+            let mut names: Vec<String> = page["records"]
+                .as_array()?
+                .iter()
+                .filter_map(|r| r["values"][field.to_string()].as_str().map(str::to_string))
+                .collect();
+            names.sort();
+            (names == ["aux's own", "main's own", "shared"]).then_some(())
+        })
+        .await;
+    }
+    quiet(&main_api, active, &aux_api, passive).await;
+    let (_, found) = main_api.get(&format!("/syncs/{active}/drift")).await;
+    assert_eq!(
+        found,
+        json!({ "differ": [], "only_here": [], "only_there": [], "records": [] })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_on_one_side_only_are_listed_as_such_and_repaired() {
+    records_on_one_side_only_are_listed_and_repaired(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_folders_records_on_one_side_only_are_listed_and_repaired_too() {
+    records_on_one_side_only_are_listed_and_repaired(true).await;
 }

@@ -1,6 +1,7 @@
 //! Changes held back instead of stalling or losing anything (issue 6): a value this side
 //! cannot take is quarantined and applied once the cause is fixed (B-17); an exchange
 //! that would delete most of a table holds its deletes until a person approves (B-18).
+//! Every hold, approval and discard is logged, whatever the sync's log setting.
 
 use super::http::{add_field, clients, pair, set_remote};
 use crate::common::{Client, Server, eventually};
@@ -557,4 +558,152 @@ async fn a_link_waiting_for_its_record_is_held_when_that_record_arrives_deleted(
         (page["records"][0]["values"][s.a[2].to_string()] == aux_company).then_some(())
     })
     .await;
+}
+
+/// Log entries whose message mentions `words`.
+async fn logged(api: &Client, sync: i64, words: &str) -> Vec<Value> {
+    let (_, log) = api.get(&format!("/syncs/{sync}/log?limit=1000")).await;
+    log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(words)))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn every_hold_approval_and_discard_is_logged_with_the_log_off_and_the_list_shows_a_badge() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    for (api, sync) in [(&main_api, active), (&aux_api, passive)] {
+        let (code, body) = api
+            .patch(&format!("/syncs/{sync}"), json!({ "log": false }))
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    let mut records = Vec::new();
+    for i in 0..10 {
+        records.push(
+            main_api
+                .create_record(
+                    main_table,
+                    json!({ m[0].to_string(): format!("client {i}") }),
+                )
+                .await,
+        );
+    }
+    eventually(30, "10 clients on aux", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 10).then_some(())
+    })
+    .await;
+
+    let badge = r#"<div class="held-badge">⚠ "#;
+    let list_page = aux.web_page("/syncs", "en").await;
+    assert!(!list_page.contains(badge), "nothing held yet: {list_page}");
+
+    // Half the table deleted in one exchange: held, each hold logged by its record.
+    let (_, shown) = main_api.get(&format!("/syncs/{active}")).await;
+    let endpoint = shown["remote_url"].as_str().unwrap().to_string();
+    set_remote(&main_api, active, "http://127.0.0.1:9").await;
+    for record in &records[..5] {
+        main_api
+            .delete(&format!("/tables/{main_table}/records/{}", record["id"]))
+            .await;
+    }
+    set_remote(&main_api, active, &endpoint).await;
+    eventually(30, "the deletes held", || async {
+        (status(&aux_api, passive).await["held"]["mass_delete"] == 5).then_some(())
+    })
+    .await;
+    for record in &records[..5] {
+        let uid = record["uid"].as_str().unwrap();
+        let holds = logged(&aux_api, passive, uid).await;
+        assert!(
+            holds.iter().any(|e| e["kind"] == "held"),
+            "the hold of {uid} logged: {holds:?}"
+        );
+    }
+
+    // The sync list shows the badge with the count.
+    let list_page = aux.web_page("/syncs", "en").await;
+    assert!(
+        list_page.contains(&format!("{badge}5 held changes</div>")),
+        "{list_page}"
+    );
+
+    // A person approves one and discards another: both in the log.
+    let (_, list) = aux_api.get(&format!("/syncs/{passive}/held")).await;
+    let held = list["held"].as_array().unwrap();
+    let (approved, discarded) = (
+        held[0]["id"].as_i64().unwrap(),
+        held[1]["id"].as_i64().unwrap(),
+    );
+    let (code, body) = aux_api
+        .post(&format!("/syncs/{passive}/held/{approved}"), json!({}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, _) = aux_api
+        .delete(&format!("/syncs/{passive}/held/{discarded}"))
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    for (id, what) in [(approved, "approved"), (discarded, "discarded")] {
+        let entries = logged(&aux_api, passive, &format!("held change {id} ")).await;
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["message"].as_str().unwrap().contains(what)),
+            "held change {id} {what}, in the log: {entries:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fewer_than_five_deletes_in_one_exchange_are_never_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let record = main_api
+            .create_record(
+                main_table,
+                json!({ m[0].to_string(): format!("client {i}") }),
+            )
+            .await;
+        ids.push(record["id"].as_i64().unwrap());
+    }
+    eventually(30, "10 clients on aux", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 10).then_some(())
+    })
+    .await;
+
+    // Four of ten (40%, over the 20% share) in one exchange: fewer than five, applied.
+    let (_, shown) = main_api.get(&format!("/syncs/{active}")).await;
+    let endpoint = shown["remote_url"].as_str().unwrap().to_string();
+    set_remote(&main_api, active, "http://127.0.0.1:9").await;
+    for id in &ids[..4] {
+        main_api
+            .delete(&format!("/tables/{main_table}/records/{id}"))
+            .await;
+    }
+    set_remote(&main_api, active, &endpoint).await;
+    eventually(30, "four deletes applied at once", || async {
+        (aux_api.all_ids(aux_table, "active").await.len() == 6).then_some(())
+    })
+    .await;
+    assert_eq!(status(&aux_api, passive).await["held"]["mass_delete"], 0);
 }

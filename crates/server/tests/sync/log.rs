@@ -1,6 +1,7 @@
 //! The sync log (S-31): with the log on, each record sent and received is listed, one entry
-//! a packet; conflicts, holds and refusals are logged with the log off too; old entries go
-//! after the instance's retention.
+//! a packet; conflicts, holds and failures (wrong passwords, an unreachable peer, rejected
+//! packet files) are logged with the log off too; old entries go after the instance's
+//! retention.
 
 use super::http::{add_field, clients, pair, quiet, set_remote, synced_pair};
 use crate::common::{ADMIN_PASSWORD, Client, Server, eventually};
@@ -206,4 +207,65 @@ async fn entries_older_than_the_retention_are_removed() {
         "0",
     ]);
     assert!(!ok && err.contains("log-keep-days"), "{err}");
+}
+
+async fn log_off(api: &Client, sync: i64) {
+    let (code, body) = api
+        .patch(&format!("/syncs/{sync}"), json!({ "log": false }))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+}
+
+/// Waits for an entry of `kind` whose message mentions `words`.
+async fn logged(api: &Client, sync: i64, kind: &str, words: &str) -> Value {
+    eventually(30, &format!("a {kind} entry with \"{words}\""), || async {
+        entries(api, sync)
+            .await
+            .into_iter()
+            .find(|e| e["kind"] == kind && e["message"].as_str().is_some_and(|m| m.contains(words)))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn with_the_log_off_a_wrong_password_and_an_unreachable_peer_are_still_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = synced_pair(dir.path(), &["Name"]).await;
+    let (main, aux) = (pair.main.admin(), pair.aux.admin());
+    log_off(&main, pair.active).await;
+    log_off(&aux, pair.passive).await;
+
+    // A wrong password: refused, and logged on both sides.
+    let (code, body) = main
+        .patch(
+            &format!("/syncs/{}", pair.active),
+            json!({ "password": "654321" }),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    logged(&main, pair.active, "auth", "wrong password").await;
+    logged(&aux, pair.passive, "auth", "sync password does not match").await;
+
+    // An unreachable peer: logged on the side that cannot reach it.
+    set_remote(&main, pair.active, "http://127.0.0.1:9/sync/v1/1").await;
+    logged(&main, pair.active, "error", "cannot reach the passive side").await;
+}
+
+#[tokio::test]
+async fn with_the_log_off_a_rejected_packet_file_is_still_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+    let server = Server::start(&dir.path().join("aux"));
+    let api = server.admin();
+    let (_, fields) = clients(&api, &["Name"]).await;
+    let sync = super::folders::local_sync(&api, "passive", &up, &down).await;
+    log_off(&api, sync).await;
+    add_field(&api, sync, fields[0], "both", Some(fields[0])).await;
+    std::fs::create_dir_all(&down).unwrap();
+    std::fs::write(
+        down.join("00000000000000000000-00000000000000000005-0000000000001.cspk"),
+        b"not a packet at all",
+    )
+    .unwrap();
+    logged(&api, sync, "error", "cspk").await;
 }

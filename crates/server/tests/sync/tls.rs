@@ -1,9 +1,13 @@
 //! TLS (B-09): HTTPS between two instances and explicit FTPS, with a self-signed
-//! certificate the other side is told to trust; an untrusted one is refused by name.
+//! certificate the other side is told to trust; an untrusted one, or one made for another
+//! name, is refused and named; an HTTPS instance answers no plain HTTP.
 
 use super::ftp::ftps_server;
-use super::http::{add_field, clients, pair, record_values};
-use crate::common::{ADMIN_PASSWORD, Client, Server, content, eventually, self_signed_certificate};
+use super::http::{add_field, clients, pair, record_values, set_remote};
+use crate::common::{
+    ADMIN_PASSWORD, Client, Server, content, eventually, self_signed_certificate,
+    self_signed_certificate_for,
+};
 use reqwest::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -172,4 +176,137 @@ async fn ftps_carries_records_and_files_and_an_untrusted_server_is_refused() {
     let doubtful = create(&stranger_api, "active", ftps("/s/up", "/s/down", true)).await;
     add_field(&stranger_api, doubtful, s[0], "both", None).await;
     reason_mentions(&stranger_api, doubtful, "certificate").await;
+}
+
+#[tokio::test]
+async fn a_certificate_made_for_another_name_is_refused_and_the_status_names_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    // Trusted, but made for "localhost" only: reached as 127.0.0.1 it is for another name.
+    let (cert, key) = self_signed_certificate_for(dir.path(), "aux", "DNS:localhost");
+    let mut aux = Server::start_https(&dir.path().join("aux"), &cert, &key, &[]);
+    aux.url = aux.url.replace("127.0.0.1", "localhost");
+    let main = trusting(&dir.path().join("main"), &cert);
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (_, m) = clients(&main_api, &["Name"]).await;
+    let (_, a) = clients(&aux_api, &["Name"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    let by_name = format!("{}/sync/v1/{passive}", aux.url);
+    let by_address = by_name.replace("localhost", "127.0.0.1");
+    set_remote(&main_api, active, &by_address).await;
+    let status = reason_mentions(&main_api, active, "invalid peer certificate").await;
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(r#"not valid for name "127.0.0.1""#),
+        "the status names the cause: {reason}"
+    );
+    assert!(
+        !reason.contains("--trust-cert"),
+        "trusting it again would not help: {reason}"
+    );
+
+    // The same certificate under the name it was made for is accepted.
+    set_remote(&main_api, active, &by_name).await;
+    eventually(30, "connected under the certificate's name", || async {
+        let (_, s) = main_api.get(&format!("/syncs/{active}/status")).await;
+        (s["connected"] == true).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_https_instance_serves_nothing_over_plain_http_and_its_session_cookie_is_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_certificate(dir.path(), "aux");
+    let aux = Server::start_https(&dir.path().join("aux"), &cert, &key, &[]);
+    let main = Server::start(&dir.path().join("main"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (_, m) = clients(&main_api, &["Name"]).await;
+    let (_, a) = clients(&aux_api, &["Name"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    let plain = aux.url.replace("https://", "http://");
+
+    // Neither the REST API nor the sync endpoint answers plain HTTP.
+    let http = reqwest::Client::new();
+    for path in ["/api/v1/tables", &format!("/sync/v1/{passive}/hello")] {
+        let answer = http
+            .get(format!("{plain}{path}"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await;
+        assert!(answer.is_err(), "{path} over plain HTTP: {answer:?}");
+    }
+    set_remote(&main_api, active, &format!("{plain}/sync/v1/{passive}")).await;
+    reason_mentions(&main_api, active, "cannot reach the passive side").await;
+
+    // Over HTTPS the session cookie is Secure; over plain HTTP it cannot be.
+    let pem = std::fs::read(&cert).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let plain_browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (browser, server, secure) in [(&https, &aux, true), (&plain_browser, &main, false)] {
+        let signed_in = browser
+            .post(format!("{}/login", server.url))
+            .form(&[("login", "admin"), ("password", ADMIN_PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+        assert_eq!(
+            cookie.split(';').any(|part| part.trim() == "Secure"),
+            secure,
+            "{}: {cookie}",
+            server.url
+        );
+    }
+}
+
+#[tokio::test]
+async fn tls_settings_come_from_the_environment_too_and_several_certificates_are_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_certificate(dir.path(), "aux");
+    let (stranger, stranger_key) = self_signed_certificate(dir.path(), "stranger");
+    // CRMSYNC_TLS_CERT / CRMSYNC_TLS_KEY instead of the options.
+    let by_env = Server::start_with(
+        &dir.path().join("by-env"),
+        &["--admin-password", ADMIN_PASSWORD],
+        &[
+            ("CRMSYNC_TLS_CERT", stranger.to_str().unwrap()),
+            ("CRMSYNC_TLS_KEY", stranger_key.to_str().unwrap()),
+        ],
+    );
+    assert!(by_env.url.starts_with("https://"), "{}", by_env.url);
+
+    // CRMSYNC_TRUST_CERTS lists several; the peer's is the second.
+    let aux = Server::start_https(&dir.path().join("aux"), &cert, &key, &[]);
+    let trusted = format!("{},{}", stranger.display(), cert.display());
+    let main = Server::start_with(
+        &dir.path().join("main"),
+        &["--admin-password", ADMIN_PASSWORD],
+        &[("CRMSYNC_TRUST_CERTS", &trusted)],
+    );
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    main_api
+        .create_record(main_table, json!({ m[0].to_string(): "trusted by env" }))
+        .await;
+    eventually(30, "the record over HTTPS", || async {
+        (record_values(&aux_api, aux_table).await
+            == vec![json!({ a[0].to_string(): "trusted by env" })])
+        .then_some(())
+    })
+    .await;
 }

@@ -1,5 +1,6 @@
 //! User fields matched by full name and by id (S-21), end to end like by login; two sides
-//! that match differently are told so on both ends.
+//! that match differently are told so on both ends; a user with no active match here is
+//! held with the reason until one exists.
 
 use super::folders::local_sync;
 use super::http::{add_field, pair};
@@ -143,4 +144,117 @@ async fn over_folders_a_user_match_mismatch_is_shown_too() {
         .await;
         assert!(warning.contains("by login"), "{warning}");
     }
+}
+
+/// The quarantined change's reason on `api`'s side, once there is one.
+async fn held_reason(api: &Client, sync: i64) -> String {
+    eventually(30, "the owner held", || async {
+        let (_, list) = api.get(&format!("/syncs/{sync}/held")).await;
+        list["held"]
+            .as_array()?
+            .iter()
+            .find(|h| h["kind"] == "quarantine")
+            .map(|h| h["reason"].as_str().unwrap().to_string())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_user_with_no_match_by_full_name_or_by_id_is_held_until_the_account_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    // aux has only its admin (user 1); main has two more people.
+    let anna_main = user(&main_api, "anna", "Анна Петрова").await;
+    let boris_main = user(&main_api, "boris", "Борис Иванов").await;
+    let (m_table, m) = tasks(&main_api).await;
+    let (a_table, a) = tasks(&aux_api).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    for (mine, theirs) in m.iter().zip(a) {
+        add_field(&main_api, active, *mine, "both", None).await;
+        add_field(&aux_api, passive, theirs, "both", Some(*mine)).await;
+    }
+
+    // By full name: nobody called Анна Петрова on aux, whatever the logins or ids.
+    set_user_match(&main_api, active, "full_name").await;
+    set_user_match(&aux_api, passive, "full_name").await;
+    main_api
+        .create_record(
+            m_table,
+            json!({ m[0].to_string(): "call", m[1].to_string(): anna_main }),
+        )
+        .await;
+    assert_eq!(owner_on(&aux_api, a_table, a, "call").await, Value::Null);
+    let reason = held_reason(&aux_api, passive).await;
+    assert!(reason.contains("Анна Петрова"), "{reason}");
+    // Her account, under another login: the held owner lands.
+    let anna_aux = user(&aux_api, "a.petrova", "Анна Петрова").await;
+    eventually(45, "Anna as the owner on aux", || async {
+        (owner_on(&aux_api, a_table, a, "call").await == anna_aux).then_some(())
+    })
+    .await;
+
+    // By id: main's user 3 has no account 3 on aux (only 1 and 2) until one is made.
+    set_user_match(&main_api, active, "id").await;
+    set_user_match(&aux_api, passive, "id").await;
+    assert_eq!(boris_main, 3, "ids as the test expects");
+    main_api
+        .create_record(
+            m_table,
+            json!({ m[0].to_string(): "visit", m[1].to_string(): boris_main }),
+        )
+        .await;
+    assert_eq!(owner_on(&aux_api, a_table, a, "visit").await, Value::Null);
+    let reason = held_reason(&aux_api, passive).await;
+    assert!(reason.contains("no user matches 3"), "{reason}");
+    let third = user(&aux_api, "someone", "Кто-то третий").await;
+    assert_eq!(third, 3);
+    eventually(45, "user 3 as the owner on aux", || async {
+        (owner_on(&aux_api, a_table, a, "visit").await == third).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_user_whose_account_here_is_deactivated_is_held_until_an_active_one_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let olga_main = user(&main_api, "olga", "Ольга").await;
+    let olga_aux = user(&aux_api, "olga", "Ольга").await;
+    let (code, _) = aux_api.delete(&format!("/users/{olga_aux}")).await;
+    assert_eq!(
+        code,
+        StatusCode::NO_CONTENT,
+        "removing a user deactivates it"
+    );
+    let (m_table, m) = tasks(&main_api).await;
+    let (a_table, a) = tasks(&aux_api).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    for (mine, theirs) in m.iter().zip(a) {
+        add_field(&main_api, active, *mine, "both", None).await;
+        add_field(&aux_api, passive, theirs, "both", Some(*mine)).await;
+    }
+    set_user_match(&main_api, active, "full_name").await;
+    set_user_match(&aux_api, passive, "full_name").await;
+    main_api
+        .create_record(
+            m_table,
+            json!({ m[0].to_string(): "call", m[1].to_string(): olga_main }),
+        )
+        .await;
+    assert_eq!(owner_on(&aux_api, a_table, a, "call").await, Value::Null);
+    let reason = held_reason(&aux_api, passive).await;
+    assert!(
+        reason.contains("olga") && reason.contains("deactivated"),
+        "{reason}"
+    );
+    // An active account of the same name: the held owner lands on it, not on the old one.
+    let olga_again = user(&aux_api, "o.smirnova", "Ольга").await;
+    eventually(45, "the active Ольга as the owner", || async {
+        (owner_on(&aux_api, a_table, a, "call").await == olga_again).then_some(())
+    })
+    .await;
 }
