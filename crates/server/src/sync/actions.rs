@@ -14,6 +14,9 @@ pub struct StatusView {
     pub connected: bool,
     pub reason: Option<String>,
     pub pending_out: i64,
+    /// This instance's last change-log entry: with the sync's cursors (`state.sent_seq`,
+    /// `state.received_seq`), where things stand, so a reader can tell when all is still.
+    pub last_change_seq: i64,
     /// Held changes: quarantined values, and deletes awaiting approval.
     pub held_quarantine: usize,
     pub held_mass_delete: usize,
@@ -65,6 +68,7 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
         connected,
         reason,
         pending_out,
+        last_change_seq: app.core.store().read(|tx| tx.last_change_seq())?,
         held_quarantine: count(crmsync_domain::sync::HELD_QUARANTINE),
         held_mass_delete: count(crmsync_domain::sync::HELD_MASS_DELETE),
         waiting_links: app.core.store().read(|tx| tx.pending_links(sync.id))?.len(),

@@ -190,6 +190,8 @@ async fn hello(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
         core.update_sync_state(id, |s| {
             s.connected = true;
             s.reason = None;
+            // The green check shows no stale error beside it, from the first answer on.
+            s.last_error = None;
             s.peer_instance = Some(reply.instance_id.clone());
             s.peer_user_match = reply.user_match.map(|m| m.as_str().to_string());
         })

@@ -279,6 +279,14 @@ fn write_outgoing(
         {
             return Ok(active);
         }
+        if packet.items.is_empty() && packet.remaining > 0 && packet.upto > after {
+            // Nothing for this sync in this stretch, and more of the log to look at: a
+            // packet without changes waits for the end, so the count of changes still to
+            // come it tells the other side is not one of changes that will never come.
+            app.core
+                .update_sync_state(sync.id, |s| s.sent_seq = s.sent_seq.max(packet.upto))?;
+            continue;
+        }
         packet.ack = Some(applied);
         if active {
             packet.catalog = Some(catalog(&app.core.tables()?));

@@ -107,7 +107,14 @@ async fn ask_peer(
 ) -> Result<ResendSummary, String> {
     let started = tokio::time::Instant::now();
     loop {
-        match call_peer::<_, ResendSummary>(app, sync, "resend", request).await {
+        // The settings as they are now: the other side's address may have been corrected
+        // while this waited.
+        let (core, id) = (app.core.clone(), sync.id);
+        let current = tokio::task::spawn_blocking(move || core.sync(id))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        match call_peer::<_, ResendSummary>(app, &current, "resend", request).await {
             Ok(summary) => return Ok(summary),
             Err(failure) if started.elapsed() > PATIENCE => return Err(failure.0),
             Err(failure) => app.jobs.update(job, |j| j.waiting = Some(failure.0)),

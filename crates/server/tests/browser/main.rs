@@ -34,17 +34,30 @@ impl Browser {
                 "{program} is missing: run scripts/test-prerequisites.sh (make test does)"
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        // Port 0: chromedriver takes a free port itself and says which.
+        let mut driver = Command::new("/usr/bin/chromedriver")
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
+        let stdout = std::io::BufReader::new(driver.stdout.take().expect("stdout"));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = line
+                    .strip_prefix("ChromeDriver was started successfully on port ")
+                    .and_then(|rest| rest.trim_end_matches('.').parse::<u16>().ok())
+                {
+                    let _ = sender.send(port);
+                }
+            }
+        });
+        let port = receiver
+            .recv_timeout(Duration::from_secs(30))
+            .expect("chromedriver says its port");
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -55,25 +68,19 @@ impl Browser {
                 "prefs": { "intl.accept_languages": lang },
             }),
         );
-        let mut last_error = String::new();
-        for _ in 0..100 {
-            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        let client = eventually(30, "chromedriver to start a browser", || async {
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
                 .capabilities(capabilities.clone())
                 .connect(&format!("http://127.0.0.1:{port}"))
                 .await
-            {
-                Ok(client) => {
-                    return Browser {
-                        client,
-                        driver,
-                        lang,
-                    };
-                }
-                Err(e) => last_error = e.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+                .ok()
+        })
+        .await;
+        Browser {
+            client,
+            driver,
+            lang,
         }
-        panic!("chromedriver did not start a browser: {last_error}");
     }
 
     async fn goto(&self, url: &str) {
@@ -244,24 +251,12 @@ async fn walk_through_the_setup(lang: &'static str, words: Words) {
         browser.find(&format!("tr[data-field=\"{field}\"]")).await;
     }
     // The green check once the passive side answers.
-    let active_id: i64 = active_page.rsplit('/').next().unwrap().parse().unwrap();
-    let mut connected = false;
-    for _ in 0..60 {
+    eventually(45, "the green check on the active side's page", || async {
         browser.goto(&active_page).await;
-        if let Some(mark) = browser.try_find("#sync-status").await
-            && mark.attr("data-connected").await.ok().flatten().as_deref() == Some("true")
-        {
-            connected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    if !connected {
-        let (_, status) = main_api.get(&format!("/syncs/{active_id}/status")).await;
-        let (_, log) = main_api.get(&format!("/syncs/{active_id}/log")).await;
-        let (_, passive_log) = aux_api.get("/syncs/1/log").await;
-        panic!("no green check: {status}\nlog: {log}\npassive log: {passive_log}");
-    }
+        let mark = browser.try_find("#sync-status").await?;
+        (mark.attr("data-connected").await.ok().flatten().as_deref() == Some("true")).then_some(())
+    })
+    .await;
     assert_eq!(
         browser
             .find("#sync-status")

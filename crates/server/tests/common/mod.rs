@@ -501,6 +501,23 @@ where
     }
 }
 
+/// Waits until this machine's clock shows a later millisecond than now: a write made after
+/// this returns carries a later stamp than every write made before it (newer write wins),
+/// whichever instance on this machine makes it.
+pub async fn clock_moves_on() {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    let start = now();
+    eventually(5, "the clock to move on", || async {
+        (now() > start).then_some(())
+    })
+    .await;
+}
+
 /// Clients (Name, `count` of them imported from CSV as "Client 0001"…, then "Zebra
 /// Trading") and Orders (Status, a choice; Client, a link) with one order linked to the
 /// last imported client: a link far beyond any first page of clients.

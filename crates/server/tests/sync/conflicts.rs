@@ -4,10 +4,9 @@
 //! different fields all survive.
 
 use super::http::{quiet, set_remote, synced_pair};
-use crate::common::{Client, eventually};
+use crate::common::{Client, clock_moves_on, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 async fn values_of(api: &Client, table: i64, uid: &str) -> Value {
     api.get(&format!("/tables/{table}/records/uid/{uid}"))
@@ -136,8 +135,8 @@ async fn the_active_sides_rule_decides_a_field_changed_on_both_sides() {
                 )
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
-            // The next edit is clearly later.
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            // The next edit is later on the clock.
+            clock_moves_on().await;
         }
     };
     // Name: main first, the branch later — main's stays by the sync's rule.
@@ -202,8 +201,8 @@ async fn the_active_sides_rule_decides_a_field_changed_on_both_sides() {
         })
         .await;
     }
+    // Settled: nothing moves any more, and nothing has flipped back.
     quiet(&main, pair.active, &aux, pair.passive).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
     for (api, table, fields) in [(&main, pair.main_table, m), (&aux, pair.aux_table, a)] {
         let v = values_of(api, table, &uid).await;
         let now: Vec<&str> = (0..4)

@@ -1,7 +1,7 @@
 //! The local-folder transport between two real processes: two shared folders, each side's
 //! upload folder the other's download folder (S-27).
 
-use super::http::{add_field, clients, record_values};
+use super::http::{add_field, clients, quiet, record_values};
 use crate::common::{Client, Server, cli, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -309,7 +309,7 @@ async fn initial_sync_over_folders_from_either_side() {
     })
     .await;
     super::initial::run_job(&main_api, &format!("/syncs/{active}/initial")).await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    quiet(&main_api, active, &aux_api, passive).await;
     assert_eq!(
         record_values(&main_api, main_table).await.len(),
         25,
@@ -352,12 +352,19 @@ async fn changes_after_the_active_side_restarts_still_arrive() {
         (record_values(&main_api, main_table).await.len() == 2).then_some(())
     })
     .await;
-    // Main's runner has looked past the entry that record made there.
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    eventually(
+        20,
+        "main's runner past the entry that record made there",
+        || async {
+            let (_, s) = main_api.get(&format!("/syncs/{active}/status")).await;
+            (s["sent_seq"] == s["last_change_seq"]).then_some(())
+        },
+    )
+    .await;
 
-    let address = main.address();
+    // Folders carry no address: the restarted instance may listen anywhere.
     let data = main.kill();
-    let main = Server::start_at(&data, &address);
+    let main = Server::start(&data);
     let main_api = main.admin();
     main_api
         .create_record(main_table, json!({ m[0].to_string(): "after the restart" }))

@@ -2,10 +2,11 @@
 //! temporary folder): FTP–FTP, and Local–FTP where the local side's folders are the FTP
 //! server's own folders on this machine (S-28).
 
-use super::http::{add_field, clients, record_values};
+use super::http::{add_field, clients, quiet, record_values};
 use crate::common::{Client, Server, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 /// Starts an FTP server over `root` on a free loopback port; returns the port.
@@ -18,39 +19,59 @@ pub async fn ftps_server(root: &Path, cert: &Path, key: &Path) -> u16 {
     serve_ftp(root, Some((cert, key))).await
 }
 
+/// The listener is the test's own from the start (no port left free for another process to
+/// take), and each connection it accepts is served by libunftp.
 async fn serve_ftp(root: &Path, tls: Option<(&Path, &Path)>) -> u16 {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let passive = passive_ports();
     let root = root.to_path_buf();
-    let mut builder = libunftp::ServerBuilder::new(Box::new(move || {
-        unftp_sbe_fs::Filesystem::new(root.clone()).unwrap()
-    }))
-    .greeting("crmsync test FTP")
-    .passive_ports(50000..=50999);
-    if let Some((cert, key)) = tls {
-        use libunftp::options::FtpsRequired;
-        builder = builder
-            .ftps(cert.to_path_buf(), key.to_path_buf())
-            .ftps_required(FtpsRequired::All, FtpsRequired::All);
-    }
-    let server = builder.build().unwrap();
-    tokio::spawn(async move {
-        let _ = server.listen(format!("127.0.0.1:{port}")).await;
-    });
-    // Until it answers.
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return port;
+    let tls = tls.map(|(cert, key)| (cert.to_path_buf(), key.to_path_buf()));
+    let server = move || {
+        let root = root.clone();
+        let mut builder = libunftp::ServerBuilder::new(Box::new(move || {
+            unftp_sbe_fs::Filesystem::new(root.clone()).unwrap()
+        }))
+        .greeting("crmsync test FTP")
+        .passive_ports(passive.clone());
+        if let Some((cert, key)) = &tls {
+            use libunftp::options::FtpsRequired;
+            builder = builder
+                .ftps(cert.clone(), key.clone())
+                .ftps_required(FtpsRequired::All, FtpsRequired::All);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        builder.build().unwrap()
+    };
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            tokio::spawn(server().service(connection));
+        }
+    });
+    port
+}
+
+/// Passive (data) ports for one FTP server: a block no other server of this process has,
+/// below the kernel's ephemeral ports (32768 and up) so no outgoing connection takes one,
+/// starting where the process id says so two test processes seldom share blocks, and
+/// checked free.
+fn passive_ports() -> std::ops::RangeInclusive<u16> {
+    const FIRST: u32 = 20_000;
+    const BLOCK: u32 = 32;
+    const BLOCKS: u32 = 375;
+    static HANDED_OUT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = std::process::id() % BLOCKS;
+    loop {
+        let n = HANDED_OUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(n < BLOCKS, "no free block of passive ports left");
+        let first = FIRST + (start + n) % BLOCKS * BLOCK;
+        let ports = first as u16..=(first + BLOCK - 1) as u16;
+        if ports
+            .clone()
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
+            return ports;
+        }
     }
-    panic!("the test FTP server did not start");
 }
 
 async fn ftp_sync(api: &Client, mode: &str, port: u16, upload: &str, download: &str) -> i64 {
@@ -224,16 +245,21 @@ async fn ftp_settings_are_checked_and_an_unreachable_server_is_reported() {
     .await;
 }
 
-/// vsftpd from Debian's packages (installed by scripts/test-prerequisites.sh), on a free
+/// vsftpd from Debian's packages (installed by scripts/test-prerequisites.sh), on a
 /// loopback port, anonymous with write access. Run as the launching user it cannot chroot,
 /// so FTP paths are this machine's paths: tests use folders under their temporary root.
+/// The test holds the listening socket itself and starts vsftpd for each connection on it
+/// (inetd mode), so the port is never free for another process to take while it runs.
 struct Vsftpd {
-    child: std::process::Child,
     port: u16,
     config: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sessions: std::sync::Arc<std::sync::Mutex<Vec<std::process::Child>>>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Vsftpd {
+    /// On `port`, or on any free one with 0.
     fn start(root: &Path, port: u16) -> Vsftpd {
         Vsftpd::start_configured(root, port, "")
     }
@@ -255,51 +281,92 @@ impl Vsftpd {
             "vsftpd is missing: run scripts/test-prerequisites.sh (make test does)"
         );
         std::fs::create_dir_all("/var/run/vsftpd/empty").ok();
-        // Apart from the in-process server's 50000-50999.
-        let passive = 41000 + (port % 50) * 100;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("vsftpd's port {port}: {e}"));
+        let port = listener.local_addr().unwrap().port();
+        let passive = passive_ports();
         let config = root.with_extension("vsftpd.conf");
         std::fs::write(
             &config,
             format!(
-                "listen=YES\nlisten_address=127.0.0.1\nlisten_port={port}\nbackground=NO\n\
+                "listen=NO\nlisten_ipv6=NO\n\
                  anonymous_enable=YES\nlocal_enable=NO\nwrite_enable=YES\nanon_upload_enable=YES\n\
                  anon_mkdir_write_enable=YES\nanon_other_write_enable=YES\nanon_root={}\n\
-                 anon_umask=022\nno_anon_password=YES\npasv_enable=YES\npasv_min_port={passive}\n\
+                 anon_umask=022\nno_anon_password=YES\npasv_enable=YES\npasv_min_port={}\n\
                  pasv_max_port={}\nrun_as_launching_user=YES\nseccomp_sandbox=NO\n\
                  secure_chroot_dir=/var/run/vsftpd/empty\nxferlog_enable=NO\n{extra}",
                 root.display(),
-                passive + 99
+                passive.start(),
+                passive.end()
             ),
         )
         .unwrap();
-        let child = std::process::Command::new("/usr/sbin/vsftpd")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start vsftpd");
-        // Owned at once, so a failed start still stops the process.
-        let server = Vsftpd {
-            child,
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sessions =
+            std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::process::Child>::new()));
+        let acceptor = {
+            let (stop, sessions, config) = (stop.clone(), sessions.clone(), config.clone());
+            std::thread::spawn(move || {
+                for connection in listener.incoming() {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(connection) = connection else { continue };
+                    // The connection is vsftpd's standard input and output.
+                    let session = std::process::Command::new("/usr/sbin/vsftpd")
+                        .arg(&config)
+                        .stdin(OwnedFd::from(
+                            connection.try_clone().expect("the connection twice"),
+                        ))
+                        .stdout(OwnedFd::from(connection))
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .expect("start vsftpd");
+                    let mut sessions = sessions.lock().unwrap();
+                    sessions.retain_mut(|s| s.try_wait().ok().flatten().is_none());
+                    sessions.push(session);
+                }
+            })
+        };
+        Vsftpd {
             port,
             config,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            stop,
+            sessions,
+            acceptor: Some(acceptor),
         }
-        panic!("vsftpd did not start");
     }
 }
 
 impl Drop for Vsftpd {
+    /// The server goes away: the port closes and every session ends at once.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the acceptor, which then returns and closes the listening socket.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        for mut session in self.sessions.lock().unwrap().drain(..) {
+            let _ = session.kill();
+            let _ = session.wait();
+        }
         let _ = std::fs::remove_file(&self.config);
     }
+}
+
+/// Until a side of these syncs has found the FTP server gone.
+async fn outage_seen(syncs: &[(&Client, i64)]) {
+    eventually(30, "the FTP server found gone", || async {
+        for (api, sync) in syncs {
+            let (_, s) = api.get(&format!("/syncs/{sync}/status")).await;
+            if s["connected"] == false {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -347,13 +414,13 @@ async fn ftp_to_ftp_through_vsftpd_survives_a_server_restart_mid_exchange() {
     .await;
     // The server goes away in the middle and comes back on the same port.
     drop(ftp);
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    outage_seen(&[(&main_api, active), (&aux_api, passive)]).await;
     let _ftp = Vsftpd::start(&root, port);
     eventually(120, "every row, once, after the restart", || async {
         (aux_api.all_ids(aux_table, "active").await.len() == rows).then_some(())
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    quiet(&main_api, active, &aux_api, passive).await;
     assert_eq!(
         aux_api.all_ids(aux_table, "active").await.len(),
         rows,
@@ -422,7 +489,7 @@ async fn a_big_file_through_vsftpd_survives_a_server_restart_mid_upload() {
         written_before < 25,
         "stopped mid-upload: {written_before} of 25 chunks"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    outage_seen(&[(&main_api, active), (&aux_api, passive)]).await;
     let _ftp = Vsftpd::start(&root, port);
     let copy = eventually(180, "the whole file on aux after the restart", || async {
         let (_, page) = aux_api.get(&format!("/tables/{aux_table}/records")).await;
@@ -446,12 +513,8 @@ async fn ftps_through_vsftpd_carries_a_record_and_its_file() {
     let root = dir.path().join("vsftpd-root");
     std::fs::create_dir_all(&root).unwrap();
     let (cert, key) = crate::common::self_signed_certificate(dir.path(), "vsftpd");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _ftp = Vsftpd::start_tls(&root, port, &cert, &key);
+    let ftp = Vsftpd::start_tls(&root, 0, &cert, &key);
+    let port = ftp.port;
     let trust = [
         "--admin-password",
         crate::common::ADMIN_PASSWORD,

@@ -1,4 +1,4 @@
-use super::http::{add_field, clients, pair, quiet, record_values};
+use super::http::{add_field, clients, pair, quiet, record_values, set_remote};
 use crate::common::{Client, Server, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -224,12 +224,13 @@ async fn over_http_the_job_is_done_only_once_the_stopped_peer_has_applied_everyt
     add_field(&aux_api, passive, a[0], "download", Some(m[0])).await;
     quiet(&main_api, active, &aux_api, passive).await;
 
-    let address = aux.address();
     let aux_data = aux.kill();
     let job = start_while_peer_stopped(&main_api, &format!("/syncs/{active}/initial")).await;
 
-    let aux = Server::start_at(&aux_data, &address);
+    // Back on a port of its own: the active side is pointed at it.
+    let aux = Server::start(&aux_data);
     let aux_api = aux.admin();
+    set_remote(&main_api, active, &format!("{}/sync/v1/{passive}", aux.url)).await;
     done_only_once_applied(&main_api, job, &aux_api, aux_table, 25).await;
 }
 

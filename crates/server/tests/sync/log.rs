@@ -4,7 +4,7 @@
 //! retention.
 
 use super::http::{add_field, clients, pair, quiet, set_remote, synced_pair};
-use crate::common::{ADMIN_PASSWORD, Client, Server, eventually};
+use crate::common::{ADMIN_PASSWORD, Client, Server, clock_moves_on, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -130,7 +130,8 @@ async fn with_the_log_off_conflicts_and_holds_are_still_logged() {
             json!({ "values": { m[0].to_string(): "Ромашка (main)" } }),
         )
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    // Aux's edit later on the clock: the two edits are told apart by their stamps.
+    clock_moves_on().await;
     aux_api
         .patch(
             &format!("/tables/{aux_table}/records/{aux_id}"),

@@ -3,11 +3,10 @@
 //! paired, overwritten or left as a conflict and writes nothing; keys held by several
 //! records stop the real run; the real run pairs, and the pairs keep travelling.
 
-use super::http::{add_field, clients, pair, record_values};
-use crate::common::{Client, Server, eventually};
+use super::http::{add_field, clients, pair, quiet_all, record_values};
+use crate::common::{Client, Server, clock_moves_on, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 fn sorted_names(values: &[Value], name: i64) -> Vec<String> {
     let mut names: Vec<String> = values
@@ -19,8 +18,12 @@ fn sorted_names(values: &[Value], name: i64) -> Vec<String> {
 }
 
 /// Each side (api, table, name field) ends with exactly these clients — none doubled —
-/// and still holds them a moment later.
-async fn each_side_holds(sides: [(&Client, i64, i64); 2], names: &[&str]) {
+/// and still holds them once the sync between them is quiet.
+async fn each_side_holds(
+    sides: [(&Client, i64, i64); 2],
+    syncs: [(&Client, i64); 2],
+    names: &[&str],
+) {
     let mut wanted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     wanted.sort();
     for (api, table, name) in sides {
@@ -33,7 +36,7 @@ async fn each_side_holds(sides: [(&Client, i64, i64); 2], names: &[&str]) {
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    quiet_all(&syncs).await;
     for (api, table, name) in sides {
         assert_eq!(sorted_names(&record_values(api, table).await, name), wanted);
     }
@@ -61,7 +64,8 @@ async fn two_offices_clients_are_paired_by_phone_not_doubled() {
     let ivanov = add(&main_api, mt, &m, "ИП Иванов", "+7 900 222 33 44").await;
     add(&main_api, mt, &m, "Only in main", "+7 900 555").await;
     add(&main_api, mt, &m, "Сидоров", "+7 900 999").await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The branch types its clients later.
+    clock_moves_on().await;
     let aux_romashka = add(&aux_api, at, &a, "ООО Ромашка", "7 900 111 22 33").await;
     let aux_ivanov = add(&aux_api, at, &a, "ИП Иванов", "+7 900 222 33 44").await;
     add(&aux_api, at, &a, "Only in aux", "+7 900 777").await;
@@ -195,7 +199,8 @@ async fn two_offices_clients_are_paired_by_phone_not_doubled() {
         "Сидоров",
     ];
     let sides = [(&main_api, mt, m[0]), (&aux_api, at, a[0])];
-    each_side_holds(sides, &five).await;
+    let syncs = [(&main_api, active), (&aux_api, passive)];
+    each_side_holds(sides, syncs, &five).await;
 
     // Paired records stay paired: an edit on either side reaches the other's own record.
     let aux_ivanov_id = aux_ivanov["id"].as_i64().unwrap();
@@ -228,7 +233,7 @@ async fn two_offices_clients_are_paired_by_phone_not_doubled() {
         (r["values"][a[1].to_string()] == "+7 900 111 00 00").then_some(())
     })
     .await;
-    each_side_holds(sides, &five).await;
+    each_side_holds(sides, syncs, &five).await;
 
     // A second preview finds them all one already.
     let (_, again) = main_api
@@ -258,7 +263,7 @@ async fn offices_linked_by_folders_are_paired_too() {
     add(&aux_api, at, &a, "Ромашка", " INFO@Romashka.ru").await;
     add(&aux_api, at, &a, "Василёк", "vasilek@mail.ru").await;
     let pairs: Vec<(i64, i64)> = m.iter().copied().zip(a.iter().copied()).collect();
-    let (active, _) = link_by_folders(dir.path(), &main_api, &aux_api, &pairs).await;
+    let (active, passive) = link_by_folders(dir.path(), &main_api, &aux_api, &pairs).await;
     let preview = eventually(30, "a preview through the folders", || async {
         let (status, body) = main_api
             .post(
@@ -290,5 +295,6 @@ async fn offices_linked_by_folders_are_paired_too() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     let sides = [(&main_api, mt, m[0]), (&aux_api, at, a[0])];
-    each_side_holds(sides, &["Ромашка", "Лютик", "Василёк"]).await;
+    let syncs = [(&main_api, active), (&aux_api, passive)];
+    each_side_holds(sides, syncs, &["Ромашка", "Лютик", "Василёк"]).await;
 }

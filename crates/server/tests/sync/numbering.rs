@@ -2,7 +2,7 @@
 //! numbers from the hub's sequence, the same on every instance; a spoke cut off from the
 //! hub uses the numbers it holds and then refuses clearly, never inventing one.
 
-use super::http::{add_field, pair, record_values};
+use super::http::{add_field, pair, record_values, set_remote};
 use crate::common::{Client, Server, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -74,7 +74,7 @@ async fn invoices_made_anywhere_in_a_star_share_one_numbering() {
         .await;
     set_numbering(&hub_api, no, json!({})).await;
 
-    let mut spoke_syncs = Vec::new();
+    let (mut spoke_syncs, mut hub_syncs) = (Vec::new(), Vec::new());
     for api in &spoke_apis {
         assert_eq!(invoices(api).await, (table, no, client));
         let (a, p) = pair(api, &hub_api, "123456").await;
@@ -85,6 +85,7 @@ async fn invoices_made_anywhere_in_a_star_share_one_numbering() {
         // Small blocks, so the test crosses several of them.
         set_numbering(api, no, json!({ "from_sync": a, "block": 4 })).await;
         spoke_syncs.push(a);
+        hub_syncs.push(p);
     }
 
     // Ten invoices on each of the four instances, all at once.
@@ -186,7 +187,6 @@ async fn invoices_made_anywhere_in_a_star_share_one_numbering() {
         (numbers_left(spoke, spoke_syncs[0]).await >= 2).then_some(())
     })
     .await;
-    let hub_address = hub.address();
     let hub_data = hub.kill();
     let held = numbers_left(spoke, spoke_syncs[0]).await;
     for n in 0..held {
@@ -219,8 +219,12 @@ async fn invoices_made_anywhere_in_a_star_share_one_numbering() {
     assert!(status["numbering"][0]["last_error"].is_string(), "{status}");
 
     // The hub is back: numbering goes on, still unique, and everything meets again.
-    let hub = Server::start_at(&hub_data, &hub_address);
+    // Back on a port of its own: every spoke is pointed at it.
+    let hub = Server::start(&hub_data);
     let hub_api = hub.admin();
+    for ((api, spoke_sync), hub_sync) in spoke_apis.iter().zip(&spoke_syncs).zip(&hub_syncs) {
+        set_remote(api, *spoke_sync, &format!("{}/sync/v1/{hub_sync}", hub.url)).await;
+    }
     let made = eventually(30, "a number again", || async {
         let (status, body) = spoke
             .post(
