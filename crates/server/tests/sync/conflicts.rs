@@ -336,8 +336,8 @@ async fn deletes_and_restores_stay_newer_wins_under_the_conflict_rules() {
                 }
             };
             assert_eq!(status, StatusCode::OK, "{what}: {body}");
-            // The next write is clearly later: "newer" is decided by these stamps.
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            // The next write is later on the clock: "newer" is decided by these stamps.
+            clock_moves_on().await;
         }
     };
     let rule = |policy: &'static str| {

@@ -502,13 +502,9 @@ impl Model {
                 Some(endpoint)
             }
         };
-        // Over HTTP in either order: the rule goes with the newer write or against it.
-        // Over folders the loser writes first, so the winner is also the newer write: a
-        // folder sync counts its change as confirmed once the packet file is written, not
-        // once the other side acknowledged it, so no rule decides there (a product bug,
-        // reported with issue 12) and the newer write wins.
+        // In either order: the rule goes with the newer write or against it.
         let mut order = [loser, winner];
-        if !leaf && rng.below(2) == 0 {
+        if rng.below(2) == 0 {
             order.reverse();
         }
         let mut taken = Vec::new();
@@ -528,8 +524,7 @@ impl Model {
             Some(endpoint) => set_remote(&net.apis[SPOKE1], net.to_hub[0].1, &endpoint).await,
         }
         self.note(format!("{tag}: restored the link"));
-        // Only the HTTP link's conflicts are decided by a rule today (see above).
-        (taken.len() == 2 && !leaf).then(|| Deliberate {
+        (taken.len() == 2).then(|| Deliberate {
             uid,
             field_no: net.fields[field],
             ends,
