@@ -1,6 +1,7 @@
 //! Strategies for the property tests: arbitrary packets, every part of one filled or not.
 
 use crate::drift::Digests;
+use crate::mapping::Route;
 use crate::protocol::{
     CatalogField, GrantedBlock, Item, NumberBlockRequest, Packet, PairOutcome, PairRequest,
     ResendRequest, ResendSummary, Winner, WireField, WireRules, WireStamp,
@@ -289,4 +290,28 @@ pub fn packet() -> impl Strategy<Value = Packet> {
             ack: x.ack,
             resent: x.resent,
         })
+}
+
+/// A route of a mapping: local field `local_no` of table `table`, travelling as `wire_no`
+/// of the active side's table `wire_table`.
+pub fn route(
+    local_no: i64,
+    table: i64,
+    wire_no: i64,
+    wire_table: i64,
+    direction: Direction,
+) -> Route {
+    Route {
+        local: crmsync_domain::Field {
+            no: local_no,
+            table_id: table,
+            name: format!("F{local_no}"),
+            field_type: crmsync_domain::FieldType::Text,
+            options: crmsync_domain::FieldOptions::default(),
+        },
+        wire_no,
+        wire_table,
+        direction,
+        conflict_policy: None,
+    }
 }
