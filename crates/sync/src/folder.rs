@@ -321,6 +321,20 @@ mod tests {
                 prop_assert!(decode(&bytes, "pw").is_err());
             }
 
+            /// Names sort as their packets' cursors and writing times do, and each is read
+            /// back as a packet file's name with its time.
+            #[test]
+            fn names_sort_in_sequence(
+                a in (0..i64::MAX, 0..i64::MAX, 0i64..10_000_000_000_000),
+                b in (0..i64::MAX, 0..i64::MAX, 0i64..10_000_000_000_000),
+            ) {
+                let name = |(after, upto, ms): (i64, i64, i64)| file_name(&packet(after, upto), ms);
+                let (first, second) = (name(a), name(b));
+                prop_assert_eq!(first.cmp(&second), a.cmp(&b));
+                prop_assert!(is_packet_name(&first));
+                prop_assert_eq!(written_at(&first), Some(a.2));
+            }
+
             /// Signed with the right password but not a packet: unreadable, not a panic.
             #[test]
             fn a_signed_body_that_is_no_packet_is_unreadable(
