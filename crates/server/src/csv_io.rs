@@ -582,9 +582,12 @@ mod tests {
         use proptest::collection::vec;
         use proptest::prelude::*;
 
-        /// Rows of one width; the first is the header.
-        fn table(cell: &'static str) -> impl Strategy<Value = Vec<Vec<String>>> {
-            (1usize..5).prop_flat_map(move |width| vec(vec(cell, width), 1..6))
+        /// Rows of one width (`columns`); the first is the header.
+        fn table(
+            cell: &'static str,
+            columns: std::ops::Range<usize>,
+        ) -> impl Strategy<Value = Vec<Vec<String>>> {
+            columns.prop_flat_map(move |width| vec(vec(cell, width), 1..6))
         }
 
         /// Any text: delimiters, quotes, line breaks, Cyrillic, emoji. (A byte order mark
@@ -611,9 +614,8 @@ mod tests {
 
         proptest! {
             #[test]
-            fn any_cells_round_trip_in_utf8(rows in table(ANY_TEXT), delimiter in delimiter()) {
+            fn any_cells_round_trip_in_utf8(rows in table(ANY_TEXT, 1..5), delimiter in delimiter()) {
                 let options = ImportOptions { encoding: CsvEncoding::Utf8, delimiter: Some(delimiter) };
-                prop_assume!(!rows[0][0].starts_with('\u{feff}'));
                 let bytes = exported(&rows, delimiter, CsvEncoding::Utf8);
                 prop_assert_eq!(count_rows(bytes.as_slice(), options).unwrap(), rows.len() - 1);
                 prop_assert_eq!(read_back(bytes, options), rows);
@@ -621,7 +623,7 @@ mod tests {
 
             #[test]
             fn cyrillic_cells_round_trip_in_windows_1251(
-                rows in table(CP1251_TEXT),
+                rows in table(CP1251_TEXT, 1..5),
                 delimiter in delimiter(),
             ) {
                 let bytes = exported(&rows, delimiter, CsvEncoding::Windows1251);
@@ -636,12 +638,11 @@ mod tests {
             /// field names hold.
             #[test]
             fn the_delimiter_is_detected_from_an_exported_header(
-                rows in table(CP1251_TEXT),
+                rows in table(CP1251_TEXT, 2..5),
                 names in vec(NAME, 1..4),
                 delimiter in delimiter(),
                 windows_1251 in any::<bool>(),
             ) {
-                prop_assume!(rows[0].len() > 1);
                 let rows = with_names(rows, names);
                 let encoding = if windows_1251 { CsvEncoding::Windows1251 } else { CsvEncoding::Utf8 };
                 let bytes = exported(&rows, delimiter, encoding);
@@ -653,7 +654,7 @@ mod tests {
             /// changed.
             #[test]
             fn a_cell_windows_1251_cannot_hold_is_named(
-                rows in table(CP1251_TEXT),
+                rows in table(CP1251_TEXT, 1..5),
                 at in any::<proptest::sample::Index>(),
                 offending in prop_oneof![Just('😀'), Just('中'), Just('ß'), Just('\u{2028}')],
             ) {
