@@ -554,16 +554,34 @@ fn link_order(tables: &[Table], mut pending: Vec<TableId>) -> Vec<TableId> {
             })
             .unwrap_or_default()
     };
+    // The pending tables a table links to, itself aside.
+    let waits_for = |t: TableId, pending: &[TableId]| -> Vec<TableId> {
+        targets(t)
+            .into_iter()
+            .filter(|target| *target != t && pending.contains(target))
+            .collect()
+    };
+    let on_a_cycle = |t: TableId, pending: &[TableId]| {
+        let mut reached = waits_for(t, pending);
+        let mut i = 0;
+        while i < reached.len() {
+            for next in waits_for(reached[i], pending) {
+                if !reached.contains(&next) {
+                    reached.push(next);
+                }
+            }
+            i += 1;
+        }
+        reached.contains(&t)
+    };
     let mut ordered = Vec::with_capacity(pending.len());
     while !pending.is_empty() {
         let ready = pending
             .iter()
-            .position(|t| {
-                targets(*t)
-                    .iter()
-                    .all(|target| target == t || !pending.contains(target))
-            })
-            // A cycle of links: take the first; its links resolve on a later exchange.
+            .position(|t| waits_for(*t, &pending).is_empty())
+            // A cycle of links: a table on it first (not one merely linking into it); its
+            // links wait for their records until the end of the apply.
+            .or_else(|| pending.iter().position(|t| on_a_cycle(*t, &pending)))
             .unwrap_or(0);
         ordered.push(pending.remove(ready));
     }
@@ -936,11 +954,15 @@ mod tests {
         // A cycle: every table still comes once.
         let cycle = [table(1, &[2]), table(2, &[1])];
         assert_eq!(link_order(&cycle, vec![2, 1]), [2, 1]);
+        // Deals link into a cycle of companies and people: merged after the companies
+        // they link to, not first.
+        let into_cycle = [table(1, &[2]), table(2, &[3]), table(3, &[2])];
+        assert_eq!(link_order(&into_cycle, vec![1, 2, 3]), [2, 1, 3]);
     }
 
     proptest! {
         #[test]
-        fn every_table_is_merged_once_after_its_targets_outside_cycles(
+        fn every_table_is_merged_once_and_after_its_targets_unless_on_a_cycle(
             links in proptest::collection::vec(proptest::collection::vec(1i64..7, 0..3), 6),
             pending in proptest::sample::subsequence((1i64..7).collect::<Vec<_>>(), 0..=6),
         ) {
@@ -953,9 +975,8 @@ mod tests {
             let mut sorted = ordered.clone();
             sorted.sort_unstable();
             prop_assert_eq!(&sorted, &pending, "each table once");
-            // Without a cycle of links among the pending tables (a table linking to
-            // itself aside), every target is merged first. (In a cycle, and for a table
-            // linking into one, a link may wait for its record until the end of the apply.)
+            // A table on no cycle of links among the pending tables (a table linking to
+            // itself aside) is merged after every table it links to.
             let targets = |t: i64| -> Vec<i64> {
                 links[t as usize - 1]
                     .iter()
@@ -973,11 +994,12 @@ mod tests {
                 }
                 seen.contains(&from)
             };
-            if !pending.iter().any(|t| reaches_itself(*t)) {
-                for (at, t) in ordered.iter().enumerate() {
-                    for target in targets(*t) {
-                        prop_assert!(ordered[..at].contains(&target), "{} before its target {}", t, target);
-                    }
+            for (at, t) in ordered.iter().enumerate() {
+                if reaches_itself(*t) {
+                    continue;
+                }
+                for target in targets(*t) {
+                    prop_assert!(ordered[..at].contains(&target), "{} before its target {}", t, target);
                 }
             }
         }
