@@ -35,7 +35,7 @@ pub fn build_packet<S: Store>(
 ) -> Result<Packet, DomainError> {
     core.store().read(|tx| {
         let changes = tx.changes_after(after, limit)?;
-        let upto = changes.last().map_or(after, |c| c.seq);
+        let upto = upto(after, &changes);
         let outgoing = outgoing(&changes, sync, mapping);
         let tables = tx.tables()?;
         let mut users: Option<Vec<User>> = None;
@@ -82,6 +82,13 @@ pub fn build_packet<S: Store>(
             ..Packet::default()
         })
     })
+}
+
+/// How far a packet of `changes` (a page of the change log after `after`) moves the peer's
+/// cursor: past every entry read, the ones it does not carry (echoes, other syncs' resends,
+/// fields not sent) too, so a page of nothing to send is not read again and again.
+fn upto(after: i64, changes: &[LoggedChange]) -> i64 {
+    changes.last().map_or(after, |c| c.seq)
 }
 
 /// Whether a change-log entry is this sync's to send: not one it applied itself, nor a
@@ -279,6 +286,18 @@ mod tests {
             origin: origin.into(),
             field_nos: fields.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_packet_moves_the_cursor_past_everything_it_read() {
+        let echoes = [
+            change(4, ChangeOp::Update, (1, 100), "sync:1", &[1]),
+            change(9, ChangeOp::Resend, (1, 100), "resend:2", &[]),
+        ];
+        let sync = sync_config(Mode::Active);
+        assert!(outgoing(&echoes, &sync, &mapping()).is_empty());
+        assert_eq!(upto(3, &echoes), 9, "nothing to carry, and still read");
+        assert_eq!(upto(3, &[]), 3, "nothing new");
     }
 
     fn sent(outgoing: &[Outgoing]) -> Vec<(i64, Vec<i64>, bool)> {
