@@ -147,13 +147,17 @@ fn read_text(
 /// drawn from another instance can be fetched for all of them first.
 pub fn count_rows(mut input: impl Read, options: ImportOptions) -> Result<usize, DomainError> {
     let (text, _, delimiter) = read_text(&mut input, options)?;
-    Ok(csv::ReaderBuilder::new()
+    Ok(reader(&text, delimiter, true).records().count())
+}
+
+/// How an import reads the text: the first row is the header; `flexible` lets rows differ
+/// in length.
+fn reader(text: &str, delimiter: u8, flexible: bool) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
-        .flexible(true)
+        .flexible(flexible)
         .from_reader(text.as_bytes())
-        .records()
-        .count())
 }
 
 pub fn import(
@@ -165,11 +169,7 @@ pub fn import(
 ) -> Result<ImportReport, DomainError> {
     let table = core.table(table_id)?;
     let (text, encoding, delimiter) = read_text(&mut input, options)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(true)
-        .flexible(false)
-        .from_reader(text.as_bytes());
+    let mut reader = reader(&text, delimiter, false);
     let headers = reader
         .headers()
         .map_err(|e| DomainError::invalid(format!("cannot read the header row: {e}")))?
@@ -322,6 +322,77 @@ impl Default for ExportOptions {
     }
 }
 
+/// A cell of an export that windows-1251 has no code for (an emoji, a Chinese name): an
+/// error naming it, never a `&#NNNN;` written in its place.
+#[derive(Debug, PartialEq, Eq)]
+struct Unwritable {
+    row: usize,
+    column: usize,
+    character: char,
+}
+
+#[derive(Debug)]
+enum CsvWriteError {
+    Unwritable(Unwritable),
+    Csv(csv::Error),
+}
+
+/// How a header row is quoted: a cell holding another delimiter than the file's ("Name,
+/// Surname" in a file split by ";") is quoted, or an import, which detects the delimiter
+/// from the header, could count it and split the file at the wrong one.
+fn header_quoting(header: &[String], delimiter: u8) -> csv::QuoteStyle {
+    let holds_another = header.iter().any(|cell| {
+        cell.bytes()
+            .any(|b| b != delimiter && [b';', b',', b'\t'].contains(&b))
+    });
+    if holds_another {
+        csv::QuoteStyle::Always
+    } else {
+        csv::QuoteStyle::Necessary
+    }
+}
+
+/// Rows as CSV in `encoding` (`Auto` writes UTF-8).
+fn csv_bytes(
+    rows: &[Vec<String>],
+    delimiter: u8,
+    encoding: CsvEncoding,
+    quoting: csv::QuoteStyle,
+) -> Result<Vec<u8>, CsvWriteError> {
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .quote_style(quoting)
+        .from_writer(Vec::new());
+    for row in rows {
+        writer.write_record(row).map_err(CsvWriteError::Csv)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| CsvWriteError::Csv(e.into_error().into()))?;
+    if encoding != CsvEncoding::Windows1251 {
+        return Ok(bytes);
+    }
+    let text = String::from_utf8(bytes).expect("the CSV writer writes the UTF-8 it is given");
+    let (encoded, _, unmappable) = WINDOWS_1251.encode(&text);
+    if !unmappable {
+        return Ok(encoded.into_owned());
+    }
+    let writable = |c: char| !WINDOWS_1251.encode(c.encode_utf8(&mut [0; 4])).2;
+    let unwritable = rows.iter().enumerate().find_map(|(row, cells)| {
+        cells.iter().enumerate().find_map(|(column, cell)| {
+            let character = cell.chars().find(|c| !writable(*c))?;
+            Some(Unwritable {
+                row,
+                column,
+                character,
+            })
+        })
+    });
+    Err(CsvWriteError::Unwritable(
+        unwritable.expect("the character windows-1251 lacks is in a cell"),
+    ))
+}
+
 /// Writes the table as CSV, page by page (memory stays flat). Returns the row count.
 pub fn export(
     core: &Core,
@@ -334,23 +405,6 @@ pub fn export(
     let user_login = |id: i64| users.iter().find(|u| u.id == id).map(|u| u.login.clone());
     let write_error =
         |e: &dyn std::fmt::Display| DomainError::Store(format!("export interrupted: {e}"));
-    let mut emit = |rows: Vec<Vec<String>>| -> Result<(), DomainError> {
-        let mut writer = csv::WriterBuilder::new()
-            .delimiter(options.delimiter)
-            .from_writer(Vec::new());
-        for row in rows {
-            writer.write_record(&row).map_err(|e| write_error(&e))?;
-        }
-        let bytes = writer.into_inner().map_err(|e| write_error(&e))?;
-        let bytes = match options.encoding {
-            CsvEncoding::Windows1251 => {
-                let text = String::from_utf8_lossy(&bytes);
-                WINDOWS_1251.encode(&text).0.into_owned()
-            }
-            _ => bytes,
-        };
-        out.write_all(&bytes).map_err(|e| write_error(&e))
-    };
     // A field named "id" wins (as on import): the system id column is then left out.
     let with_id = table.field_by_name("id").is_none();
     let mut header = Vec::new();
@@ -358,7 +412,26 @@ pub fn export(
         header.push("id".to_string());
     }
     header.extend(table.fields.iter().map(|f| f.name.clone()));
-    emit(vec![header])?;
+    let mut lines_written = 0;
+    let mut emit = |rows: Vec<Vec<String>>| -> Result<(), DomainError> {
+        let quoting = match lines_written {
+            0 => header_quoting(&rows[0], options.delimiter),
+            _ => csv::QuoteStyle::Necessary,
+        };
+        let bytes = csv_bytes(&rows, options.delimiter, options.encoding, quoting).map_err(|e| match e {
+            CsvWriteError::Unwritable(cell) => DomainError::invalid(format!(
+                "line {}, column \"{}\": {:?} has a character windows-1251 cannot hold ({:?}); export in utf-8",
+                lines_written + cell.row + 1,
+                header[cell.column],
+                rows[cell.row][cell.column],
+                cell.character,
+            )),
+            CsvWriteError::Csv(e) => write_error(&e),
+        })?;
+        lines_written += rows.len();
+        out.write_all(&bytes).map_err(|e| write_error(&e))
+    };
+    emit(vec![header.clone()])?;
     let mut query = RecordQuery {
         status: options.status,
         limit: 1000,
@@ -418,5 +491,185 @@ mod tests {
             decode("\u{feff}Имя\n".as_bytes().to_vec(), CsvEncoding::Auto).unwrap();
         assert_eq!((text.as_str(), encoding), ("Имя\n", "utf-8"));
         assert!(decode(vec![0xC8, 0xEC], CsvEncoding::Utf8).is_err());
+    }
+
+    #[test]
+    fn a_value_windows_1251_cannot_hold_is_reported_not_mangled() {
+        let rows = [
+            vec!["id".to_string(), "Имя".to_string()],
+            vec!["1".to_string(), "Анна".to_string()],
+            vec!["2".to_string(), "Привет 😀 мир".to_string()],
+        ];
+        let error = csv_bytes(
+            &rows,
+            b';',
+            CsvEncoding::Windows1251,
+            csv::QuoteStyle::Necessary,
+        );
+        let Err(CsvWriteError::Unwritable(cell)) = error else {
+            panic!("written anyway: {error:?}");
+        };
+        assert_eq!(
+            cell,
+            Unwritable {
+                row: 2,
+                column: 1,
+                character: '😀'
+            }
+        );
+        assert!(
+            csv_bytes(&rows, b';', CsvEncoding::Utf8, csv::QuoteStyle::Necessary).is_ok(),
+            "UTF-8 holds it"
+        );
+    }
+
+    #[test]
+    fn a_header_holding_the_other_delimiter_is_read_with_the_right_one() {
+        let rows = [
+            vec!["id".to_string(), "Фамилия, имя".to_string()],
+            vec!["1".to_string(), "Иванов, Иван".to_string()],
+        ];
+        let quoting = header_quoting(&rows[0], b';');
+        let mut bytes = csv_bytes(&rows[..1], b';', CsvEncoding::Utf8, quoting).unwrap();
+        bytes.extend(
+            csv_bytes(
+                &rows[1..],
+                b';',
+                CsvEncoding::Utf8,
+                csv::QuoteStyle::Necessary,
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            "\"id\";\"Фамилия, имя\"\n1;Иванов, Иван\n"
+        );
+        assert_eq!(read_back(bytes, ImportOptions::default()), rows);
+        assert!(
+            matches!(
+                header_quoting(&["id".into(), "Имя".into()], b';'),
+                csv::QuoteStyle::Necessary
+            ),
+            "an ordinary header as it always was"
+        );
+    }
+
+    /// What an import reads from a file: the header and every row, cell by cell.
+    fn read_back(bytes: Vec<u8>, options: ImportOptions) -> Vec<Vec<String>> {
+        let (text, _, delimiter) = read_text(&mut bytes.as_slice(), options).unwrap();
+        let mut reader = reader(&text, delimiter, false);
+        let mut rows = vec![reader.headers().unwrap().iter().map(String::from).collect()];
+        rows.extend(
+            reader
+                .records()
+                .map(|r| r.unwrap().iter().map(String::from).collect()),
+        );
+        rows
+    }
+
+    /// A file as an export writes it: the header quoted as `header_quoting` says.
+    fn exported(rows: &[Vec<String>], delimiter: u8, encoding: CsvEncoding) -> Vec<u8> {
+        let quoting = header_quoting(&rows[0], delimiter);
+        let mut bytes = csv_bytes(&rows[..1], delimiter, encoding, quoting).unwrap();
+        bytes.extend(
+            csv_bytes(&rows[1..], delimiter, encoding, csv::QuoteStyle::Necessary).unwrap(),
+        );
+        bytes
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        /// Rows of one width (`columns`); the first is the header.
+        fn table(
+            cell: &'static str,
+            columns: std::ops::Range<usize>,
+        ) -> impl Strategy<Value = Vec<Vec<String>>> {
+            columns.prop_flat_map(move |width| vec(vec(cell, width), 1..6))
+        }
+
+        /// Any text: delimiters, quotes, line breaks, Cyrillic, emoji. (A byte order mark
+        /// at the very start of a file is taken as one; nothing else is special.)
+        const ANY_TEXT: &str = "[a-zA-Zа-яА-ЯёЁ0-9 ;,\"'\t\r\n€№«»😀中]{0,10}";
+        /// Text windows-1251 holds.
+        const CP1251_TEXT: &str = "[a-zA-Zа-яА-ЯёЁ0-9 ;,\"'\t\r\n€№«»—]{0,10}";
+        /// A field name: no control characters (a field's name cannot hold them).
+        const NAME: &str = "[a-zA-Zа-яА-ЯёЁ0-9 ;,\"'€№]{1,10}";
+
+        fn delimiter() -> impl Strategy<Value = u8> {
+            prop_oneof![Just(b';'), Just(b',')]
+        }
+
+        /// A header as an export writes it: the id column and the fields' names.
+        fn with_names(rows: Vec<Vec<String>>, names: Vec<String>) -> Vec<Vec<String>> {
+            let width = rows[0].len();
+            let mut header = vec!["id".to_string()];
+            header.extend(names.into_iter().cycle().take(width - 1));
+            let mut rows = rows;
+            rows[0] = header;
+            rows
+        }
+
+        proptest! {
+            #[test]
+            fn any_cells_round_trip_in_utf8(rows in table(ANY_TEXT, 1..5), delimiter in delimiter()) {
+                let options = ImportOptions { encoding: CsvEncoding::Utf8, delimiter: Some(delimiter) };
+                let bytes = exported(&rows, delimiter, CsvEncoding::Utf8);
+                prop_assert_eq!(count_rows(bytes.as_slice(), options).unwrap(), rows.len() - 1);
+                prop_assert_eq!(read_back(bytes, options), rows);
+            }
+
+            #[test]
+            fn cyrillic_cells_round_trip_in_windows_1251(
+                rows in table(CP1251_TEXT, 1..5),
+                delimiter in delimiter(),
+            ) {
+                let bytes = exported(&rows, delimiter, CsvEncoding::Windows1251);
+                let options = ImportOptions {
+                    encoding: CsvEncoding::Windows1251,
+                    delimiter: Some(delimiter),
+                };
+                prop_assert_eq!(read_back(bytes, options), rows);
+            }
+
+            /// The delimiter found in an exported header is the one written, whatever the
+            /// field names hold.
+            #[test]
+            fn the_delimiter_is_detected_from_an_exported_header(
+                rows in table(CP1251_TEXT, 2..5),
+                names in vec(NAME, 1..4),
+                delimiter in delimiter(),
+                windows_1251 in any::<bool>(),
+            ) {
+                let rows = with_names(rows, names);
+                let encoding = if windows_1251 { CsvEncoding::Windows1251 } else { CsvEncoding::Utf8 };
+                let bytes = exported(&rows, delimiter, encoding);
+                let options = ImportOptions { encoding, delimiter: None };
+                prop_assert_eq!(read_back(bytes, options), rows);
+            }
+
+            /// Exported in windows-1251, a cell it cannot hold is named, never written
+            /// changed.
+            #[test]
+            fn a_cell_windows_1251_cannot_hold_is_named(
+                rows in table(CP1251_TEXT, 1..5),
+                at in any::<proptest::sample::Index>(),
+                offending in prop_oneof![Just('😀'), Just('中'), Just('ß'), Just('\u{2028}')],
+            ) {
+                let mut rows = rows;
+                let cells: Vec<(usize, usize)> = (0..rows.len())
+                    .flat_map(|r| (0..rows[0].len()).map(move |c| (r, c)))
+                    .collect();
+                let (row, column) = *at.get(&cells);
+                rows[row][column].push(offending);
+                let written = csv_bytes(&rows, b';', CsvEncoding::Windows1251, csv::QuoteStyle::Necessary);
+                let Err(CsvWriteError::Unwritable(cell)) = written else {
+                    return Err(TestCaseError::fail(format!("written: {written:?}")));
+                };
+                prop_assert_eq!(cell, Unwritable { row, column, character: offending });
+            }
+        }
     }
 }

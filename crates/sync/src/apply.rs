@@ -2,7 +2,7 @@
 //! side takes), values translated (users by the sync's rule, links by uid), and merged
 //! through the domain's write path with origin `sync:<id>`.
 
-use crate::mapping::Mapping;
+use crate::mapping::{Mapping, Route};
 use crate::outbox::origin_of;
 use crate::protocol::{Item, Packet, WireField, WireStamp};
 use crmsync_domain::clock::{Hlc, Stamp};
@@ -12,7 +12,7 @@ use crmsync_domain::sync::{
 };
 use crmsync_domain::{
     Actor, DomainError, Field, FieldNo, FieldType, FileRef, Instance, Origin, RecordStatus, Role,
-    Store, TableId, User, Value,
+    Store, Table, TableId, User, Value,
 };
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
@@ -147,6 +147,24 @@ fn joined(earlier: Item, later: Item) -> Item {
     }
 }
 
+/// A change held whole until its table is mapped, in parts: each field apart (a later value
+/// of it replaces the earlier), the status when it carries no field.
+fn held_parts(item: &Item) -> Vec<(String, Item)> {
+    if item.fields.is_empty() {
+        return vec![("status".to_string(), item.clone())];
+    }
+    item.fields
+        .iter()
+        .map(|(no, field)| {
+            let alone = Item {
+                fields: BTreeMap::from([(*no, field.clone())]),
+                ..item.clone()
+            };
+            (no.to_string(), alone)
+        })
+        .collect()
+}
+
 /// Holds the deletes of an exchange that would delete too much of a table (B-18); returns
 /// the items to apply now.
 fn guard_mass_delete<'a, S: Store>(
@@ -184,7 +202,7 @@ fn guard_mass_delete<'a, S: Store>(
         Ok((deleting, active))
     })?;
     let count = deleting.len() as u64;
-    if count < MASS_DELETE_MIN || count * 100 <= share * active {
+    if !is_mass_delete(count, active, share) {
         return Ok(items);
     }
     let reason = format!(
@@ -209,6 +227,12 @@ fn guard_mass_delete<'a, S: Store>(
         }
     }
     Ok(kept)
+}
+
+/// Whether deleting `count` of a table's `active` records is more than the sync's share
+/// (`share` percent) lets one exchange delete without a person's approval (B-18).
+fn is_mass_delete(count: u64, active: u64, share: u64) -> bool {
+    share < 100 && count >= MASS_DELETE_MIN && count * 100 > share * active
 }
 
 /// Tries the quarantined values again whose cause is gone (a choice added, a field mapped,
@@ -304,24 +328,8 @@ fn apply_items<S: Store>(
     let mut by_table: BTreeMap<TableId, Vec<&Item>> = BTreeMap::new();
     for item in items {
         let Some(table_id) = mapping.local_table(item.table) else {
-            // Held, not dropped: applied once this side maps a field of that table. Each
-            // field apart (a later value of it replaces the earlier), the status when it
-            // carries none.
-            let parts: Vec<(String, Item)> = match item.fields.is_empty() {
-                true => vec![("status".to_string(), item.clone())],
-                false => item
-                    .fields
-                    .iter()
-                    .map(|(no, field)| {
-                        let alone = Item {
-                            fields: BTreeMap::from([(*no, field.clone())]),
-                            ..item.clone()
-                        };
-                        (no.to_string(), alone)
-                    })
-                    .collect(),
-            };
-            for (part, alone) in parts {
+            // Held, not dropped: applied once this side maps a field of that table.
+            for (part, alone) in held_parts(item) {
                 report.problems += 1;
                 report.held += 1;
                 let reason = unmapped_table(item.table);
@@ -344,7 +352,7 @@ fn apply_items<S: Store>(
         prefer: mapping.prefer(sync, packet.rules.as_ref()),
         unacked_after: core.sync_state(sync.id)?.confirmed_by_peer(sync.transport),
     };
-    for table_id in link_order(core, by_table.keys().copied().collect())? {
+    for table_id in link_order(&core.tables()?, by_table.keys().copied().collect()) {
         let arrived = by_table[&table_id].clone();
         let arrived = match guard {
             Guard::On => guard_mass_delete(core, sync, table_id, arrived, &mut report)?,
@@ -529,11 +537,7 @@ fn resolve_pending_links<S: Store>(
 
 /// Tables in an order where a table comes after the tables its link fields point to, so a
 /// record and the record it links to can arrive in one packet.
-fn link_order<S: Store>(
-    core: &Instance<S>,
-    mut pending: Vec<TableId>,
-) -> Result<Vec<TableId>, DomainError> {
-    let tables = core.tables()?;
+fn link_order(tables: &[Table], mut pending: Vec<TableId>) -> Vec<TableId> {
     let targets = |id: TableId| -> Vec<TableId> {
         tables
             .iter()
@@ -550,20 +554,38 @@ fn link_order<S: Store>(
             })
             .unwrap_or_default()
     };
+    // The pending tables a table links to, itself aside.
+    let waits_for = |t: TableId, pending: &[TableId]| -> Vec<TableId> {
+        targets(t)
+            .into_iter()
+            .filter(|target| *target != t && pending.contains(target))
+            .collect()
+    };
+    let on_a_cycle = |t: TableId, pending: &[TableId]| {
+        let mut reached = waits_for(t, pending);
+        let mut i = 0;
+        while i < reached.len() {
+            for next in waits_for(reached[i], pending) {
+                if !reached.contains(&next) {
+                    reached.push(next);
+                }
+            }
+            i += 1;
+        }
+        reached.contains(&t)
+    };
     let mut ordered = Vec::with_capacity(pending.len());
     while !pending.is_empty() {
         let ready = pending
             .iter()
-            .position(|t| {
-                targets(*t)
-                    .iter()
-                    .all(|target| target == t || !pending.contains(target))
-            })
-            // A cycle of links: take the first; its links resolve on a later exchange.
+            .position(|t| waits_for(*t, &pending).is_empty())
+            // A cycle of links: a table on it first (not one merely linking into it); its
+            // links wait for their records until the end of the apply.
+            .or_else(|| pending.iter().position(|t| on_a_cycle(*t, &pending)))
             .unwrap_or(0);
         ordered.push(pending.remove(ready));
     }
-    Ok(ordered)
+    ordered
 }
 
 fn translate<S: Store>(
@@ -597,14 +619,15 @@ fn translate<S: Store>(
                 reason,
             )
         };
-        let Some(route) = mapping.by_wire(*wire_no) else {
-            // Applied once this side maps the field.
-            quarantine(unmapped_field(*wire_no))?;
-            continue;
+        let route = match destination(mapping, table_id, *wire_no) {
+            Destination::Field(route) => route,
+            Destination::Unmapped => {
+                // Applied once this side maps the field.
+                quarantine(unmapped_field(*wire_no))?;
+                continue;
+            }
+            Destination::OtherTable | Destination::NotTaken => continue,
         };
-        if route.local.table_id != table_id || !route.direction.receives() {
-            continue;
-        }
         match from_wire(core, sync, mapping, &route.local, &field.value, users) {
             Ok(value) => {
                 values.push((route.local.no, value, stamp(field.stamp)));
@@ -688,17 +711,38 @@ fn still_blocked<S: Store>(
         return true;
     };
     item.fields.iter().any(|(wire_no, field)| {
-        match mapping.by_wire(*wire_no) {
-            None => true,
-            Some(route) if route.local.table_id != table_id => false,
+        match destination(mapping, table_id, *wire_no) {
+            Destination::Unmapped => true,
+            Destination::OtherTable => false,
             // Released now it would be dropped: it waits (or is discarded by a person).
-            Some(route) if !route.direction.receives() => true,
-            Some(route) => matches!(
+            Destination::NotTaken => true,
+            Destination::Field(route) => matches!(
                 from_wire(core, sync, mapping, &route.local, &field.value, users),
                 Err(Unusable::Invalid(_))
             ),
         }
     })
+}
+
+/// Where a travelling field of a record of local table `table_id` goes here.
+#[derive(Debug, PartialEq)]
+enum Destination<'a> {
+    /// No field here travels under its number.
+    Unmapped,
+    /// Its field here belongs to another table than the record's.
+    OtherTable,
+    /// This side does not take the peer's changes of it.
+    NotTaken,
+    Field(&'a Route),
+}
+
+fn destination(mapping: &Mapping, table_id: TableId, wire_no: FieldNo) -> Destination<'_> {
+    match mapping.by_wire(wire_no) {
+        None => Destination::Unmapped,
+        Some(route) if route.local.table_id != table_id => Destination::OtherTable,
+        Some(route) if !route.direction.receives() => Destination::NotTaken,
+        Some(route) => Destination::Field(route),
+    }
 }
 
 /// Why a travelling value cannot be used yet.
@@ -723,6 +767,30 @@ fn matchable_users<S: Store>(core: &Instance<S>) -> Result<Vec<User>, DomainErro
     Ok(users)
 }
 
+/// A travelling user as this side's, matched by the sync's rule (S-21) among `users`
+/// (active ones first): a deactivated account's value is held with that reason.
+fn match_user(rule: UserMatch, json: &Json, users: &[User]) -> Result<Value, Unusable> {
+    let found = match rule {
+        UserMatch::Login => json
+            .as_str()
+            .and_then(|l| users.iter().find(|u| u.login.eq_ignore_ascii_case(l))),
+        UserMatch::FullName => json
+            .as_str()
+            .and_then(|n| users.iter().find(|u| u.full_name == n)),
+        UserMatch::Id => json
+            .as_i64()
+            .and_then(|id| users.iter().find(|u| u.id == id)),
+    };
+    match found {
+        Some(user) if user.active => Ok(Value::User(user.id)),
+        Some(user) => Err(Unusable::Invalid(format!(
+            "the user {json} matches, \"{}\", is deactivated here",
+            user.login
+        ))),
+        None => Err(Unusable::Invalid(format!("no user matches {json}"))),
+    }
+}
+
 /// A travelling value as a local one: users matched by the sync's rule, links by uid.
 fn from_wire<S: Store>(
     core: &Instance<S>,
@@ -736,27 +804,7 @@ fn from_wire<S: Store>(
         return Ok(Value::Null);
     }
     match field.field_type {
-        FieldType::User => {
-            let found = match sync.user_match {
-                UserMatch::Login => json
-                    .as_str()
-                    .and_then(|l| users.iter().find(|u| u.login.eq_ignore_ascii_case(l))),
-                UserMatch::FullName => json
-                    .as_str()
-                    .and_then(|n| users.iter().find(|u| u.full_name == n)),
-                UserMatch::Id => json
-                    .as_i64()
-                    .and_then(|id| users.iter().find(|u| u.id == id)),
-            };
-            match found {
-                Some(user) if user.active => Ok(Value::User(user.id)),
-                Some(user) => Err(Unusable::Invalid(format!(
-                    "the user {json} matches, \"{}\", is deactivated here",
-                    user.login
-                ))),
-                None => Err(Unusable::Invalid(format!("no user matches {json}"))),
-            }
-        }
+        FieldType::User => match_user(sync.user_match, json, users),
         FieldType::Link => {
             let uid = json
                 .as_str()
@@ -782,5 +830,265 @@ fn from_wire<S: Store>(
             .map(Value::File)
             .map_err(Unusable::Invalid),
         _ => Value::from_json(field, json).map_err(|e| Unusable::Invalid(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{self, route};
+    use crmsync_domain::FieldOptions;
+    use crmsync_domain::sync::Direction;
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    fn stamped(hlc: u64) -> WireStamp {
+        WireStamp {
+            hlc,
+            node: Uuid::nil(),
+        }
+    }
+
+    fn field(value: &str, hlc: u64) -> WireField {
+        WireField {
+            value: value.into(),
+            stamp: stamped(hlc),
+        }
+    }
+
+    fn item(status: (&str, u64), fields: &[(i64, &str, u64)]) -> Item {
+        Item {
+            uid: Uuid::from_u128(1),
+            table: 1,
+            status: status.0.into(),
+            status_stamp: stamped(status.1),
+            fields: fields
+                .iter()
+                .map(|(no, v, hlc)| (*no, field(v, *hlc)))
+                .collect(),
+            created_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_record_held_again_keeps_the_newer_write_of_each_part() {
+        let earlier = Item {
+            created_at_ms: Some(5),
+            ..item(
+                ("deleted", 9),
+                &[(1, "old", 3), (2, "kept", 8), (3, "only earlier", 1)],
+            )
+        };
+        let later = Item {
+            created_at_ms: Some(7),
+            ..item(
+                ("active", 4),
+                &[(1, "new", 6), (2, "stale", 2), (4, "only later", 1)],
+            )
+        };
+        let joined = joined(earlier, later);
+        assert_eq!(
+            joined.fields,
+            BTreeMap::from([
+                (1, field("new", 6)),
+                (2, field("kept", 8)),
+                (3, field("only earlier", 1)),
+                (4, field("only later", 1)),
+            ])
+        );
+        assert_eq!(
+            (joined.status.as_str(), joined.status_stamp),
+            ("deleted", stamped(9))
+        );
+        assert_eq!(joined.created_at_ms, Some(5), "the first creation time");
+    }
+
+    #[test]
+    fn a_mass_delete_is_more_than_the_share_and_at_least_the_minimum() {
+        // 20% of 100 records: 20 may go in one exchange, 21 are held.
+        assert!(!is_mass_delete(20, 100, 20));
+        assert!(is_mass_delete(21, 100, 20));
+        // Below the minimum nothing is held, whatever the share.
+        assert!(!is_mass_delete(MASS_DELETE_MIN - 1, MASS_DELETE_MIN, 20));
+        assert!(is_mass_delete(MASS_DELETE_MIN, MASS_DELETE_MIN, 20));
+        // 100% switches the guard off; 0% holds any delete from the minimum on.
+        assert!(!is_mass_delete(1_000, 1_000, 100));
+        assert!(is_mass_delete(MASS_DELETE_MIN, 1_000_000, 0));
+    }
+
+    #[test]
+    fn a_change_of_an_unmapped_table_is_held_field_by_field() {
+        let change = item(("active", 1), &[(3, "a", 1), (4, "b", 2)]);
+        let parts = held_parts(&change);
+        let named: Vec<(&str, Vec<i64>)> = parts
+            .iter()
+            .map(|(part, i)| (part.as_str(), i.fields.keys().copied().collect()))
+            .collect();
+        assert_eq!(named, [("3", vec![3]), ("4", vec![4])]);
+        assert!(
+            parts
+                .iter()
+                .all(|(_, i)| i.uid == change.uid && i.status == "active")
+        );
+        let delete = item(("deleted", 2), &[]);
+        assert_eq!(held_parts(&delete), [("status".to_string(), delete)]);
+    }
+
+    fn table(id: TableId, links_to: &[TableId]) -> Table {
+        Table {
+            id,
+            name: format!("T{id}"),
+            fields: links_to
+                .iter()
+                .enumerate()
+                .map(|(i, target)| Field {
+                    no: id * 10 + i as i64,
+                    table_id: id,
+                    name: format!("link {i}"),
+                    field_type: FieldType::Link,
+                    options: FieldOptions {
+                        table_id: Some(*target),
+                        ..FieldOptions::default()
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_table_is_merged_after_the_tables_it_links_to() {
+        // Deals link to companies and people; people link to companies and themselves.
+        let tables = [table(1, &[2, 3]), table(2, &[3, 2]), table(3, &[])];
+        assert_eq!(link_order(&tables, vec![1, 2, 3]), [3, 2, 1]);
+        assert_eq!(link_order(&tables, vec![1, 3]), [3, 1]);
+        // A cycle: every table still comes once.
+        let cycle = [table(1, &[2]), table(2, &[1])];
+        assert_eq!(link_order(&cycle, vec![2, 1]), [2, 1]);
+        // Deals link into a cycle of companies and people: merged after the companies
+        // they link to, not first.
+        let into_cycle = [table(1, &[2]), table(2, &[3]), table(3, &[2])];
+        assert_eq!(link_order(&into_cycle, vec![1, 2, 3]), [2, 1, 3]);
+    }
+
+    proptest! {
+        #[test]
+        fn every_table_is_merged_once_and_after_its_targets_unless_on_a_cycle(
+            links in proptest::collection::vec(proptest::collection::vec(1i64..7, 0..3), 6),
+            pending in proptest::sample::subsequence((1i64..7).collect::<Vec<_>>(), 0..=6),
+        ) {
+            let tables: Vec<Table> = links
+                .iter()
+                .enumerate()
+                .map(|(i, targets)| table(i as i64 + 1, targets))
+                .collect();
+            let ordered = link_order(&tables, pending.clone());
+            let mut sorted = ordered.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(&sorted, &pending, "each table once");
+            // A table on no cycle of links among the pending tables (a table linking to
+            // itself aside) is merged after every table it links to.
+            let targets = |t: i64| -> Vec<i64> {
+                links[t as usize - 1]
+                    .iter()
+                    .copied()
+                    .filter(|target| *target != t && pending.contains(target))
+                    .collect()
+            };
+            let reaches_itself = |from: i64| {
+                let mut seen = targets(from);
+                let mut i = 0;
+                while i < seen.len() {
+                    let next: Vec<i64> = targets(seen[i]).into_iter().filter(|n| !seen.contains(n)).collect();
+                    seen.extend(next);
+                    i += 1;
+                }
+                seen.contains(&from)
+            };
+            for (at, t) in ordered.iter().enumerate() {
+                if reaches_itself(*t) {
+                    continue;
+                }
+                for target in targets(*t) {
+                    prop_assert!(ordered[..at].contains(&target), "{} before its target {}", t, target);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_travelling_field_lands_only_where_this_side_takes_it() {
+        let mapping = Mapping {
+            routes: vec![
+                route(10, 5, 1, 1, Direction::Both),
+                route(11, 5, 2, 1, Direction::Download),
+                route(12, 5, 3, 1, Direction::Upload),
+                route(13, 5, 4, 1, Direction::Off),
+                route(20, 6, 5, 2, Direction::Both),
+            ],
+            ..Mapping::default()
+        };
+        let lands = |wire_no| match destination(&mapping, 5, wire_no) {
+            Destination::Field(route) => Some(route.local.no),
+            _ => None,
+        };
+        assert_eq!(lands(1), Some(10));
+        assert_eq!(lands(2), Some(11));
+        assert_eq!(destination(&mapping, 5, 3), Destination::NotTaken);
+        assert_eq!(destination(&mapping, 5, 4), Destination::NotTaken);
+        assert_eq!(destination(&mapping, 5, 5), Destination::OtherTable);
+        assert_eq!(destination(&mapping, 5, 9), Destination::Unmapped);
+    }
+
+    fn user(id: i64, login: &str, full_name: &str, active: bool) -> User {
+        User {
+            id,
+            login: login.into(),
+            full_name: full_name.into(),
+            role: Role::User,
+            active,
+        }
+    }
+
+    #[test]
+    fn users_are_matched_by_the_syncs_rule_and_only_active_ones() {
+        let users = [
+            user(1, "olga", "Ольга Петрова", true),
+            user(2, "ivan", "Иван Сидоров", false),
+        ];
+        let matched = |rule, json: Json| match match_user(rule, &json, &users) {
+            Ok(Value::User(id)) => Ok(id),
+            Ok(other) => panic!("not a user: {other:?}"),
+            Err(Unusable::Invalid(message)) => Err(message),
+            Err(Unusable::WaitingFor(_)) => panic!("users are never waited for"),
+        };
+        assert_eq!(
+            matched(UserMatch::Login, "OLGA".into()),
+            Ok(1),
+            "logins case aside"
+        );
+        assert_eq!(matched(UserMatch::FullName, "Ольга Петрова".into()), Ok(1));
+        assert_eq!(matched(UserMatch::Id, 1.into()), Ok(1));
+        assert!(
+            matched(UserMatch::FullName, "ольга петрова".into()).is_err(),
+            "a full name exactly"
+        );
+        assert!(
+            matched(UserMatch::Login, 1.into()).is_err(),
+            "an id is no login"
+        );
+        assert!(matched(UserMatch::Id, "1".into()).is_err());
+        let deactivated = matched(UserMatch::Login, "ivan".into()).unwrap_err();
+        assert!(deactivated.contains("deactivated"), "{deactivated}");
+        let unknown = matched(UserMatch::Login, "petr".into()).unwrap_err();
+        assert!(unknown.contains("no user matches \"petr\""), "{unknown}");
+    }
+
+    #[test]
+    fn a_sync_writes_as_no_user_under_its_origin() {
+        let sync = testing::sync_config(crmsync_domain::sync::Mode::Active);
+        let actor = sync_actor(&sync);
+        assert_eq!(actor.user.id, 0);
+        assert_eq!(actor.origin, Origin::Sync(1));
+        assert_eq!(actor.user.login, origin_of(&sync));
     }
 }

@@ -101,6 +101,14 @@ pub fn answer<S: Store>(
     mapping: &Mapping,
     request: &DigestRequest,
 ) -> Result<Digests, DomainError> {
+    let (both, one_way) = agreed(mapping, request);
+    digests(core, sync, mapping, &both, &one_way)
+}
+
+/// Which of the requested fields the passive side compares, and how: those that flow both
+/// ways (in each record's digest), and the one-way ones `[to_passive, to_active]`. A field
+/// this side does not carry, or that neither side sends to the other, is left out.
+pub fn agreed(mapping: &Mapping, request: &DigestRequest) -> (Vec<i64>, [Vec<i64>; 2]) {
     let ours = fields(mapping);
     let agreed = request.fields.iter().copied().filter(|f| ours.contains(f));
     let (mut both, mut to_passive, mut to_active) = (Vec::new(), Vec::new(), Vec::new());
@@ -122,7 +130,7 @@ pub fn answer<S: Store>(
             (false, false) => {}
         }
     }
-    digests(core, sync, mapping, &both, &[to_passive, to_active])
+    (both, [to_passive, to_active])
 }
 
 /// Digests every record (deleted ones too) of the tables carrying the `both` fields (in
@@ -215,4 +223,191 @@ pub fn compare(here: &Digests, there: &Digests) -> Drift {
         .copied()
         .collect();
     drift
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::route;
+    use proptest::collection::btree_map;
+    use proptest::prelude::*;
+
+    fn uid(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn records(entries: &[(u128, &str)]) -> BTreeMap<Uuid, String> {
+        entries
+            .iter()
+            .map(|(u, d)| (uid(*u), d.to_string()))
+            .collect()
+    }
+
+    fn one_way(entries: &[(u128, i64, &str)]) -> BTreeMap<Uuid, BTreeMap<i64, String>> {
+        let mut map: BTreeMap<Uuid, BTreeMap<i64, String>> = BTreeMap::new();
+        for (u, field, digest) in entries {
+            map.entry(uid(*u))
+                .or_default()
+                .insert(*field, digest.to_string());
+        }
+        map
+    }
+
+    #[test]
+    fn records_on_one_side_only_and_differing_ones_are_told_apart() {
+        let here = Digests {
+            records: records(&[(1, "a"), (2, "b"), (3, "c")]),
+            ..Digests::default()
+        };
+        let there = Digests {
+            records: records(&[(2, "b"), (3, "x"), (4, "d")]),
+            ..Digests::default()
+        };
+        assert_eq!(
+            compare(&here, &there),
+            Drift {
+                differ: vec![uid(3)],
+                only_here: vec![uid(1)],
+                only_there: vec![uid(4)],
+            }
+        );
+        assert!(compare(&here, &here).is_empty());
+        assert!(!compare(&here, &Digests::default()).is_empty());
+    }
+
+    /// Field 7 flows from the active side to the passive one, field 8 back.
+    fn one_way_sides(
+        here: &[(u128, i64, &str)],
+        there: &[(u128, i64, &str)],
+    ) -> (Digests, Digests) {
+        let side = |values| Digests {
+            records: records(&[(1, "same")]),
+            to_passive: vec![7],
+            to_active: vec![8],
+            one_way: one_way(values),
+            ..Digests::default()
+        };
+        (side(here), side(there))
+    }
+
+    #[test]
+    fn a_one_way_field_differs_only_where_its_sender_holds_a_value() {
+        let differs = |here, there| {
+            let (here, there) = one_way_sides(here, there);
+            compare(&here, &there).differ == vec![uid(1)]
+        };
+        // Sent down: the passive side lacks the active side's value, or holds another.
+        assert!(differs(&[(1, 7, "v")], &[]));
+        assert!(differs(&[(1, 7, "v")], &[(1, 7, "w")]));
+        // A value the passive side had before and the active side never filled: no drift.
+        assert!(!differs(&[], &[(1, 7, "w")]));
+        assert!(!differs(&[(1, 7, "v")], &[(1, 7, "v")]));
+        // Sent up: the same the other way round.
+        assert!(differs(&[], &[(1, 8, "v")]));
+        assert!(differs(&[(1, 8, "w")], &[(1, 8, "v")]));
+        assert!(!differs(&[(1, 8, "w")], &[]));
+    }
+
+    #[test]
+    fn only_the_fields_flowing_between_the_sides_are_compared() {
+        use Direction::{Both, Download, Off, Upload};
+        // The passive side's own directions of wire fields 1..=7.
+        let passive = Mapping {
+            routes: vec![
+                route(11, 5, 1, 1, Both),
+                route(12, 5, 2, 1, Download),
+                route(13, 5, 3, 1, Both),
+                route(14, 5, 4, 1, Upload),
+                route(15, 5, 5, 1, Upload),
+                route(16, 5, 6, 1, Off),
+                route(17, 5, 7, 1, Both),
+            ],
+            ..Mapping::default()
+        };
+        let request = DigestRequest {
+            fields: vec![1, 2, 3, 4, 5, 6, 7, 9],
+            directions: BTreeMap::from([
+                (1, Both),
+                (2, Upload),
+                (3, Upload),
+                (4, Download),
+                (5, Upload),
+                (6, Both),
+                (7, Off),
+                (9, Both),
+            ]),
+        };
+        let (both, [to_passive, to_active]) = agreed(&passive, &request);
+        assert_eq!(both, [1]);
+        assert_eq!(
+            to_passive,
+            [2, 3],
+            "the active side sends, the passive takes"
+        );
+        assert_eq!(to_active, [4]);
+        // 5: both only send; 6: off here; 7: off on the active side; 9: not
+        // carried here.
+
+        let older = DigestRequest {
+            fields: vec![1, 2, 6, 9],
+            directions: BTreeMap::new(),
+        };
+        let (both, one_way) = agreed(&passive, &older);
+        assert_eq!(both, [1, 2], "an older active side: compared whole");
+        assert!(one_way.iter().all(Vec::is_empty));
+    }
+
+    #[test]
+    fn the_request_names_every_field_not_switched_off_once() {
+        use Direction::{Both, Download, Off, Upload};
+        let mapping = Mapping {
+            routes: vec![
+                route(3, 1, 3, 1, Upload),
+                route(1, 1, 1, 1, Both),
+                route(2, 1, 2, 1, Off),
+                route(4, 2, 4, 2, Download),
+            ],
+            ..Mapping::default()
+        };
+        assert_eq!(fields(&mapping), [1, 3, 4]);
+        let request = request(&mapping);
+        assert_eq!(request.fields, [1, 3, 4]);
+        assert_eq!(
+            request.directions,
+            BTreeMap::from([(1, Both), (3, Upload), (4, Download)])
+        );
+    }
+
+    proptest! {
+        /// Every record of either side is in exactly one place: the same, differing, or
+        /// on one side only.
+        #[test]
+        fn every_record_lands_in_exactly_one_place(
+            here in btree_map(0u128..20, "[ab]", 0..12),
+            there in btree_map(0u128..20, "[ab]", 0..12),
+        ) {
+            let side = |m: &BTreeMap<u128, String>| Digests {
+                records: m.iter().map(|(u, d)| (uid(*u), d.clone())).collect(),
+                ..Digests::default()
+            };
+            let drift = compare(&side(&here), &side(&there));
+            for n in here.keys().chain(there.keys()) {
+                let u = uid(*n);
+                let expected = match (here.get(n), there.get(n)) {
+                    (Some(_), None) => [false, true, false],
+                    (None, Some(_)) => [false, false, true],
+                    (Some(a), Some(b)) => [a != b, false, false],
+                    (None, None) => unreachable!(),
+                };
+                prop_assert_eq!(
+                    [drift.differ.contains(&u), drift.only_here.contains(&u), drift.only_there.contains(&u)],
+                    expected,
+                    "record {}", n
+                );
+            }
+            let listed = drift.differ.len() + drift.only_here.len() + drift.only_there.len();
+            prop_assert!(listed <= here.len() + there.len());
+            prop_assert!(compare(&side(&here), &side(&here)).is_empty());
+        }
+    }
 }

@@ -14,6 +14,8 @@ pub mod mapping;
 pub mod matching;
 pub mod outbox;
 pub mod protocol;
+#[cfg(test)]
+mod testing;
 
 pub use apply::apply_packet;
 pub use mapping::Mapping;

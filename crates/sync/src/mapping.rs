@@ -314,26 +314,8 @@ impl Mapping {
 mod tests {
     use super::*;
     use crmsync_domain::FieldOptions;
-    use crmsync_domain::sync::{Secret, Transport, UserMatch};
 
-    fn sync(mode: Mode) -> SyncConfig {
-        SyncConfig {
-            id: 1,
-            name: "s".into(),
-            mode,
-            transport: Transport::Http,
-            remote_access: false,
-            remote_url: None,
-            password: Secret("p".into()),
-            log: true,
-            period_seconds: 1,
-            user_match: UserMatch::Login,
-            local: None,
-            ftp: None,
-            mass_delete_percent: 20,
-            conflict_policy: ConflictPolicy::Newer,
-        }
-    }
+    use crate::testing::sync_config as sync;
 
     fn table(id: i64, fields: &[(i64, FieldType)]) -> Table {
         Table {

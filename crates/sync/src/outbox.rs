@@ -4,7 +4,7 @@
 use crate::mapping::Mapping;
 use crate::protocol::{Item, Packet, WireField, WireStamp};
 use crmsync_domain::clock::Stamp;
-use crmsync_domain::record::ChangeOp;
+use crmsync_domain::record::{ChangeOp, LoggedChange};
 use crmsync_domain::store::StoreTx;
 use crmsync_domain::sync::{SyncConfig, UserMatch};
 use crmsync_domain::{
@@ -33,70 +33,22 @@ pub fn build_packet<S: Store>(
     after: i64,
     limit: usize,
 ) -> Result<Packet, DomainError> {
-    let echo = origin_of(sync);
-    let resend_for_us = format!("resend:{}", sync.id);
     core.store().read(|tx| {
         let changes = tx.changes_after(after, limit)?;
-        let upto = changes.last().map_or(after, |c| c.seq);
-        let sending_tables: Vec<TableId> = mapping
-            .routes
-            .iter()
-            .filter(|r| r.direction.sends())
-            .map(|r| r.local.table_id)
-            .collect();
-        // Per record: the configured fields to send, and whether its status may have changed.
-        let mut order: Vec<(TableId, RecordId)> = Vec::new();
-        let mut groups: HashMap<(TableId, RecordId), (BTreeSet<FieldNo>, bool)> = HashMap::new();
-        for change in &changes {
-            if change.origin == echo || !sending_tables.contains(&change.table_id) {
-                continue;
-            }
-            let resend = change.op == ChangeOp::Resend;
-            if resend && change.origin != resend_for_us {
-                continue;
-            }
-            let key = (change.table_id, change.record_id);
-            let entry = groups.entry(key).or_insert_with(|| {
-                order.push(key);
-                (BTreeSet::new(), false)
-            });
-            if resend && change.field_nos.is_empty() {
-                // Everything this sync sends of the record.
-                let table = change.table_id;
-                for route in mapping
-                    .routes
-                    .iter()
-                    .filter(|r| r.local.table_id == table && r.direction.sends())
-                {
-                    entry.0.insert(route.local.no);
-                }
-            }
-            for no in &change.field_nos {
-                if mapping.by_local(*no).is_some_and(|r| r.direction.sends()) {
-                    entry.0.insert(*no);
-                }
-            }
-            entry.1 |= matches!(
-                change.op,
-                ChangeOp::Create | ChangeOp::Delete | ChangeOp::Restore | ChangeOp::Resend
-            );
-        }
+        let upto = upto(after, &changes);
+        let outgoing = outgoing(&changes, sync, mapping);
         let tables = tx.tables()?;
         let mut users: Option<Vec<User>> = None;
         let mut items = Vec::new();
-        for key in order {
-            let (fields, status) = &groups[&key];
-            if fields.is_empty() && !status {
-                continue;
-            }
-            let Some(table) = tables.iter().find(|t| t.id == key.0) else {
+        for record in outgoing {
+            let Some(table) = tables.iter().find(|t| t.id == record.table_id) else {
                 continue;
             };
-            let Some(stored) = tx.record(table, key.1)? else {
+            let Some(stored) = tx.record(table, record.record_id)? else {
                 continue;
             };
             let mut wire_fields = std::collections::BTreeMap::new();
-            for no in fields {
+            for no in &record.fields {
                 let (Some(route), Some(stamp)) = (mapping.by_local(*no), stored.stamps.get(no))
                 else {
                     continue;
@@ -130,6 +82,93 @@ pub fn build_packet<S: Store>(
             ..Packet::default()
         })
     })
+}
+
+/// How far a packet of `changes` (a page of the change log after `after`) moves the peer's
+/// cursor: past every entry read, the ones it does not carry (echoes, other syncs' resends,
+/// fields not sent) too, so a page of nothing to send is not read again and again.
+fn upto(after: i64, changes: &[LoggedChange]) -> i64 {
+    changes.last().map_or(after, |c| c.seq)
+}
+
+/// Whether a change-log entry is this sync's to send: not one it applied itself, nor a
+/// resend request meant for another sync.
+fn for_this_sync(sync: &SyncConfig) -> impl Fn(&LoggedChange) -> bool {
+    let echo = origin_of(sync);
+    let resend_for_us = format!("resend:{}", sync.id);
+    move |c| c.origin != echo && (c.op != ChangeOp::Resend || c.origin == resend_for_us)
+}
+
+/// A record a packet carries: the configured fields to send, and whether its status may
+/// have changed (it is sent then even with no field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    pub table_id: TableId,
+    pub record_id: RecordId,
+    pub fields: BTreeSet<FieldNo>,
+    pub status: bool,
+}
+
+/// What of `changes` this sync sends, a record once, in the order of its first change: not
+/// what it applied itself (its own origin), nor fields it does not send, nor resend
+/// requests meant for another sync.
+pub(crate) fn outgoing(
+    changes: &[LoggedChange],
+    sync: &SyncConfig,
+    mapping: &Mapping,
+) -> Vec<Outgoing> {
+    let for_us = for_this_sync(sync);
+    let sending_tables: Vec<TableId> = mapping
+        .routes
+        .iter()
+        .filter(|r| r.direction.sends())
+        .map(|r| r.local.table_id)
+        .collect();
+    let mut order: Vec<(TableId, RecordId)> = Vec::new();
+    let mut groups: HashMap<(TableId, RecordId), (BTreeSet<FieldNo>, bool)> = HashMap::new();
+    for change in changes {
+        if !for_us(change) || !sending_tables.contains(&change.table_id) {
+            continue;
+        }
+        let resend = change.op == ChangeOp::Resend;
+        let key = (change.table_id, change.record_id);
+        let entry = groups.entry(key).or_insert_with(|| {
+            order.push(key);
+            (BTreeSet::new(), false)
+        });
+        if resend && change.field_nos.is_empty() {
+            // Everything this sync sends of the record.
+            let table = change.table_id;
+            for route in mapping
+                .routes
+                .iter()
+                .filter(|r| r.local.table_id == table && r.direction.sends())
+            {
+                entry.0.insert(route.local.no);
+            }
+        }
+        for no in &change.field_nos {
+            if mapping.by_local(*no).is_some_and(|r| r.direction.sends()) {
+                entry.0.insert(*no);
+            }
+        }
+        entry.1 |= matches!(
+            change.op,
+            ChangeOp::Create | ChangeOp::Delete | ChangeOp::Restore | ChangeOp::Resend
+        );
+    }
+    order
+        .into_iter()
+        .filter_map(|key| {
+            let (fields, status) = groups.remove(&key)?;
+            (!fields.is_empty() || status).then_some(Outgoing {
+                table_id: key.0,
+                record_id: key.1,
+                fields,
+                status,
+            })
+        })
+        .collect()
 }
 
 /// A value as it travels: users by the sync's matching rule, links by the target's uid.
@@ -168,8 +207,7 @@ pub(crate) fn to_wire(
 /// resend requests meant for other syncs).
 pub fn pending_out<S: Store>(core: &Instance<S>, sync: &SyncConfig) -> Result<i64, DomainError> {
     let state = core.sync_state(sync.id)?;
-    let echo = origin_of(sync);
-    let resend_for_us = format!("resend:{}", sync.id);
+    let for_us = for_this_sync(sync);
     core.store().read(|tx| {
         let mut after = state.sent_seq;
         let mut pending = 0i64;
@@ -177,12 +215,7 @@ pub fn pending_out<S: Store>(core: &Instance<S>, sync: &SyncConfig) -> Result<i6
             let page = tx.changes_after(after, 10_000)?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            pending += page
-                .iter()
-                .filter(|c| {
-                    c.origin != echo && (c.op != ChangeOp::Resend || c.origin == resend_for_us)
-                })
-                .count() as i64;
+            pending += page.iter().filter(|c| for_us(c)).count() as i64;
         }
         Ok(pending)
     })
@@ -211,6 +244,178 @@ pub(crate) fn each_record_page<S: Store>(
         match page.next_after {
             Some(next) => after = Some(next),
             None => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{route, sync_config};
+    use crmsync_domain::sync::{Direction, Mode};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// Table 1: fields 1 (both) and 2 (upload) leave, 3 only arrives; table 2: field 4
+    /// leaves, 5 is off; table 3 is not synced.
+    fn mapping() -> Mapping {
+        Mapping {
+            routes: vec![
+                route(1, 1, 1, 1, Direction::Both),
+                route(2, 1, 2, 1, Direction::Upload),
+                route(3, 1, 3, 1, Direction::Download),
+                route(4, 2, 4, 2, Direction::Both),
+                route(5, 2, 5, 2, Direction::Off),
+            ],
+            ..Mapping::default()
+        }
+    }
+
+    fn change(
+        seq: i64,
+        op: ChangeOp,
+        record: (i64, i64),
+        origin: &str,
+        fields: &[i64],
+    ) -> LoggedChange {
+        LoggedChange {
+            seq,
+            table_id: record.0,
+            record_id: record.1,
+            op,
+            origin: origin.into(),
+            field_nos: fields.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_packet_moves_the_cursor_past_everything_it_read() {
+        let echoes = [
+            change(4, ChangeOp::Update, (1, 100), "sync:1", &[1]),
+            change(9, ChangeOp::Resend, (1, 100), "resend:2", &[]),
+        ];
+        let sync = sync_config(Mode::Active);
+        assert!(outgoing(&echoes, &sync, &mapping()).is_empty());
+        assert_eq!(upto(3, &echoes), 9, "nothing to carry, and still read");
+        assert_eq!(upto(3, &[]), 3, "nothing new");
+    }
+
+    fn sent(outgoing: &[Outgoing]) -> Vec<(i64, Vec<i64>, bool)> {
+        outgoing
+            .iter()
+            .map(|o| (o.record_id, o.fields.iter().copied().collect(), o.status))
+            .collect()
+    }
+
+    #[test]
+    fn a_packet_carries_each_record_once_with_the_fields_that_leave() {
+        use ChangeOp::{Create, Delete, Resend, Update};
+        let changes = [
+            change(1, Create, (1, 100), "api", &[1, 2, 3]),
+            change(2, Update, (1, 101), "api", &[3]),
+            change(3, Update, (1, 100), "sync:1", &[3]),
+            change(4, Update, (1, 102), "sync:1", &[1]),
+            change(5, Resend, (1, 103), "resend:1", &[]),
+            change(6, Resend, (1, 104), "resend:2", &[]),
+            change(7, Update, (3, 300), "api", &[9]),
+            change(8, Delete, (1, 101), "api", &[]),
+            change(9, Update, (1, 105), "sync:2", &[2]),
+            change(10, Update, (2, 200), "api", &[5]),
+            change(11, Resend, (2, 201), "resend:1", &[4]),
+        ];
+        let outgoing = outgoing(&changes, &sync_config(Mode::Active), &mapping());
+        assert_eq!(
+            sent(&outgoing),
+            [
+                (100, vec![1, 2], true),
+                // Placed by its first change, sent for its delete.
+                (101, vec![], true),
+                // A resend without fields: everything the sync sends of the record.
+                (103, vec![1, 2], true),
+                // What another sync brought in goes on.
+                (105, vec![2], false),
+                (201, vec![4], true),
+            ]
+        );
+    }
+
+    fn changes() -> impl Strategy<Value = Vec<LoggedChange>> {
+        let op = prop_oneof![
+            Just(ChangeOp::Create),
+            Just(ChangeOp::Update),
+            Just(ChangeOp::Delete),
+            Just(ChangeOp::Restore),
+            Just(ChangeOp::Resend),
+        ];
+        let origin = prop_oneof![
+            Just("api"),
+            Just("sync:1"),
+            Just("sync:2"),
+            Just("resend:1"),
+            Just("resend:2")
+        ];
+        vec((op, 1i64..4, 1i64..5, origin, vec(0i64..3, 0..3)), 0..30).prop_map(|entries| {
+            entries
+                .into_iter()
+                .enumerate()
+                .map(|(i, (op, table, record, origin, fields))| {
+                    // A change names fields of its own table: 1..=3, 4..=5, 6.
+                    let table_fields: &[i64] = match table {
+                        1 => &[1, 2, 3],
+                        2 => &[4, 5],
+                        _ => &[6],
+                    };
+                    let fields: Vec<i64> = fields
+                        .iter()
+                        .map(|f| table_fields[*f as usize % table_fields.len()])
+                        .collect();
+                    change(i as i64 + 1, op, (table, record), origin, &fields)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn what_leaves_is_what_this_sync_sends_once_in_order(changes in changes()) {
+            let sync = sync_config(Mode::Active);
+            let mapping = mapping();
+            let outgoing = outgoing(&changes, &sync, &mapping);
+            let for_us = for_this_sync(&sync);
+            let counted = |c: &&LoggedChange| for_us(c) && [1, 2].contains(&c.table_id);
+            let mut seen = Vec::new();
+            for record in &outgoing {
+                let key = (record.table_id, record.record_id);
+                prop_assert!(!seen.contains(&key), "{:?} twice", key);
+                seen.push(key);
+                let its: Vec<&LoggedChange> = changes
+                    .iter()
+                    .filter(counted)
+                    .filter(|c| (c.table_id, c.record_id) == key)
+                    .collect();
+                prop_assert!(!its.is_empty(), "{:?} sent without a change of its own", key);
+                for no in &record.fields {
+                    let route = mapping.by_local(*no).unwrap();
+                    prop_assert!(route.direction.sends() && route.local.table_id == key.0);
+                }
+                let named = its.iter().flat_map(|c| &c.field_nos).filter(|no| {
+                    mapping.by_local(**no).is_some_and(|r| r.direction.sends())
+                });
+                for no in named {
+                    prop_assert!(record.fields.contains(no), "field {} of {:?} left out", no, key);
+                }
+                let status = its.iter().any(|c| c.op != ChangeOp::Update);
+                prop_assert_eq!(record.status, status);
+            }
+            // In the order of each record's first change.
+            let firsts: Vec<i64> = seen
+                .iter()
+                .map(|key| changes.iter().filter(counted).find(|c| (c.table_id, c.record_id) == *key).unwrap().seq)
+                .collect();
+            prop_assert!(firsts.windows(2).all(|w| w[0] < w[1]));
+            // Its own echoes and other syncs' resends change nothing.
+            let kept: Vec<LoggedChange> = changes.iter().filter(|c| for_us(c)).cloned().collect();
+            prop_assert_eq!(super::outgoing(&kept, &sync, &mapping), outgoing);
         }
     }
 }

@@ -288,3 +288,202 @@ impl Packet {
         serde_json::json!({ "records": records })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+    use proptest::collection::vec;
+    use proptest::option::of;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use serde::de::DeserializeOwned;
+
+    /// What travels over HTTP is JSON: each message read back equals what was sent.
+    fn round_trip<T: Serialize + DeserializeOwned>(message: &T) -> T {
+        serde_json::from_slice(&serde_json::to_vec(message).unwrap()).unwrap()
+    }
+
+    fn user_match() -> impl Strategy<Value = Option<UserMatch>> {
+        of(prop_oneof![
+            Just(UserMatch::Login),
+            Just(UserMatch::FullName),
+            Just(UserMatch::Id)
+        ])
+    }
+
+    proptest! {
+        #[test]
+        fn any_packet_round_trips_as_json(packet in testing::packet()) {
+            prop_assert_eq!(round_trip(&packet), packet);
+        }
+
+        /// A body cut short (a dropped connection) is never read as a smaller packet.
+        #[test]
+        fn a_cut_packet_is_not_read(packet in testing::packet(), cut in any::<Index>()) {
+            let json = serde_json::to_vec(&packet).unwrap();
+            let cut = cut.index(json.len());
+            prop_assert!(serde_json::from_slice::<Packet>(&json[..cut]).is_err());
+        }
+
+        #[test]
+        fn hellos_round_trip(
+            version in any::<u32>(),
+            instance_id in testing::text(),
+            catalog in vec((any::<i64>(), testing::text(), any::<i64>()), 0..4),
+            user_match in user_match(),
+            problems in vec(testing::text(), 0..3),
+            now_ms in of(any::<i64>()),
+        ) {
+            let catalog: Catalog = catalog
+                .into_iter()
+                .map(|(no, name, table_id)| CatalogField {
+                    no,
+                    name: name.clone(),
+                    field_type: "text".into(),
+                    table_id,
+                    table_name: name,
+                })
+                .collect();
+            let hello = Hello { version, instance_id: instance_id.clone(), catalog, user_match };
+            let back = round_trip(&hello);
+            prop_assert_eq!(
+                (back.version, back.instance_id, back.catalog, back.user_match),
+                (hello.version, hello.instance_id, hello.catalog, hello.user_match)
+            );
+            let reply = HelloReply { version, instance_id, problems, now_ms, user_match };
+            let back = round_trip(&reply);
+            prop_assert_eq!(
+                (back.version, back.instance_id, back.problems, back.now_ms, back.user_match),
+                (reply.version, reply.instance_id, reply.problems, reply.now_ms, reply.user_match)
+            );
+        }
+
+        #[test]
+        fn pull_requests_round_trip(
+            ack in any::<i64>(),
+            wait_ms in any::<u64>(),
+            problems in vec(testing::text(), 0..3),
+            user_match in user_match(),
+            resent in of((any::<i64>(), any::<i64>(), any::<i64>())),
+        ) {
+            let resent = resent.map(|(count, first, last)| ResendSummary { count, first, last });
+            let request = PullRequest { ack, wait_ms, problems, user_match, resent };
+            let back = round_trip(&request);
+            prop_assert_eq!(
+                (back.ack, back.wait_ms, back.problems, back.user_match, back.resent),
+                (request.ack, request.wait_ms, request.problems, request.user_match, request.resent)
+            );
+        }
+
+        #[test]
+        fn record_exchanges_round_trip(
+            items in vec(testing::item(), 0..4),
+            table in any::<i64>(),
+            pairs in vec((testing::uid(), testing::uid()), 0..4),
+        ) {
+            prop_assert_eq!(round_trip(&RecordsReply { items: items.clone() }).items, items);
+            prop_assert_eq!(round_trip(&RecordsRequest { table }).table, table);
+            let request = PairRequest { table, pairs };
+            prop_assert_eq!(round_trip(&request), request);
+        }
+
+        /// What a cursor has delivered of a resend never falls as the cursor moves on, and
+        /// stays within what was queued.
+        #[test]
+        fn delivered_grows_with_the_cursor_up_to_the_count(
+            count in 0i64..1_000,
+            first in -1_000i64..1_000,
+            span in 0i64..1_000,
+            cursor in -3_000i64..3_000,
+        ) {
+            let summary = ResendSummary { count, first, last: first + span };
+            let now = summary.delivered(cursor);
+            prop_assert!((0..=count).contains(&now));
+            prop_assert!(summary.delivered(cursor + 1) >= now);
+            prop_assert_eq!(summary.delivered(first - 1), 0);
+            prop_assert_eq!(summary.delivered(first + span), count);
+        }
+    }
+
+    #[test]
+    fn a_packet_of_an_older_version_is_read() {
+        // Protocol version 1 as first written: none of the parts added since.
+        let packet: Packet = serde_json::from_str(
+            r#"{"after":1,"upto":2,"remaining":0,"items":[{"uid":"00000000-0000-0000-0000-000000000001","table":3,"status":"active","status_stamp":{"hlc":5,"node":"00000000-0000-0000-0000-000000000002"},"fields":{"4":{"value":"x","stamp":{"hlc":5,"node":"00000000-0000-0000-0000-000000000002"}}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!((packet.after, packet.upto), (1, 2));
+        assert_eq!(packet.items[0].created_at_ms, None);
+        assert_eq!(packet.items[0].fields[&4].value, "x");
+        assert_eq!(packet.rules, None, "no rules: the newer write wins");
+        let request: PullRequest = serde_json::from_str(r#"{"ack":7,"wait_ms":0}"#).unwrap();
+        assert!(request.problems.is_empty() && request.user_match.is_none());
+    }
+
+    #[test]
+    fn parts_left_empty_are_not_sent() {
+        let json = serde_json::to_value(Packet::default()).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["after", "items", "remaining", "upto"]);
+    }
+
+    #[test]
+    fn a_resend_delivered_counts_what_the_cursor_passed() {
+        let summary = ResendSummary {
+            count: 3,
+            first: 10,
+            last: 12,
+        };
+        assert_eq!(summary.delivered(9), 0);
+        assert_eq!(summary.delivered(10), 1);
+        assert_eq!(summary.delivered(11), 2);
+        assert_eq!(summary.delivered(12), 3);
+        assert_eq!(summary.delivered(100), 3);
+        assert_eq!(ResendSummary::default().delivered(100), 0, "nothing queued");
+        // Seqs of other changes in between: never more than were queued.
+        let sparse = ResendSummary {
+            count: 2,
+            first: 10,
+            last: 20,
+        };
+        assert_eq!(sparse.delivered(15), 2);
+    }
+
+    #[test]
+    fn the_log_lists_each_record_with_its_fields() {
+        let stamp = WireStamp {
+            hlc: 1,
+            node: Uuid::nil(),
+        };
+        let field = WireField {
+            value: "v".into(),
+            stamp,
+        };
+        let packet = Packet {
+            items: vec![Item {
+                uid: Uuid::from_u128(7),
+                table: 2,
+                status: "deleted".into(),
+                status_stamp: stamp,
+                fields: BTreeMap::from([(5, field.clone()), (3, field)]),
+                created_at_ms: None,
+            }],
+            ..Packet::default()
+        };
+        assert_eq!(
+            packet.logged_records(),
+            serde_json::json!({"records": [{
+                "uid": Uuid::from_u128(7).to_string(),
+                "table": 2,
+                "status": "deleted",
+                "fields": [3, 5],
+            }]})
+        );
+    }
+}
