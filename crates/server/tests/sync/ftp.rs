@@ -348,6 +348,12 @@ async fn ftp_to_ftp_through_vsftpd_survives_a_server_restart_mid_exchange() {
     // The server goes away in the middle and comes back on the same port.
     drop(ftp);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Rows still to come through the restarted server: the restart is mid-exchange.
+    let on_aux = aux_api.all_ids(aux_table, "active").await.len();
+    assert!(
+        on_aux < rows,
+        "restarted mid-exchange: {on_aux} of {rows} rows on aux"
+    );
     let _ftp = Vsftpd::start(&root, port);
     eventually(120, "every row, once, after the restart", || async {
         (aux_api.all_ids(aux_table, "active").await.len() == rows).then_some(())
@@ -423,16 +429,22 @@ async fn a_big_file_through_vsftpd_survives_a_server_restart_mid_upload() {
         "stopped mid-upload: {written_before} of 25 chunks"
     );
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let _ftp = Vsftpd::start(&root, port);
-    let copy = eventually(180, "the whole file on aux after the restart", || async {
+    let file_on_aux = || async {
         let (_, page) = aux_api.get(&format!("/tables/{aux_table}/records")).await;
         page["records"].as_array()?.iter().find_map(|r| {
             (r["values"][aux_scan.to_string()]["sha256"] == sha.as_str())
                 .then(|| r["id"].as_i64())
                 .flatten()
         })
-    })
-    .await;
+    };
+    // Fewer chunk files could also mean aux took them all: it must not have the file yet.
+    assert_eq!(
+        file_on_aux().await,
+        None,
+        "restarted mid-upload: the file is not on aux yet"
+    );
+    let _ftp = Vsftpd::start(&root, port);
+    let copy = eventually(180, "the whole file on aux after the restart", file_on_aux).await;
     assert_eq!(
         aux_api.file_checksum(aux_table, copy, aux_scan).await,
         (size as u64, sha)
