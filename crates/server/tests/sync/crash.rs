@@ -56,7 +56,6 @@ pub async fn census(api: &Client, table: i64) -> (usize, usize, usize) {
     }
 }
 
-
 fn endpoint(passive_side: &Server, passive: i64) -> String {
     format!("{}/sync/v1/{passive}", passive_side.url)
 }
@@ -101,7 +100,8 @@ async fn killing_either_side_mid_exchange_resumes_with_only_the_missing_rows() {
 
     // 1. The passive side dies while the active side pushes: the first packet applied,
     //    the second held in the relay.
-    let relay = through_a_relay_holding_the_second(&main_api, active, &aux, passive, "/push ").await;
+    let relay =
+        through_a_relay_holding_the_second(&main_api, active, &aux, passive, "/push ").await;
     import_rows(&main_api, m_table, "main").await;
     eventually(60, "the second pushed packet held", || async {
         (relay.held() == 1).then_some(())
@@ -142,7 +142,8 @@ async fn killing_either_side_mid_exchange_resumes_with_only_the_missing_rows() {
     })
     .await;
     import_rows(&aux_api, a_table, "aux").await;
-    let relay = through_a_relay_holding_the_second(&main_api, active, &aux, passive, "/pull ").await;
+    let relay =
+        through_a_relay_holding_the_second(&main_api, active, &aux, passive, "/pull ").await;
     eventually(60, "the second pull held", || async {
         (relay.held() == 1).then_some(())
     })

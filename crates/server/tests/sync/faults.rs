@@ -320,22 +320,34 @@ async fn a_connection_cut_mid_packet_either_way_or_after_the_packet_loses_and_do
     // Packets of a few thousand rows: each cut lands well inside one.
     let phases = [
         // The push is cut halfway through its packet: the passive side gets half a body.
-        ("main", &main_api, Fault {
-            min_body: 10_000,
-            ..Fault::new("/push ", Action::CutRequest)
-        }),
+        (
+            "main",
+            &main_api,
+            Fault {
+                min_body: 10_000,
+                ..Fault::new("/push ", Action::CutRequest)
+            },
+        ),
         // The passive side applies the push, its answer is lost: the packet comes again.
         ("again", &main_api, Fault::new("/push ", Action::CutAnswer)),
         // A pulled packet is cut halfway: the active side gets half of it.
-        ("aux", &aux_api, Fault {
-            min_body: 10_000,
-            ..Fault::new("/pull ", Action::CutAnswer)
-        }),
+        (
+            "aux",
+            &aux_api,
+            Fault {
+                min_body: 10_000,
+                ..Fault::new("/pull ", Action::CutAnswer)
+            },
+        ),
     ];
     for (expected, (prefix, api, fault)) in (1..).zip(phases) {
         let errors_before = last_log_id(&main_api, active).await;
         relay.arm(fault.clone());
-        let table = if prefix == "aux" { aux_table } else { main_table };
+        let table = if prefix == "aux" {
+            aux_table
+        } else {
+            main_table
+        };
         import_rows(api, table, prefix).await;
         eventually(60, &format!("the cut of {fault:?}"), || async {
             (relay.cuts() == expected).then_some(())
@@ -360,8 +372,10 @@ async fn a_connection_cut_mid_packet_either_way_or_after_the_packet_loses_and_do
             !errors.is_empty(),
             "the cut of {fault:?} shows in the active side's log"
         );
-        for (side, api, table) in [("main", &main_api, main_table), ("aux", &aux_api, aux_table)]
-        {
+        for (side, api, table) in [
+            ("main", &main_api, main_table),
+            ("aux", &aux_api, aux_table),
+        ] {
             assert_eq!(
                 census(api, table).await,
                 (total, total, total),

@@ -302,7 +302,10 @@ async fn a_100_mb_file_travels_both_ways_ftp_to_ftp() {
 
 /// `server`'s passive sync `passive` reached through `relay`.
 fn relayed(relay: &Relay, server: &Server, passive: i64) -> String {
-    relay.url_for(&format!("{}/sync/v1/{passive}", server.url), &server.address())
+    relay.url_for(
+        &format!("{}/sync/v1/{passive}", server.url),
+        &server.address(),
+    )
 }
 
 /// kill -9 of the receiving side while a 100 MB file is on its way (a relay holds chunk 3
@@ -379,7 +382,6 @@ async fn a_file_killed_mid_transfer_resumes_at_the_first_missing_chunk_in_flat_m
     // One chunk at a time: neither peak grew by anything near the file's 100 MiB.
     let main_grew = peak_rss_kib(main.pid()).saturating_sub(main_before) >> 10;
     let aux_grew = peak_rss_kib(aux.pid()).saturating_sub(aux_before) >> 10;
-    eprintln!("RSS main +{main_grew} MiB, aux +{aux_grew} MiB");
     assert!(
         main_grew < 64 && aux_grew < 64,
         "peak RSS grew by {main_grew} MiB on main (sending) and {aux_grew} MiB on aux \
