@@ -3,7 +3,7 @@
 //! restart the exchange resumes with the rows still missing — nothing lost, nothing
 //! doubled, nothing sent again.
 
-use super::faults::{Action, Fault, Relay, last_log_id, log_after, records_sent};
+use super::faults::{Action, Fault, Relay, last_log_id, log_after, records_listed};
 use super::http::{SyncedPair, quiet, set_remote, synced_pair};
 use crate::common::{Client, Server, eventually};
 use reqwest::{Method, StatusCode};
@@ -125,7 +125,7 @@ async fn killing_either_side_mid_exchange_resumes_with_only_the_missing_rows() {
     .await;
     quiet(&main_api, active, &aux_api, passive).await;
     assert_eq!(
-        records_sent(&log_after(&main_api, active, logged).await),
+        records_listed(&log_after(&main_api, active, logged).await, "sent"),
         ROWS - on_aux,
         "after the restart main sent only the rows aux lacked"
     );
@@ -170,7 +170,7 @@ async fn killing_either_side_mid_exchange_resumes_with_only_the_missing_rows() {
     .await;
     quiet(&main_api, active, &aux_api, passive).await;
     assert_eq!(
-        records_sent(&log_after(&aux_api, passive, logged).await),
+        records_listed(&log_after(&aux_api, passive, logged).await, "sent"),
         2 * ROWS - on_main,
         "after the restart aux sent only the rows main lacked"
     );

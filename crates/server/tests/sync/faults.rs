@@ -290,11 +290,11 @@ pub async fn log_after(api: &Client, sync: i64, mut after: i64) -> Vec<Value> {
     }
 }
 
-/// How many records the log entries list as sent.
-pub fn records_sent(entries: &[Value]) -> usize {
+/// How many records the log entries of `kind` ("sent", "received") list.
+pub fn records_listed(entries: &[Value], kind: &str) -> usize {
     entries
         .iter()
-        .filter(|e| e["kind"] == "sent")
+        .filter(|e| e["kind"] == kind)
         .map(|e| e["detail"]["records"].as_array().map_or(0, Vec::len))
         .sum()
 }
@@ -342,12 +342,13 @@ async fn a_connection_cut_mid_packet_either_way_or_after_the_packet_loses_and_do
     ];
     for (expected, (prefix, api, fault)) in (1..).zip(phases) {
         let errors_before = last_log_id(&main_api, active).await;
-        relay.arm(fault.clone());
-        let table = if prefix == "aux" {
-            aux_table
+        let (table, receiver, receiving) = if prefix == "aux" {
+            (aux_table, &main_api, active)
         } else {
-            main_table
+            (main_table, &aux_api, passive)
         };
+        let received_before = last_log_id(receiver, receiving).await;
+        relay.arm(fault.clone());
         import_rows(api, table, prefix).await;
         eventually(60, &format!("the cut of {fault:?}"), || async {
             (relay.cuts() == expected).then_some(())
@@ -371,6 +372,12 @@ async fn a_connection_cut_mid_packet_either_way_or_after_the_packet_loses_and_do
         assert!(
             !errors.is_empty(),
             "the cut of {fault:?} shows in the active side's log"
+        );
+        let received = log_after(receiver, receiving, received_before).await;
+        assert_eq!(
+            records_listed(&received, "received"),
+            super::crash::ROWS,
+            "after the cut of {fault:?} each row was applied once"
         );
         for (side, api, table) in [
             ("main", &main_api, main_table),
