@@ -308,50 +308,103 @@ fn relayed(relay: &Relay, server: &Server, passive: i64) -> String {
     )
 }
 
-/// kill -9 of the receiving side while a 100 MB file is on its way (a relay holds chunk 3
-/// in flight): after a restart the sender goes on from the first chunk missing there, the
-/// file arrives whole, and neither process's peak memory grew with the file.
+/// Contracts on main and aux syncing both ways, the sync held off (pointed nowhere) until
+/// a test points it at aux: (main's and aux's Contracts, the active and passive sync).
+async fn contracts_held_off(
+    main: &Client,
+    aux: &Client,
+) -> ((i64, i64, i64), (i64, i64, i64), i64, i64) {
+    let m = contracts(main).await;
+    let a = contracts(aux).await;
+    let (active, passive) = pair(main, aux, "123456").await;
+    add_field(main, active, m.1, "both", None).await;
+    add_field(main, active, m.2, "both", None).await;
+    add_field(aux, passive, a.1, "both", Some(m.1)).await;
+    add_field(aux, passive, a.2, "both", Some(m.2)).await;
+    set_remote(main, active, "http://127.0.0.1:9/sync/v1/1").await;
+    (m, a, active, passive)
+}
+
+/// A 100 MiB file stored on one side: its SHA-256.
+async fn a_big_file(api: &Client, (table, name, scan): (i64, i64, i64)) -> String {
+    let id = api
+        .create_record(table, json!({ name.to_string(): "Contract 9" }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let bytes = content(BIG, 9);
+    let sha = hex::encode(Sha256::digest(&bytes));
+    api.upload_file(table, id, scan, "scan.pdf", bytes).await;
+    sha
+}
+
+/// How much of the file `sha` a killed instance held in `data`: asserts it was killed
+/// mid-file (at least a chunk there, not the whole file).
+fn held_mid_file(data: &Path, sha: &str) -> u64 {
+    let part = data.join(format!("files/incoming/{sha}.part"));
+    let whole = data.join(format!("files/{}/{sha}", &sha[..2]));
+    let held = std::fs::metadata(&part).map_or(0, |m| m.len());
+    assert!(
+        (CHUNK_BYTES..BIG as u64).contains(&held) && !whole.exists(),
+        "killed mid-file: {held} of {BIG} bytes there"
+    );
+    held
+}
+
+/// The chunks of `sha` requested through `relay` with `method` ("PUT" to send, "GET" to
+/// fetch), in order.
+fn chunks_requested(relay: &Relay, method: &str, sha: &str) -> Vec<u64> {
+    relay
+        .requests()
+        .iter()
+        .filter(|line| line.starts_with(&format!("{method} ")))
+        .filter_map(|line| {
+            let (_, after) = line.split_once(&format!("/content/{sha}/"))?;
+            after.split(['?', ' ']).next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Asserts that each of the two processes' peak memory grew by far less than the file.
+fn flat_memory(sender: (&Server, u64), receiver: (&Server, u64)) {
+    let grew =
+        |(server, before): (&Server, u64)| peak_rss_kib(server.pid()).saturating_sub(before) >> 10;
+    let (sent, received) = (grew(sender), grew(receiver));
+    // One chunk at a time: some 40 MiB at most, whatever the size.
+    assert!(
+        sent < 64 && received < 64,
+        "peak RSS grew by {sent} MiB sending and {received} MiB receiving a {} MiB file",
+        BIG >> 20
+    );
+}
+
+/// kill -9 of the receiving passive side while a 100 MB file is pushed to it (a relay
+/// holds chunk 3 on its way): after a restart the sender goes on from the first chunk
+/// missing there, the file arrives whole, and neither process's peak memory grew with it.
 #[tokio::test]
-async fn a_file_killed_mid_transfer_resumes_at_the_first_missing_chunk_in_flat_memory() {
+async fn a_passive_side_killed_mid_file_resumes_at_the_first_missing_chunk_in_flat_memory() {
     let dir = tempfile::tempdir().unwrap();
     let main = Server::start(&dir.path().join("main"));
     let aux = Server::start(&dir.path().join("aux"));
     let (main_api, aux_api) = (main.admin(), aux.admin());
-    let m = contracts(&main_api).await;
-    let a = contracts(&aux_api).await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    add_field(&main_api, active, m.1, "upload", None).await;
-    add_field(&main_api, active, m.2, "upload", None).await;
-    add_field(&aux_api, passive, a.1, "download", Some(m.1)).await;
-    add_field(&aux_api, passive, a.2, "download", Some(m.2)).await;
+    let (m, a, active, passive) = contracts_held_off(&main_api, &aux_api).await;
+    let sha = a_big_file(&main_api, m).await;
     // Stored while the sync cannot reach aux: main's peak from here on is the transfer's.
-    set_remote(&main_api, active, "http://127.0.0.1:9/sync/v1/1").await;
-    let id = main_api
-        .create_record(m.0, json!({ m.1.to_string(): "Contract 9" }))
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    let scan = content(BIG, 9);
-    let sha = hex::encode(Sha256::digest(&scan));
-    main_api.upload_file(m.0, id, m.2, "scan.pdf", scan).await;
     let main_before = peak_rss_kib(main.pid());
 
     let relay = Relay::start(&aux.address()).await;
-    relay.arm(Fault::new(&format!("/content/{sha}/3?"), Action::Hold));
+    relay.arm(Fault::new(
+        &format!("PUT /sync/v1/{passive}/content/{sha}/3?"),
+        Action::Hold,
+    ));
     set_remote(&main_api, active, &relayed(&relay, &aux, passive)).await;
     eventually(120, "chunk 3 held on its way", || async {
         (relay.held() == 1).then_some(())
     })
     .await;
-    let part = aux.data.join(format!("files/incoming/{sha}.part"));
-    let whole = aux.data.join(format!("files/{}/{sha}", &sha[..2]));
     let aux_data = aux.kill();
     drop(relay);
-    let held = std::fs::metadata(&part).map_or(0, |m| m.len());
-    assert!(
-        (CHUNK_BYTES..BIG as u64).contains(&held) && !whole.exists(),
-        "killed mid-file: {held} of {BIG} bytes on aux"
-    );
+    let held = held_mid_file(&aux_data, &sha);
 
     let aux = Server::start(&aux_data);
     let aux_api = aux.admin();
@@ -364,28 +417,56 @@ async fn a_file_killed_mid_transfer_resumes_at_the_first_missing_chunk_in_flat_m
         (BIG as u64, sha.clone()),
         "the file arrived intact"
     );
-    let chunks_sent: Vec<u64> = relay
-        .requests()
-        .iter()
-        .filter(|line| line.starts_with("PUT "))
-        .filter_map(|line| {
-            let (_, after) = line.split_once(&format!("/content/{sha}/"))?;
-            after.split('?').next()?.parse().ok()
-        })
-        .collect();
     assert_eq!(
-        chunks_sent,
+        chunks_requested(&relay, "PUT", &sha),
         (held / CHUNK_BYTES..chunk_count(BIG as u64)).collect::<Vec<_>>(),
         "after the restart main sent each chunk aux lacked once, from the first missing"
     );
+    flat_memory((&main, main_before), (&aux, aux_before));
+}
 
-    // One chunk at a time: neither peak grew by anything near the file's 100 MiB.
-    let main_grew = peak_rss_kib(main.pid()).saturating_sub(main_before) >> 10;
-    let aux_grew = peak_rss_kib(aux.pid()).saturating_sub(aux_before) >> 10;
-    assert!(
-        main_grew < 64 && aux_grew < 64,
-        "peak RSS grew by {main_grew} MiB on main (sending) and {aux_grew} MiB on aux \
-         (receiving) for a {} MiB file",
-        BIG >> 20
+/// kill -9 of the receiving active side while it fetches a 100 MB file from the passive
+/// side (a relay holds its request for chunk 3): after a restart it asks for the chunks
+/// it lacks only, the file arrives whole, in flat memory.
+#[tokio::test]
+async fn an_active_side_killed_mid_file_resumes_at_the_first_missing_chunk_in_flat_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (m, a, active, passive) = contracts_held_off(&main_api, &aux_api).await;
+    let sha = a_big_file(&aux_api, a).await;
+    let aux_before = peak_rss_kib(aux.pid());
+
+    let relay = Relay::start(&aux.address()).await;
+    relay.arm(Fault::new(
+        &format!("GET /sync/v1/{passive}/content/{sha}/3 "),
+        Action::Hold,
+    ));
+    set_remote(&main_api, active, &relayed(&relay, &aux, passive)).await;
+    eventually(120, "the request for chunk 3 held", || async {
+        (relay.held() == 1).then_some(())
+    })
+    .await;
+    let main_data = main.kill();
+    drop(relay);
+    let held = held_mid_file(&main_data, &sha);
+
+    let main = Server::start(&main_data);
+    let main_api = main.admin();
+    let main_before = peak_rss_kib(main.pid());
+    let relay = Relay::start(&aux.address()).await;
+    set_remote(&main_api, active, &relayed(&relay, &aux, passive)).await;
+    let copy = arrived(&main_api, m.0, m.2, &sha).await;
+    assert_eq!(
+        main_api.file_checksum(m.0, copy, m.2).await,
+        (BIG as u64, sha.clone()),
+        "the file arrived intact"
     );
+    assert_eq!(
+        chunks_requested(&relay, "GET", &sha),
+        (held / CHUNK_BYTES..chunk_count(BIG as u64)).collect::<Vec<_>>(),
+        "after the restart main fetched each chunk it lacked once, from the first missing"
+    );
+    flat_memory((&aux, aux_before), (&main, main_before));
 }
