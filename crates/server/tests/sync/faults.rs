@@ -1,6 +1,7 @@
 //! Faults that are proven to land: a TCP relay between the active and the passive side
-//! that sees every HTTP request and answer, and cuts or holds the one it is told to; a
-//! connection cut in the middle of a packet, either way, and an answer lost after the
+//! that sees every HTTP request and answer, and cuts or holds the one it is told to (the
+//! crash and file tests hold a packet or a chunk with it to kill a process mid-transfer);
+//! a connection cut in the middle of a packet, either way, and an answer lost after the
 //! passive side applied the packet, lose and double nothing.
 
 use super::crash::{census, import_rows};
@@ -317,39 +318,38 @@ async fn a_connection_cut_mid_packet_either_way_or_after_the_packet_loses_and_do
     set_remote(&main_api, active, &relay.url_for(&endpoint, &aux.address())).await;
     quiet(&main_api, active, &aux_api, passive).await;
 
-    // Packets of a few thousand rows: each cut lands well inside one.
+    // 6,000 rows a phase, from main or from aux: packets of 5,000 and 1,000, each cut
+    // lands well inside the first.
     let phases = [
         // The push is cut halfway through its packet: the passive side gets half a body.
         (
             "main",
-            &main_api,
             Fault {
                 min_body: 10_000,
                 ..Fault::new("/push ", Action::CutRequest)
             },
         ),
         // The passive side applies the push, its answer is lost: the packet comes again.
-        ("again", &main_api, Fault::new("/push ", Action::CutAnswer)),
+        ("again", Fault::new("/push ", Action::CutAnswer)),
         // A pulled packet is cut halfway: the active side gets half of it.
         (
             "aux",
-            &aux_api,
             Fault {
                 min_body: 10_000,
                 ..Fault::new("/pull ", Action::CutAnswer)
             },
         ),
     ];
-    for (expected, (prefix, api, fault)) in (1..).zip(phases) {
+    for (expected, (prefix, fault)) in (1..).zip(phases) {
         let errors_before = last_log_id(&main_api, active).await;
-        let (table, receiver, receiving) = if prefix == "aux" {
-            (aux_table, &main_api, active)
-        } else {
-            (main_table, &aux_api, passive)
+        // (who writes the rows, into which table; who receives them, on which sync)
+        let (writer, table, receiver, receiving) = match fault.request.as_str() {
+            "/pull " => (&aux_api, aux_table, &main_api, active),
+            _ => (&main_api, main_table, &aux_api, passive),
         };
         let received_before = last_log_id(receiver, receiving).await;
         relay.arm(fault.clone());
-        import_rows(api, table, prefix).await;
+        import_rows(writer, table, prefix).await;
         eventually(60, &format!("the cut of {fault:?}"), || async {
             (relay.cuts() == expected).then_some(())
         })
