@@ -3,7 +3,7 @@
 //! restart the exchange resumes with the rows still missing — nothing lost, nothing
 //! doubled, nothing sent again.
 
-use super::faults::{Action, Fault, Relay, last_log_id, log_after, records_listed};
+use super::faults::{Action, Fault, Relay, endpoint, last_log_id, log_after, records_listed};
 use super::http::{SyncedPair, quiet, set_remote, synced_pair};
 use crate::common::{Client, Server, eventually};
 use reqwest::{Method, StatusCode};
@@ -56,10 +56,6 @@ pub async fn census(api: &Client, table: i64) -> (usize, usize, usize) {
     }
 }
 
-fn endpoint(passive_side: &Server, passive: i64) -> String {
-    format!("{}/sync/v1/{passive}", passive_side.url)
-}
-
 /// Points the active side at the passive side through a relay that holds the second
 /// request matching `request` (the second packet of the exchange), once the runners that
 /// knew the old address are gone (the new ones greet through the relay).
@@ -75,8 +71,7 @@ async fn through_a_relay_holding_the_second(
         skip: 1,
         ..Fault::new(request, Action::Hold)
     });
-    let url = relay.url_for(&endpoint(passive_side, passive), &passive_side.address());
-    set_remote(main_api, active, &url).await;
+    set_remote(main_api, active, &relay.endpoint(passive_side, passive)).await;
     eventually(30, "the active side greeting through the relay", || async {
         (!relay.requests().is_empty()).then_some(())
     })

@@ -6,7 +6,7 @@
 
 use super::crash::{census, import_rows};
 use super::http::{SyncedPair, quiet, set_remote, synced_pair};
-use crate::common::{Client, eventually};
+use crate::common::{Client, Server, eventually};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -110,9 +110,9 @@ impl Relay {
         }
     }
 
-    /// `url` (an endpoint on the target) as reached through the relay.
-    pub fn url_for(&self, url: &str, target: &str) -> String {
-        url.replacen(target, &self.address, 1)
+    /// The address of `server`'s passive sync `passive` through this relay (to `server`).
+    pub fn endpoint(&self, server: &Server, passive: i64) -> String {
+        endpoint(server, passive).replacen(&server.address(), &self.address, 1)
     }
 
     pub fn arm(&self, fault: Fault) {
@@ -267,6 +267,11 @@ async fn replies(
     }
 }
 
+/// The address of `server`'s passive sync `passive`, for the active side's `remote_url`.
+pub fn endpoint(server: &Server, passive: i64) -> String {
+    format!("{}/sync/v1/{passive}", server.url)
+}
+
 /// The id of the newest entry of a sync's log (0 when empty).
 pub async fn last_log_id(api: &Client, sync: i64) -> i64 {
     log_after(api, sync, 0)
@@ -314,8 +319,7 @@ async fn a_connection_cut_mid_packet_either_way_or_after_the_packet_loses_and_do
     } = synced_pair(dir.path(), &["Name"]).await;
     let (main_api, aux_api) = (main.admin(), aux.admin());
     let relay = Relay::start(&aux.address()).await;
-    let endpoint = format!("{}/sync/v1/{passive}", aux.url);
-    set_remote(&main_api, active, &relay.url_for(&endpoint, &aux.address())).await;
+    set_remote(&main_api, active, &relay.endpoint(&aux, passive)).await;
     quiet(&main_api, active, &aux_api, passive).await;
 
     // 6,000 rows a phase, from main or from aux: packets of 5,000 and 1,000, each cut

@@ -300,14 +300,6 @@ async fn a_100_mb_file_travels_both_ways_ftp_to_ftp() {
     a_big_file_both_ways(&main_api, m, &aux_api, a).await;
 }
 
-/// `server`'s passive sync `passive` reached through `relay`.
-fn relayed(relay: &Relay, server: &Server, passive: i64) -> String {
-    relay.url_for(
-        &format!("{}/sync/v1/{passive}", server.url),
-        &server.address(),
-    )
-}
-
 /// Contracts on main and aux syncing both ways, the sync held off (pointed nowhere) until
 /// a test points it at aux: (main's and aux's Contracts, the active and passive sync).
 async fn contracts_held_off(
@@ -397,7 +389,7 @@ async fn a_passive_side_killed_mid_file_resumes_at_the_first_missing_chunk_in_fl
         &format!("PUT /sync/v1/{passive}/content/{sha}/3?"),
         Action::Hold,
     ));
-    set_remote(&main_api, active, &relayed(&relay, &aux, passive)).await;
+    set_remote(&main_api, active, &relay.endpoint(&aux, passive)).await;
     eventually(120, "chunk 3 held on its way", || async {
         (relay.held() == 1).then_some(())
     })
@@ -410,7 +402,7 @@ async fn a_passive_side_killed_mid_file_resumes_at_the_first_missing_chunk_in_fl
     let aux_api = aux.admin();
     let aux_before = peak_rss_kib(aux.pid());
     let relay = Relay::start(&aux.address()).await;
-    set_remote(&main_api, active, &relayed(&relay, &aux, passive)).await;
+    set_remote(&main_api, active, &relay.endpoint(&aux, passive)).await;
     let copy = arrived(&aux_api, a.0, a.2, &sha).await;
     assert_eq!(
         aux_api.file_checksum(a.0, copy, a.2).await,
@@ -443,7 +435,7 @@ async fn an_active_side_killed_mid_file_resumes_at_the_first_missing_chunk_in_fl
         &format!("GET /sync/v1/{passive}/content/{sha}/3 "),
         Action::Hold,
     ));
-    set_remote(&main_api, active, &relayed(&relay, &aux, passive)).await;
+    set_remote(&main_api, active, &relay.endpoint(&aux, passive)).await;
     eventually(120, "the request for chunk 3 held", || async {
         (relay.held() == 1).then_some(())
     })
@@ -456,7 +448,7 @@ async fn an_active_side_killed_mid_file_resumes_at_the_first_missing_chunk_in_fl
     let main_api = main.admin();
     let main_before = peak_rss_kib(main.pid());
     let relay = Relay::start(&aux.address()).await;
-    set_remote(&main_api, active, &relayed(&relay, &aux, passive)).await;
+    set_remote(&main_api, active, &relay.endpoint(&aux, passive)).await;
     let copy = arrived(&main_api, m.0, m.2, &sha).await;
     assert_eq!(
         main_api.file_checksum(m.0, copy, m.2).await,
