@@ -357,14 +357,15 @@ fn chunks_requested(relay: &Relay, method: &str, sha: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Asserts that each of the two processes' peak memory grew by far less than the file.
+/// Asserts that neither process's peak memory grew with the file.
 fn flat_memory(sender: (&Server, u64), receiver: (&Server, u64)) {
     let grew =
         |(server, before): (&Server, u64)| peak_rss_kib(server.pid()).saturating_sub(before) >> 10;
     let (sent, received) = (grew(sender), grew(receiver));
-    // One chunk at a time: some 40 MiB at most, whatever the size.
+    // One 8 MiB chunk at a time measured +24 to +64 MiB (freed chunks the allocator keeps
+    // per thread); the whole file in memory adds its 100 MiB on top of that.
     assert!(
-        sent < 64 && received < 64,
+        sent < 88 && received < 88,
         "peak RSS grew by {sent} MiB sending and {received} MiB receiving a {} MiB file",
         BIG >> 20
     );
