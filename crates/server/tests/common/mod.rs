@@ -74,11 +74,6 @@ impl Server {
         )
     }
 
-    /// Starts on a given address (to come back on the same port after a kill).
-    pub fn start_at(data: &Path, listen: &str) -> Server {
-        Server::start_listening(data, listen, &["--admin-password", ADMIN_PASSWORD], &[])
-    }
-
     fn start_listening(data: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)

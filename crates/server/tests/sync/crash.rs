@@ -1,14 +1,17 @@
-//! kill -9 in the middle of a large exchange, on either side: after a restart the two
-//! instances converge with nothing lost and nothing doubled.
+//! kill -9 in the middle of a large exchange, on either side: the kill lands while the
+//! receiving side is short of the rows (a relay holds the second packet), and after a
+//! restart the exchange resumes with the rows still missing — nothing lost, nothing
+//! doubled, nothing sent again.
 
+use super::faults::{Action, Fault, Relay, endpoint, last_log_id, log_after, records_listed};
 use super::http::{SyncedPair, quiet, set_remote, synced_pair};
 use crate::common::{Client, Server, eventually};
 use reqwest::{Method, StatusCode};
 use std::collections::HashSet;
 
-const ROWS: usize = 6000;
+pub const ROWS: usize = 6000;
 
-async fn import_rows(api: &Client, table: i64, prefix: &str) {
+pub async fn import_rows(api: &Client, table: i64, prefix: &str) {
     let mut csv = String::from("Name\n");
     for i in 0..ROWS {
         csv.push_str(&format!("{prefix} {i}\n"));
@@ -23,7 +26,7 @@ async fn import_rows(api: &Client, table: i64, prefix: &str) {
 }
 
 /// (record count, distinct uids, distinct names) of a table.
-async fn census(api: &Client, table: i64) -> (usize, usize, usize) {
+pub async fn census(api: &Client, table: i64) -> (usize, usize, usize) {
     let (mut uids, mut names, mut count) = (HashSet::new(), HashSet::new(), 0);
     let mut after = String::new();
     loop {
@@ -53,8 +56,31 @@ async fn census(api: &Client, table: i64) -> (usize, usize, usize) {
     }
 }
 
+/// Points the active side at the passive side through a relay that holds the second
+/// request matching `request` (the second packet of the exchange), once the runners that
+/// knew the old address are gone (the new ones greet through the relay).
+async fn through_a_relay_holding_the_second(
+    main_api: &Client,
+    active: i64,
+    passive_side: &Server,
+    passive: i64,
+    request: &str,
+) -> Relay {
+    let relay = Relay::start(&passive_side.address()).await;
+    relay.arm(Fault {
+        skip: 1,
+        ..Fault::new(request, Action::Hold)
+    });
+    set_remote(main_api, active, &relay.endpoint(passive_side, passive)).await;
+    eventually(30, "the active side greeting through the relay", || async {
+        (!relay.requests().is_empty()).then_some(())
+    })
+    .await;
+    relay
+}
+
 #[tokio::test]
-async fn killing_either_side_mid_exchange_loses_and_doubles_nothing() {
+async fn killing_either_side_mid_exchange_resumes_with_only_the_missing_rows() {
     let dir = tempfile::tempdir().unwrap();
     let SyncedPair {
         main,
@@ -66,43 +92,69 @@ async fn killing_either_side_mid_exchange_loses_and_doubles_nothing() {
         ..
     } = synced_pair(dir.path(), &["Name"]).await;
     let (main_api, aux_api) = (main.admin(), aux.admin());
-    let endpoint = main_api
-        .ok(Method::GET, &format!("/syncs/{active}"), None)
-        .await["remote_url"]
-        .as_str()
-        .unwrap()
-        .to_string();
 
-    // 1. The passive side dies while the active side pushes.
-    set_remote(&main_api, active, "http://127.0.0.1:9").await;
+    // 1. The passive side dies while the active side pushes: the first packet applied,
+    //    the second held in the relay.
+    let relay =
+        through_a_relay_holding_the_second(&main_api, active, &aux, passive, "/push ").await;
     import_rows(&main_api, m_table, "main").await;
-    set_remote(&main_api, active, &endpoint).await;
-    eventually(60, "part of the rows on aux", || async {
-        let (count, _, _) = census(&aux_api, a_table).await;
-        (count > 0).then_some(())
+    eventually(60, "the second pushed packet held", || async {
+        (relay.held() == 1).then_some(())
     })
     .await;
-    let aux_address = aux.address();
+    let on_aux = census(&aux_api, a_table).await.0;
+    assert!(
+        0 < on_aux && on_aux < ROWS,
+        "killed mid-exchange: {on_aux} of {ROWS} rows on aux"
+    );
+    let logged = last_log_id(&main_api, active).await;
     let aux_data = aux.kill();
-    let aux = Server::start_at(&aux_data, &aux_address);
+    drop(relay);
+    // On a new port: the old one may be taken meanwhile.
+    let aux = Server::start(&aux_data);
     let aux_api = aux.admin();
+    set_remote(&main_api, active, &endpoint(&aux, passive)).await;
     eventually(120, "every main row on aux", || async {
         (census(&aux_api, a_table).await.0 >= ROWS).then_some(())
     })
     .await;
+    quiet(&main_api, active, &aux_api, passive).await;
+    assert_eq!(
+        records_listed(&log_after(&main_api, active, logged).await, "sent"),
+        ROWS - on_aux,
+        "after the restart main sent only the rows aux lacked"
+    );
 
-    // 2. The active side dies while it pulls the passive side's rows.
-    set_remote(&main_api, active, "http://127.0.0.1:9").await;
-    import_rows(&aux_api, a_table, "aux").await;
-    set_remote(&main_api, active, &endpoint).await;
-    eventually(60, "part of the aux rows on main", || async {
-        let (count, _, _) = census(&main_api, m_table).await;
-        (count > ROWS).then_some(())
+    // 2. The active side dies while it pulls: the first packet applied, the request for
+    //    the second (carrying the first's acknowledgement) held in the relay.
+    set_remote(&main_api, active, "http://127.0.0.1:9/sync/v1/1").await;
+    eventually(30, "main failing to reach the old address", || async {
+        let (_, status) = main_api.get(&format!("/syncs/{active}/status")).await;
+        status["reason"]
+            .as_str()?
+            .contains("127.0.0.1:9")
+            .then_some(())
     })
     .await;
+    import_rows(&aux_api, a_table, "aux").await;
+    let relay =
+        through_a_relay_holding_the_second(&main_api, active, &aux, passive, "/pull ").await;
+    eventually(60, "the second pull held", || async {
+        (relay.held() == 1).then_some(())
+    })
+    .await;
+    let on_main = census(&main_api, m_table).await.0;
+    assert!(
+        ROWS < on_main && on_main < 2 * ROWS,
+        "killed mid-exchange: {} of {ROWS} aux rows on main",
+        on_main.saturating_sub(ROWS)
+    );
+    let logged = last_log_id(&aux_api, passive).await;
     let main_data = main.kill();
+    drop(relay);
     let main = Server::start(&main_data);
     let main_api = main.admin();
+    set_remote(&main_api, active, &endpoint(&aux, passive)).await;
     eventually(120, "every row on both sides", || async {
         let (mc, ac) = (
             census(&main_api, m_table).await.0,
@@ -112,6 +164,11 @@ async fn killing_either_side_mid_exchange_loses_and_doubles_nothing() {
     })
     .await;
     quiet(&main_api, active, &aux_api, passive).await;
+    assert_eq!(
+        records_listed(&log_after(&aux_api, passive, logged).await, "sent"),
+        2 * ROWS - on_main,
+        "after the restart aux sent only the rows main lacked"
+    );
     for (side, api, table) in [("main", &main_api, m_table), ("aux", &aux_api, a_table)] {
         let (count, uids, names) = census(api, table).await;
         assert_eq!(

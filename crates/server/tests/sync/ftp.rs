@@ -355,6 +355,22 @@ impl Drop for Vsftpd {
     }
 }
 
+/// Starts vsftpd again on `root`, on a port of its own, and points these FTP syncs at it.
+async fn restart_elsewhere(root: &Path, syncs: &[(&Client, i64)]) -> Vsftpd {
+    let ftp = Vsftpd::start(root, 0);
+    for (api, sync) in syncs {
+        let (_, current) = api.get(&format!("/syncs/{sync}")).await;
+        let mut settings = current["ftp"].clone();
+        settings["port"] = json!(ftp.port);
+        settings["password"] = json!("ftp-secret");
+        let (status, body) = api
+            .patch(&format!("/syncs/{sync}"), json!({ "ftp": settings }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    ftp
+}
+
 /// Until a side of these syncs has found the FTP server gone.
 async fn outage_seen(syncs: &[(&Client, i64)]) {
     eventually(30, "the FTP server found gone", || async {
@@ -374,12 +390,7 @@ async fn ftp_to_ftp_through_vsftpd_survives_a_server_restart_mid_exchange() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("vsftpd-root");
     std::fs::create_dir_all(&root).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ftp = Vsftpd::start(&root, port);
+    let ftp = Vsftpd::start(&root, 0);
     let main = Server::start(&dir.path().join("main"));
     let aux = Server::start(&dir.path().join("aux"));
     let (main_api, aux_api) = (main.admin(), aux.admin());
@@ -412,10 +423,17 @@ async fn ftp_to_ftp_through_vsftpd_survives_a_server_restart_mid_exchange() {
         (!record_values(&aux_api, aux_table).await.is_empty()).then_some(())
     })
     .await;
-    // The server goes away in the middle and comes back on the same port.
+    // The server goes away in the middle and comes back (on another port: nothing can
+    // have taken it meanwhile).
     drop(ftp);
     outage_seen(&[(&main_api, active), (&aux_api, passive)]).await;
-    let _ftp = Vsftpd::start(&root, port);
+    // Rows still to come through the restarted server: the restart is mid-exchange.
+    let on_aux = aux_api.all_ids(aux_table, "active").await.len();
+    assert!(
+        on_aux < rows,
+        "restarted mid-exchange: {on_aux} of {rows} rows on aux"
+    );
+    let _ftp = restart_elsewhere(&root, &[(&main_api, active), (&aux_api, passive)]).await;
     eventually(120, "every row, once, after the restart", || async {
         (aux_api.all_ids(aux_table, "active").await.len() == rows).then_some(())
     })
@@ -434,12 +452,7 @@ async fn a_big_file_through_vsftpd_survives_a_server_restart_mid_upload() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("vsftpd-root");
     std::fs::create_dir_all(&root).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ftp = Vsftpd::start(&root, port);
+    let ftp = Vsftpd::start(&root, 0);
     let main = Server::start(&dir.path().join("main"));
     let aux = Server::start(&dir.path().join("aux"));
     let (main_api, aux_api) = (main.admin(), aux.admin());
@@ -454,8 +467,8 @@ async fn a_big_file_through_vsftpd_survives_a_server_restart_mid_upload() {
     };
     let (up, down) = (root.join("cb/up"), root.join("cb/down"));
     let (up, down) = (up.to_str().unwrap(), down.to_str().unwrap());
-    let active = ftp_sync_as(&main_api, "active", port, "anonymous", up, down).await;
-    let passive = ftp_sync_as(&aux_api, "passive", port, "anonymous", down, up).await;
+    let active = ftp_sync_as(&main_api, "active", ftp.port, "anonymous", up, down).await;
+    let passive = ftp_sync_as(&aux_api, "passive", ftp.port, "anonymous", down, up).await;
     add_field(&main_api, active, main_scan, "upload", None).await;
     add_field(&aux_api, passive, aux_scan, "download", Some(main_scan)).await;
 
@@ -482,7 +495,7 @@ async fn a_big_file_through_vsftpd_survives_a_server_restart_mid_upload() {
         (chunks_there() >= 2).then_some(())
     })
     .await;
-    // The server goes away in the middle of the upload and comes back on the same port.
+    // The server goes away in the middle of the upload and comes back on another port.
     drop(ftp);
     let written_before = chunks_there();
     assert!(
@@ -490,16 +503,22 @@ async fn a_big_file_through_vsftpd_survives_a_server_restart_mid_upload() {
         "stopped mid-upload: {written_before} of 25 chunks"
     );
     outage_seen(&[(&main_api, active), (&aux_api, passive)]).await;
-    let _ftp = Vsftpd::start(&root, port);
-    let copy = eventually(180, "the whole file on aux after the restart", || async {
+    let file_on_aux = || async {
         let (_, page) = aux_api.get(&format!("/tables/{aux_table}/records")).await;
         page["records"].as_array()?.iter().find_map(|r| {
             (r["values"][aux_scan.to_string()]["sha256"] == sha.as_str())
                 .then(|| r["id"].as_i64())
                 .flatten()
         })
-    })
-    .await;
+    };
+    // Fewer chunk files could also mean aux took them all: it must not have the file yet.
+    assert_eq!(
+        file_on_aux().await,
+        None,
+        "restarted mid-upload: the file is not on aux yet"
+    );
+    let _ftp = restart_elsewhere(&root, &[(&main_api, active), (&aux_api, passive)]).await;
+    let copy = eventually(180, "the whole file on aux after the restart", file_on_aux).await;
     assert_eq!(
         aux_api.file_checksum(aux_table, copy, aux_scan).await,
         (size as u64, sha)

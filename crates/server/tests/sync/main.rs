@@ -9,6 +9,7 @@ mod conflicts;
 mod crash;
 mod created_at;
 mod drift;
+mod faults;
 mod files;
 mod folders;
 mod ftp;
