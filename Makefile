@@ -1,5 +1,5 @@
 # The commands the README names. `make test` is also what CI runs.
-.PHONY: run serve test bench lint
+.PHONY: run serve test test-long bench lint
 
 # Two instances on loopback with sample data and an HTTP sync between them (./demo-data).
 run:
@@ -14,6 +14,19 @@ serve:
 test:
 	bash scripts/test-prerequisites.sh
 	cargo test --workspace
+
+# The long run: every property test at 10,000 cases, and the randomized four-instance
+# test at 2,000 operations for each of five seeds (CI runs both at their default size).
+test-long:
+	bash scripts/test-prerequisites.sh
+	PROPTEST_CASES=10000 cargo test -p crmsync-domain
+	PROPTEST_CASES=10000 cargo test -p crmsync-store-sqlite
+	PROPTEST_CASES=10000 cargo test -p crmsync-sync
+	PROPTEST_CASES=10000 cargo test -p crmsync --lib
+	for seed in 1 2 3 4 5; do \
+		CRMSYNC_RANDOM_SEED=$$seed CRMSYNC_RANDOM_OPS=2000 \
+			cargo test -p crmsync --test sync random -- --nocapture || exit 1; \
+	done
 
 # Benchmarks (release build): the write path vs plain SQLite; sync between two processes.
 bench:
