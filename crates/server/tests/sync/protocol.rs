@@ -142,6 +142,17 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
         )
         .await;
     assert_eq!(history["history"].as_array().unwrap().len(), 1);
+    // Heard once: a duplicate is not applied again (its records would be listed again).
+    let log = api
+        .ok(Method::GET, &format!("/syncs/{sync_id}/log?limit=100"), None)
+        .await;
+    let received = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "received")
+        .count();
+    assert_eq!(received, 1, "one packet applied once: {log}");
 
     // Forged, stale, malformed: refused, nothing written.
     let (status, reply) = send(
