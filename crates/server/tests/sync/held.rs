@@ -3,13 +3,41 @@
 //! that would delete most of a table holds its deletes until a person approves (B-18).
 //! Every hold, approval and discard is logged, whatever the sync's log setting.
 
-use super::http::{add_field, clients, pair, set_remote};
+use super::http::{SyncedPair, add_field, clients, pair, set_remote, synced_pair};
 use crate::common::{Client, Server, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn status(api: &Client, sync: i64) -> Value {
     api.get(&format!("/syncs/{sync}/status")).await.1
+}
+
+/// `count` clients made on main, each arrived on aux: their records on main (id, uid…).
+async fn clients_on_both(p: &SyncedPair, count: usize) -> Vec<Value> {
+    let (main_api, aux_api) = (p.main.admin(), p.aux.admin());
+    let mut records = Vec::new();
+    for i in 0..count {
+        let values = json!({ p.m[0].to_string(): format!("client {i}") });
+        records.push(main_api.create_record(p.main_table, values).await);
+    }
+    eventually(30, &format!("{count} clients on aux"), || async {
+        (aux_api.all_ids(p.aux_table, "active").await.len() == count).then_some(())
+    })
+    .await;
+    records
+}
+
+/// Deletes these records on main while its link is cut, so they travel in one exchange.
+async fn delete_in_one_exchange(p: &SyncedPair, records: &[Value]) {
+    let main_api = p.main.admin();
+    let (_, shown) = main_api.get(&format!("/syncs/{}", p.active)).await;
+    let endpoint = shown["remote_url"].as_str().unwrap().to_string();
+    set_remote(&main_api, p.active, "http://127.0.0.1:9").await;
+    for record in records {
+        let path = format!("/tables/{}/records/{}", p.main_table, record["id"]);
+        assert_eq!(main_api.delete(&path).await.0, StatusCode::OK);
+    }
+    set_remote(&main_api, p.active, &endpoint).await;
 }
 
 #[tokio::test]
@@ -98,39 +126,15 @@ async fn a_value_this_side_refuses_is_quarantined_and_applied_once_the_cause_is_
 #[tokio::test]
 async fn an_exchange_deleting_most_of_a_table_waits_for_approval() {
     let dir = tempfile::tempdir().unwrap();
-    let main = Server::start(&dir.path().join("main"));
-    let aux = Server::start(&dir.path().join("aux"));
-    let (main_api, aux_api) = (main.admin(), aux.admin());
-    let (main_table, m) = clients(&main_api, &["Name"]).await;
-    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    add_field(&main_api, active, m[0], "both", None).await;
-    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let record = main_api
-            .create_record(
-                main_table,
-                json!({ m[0].to_string(): format!("client {i}") }),
-            )
-            .await;
-        ids.push(record["id"].as_i64().unwrap());
-    }
-    eventually(30, "20 clients on aux", || async {
-        (aux_api.all_ids(aux_table, "active").await.len() == 20).then_some(())
-    })
-    .await;
+    let p = synced_pair(dir.path(), &["Name"]).await;
+    let (main_api, aux_api) = (p.main.admin(), p.aux.admin());
+    let (main_table, aux_table, passive) = (p.main_table, p.aux_table, p.passive);
+    let aux = &p.aux;
+    let records = clients_on_both(&p, 20).await;
+    let ids: Vec<i64> = records.iter().map(|r| r["id"].as_i64().unwrap()).collect();
 
     // Ten deletes (half the table) go out in one exchange.
-    let (_, shown) = main_api.get(&format!("/syncs/{active}")).await;
-    let endpoint = shown["remote_url"].as_str().unwrap().to_string();
-    set_remote(&main_api, active, "http://127.0.0.1:9").await;
-    for id in &ids[..10] {
-        main_api
-            .delete(&format!("/tables/{main_table}/records/{id}"))
-            .await;
-    }
-    set_remote(&main_api, active, &endpoint).await;
+    delete_in_one_exchange(&p, &records[..10]).await;
     let held = eventually(30, "the deletes held", || async {
         let s = status(&aux_api, passive).await;
         (s["held"]["mass_delete"] == 10).then_some(s)
@@ -226,14 +230,8 @@ async fn an_exchange_deleting_most_of_a_table_waits_for_approval() {
         (status_code, body["mass_delete_percent"].clone()),
         (StatusCode::OK, json!(100))
     );
-    set_remote(&main_api, active, "http://127.0.0.1:9").await;
     // Five of the ten left: held under the default share, not now.
-    for id in &ids[10..15] {
-        main_api
-            .delete(&format!("/tables/{main_table}/records/{id}"))
-            .await;
-    }
-    set_remote(&main_api, active, &endpoint).await;
+    delete_in_one_exchange(&p, &records[10..15]).await;
     eventually(30, "five of ten deleted at once, unguarded", || async {
         (aux_api.all_ids(aux_table, "active").await.len() == 5).then_some(())
     })
@@ -575,50 +573,23 @@ async fn logged(api: &Client, sync: i64, words: &str) -> Vec<Value> {
 #[tokio::test]
 async fn every_hold_approval_and_discard_is_logged_with_the_log_off_and_the_list_shows_a_badge() {
     let dir = tempfile::tempdir().unwrap();
-    let main = Server::start(&dir.path().join("main"));
-    let aux = Server::start(&dir.path().join("aux"));
-    let (main_api, aux_api) = (main.admin(), aux.admin());
-    let (main_table, m) = clients(&main_api, &["Name"]).await;
-    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    for (api, sync) in [(&main_api, active), (&aux_api, passive)] {
+    let p = synced_pair(dir.path(), &["Name"]).await;
+    let (main_api, aux_api) = (p.main.admin(), p.aux.admin());
+    let (aux, passive) = (&p.aux, p.passive);
+    for (api, sync) in [(&main_api, p.active), (&aux_api, passive)] {
         let (code, body) = api
             .patch(&format!("/syncs/{sync}"), json!({ "log": false }))
             .await;
         assert_eq!(code, StatusCode::OK, "{body}");
     }
-    add_field(&main_api, active, m[0], "both", None).await;
-    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
-    let mut records = Vec::new();
-    for i in 0..10 {
-        records.push(
-            main_api
-                .create_record(
-                    main_table,
-                    json!({ m[0].to_string(): format!("client {i}") }),
-                )
-                .await,
-        );
-    }
-    eventually(30, "10 clients on aux", || async {
-        (aux_api.all_ids(aux_table, "active").await.len() == 10).then_some(())
-    })
-    .await;
+    let records = clients_on_both(&p, 10).await;
 
     let badge = r#"<div class="held-badge">⚠ "#;
     let list_page = aux.web_page("/syncs", "en").await;
     assert!(!list_page.contains(badge), "nothing held yet: {list_page}");
 
     // Half the table deleted in one exchange: held, each hold logged by its record.
-    let (_, shown) = main_api.get(&format!("/syncs/{active}")).await;
-    let endpoint = shown["remote_url"].as_str().unwrap().to_string();
-    set_remote(&main_api, active, "http://127.0.0.1:9").await;
-    for record in &records[..5] {
-        main_api
-            .delete(&format!("/tables/{main_table}/records/{}", record["id"]))
-            .await;
-    }
-    set_remote(&main_api, active, &endpoint).await;
+    delete_in_one_exchange(&p, &records[..5]).await;
     eventually(30, "the deletes held", || async {
         (status(&aux_api, passive).await["held"]["mass_delete"] == 5).then_some(())
     })
@@ -668,39 +639,12 @@ async fn every_hold_approval_and_discard_is_logged_with_the_log_off_and_the_list
 #[tokio::test]
 async fn fewer_than_five_deletes_in_one_exchange_are_never_held() {
     let dir = tempfile::tempdir().unwrap();
-    let main = Server::start(&dir.path().join("main"));
-    let aux = Server::start(&dir.path().join("aux"));
-    let (main_api, aux_api) = (main.admin(), aux.admin());
-    let (main_table, m) = clients(&main_api, &["Name"]).await;
-    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    add_field(&main_api, active, m[0], "both", None).await;
-    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
-    let mut ids = Vec::new();
-    for i in 0..10 {
-        let record = main_api
-            .create_record(
-                main_table,
-                json!({ m[0].to_string(): format!("client {i}") }),
-            )
-            .await;
-        ids.push(record["id"].as_i64().unwrap());
-    }
-    eventually(30, "10 clients on aux", || async {
-        (aux_api.all_ids(aux_table, "active").await.len() == 10).then_some(())
-    })
-    .await;
+    let p = synced_pair(dir.path(), &["Name"]).await;
+    let (aux_api, aux_table, passive) = (p.aux.admin(), p.aux_table, p.passive);
+    let records = clients_on_both(&p, 10).await;
 
     // Four of ten (40%, over the 20% share) in one exchange: fewer than five, applied.
-    let (_, shown) = main_api.get(&format!("/syncs/{active}")).await;
-    let endpoint = shown["remote_url"].as_str().unwrap().to_string();
-    set_remote(&main_api, active, "http://127.0.0.1:9").await;
-    for id in &ids[..4] {
-        main_api
-            .delete(&format!("/tables/{main_table}/records/{id}"))
-            .await;
-    }
-    set_remote(&main_api, active, &endpoint).await;
+    delete_in_one_exchange(&p, &records[..4]).await;
     eventually(30, "four deletes applied at once", || async {
         (aux_api.all_ids(aux_table, "active").await.len() == 6).then_some(())
     })

@@ -144,7 +144,11 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
     assert_eq!(history["history"].as_array().unwrap().len(), 1);
     // Heard once: a duplicate is not applied again (its records would be listed again).
     let log = api
-        .ok(Method::GET, &format!("/syncs/{sync_id}/log?limit=100"), None)
+        .ok(
+            Method::GET,
+            &format!("/syncs/{sync_id}/log?limit=100"),
+            None,
+        )
         .await;
     let received = log["entries"]
         .as_array()
