@@ -34,6 +34,41 @@ async fn set_user_match(api: &Client, sync: i64, how: &str) {
     assert_eq!(code, StatusCode::OK, "{body}");
 }
 
+/// Tasks on both sides, synced over HTTP both ways: (main's table and fields, aux's, and
+/// the active and passive sync).
+struct TaskSync {
+    m_table: i64,
+    m: [i64; 2],
+    a_table: i64,
+    a: [i64; 2],
+    active: i64,
+    passive: i64,
+}
+
+async fn task_sync(main_api: &Client, aux_api: &Client) -> TaskSync {
+    let (m_table, m) = tasks(main_api).await;
+    let (a_table, a) = tasks(aux_api).await;
+    let (active, passive) = pair(main_api, aux_api, "123456").await;
+    for (mine, theirs) in m.iter().zip(a) {
+        add_field(main_api, active, *mine, "both", None).await;
+        add_field(aux_api, passive, theirs, "both", Some(*mine)).await;
+    }
+    TaskSync {
+        m_table,
+        m,
+        a_table,
+        a,
+        active,
+        passive,
+    }
+}
+
+/// Both sides of the task sync match users `how`.
+async fn match_users_by(main_api: &Client, aux_api: &Client, t: &TaskSync, how: &str) {
+    set_user_match(main_api, t.active, how).await;
+    set_user_match(aux_api, t.passive, how).await;
+}
+
 async fn owner_on(api: &Client, table: i64, f: [i64; 2], title: &str) -> Value {
     eventually(30, "the task on the other side", || async {
         let (_, page) = api.get(&format!("/tables/{table}/records?limit=100")).await;
@@ -58,17 +93,18 @@ async fn users_match_by_full_name_and_by_id_and_a_mismatch_is_shown_on_both_side
     let boris_aux = user(&aux_api, "b.ivanov", "Борис Иванов").await;
     let anna_aux = user(&aux_api, "a.petrova", "Анна Петрова").await;
     assert_eq!((anna_main, boris_aux), (2, 2), "ids as the test expects");
-    let (m_table, m) = tasks(&main_api).await;
-    let (a_table, a) = tasks(&aux_api).await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    for (mine, theirs) in m.iter().zip(a) {
-        add_field(&main_api, active, *mine, "both", None).await;
-        add_field(&aux_api, passive, theirs, "both", Some(*mine)).await;
-    }
+    let t = task_sync(&main_api, &aux_api).await;
+    let TaskSync {
+        m_table,
+        m,
+        a_table,
+        a,
+        active,
+        passive,
+    } = t;
 
     // By full name: Anna is Anna on both sides, whatever her login and id.
-    set_user_match(&main_api, active, "full_name").await;
-    set_user_match(&aux_api, passive, "full_name").await;
+    match_users_by(&main_api, &aux_api, &t, "full_name").await;
     main_api
         .create_record(
             m_table,
@@ -89,8 +125,7 @@ async fn users_match_by_full_name_and_by_id_and_a_mismatch_is_shown_on_both_side
     }
 
     // By id: user 2 is user 2, whoever that is on each side.
-    set_user_match(&main_api, active, "id").await;
-    set_user_match(&aux_api, passive, "id").await;
+    match_users_by(&main_api, &aux_api, &t, "id").await;
     main_api
         .create_record(
             m_table,
@@ -168,17 +203,18 @@ async fn a_user_with_no_match_by_full_name_or_by_id_is_held_until_the_account_ex
     // aux has only its admin (user 1); main has two more people.
     let anna_main = user(&main_api, "anna", "Анна Петрова").await;
     let boris_main = user(&main_api, "boris", "Борис Иванов").await;
-    let (m_table, m) = tasks(&main_api).await;
-    let (a_table, a) = tasks(&aux_api).await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    for (mine, theirs) in m.iter().zip(a) {
-        add_field(&main_api, active, *mine, "both", None).await;
-        add_field(&aux_api, passive, theirs, "both", Some(*mine)).await;
-    }
+    let t = task_sync(&main_api, &aux_api).await;
+    let TaskSync {
+        m_table,
+        m,
+        a_table,
+        a,
+        active: _,
+        passive,
+    } = t;
 
     // By full name: nobody called Анна Петрова on aux, whatever the logins or ids.
-    set_user_match(&main_api, active, "full_name").await;
-    set_user_match(&aux_api, passive, "full_name").await;
+    match_users_by(&main_api, &aux_api, &t, "full_name").await;
     main_api
         .create_record(
             m_table,
@@ -196,8 +232,7 @@ async fn a_user_with_no_match_by_full_name_or_by_id_is_held_until_the_account_ex
     .await;
 
     // By id: main's user 3 has no account 3 on aux (only 1 and 2) until one is made.
-    set_user_match(&main_api, active, "id").await;
-    set_user_match(&aux_api, passive, "id").await;
+    match_users_by(&main_api, &aux_api, &t, "id").await;
     assert_eq!(boris_main, 3, "ids as the test expects");
     main_api
         .create_record(
@@ -230,15 +265,16 @@ async fn a_user_whose_account_here_is_deactivated_is_held_until_an_active_one_ma
         StatusCode::NO_CONTENT,
         "removing a user deactivates it"
     );
-    let (m_table, m) = tasks(&main_api).await;
-    let (a_table, a) = tasks(&aux_api).await;
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    for (mine, theirs) in m.iter().zip(a) {
-        add_field(&main_api, active, *mine, "both", None).await;
-        add_field(&aux_api, passive, theirs, "both", Some(*mine)).await;
-    }
-    set_user_match(&main_api, active, "full_name").await;
-    set_user_match(&aux_api, passive, "full_name").await;
+    let t = task_sync(&main_api, &aux_api).await;
+    let TaskSync {
+        m_table,
+        m,
+        a_table,
+        a,
+        active: _,
+        passive,
+    } = t;
+    match_users_by(&main_api, &aux_api, &t, "full_name").await;
     main_api
         .create_record(
             m_table,
