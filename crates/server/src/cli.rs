@@ -180,6 +180,9 @@ impl TrustArgs {
 }
 
 pub fn main() -> ExitCode {
+    // Whatever crmsync writes — database, stored files, backups, packet files, exports — is
+    // readable by its own user only: the database holds the sync and FTP passwords.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve {

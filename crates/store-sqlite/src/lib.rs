@@ -37,6 +37,7 @@ impl SqliteStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| DomainError::Store(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(DATABASE_FILE);
+        keep_private(dir, &path);
         let mut writer = connect(&path)?;
         // Large transactions (imports, initial syncs) stay in memory instead of spilling
         // pages into the WAL mid-transaction.
@@ -622,5 +623,24 @@ impl StoreTx for SqliteTx<'_> {
             .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
             .map_err(sql_error)
+    }
+}
+
+/// Closes a data folder (0700) and its database files (0600) that an older version or a
+/// copy left readable by other local users. Best effort: a file system without Unix modes
+/// keeps what it has.
+fn keep_private(dir: &Path, database: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &Path, mode: u32| {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    };
+    set(dir, 0o700);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        if file.exists() {
+            set(file, 0o600);
+        }
     }
 }
