@@ -302,8 +302,14 @@ pub fn read_chunks(
         while received < file.size {
             let index = received / CHUNK_BYTES;
             let name = chunk_file_name(after, &file.sha256, index);
-            let Ok(chunk) = folders.read(dir, &name) else {
-                return Ok(FolderContent::Missing(name));
+            let chunk = match folders.read(dir, &name) {
+                Ok(chunk) => chunk,
+                // A link, pipe, device or oversized file under a chunk's name: never content.
+                Err(e) if super::folders::is_refused(&e) => {
+                    let why = format!("file \"{}\" ({}): {name} is {e}", file.name, file.sha256);
+                    return Ok(FolderContent::Rejected(why));
+                }
+                Err(_) => return Ok(FolderContent::Missing(name)),
             };
             received = match app.files.take_chunk(file, index, &chunk) {
                 Ok(received) => received,

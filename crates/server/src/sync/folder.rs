@@ -372,8 +372,22 @@ fn read_incoming(
         .collect();
     names.sort();
     for name in names {
-        let Ok(bytes) = folders.read(download, name) else {
-            continue;
+        let bytes = match folders.read(download, name) {
+            Ok(bytes) => bytes,
+            Err(e) if super::folders::is_refused(&e) => {
+                set_aside(
+                    app,
+                    sync,
+                    folders,
+                    download,
+                    name,
+                    &format!("rejected {name}: {e}"),
+                )?;
+                tally.packets_rejected += 1;
+                continue;
+            }
+            // Gone or unreadable this time (taken meanwhile): the next round sees.
+            Err(_) => continue,
         };
         let packet = match folder::decode(&bytes, &sync.password.0) {
             Ok(packet) => {

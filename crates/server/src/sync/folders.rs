@@ -2,9 +2,39 @@
 //! transport's logic is the same for both; only these few operations differ.
 
 use crmsync_domain::sync::{FtpSettings, LocalSettings};
-use std::io::{self, Cursor};
+use std::io::{self, Cursor, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
+
+/// The most a file read from a sync's folder may hold: a packet carries a few thousand
+/// records and a chunk 8 MiB; anything larger is set aside unread.
+pub const MAX_FILE_BYTES: u64 = 128 << 20;
+
+/// A file in a sync's folder that is refused unread: a link, a pipe, a device, or too
+/// large. Its error kind is `InvalidData`; other errors (a file gone meanwhile) are not.
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
+}
+
+/// Whether a read failed because the file itself is refused (set it aside), not because
+/// reading it failed this time.
+pub fn is_refused(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidData
+}
+
+fn too_large() -> String {
+    format!("larger than {} MiB", MAX_FILE_BYTES >> 20)
+}
+
+/// Reads at most `MAX_FILE_BYTES` (one more byte tells a larger file).
+fn read_capped(reader: &mut dyn Read) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(refused(too_large()));
+    }
+    Ok(bytes)
+}
 
 pub trait Folders {
     /// Creates the folder if it is missing.
@@ -33,14 +63,46 @@ impl Folders for LocalFolders {
             .collect())
     }
 
+    /// Only a regular file, never through a link (a link planted in a shared folder could
+    /// point anywhere), never blocking on a pipe, and never more than `MAX_FILE_BYTES`.
     fn read(&mut self, dir: &str, name: &str) -> io::Result<Vec<u8>> {
-        std::fs::read(Path::new(dir).join(name))
+        use rustix::fs::{Mode, OFlags};
+        let path = Path::new(dir).join(name);
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(&path, flags, Mode::empty()).map_err(|e| {
+            if e == rustix::io::Errno::LOOP {
+                refused("a link, not a file".to_string())
+            } else {
+                io::Error::from(e)
+            }
+        })?;
+        let mut file = std::fs::File::from(fd);
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(refused(
+                "not a regular file (a folder, pipe or device)".to_string(),
+            ));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(refused(too_large()));
+        }
+        read_capped(&mut file)
     }
 
+    /// Under a fresh unpredictable name created exclusively (a link planted under a
+    /// temporary name cannot redirect the write), flushed to disk, then renamed into place.
     fn write(&mut self, dir: &str, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let temporary = Path::new(dir).join(format!(".{name}.tmp"));
-        std::fs::write(&temporary, bytes)?;
-        std::fs::rename(&temporary, Path::new(dir).join(name))
+        let mut temporary = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        temporary.write_all(bytes)?;
+        temporary.as_file().sync_all()?;
+        temporary
+            .persist(Path::new(dir).join(name))
+            .map_err(|e| e.error)?;
+        // The rename itself reaches the disk before the cursor that relies on it moves.
+        std::fs::File::open(dir)?.sync_all()
     }
 
     fn remove(&mut self, dir: &str, name: &str) -> io::Result<()> {
@@ -147,11 +209,18 @@ impl Folders for FtpFolders {
     }
 
     fn read(&mut self, dir: &str, name: &str) -> io::Result<Vec<u8>> {
-        Ok(self
-            .stream
-            .retr_as_buffer(&join(dir, name))
-            .map_err(ftp_error)?
-            .into_inner())
+        let mut outcome = None;
+        let transfer = self.stream.retr(&join(dir, name), |reader| {
+            outcome = Some(read_capped(reader));
+            Ok(())
+        });
+        match (outcome, transfer) {
+            // Too large: refused even though the transfer was cut short.
+            (Some(Err(e)), _) if is_refused(&e) => Err(e),
+            (_, Err(e)) => Err(ftp_error(e)),
+            (Some(read), Ok(())) => read,
+            (None, Ok(())) => Err(io::Error::other(format!("{name}: nothing was read"))),
+        }
     }
 
     fn write(&mut self, dir: &str, name: &str, bytes: &[u8]) -> io::Result<()> {

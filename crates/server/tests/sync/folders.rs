@@ -595,3 +595,88 @@ async fn a_passive_folder_sync_with_the_active_sides_address_names_each_original
         .await;
     assert_eq!(original["id"], created["id"]);
 }
+
+/// A packet-looking name in the folder this side reads that is no regular file, or is far
+/// too large, is set aside unread with the reason (issue 13, item 5): a link is never
+/// followed (it could lead to the database or `/dev/zero`), a pipe never blocks the round,
+/// and the sync goes on.
+#[tokio::test]
+async fn links_pipes_devices_and_huge_files_in_a_folder_are_set_aside_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    // aux reads `up` (what main writes); plant the traps there before anything runs.
+    let up = dir.path().join("up");
+    std::fs::create_dir_all(&up).unwrap();
+    let name = |seq: u64| {
+        format!(
+            "{seq:020}-{seq:020}-{:013}.cspk",
+            1_700_000_000_000u64 + seq
+        )
+    };
+    let fifo = up.join(name(1));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "not for the sync").unwrap();
+    std::os::unix::fs::symlink(&secret, up.join(name(2))).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", up.join(name(3))).unwrap();
+    let huge = std::fs::File::create(up.join(name(4))).unwrap();
+    huge.set_len(200 << 20).unwrap(); // sparse: no disk, but 200 MiB to a reader
+    drop(huge);
+
+    let (active, passive) = link_by_folders(dir.path(), &main_api, &aux_api, &[(m[0], a[0])]).await;
+    main_api
+        .create_record(main_table, json!({ m[0].to_string(): "after the traps" }))
+        .await;
+    eventually(60, "the record through the folders", || async {
+        (record_values(&aux_api, aux_table).await
+            == vec![json!({ a[0].to_string(): "after the traps" })])
+        .then_some(())
+    })
+    .await;
+    quiet(&main_api, active, &aux_api, passive).await;
+
+    let mut set_aside = rejected_files(&up);
+    set_aside.sort();
+    let expected: Vec<String> = (1..=4).map(|i| format!("{}.rejected", name(i))).collect();
+    assert_eq!(set_aside, expected);
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "not for the sync"
+    );
+    let (_, status) = aux_api.get(&format!("/syncs/{passive}/status")).await;
+    assert_eq!(status["rejected_packets"], 4, "{status}");
+    let (_, log) = aux_api
+        .get(&format!("/syncs/{passive}/log?limit=100"))
+        .await;
+    let messages: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "error")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    for (seq, why) in [
+        (1, "not a regular file"),
+        (2, "a link, not a file"),
+        (3, "a link, not a file"),
+        (4, "larger than 128 MiB"),
+    ] {
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains(&name(seq)) && m.contains(why)),
+            "{} set aside as {why}: {messages:?}",
+            name(seq)
+        );
+    }
+    let peak = crate::common::peak_rss_kib(aux.pid());
+    assert!(peak < 150 * 1024, "aux read nothing large: peak {peak} KiB");
+}
