@@ -372,24 +372,13 @@ fn read_incoming(
         .collect();
     names.sort();
     for name in names {
-        let bytes = match folders.read(download, name) {
-            Ok(bytes) => bytes,
-            Err(e) if super::folders::is_refused(&e) => {
-                set_aside(
-                    app,
-                    sync,
-                    folders,
-                    download,
-                    name,
-                    &format!("rejected {name}: {e}"),
-                )?;
-                tally.packets_rejected += 1;
-                continue;
-            }
+        let packet = match folders.read(download, name) {
+            Ok(bytes) => folder::decode(&bytes, &sync.password.0).map_err(|r| r.to_string()),
+            Err(e) if super::folders::is_refused(&e) => Err(e.to_string()),
             // Gone or unreadable this time (taken meanwhile): the next round sees.
             Err(_) => continue,
         };
-        let packet = match folder::decode(&bytes, &sync.password.0) {
+        let packet = match packet {
             Ok(packet) => {
                 // Only a clock ahead shows in a name: behind looks like a late pickup.
                 if let Some(written) = folder::written_at(name) {
@@ -398,16 +387,8 @@ fn read_incoming(
                 }
                 packet
             }
-            Err(rejection) => {
-                set_aside(
-                    app,
-                    sync,
-                    folders,
-                    download,
-                    name,
-                    &format!("rejected {name}: {rejection}"),
-                )?;
-                tally.packets_rejected += 1;
+            Err(why) => {
+                set_aside(app, sync, folders, download, name, &why, tally)?;
                 continue;
             }
         };
@@ -462,9 +443,9 @@ fn read_incoming(
                     folders,
                     download,
                     name,
-                    &format!("rejected {name}: a replay of changes applied before"),
+                    &"a replay of changes applied before",
+                    tally,
                 )?;
-                tally.packets_rejected += 1;
                 continue;
             }
             _ => {}
@@ -479,15 +460,7 @@ fn read_incoming(
                     ))));
                 }
                 FolderContent::Rejected(problem) => {
-                    set_aside(
-                        app,
-                        sync,
-                        folders,
-                        download,
-                        name,
-                        &format!("rejected {name}: {problem}"),
-                    )?;
-                    tally.packets_rejected += 1;
+                    set_aside(app, sync, folders, download, name, &problem, tally)?;
                     remove_chunks(folders, download, &listed, packet.after);
                     continue;
                 }
@@ -596,18 +569,22 @@ fn remove_chunks(folders: &mut dyn Folders, dir: &str, listed: &[String], after:
     }
 }
 
+/// Moves a packet file aside as `NAME.rejected`, with the reason in the status and log.
 fn set_aside(
     app: &App,
     sync: &SyncConfig,
     folders: &mut dyn Folders,
     dir: &str,
     name: &str,
-    message: &str,
+    why: &dyn std::fmt::Display,
+    tally: &mut Tally,
 ) -> Result<(), DomainError> {
     folders
         .rename(dir, name, &format!("{name}.rejected"))
         .map_err(|e| folder_error("move a packet aside in", &folders.describe(dir), e))?;
-    app.rejections.rejected(sync.id, message);
+    let message = format!("rejected {name}: {why}");
+    app.rejections.rejected(sync.id, &message);
+    tally.packets_rejected += 1;
     app.core.log_sync(sync, "error", message, None)
 }
 

@@ -69,6 +69,25 @@ async fn match_users_by(main_api: &Client, aux_api: &Client, t: &TaskSync, how: 
     set_user_match(aux_api, t.passive, how).await;
 }
 
+/// A task made on main for `owner`, who has no match on aux: it arrives there without its
+/// owner, held; returns the held change's reason.
+async fn task_held_on_aux(
+    main_api: &Client,
+    aux_api: &Client,
+    t: &TaskSync,
+    title: &str,
+    owner: i64,
+) -> String {
+    main_api
+        .create_record(
+            t.m_table,
+            json!({ t.m[0].to_string(): title, t.m[1].to_string(): owner }),
+        )
+        .await;
+    assert_eq!(owner_on(aux_api, t.a_table, t.a, title).await, Value::Null);
+    held_reason(aux_api, t.passive).await
+}
+
 async fn owner_on(api: &Client, table: i64, f: [i64; 2], title: &str) -> Value {
     eventually(30, "the task on the other side", || async {
         let (_, page) = api.get(&format!("/tables/{table}/records?limit=100")).await;
@@ -204,25 +223,11 @@ async fn a_user_with_no_match_by_full_name_or_by_id_is_held_until_the_account_ex
     let anna_main = user(&main_api, "anna", "Анна Петрова").await;
     let boris_main = user(&main_api, "boris", "Борис Иванов").await;
     let t = task_sync(&main_api, &aux_api).await;
-    let TaskSync {
-        m_table,
-        m,
-        a_table,
-        a,
-        active: _,
-        passive,
-    } = t;
+    let (a_table, a) = (t.a_table, t.a);
 
     // By full name: nobody called Анна Петрова on aux, whatever the logins or ids.
     match_users_by(&main_api, &aux_api, &t, "full_name").await;
-    main_api
-        .create_record(
-            m_table,
-            json!({ m[0].to_string(): "call", m[1].to_string(): anna_main }),
-        )
-        .await;
-    assert_eq!(owner_on(&aux_api, a_table, a, "call").await, Value::Null);
-    let reason = held_reason(&aux_api, passive).await;
+    let reason = task_held_on_aux(&main_api, &aux_api, &t, "call", anna_main).await;
     assert!(reason.contains("Анна Петрова"), "{reason}");
     // Her account, under another login: the held owner lands.
     let anna_aux = user(&aux_api, "a.petrova", "Анна Петрова").await;
@@ -234,14 +239,7 @@ async fn a_user_with_no_match_by_full_name_or_by_id_is_held_until_the_account_ex
     // By id: main's user 3 has no account 3 on aux (only 1 and 2) until one is made.
     match_users_by(&main_api, &aux_api, &t, "id").await;
     assert_eq!(boris_main, 3, "ids as the test expects");
-    main_api
-        .create_record(
-            m_table,
-            json!({ m[0].to_string(): "visit", m[1].to_string(): boris_main }),
-        )
-        .await;
-    assert_eq!(owner_on(&aux_api, a_table, a, "visit").await, Value::Null);
-    let reason = held_reason(&aux_api, passive).await;
+    let reason = task_held_on_aux(&main_api, &aux_api, &t, "visit", boris_main).await;
     assert!(reason.contains("no user matches 3"), "{reason}");
     let third = user(&aux_api, "someone", "Кто-то третий").await;
     assert_eq!(third, 3);
@@ -266,23 +264,9 @@ async fn a_user_whose_account_here_is_deactivated_is_held_until_an_active_one_ma
         "removing a user deactivates it"
     );
     let t = task_sync(&main_api, &aux_api).await;
-    let TaskSync {
-        m_table,
-        m,
-        a_table,
-        a,
-        active: _,
-        passive,
-    } = t;
+    let (a_table, a) = (t.a_table, t.a);
     match_users_by(&main_api, &aux_api, &t, "full_name").await;
-    main_api
-        .create_record(
-            m_table,
-            json!({ m[0].to_string(): "call", m[1].to_string(): olga_main }),
-        )
-        .await;
-    assert_eq!(owner_on(&aux_api, a_table, a, "call").await, Value::Null);
-    let reason = held_reason(&aux_api, passive).await;
+    let reason = task_held_on_aux(&main_api, &aux_api, &t, "call", olga_main).await;
     assert!(
         reason.contains("olga") && reason.contains("deactivated"),
         "{reason}"
