@@ -9,7 +9,7 @@
 //! is stopped or unreachable the job keeps running and says why; it fails only after an
 //! hour without progress.
 
-use super::active::{active_mapping, call_peer};
+use super::active::{active_mapping, blocking, call_peer};
 use super::passive::passive_mapping;
 use crate::app::App;
 use crmsync_domain::DomainError;
@@ -110,10 +110,7 @@ async fn ask_peer(
         // The settings as they are now: the other side's address may have been corrected
         // while this waited.
         let (core, id) = (app.core.clone(), sync.id);
-        let current = tokio::task::spawn_blocking(move || core.sync(id))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let current = blocking(move || core.sync(id)).await.map_err(|f| f.0)?;
         match call_peer::<_, ResendSummary>(app, &current, "resend", request).await {
             Ok(summary) => return Ok(summary),
             Err(failure) if started.elapsed() > PATIENCE => return Err(failure.0),
