@@ -6,6 +6,7 @@
 //! its mapping. Records are matched by `uid`; local ids never travel.
 
 pub mod apply;
+pub mod channel;
 pub mod content;
 pub mod drift;
 pub mod folder;
