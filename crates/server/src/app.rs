@@ -49,6 +49,8 @@ pub struct App {
     pub log_keep_days: u32,
     /// One initial sync at a time per sync.
     pub initial_turns: crate::sync::initial::InitialTurns,
+    /// Every sync's channel keys (memory only).
+    pub channels: crate::sync::channel::Channels,
 }
 
 /// How long sync log entries are kept unless `--log-keep-days` says otherwise.
@@ -96,6 +98,7 @@ impl App {
             rejections: Default::default(),
             log_keep_days: DEFAULT_LOG_KEEP_DAYS,
             initial_turns: Default::default(),
+            channels: Default::default(),
         })
     }
 

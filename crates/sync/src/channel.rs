@@ -190,7 +190,10 @@ pub fn pake_key(
 
 /// What a side shows to prove it holds the key (and so the password): a MAC by role.
 pub fn confirmation(key: &Key, role: Role) -> String {
-    hex::encode(hmac(&key.bytes, &[b"crmsync confirms", role.as_str().as_bytes()]))
+    hex::encode(hmac(
+        &key.bytes,
+        &[b"crmsync confirms", role.as_str().as_bytes()],
+    ))
 }
 
 /// Whether `claimed` is the confirmation of `role` under `key`, compared in constant time.
@@ -478,7 +481,11 @@ mod tests {
         assert_eq!(a, b);
         assert!(confirms(&b, Role::Active, &confirmation(&a, Role::Active)));
         // A confirmation by one role is not one by the other (no reflection).
-        assert!(!confirms(&b, Role::Passive, &confirmation(&a, Role::Active)));
+        assert!(!confirms(
+            &b,
+            Role::Passive,
+            &confirmation(&a, Role::Active)
+        ));
         let (a, b) = paired("123456", "123457");
         assert_ne!(a, b);
         assert!(!confirms(&b, Role::Active, &confirmation(&a, Role::Active)));
@@ -559,7 +566,10 @@ mod tests {
         );
         // Refused checks did not use up the number.
         assert!(fresh.accept(5));
-        assert_eq!(open(&key, b"CRMSPK01xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 10), Err(Refusal::OldProtocol));
+        assert_eq!(
+            open(&key, b"CRMSPK01xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 10),
+            Err(Refusal::OldProtocol)
+        );
         let big = seal(&key, &header("push", 6), &vec![b'x'; 1 << 16]);
         assert_eq!(open(&key, &big, 1 << 10), Err(Refusal::TooLarge));
     }

@@ -159,7 +159,7 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
-        .merge(crate::sync::passive::router())
+        .merge(crate::sync::passive::router(&app))
         .merge(crate::web::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))

@@ -4,7 +4,6 @@
 
 use super::content;
 use super::passive::{PACKET_LIMIT, receive};
-use super::signing;
 use crate::app::App;
 use crmsync_domain::DomainError;
 use crmsync_domain::sync::{SyncConfig, UserMatch};
@@ -81,7 +80,7 @@ async fn call<B: Serialize, R: DeserializeOwned>(
     request_json(app, sync, Method::POST, endpoint, body, timeout).await
 }
 
-/// A signed request whose answer is JSON.
+/// A sealed request whose answer is JSON.
 pub(crate) async fn request_json<R: DeserializeOwned>(
     app: &App,
     sync: &SyncConfig,
@@ -90,82 +89,13 @@ pub(crate) async fn request_json<R: DeserializeOwned>(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<R, Failure> {
-    request(app, sync, method, endpoint, body, timeout)
-        .await?
-        .json::<R>()
-        .await
+    let answer = super::channel::request(app, sync, method, endpoint, body, timeout).await?;
+    serde_json::from_slice(&answer)
         .map_err(|e| Failure(format!("the passive side sent an unreadable answer: {e}")))
-}
-
-/// A signed request to the passive side: `endpoint` is the part of the address after the
-/// sync's own, and is signed with the body.
-pub(crate) async fn request(
-    app: &App,
-    sync: &SyncConfig,
-    method: Method,
-    endpoint: &str,
-    body: Vec<u8>,
-    timeout: Duration,
-) -> Result<reqwest::Response, Failure> {
-    let url = format!(
-        "{}/{endpoint}",
-        sync.remote_url.as_deref().unwrap_or_default()
-    );
-    let signature = signing::sign(&sync.password.0, app.core.now_ms(), endpoint, &body);
-    let instance = app.instance_id.to_string();
-    let response = app
-        .http
-        .request(method, &url)
-        .header(signing::HEADER, signature)
-        .header(signing::INSTANCE_HEADER, instance)
-        .header("content-type", "application/json")
-        .timeout(timeout)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                Failure(format!("the passive side at {url} did not answer in time"))
-            } else {
-                let cause = root_cause(&e);
-                Failure(format!(
-                    "cannot reach the passive side at {url}: {cause}{}",
-                    crate::tls::hint(&cause)
-                ))
-            }
-        })?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let detail: serde_json::Value = response.json().await.unwrap_or_default();
-    let code = detail["error"].as_str().unwrap_or_default().to_string();
-    let text = detail["detail"].as_str().unwrap_or_default().to_string();
-    Err(Failure(match (status.as_u16(), code.as_str()) {
-        (401, "wrong_password") => "wrong password: the passive side refused it".to_string(),
-        (401, _) => format!("the passive side refused the request: {text}"),
-        (429, _) => "the passive side is pausing after wrong passwords; it will retry".to_string(),
-        (404, "no_sync" | "") => format!(
-            "there is no passive sync at {}; check remote_url",
-            sync.remote_url.as_deref().unwrap_or_default()
-        ),
-        (409, "protocol_version") => format!("protocol version mismatch: {text}"),
-        _ => format!("the passive side answered {status}: {text}"),
-    }))
 }
 
 fn parse_user_match(text: &str) -> Option<UserMatch> {
     serde_json::from_value(serde_json::Value::from(text)).ok()
-}
-
-fn root_cause(e: &dyn std::error::Error) -> String {
-    let mut cause = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    cause
 }
 
 async fn hello(app: &App, sync: &SyncConfig) -> Result<(), Failure> {

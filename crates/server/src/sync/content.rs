@@ -11,16 +11,17 @@
 //! - Folders: chunk files are written before the packet file and read before it is
 //!   applied; they are removed with it.
 
-use super::active::{Failure, request, request_json};
+use super::active::{Failure, request_json};
+use super::channel::{Authenticated, request};
 use super::folders::Folders;
-use super::passive::authenticate;
 use crate::api::{ApiError, ApiQuery, blocking};
 use crate::app::App;
 use crate::files::ChunkError;
+use axum::Extension;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use crmsync_domain::sync::SyncConfig;
 use crmsync_domain::{DomainError, FileRef};
@@ -29,7 +30,6 @@ use crmsync_sync::{Mapping, Packet};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(120);
@@ -116,13 +116,16 @@ pub(crate) async fn fetch(
         while received < file.size {
             let index = received / CHUNK_BYTES;
             let endpoint = format!("content/{}/{index}", file.sha256);
-            let chunk = request(app, sync, Method::GET, &endpoint, Vec::new(), CHUNK_TIMEOUT)
-                .await?
-                .bytes()
-                .await
-                .map_err(|e| {
-                    Failure(format!("a chunk of file \"{}\" broke off: {e}", file.name))
-                })?;
+            // POST: a sealed request has a body (GET is still served, for older tools).
+            let chunk = request(
+                app,
+                sync,
+                Method::POST,
+                &endpoint,
+                Vec::new(),
+                CHUNK_TIMEOUT,
+            )
+            .await?;
             let (store, file2) = (app.files.clone(), file.clone());
             received = tokio::task::spawn_blocking(move || store.take_chunk(&file2, index, &chunk))
                 .await
@@ -144,13 +147,10 @@ pub fn missing(app: &App, mapping: &Mapping, packet: &Packet) -> Vec<FileRef> {
 /// Passive side: how much of a file has arrived.
 pub async fn offer(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((sync_id, sha256)): Path<(i64, String)>,
-    headers: HeaderMap,
+    Extension(Authenticated(_)): Extension<Authenticated>,
+    Path((_, sha256)): Path<(i64, String)>,
     body: Bytes,
 ) -> Result<Json<Received>, ApiError> {
-    let endpoint = format!("content/{sha256}");
-    authenticate(&app, sync_id, &endpoint, &headers, &body, peer).await?;
     let offer: Offer = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed sync message: {e}")))?;
     let file = described(sha256, offer.size)?;
@@ -168,14 +168,11 @@ pub struct ChunkParams {
 /// Passive side: takes the next chunk of a file.
 pub async fn put_chunk(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((sync_id, sha256, index)): Path<(i64, String, u64)>,
+    Extension(Authenticated(_)): Extension<Authenticated>,
+    Path((_, sha256, index)): Path<(i64, String, u64)>,
     ApiQuery(params): ApiQuery<ChunkParams>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Received>, ApiError> {
-    let endpoint = format!("content/{sha256}/{index}?size={}", params.size);
-    authenticate(&app, sync_id, &endpoint, &headers, &body, peer).await?;
     let file = described(sha256, params.size)?;
     let store = app.files.clone();
     let received = blocking(move || match store.take_chunk(&file, index, &body) {
@@ -190,12 +187,9 @@ pub async fn put_chunk(
 /// Passive side: hands out a chunk of stored content.
 pub async fn get_chunk(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((sync_id, sha256, index)): Path<(i64, String, u64)>,
-    headers: HeaderMap,
+    Extension(Authenticated(_)): Extension<Authenticated>,
+    Path((_, sha256, index)): Path<(i64, String, u64)>,
 ) -> Result<Response, ApiError> {
-    let endpoint = format!("content/{sha256}/{index}");
-    authenticate(&app, sync_id, &endpoint, &headers, &Bytes::new(), peer).await?;
     let store = app.files.clone();
     let chunk = blocking(move || {
         let path = store

@@ -6,19 +6,19 @@
 //! requests and answers in packet files (`control`).
 
 use super::active::{Failure, active_mapping, call_peer};
-use super::passive::{authenticate, parse, passive_mapping};
+use super::channel::Authenticated;
+use super::passive::{parse, passive_mapping};
 use crate::api::{ApiError, blocking};
 use crate::app::App;
 use crate::jobs::JobStatus;
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_domain::{DomainError, FieldNo};
 use crmsync_sync::matching::{MatchPlan, plan, table_items};
 use crmsync_sync::protocol::{PairReply, PairRequest, RecordsReply, RecordsRequest};
-use std::net::SocketAddr;
 
 fn unavailable(failure: Failure) -> DomainError {
     DomainError::Unavailable(failure.0)
@@ -133,12 +133,10 @@ pub async fn match_by_key(
 /// The passive side's records of one table, as they travel: `POST /sync/v1/{id}/records`.
 pub async fn records(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(sync_id): Path<i64>,
-    headers: HeaderMap,
+    Extension(Authenticated(sync)): Extension<Authenticated>,
+    Path(_sync_id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<RecordsReply>, ApiError> {
-    let sync = authenticate(&app, sync_id, "records", &headers, &body, peer).await?;
     let request: RecordsRequest = parse(&body)?;
     let items = blocking(move || {
         let mapping = passive_mapping(&app, &sync)?;
@@ -151,12 +149,10 @@ pub async fn records(
 /// Records the pairs the active side matched: `POST /sync/v1/{id}/pair`.
 pub async fn pair(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(sync_id): Path<i64>,
-    headers: HeaderMap,
+    Extension(Authenticated(sync)): Extension<Authenticated>,
+    Path(_sync_id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<PairReply>, ApiError> {
-    let sync = authenticate(&app, sync_id, "pair", &headers, &body, peer).await?;
     let request: PairRequest = parse(&body)?;
     let paired = blocking(move || record_pairs(&app, &sync, &request)).await?;
     Ok(Json(PairReply { paired }))

@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod active;
+pub mod channel;
 pub mod clocks;
 pub mod content;
 pub mod control;

@@ -6,20 +6,21 @@
 //! chain over HTTP) passes requests on to its own owner.
 
 use super::active::{Failure, call_peer};
-use super::passive::{authenticate, parse, passive_mapping};
+use super::channel::Authenticated;
+use super::passive::{parse, passive_mapping};
 use crate::api::{ApiError, blocking};
 use crate::app::App;
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use crmsync_domain::schema::{MAX_NUMBER_BLOCK, Numbering};
 use crmsync_domain::sync::{SyncConfig, Transport};
 use crmsync_domain::{DomainError, Field, FieldNo, TableId};
 use crmsync_sync::Mapping;
 use crmsync_sync::protocol::{GrantedBlock, NumberBlock, NumberBlockRequest};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -353,12 +354,10 @@ async fn ensure_numbers(app: &App, table_id: TableId, records: usize) -> Result<
 /// The owner's side (or a link of a chain): `POST /sync/v1/{sync_id}/numbers`.
 pub async fn answer(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(sync_id): Path<i64>,
-    headers: HeaderMap,
+    Extension(Authenticated(sync)): Extension<Authenticated>,
+    Path(_sync_id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<NumberBlock>, ApiError> {
-    let sync = authenticate(&app, sync_id, "numbers", &headers, &body, peer).await?;
     let request: NumberBlockRequest = parse(&body)?;
     if request.hops >= MAX_HOPS {
         return Err(ApiError::new(

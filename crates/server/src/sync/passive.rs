@@ -2,34 +2,35 @@
 //! active side starts every exchange; these endpoints only answer, after checking the
 //! request's signature against the sync password.
 
+use super::channel::{self, Authenticated};
 use super::content;
-use super::signing::{self, Refusal};
 use crate::api::{ApiError, blocking};
 use crate::app::App;
+use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use crmsync_domain::DomainError;
-use crmsync_domain::sync::{Mode, SyncConfig, Transport};
+use crmsync_domain::sync::{Mode, SyncConfig};
 use crmsync_sync::protocol::{
     Hello, HelloReply, Packet, PullRequest, PushReply, ResendRequest, ResendSummary,
 };
 use crmsync_sync::{Catalog, Mapping, PROTOCOL_VERSION, apply_packet, build_packet};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Change-log entries per packet.
 pub const PACKET_LIMIT: usize = 5000;
 /// The longest a pull may wait for changes.
 const MAX_WAIT: Duration = Duration::from_secs(30);
-const MAX_PACKET_BYTES: usize = 64 << 20;
 
-pub fn router() -> Router<App> {
-    Router::new()
+/// The passive endpoints: pairing in the clear, everything else sealed with the paired key
+/// (`channel::sealed` opens each request and seals its answer).
+pub fn router(app: &App) -> Router<App> {
+    let sealed = Router::new()
         .route("/sync/v1/{sync_id}/hello", post(hello))
         .route("/sync/v1/{sync_id}/push", post(push))
         .route("/sync/v1/{sync_id}/pull", post(pull))
@@ -41,9 +42,19 @@ pub fn router() -> Router<App> {
         .route("/sync/v1/{sync_id}/content/{sha256}", post(content::offer))
         .route(
             "/sync/v1/{sync_id}/content/{sha256}/{index}",
-            put(content::put_chunk).get(content::get_chunk),
+            put(content::put_chunk)
+                .post(content::get_chunk)
+                .get(content::get_chunk),
         )
-        .layer(DefaultBodyLimit::max(MAX_PACKET_BYTES))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            channel::sealed,
+        ));
+    Router::new()
+        .route("/sync/v1/{sync_id}/pake", post(channel::pake))
+        .route("/sync/v1/{sync_id}/pake/confirm", post(channel::confirm))
+        .merge(sealed)
+        .layer(DefaultBodyLimit::max(channel::MAX_MESSAGE_BYTES))
 }
 
 /// The peer's catalogue as it last described it (none yet: None).
@@ -89,103 +100,6 @@ pub fn passive_mapping(app: &App, sync: &SyncConfig) -> Result<Mapping, DomainEr
     Ok(mapping)
 }
 
-/// Checks that the request is for a passive HTTP sync here and carries its password's
-/// signature; records the contact.
-pub(crate) async fn authenticate(
-    app: &App,
-    sync_id: i64,
-    endpoint: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-    peer: SocketAddr,
-) -> Result<SyncConfig, ApiError> {
-    let core = app.core.clone();
-    // The sync and who it last heard from, in one read.
-    let (sync, last_peer) =
-        blocking(move || Ok((core.sync(sync_id)?, core.sync_state(sync_id)?.peer_instance)))
-            .await
-            .ok()
-            .filter(|(s, _)| s.mode == Mode::Passive && s.transport == Transport::Http)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "no_sync",
-                    format!("there is no passive HTTP sync {sync_id} here"),
-                )
-            })?;
-    // The instance this sync last heard from with the right password has an allowance of
-    // its own, so another instance's wrong password on the same address (a misconfigured
-    // second office behind one router) does not pause it; every other caller shares one
-    // allowance per address, whatever instance id it claims.
-    let caller = headers
-        .get(signing::INSTANCE_HEADER)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let known = last_peer.is_some_and(|known| known == caller);
-    let throttle_key = match known {
-        true => format!("sync:{sync_id}:{caller}"),
-        false => format!("sync:{sync_id}"),
-    };
-    if let Some(wait) = app.login_throttle.wait(&throttle_key, peer.ip()) {
-        return Err(ApiError {
-            retry_after: Some(wait.as_secs() + 1),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                "too many wrong passwords; wait and try again",
-            )
-        });
-    }
-    let header = headers.get(signing::HEADER).and_then(|h| h.to_str().ok());
-    let verdict = signing::verify(&sync.password.0, header, app.core.now_ms(), endpoint, body);
-    let peer_instance = headers
-        .get(signing::INSTANCE_HEADER)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string);
-    match verdict {
-        Ok(()) => {
-            app.login_throttle.succeeded(&throttle_key, peer.ip());
-            if let Some(ts) = signing::claimed_time(header) {
-                app.peer_clocks.observe(sync_id, ts - app.core.now_ms());
-            }
-            let core = app.core.clone();
-            let now = app.core.now_ms();
-            blocking(move || {
-                core.update_sync_state(sync_id, |s| {
-                    s.connected = true;
-                    s.reason = None;
-                    s.last_run_ms = Some(now);
-                    s.last_success_ms = Some(now);
-                    s.last_error = None;
-                    if peer_instance.is_some() {
-                        s.peer_instance = peer_instance;
-                    }
-                })
-            })
-            .await?;
-            Ok(sync)
-        }
-        Err(refusal) => {
-            app.login_throttle.failed(&throttle_key, peer.ip());
-            let (code, message) = match refusal {
-                Refusal::Stale => (
-                    "stale_request",
-                    "the request's time is more than 5 minutes off this server's clock".to_string(),
-                ),
-                Refusal::Missing | Refusal::WrongPassword => (
-                    "wrong_password",
-                    "the sync password does not match this passive sync".to_string(),
-                ),
-            };
-            let core = app.core.clone();
-            let logged = format!("refused a {endpoint} request from {}: {message}", peer.ip());
-            let _ = blocking(move || core.log_sync(&sync, "auth", logged, None)).await;
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, code, message))
-        }
-    }
-}
-
 /// A sync message's body, or a clear refusal.
 pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
@@ -194,12 +108,10 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 
 async fn hello(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(sync_id): Path<i64>,
-    headers: HeaderMap,
+    Extension(Authenticated(sync)): Extension<Authenticated>,
+    Path(_sync_id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<HelloReply>, ApiError> {
-    let sync = authenticate(&app, sync_id, "hello", &headers, &body, peer).await?;
     let hello: Hello = parse(&body)?;
     if hello.version != PROTOCOL_VERSION {
         return Err(ApiError::new(
@@ -241,12 +153,10 @@ async fn hello(
 
 async fn push(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(sync_id): Path<i64>,
-    headers: HeaderMap,
+    Extension(Authenticated(sync)): Extension<Authenticated>,
+    Path(_sync_id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<PushReply>, ApiError> {
-    let sync = authenticate(&app, sync_id, "push", &headers, &body, peer).await?;
     let packet: Packet = parse(&body)?;
     let applied = blocking(move || receive(&app, &sync, &packet)).await?;
     Ok(Json(PushReply { applied }))
@@ -286,12 +196,10 @@ pub fn receive(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<i64, Dom
 
 async fn pull(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(Authenticated(sync)): Extension<Authenticated>,
     Path(sync_id): Path<i64>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Packet>, ApiError> {
-    let sync = authenticate(&app, sync_id, "pull", &headers, &body, peer).await?;
     let request: PullRequest = parse(&body)?;
     if let Some(resent) = request.resent {
         // Per sync, in memory, like the folder transports' answers: what our initial sync
@@ -358,12 +266,10 @@ async fn pull(
 
 async fn resend(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(sync_id): Path<i64>,
-    headers: HeaderMap,
+    Extension(Authenticated(sync)): Extension<Authenticated>,
+    Path(_sync_id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<ResendSummary>, ApiError> {
-    let sync = authenticate(&app, sync_id, "resend", &headers, &body, peer).await?;
     let request: ResendRequest = parse(&body)?;
     let summary = blocking(move || super::initial::queue_own(&app, &sync, request)).await?;
     Ok(Json(summary))
@@ -372,12 +278,10 @@ async fn resend(
 /// The passive side's digests for a drift check (B-16), over the fields both sides carry.
 async fn digests(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(sync_id): Path<i64>,
-    headers: HeaderMap,
+    Extension(Authenticated(sync)): Extension<Authenticated>,
+    Path(_sync_id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<crmsync_sync::drift::Digests>, ApiError> {
-    let sync = authenticate(&app, sync_id, "digests", &headers, &body, peer).await?;
     let request: crmsync_sync::drift::DigestRequest = parse(&body)?;
     let digests = blocking(move || {
         let mapping = passive_mapping(&app, &sync)?;
