@@ -313,6 +313,8 @@ pub struct SyncState {
     pub written_seq: i64,
     /// Folder transports: our last change the peer said (its packets' `ack`) it applied.
     pub peer_acked_seq: i64,
+    /// Folder transports: the sync channel's pairing and keys (JSON).
+    pub channel: Option<String>,
     pub peer_instance: Option<String>,
     /// The peer's field catalogue as it last described it (JSON).
     pub peer_catalog: Option<String>,

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_whole_tables.sql")),
     (6, include_str!("../migrations/0006_peer_user_match.sql")),
     (7, include_str!("../migrations/0007_peer_acked_seq.sql")),
+    (8, include_str!("../migrations/0008_sync_channel.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {

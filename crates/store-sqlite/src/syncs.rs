@@ -256,7 +256,7 @@ pub fn sync_state(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<SyncState> 
         .query_row(
             "SELECT sent_seq, received_seq, peer_instance, peer_catalog, connected, reason,
                     last_run, last_success, last_error, pending_in, resend_request, written_seq,
-                    peer_user_match, peer_acked_seq
+                    peer_user_match, peer_acked_seq, channel
              FROM sync_state WHERE sync_id = ?1",
             [sync_id],
             |r| {
@@ -275,6 +275,7 @@ pub fn sync_state(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<SyncState> 
                     written_seq: r.get(11)?,
                     peer_user_match: r.get(12)?,
                     peer_acked_seq: r.get(13)?,
+                    channel: r.get(14)?,
                 })
             },
         )
@@ -287,8 +288,8 @@ pub fn save_sync_state(tx: &Transaction<'_>, sync_id: i64, s: &SyncState) -> Sto
     tx.execute(
         "INSERT INTO sync_state (sync_id, sent_seq, received_seq, peer_instance, peer_catalog,
                 connected, reason, last_run, last_success, last_error, pending_in, resend_request,
-                written_seq, peer_user_match, peer_acked_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                written_seq, peer_user_match, peer_acked_seq, channel)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
          ON CONFLICT(sync_id) DO UPDATE SET sent_seq = excluded.sent_seq,
                 received_seq = excluded.received_seq, peer_instance = excluded.peer_instance,
                 peer_catalog = excluded.peer_catalog, connected = excluded.connected,
@@ -297,7 +298,7 @@ pub fn save_sync_state(tx: &Transaction<'_>, sync_id: i64, s: &SyncState) -> Sto
                 pending_in = excluded.pending_in, resend_request = excluded.resend_request,
                 written_seq = excluded.written_seq,
                 peer_user_match = excluded.peer_user_match,
-                peer_acked_seq = excluded.peer_acked_seq",
+                peer_acked_seq = excluded.peer_acked_seq, channel = excluded.channel",
         params![
             sync_id,
             s.sent_seq,
@@ -313,7 +314,8 @@ pub fn save_sync_state(tx: &Transaction<'_>, sync_id: i64, s: &SyncState) -> Sto
             s.resend_request,
             s.written_seq,
             s.peer_user_match,
-            s.peer_acked_seq
+            s.peer_acked_seq,
+            s.channel
         ],
     )
     .map_err(sql_error)?;

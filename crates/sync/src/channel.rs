@@ -242,6 +242,9 @@ pub struct Header {
     /// In an answer: the `seq` of the request it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<u64>,
+    /// The body is not compressed (a writer with no zstd at hand); otherwise it is zstd.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw: bool,
 }
 
 /// Why a message was not accepted; nothing in it was used.
@@ -299,6 +302,7 @@ pub fn seal(key: &Key, header: &Header, body: &[u8]) -> Vec<u8> {
         key: key.id.clone(),
         ..header.clone()
     };
+    let raw = header.raw;
     let header = serde_json::to_vec(&header).expect("a header serialises");
     let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + NONCE_LEN + body.len() / 2);
     out.extend_from_slice(MAGIC);
@@ -307,7 +311,10 @@ pub fn seal(key: &Key, header: &Header, body: &[u8]) -> Vec<u8> {
     let aad_len = out.len();
     let nonce: [u8; NONCE_LEN] = random_bytes();
     out.extend_from_slice(&nonce);
-    let mut sealed = zstd::bulk::compress(body, 1).expect("zstd compresses in memory");
+    let mut sealed = match raw {
+        true => body.to_vec(),
+        false => zstd::bulk::compress(body, 1).expect("zstd compresses in memory"),
+    };
     aead_key(key)
         .seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
@@ -358,7 +365,11 @@ pub fn open(key: &Key, bytes: &[u8], max_body: usize) -> Result<(Header, Vec<u8>
             &mut sealed,
         )
         .map_err(|_| Refusal::NotAuthentic)?;
-    let body = zstd::bulk::decompress(plain, max_body).map_err(|_| Refusal::TooLarge)?;
+    let body = match header.raw {
+        true if plain.len() <= max_body => plain.to_vec(),
+        true => return Err(Refusal::TooLarge),
+        false => zstd::bulk::decompress(plain, max_body).map_err(|_| Refusal::TooLarge)?,
+    };
     Ok((header, body))
 }
 
@@ -472,6 +483,7 @@ mod tests {
             seq,
             ts: 1_000,
             reply: None,
+            raw: false,
         }
     }
 

@@ -1,91 +1,67 @@
 //! Packet files for the folder transports (local folders, FTP): what a side writes into its
 //! upload folder and its peer reads from its download folder.
 //!
-//! A file is `MAGIC | HMAC-SHA256(32 bytes) | zstd(JSON packet)`, the HMAC keyed with the
-//! sync password over `MAGIC | compressed body`, so a forged, truncated or corrupted file
-//! is recognised before anything in it is read. Its name carries the packet's cursors, so
-//! files sort in sequence.
+//! A file is the packet's JSON sealed with the sync channel's key (`channel::seal`, kind
+//! `packet`): forged, truncated, corrupted, replayed or foreign files are recognised before
+//! anything in it is read, and nothing of it is readable in the folder. Its name carries
+//! the packet's cursors, so files sort in sequence.
 
+use crate::channel::{Refusal, Role};
+use crate::folder_channel::FolderChannel;
 use crate::protocol::Packet;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
-pub const MAGIC: &[u8; 8] = b"CRMSPK01";
-/// The same, with the body uncompressed: for simple third-party writers (a script with
-/// only its language's standard library). This side always writes `MAGIC`.
-pub const MAGIC_PLAIN: &[u8; 8] = b"CRMSPK00";
 pub const EXTENSION: &str = "cspk";
-const MAC_LEN: usize = 32;
+/// The kind a packet file is sealed as; chunk files are sealed as their own name.
+pub const PACKET_KIND: &str = "packet";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rejection {
-    /// Shorter than its header, or not a packet file at all.
-    NotAPacket,
-    /// The signature does not match: another password, or changed or cut bytes.
-    BadSignature,
-    /// Signed correctly but unreadable.
+    /// Not sealed for this sync, or sealed wrongly: the channel's reason.
+    Refused(Refusal),
+    /// Sealed correctly but not a packet.
     Unreadable(String),
 }
 
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Rejection::NotAPacket => {
-                f.write_str("not a crmsync packet (wrong header or truncated)")
-            }
-            Rejection::BadSignature => f.write_str(
-                "the signature does not match: forged, corrupted, truncated, or another password",
-            ),
-            Rejection::Unreadable(e) => write!(f, "signed but unreadable: {e}"),
+            Rejection::Refused(refusal) => refusal.fmt(f),
+            Rejection::Unreadable(e) => write!(f, "sealed correctly but unreadable: {e}"),
         }
     }
 }
 
-fn mac(password: &str) -> Hmac<Sha256> {
-    Hmac::<Sha256>::new_from_slice(password.as_bytes()).expect("HMAC takes any key length")
-}
-
-pub fn encode(packet: &Packet, password: &str) -> Vec<u8> {
-    let json = serde_json::to_vec(packet).expect("a packet serialises");
-    let body = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
-    let mut signer = mac(password);
-    signer.update(MAGIC);
-    signer.update(&body);
-    let mut out = Vec::with_capacity(MAGIC.len() + MAC_LEN + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&signer.finalize().into_bytes());
-    out.extend_from_slice(&body);
-    out
-}
-
 /// The most a packet may decompress to; a packet holds at most a few thousand records.
-const MAX_PACKET_BYTES: usize = 512 << 20;
+pub const MAX_PACKET_BYTES: usize = 512 << 20;
 
-pub fn decode(bytes: &[u8], password: &str) -> Result<Packet, Rejection> {
-    if bytes.len() < MAGIC.len() + MAC_LEN {
-        return Err(Rejection::NotAPacket);
+/// A packet file's bytes, sealed with the channel's key; None before the two sides paired.
+pub fn encode(
+    packet: &Packet,
+    channel: &mut FolderChannel,
+    role: Role,
+    now_ms: i64,
+) -> Option<Vec<u8>> {
+    let json = serde_json::to_vec(packet).expect("a packet serialises");
+    channel.seal(role, PACKET_KIND, &json, now_ms)
+}
+
+/// Opens a packet file from the roles `from`. `once`: its sequence number is used up (a
+/// file read to be applied); a look that applies nothing leaves it unused.
+pub fn decode(
+    bytes: &[u8],
+    channel: &mut FolderChannel,
+    from: &[Role],
+    once: bool,
+) -> Result<Packet, Rejection> {
+    let (header, json) = channel
+        .open(bytes, from, once, MAX_PACKET_BYTES)
+        .map_err(Rejection::Refused)?;
+    if header.kind != PACKET_KIND {
+        return Err(Rejection::Refused(Refusal::WrongKind {
+            expected: PACKET_KIND.to_string(),
+            got: header.kind,
+        }));
     }
-    let magic = &bytes[..MAGIC.len()];
-    let compressed = if magic == MAGIC {
-        true
-    } else if magic == MAGIC_PLAIN {
-        false
-    } else {
-        return Err(Rejection::NotAPacket);
-    };
-    let (signature, body) = bytes[MAGIC.len()..].split_at(MAC_LEN);
-    let mut verifier = mac(password);
-    verifier.update(magic);
-    verifier.update(body);
-    verifier
-        .verify_slice(signature)
-        .map_err(|_| Rejection::BadSignature)?;
-    let json = if compressed {
-        zstd::bulk::decompress(body, MAX_PACKET_BYTES)
-            .map_err(|e| Rejection::Unreadable(e.to_string()))?
-    } else {
-        body.to_vec()
-    };
     serde_json::from_slice(&json).map_err(|e| Rejection::Unreadable(e.to_string()))
 }
 
@@ -155,39 +131,73 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_packet_round_trips_and_any_change_is_caught() {
-        let p = packet(10, 20);
-        let bytes = encode(&p, "secret");
-        assert_eq!(decode(&bytes, "secret").unwrap(), p);
-        assert_eq!(decode(&bytes, "other"), Err(Rejection::BadSignature));
-        assert_eq!(
-            decode(&bytes[..bytes.len() - 1], "secret"),
-            Err(Rejection::BadSignature)
+    /// Two channels paired with each other, as an active and a passive side.
+    fn paired() -> (FolderChannel, FolderChannel) {
+        use crate::folder_channel::PairingStep;
+        let (mut active, mut passive) = (
+            FolderChannel::load(None, "pw"),
+            FolderChannel::load(None, "pw"),
         );
-        assert_eq!(decode(&bytes[..20], "secret"), Err(Rejection::NotAPacket));
-        let mut flipped = bytes.clone();
-        let last = flipped.len() - 1;
-        flipped[last] ^= 1;
-        assert_eq!(decode(&flipped, "secret"), Err(Rejection::BadSignature));
-        assert_eq!(
-            decode(b"hello world, this is not a packet at all!", "secret"),
-            Err(Rejection::NotAPacket)
-        );
+        let PairingStep::Write(offer) = active.active_step("pw", "A", 1) else {
+            panic!("an offer")
+        };
+        let Ok(PairingStep::Write(answer)) = passive.take(Role::Passive, "pw", "P", &offer, 1)
+        else {
+            panic!("an answer")
+        };
+        let Ok(PairingStep::Write(confirmation)) = active.take(Role::Active, "pw", "A", &answer, 1)
+        else {
+            panic!("a confirmation")
+        };
+        passive
+            .take(Role::Passive, "pw", "P", &confirmation, 1)
+            .unwrap();
+        (active, passive)
     }
 
     #[test]
-    fn an_uncompressed_signed_packet_is_read_too() {
-        let p = packet(1, 2);
-        let body = serde_json::to_vec(&p).unwrap();
-        let mut signer = mac("secret");
-        signer.update(MAGIC_PLAIN);
-        signer.update(&body);
-        let mut bytes = MAGIC_PLAIN.to_vec();
-        bytes.extend_from_slice(&signer.finalize().into_bytes());
-        bytes.extend_from_slice(&body);
-        assert_eq!(decode(&bytes, "secret").unwrap(), p);
-        assert_eq!(decode(&bytes, "wrong"), Err(Rejection::BadSignature));
+    fn a_packet_round_trips_once_and_any_change_is_caught() {
+        let (mut active, mut passive) = paired();
+        let p = packet(10, 20);
+        let bytes = encode(&p, &mut active, Role::Active, 5).unwrap();
+        assert_eq!(
+            decode(&bytes, &mut passive, &[Role::Active], false).unwrap(),
+            p
+        );
+        assert_eq!(
+            decode(&bytes, &mut passive, &[Role::Active], true).unwrap(),
+            p
+        );
+        assert_eq!(
+            decode(&bytes, &mut passive, &[Role::Active], true),
+            Err(Rejection::Refused(Refusal::Replay))
+        );
+        let (_, mut stranger) = paired();
+        assert!(matches!(
+            decode(&bytes, &mut stranger, &[Role::Active], true),
+            Err(Rejection::Refused(Refusal::UnknownKey(_)))
+        ));
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert_eq!(
+            decode(&flipped, &mut passive, &[Role::Active], true),
+            Err(Rejection::Refused(Refusal::NotAuthentic))
+        );
+        assert_eq!(
+            decode(
+                b"hello world, this is not a packet at all!",
+                &mut passive,
+                &[Role::Active],
+                true
+            ),
+            Err(Rejection::Refused(Refusal::NotSealed))
+        );
+        // Not paired yet: nothing is written.
+        assert_eq!(
+            encode(&p, &mut FolderChannel::load(None, "pw"), Role::Active, 5),
+            None
+        );
     }
 
     #[test]
@@ -252,20 +262,10 @@ mod tests {
             .into(),
             created_at_ms: None,
         });
-        let back = decode(&encode(&p, "pw"), "pw").unwrap();
+        let (mut active, mut passive) = paired();
+        let bytes = encode(&p, &mut active, Role::Active, 1).unwrap();
+        let back = decode(&bytes, &mut passive, &[Role::Active], true).unwrap();
         assert_eq!(back.items[0].fields[&1].value.as_f64(), Some(number));
-    }
-
-    /// A packet file signed the way a simple third-party writer signs one: uncompressed.
-    fn encode_plain(packet: &Packet, password: &str) -> Vec<u8> {
-        let body = serde_json::to_vec(packet).unwrap();
-        let mut signer = mac(password);
-        signer.update(MAGIC_PLAIN);
-        signer.update(&body);
-        let mut bytes = MAGIC_PLAIN.to_vec();
-        bytes.extend_from_slice(&signer.finalize().into_bytes());
-        bytes.extend_from_slice(&body);
-        bytes
     }
 
     mod properties {
@@ -276,49 +276,38 @@ mod tests {
 
         proptest! {
             #[test]
-            fn any_packet_round_trips(packet in testing::packet(), password in ".{0,40}") {
-                prop_assert_eq!(decode(&encode(&packet, &password), &password), Ok(packet.clone()));
-                prop_assert_eq!(decode(&encode_plain(&packet, &password), &password), Ok(packet));
+            fn any_packet_round_trips(packet in testing::packet()) {
+                let (mut active, mut passive) = paired();
+                let bytes = encode(&packet, &mut active, Role::Active, 1).unwrap();
+                prop_assert_eq!(decode(&bytes, &mut passive, &[Role::Active], true), Ok(packet));
             }
 
             #[test]
-            fn any_truncation_is_rejected(
+            fn any_truncation_or_flipped_bit_is_rejected(
                 packet in testing::packet(),
                 cut in any::<Index>(),
-                plain in any::<bool>(),
-            ) {
-                let bytes = if plain { encode_plain(&packet, "pw") } else { encode(&packet, "pw") };
-                let cut = cut.index(bytes.len());
-                prop_assert!(decode(&bytes[..cut], "pw").is_err(), "cut at {} of {}", cut, bytes.len());
-            }
-
-            #[test]
-            fn any_flipped_bit_is_rejected(
-                packet in testing::packet(),
                 at in any::<Index>(),
                 bit in 0u8..8,
-                plain in any::<bool>(),
             ) {
-                let mut bytes = if plain { encode_plain(&packet, "pw") } else { encode(&packet, "pw") };
-                let at = at.index(bytes.len());
-                bytes[at] ^= 1 << bit;
-                prop_assert!(decode(&bytes, "pw").is_err(), "bit {} of byte {} flipped", bit, at);
-            }
-
-            #[test]
-            fn another_password_is_rejected(packet in testing::packet(), password in ".{0,40}") {
-                prop_assume!(password != "pw");
-                prop_assert_eq!(decode(&encode(&packet, "pw"), &password), Err(Rejection::BadSignature));
+                let (mut active, mut passive) = paired();
+                let bytes = encode(&packet, &mut active, Role::Active, 1).unwrap();
+                let cut = cut.index(bytes.len());
+                prop_assert!(decode(&bytes[..cut], &mut passive, &[Role::Active], true).is_err());
+                let mut flipped = bytes.clone();
+                let at = at.index(flipped.len());
+                flipped[at] ^= 1 << bit;
+                prop_assert!(decode(&flipped, &mut passive, &[Role::Active], true).is_err());
             }
 
             /// Whatever lies in a download folder: refused, never a panic.
             #[test]
             fn arbitrary_bytes_are_refused(
-                magic in prop_oneof![Just(MAGIC.to_vec()), Just(MAGIC_PLAIN.to_vec()), Just(Vec::new())],
+                magic in prop_oneof![Just(crate::channel::MAGIC.to_vec()), Just(b"CRMSPK01".to_vec()), Just(Vec::new())],
                 rest in proptest::collection::vec(any::<u8>(), 0..200),
             ) {
+                let (_, mut passive) = paired();
                 let bytes = [magic, rest].concat();
-                prop_assert!(decode(&bytes, "pw").is_err());
+                prop_assert!(decode(&bytes, &mut passive, &[Role::Active], true).is_err());
             }
 
             /// Names sort as their packets' cursors and writing times do, and each is read
@@ -335,20 +324,18 @@ mod tests {
                 prop_assert_eq!(written_at(&first), Some(a.2));
             }
 
-            /// Signed with the right password but not a packet: unreadable, not a panic.
+            /// Sealed with the right key but not a packet: unreadable, not a panic.
             #[test]
-            fn a_signed_body_that_is_no_packet_is_unreadable(
+            fn a_sealed_body_that_is_no_packet_is_unreadable(
                 body in proptest::collection::vec(any::<u8>(), 0..200),
-                compressed in any::<bool>(),
             ) {
-                let magic = if compressed { MAGIC } else { MAGIC_PLAIN };
-                let mut signer = mac("pw");
-                signer.update(magic);
-                signer.update(&body);
-                let bytes = [magic.as_slice(), &signer.finalize().into_bytes(), &body].concat();
-                let is_packet = !compressed && serde_json::from_slice::<Packet>(&body).is_ok();
-                prop_assume!(!is_packet);
-                prop_assert!(matches!(decode(&bytes, "pw"), Err(Rejection::Unreadable(_))));
+                let (mut active, mut passive) = paired();
+                prop_assume!(serde_json::from_slice::<Packet>(&body).is_err());
+                let bytes = active.seal(Role::Active, PACKET_KIND, &body, 1).unwrap();
+                prop_assert!(matches!(
+                    decode(&bytes, &mut passive, &[Role::Active], true),
+                    Err(Rejection::Unreadable(_))
+                ));
             }
         }
     }

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod content;
 pub mod drift;
 pub mod folder;
+pub mod folder_channel;
 pub mod initial;
 pub mod mapping;
 pub mod matching;

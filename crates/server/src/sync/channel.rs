@@ -102,15 +102,9 @@ struct Answering {
 #[derive(Clone, Default)]
 pub struct Channels {
     active: Arc<Mutex<HashMap<i64, Session>>>,
+    /// One pairing at a time per sync: the loops that all find no key wait for it.
+    pairing: Arc<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
     passive: Arc<Mutex<HashMap<i64, Answering>>>,
-}
-
-impl Channels {
-    /// Forgets a sync's keys (its password changed, or the peer no longer knows them).
-    pub fn forget(&self, sync_id: i64) {
-        lock(&self.active).remove(&sync_id);
-        lock(&self.passive).remove(&sync_id);
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -122,8 +116,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The key to seal the next request of `sync` with, pairing first when there is none or
 /// it is due for renewal.
 async fn active_key(app: &App, sync: &SyncConfig) -> Result<(Key, u64), Failure> {
-    let now = app.core.now_ms();
-    let current = {
+    let current = || {
         let mut sessions = lock(&app.channels.active);
         sessions
             .get_mut(&sync.id)
@@ -131,11 +124,26 @@ async fn active_key(app: &App, sync: &SyncConfig) -> Result<(Key, u64), Failure>
                 s.made.elapsed() < RENEW_AFTER
                     && s.password == channel::fingerprint(sync.password.0.as_bytes())
             })
-            .map(|s| (s.key.clone(), channel::next_seq(&mut s.sent, now)))
+            .map(|s| {
+                (
+                    s.key.clone(),
+                    channel::next_seq(&mut s.sent, app.core.now_ms()),
+                )
+            })
     };
-    if let Some(current) = current {
+    if let Some(current) = current() {
         return Ok(current);
     }
+    let turn = lock(&app.channels.pairing)
+        .entry(sync.id)
+        .or_default()
+        .clone();
+    let _turn = turn.lock().await;
+    // Another loop may have paired meanwhile.
+    if let Some(current) = current() {
+        return Ok(current);
+    }
+    let now = app.core.now_ms();
     let key = pair(app, sync).await?;
     let mut sessions = lock(&app.channels.active);
     let session = sessions
@@ -332,6 +340,7 @@ pub(crate) async fn request(
             seq,
             ts: app.core.now_ms(),
             reply: None,
+            raw: false,
         };
         let sealed = channel::seal(&key, &header, &body);
         let response = send(app, &url, method.clone(), SEALED_TYPE, timeout, sealed).await?;
@@ -754,6 +763,7 @@ async fn seal_response(
         seq,
         ts: app.core.now_ms(),
         reply: Some(reply),
+        raw: false,
     };
     let sealed = channel::seal(key, &header, &plain);
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -13,6 +13,7 @@
 
 use super::active::{Failure, request_json};
 use super::channel::{Authenticated, request};
+use super::folder_channel::Channel;
 use super::folders::Folders;
 use crate::api::{ApiError, ApiQuery, blocking};
 use crate::app::App;
@@ -249,6 +250,7 @@ pub fn write_chunks(
     dir: &str,
     after: i64,
     files: &[FileRef],
+    channel: &mut Channel,
 ) -> Result<(), DomainError> {
     if files.is_empty() {
         return Ok(());
@@ -273,7 +275,12 @@ pub fn write_chunks(
                     file.name
                 ))
             })?;
-            folders.write(dir, &name, &chunk).map_err(unavailable)?;
+            // Sealed as its own name: a chunk cannot stand in for another.
+            let sealed = channel
+                .state
+                .seal(channel.role, &name, &chunk, app.core.now_ms())
+                .ok_or_else(|| DomainError::Unavailable("not paired with the other side".into()))?;
+            folders.write(dir, &name, &sealed).map_err(unavailable)?;
         }
     }
     Ok(())
@@ -287,6 +294,7 @@ pub fn read_chunks(
     dir: &str,
     after: i64,
     files: &[FileRef],
+    channel: &mut Channel,
 ) -> Result<FolderContent, DomainError> {
     for file in files {
         let mut received = match app.files.received(file) {
@@ -305,6 +313,25 @@ pub fn read_chunks(
                 }
                 Err(_) => return Ok(FolderContent::Missing(name)),
             };
+            // Content-addressed, so it may be read again after an interruption: its
+            // number is not used up.
+            let accepts = channel.accepts();
+            let chunk =
+                match channel
+                    .state
+                    .open(&chunk, accepts, false, CHUNK_BYTES as usize + 1024)
+                {
+                    Ok((header, body)) if header.kind == name => body,
+                    Ok((header, _)) => {
+                        let why = format!("{name} is sealed as {}", header.kind);
+                        return Ok(FolderContent::Rejected(why));
+                    }
+                    Err(refusal) => {
+                        let why =
+                            format!("file \"{}\" ({}): {name} {refusal}", file.name, file.sha256);
+                        return Ok(FolderContent::Rejected(why));
+                    }
+                };
             received = match app.files.take_chunk(file, index, &chunk) {
                 Ok(received) => received,
                 Err(ChunkError::Io(e)) => return Err(DomainError::Store(e.to_string())),

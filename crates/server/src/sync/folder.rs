@@ -6,6 +6,7 @@
 //! file is moved aside (`NAME.rejected`), logged, and changes nothing.
 
 use super::content::{self, FolderContent};
+use super::folder_channel::Channel;
 use super::folders::{Folders, FtpFolders, LocalFolders};
 use super::initial::mapping_for;
 use super::passive::{PACKET_LIMIT, receive};
@@ -13,8 +14,10 @@ use crate::app::App;
 use crmsync_domain::DomainError;
 use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_sync::build_packet;
+use crmsync_sync::channel::Role;
 use crmsync_sync::content::{chunk_packet, files_in};
 use crmsync_sync::folder::{self, Sequence};
+use crmsync_sync::folder_channel::PairingFile;
 use crmsync_sync::mapping::catalog;
 use std::time::{Duration, Instant};
 
@@ -186,25 +189,66 @@ fn exchange(
             .map_err(|e| folder_error("create", &folders.describe(dir), e))?;
     }
     let mut tally = Tally::default();
-    let catalog_written = write_outgoing(
-        app,
-        &sync,
-        folders.as_mut(),
-        &upload,
-        catalog_due,
-        &mut tally,
-    )?;
+    let mut channel = Channel::load(app, &sync, &upload)?;
+    if channel.role == Role::Active {
+        let step = channel
+            .state
+            .active_step(&sync.password.0, &channel.own, app.core.now_ms());
+        channel.write_pairing(app, &sync, folders.as_mut(), step)?;
+    }
+    let mut catalog_written = channel.state.paired()
+        && write_outgoing(
+            app,
+            &sync,
+            folders.as_mut(),
+            &upload,
+            catalog_due,
+            &mut channel,
+            &mut tally,
+        )?;
     if first_round && has_fields {
         // Once per start, i.e. after every settings change: a password set right now
         // brings back what was refused with the wrong one.
-        readmit_rejected(app, &sync, folders.as_mut(), &download)?;
+        readmit_rejected(app, &sync, folders.as_mut(), &download, &mut channel)?;
     }
-    let gap = match has_fields {
-        true => read_incoming(app, &sync, folders.as_mut(), &download, &mut tally)?,
-        false => None,
-    };
+    let was_paired = channel.state.paired();
+    let mut gap = read_incoming(
+        app,
+        &sync,
+        folders.as_mut(),
+        &download,
+        has_fields,
+        &mut channel,
+        &mut tally,
+    )?;
+    if !was_paired && channel.state.paired() {
+        // Paired in this round: what waited goes now.
+        catalog_written = write_outgoing(
+            app,
+            &sync,
+            folders.as_mut(),
+            &upload,
+            catalog_due,
+            &mut channel,
+            &mut tally,
+        )?;
+    }
+    channel.save(app, &sync)?;
+    if gap.is_none() && !channel.state.paired() {
+        gap = Some(Waiting(match channel.role {
+            Role::Active => "pairing: waiting for the other side to answer this side's pairing \
+                             offer (is it running, with the same password, reading its folder?)"
+                .to_string(),
+            _ => "pairing: waiting for the active side's pairing offer (is it running, with the \
+                  same password, reading its folder?)"
+                .to_string(),
+        }));
+    }
     let now = app.core.now_ms();
     let state = app.core.sync_state(sync_id)?;
+    if let Some(failure) = channel.state.failure.clone() {
+        app.rejections.rejected(sync_id, &failure);
+    }
     if let Some(refused) = app.rejections.standing(sync_id) {
         // Red until a packet from the other side is taken again.
         if state.reason.as_deref() != Some(refused.as_str()) {
@@ -255,6 +299,7 @@ fn write_outgoing(
     folders: &mut dyn Folders,
     upload: &str,
     catalog_due: bool,
+    channel: &mut Channel,
     tally: &mut Tally,
 ) -> Result<bool, DomainError> {
     let mapping = mapping_for(app, sync)?;
@@ -319,9 +364,11 @@ fn write_outgoing(
             let name = folder::file_name(&packet, written_at);
             // The files it names go first: the peer applies it only with them.
             let files = files_in(&mapping, &packet, false);
-            content::write_chunks(app, folders, upload, packet.after, &files)?;
+            content::write_chunks(app, folders, upload, packet.after, &files, channel)?;
+            let sealed = folder::encode(&packet, &mut channel.state, channel.role, now)
+                .ok_or_else(|| DomainError::Unavailable("not paired with the other side".into()))?;
             folders
-                .write(upload, &name, &folder::encode(&packet, &sync.password.0))
+                .write(upload, &name, &sealed)
                 .map_err(|e| folder_error("write to", &folders.describe(upload), e))?;
             tally.packets_written += 1;
             tally.records_written += packet.items.len();
@@ -361,6 +408,8 @@ fn read_incoming(
     sync: &SyncConfig,
     folders: &mut dyn Folders,
     download: &str,
+    has_fields: bool,
+    channel: &mut Channel,
     tally: &mut Tally,
 ) -> Result<Option<Waiting>, DomainError> {
     let listed = folders
@@ -372,11 +421,32 @@ fn read_incoming(
         .collect();
     names.sort();
     for name in names {
-        let packet = match folders.read(download, name) {
-            Ok(bytes) => folder::decode(&bytes, &sync.password.0).map_err(|r| r.to_string()),
-            Err(e) if super::folders::is_refused(&e) => Err(e.to_string()),
+        let bytes = match folders.read(download, name) {
+            Ok(bytes) => bytes,
+            Err(e) if super::folders::is_refused(&e) => {
+                set_aside(app, sync, folders, download, name, &e, tally)?;
+                continue;
+            }
             // Gone or unreadable this time (taken meanwhile): the next round sees.
             Err(_) => continue,
+        };
+        if let Some(pairing) = PairingFile::decode(&bytes) {
+            channel.take_pairing(app, sync, folders, download, name, &pairing, tally)?;
+            continue;
+        }
+        if !has_fields {
+            // The peer's packets wait in the folder until this side has fields to take them.
+            continue;
+        }
+        let packet = match {
+            let accepts = channel.accepts();
+            folder::decode(&bytes, &mut channel.state, accepts, false)
+        } {
+            Ok(packet) => Ok(packet),
+            Err(rejection) => {
+                channel.unknown_key(app, sync, folders, &rejection)?;
+                Err(format!("it {rejection}"))
+            }
         };
         let packet = match packet {
             Ok(packet) => {
@@ -452,7 +522,7 @@ fn read_incoming(
         }
         if !packet.items.is_empty() {
             let files = content::missing(app, &mapping_for(app, sync)?, &packet);
-            match content::read_chunks(app, folders, download, packet.after, &files)? {
+            match content::read_chunks(app, folders, download, packet.after, &files, channel)? {
                 FolderContent::Complete => {}
                 FolderContent::Missing(chunk) => {
                     return Ok(Some(Waiting(format!(
@@ -469,6 +539,11 @@ fn read_incoming(
         // Only a packet with changes moves the cursor: one without covers no stretch of
         // the writer's log, and read early (before a late packet with changes) it must
         // not make that packet look like a replay.
+        if !channel.state.use_up(&bytes) {
+            set_aside(app, sync, folders, download, name, &"a replay", tally)?;
+            continue;
+        }
+        channel.save(app, sync)?;
         super::control::before_apply(app, sync, &packet)?;
         // (An older writer's packet without changes still covers a stretch: taken as before.)
         if sequence == Sequence::Apply && (!packet.items.is_empty() || packet.upto > packet.after) {
@@ -509,6 +584,7 @@ fn readmit_rejected(
     sync: &SyncConfig,
     folders: &mut dyn Folders,
     download: &str,
+    channel: &mut Channel,
 ) -> Result<(), DomainError> {
     let listed = folders
         .list(download)
@@ -532,7 +608,8 @@ fn readmit_rejected(
         let Ok(bytes) = folders.read(download, name) else {
             continue;
         };
-        let Ok(packet) = folder::decode(&bytes, &sync.password.0) else {
+        let accepts = channel.accepts();
+        let Ok(packet) = folder::decode(&bytes, &mut channel.state, accepts, false) else {
             continue;
         };
         if packet.items.is_empty() || folder::sequence(&packet, received) == Sequence::Replay {
@@ -570,7 +647,7 @@ fn remove_chunks(folders: &mut dyn Folders, dir: &str, listed: &[String], after:
 }
 
 /// Moves a packet file aside as `NAME.rejected`, with the reason in the status and log.
-fn set_aside(
+pub(crate) fn set_aside(
     app: &App,
     sync: &SyncConfig,
     folders: &mut dyn Folders,

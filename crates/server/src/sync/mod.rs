@@ -10,6 +10,7 @@ pub mod content;
 pub mod control;
 pub mod drift;
 pub mod folder;
+pub mod folder_channel;
 pub mod folders;
 pub mod held;
 pub mod initial;

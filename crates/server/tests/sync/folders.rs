@@ -42,6 +42,28 @@ pub async fn link_by_folders(
     (active_sync, passive_sync)
 }
 
+/// A packet file sealed by someone who paired two channels of their own with `password`:
+/// well-formed, but under a key no instance holds.
+pub fn sealed_by_a_stranger(packet: &crmsync_sync::Packet, password: &str) -> Vec<u8> {
+    use crmsync_sync::channel::Role;
+    use crmsync_sync::folder_channel::{FolderChannel, PairingStep};
+    let (mut active, mut passive) = (
+        FolderChannel::load(None, password),
+        FolderChannel::load(None, password),
+    );
+    let PairingStep::Write(offer) = active.active_step(password, "A", 1) else {
+        unreachable!("a fresh channel offers")
+    };
+    let Ok(PairingStep::Write(answer)) = passive.take(Role::Passive, password, "P", &offer, 1)
+    else {
+        unreachable!("an offer is answered")
+    };
+    active
+        .take(Role::Active, password, "A", &answer, 1)
+        .unwrap();
+    crmsync_sync::folder::encode(packet, &mut active, Role::Active, 1).unwrap()
+}
+
 fn rejected_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -99,8 +121,9 @@ async fn two_instances_sync_through_two_local_folders_and_refuse_bad_packets() {
     })
     .await;
 
-    // Bad packets dropped into aux's download folder: garbage, a truncated signed packet,
-    // one signed with another password, a replay of changes already applied.
+    // Bad packets dropped into aux's download folder: garbage, a file of the older
+    // protocol, a packet sealed by someone who paired with a guessed password, and half of
+    // it.
     let packet = crmsync_sync::Packet {
         after: 0,
         upto: 1,
@@ -127,27 +150,25 @@ async fn two_instances_sync_through_two_local_folders_and_refuse_bad_packets() {
         }],
         ..Default::default()
     };
-    let signed = crmsync_sync::folder::encode(&packet, "123456");
-    std::fs::write(
-        to_aux.join("00000000000000000000-00000000000000000005-0000000000001.cspk"),
-        b"not a packet at all, just some bytes",
-    )
-    .unwrap();
-    std::fs::write(
-        to_aux.join("00000000000000000000-00000000000000000005-0000000000002.cspk"),
-        &signed[..signed.len() / 2],
-    )
-    .unwrap();
-    std::fs::write(
-        to_aux.join("00000000000000000000-00000000000000000005-0000000000003.cspk"),
-        crmsync_sync::folder::encode(&packet, "guess"),
-    )
-    .unwrap();
-    std::fs::write(
-        to_aux.join("00000000000000000000-00000000000000000001-0000000000004.cspk"),
-        &signed,
-    )
-    .unwrap();
+    let forged = sealed_by_a_stranger(&packet, "123457");
+    let files: [(&str, &[u8]); 4] = [
+        ("0000000000001", b"not a packet at all, just some bytes"),
+        (
+            "0000000000002",
+            b"CRMSPK01 an older protocol's packet file, signed only",
+        ),
+        ("0000000000003", &forged),
+        ("0000000000004", &forged[..forged.len() / 2]),
+    ];
+    for (ms, bytes) in files {
+        std::fs::write(
+            to_aux.join(format!(
+                "00000000000000000000-00000000000000000005-{ms}.cspk"
+            )),
+            bytes,
+        )
+        .unwrap();
+    }
     eventually(20, "four packets set aside", || async {
         (rejected_files(&to_aux).len() == 4).then_some(())
     })
@@ -165,22 +186,28 @@ async fn two_instances_sync_through_two_local_folders_and_refuse_bad_packets() {
         .filter(|e| e["kind"] == "error")
         .map(|e| e["message"].as_str().unwrap())
         .collect();
-    assert!(
-        messages.iter().any(|m| m.contains("not a crmsync packet")),
-        "{messages:?}"
-    );
-    assert!(
-        messages
-            .iter()
-            .filter(|m| m.contains("signature does not match"))
-            .count()
-            == 2,
-        "{messages:?}"
-    );
-    assert!(
-        messages.iter().any(|m| m.contains("replay")),
-        "{messages:?}"
-    );
+    for expected in [
+        "not a sealed crmsync message",
+        "older crmsync (sync protocol 1)",
+        "a key this side does not hold",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "{expected}: {messages:?}"
+        );
+    }
+    // Still in sync both ways afterwards.
+    main_api
+        .patch(
+            &format!("/tables/{main_table}/records/{}", record["id"]),
+            json!({ "values": { m[0].to_string(): "After the attack" } }),
+        )
+        .await;
+    eventually(20, "a change after the attack", || async {
+        let values = record_values(&aux_api, aux_table).await;
+        (values[0][a[0].to_string()] == "After the attack").then_some(())
+    })
+    .await;
 
     // S-30: a second sync on the same folder is refused, naming the first.
     let (status, body) = main_api
