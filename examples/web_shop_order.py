@@ -6,13 +6,18 @@ folder this script writes to; the instance is the active side of that sync, so f
 named by the instance's own field numbers and the table by its own table id. Number your
 packets 1, 2, 3, ... (--seq): the instance reads them in that order.
 
-    python3 examples/web_shop_order.py --folder /srv/shop-orders --password 123456 \
+    python3 examples/web_shop_order.py --folder /srv/shop-orders --key 3f9a…(64 hex) \
         --seq 1 --table 2 --field 5="Order 1042" --field 6="1500.00" --file 7=invoice.pdf
 
-A file field's content goes beside the packet as chunk files of 8 MiB, written first.
+The key is one the instance issued for this program (POST /api/v1/syncs/{id}/writer-keys,
+shown once, revocable). A file field's content goes beside the packet as chunk files of
+8 MiB, written first.
 
-Standard library only: the packet is written uncompressed (header CRMSPK00), signed with
-HMAC-SHA256 keyed with the sync password. See docs/protocol.md, "Packet files".
+Every file is sealed (sync protocol 2): ChaCha20-Poly1305 under the key, with a readable
+header that says which key, who writes ("writer"), what ("packet" or the chunk file's
+name), a sequence number that only grows and the time. The body is left uncompressed
+("raw"), so nothing beyond Python's standard library and the `cryptography` package is
+needed. See docs/protocol.md, "Sealed messages" and "Third-party writers".
 """
 
 import argparse
@@ -20,20 +25,36 @@ import hashlib
 import hmac
 import json
 import os
+import struct
 import time
 import uuid
 
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
 CHUNK_BYTES = 8 << 20
 
-MAGIC_PLAIN = b"CRMSPK00"
+MAGIC = b"CRMSCH02"
 # This shop's writer identity; any fixed UUID, the same for every packet it writes.
 SHOP_NODE = "6b1d7c3e-0000-4000-8000-00000000c0de"
+_last_seq = 0
 
 
-def packet_bytes(packet: dict, password: str) -> bytes:
-    body = json.dumps(packet, ensure_ascii=False).encode("utf-8")
-    signature = hmac.new(password.encode("utf-8"), MAGIC_PLAIN + body, hashlib.sha256).digest()
-    return MAGIC_PLAIN + signature + body
+def key_id(key: bytes) -> str:
+    """The key's public name, as the instance computes it."""
+    return hmac.new(key, b"crmsync key id\n", hashlib.sha256).digest()[:8].hex()
+
+
+def sealed(key: bytes, kind: str, body: bytes) -> bytes:
+    """MAGIC | header length (u32, big-endian) | header JSON | nonce | ChaCha20-Poly1305."""
+    global _last_seq
+    _last_seq = max(_last_seq + 1, time.time_ns() // 1000)
+    header = json.dumps({
+        "v": 2, "key": key_id(key), "role": "writer", "kind": kind,
+        "seq": _last_seq, "ts": int(time.time() * 1000), "raw": True,
+    }).encode("utf-8")
+    readable = MAGIC + struct.pack(">I", len(header)) + header
+    nonce = os.urandom(12)
+    return readable + nonce + ChaCha20Poly1305(key).encrypt(nonce, body, readable)
 
 
 def write_complete(folder: str, name: str, data: bytes) -> None:
@@ -44,7 +65,7 @@ def write_complete(folder: str, name: str, data: bytes) -> None:
     os.replace(temporary, os.path.join(folder, name))
 
 
-def write_file_chunks(folder: str, after: int, path: str) -> dict:
+def write_file_chunks(folder: str, key: bytes, after: int, path: str) -> dict:
     """Writes a file's chunks for the packet that follows `after`; returns its description."""
     digest = hashlib.sha256()
     size = 0
@@ -56,7 +77,8 @@ def write_file_chunks(folder: str, after: int, path: str) -> dict:
     with open(path, "rb") as source:
         index = 0
         while chunk := source.read(CHUNK_BYTES):
-            write_complete(folder, f"{after:020d}-{sha256}-{index:06d}.chunk", chunk)
+            name = f"{after:020d}-{sha256}-{index:06d}.chunk"
+            write_complete(folder, name, sealed(key, name, chunk))
             index += 1
     return {"name": os.path.basename(path), "size": size, "sha256": sha256}
 
@@ -64,7 +86,7 @@ def write_file_chunks(folder: str, after: int, path: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", required=True, help="the instance's download folder")
-    parser.add_argument("--password", required=True, help="the sync password")
+    parser.add_argument("--key", required=True, help="the key the instance issued (64 hex digits)")
     parser.add_argument("--seq", required=True, type=int, help="this packet's number: 1, 2, 3, ...")
     parser.add_argument("--table", required=True, type=int, help="the instance's table id")
     parser.add_argument("--field", action="append", default=[], metavar="NO=VALUE",
@@ -73,6 +95,7 @@ def main() -> None:
                         help="a file field's number and the file to attach (repeat)")
     parser.add_argument("--uid", default=None, help="the record's identity (new order: omit)")
     args = parser.parse_args()
+    key = bytes.fromhex(args.key)
 
     stamp = {"hlc": int(time.time() * 1000) << 16, "node": SHOP_NODE}
     fields = {}
@@ -81,7 +104,7 @@ def main() -> None:
         fields[str(int(number))] = {"value": value, "stamp": stamp}
     for pair in args.file:
         number, _, path = pair.partition("=")
-        description = write_file_chunks(args.folder, args.seq - 1, path)
+        description = write_file_chunks(args.folder, key, args.seq - 1, path)
         fields[str(int(number))] = {"value": description, "stamp": stamp}
     packet = {
         "after": args.seq - 1,
@@ -97,7 +120,8 @@ def main() -> None:
     }
     name = f"{args.seq - 1:020d}-{args.seq:020d}-{int(time.time() * 1000):013d}.cspk"
     # After the chunks: the instance applies the packet only with every file complete.
-    write_complete(args.folder, name, packet_bytes(packet, args.password))
+    body = json.dumps(packet, ensure_ascii=False).encode("utf-8")
+    write_complete(args.folder, name, sealed(key, "packet", body))
     print(f"wrote {name}: record {packet['items'][0]['uid']}")
 
 

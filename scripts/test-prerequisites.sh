@@ -3,7 +3,7 @@
 # machine: vsftpd, a Debian FTP server the FTP transport is tested against (the tests start
 # their own instances of it on free loopback ports), openssl, which makes the self-signed
 # certificates of the HTTPS and FTPS tests, and chromium with chromium-driver for the
-# browser tests of the web UI. python3 runs examples/.
+# browser tests of the web UI. python3 (with python3-cryptography) runs examples/.
 set -euo pipefail
 command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is required (examples/ are run by the tests)" >&2; exit 1; }
@@ -12,6 +12,8 @@ missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+# examples/web_shop_order.py seals its packets with ChaCha20-Poly1305.
+python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -106,6 +106,14 @@ pub fn router(app: App) -> Router {
             get(syncs::get).patch(syncs::update).delete(syncs::delete),
         )
         .route("/syncs/{sync_id}/status", get(syncs::status))
+        .route(
+            "/syncs/{sync_id}/writer-keys",
+            get(syncs::writer_keys).post(syncs::issue_writer_key),
+        )
+        .route(
+            "/syncs/{sync_id}/writer-keys/{key_id}",
+            axum::routing::delete(syncs::revoke_writer_key),
+        )
         .route("/syncs/{sync_id}/catalog", get(syncs::catalog))
         .route("/syncs/{sync_id}/initial", post(syncs::initial))
         .route("/syncs/{sync_id}/match", post(syncs::match_by_key))

@@ -526,3 +526,80 @@ pub async fn repair_drift(
 fn drift_error(failure: crate::sync::active::Failure) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "drift_check_failed", failure.0)
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWriterKey {
+    label: String,
+}
+
+/// Issues a key for a program that writes packets into a folder sync's download folder (a
+/// web shop): shown this once, kept only to open its files, revocable.
+pub async fn issue_writer_key(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<NewWriterKey>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    actor.require_admin()?;
+    let label = body.label.trim().to_string();
+    if label.is_empty() {
+        return Err(ApiError::bad_request("label: say what the key is for"));
+    }
+    let app2 = app.clone();
+    let key = blocking(move || {
+        let logged = label.clone();
+        let key = crate::sync::folder_channel::change(&app2, id, |channel, now| {
+            channel.issue_writer_key(&label, now)
+        })?;
+        let sync = app2.core.sync(id)?;
+        app2.core.log_sync(
+            &sync,
+            "auth",
+            format!("issued writer key {} for \"{logged}\"", key.id()),
+            None,
+        )?;
+        Ok(key)
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": key.id(),
+            "key": key.to_hex(),
+            "notice": "shown this once: give it to the writing program now",
+        })),
+    ))
+}
+
+pub async fn writer_keys(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let keys = blocking(move || crate::sync::folder_channel::writer_keys(&app, id)).await?;
+    Ok(Json(json!({ "keys": keys })))
+}
+
+pub async fn revoke_writer_key(
+    State(app): State<App>,
+    Extension(actor): Extension<Actor>,
+    ApiPath((id, key_id)): ApiPath<(i64, String)>,
+) -> Result<StatusCode, ApiError> {
+    actor.require_admin()?;
+    blocking(move || {
+        let wanted = key_id.clone();
+        let revoked = crate::sync::folder_channel::change(&app, id, |channel, _| {
+            channel.revoke_writer_key(&wanted)
+        })?;
+        if !revoked {
+            return Err(crmsync_domain::DomainError::not_found(format!(
+                "no writer key {key_id} in sync {id}"
+            )));
+        }
+        let sync = app.core.sync(id)?;
+        app.core
+            .log_sync(&sync, "auth", format!("revoked writer key {key_id}"), None)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -134,7 +134,7 @@ pub async fn exchange_now(app: &App, sync_id: i64) -> Result<Tally, String> {
 /// Taken for a round: one round at a time per sync, also between processes on this data
 /// directory (`crmsync sync-now` beside the running server), which `exchange_turns` (one
 /// process's) cannot see. The lock goes with the file when it is closed.
-fn round_lock(app: &App, sync_id: i64) -> Result<std::fs::File, DomainError> {
+pub(crate) fn round_lock(app: &App, sync_id: i64) -> Result<std::fs::File, DomainError> {
     let dir = app.data_dir.join("locks");
     let lock_error = |e: std::io::Error| {
         DomainError::Store(format!("cannot take the lock in {}: {e}", dir.display()))
@@ -234,7 +234,8 @@ fn exchange(
         )?;
     }
     channel.save(app, &sync)?;
-    if gap.is_none() && !channel.state.paired() {
+    // A sync only a third-party writer writes into (issued keys) has no peer to pair with.
+    if gap.is_none() && !channel.state.paired() && channel.state.writers.is_empty() {
         gap = Some(Waiting(match channel.role {
             Role::Active => "pairing: waiting for the other side to answer this side's pairing \
                              offer (is it running, with the same password, reading its folder?)"

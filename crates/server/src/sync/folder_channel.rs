@@ -164,3 +164,46 @@ impl Channel {
         self.write_pairing(app, sync, folders, step)
     }
 }
+
+/// Changes a folder sync's channel between rounds (an issued writer key), in turn with
+/// them, also across processes on this data directory.
+pub fn change<T>(
+    app: &App,
+    sync_id: i64,
+    change: impl FnOnce(&mut FolderChannel, i64) -> T,
+) -> Result<T, DomainError> {
+    let sync = app.core.sync(sync_id)?;
+    if sync.transport == crmsync_domain::sync::Transport::Http {
+        return Err(DomainError::invalid(
+            "writer keys are for folder syncs (local or FTP), where a program can drop packets",
+        ));
+    }
+    let turn = app.exchange_turns.of(sync_id);
+    let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+    let _across_processes = super::folder::round_lock(app, sync_id)?;
+    let stored = app.core.sync_state(sync_id)?.channel;
+    let mut state = FolderChannel::load(stored.as_deref(), &sync.password.0);
+    let outcome = change(&mut state, app.core.now_ms());
+    let json = state.to_json();
+    app.core
+        .update_sync_state(sync_id, |s| s.channel = Some(json))?;
+    Ok(outcome)
+}
+
+/// The keys issued to writers: id, label, when.
+pub fn writer_keys(app: &App, sync_id: i64) -> Result<Vec<serde_json::Value>, DomainError> {
+    let sync = app.core.sync(sync_id)?;
+    let stored = app.core.sync_state(sync_id)?.channel;
+    let state = FolderChannel::load(stored.as_deref(), &sync.password.0);
+    Ok(state
+        .writers
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "id": k.id(),
+                "label": k.label,
+                "created_ms": k.made_ms(),
+            })
+        })
+        .collect())
+}

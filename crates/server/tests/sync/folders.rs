@@ -244,6 +244,22 @@ async fn a_web_shop_script_drops_orders_the_instance_applies_and_a_gap_is_report
     let sync = local_sync(&api, "active", &outgoing, &orders).await;
     add_field(&api, sync, title, "download", None).await;
     add_field(&api, sync, sum, "download", None).await;
+    // The shop writes with a key the instance issues for it, shown once.
+    let (status, issued) = api
+        .post(
+            &format!("/syncs/{sync}/writer-keys"),
+            json!({ "label": "web shop" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let key = issued["key"].as_str().unwrap().to_string();
+    let (_, listed) = api.get(&format!("/syncs/{sync}/writer-keys")).await;
+    assert_eq!(listed["keys"][0]["id"], issued["id"], "{listed}");
+    assert_eq!(listed["keys"][0]["label"], "web shop");
+    assert!(
+        !listed.to_string().contains(&key),
+        "never shown again: {listed}"
+    );
 
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -255,8 +271,8 @@ async fn a_web_shop_script_drops_orders_the_instance_applies_and_a_gap_is_report
             .args([
                 "--folder",
                 orders.to_str().unwrap(),
-                "--password",
-                "123456",
+                "--key",
+                &key,
                 "--seq",
                 &seq.to_string(),
             ])
@@ -301,6 +317,28 @@ async fn a_web_shop_script_drops_orders_the_instance_applies_and_a_gap_is_report
         (record_values(&api, table).await.len() == 3 && s["connected"] == true).then_some(())
     })
     .await;
+
+    // Revoked: its next packet is set aside unread, with the reason.
+    let (status, _) = api
+        .delete(&format!(
+            "/syncs/{sync}/writer-keys/{}",
+            issued["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    drop_order(4, "Order 1045");
+    eventually(20, "the revoked key's packet set aside", || async {
+        (rejected_files(&orders).len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(record_values(&api, table).await.len(), 3);
+    let (_, s) = api.get(&format!("/syncs/{sync}/status")).await;
+    assert!(
+        s["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("a key this side does not hold")),
+        "{s}"
+    );
 }
 
 #[tokio::test]
