@@ -266,28 +266,28 @@ pub enum Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::NotSealed => f.write_str("not a sealed crmsync message (wrong header or truncated)"),
+            Refusal::NotSealed => f.write_str("is not a sealed crmsync message (wrong header or truncated)"),
             Refusal::OldProtocol => f.write_str(
-                "written by an older crmsync (sync protocol 1): update the other side to protocol 2",
+                "was written by an older crmsync (sync protocol 1): update the other side to protocol 2",
             ),
             Refusal::UnknownKey(id) => write!(
                 f,
-                "sealed with a key this side does not hold ({id}): the two sides must pair again"
+                "is sealed with a key this side does not hold ({id}): the two sides must pair again"
             ),
             Refusal::NotAuthentic => f.write_str(
                 "does not authenticate under the agreed key: forged, altered, truncated, or another password",
             ),
-            Refusal::TooLarge => f.write_str("too large"),
+            Refusal::TooLarge => f.write_str("is too large"),
             Refusal::WrongRole(role) => write!(f, "claims to come from the {} side, which cannot send it here", role.as_str()),
             Refusal::WrongKind { expected, got } => {
                 write!(f, "is a '{got}' message where '{expected}' was expected")
             }
             Refusal::NotTheAnswer => f.write_str("is not the answer to the request this side sent"),
             Refusal::Stale => f.write_str(
-                "its time is more than 5 minutes off this side's clock (a replay, or a clock is wrong)",
+                "has a time more than 5 minutes off this side's clock (a replay, or a clock is wrong)",
             ),
-            Refusal::Replay => f.write_str("a replay: this message was accepted before"),
-            Refusal::BadPairing => f.write_str("a malformed pairing message"),
+            Refusal::Replay => f.write_str("is a replay: this message was accepted before"),
+            Refusal::BadPairing => f.write_str("is a malformed pairing message"),
         }
     }
 }

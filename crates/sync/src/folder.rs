@@ -26,7 +26,7 @@ impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Rejection::Refused(refusal) => refusal.fmt(f),
-            Rejection::Unreadable(e) => write!(f, "sealed correctly but unreadable: {e}"),
+            Rejection::Unreadable(e) => write!(f, "is sealed correctly but unreadable: {e}"),
         }
     }
 }

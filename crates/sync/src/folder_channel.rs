@@ -21,8 +21,13 @@ pub const MAX_PAIRING_FILE: usize = 16 << 10;
 pub const RENEW_AFTER_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// An offer not answered within this is made again (its answer may have been lost).
 const OFFER_AGAIN_AFTER_MS: i64 = 60 * 60 * 1000;
-/// A request to pair again is followed at most this often.
-const PAIR_AGAIN_AT_MOST_EVERY_MS: i64 = 60 * 1000;
+/// After a failed pairing the active side waits this long before it offers again, twice as
+/// long after each further failure, up to an hour: each attempt is one online guess.
+const FIRST_RETRY_MS: i64 = 5 * 1000;
+const LONGEST_RETRY_MS: i64 = 60 * 60 * 1000;
+/// A passive side without a key asks for a pairing when it starts without one, and then at
+/// most this often (an active side offline for days finds one request, not thousands).
+const ASK_AGAIN_EVERY_MS: i64 = 60 * 60 * 1000;
 /// The passive side answers at most this many offers an hour: each is one online guess.
 const ANSWERS_PER_HOUR: usize = 10;
 /// Keys kept: the newest and the ones before (files still on their way).
@@ -107,8 +112,19 @@ pub struct FolderChannel {
     offered_ms: i64,
     /// Passive side: when it answered offers (the last hour's).
     answered_ms: Vec<i64>,
-    /// When this side last asked for, or began, a pairing because of an unknown key.
+    /// Passive side: the offers it answered (fingerprints of their SPAKE2 messages), so a
+    /// copy delivered again is refused.
+    #[serde(default)]
+    answered_offers: Vec<String>,
+    /// Passive side: when it last asked for a pairing.
     again_ms: i64,
+    /// Active side: the passive side asked for a pairing (answered once the wait after
+    /// failures allows).
+    #[serde(default)]
+    again_wanted: bool,
+    /// Active side: pairings failed in a row.
+    #[serde(default)]
+    failures: u32,
     /// This side's last sequence number.
     sent: u64,
     /// Why the last pairing failed, for the status.
@@ -160,9 +176,12 @@ impl FolderChannel {
     /// old, an offer went unanswered for an hour, or the other side asked.
     pub fn active_step(&mut self, password: &str, own: &str, now_ms: i64) -> PairingStep {
         let newest = self.keys.iter().find(|k| k.confirmed);
+        let waited = now_ms - self.offered_ms;
         let due = match (&self.seed, newest) {
-            (Some(_), _) => now_ms - self.offered_ms >= OFFER_AGAIN_AFTER_MS,
+            (Some(_), _) => waited >= OFFER_AGAIN_AFTER_MS,
+            _ if self.failures > 0 && waited < self.retry_after_ms() => false,
             (None, None) => true,
+            _ if self.again_wanted => true,
             (None, Some(key)) => now_ms - key.made_ms >= RENEW_AFTER_MS,
         };
         if !due {
@@ -178,6 +197,7 @@ impl FolderChannel {
             }
         };
         self.offered_ms = now_ms;
+        self.again_wanted = false;
         PairingStep::Write(PairingFile {
             v: crate::PROTOCOL_VERSION,
             role: Role::Active,
@@ -200,12 +220,13 @@ impl FolderChannel {
     ) -> Result<PairingStep, String> {
         match (mode, file.role) {
             (Role::Active, Role::Passive) if file.again => {
-                if now_ms - self.again_ms < PAIR_AGAIN_AT_MOST_EVERY_MS {
+                // Unauthenticated: it can ask for a pairing, never skip the wait after
+                // failures. An offer still waiting is in the other side's folder: it will
+                // be answered.
+                if self.seed.is_some() {
                     return Ok(PairingStep::Nothing);
                 }
-                self.again_ms = now_ms;
-                self.seed = None;
-                self.keys.iter_mut().for_each(|k| k.confirmed = false);
+                self.again_wanted = true;
                 Ok(self.active_step(password, own, now_ms))
             }
             (Role::Active, Role::Passive) => self.take_answer(password, own, file),
@@ -227,6 +248,10 @@ impl FolderChannel {
         offer: &PairingFile,
         now_ms: i64,
     ) -> Result<PairingStep, String> {
+        let print = channel::fingerprint(offer.pake.as_deref().unwrap_or_default().as_bytes());
+        if self.answered_offers.contains(&print) {
+            return Err("a pairing offer answered before, delivered again (a replay)".to_string());
+        }
         self.answered_ms.retain(|t| now_ms - t < 60 * 60 * 1000);
         if self.answered_ms.len() >= ANSWERS_PER_HOUR {
             return Err(format!(
@@ -235,6 +260,9 @@ impl FolderChannel {
             ));
         }
         self.answered_ms.push(now_ms);
+        self.answered_offers.push(print);
+        let excess = self.answered_offers.len().saturating_sub(KEYS_KEPT * 4);
+        self.answered_offers.drain(..excess);
         let seed: [u8; 32] = random_bytes();
         let message = hex::decode(offer.pake.as_deref().unwrap_or_default())
             .map_err(|_| Refusal::BadPairing.to_string())?;
@@ -261,9 +289,11 @@ impl FolderChannel {
     ) -> Result<PairingStep, String> {
         let seed = self.seed.as_deref().and_then(|s| hex::decode(s).ok());
         let Some(seed) = seed.filter(|_| answer.epoch == self.epoch) else {
-            // An answer to an offer this side no longer waits on (answered already, or
-            // replayed): nothing to do.
-            return Ok(PairingStep::Nothing);
+            return Err(
+                "an answer to no pairing offer this side waits on (answered before, or a \
+                 replay); nothing from it is taken"
+                    .to_string(),
+            );
         };
         let seed: [u8; 32] = seed
             .try_into()
@@ -293,10 +323,12 @@ impl FolderChannel {
                        else wrote it); nothing from it is taken"
                 .to_string();
             self.failure = Some(why);
+            self.failures += 1;
             // The confirmation still goes, so the other side sees the mismatch too.
             return Ok(step);
         }
         self.failure = None;
+        self.failures = 0;
         self.remember(key, true, answer_time(self));
         Ok(step)
     }
@@ -308,6 +340,10 @@ impl FolderChannel {
                 .is_some_and(|key| confirms(&key, Role::Active, claimed))
         });
         match found {
+            Some(key) if key.confirmed => Err(
+                "a pairing confirmation for a key confirmed before, delivered again (a replay)"
+                    .to_string(),
+            ),
             Some(key) => {
                 key.confirmed = true;
                 self.failure = None;
@@ -409,10 +445,11 @@ impl FolderChannel {
             .is_some_and(|k| k.received.accept(header.seq))
     }
 
-    /// Passive side, on a file under a key it does not hold: ask the active side to pair
-    /// again (at most once a minute).
+    /// Passive side, holding no key the active side uses (new, restored from a backup, its
+    /// password changed), or on a file under a key it does not hold: asks the active side
+    /// to pair again (at most once a minute).
     pub fn ask_again(&mut self, own: &str, now_ms: i64) -> PairingStep {
-        if now_ms - self.again_ms < PAIR_AGAIN_AT_MOST_EVERY_MS {
+        if self.again_ms > 0 && now_ms - self.again_ms < ASK_AGAIN_EVERY_MS {
             return PairingStep::Nothing;
         }
         self.again_ms = now_ms;
@@ -427,15 +464,20 @@ impl FolderChannel {
         })
     }
 
-    /// Active side, on a file under a key it does not hold: offer a new pairing (at most
-    /// once a minute).
+    /// Active side, on a file under a key it does not hold (the other side paired anew
+    /// while this one was restored from a backup): offers a new pairing.
     pub fn offer_again(&mut self, password: &str, own: &str, now_ms: i64) -> PairingStep {
-        if now_ms - self.again_ms < PAIR_AGAIN_AT_MOST_EVERY_MS || self.seed.is_some() {
+        if self.seed.is_some() {
             return PairingStep::Nothing;
         }
-        self.again_ms = now_ms;
-        self.keys.iter_mut().for_each(|k| k.confirmed = false);
+        self.again_wanted = true;
         self.active_step(password, own, now_ms)
+    }
+
+    /// How long the active side waits after its last failed pairing.
+    fn retry_after_ms(&self) -> i64 {
+        let doublings = self.failures.saturating_sub(1).min(20);
+        (FIRST_RETRY_MS << doublings).min(LONGEST_RETRY_MS)
     }
 
     /// Issues a key for a third-party writer: returned once, kept to open its files.
@@ -569,15 +611,26 @@ mod tests {
         );
         let key = active.sealing_key();
         // The same answer again: the active side waits on no offer any more.
-        assert_eq!(
-            active.take(Role::Active, "pw", "A", &answer, 3_000),
-            Ok(PairingStep::Nothing)
+        assert!(
+            active
+                .take(Role::Active, "pw", "A", &answer, 3_000)
+                .is_err()
         );
         assert_eq!(active.sealing_key(), key);
+        // The same offer again: refused, not answered a second time.
+        assert!(
+            passive
+                .take(Role::Passive, "pw", "P", &offer, 3_000)
+                .is_err()
+        );
         // Offers beyond the hourly allowance are not answered.
         for at in 0..ANSWERS_PER_HOUR {
+            let mut fresh = FolderChannel::load(None, "pw");
+            let offer = write(fresh.active_step("pw", "A", 1));
             let _ = passive.take(Role::Passive, "pw", "P", &offer, 10_000 + at as i64);
         }
+        let mut fresh = FolderChannel::load(None, "pw");
+        let offer = write(fresh.active_step("pw", "A", 1));
         assert!(
             passive
                 .take(Role::Passive, "pw", "P", &offer, 20_000)

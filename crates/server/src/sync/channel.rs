@@ -478,7 +478,7 @@ pub async fn pake(
     let key = hex::decode(&offer.pake)
         .map_err(|_| Refusal::BadPairing)
         .and_then(|msg| pake_key(password, Role::Passive, &seed, &msg, &offer.from, &own))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(format!("the pairing offer {e}")))?;
     let pairing = hex::encode(random_bytes::<16>());
     let answer = PairingAnswer {
         v: crmsync_sync::PROTOCOL_VERSION,
@@ -571,8 +571,8 @@ pub async fn confirm(
     blocking(move || {
         app2.core
             .update_sync_state(sync_id, |s| s.peer_instance = Some(peer_instance))?;
-        app2.core
-            .log_sync(&sync, "auth", "paired with the active side", None)
+        let message = "the active side proved the sync password: a fresh key is agreed";
+        app2.core.log_sync(&sync, "auth", message, None)
     })
     .await?;
     Ok(Json(serde_json::json!({ "paired": true })))
@@ -649,7 +649,7 @@ async fn open_request(
                 "the request is too large",
             )
         })?;
-    let header = channel::peek(&bytes).map_err(|refusal| unauthentic(refusal))?;
+    let header = channel::peek(&bytes).map_err(unauthentic)?;
     let (key, opened) = {
         let mut syncs = lock(&app.channels.passive);
         let session = syncs.get_mut(&sync_id).and_then(|a| {

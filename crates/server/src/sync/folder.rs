@@ -17,7 +17,7 @@ use crmsync_sync::build_packet;
 use crmsync_sync::channel::Role;
 use crmsync_sync::content::{chunk_packet, files_in};
 use crmsync_sync::folder::{self, Sequence};
-use crmsync_sync::folder_channel::PairingFile;
+use crmsync_sync::folder_channel::{PairingFile, PairingStep};
 use crmsync_sync::mapping::catalog;
 use std::time::{Duration, Instant};
 
@@ -190,12 +190,16 @@ fn exchange(
     }
     let mut tally = Tally::default();
     let mut channel = Channel::load(app, &sync, &upload)?;
-    if channel.role == Role::Active {
-        let step = channel
+    let now = app.core.now_ms();
+    let step = match channel.role {
+        Role::Active => channel
             .state
-            .active_step(&sync.password.0, &channel.own, app.core.now_ms());
-        channel.write_pairing(app, &sync, folders.as_mut(), step)?;
-    }
+            .active_step(&sync.password.0, &channel.own, now),
+        // Without a key (new, restored, password changed) the passive side asks for one.
+        _ if !channel.state.paired() => channel.state.ask_again(&channel.own, now),
+        _ => PairingStep::Nothing,
+    };
+    channel.write_pairing(app, &sync, folders.as_mut(), step)?;
     let mut catalog_written = channel.state.paired()
         && write_outgoing(
             app,
@@ -439,10 +443,9 @@ fn read_incoming(
             // The peer's packets wait in the folder until this side has fields to take them.
             continue;
         }
-        let packet = match {
-            let accepts = channel.accepts();
-            folder::decode(&bytes, &mut channel.state, accepts, false)
-        } {
+        let accepts = channel.accepts();
+        let decoded = folder::decode(&bytes, &mut channel.state, accepts, false);
+        let packet = match decoded {
             Ok(packet) => Ok(packet),
             Err(rejection) => {
                 channel.unknown_key(app, sync, folders, &rejection)?;

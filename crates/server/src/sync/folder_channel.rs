@@ -107,6 +107,7 @@ impl Channel {
         tally: &mut Tally,
     ) -> Result<(), DomainError> {
         let was_paired = self.state.paired();
+        let key_before = self.state.sealing_key();
         let taken = self.state.take(
             self.role,
             &sync.password.0,
@@ -127,9 +128,20 @@ impl Channel {
                     return self.save(app, sync);
                 }
                 self.save(app, sync)?;
-                if !was_paired && self.state.paired() {
-                    app.core
-                        .log_sync(sync, "auth", "paired with the other side", None)?;
+                let key_after = self.state.sealing_key();
+                if key_after.is_some() && key_after != key_before {
+                    // A new key: whatever the other side has not acknowledged goes again
+                    // under it (it may have been restored from a backup, or have set aside
+                    // files under a key it lost).
+                    app.core.update_sync_state(sync.id, |s| {
+                        s.sent_seq = s.sent_seq.min(s.peer_acked_seq);
+                        s.written_seq = s.written_seq.min(s.peer_acked_seq);
+                    })?;
+                    let message = match was_paired {
+                        false => "the other side proved the sync password: a fresh key is agreed",
+                        true => "the other side proved the sync password: the key is renewed",
+                    };
+                    app.core.log_sync(sync, "auth", message, None)?;
                 }
                 folders.remove(download, name).map_err(|e| {
                     DomainError::Unavailable(format!(

@@ -53,6 +53,9 @@ struct Seen {
     requests: Vec<String>,
     cuts: usize,
     held: usize,
+    /// Every answer's body is altered (one bit of its last byte) on its way back.
+    tampering: bool,
+    tampered: usize,
 }
 
 impl Seen {
@@ -117,6 +120,15 @@ impl Relay {
 
     pub fn arm(&self, fault: Fault) {
         self.seen.lock().unwrap().fault = Some(fault);
+    }
+
+    /// From now on alters every answer (or stops), as a man in the middle would.
+    pub fn tamper_with_answers(&self, on: bool) {
+        self.seen.lock().unwrap().tampering = on;
+    }
+
+    pub fn tampered(&self) -> usize {
+        self.seen.lock().unwrap().tampered
     }
 
     pub fn cuts(&self) -> usize {
@@ -253,12 +265,25 @@ async fn replies(
     while let Some((head, length)) = read_head(&mut from, &mut buffer).await {
         // No pipelining: an answer is to the oldest request not answered yet.
         let line = asked.recv().await.unwrap_or_default();
-        let cut = seen
-            .lock()
-            .unwrap()
-            .strikes(Action::CutAnswer, &line, length);
+        let (cut, tamper) = {
+            let mut seen = seen.lock().unwrap();
+            let tamper = seen.tampering && length > 0;
+            seen.tampered += usize::from(tamper);
+            (seen.strikes(Action::CutAnswer, &line, length), tamper)
+        };
         if to.write_all(&head).await.is_err() {
             return;
+        }
+        if tamper {
+            let mut body = Vec::with_capacity(length);
+            if !forward_body(&mut from, &mut body, &mut buffer, length, length).await {
+                return;
+            }
+            body[length - 1] ^= 1;
+            if to.write_all(&body).await.is_err() {
+                return;
+            }
+            continue;
         }
         let limit = if cut { length / 2 } else { length };
         if !forward_body(&mut from, &mut to, &mut buffer, length, limit).await || cut {

@@ -42,6 +42,18 @@ pub async fn link_by_folders(
     (active_sync, passive_sync)
 }
 
+/// Issues a writer key for a program writing into `sync`'s download folder (a web shop).
+pub async fn issue_writer_key(api: &Client, sync: i64) -> String {
+    let (status, issued) = api
+        .post(
+            &format!("/syncs/{sync}/writer-keys"),
+            json!({ "label": "web shop" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    issued["key"].as_str().unwrap().to_string()
+}
+
 /// A packet file sealed by someone who paired two channels of their own with `password`:
 /// well-formed, but under a key no instance holds.
 pub fn sealed_by_a_stranger(packet: &crmsync_sync::Packet, password: &str) -> Vec<u8> {
@@ -245,16 +257,9 @@ async fn a_web_shop_script_drops_orders_the_instance_applies_and_a_gap_is_report
     add_field(&api, sync, title, "download", None).await;
     add_field(&api, sync, sum, "download", None).await;
     // The shop writes with a key the instance issues for it, shown once.
-    let (status, issued) = api
-        .post(
-            &format!("/syncs/{sync}/writer-keys"),
-            json!({ "label": "web shop" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{issued}");
-    let key = issued["key"].as_str().unwrap().to_string();
+    let key = issue_writer_key(&api, sync).await;
     let (_, listed) = api.get(&format!("/syncs/{sync}/writer-keys")).await;
-    assert_eq!(listed["keys"][0]["id"], issued["id"], "{listed}");
+    let id = listed["keys"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(listed["keys"][0]["label"], "web shop");
     assert!(
         !listed.to_string().contains(&key),
@@ -319,12 +324,7 @@ async fn a_web_shop_script_drops_orders_the_instance_applies_and_a_gap_is_report
     .await;
 
     // Revoked: its next packet is set aside unread, with the reason.
-    let (status, _) = api
-        .delete(&format!(
-            "/syncs/{sync}/writer-keys/{}",
-            issued["id"].as_str().unwrap()
-        ))
-        .await;
+    let (status, _) = api.delete(&format!("/syncs/{sync}/writer-keys/{id}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     drop_order(4, "Order 1045");
     eventually(20, "the revoked key's packet set aside", || async {

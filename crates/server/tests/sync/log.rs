@@ -245,7 +245,7 @@ async fn with_the_log_off_a_wrong_password_and_an_unreachable_peer_are_still_log
         .await;
     assert_eq!(code, StatusCode::OK, "{body}");
     logged(&main, pair.active, "auth", "wrong password").await;
-    logged(&aux, pair.passive, "auth", "sync password does not match").await;
+    logged(&aux, pair.passive, "auth", "used another password").await;
 
     // An unreachable peer: logged on the side that cannot reach it.
     set_remote(&main, pair.active, "http://127.0.0.1:9/sync/v1/1").await;

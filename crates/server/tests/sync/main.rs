@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod attacks;
 mod clock;
 mod conflicts;
 mod crash;

@@ -165,7 +165,7 @@ async fn two_offices_clients_are_paired_by_phone_not_doubled() {
     let (_, aux_log) = aux_api.get(&format!("/syncs/{passive}/log")).await;
     assert!(
         !aux_log.to_string().contains("paired"),
-        "nothing paired yet"
+        "nothing paired yet: {aux_log}"
     );
 
     // The branch merges its duplicate; the real run pairs and syncs.

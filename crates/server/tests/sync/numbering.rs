@@ -9,14 +9,14 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 /// An Invoices table: No (number), Client (text).
-async fn invoices(api: &Client) -> (i64, i64, i64) {
+pub async fn invoices(api: &Client) -> (i64, i64, i64) {
     let table = api.create_table("Invoices").await;
     let no = api.create_field(table, "No", "number", json!({})).await;
     let client = api.create_field(table, "Client", "text", json!({})).await;
     (table, no, client)
 }
 
-async fn set_numbering(api: &Client, field: i64, numbering: Value) {
+pub async fn set_numbering(api: &Client, field: i64, numbering: Value) {
     let (status, body) = api
         .patch(
             &format!("/fields/{field}"),

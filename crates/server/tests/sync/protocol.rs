@@ -1,8 +1,12 @@
 //! The sync protocol spoken by hand, as another implementation would (docs/protocol.md):
-//! signed requests, a packet delivered twice, a forged or stale request, an older value.
+//! pairing, sealed requests, a packet delivered twice, a replayed, forged or stale request,
+//! an older value.
 
 use crate::common::{Client, Server, eventually};
-use hmac::{Hmac, Mac};
+use crmsync_sync::channel::{
+    self, Expect, Header, Key, ReplayWindow, Role, confirmation, confirms, pake_key, pake_message,
+    random_bytes,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -14,34 +18,141 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn signature(password: &str, ts: i64, endpoint: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(password.as_bytes()).unwrap();
-    mac.update(format!("crmsync-sync-v1\n{ts}\n{endpoint}\n").as_bytes());
-    mac.update(hex::encode(Sha256::digest(body)).as_bytes());
-    format!("ts={ts},sig={}", hex::encode(mac.finalize().into_bytes()))
+/// A peer written by hand from docs/protocol.md: pairs with SPAKE2, then seals every
+/// request and opens every answer.
+pub struct Peer {
+    url: String,
+    instance: String,
+    key: Option<Key>,
+    last_seq: std::sync::Mutex<u64>,
 }
 
-async fn send(
-    endpoint_url: &str,
-    endpoint: &str,
-    password: &str,
-    ts: i64,
-    body: &Value,
-) -> (StatusCode, Value) {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let response = reqwest::Client::new()
-        .post(format!("{endpoint_url}/{endpoint}"))
-        .header(
-            "x-crmsync-signature",
-            signature(password, ts, endpoint, &bytes),
+impl Peer {
+    pub fn new(url: &str, instance: &str) -> Peer {
+        Peer {
+            url: url.to_string(),
+            instance: instance.to_string(),
+            key: None,
+            last_seq: Default::default(),
+        }
+    }
+
+    /// Pairs with `password`: the status and body of the confirmation's answer, and
+    /// whether the passive side proved it knows the same password. The key is kept.
+    pub async fn pair(&mut self, password: &str) -> (StatusCode, Value, bool) {
+        let seed = random_bytes();
+        let offer = json!({ "v": 2, "from": self.instance,
+                            "pake": hex::encode(pake_message(password, Role::Active, &seed)) });
+        let http = reqwest::Client::new();
+        let response = http
+            .post(format!("{}/pake", self.url))
+            .json(&offer)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        if status != StatusCode::OK {
+            return (status, answer, false);
+        }
+        let message = hex::decode(answer["pake"].as_str().unwrap()).unwrap();
+        let passive = answer["from"].as_str().unwrap();
+        let key = pake_key(
+            password,
+            Role::Active,
+            &seed,
+            &message,
+            &self.instance,
+            passive,
         )
-        .header("content-type", "application/json")
-        .body(bytes)
-        .send()
-        .await
         .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+        let proved = confirms(&key, Role::Passive, answer["confirm"].as_str().unwrap());
+        let confirmed = json!({ "pairing": answer["pairing"],
+                                "confirm": confirmation(&key, Role::Active) });
+        let response = http
+            .post(format!("{}/pake/confirm", self.url))
+            .json(&confirmed)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        self.key = Some(key);
+        (status, response.json().await.unwrap_or(Value::Null), proved)
+    }
+
+    /// A request sealed with the paired key, claiming the time `ts`: its `seq` and bytes.
+    pub fn seal_at(&self, endpoint: &str, body: &[u8], ts: i64) -> (u64, Vec<u8>) {
+        let seq = channel::next_seq(&mut self.last_seq.lock().unwrap(), now_ms());
+        let header = Header {
+            v: 2,
+            key: String::new(),
+            role: Role::Active,
+            kind: endpoint.to_string(),
+            seq,
+            ts,
+            reply: None,
+            raw: false,
+        };
+        let key = self.key.as_ref().expect("paired first");
+        (seq, channel::seal(key, &header, body))
+    }
+
+    /// Sends sealed bytes; opens a sealed answer (checking that it answers `seq`), or
+    /// returns a refusal given before any key was checked as it is.
+    pub async fn post_sealed(
+        &self,
+        method: Method,
+        endpoint: &str,
+        seq: u64,
+        sealed: Vec<u8>,
+    ) -> (StatusCode, Vec<u8>) {
+        let response = reqwest::Client::new()
+            .request(method, format!("{}/{endpoint}", self.url))
+            .body(sealed)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap().to_vec();
+        if !bytes.starts_with(channel::MAGIC) {
+            return (status, bytes);
+        }
+        let expect = Expect {
+            from: &[Role::Passive],
+            kind: Some(endpoint),
+            reply_to: Some(seq),
+            now_ms: Some(now_ms()),
+        };
+        let (_, body) = channel::open_checked(
+            self.key.as_ref().unwrap(),
+            &bytes,
+            &expect,
+            &mut ReplayWindow::default(),
+            1 << 30,
+        )
+        .expect("the passive side's answer opens and answers this request");
+        (status, body)
+    }
+
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Vec<u8>) {
+        let (seq, sealed) = self.seal_at(endpoint, &body, now_ms());
+        self.post_sealed(method, endpoint, seq, sealed).await
+    }
+
+    pub async fn send(&self, endpoint: &str, body: &Value) -> (StatusCode, Value) {
+        let (status, bytes) = self
+            .send_bytes(Method::POST, endpoint, serde_json::to_vec(body).unwrap())
+            .await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
 }
 
 async fn names(api: &Client, table: i64) -> Vec<Value> {
@@ -81,19 +192,20 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
     )
     .await;
 
+    let mut peer = Peer::new(&url, "018f0000-0000-7000-8000-000000000001");
+    let (status, reply, proved) = peer.pair("123456").await;
+    assert_eq!((status, proved), (StatusCode::OK, true), "{reply}");
     let catalog = json!([{ "no": 101, "name": "Name", "type": "text", "table_id": 7, "table_name": "Clients" }]);
-    let hello = json!({ "version": 1, "instance_id": "018f0000-0000-7000-8000-000000000001", "catalog": catalog });
-    let (status, reply) = send(&url, "hello", "123456", now_ms(), &hello).await;
+    let hello = json!({ "version": 2, "instance_id": "018f0000-0000-7000-8000-000000000001", "catalog": catalog });
+    let (status, reply) = peer.send("hello", &hello).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["problems"], json!([]));
-    let (status, reply) = send(
-        &url,
-        "hello",
-        "123456",
-        now_ms(),
-        &json!({ "version": 99, "instance_id": "x", "catalog": [] }),
-    )
-    .await;
+    let (status, reply) = peer
+        .send(
+            "hello",
+            &json!({ "version": 99, "instance_id": "x", "catalog": [] }),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(reply["error"], "protocol_version");
 
@@ -105,14 +217,7 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
             "uid": uid, "table": 7, "status": "active", "status_stamp": { "hlc": hlc, "node": node },
             "fields": { "101": { "value": value, "stamp": { "hlc": hlc, "node": node } } } }] })
     };
-    let (status, reply) = send(
-        &url,
-        "push",
-        "123456",
-        now_ms(),
-        &packet(10, "Web order", hlc),
-    )
-    .await;
+    let (status, reply) = peer.send("push", &packet(10, "Web order", hlc)).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["applied"], 10);
     assert_eq!(
@@ -121,14 +226,7 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
     );
 
     // Delivered twice: nothing changes.
-    let (status, reply) = send(
-        &url,
-        "push",
-        "123456",
-        now_ms(),
-        &packet(10, "Web order", hlc),
-    )
-    .await;
+    let (status, reply) = peer.send("push", &packet(10, "Web order", hlc)).await;
     assert_eq!(
         (status, reply["applied"].clone()),
         (StatusCode::OK, json!(10))
@@ -158,70 +256,80 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
         .count();
     assert_eq!(received, 1, "one packet applied once: {log}");
 
-    // Forged, stale, malformed: refused, nothing written.
-    let (status, reply) = send(
-        &url,
+    // Replayed byte for byte, forged, stale, malformed: refused, nothing written.
+    let (seq, sealed) = peer.seal_at(
         "push",
-        "654321",
+        &serde_json::to_vec(&packet(11, "Once", hlc + 5)).unwrap(),
         now_ms(),
-        &packet(11, "Forged", hlc + 5),
-    )
-    .await;
+    );
+    let (status, _) = peer
+        .post_sealed(Method::POST, "push", seq, sealed.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, reply) = peer.post_sealed(Method::POST, "push", seq, sealed).await;
+    let reply: Value = serde_json::from_slice(&reply).unwrap();
     assert_eq!(
         (status, reply["error"].clone()),
-        (StatusCode::UNAUTHORIZED, json!("wrong_password"))
+        (StatusCode::UNAUTHORIZED, json!("replay")),
+        "{reply}"
     );
-    let (status, reply) = send(
-        &url,
+    // Sealed for one endpoint, sent to another.
+    let (seq, sealed) = peer.seal_at(
+        "pull",
+        &serde_json::to_vec(&json!({ "ack": 0, "wait_ms": 0 })).unwrap(),
+        now_ms(),
+    );
+    let (status, _) = peer.post_sealed(Method::POST, "resend", seq, sealed).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let mut stranger = Peer::new(&url, "018f0000-0000-7000-8000-00000000dead");
+    let (status, reply, proved) = stranger.pair("654321").await;
+    assert_eq!(
+        (status, reply["error"].clone(), proved),
+        (StatusCode::UNAUTHORIZED, json!("wrong_password"), false),
+        "{reply}"
+    );
+    let (status, reply) = stranger.send("push", &packet(12, "Forged", hlc + 5)).await;
+    assert_eq!(
+        (status, reply["error"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("unknown_key")),
+        "{reply}"
+    );
+    let (seq, sealed) = peer.seal_at(
         "push",
-        "123456",
+        &serde_json::to_vec(&packet(12, "Replayed", hlc + 5)).unwrap(),
         now_ms() - 3_600_000,
-        &packet(11, "Replayed", hlc + 5),
-    )
-    .await;
+    );
+    let (status, reply) = peer.post_sealed(Method::POST, "push", seq, sealed).await;
+    let reply: Value = serde_json::from_slice(&reply).unwrap();
     assert_eq!(
         (status, reply["error"].clone()),
         (StatusCode::UNAUTHORIZED, json!("stale_request"))
     );
-    let (status, _) = send(
-        &url,
-        "push",
-        "123456",
-        now_ms(),
-        &json!({ "items": "nope" }),
-    )
-    .await;
+    let (status, _) = peer.send("push", &json!({ "items": "nope" })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         names(&api, table).await,
-        vec![json!({ name.to_string(): "Web order" })]
+        vec![json!({ name.to_string(): "Once" })]
     );
     let (_, log) = api.get(&format!("/syncs/{sync_id}/log?limit=100")).await;
-    assert_eq!(
-        log["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"] == "auth")
-            .count(),
-        2,
-        "{log}"
-    );
+    let refusals: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "auth")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    for expected in ["a replay", "used another password", "5 minutes off"] {
+        assert!(
+            refusals.iter().any(|m| m.contains(expected)),
+            "{expected}: {refusals:?}"
+        );
+    }
 
-    // Repeated wrong passwords are slowed down.
+    // Repeated pairing attempts with wrong passwords are slowed down: each is one guess.
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        statuses.push(
-            send(
-                &url,
-                "pull",
-                "wrong-guess",
-                now_ms(),
-                &json!({ "ack": 0, "wait_ms": 0 }),
-            )
-            .await
-            .0,
-        );
+        statuses.push(stranger.pair("wrong-guess").await.0);
     }
     assert_eq!(
         statuses.last(),
@@ -236,34 +344,20 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
     )
     .await;
     let (status, reply) = eventually(10, "the pause after wrong passwords to end", || async {
-        let sent = send(
-            &url,
-            "push",
-            "123456",
-            now_ms(),
-            &packet(12, "Stale edit", hlc + 1),
-        )
-        .await;
+        let sent = peer.send("push", &packet(13, "Stale edit", hlc + 1)).await;
         (sent.0 != StatusCode::TOO_MANY_REQUESTS).then_some(sent)
     })
     .await;
     assert_eq!(
         (status, reply["applied"].clone()),
-        (StatusCode::OK, json!(12))
+        (StatusCode::OK, json!(13))
     );
     assert_eq!(
         names(&api, table).await,
         vec![json!({ name.to_string(): "Edited here" })]
     );
     let newer = ((now_ms() as u64) + 60_000) << 16;
-    send(
-        &url,
-        "push",
-        "123456",
-        now_ms(),
-        &packet(13, "Newer edit", newer),
-    )
-    .await;
+    peer.send("push", &packet(14, "Newer edit", newer)).await;
     assert_eq!(
         names(&api, table).await,
         vec![json!({ name.to_string(): "Newer edit" })]
@@ -272,14 +366,7 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
     // Pull: this side's edit makes the record travel, with the field's current value and
     // stamp (by now the peer's newer one: harmless, the peer keeps it). The peer's own
     // changes alone would not travel back.
-    let (status, packet) = send(
-        &url,
-        "pull",
-        "123456",
-        now_ms(),
-        &json!({ "ack": 0, "wait_ms": 0 }),
-    )
-    .await;
+    let (status, packet) = peer.send("pull", &json!({ "ack": 0, "wait_ms": 0 })).await;
     assert_eq!(status, StatusCode::OK, "{packet}");
     let items = packet["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{packet}");
@@ -287,28 +374,6 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
     assert_eq!(items[0]["table"], 7);
     assert_eq!(items[0]["fields"]["101"]["value"], "Newer edit");
     assert_eq!(items[0]["fields"]["101"]["stamp"]["hlc"], newer);
-}
-
-/// A signed request with a raw body: `endpoint` is the address after the sync's own.
-async fn send_bytes(
-    method: Method,
-    endpoint_url: &str,
-    endpoint: &str,
-    password: &str,
-    body: Vec<u8>,
-) -> (StatusCode, Vec<u8>) {
-    let response = reqwest::Client::new()
-        .request(method, format!("{endpoint_url}/{endpoint}"))
-        .header(
-            "x-crmsync-signature",
-            signature(password, now_ms(), endpoint, &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.bytes().await.unwrap().to_vec())
 }
 
 #[tokio::test]
@@ -331,9 +396,11 @@ async fn file_content_is_taken_in_order_checked_and_required_before_its_packet()
         json!({ "field_no": scan, "direction": "both", "remote_field_no": 102 }),
     )
     .await;
+    let mut peer = Peer::new(&url, "018f0000-0000-7000-8000-000000000001");
+    assert!(peer.pair("123456").await.2);
     let catalog = json!([{ "no": 102, "name": "Scan", "type": "file", "table_id": 7, "table_name": "Contracts" }]);
-    let hello = json!({ "version": 1, "instance_id": "018f0000-0000-7000-8000-000000000001", "catalog": catalog });
-    let (status, reply) = send(&url, "hello", "123456", now_ms(), &hello).await;
+    let hello = json!({ "version": 2, "instance_id": "018f0000-0000-7000-8000-000000000001", "catalog": catalog });
+    let (status, reply) = peer.send("hello", &hello).await;
     assert_eq!(
         (status, reply["problems"].clone()),
         (StatusCode::OK, json!([]))
@@ -359,7 +426,7 @@ async fn file_content_is_taken_in_order_checked_and_required_before_its_packet()
     };
 
     // A packet naming content that has not arrived is refused; nothing is written.
-    let (status, reply) = send(&url, "push", "123456", now_ms(), &packet).await;
+    let (status, reply) = peer.send("push", &packet).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
     assert!(
         reply["detail"]
@@ -373,48 +440,39 @@ async fn file_content_is_taken_in_order_checked_and_required_before_its_packet()
 
     let offer = serde_json::to_vec(&json!({ "size": size })).unwrap();
     let at = |index: u64| format!("content/{sha}/{index}?size={size}");
-    let (status, body) = send_bytes(
-        Method::POST,
-        &url,
-        &format!("content/{sha}"),
-        "123456",
-        offer.clone(),
-    )
-    .await;
+    let (status, body) = peer
+        .send_bytes(Method::POST, &format!("content/{sha}"), offer.clone())
+        .await;
     assert_eq!((status, received(body)), (StatusCode::OK, 0));
     // Out of order: the answer says where to continue.
-    let (status, body) = send_bytes(Method::PUT, &url, &at(1), "123456", second.to_vec()).await;
+    let (status, body) = peer.send_bytes(Method::PUT, &at(1), second.to_vec()).await;
     assert_eq!((status, received(body)), (StatusCode::OK, 0));
     // Another password, a cut-short chunk, a path for a checksum: refused.
-    let (status, _) = send_bytes(Method::PUT, &url, &at(0), "654321", first.to_vec()).await;
+    let mut stranger = Peer::new(&url, "018f0000-0000-7000-8000-00000000dead");
+    stranger.pair("654321").await;
+    let (status, _) = stranger
+        .send_bytes(Method::PUT, &at(0), first.to_vec())
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = send_bytes(Method::PUT, &url, &at(0), "123456", first[..1000].to_vec()).await;
+    let (status, _) = peer
+        .send_bytes(Method::PUT, &at(0), first[..1000].to_vec())
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, _) = send_bytes(
-        Method::POST,
-        &url,
-        "content/not-a-checksum",
-        "123456",
-        offer.clone(),
-    )
-    .await;
+    let (status, _) = peer
+        .send_bytes(Method::POST, "content/not-a-checksum", offer.clone())
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // The first chunk, then a corrupted last one: the whole file is discarded.
-    let (status, body) = send_bytes(Method::PUT, &url, &at(0), "123456", first.to_vec()).await;
+    let (status, body) = peer.send_bytes(Method::PUT, &at(0), first.to_vec()).await;
     assert_eq!((status, received(body)), (StatusCode::OK, chunk as u64));
     let mut corrupted = second.to_vec();
     corrupted[0] ^= 1;
-    let (status, body) = send_bytes(Method::PUT, &url, &at(1), "123456", corrupted).await;
+    let (status, body) = peer.send_bytes(Method::PUT, &at(1), corrupted).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(String::from_utf8_lossy(&body).contains("checksum"));
-    let (_, body) = send_bytes(
-        Method::POST,
-        &url,
-        &format!("content/{sha}"),
-        "123456",
-        offer.clone(),
-    )
-    .await;
+    let (_, body) = peer
+        .send_bytes(Method::POST, &format!("content/{sha}"), offer.clone())
+        .await;
     assert_eq!(
         received(body),
         0,
@@ -423,17 +481,12 @@ async fn file_content_is_taken_in_order_checked_and_required_before_its_packet()
 
     // Sent whole and in order: the packet applies and the record holds the file.
     for (index, part) in [first, second].into_iter().enumerate() {
-        let (status, _) = send_bytes(
-            Method::PUT,
-            &url,
-            &at(index as u64),
-            "123456",
-            part.to_vec(),
-        )
-        .await;
+        let (status, _) = peer
+            .send_bytes(Method::PUT, &at(index as u64), part.to_vec())
+            .await;
         assert_eq!(status, StatusCode::OK);
     }
-    let (status, reply) = send(&url, "push", "123456", now_ms(), &packet).await;
+    let (status, reply) = peer.send("push", &packet).await;
     assert_eq!(
         (status, reply["applied"].clone()),
         (StatusCode::OK, json!(3))
@@ -445,13 +498,8 @@ async fn file_content_is_taken_in_order_checked_and_required_before_its_packet()
         (size as u64, sha.clone())
     );
     // And the active side may fetch it back, chunk by chunk.
-    let (status, body) = send_bytes(
-        Method::GET,
-        &url,
-        &format!("content/{sha}/1"),
-        "123456",
-        Vec::new(),
-    )
-    .await;
+    let (status, body) = peer
+        .send_bytes(Method::GET, &format!("content/{sha}/1"), Vec::new())
+        .await;
     assert_eq!((status, body.as_slice()), (StatusCode::OK, second));
 }
