@@ -203,3 +203,7 @@ held-count = { $count ->
     [one] { $count } held change
    *[other] { $count } held changes
 }
+password-generate = Generate a strong password
+password-hint = Short passwords such as 123456 work, but each attempt to pair with this side is one guess; a generated one cannot be guessed. Enter the same password on the other side.
+password-weak = The sync password is short: captured traffic does not reveal it, but each online pairing attempt is one guess (slowed down after wrong ones). A generated one is safer.
+password-change = Change it

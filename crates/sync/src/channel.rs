@@ -296,33 +296,40 @@ fn aead_key(key: &Key) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key.bytes).expect("a 256-bit key"))
 }
 
+/// Bodies larger than this are sealed uncompressed (`raw`): they are file contents, mostly
+/// compressed already, and compressing them would cost a copy as large as the body.
+const COMPRESS_UP_TO: usize = 4 << 20;
+
 /// Seals `body` under `key`; `header.key` is set to the key's id.
 pub fn seal(key: &Key, header: &Header, body: &[u8]) -> Vec<u8> {
     let header = Header {
         key: key.id.clone(),
+        raw: header.raw || body.len() > COMPRESS_UP_TO,
         ..header.clone()
     };
     let raw = header.raw;
     let header = serde_json::to_vec(&header).expect("a header serialises");
-    let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + NONCE_LEN + body.len() / 2);
+    let compressed = (!raw).then(|| zstd::bulk::compress(body, 1).expect("zstd compresses"));
+    let plain = compressed.as_deref().unwrap_or(body);
+    let mut out =
+        Vec::with_capacity(MAGIC.len() + 4 + header.len() + NONCE_LEN + plain.len() + TAG_LEN);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(header.len() as u32).to_be_bytes());
     out.extend_from_slice(&header);
     let aad_len = out.len();
     let nonce: [u8; NONCE_LEN] = random_bytes();
     out.extend_from_slice(&nonce);
-    let mut sealed = match raw {
-        true => body.to_vec(),
-        false => zstd::bulk::compress(body, 1).expect("zstd compresses in memory"),
-    };
-    aead_key(key)
-        .seal_in_place_append_tag(
+    out.extend_from_slice(plain);
+    // Encrypted where it lies: no second copy of the body.
+    let (readable, rest) = out.split_at_mut(aad_len + NONCE_LEN);
+    let tag = aead_key(key)
+        .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(&out[..aad_len]),
-            &mut sealed,
+            Aad::from(&readable[..aad_len]),
+            rest,
         )
         .expect("a message fits the cipher's limits");
-    out.extend_from_slice(&sealed);
+    out.extend_from_slice(tag.as_ref());
     out
 }
 
@@ -350,25 +357,41 @@ pub fn peek(bytes: &[u8]) -> Result<Header, Refusal> {
 /// Opens a message sealed under `key`: the header and the body, or why not. A body that
 /// would decompress beyond `max_body` bytes is refused.
 pub fn open(key: &Key, bytes: &[u8], max_body: usize) -> Result<(Header, Vec<u8>), Refusal> {
-    let (header, aad_len) = split(bytes)?;
+    open_owned(key, bytes.to_vec(), max_body)
+}
+
+/// The same, decrypting in the message's own buffer (a chunk is not copied again).
+pub fn open_owned(
+    key: &Key,
+    mut bytes: Vec<u8>,
+    max_body: usize,
+) -> Result<(Header, Vec<u8>), Refusal> {
+    let (header, aad_len) = split(&bytes)?;
     if header.key != key.id {
         return Err(Refusal::UnknownKey(header.key));
     }
     let nonce: [u8; NONCE_LEN] = bytes[aad_len..aad_len + NONCE_LEN]
         .try_into()
         .expect("12 bytes");
-    let mut sealed = bytes[aad_len + NONCE_LEN..].to_vec();
-    let plain = aead_key(key)
+    let start = aad_len + NONCE_LEN;
+    let (readable, sealed) = bytes.split_at_mut(start);
+    let plain_len = aead_key(key)
         .open_in_place(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(&bytes[..aad_len]),
-            &mut sealed,
+            Aad::from(&readable[..aad_len]),
+            sealed,
         )
-        .map_err(|_| Refusal::NotAuthentic)?;
+        .map_err(|_| Refusal::NotAuthentic)?
+        .len();
     let body = match header.raw {
-        true if plain.len() <= max_body => plain.to_vec(),
+        true if plain_len <= max_body => {
+            bytes.truncate(start + plain_len);
+            bytes.drain(..start);
+            bytes
+        }
         true => return Err(Refusal::TooLarge),
-        false => zstd::bulk::decompress(plain, max_body).map_err(|_| Refusal::TooLarge)?,
+        false => zstd::bulk::decompress(&bytes[start..start + plain_len], max_body)
+            .map_err(|_| Refusal::TooLarge)?,
     };
     Ok((header, body))
 }
@@ -395,7 +418,29 @@ pub fn open_checked(
     window: &mut ReplayWindow,
     max_body: usize,
 ) -> Result<(Header, Vec<u8>), Refusal> {
-    let (header, body) = open(key, bytes, max_body)?;
+    open_checked_owned(key, bytes.to_vec(), expect, window, max_body)
+}
+
+/// The same, decrypting in the message's own buffer.
+pub fn open_checked_owned(
+    key: &Key,
+    bytes: Vec<u8>,
+    expect: &Expect<'_>,
+    window: &mut ReplayWindow,
+    max_body: usize,
+) -> Result<(Header, Vec<u8>), Refusal> {
+    let (header, body) = open_owned(key, bytes, max_body)?;
+    check(&header, expect, window)?;
+    Ok((header, body))
+}
+
+/// Checks an opened message's header against what is expected, and remembers its sequence
+/// number in `window` once every check has passed.
+pub fn check(
+    header: &Header,
+    expect: &Expect<'_>,
+    window: &mut ReplayWindow,
+) -> Result<(), Refusal> {
     if !expect.from.contains(&header.role) {
         return Err(Refusal::WrongRole(header.role));
     }
@@ -404,7 +449,7 @@ pub fn open_checked(
     {
         return Err(Refusal::WrongKind {
             expected: kind.to_string(),
-            got: header.kind,
+            got: header.kind.clone(),
         });
     }
     if expect.reply_to.is_some() && header.reply != expect.reply_to {
@@ -418,7 +463,7 @@ pub fn open_checked(
     if !window.accept(header.seq) {
         return Err(Refusal::Replay);
     }
-    Ok((header, body))
+    Ok(())
 }
 
 /// The next sequence number after `last`: the clock in microseconds, or one more than the

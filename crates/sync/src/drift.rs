@@ -27,7 +27,7 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DigestRequest {
     pub fields: Vec<i64>,
-    /// Absent (an older active side): every field both sides carry is compared whole.
+    /// A field without one is not compared.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub directions: BTreeMap<i64, Direction>,
 }
@@ -113,12 +113,10 @@ pub fn agreed(mapping: &Mapping, request: &DigestRequest) -> (Vec<i64>, [Vec<i64
     let agreed = request.fields.iter().copied().filter(|f| ours.contains(f));
     let (mut both, mut to_passive, mut to_active) = (Vec::new(), Vec::new(), Vec::new());
     for field in agreed {
+        // A field without the active side's direction is not compared: nothing of it
+        // leaves this side on the strength of a request alone.
         let (Some(active), Some(route)) = (request.directions.get(&field), mapping.by_wire(field))
         else {
-            // An older active side says nothing of its directions: compared whole.
-            if request.directions.is_empty() {
-                both.push(field);
-            }
             continue;
         };
         let down = active.sends() && route.direction.receives();
@@ -353,7 +351,10 @@ mod tests {
             directions: BTreeMap::new(),
         };
         let (both, one_way) = agreed(&passive, &older);
-        assert_eq!(both, [1, 2], "an older active side: compared whole");
+        assert!(
+            both.is_empty(),
+            "no directions: nothing of them leaves this side"
+        );
         assert!(one_way.iter().all(Vec::is_empty));
     }
 

@@ -31,10 +31,12 @@ pub fn table_items<S: Store>(
         return Ok(Vec::new());
     };
     let table = core.table(table_id)?;
+    // Only what this side sends: a field that is download-only here never leaves it,
+    // whatever the request.
     let routes: Vec<_> = mapping
         .routes
         .iter()
-        .filter(|r| r.local.table_id == table_id)
+        .filter(|r| r.local.table_id == table_id && r.direction.sends())
         .collect();
     let mut items = Vec::new();
     let mut users: Option<Vec<User>> = None;

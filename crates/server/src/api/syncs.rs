@@ -115,15 +115,16 @@ pub async fn status(
     State(app): State<App>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let view = blocking(move || {
+    let (view, sync_password) = blocking(move || {
         let sync = app.core.sync(id)?;
-        crate::sync::actions::status(&app, &sync)
+        Ok((crate::sync::actions::status(&app, &sync)?, sync.password.0))
     })
     .await?;
     Ok(Json(json!({
         "connected": view.connected,
         "reason": view.reason,
         "notice": view.notice,
+        "password_notice": crmsync_sync::channel::weak_password_notice(&sync_password),
         "rejected_packets": view.rejected_packets,
         "last_run": view.state.last_run_ms.map(format_ms),
         "last_success": view.state.last_success_ms.map(format_ms),

@@ -34,6 +34,9 @@ pub struct StatusView {
     pub notice: Option<String>,
     /// Packet files from the other side this side refused since it started (folders).
     pub rejected_packets: u64,
+    /// The sync password is short: safe against captured traffic, but each online pairing
+    /// attempt is one guess.
+    pub weak_password: bool,
 }
 
 pub struct NumberingView {
@@ -79,6 +82,7 @@ pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
             .and_then(super::clocks::warning),
         numbering,
         notice,
+        weak_password: crmsync_sync::channel::weak_password_notice(&sync.password.0).is_some(),
         user_match_warning,
         rejected_packets: app.rejections.count(sync.id),
     })

@@ -32,6 +32,8 @@ const PAIRING_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most a sealed request or answer may hold (the largest packet, compressed or not).
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 pub const SEALED_TYPE: &str = "application/vnd.crmsync.sealed";
+/// How protocol 1 signed its requests: recognised, to refuse it with the reason.
+const PROTOCOL_1_SIGNATURE: &str = "x-crmsync-signature";
 
 /// The active side asks to pair: its SPAKE2 message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -347,27 +349,23 @@ pub(crate) async fn request(
         let status = response.status();
         let answer = read_capped(response, MAX_MESSAGE_BYTES).await?;
         if answer.starts_with(channel::MAGIC) {
-            let opened = {
-                let mut sessions = lock(&app.channels.active);
-                let Some(session) = sessions.get_mut(&sync.id).filter(|s| s.key == key) else {
-                    return Err(Failure(
-                        "the sync's key was renewed meanwhile; retrying".into(),
-                    ));
-                };
-                let expect = Expect {
-                    from: &[Role::Passive],
-                    kind: Some(endpoint),
-                    reply_to: Some(seq),
-                    now_ms: Some(app.core.now_ms()),
-                };
-                channel::open_checked(
-                    &key,
-                    &answer,
-                    &expect,
-                    &mut session.received,
-                    MAX_MESSAGE_BYTES,
-                )
-            };
+            // Decrypted outside the lock; checked and remembered under it.
+            let opened =
+                channel::open_owned(&key, answer, MAX_MESSAGE_BYTES).and_then(|(header, plain)| {
+                    let mut sessions = lock(&app.channels.active);
+                    let Some(session) = sessions.get_mut(&sync.id).filter(|s| s.key == key) else {
+                        // Renewed meanwhile: this answer's number cannot be remembered.
+                        return Err(Refusal::UnknownKey(header.key));
+                    };
+                    let expect = Expect {
+                        from: &[Role::Passive],
+                        kind: Some(endpoint),
+                        reply_to: Some(seq),
+                        now_ms: Some(app.core.now_ms()),
+                    };
+                    channel::check(&header, &expect, &mut session.received)?;
+                    Ok((header, plain))
+                });
             let (_, plain) = opened.map_err(|refusal| {
                 Failure(format!(
                     "an answer from the passive side was refused: it {refusal}; nothing in it \
@@ -637,7 +635,7 @@ async fn open_request(
     throttled(app, &throttle, peer)?;
     let password = channel::fingerprint(sync.password.0.as_bytes());
     let (parts, body) = request.into_parts();
-    if parts.headers.contains_key(super::signing::HEADER) {
+    if parts.headers.contains_key(PROTOCOL_1_SIGNATURE) {
         return Err(old_protocol(1));
     }
     let bytes = axum::body::to_bytes(body, MAX_MESSAGE_BYTES)
@@ -650,11 +648,11 @@ async fn open_request(
             )
         })?;
     let header = channel::peek(&bytes).map_err(unauthentic)?;
-    let (key, opened) = {
-        let mut syncs = lock(&app.channels.passive);
-        let session = syncs.get_mut(&sync_id).and_then(|a| {
+    let key = {
+        let syncs = lock(&app.channels.passive);
+        let session = syncs.get(&sync_id).and_then(|a| {
             a.sessions
-                .iter_mut()
+                .iter()
                 .find(|s| s.key.id() == header.key && s.password == password)
         });
         let Some(session) = session else {
@@ -664,21 +662,27 @@ async fn open_request(
                 Refusal::UnknownKey(header.key).to_string(),
             ));
         };
-        let expect = Expect {
-            from: &[Role::Active],
-            kind: Some(&kind),
-            reply_to: None,
-            now_ms: Some(app.core.now_ms()),
-        };
-        let opened = channel::open_checked(
-            &session.key,
-            &bytes,
-            &expect,
-            &mut session.received,
-            MAX_MESSAGE_BYTES,
-        );
-        (session.key.clone(), opened)
+        session.key.clone()
     };
+    // Decrypted outside the lock (a chunk is 8 MiB), in the request's own buffer; checked
+    // and remembered under it.
+    let opened = channel::open_owned(&key, Vec::from(bytes), MAX_MESSAGE_BYTES).and_then(
+        |(header, plain)| {
+            let mut syncs = lock(&app.channels.passive);
+            let session = syncs
+                .get_mut(&sync_id)
+                .and_then(|a| a.sessions.iter_mut().find(|s| s.key == key))
+                .ok_or_else(|| Refusal::UnknownKey(header.key.clone()))?;
+            let expect = Expect {
+                from: &[Role::Active],
+                kind: Some(&kind),
+                reply_to: None,
+                now_ms: Some(app.core.now_ms()),
+            };
+            channel::check(&header, &expect, &mut session.received)?;
+            Ok((header, plain))
+        },
+    );
     let (header, plain) = match opened {
         Ok(opened) => opened,
         Err(refusal) => {

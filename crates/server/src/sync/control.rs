@@ -49,6 +49,11 @@ pub struct Control {
     pub peer_start: Option<i64>,
     /// The time in the name of the last packet file written: names never repeat.
     pub last_name_ms: i64,
+    /// Requests written and not answered yet: an answer is taken only for one of these,
+    /// once.
+    pub awaiting_digests: bool,
+    pub awaiting_records: bool,
+    pub awaiting_paired: bool,
 }
 
 impl FolderControl {
@@ -78,13 +83,16 @@ impl FolderControl {
             if let Some(request) = c.send_digest_request.take() {
                 packet.digest_request = Some(request.fields);
                 packet.digest_directions = Some(request.directions);
+                c.awaiting_digests = true;
             }
             packet.digests = c.send_digests.take();
             packet.number_requests = std::mem::take(&mut c.send_number_requests);
             packet.number_blocks = std::mem::take(&mut c.send_number_blocks);
             packet.records_request = c.send_records_request.take();
+            c.awaiting_records |= packet.records_request.is_some();
             packet.records = c.send_records.take();
             packet.pairs = c.send_pairs.take();
+            c.awaiting_paired |= packet.pairs.is_some();
             packet.paired = c.send_paired.take();
             packet.resent = c.send_resent.take();
         });
@@ -188,17 +196,36 @@ pub fn after_apply(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<(), 
             }
         }
         Mode::Active => {
+            let mut unasked = Vec::new();
             control.with(sync.id, |c| {
                 if let Some(digests) = &packet.digests {
-                    c.got_digests = Some(digests.clone());
+                    match std::mem::take(&mut c.awaiting_digests) {
+                        true => c.got_digests = Some(digests.clone()),
+                        false => unasked.push("digests"),
+                    }
                 }
                 if let Some(records) = &packet.records {
-                    c.got_records = Some(records.clone());
+                    match std::mem::take(&mut c.awaiting_records) {
+                        true => c.got_records = Some(records.clone()),
+                        false => unasked.push("records"),
+                    }
                 }
                 if let Some(paired) = &packet.paired {
-                    c.got_paired = Some(paired.clone());
+                    match std::mem::take(&mut c.awaiting_paired) {
+                        true => c.got_paired = Some(paired.clone()),
+                        false => unasked.push("pairs recorded"),
+                    }
                 }
             });
+            for what in unasked {
+                // Not silently: an answer to nothing asked is left out, with the reason.
+                app.core.log_sync(
+                    sync,
+                    "error",
+                    format!("ignored {what} this side did not ask for (asked before a restart, or a replay)"),
+                    None,
+                )?;
+            }
         }
     }
     // Numbers go either way.

@@ -1,5 +1,5 @@
 //! Syncs at run time: the HTTP transport's passive endpoints (`passive`), the active side's
-//! exchange loops (`active`), request signing (`signing`), and the supervisor that keeps
+//! exchange loops (`active`), the sealed channel (`channel`), and the supervisor that keeps
 //! one runner per active sync in step with the settings.
 
 pub mod actions;
@@ -19,7 +19,6 @@ pub mod metrics;
 pub mod numbering;
 pub mod passive;
 pub mod rejections;
-pub mod signing;
 
 use crate::app::App;
 use crmsync_domain::sync::{Mode, Transport};

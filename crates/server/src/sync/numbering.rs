@@ -111,6 +111,25 @@ pub fn receive_from_folder(
         return Ok(());
     }
     for block in blocks {
+        // Taken only for a request outstanding here, once: a block nobody asked for (asked
+        // before a restart, or delivered again) is left out, so no number is used twice.
+        let asked = app.folder_control.with(sync.id, |c| {
+            c.numbers_asked
+                .get(&block.field_no)
+                .is_some_and(|(_, refused)| refused.is_none())
+        });
+        if !asked {
+            app.core.log_sync(
+                sync,
+                "error",
+                format!(
+                    "ignored numbers {}..{} for field {} this side did not ask for (asked before a restart, or a replay)",
+                    block.first, block.last, block.field_no
+                ),
+                None,
+            )?;
+            continue;
+        }
         let refusal = match (&block.refused, mapping.by_wire(block.field_no)) {
             (Some(reason), _) => Some(reason.clone()),
             (None, Some(route)) => app

@@ -1,6 +1,6 @@
-//! The passive side of the HTTP transport: `/sync/v1/{sync_id}/hello|push|pull`. The
-//! active side starts every exchange; these endpoints only answer, after checking the
-//! request's signature against the sync password.
+//! The passive side of the HTTP transport: `/sync/v1/{sync_id}/hello|push|pull|…`. The
+//! active side starts every exchange; these endpoints only answer, and only requests the
+//! sealed channel (`channel`) opened reach them.
 
 use super::channel::{self, Authenticated};
 use super::content;

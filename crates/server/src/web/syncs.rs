@@ -61,6 +61,8 @@ struct SyncRow {
     reason: String,
     /// Beside the green check ("no fields yet").
     notice: String,
+    /// The sync password is short (a notice, with the way to a generated one).
+    weak_password: bool,
     last_run: String,
     pending_out: i64,
     pending_in: i64,
@@ -103,6 +105,7 @@ fn row(page: &Page, app: &App, sync: &SyncConfig) -> Result<SyncRow, DomainError
         connected: view.connected,
         reason: view.reason.unwrap_or_default(),
         notice: view.notice.clone().unwrap_or_default(),
+        weak_password: view.weak_password,
         last_run: view
             .state
             .last_run_ms

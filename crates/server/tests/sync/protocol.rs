@@ -503,3 +503,72 @@ async fn file_content_is_taken_in_order_checked_and_required_before_its_packet()
         .await;
     assert_eq!((status, body.as_slice()), (StatusCode::OK, second));
 }
+
+#[tokio::test]
+async fn nothing_of_a_field_this_side_does_not_send_leaves_it_whatever_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let aux = Server::start(&dir.path().join("aux"));
+    let api = aux.admin();
+    let table = api.create_table("Clients").await;
+    let name = api.create_field(table, "Name", "text", json!({})).await;
+    let limit = api
+        .create_field(table, "Credit limit", "text", json!({}))
+        .await;
+    let notes = api.create_field(table, "Notes", "text", json!({})).await;
+    let (_, sync) = api
+        .post(
+            "/syncs",
+            json!({ "name": "main", "mode": "passive", "password": "123456" }),
+        )
+        .await;
+    let sync_id = sync["id"].as_i64().unwrap();
+    let url = sync["endpoint_url"].as_str().unwrap().to_string();
+    // Name flows both ways; the credit limit only comes down here; notes are not synced.
+    for (field, direction, remote) in [(name, "both", 101), (limit, "download", 102)] {
+        api.post(
+            &format!("/syncs/{sync_id}/fields"),
+            json!({ "field_no": field, "direction": direction, "remote_field_no": remote }),
+        )
+        .await;
+    }
+    api.create_record(
+        table,
+        json!({ name.to_string(): "Romashka", limit.to_string(): "LIMIT-SECRET",
+                notes.to_string(): "NOTES-SECRET" }),
+    )
+    .await;
+    let mut peer = Peer::new(&url, "018f0000-0000-7000-8000-000000000001");
+    assert!(peer.pair("123456").await.2);
+    let catalog = json!([
+        { "no": 101, "name": "Name", "type": "text", "table_id": 7, "table_name": "Clients" },
+        { "no": 102, "name": "Credit limit", "type": "text", "table_id": 7, "table_name": "Clients" },
+        { "no": 103, "name": "Notes", "type": "text", "table_id": 7, "table_name": "Clients" }]);
+    let hello = json!({ "version": 2, "instance_id": "018f0000-0000-7000-8000-000000000001", "catalog": catalog });
+    assert_eq!(peer.send("hello", &hello).await.0, StatusCode::OK);
+
+    // The active side's records of the table, for a match by a key field.
+    let (status, reply) = peer.send("records", &json!({ "table": 7 })).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["items"][0]["fields"]["101"]["value"], "Romashka");
+    let text = reply.to_string();
+    assert!(
+        !text.contains("SECRET") && !text.contains("\"102\""),
+        "{text}"
+    );
+    // Digests, claiming every field flows both ways.
+    let both = json!({ "101": "both", "102": "both", "103": "both" });
+    let (status, reply) = peer
+        .send(
+            "digests",
+            &json!({ "fields": [101, 102, 103], "directions": both }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["fields"], json!([101]), "{reply}");
+    let to_active = reply["to_active"].as_array().cloned().unwrap_or_default();
+    assert!(!to_active.contains(&json!(102)), "{reply}");
+    assert!(!reply.to_string().contains("103"), "{reply}");
+    // Pulled changes carry only what flows up.
+    let (_, packet) = peer.send("pull", &json!({ "ack": 0, "wait_ms": 0 })).await;
+    assert!(!packet.to_string().contains("SECRET"), "{packet}");
+}

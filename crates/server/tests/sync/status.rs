@@ -125,14 +125,10 @@ async fn folder_syncs_set_up_with_another_password_turn_red_and_deliver_once_it_
     .await;
     let reason = red["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("wrong password"), "{red}");
-    // The two sides never agreed a key: the client never left main, not even sealed.
+    // Whatever main wrote is sealed: nothing of the client is readable in the folder.
     for entry in std::fs::read_dir(&up).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        let parts: Vec<&str> = name.split(['-', '.']).collect();
-        assert!(
-            parts.len() > 2 && parts[0] == parts[1],
-            "a packet with changes: {name}"
-        );
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("Ромашка"));
     }
 
     // The passwords made the same: the next packet is taken and the status turns green.
@@ -205,4 +201,37 @@ async fn a_misconfigured_sync_does_not_slow_down_a_good_one_from_the_same_addres
         let s = status(&good_api, good_sync).await;
         assert_eq!(s["connected"], true, "{s}");
     }
+}
+
+#[tokio::test]
+async fn a_short_password_is_accepted_with_a_notice_and_the_form_offers_a_generated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let api = main.admin();
+    let (_, short) = api
+        .post(
+            "/syncs",
+            json!({ "name": "short", "mode": "passive", "password": "123456" }),
+        )
+        .await;
+    let (_, long) = api
+        .post(
+            "/syncs",
+            json!({ "name": "long", "mode": "passive", "password": "k7Qm2xVt9pRw4sZb8nHc" }),
+        )
+        .await;
+    let (short, long) = (short["id"].as_i64().unwrap(), long["id"].as_i64().unwrap());
+    let notice = status(&api, short).await["password_notice"].clone();
+    assert!(
+        notice.as_str().is_some_and(|n| n.contains("one guess")),
+        "{notice}"
+    );
+    assert_eq!(status(&api, long).await["password_notice"], Value::Null);
+    let page = main.web_page(&format!("/syncs/{short}"), "en").await;
+    assert!(page.contains(r#"id="weak-password""#), "{page}");
+    let page = main.web_page(&format!("/syncs/{long}"), "ru").await;
+    assert!(!page.contains(r#"id="weak-password""#), "{page}");
+    let form = main.web_page("/syncs/new", "ru").await;
+    assert!(form.contains(r#"id="generate-password""#), "{form}");
+    assert!(form.contains("Создать надёжный пароль"), "{form}");
 }
