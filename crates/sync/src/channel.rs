@@ -483,6 +483,11 @@ pub struct ReplayWindow {
 }
 
 impl ReplayWindow {
+    /// Whether `seq` would be accepted, without remembering it.
+    pub fn is_new(&self, seq: u64) -> bool {
+        seq > self.floor && !self.recent.contains(&seq)
+    }
+
     /// Whether `seq` is new; if so it is remembered.
     pub fn accept(&mut self, seq: u64) -> bool {
         if seq <= self.floor || !self.recent.insert(seq) {

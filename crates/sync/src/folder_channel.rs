@@ -432,6 +432,18 @@ impl FolderChannel {
         Ok(opened)
     }
 
+    /// Whether a file (opened before) carries a sequence number not taken yet.
+    pub fn is_new(&self, bytes: &[u8]) -> bool {
+        let Ok(header) = channel::peek(bytes) else {
+            return false;
+        };
+        self.keys
+            .iter()
+            .chain(self.writers.iter())
+            .find(|k| k.id() == header.key)
+            .is_some_and(|k| k.received.is_new(header.seq))
+    }
+
     /// Uses up a file's sequence number once it is applied (it was opened without, to be
     /// looked at first); false when it was used before.
     pub fn use_up(&mut self, bytes: &[u8]) -> bool {

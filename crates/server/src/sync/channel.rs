@@ -29,8 +29,11 @@ use std::time::{Duration, Instant};
 pub const RENEW_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 /// A pairing the active side has not confirmed within this is forgotten.
 const PAIRING_TIMEOUT: Duration = Duration::from_secs(60);
-/// The most a sealed request or answer may hold (the largest packet, compressed or not).
+/// The most a sealed answer may hold (the largest packet, compressed or not).
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// The most a request may hold: it is read whole before it can be authenticated, so less
+/// (a chunk is 8 MiB; a push of 5,000 records far less than this).
+pub const MAX_REQUEST_BYTES: usize = 64 << 20;
 pub const SEALED_TYPE: &str = "application/vnd.crmsync.sealed";
 /// How protocol 1 signed its requests: recognised, to refuse it with the reason.
 const PROTOCOL_1_SIGNATURE: &str = "x-crmsync-signature";
@@ -638,7 +641,7 @@ async fn open_request(
     if parts.headers.contains_key(PROTOCOL_1_SIGNATURE) {
         return Err(old_protocol(1));
     }
-    let bytes = axum::body::to_bytes(body, MAX_MESSAGE_BYTES)
+    let bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
         .await
         .map_err(|_| {
             ApiError::new(
@@ -666,7 +669,7 @@ async fn open_request(
     };
     // Decrypted outside the lock (a chunk is 8 MiB), in the request's own buffer; checked
     // and remembered under it.
-    let opened = channel::open_owned(&key, Vec::from(bytes), MAX_MESSAGE_BYTES).and_then(
+    let opened = channel::open_owned(&key, Vec::from(bytes), MAX_REQUEST_BYTES * 4).and_then(
         |(header, plain)| {
             let mut syncs = lock(&app.channels.passive);
             let session = syncs

@@ -543,11 +543,12 @@ fn read_incoming(
         // Only a packet with changes moves the cursor: one without covers no stretch of
         // the writer's log, and read early (before a late packet with changes) it must
         // not make that packet look like a replay.
-        if !channel.state.use_up(&bytes) {
+        // Taken before: refused. Its number is used up only once its apply has committed
+        // (below), so a round that fails midway reads it again.
+        if !channel.state.is_new(&bytes) {
             set_aside(app, sync, folders, download, name, &"a replay", tally)?;
             continue;
         }
-        channel.save(app, sync)?;
         super::control::before_apply(app, sync, &packet)?;
         // (An older writer's packet without changes still covers a stretch: taken as before.)
         if sequence == Sequence::Apply && (!packet.items.is_empty() || packet.upto > packet.after) {
@@ -563,6 +564,8 @@ fn read_incoming(
             app.folder_control
                 .with(sync.id, |c| c.send_resent = Some(resent));
         }
+        channel.state.use_up(&bytes);
+        channel.save(app, sync)?;
         app.rejections.accepted(sync.id);
         // Removed only now that the apply has committed.
         folders

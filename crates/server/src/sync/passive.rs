@@ -54,7 +54,7 @@ pub fn router(app: &App) -> Router<App> {
         .route("/sync/v1/{sync_id}/pake", post(channel::pake))
         .route("/sync/v1/{sync_id}/pake/confirm", post(channel::confirm))
         .merge(sealed)
-        .layer(DefaultBodyLimit::max(channel::MAX_MESSAGE_BYTES))
+        .layer(DefaultBodyLimit::max(channel::MAX_REQUEST_BYTES))
 }
 
 /// The peer's catalogue as it last described it (none yet: None).
