@@ -307,8 +307,14 @@ fn write_outgoing(
     channel: &mut Channel,
     tally: &mut Tally,
 ) -> Result<bool, DomainError> {
-    let mapping = mapping_for(app, sync)?;
     let active = sync.mode == Mode::Active;
+    if !active && app.core.sync_state(sync.id)?.peer_catalog.is_none() {
+        // Until the active side's field list has come, the passive side maps nothing: a
+        // packet built now would carry none of its changes and still move its cursor past
+        // them.
+        return Ok(false);
+    }
+    let mapping = mapping_for(app, sync)?;
     let mut hello_due = catalog_due && active;
     loop {
         let state = app.core.sync_state(sync.id)?;

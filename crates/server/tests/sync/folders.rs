@@ -745,3 +745,95 @@ async fn links_pipes_devices_and_huge_files_in_a_folder_are_set_aside_unread() {
     let peak = crate::common::peak_rss_kib(aux.pid());
     assert!(peak < 150 * 1024, "aux read nothing large: peak {peak} KiB");
 }
+
+#[tokio::test]
+async fn a_passive_side_paired_before_the_field_list_came_keeps_its_changes_for_it() {
+    use crmsync_sync::channel::Role;
+    use crmsync_sync::folder_channel::{FolderChannel, PairingFile, PairingStep};
+    let dir = tempfile::tempdir().unwrap();
+    let (to_aux, to_main) = (dir.path().join("to-aux"), dir.path().join("to-main"));
+    std::fs::create_dir_all(&to_aux).unwrap();
+    let aux = Server::start(&dir.path().join("aux"));
+    let aux_api = aux.admin();
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    let passive = local_sync(&aux_api, "passive", &to_main, &to_aux).await;
+    add_field(&aux_api, passive, a[0], "both", Some(101)).await;
+    let files_in = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| {
+                let name = e.file_name().into_string().unwrap();
+                (name, std::fs::read(e.path()).unwrap_or_default())
+            })
+            .filter(|(name, _)| name.ends_with(".cspk"))
+            .collect();
+        files.sort();
+        files
+    };
+    // The active side, by hand: it offers a pairing…
+    let mut main = FolderChannel::load(None, "123456");
+    let PairingStep::Write(offer) = main.active_step("123456", "main", 1) else {
+        unreachable!("a fresh channel offers")
+    };
+    let name = |ms: u64| format!("00000000000000000000-00000000000000000000-{ms:013}.cspk");
+    std::fs::write(to_aux.join(name(1)), offer.encode()).unwrap();
+    let answer = eventually(20, "aux's pairing answer", || async {
+        files_in(&to_main)
+            .into_iter()
+            .find_map(|(_, bytes)| PairingFile::decode(&bytes).filter(|f| f.pake.is_some()))
+    })
+    .await;
+    // …aux makes a record before the pairing is confirmed and before it knows the active
+    // side's fields…
+    aux_api
+        .create_record(
+            aux_table,
+            json!({ a[0].to_string(): "Made before the field list" }),
+        )
+        .await;
+    let Ok(PairingStep::Write(confirmation)) =
+        main.take(Role::Active, "123456", "main", &answer, 2)
+    else {
+        panic!("aux's answer proves the password")
+    };
+    std::fs::write(to_aux.join(name(2)), confirmation.encode()).unwrap();
+    eventually(20, "the confirmation taken", || async {
+        (!to_aux.join(name(2)).exists()).then_some(())
+    })
+    .await;
+    // …and only then sends its field list.
+    let catalog = crmsync_sync::Packet {
+        catalog: Some(vec![crmsync_sync::protocol::CatalogField {
+            no: 101,
+            name: "Name".into(),
+            field_type: "text".into(),
+            table_id: 7,
+            table_name: "Clients".into(),
+        }]),
+        ack: Some(0),
+        ..Default::default()
+    };
+    let sealed = crmsync_sync::folder::encode(&catalog, &mut main, Role::Active, 3).unwrap();
+    std::fs::write(to_aux.join(name(3)), sealed).unwrap();
+    // The record still goes.
+    let main = &main;
+    eventually(20, "aux's record in a packet", || async {
+        let mut reader = main.clone();
+        files_in(&to_main).into_iter().find_map(|(_, bytes)| {
+            let packet =
+                crmsync_sync::folder::decode(&bytes, &mut reader, &[Role::Passive], false).ok()?;
+            packet
+                .items
+                .iter()
+                .any(|item| {
+                    item.fields
+                        .get(&101)
+                        .is_some_and(|f| f.value == "Made before the field list")
+                })
+                .then_some(())
+        })
+    })
+    .await;
+}
