@@ -200,16 +200,15 @@ fn exchange(
         _ => PairingStep::Nothing,
     };
     channel.write_pairing(app, &sync, folders.as_mut(), step)?;
-    let mut catalog_written = channel.state.paired()
-        && write_outgoing(
-            app,
-            &sync,
-            folders.as_mut(),
-            &upload,
-            catalog_due,
-            &mut channel,
-            &mut tally,
-        )?;
+    // Only once the two sides hold a key: nothing goes out unsealed.
+    let write = |folders: &mut dyn Folders, channel: &mut Channel, tally: &mut Tally| match channel
+        .state
+        .paired()
+    {
+        true => write_outgoing(app, &sync, folders, &upload, catalog_due, channel, tally),
+        false => Ok(false),
+    };
+    let mut catalog_written = write(folders.as_mut(), &mut channel, &mut tally)?;
     if first_round && has_fields {
         // Once per start, i.e. after every settings change: a password set right now
         // brings back what was refused with the wrong one.
@@ -227,15 +226,7 @@ fn exchange(
     )?;
     if !was_paired && channel.state.paired() {
         // Paired in this round: what waited goes now.
-        catalog_written = write_outgoing(
-            app,
-            &sync,
-            folders.as_mut(),
-            &upload,
-            catalog_due,
-            &mut channel,
-            &mut tally,
-        )?;
+        catalog_written = write(folders.as_mut(), &mut channel, &mut tally)?;
     }
     channel.save(app, &sync)?;
     // A sync only a third-party writer writes into (issued keys) has no peer to pair with.
