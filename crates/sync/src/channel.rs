@@ -209,6 +209,81 @@ pub fn confirms(key: &Key, role: Role, claimed: &str) -> bool {
     mac.verify_slice(&claimed).is_ok()
 }
 
+/// The headers of an HTTP request, authenticated on their own so the receiver can refuse a
+/// request before reading its body: which key, the sequence number, the time, the
+/// endpoint and the body's length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub key: String,
+    pub seq: u64,
+    pub ts: i64,
+    pub len: u64,
+}
+
+/// The header that carries a [`Head`].
+pub const HEAD_HEADER: &str = "x-crmsync-head";
+
+impl Head {
+    fn mac(&self, key: &Key, kind: &str) -> [u8; 32] {
+        hmac(
+            &key.bytes,
+            &[
+                b"crmsync request head",
+                self.key.as_bytes(),
+                self.seq.to_string().as_bytes(),
+                self.ts.to_string().as_bytes(),
+                kind.as_bytes(),
+                self.len.to_string().as_bytes(),
+            ],
+        )
+    }
+
+    /// The header's value for a request to `kind` sealed with `key`.
+    pub fn encode(&self, key: &Key, kind: &str) -> String {
+        format!(
+            "key={},seq={},ts={},len={},mac={}",
+            self.key,
+            self.seq,
+            self.ts,
+            self.len,
+            hex::encode(self.mac(key, kind))
+        )
+    }
+
+    /// The head a header claims, and its MAC, unchecked.
+    pub fn parse(value: &str) -> Option<(Head, Vec<u8>)> {
+        let mut head = Head {
+            key: String::new(),
+            seq: 0,
+            ts: 0,
+            len: 0,
+        };
+        let mut mac = None;
+        for part in value.split(',') {
+            match part.trim().split_once('=')? {
+                ("key", v) => head.key = v.to_string(),
+                ("seq", v) => head.seq = v.parse().ok()?,
+                ("ts", v) => head.ts = v.parse().ok()?,
+                ("len", v) => head.len = v.parse().ok()?,
+                ("mac", v) => mac = hex::decode(v).ok(),
+                _ => {}
+            }
+        }
+        Some((head, mac?))
+    }
+
+    /// Whether `mac` proves this head for `kind` under `key` (constant time).
+    pub fn verify(&self, key: &Key, kind: &str, mac: &[u8]) -> bool {
+        let expected = self.mac(key, kind);
+        expected.len() == mac.len()
+            && expected
+                .iter()
+                .zip(mac)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
 /// A password's strength as a notice, or None when it is long enough. A short password is
 /// still safe against captured traffic (the pairing allows no offline guess), but each
 /// online attempt tries one; a long one makes that hopeless too.
@@ -634,6 +709,29 @@ mod tests {
         );
         let big = seal(&key, &header("push", 6), &vec![b'x'; 1 << 16]);
         assert_eq!(open(&key, &big, 1 << 10), Err(Refusal::TooLarge));
+    }
+
+    #[test]
+    fn a_request_head_is_proven_for_its_key_kind_and_length_only() {
+        let (key, _) = paired("pw", "pw");
+        let head = Head {
+            key: key.id().to_string(),
+            seq: 7,
+            ts: 1_000,
+            len: 60 << 20,
+        };
+        let value = head.encode(&key, "push");
+        let (parsed, mac) = Head::parse(&value).unwrap();
+        assert_eq!(parsed, head);
+        assert!(parsed.verify(&key, "push", &mac));
+        assert!(!parsed.verify(&key, "pull", &mac));
+        assert!(!parsed.verify(&Key::random(), "push", &mac));
+        let longer = Head {
+            len: 61 << 20,
+            ..parsed
+        };
+        assert!(!longer.verify(&key, "push", &mac));
+        assert_eq!(Head::parse("key=x,seq=nope,mac=00"), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use crmsync_domain::sync::{Mode, SyncConfig, Transport};
 use crmsync_sync::channel::{
-    self, Expect, Header, Key, Refusal, ReplayWindow, Role, confirmation, confirms, pake_key,
+    self, Expect, Head, Header, Key, Refusal, ReplayWindow, Role, confirmation, confirms, pake_key,
     pake_message, random_bytes,
 };
 use serde::{Deserialize, Serialize};
@@ -225,6 +225,7 @@ async fn clear_call<B: Serialize, R: serde::de::DeserializeOwned>(
         url,
         reqwest::Method::POST,
         "application/json",
+        None,
         Duration::from_secs(30),
         serde_json::to_vec(body).expect("serialises"),
     )
@@ -246,12 +247,18 @@ async fn send(
     url: &str,
     method: reqwest::Method,
     content_type: &str,
+    head: Option<String>,
     timeout: Duration,
     body: Vec<u8>,
 ) -> Result<reqwest::Response, Failure> {
-    app.http
+    let mut request = app
+        .http
         .request(method, url)
-        .header(header::CONTENT_TYPE.as_str(), content_type)
+        .header(header::CONTENT_TYPE.as_str(), content_type);
+    if let Some(head) = head {
+        request = request.header(channel::HEAD_HEADER, head);
+    }
+    request
         .timeout(timeout)
         .body(body)
         .send()
@@ -348,7 +355,25 @@ pub(crate) async fn request(
             raw: false,
         };
         let sealed = channel::seal(&key, &header, &body);
-        let response = send(app, &url, method.clone(), SEALED_TYPE, timeout, sealed).await?;
+        // Its headers are proven on their own: the passive side reads no body it cannot
+        // tell comes from this side.
+        let head = Head {
+            key: key.id().to_string(),
+            seq,
+            ts: header.ts,
+            len: sealed.len() as u64,
+        }
+        .encode(&key, endpoint);
+        let response = send(
+            app,
+            &url,
+            method.clone(),
+            SEALED_TYPE,
+            Some(head),
+            timeout,
+            sealed,
+        )
+        .await?;
         let status = response.status();
         let answer = read_capped(response, MAX_MESSAGE_BYTES).await?;
         if answer.starts_with(channel::MAGIC) {
@@ -638,35 +663,71 @@ async fn open_request(
     throttled(app, &throttle, peer)?;
     let password = channel::fingerprint(sync.password.0.as_bytes());
     let (parts, body) = request.into_parts();
-    if parts.headers.contains_key(PROTOCOL_1_SIGNATURE) {
-        return Err(old_protocol(1));
-    }
-    let bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "the request is too large",
-            )
-        })?;
-    let header = channel::peek(&bytes).map_err(unauthentic)?;
-    let key = {
+    let claimed = parts
+        .headers
+        .get(channel::HEAD_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .and_then(Head::parse);
+    let Some((head, mac)) = claimed else {
+        if parts.headers.contains_key(PROTOCOL_1_SIGNATURE) {
+            return Err(old_protocol(1));
+        }
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "not_authentic",
+            format!("the request has no {} header", channel::HEAD_HEADER),
+        ));
+    };
+    // Everything about the request is checked before its body is read: an unauthenticated
+    // caller costs no memory.
+    let checked: Result<Key, Option<Refusal>> = {
         let syncs = lock(&app.channels.passive);
         let session = syncs.get(&sync_id).and_then(|a| {
             a.sessions
                 .iter()
-                .find(|s| s.key.id() == header.key && s.password == password)
+                .find(|s| s.key.id() == head.key && s.password == password)
         });
-        let Some(session) = session else {
+        match session {
+            None => Err(None),
+            Some(s) if !head.verify(&s.key, &kind, &mac) => Err(Some(Refusal::NotAuthentic)),
+            Some(_) if (app.core.now_ms() - head.ts).abs() > channel::MAX_SKEW_MS => {
+                Err(Some(Refusal::Stale))
+            }
+            Some(s) if !s.received.is_new(head.seq) => Err(Some(Refusal::Replay)),
+            Some(s) => Ok(s.key.clone()),
+        }
+    };
+    let key = match checked {
+        Ok(key) => key,
+        Err(None) => {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unknown_key",
-                Refusal::UnknownKey(header.key).to_string(),
+                Refusal::UnknownKey(head.key.clone()).to_string(),
             ));
-        };
-        session.key.clone()
+        }
+        Err(Some(refusal)) => {
+            app.login_throttle.failed(&throttle, peer.ip());
+            let logged = format!("refused a {kind} request from {}: it {refusal}", peer.ip());
+            let core = app.core.clone();
+            let _ = blocking(move || core.log_sync(&sync, "auth", logged, None)).await;
+            return Err(unauthentic(refusal));
+        }
     };
+    if head.len > MAX_REQUEST_BYTES as u64 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a request may hold at most {MAX_REQUEST_BYTES} bytes"),
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, head.len as usize)
+        .await
+        .ok()
+        .filter(|b| b.len() as u64 == head.len)
+        .ok_or_else(|| {
+            ApiError::bad_request("the request's body is not as long as its head says")
+        })?;
     // Decrypted outside the lock (a chunk is 8 MiB), in the request's own buffer; checked
     // and remembered under it.
     let opened = channel::open_owned(&key, Vec::from(bytes), MAX_REQUEST_BYTES * 4).and_then(
@@ -676,6 +737,9 @@ async fn open_request(
                 .get_mut(&sync_id)
                 .and_then(|a| a.sessions.iter_mut().find(|s| s.key == key))
                 .ok_or_else(|| Refusal::UnknownKey(header.key.clone()))?;
+            if header.seq != head.seq || header.key != head.key {
+                return Err(Refusal::NotAuthentic);
+            }
             let expect = Expect {
                 from: &[Role::Active],
                 kind: Some(&kind),

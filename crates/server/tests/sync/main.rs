@@ -15,6 +15,7 @@ mod files;
 mod folders;
 mod ftp;
 mod held;
+mod hostile;
 mod http;
 mod initial;
 mod log;

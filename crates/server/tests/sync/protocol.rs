@@ -4,8 +4,8 @@
 
 use crate::common::{Client, Server, eventually};
 use crmsync_sync::channel::{
-    self, Expect, Header, Key, ReplayWindow, Role, confirmation, confirms, pake_key, pake_message,
-    random_bytes,
+    self, Expect, Head, Header, Key, ReplayWindow, Role, confirmation, confirms, pake_key,
+    pake_message, random_bytes,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -106,8 +106,19 @@ impl Peer {
         seq: u64,
         sealed: Vec<u8>,
     ) -> (StatusCode, Vec<u8>) {
+        // The request's head (key, number, time, length) is proven on its own, before the
+        // body is read.
+        let sealed_header = channel::peek(&sealed).unwrap();
+        let head = Head {
+            key: sealed_header.key,
+            seq: sealed_header.seq,
+            ts: sealed_header.ts,
+            len: sealed.len() as u64,
+        }
+        .encode(self.key.as_ref().unwrap(), endpoint);
         let response = reqwest::Client::new()
             .request(method, format!("{}/{endpoint}", self.url))
+            .header(channel::HEAD_HEADER, head)
             .body(sealed)
             .send()
             .await
