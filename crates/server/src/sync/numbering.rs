@@ -22,7 +22,7 @@ use crmsync_sync::Mapping;
 use crmsync_sync::protocol::{GrantedBlock, NumberBlock, NumberBlockRequest};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Forwards allowed along a chain of instances drawing from one another.
 const MAX_HOPS: u32 = 8;
@@ -159,16 +159,39 @@ async fn folder_refill(
     field: &Field,
     count: u32,
 ) -> Result<(), String> {
-    let (app2, sync2, no) = (app.clone(), sync.clone(), field.no);
-    let wire_no = tokio::task::spawn_blocking(move || {
-        let mapping = super::initial::mapping_for(&app2, &sync2)?;
-        mapping.by_local(no).map(|r| r.wire_no).ok_or_else(|| {
-            DomainError::invalid(format!("field {no} is not configured in sync {}", sync2.id))
+    // A passive side maps fields only once the active side's field list has come (right
+    // after the two paired): until then it waits for it, as for the answer.
+    let started = Instant::now();
+    let wire_no = loop {
+        let (app2, sync2, no) = (app.clone(), sync.clone(), field.no);
+        let found = tokio::task::spawn_blocking(move || {
+            let waiting = sync2.mode == crmsync_domain::sync::Mode::Passive
+                && app2.core.sync_state(sync2.id)?.peer_catalog.is_none();
+            let mapping = super::initial::mapping_for(&app2, &sync2)?;
+            Ok::<_, DomainError>((mapping.by_local(no).map(|r| r.wire_no), waiting))
         })
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        match found {
+            (Some(wire_no), _) => break wire_no,
+            (None, true) if started.elapsed() < super::control::patience(sync) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (None, true) => {
+                return Err(
+                    "the active side's field list has not come yet (are the two sides paired?)"
+                        .to_string(),
+                );
+            }
+            (None, false) => {
+                return Err(format!(
+                    "field {} is not configured in sync {}",
+                    field.no, sync.id
+                ));
+            }
+        }
+    };
     let request = NumberBlockRequest {
         field_no: wire_no,
         count,
