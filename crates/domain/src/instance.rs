@@ -190,17 +190,27 @@ impl<S: Store> Instance<S> {
         Ok(generated.then_some(password))
     }
 
-    pub fn authenticate(&self, login: &str, password: &str) -> Result<User, DomainError> {
+    /// The user these credentials were verified for before, without hashing (None: they
+    /// must be checked, see `authenticate`).
+    pub fn authenticate_cached(&self, login: &str, password: &str) -> Option<User> {
         let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
-        if let Some((cached, user)) = self.cache().get(login)
-            && *cached == digest
-        {
-            return Ok(user.clone());
+        self.cache()
+            .get(login)
+            .filter(|(cached, _)| *cached == digest)
+            .map(|(_, user)| user.clone())
+    }
+
+    pub fn authenticate(&self, login: &str, password: &str) -> Result<User, DomainError> {
+        if let Some(user) = self.authenticate_cached(login, password) {
+            return Ok(user);
         }
-        let (user, hash) = self
-            .store
-            .read(|tx| tx.user_credentials(login))?
-            .ok_or(DomainError::Unauthorized)?;
+        let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+        let Some((user, hash)) = self.store.read(|tx| tx.user_credentials(login))? else {
+            // An unknown login costs what a known one does: logins cannot be told apart
+            // by the time of the answer.
+            user::verify_password(password, user::unknown_login_hash());
+            return Err(DomainError::Unauthorized);
+        };
         if !user.active || !user::verify_password(password, &hash) {
             return Err(DomainError::Unauthorized);
         }

@@ -20,6 +20,8 @@ pub struct App {
     pub files: FileStore,
     pub data_dir: PathBuf,
     pub login_throttle: crate::api::LoginThrottle,
+    /// Where passwords are hashed (argon2 takes 19 MiB and a core's worth of time each).
+    pub password_hashers: crate::api::auth::PasswordHashers,
     /// This instance's address as peers should use it (`--public-url`), if set.
     pub public_url: Option<String>,
     pub syncs: crate::sync::SyncSignals,
@@ -82,6 +84,9 @@ impl App {
             files,
             data_dir: data_dir.to_path_buf(),
             login_throttle: Default::default(),
+            password_hashers: crate::api::auth::PasswordHashers::start(
+                crate::api::CONCURRENT_HASHES,
+            ),
             public_url: None,
             syncs,
             http,

@@ -1,6 +1,6 @@
 //! The REST API under `/api/v1` (the public contract in DESIGN.md).
 
-mod auth;
+pub mod auth;
 mod error;
 pub mod files;
 pub mod records;
@@ -12,6 +12,8 @@ mod users;
 
 pub use error::ApiError;
 pub use throttle::LoginThrottle;
+/// How many passwords are hashed at once.
+pub const CONCURRENT_HASHES: usize = 2;
 
 use crate::app::App;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};

@@ -67,18 +67,14 @@ pub async fn login(
         )
             .into_response()
     };
-    if let Some(wait) = app.login_throttle.wait(&login, peer.ip()) {
-        let seconds = (wait.as_secs() + 1).to_string();
-        return again(lang.with("too-many-attempts", &[("seconds", &seconds)]));
-    }
-    let core = app.core.clone();
-    let checked = login.clone();
-    let user = work(lang, move || core.authenticate(&checked, &password)).await;
-    let Ok(user) = user else {
-        app.login_throttle.failed(&login, peer.ip());
-        return again(lang.t("wrong-login"));
+    let user = match crate::api::auth::check_password(&app, &login, password, peer.ip()).await {
+        Ok(user) => user,
+        Err(crate::api::auth::PasswordRefusal::Wait(wait)) => {
+            let seconds = (wait.as_secs() + 1).to_string();
+            return again(lang.with("too-many-attempts", &[("seconds", &seconds)]));
+        }
+        Err(_) => return again(lang.t("wrong-login")),
     };
-    app.login_throttle.succeeded(&login, peer.ip());
     let token = app.web_sessions.start(user.id);
     let cookie = super::session::set_cookie(
         super::session::SESSION_COOKIE,

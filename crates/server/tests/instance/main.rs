@@ -7,6 +7,7 @@ mod common;
 mod at_rest;
 mod csv;
 mod files;
+mod hostile;
 mod records;
 mod schema;
 mod users;

@@ -1,0 +1,87 @@
+//! Password guessing tried as an attacker would (issue 14, item 2): every attempt is charged
+//! before its password is hashed, case variants and other logins share allowances, and an
+//! unknown login costs what a known one does.
+
+use crate::common::{Server, peak_rss_kib};
+use reqwest::StatusCode;
+use std::time::Instant;
+
+#[tokio::test]
+async fn a_hundred_guesses_at_once_are_mostly_refused_unhashed_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    assert_eq!(server.admin().get("/me").await.0, StatusCode::OK);
+    let before = peak_rss_kib(server.pid());
+    // One after another, for logins that do not exist: each is hashed, none piles up.
+    for n in 0..12 {
+        let guesser = server.as_user(&format!("nobody{n}"), &format!("guess-{n}"));
+        assert_ne!(guesser.get("/me").await.0, StatusCode::OK);
+    }
+    let mut guesses = Vec::new();
+    for n in 0..100 {
+        let guesser = server.as_user("admin", &format!("guess-{n}"));
+        guesses.push(tokio::spawn(async move { guesser.get("/me").await.0 }));
+    }
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    // The address's own allowance (20) was partly spent above: at most 5 are hashed.
+    assert!(checked <= 5 && checked + refused == 100, "{statuses:?}");
+    let grew = peak_rss_kib(server.pid()).saturating_sub(before) >> 10;
+    assert!(grew < 50, "peak memory grew by {grew} MiB");
+    // A case variant of the login is the same login.
+    let (status, _) = server.as_user("ADMIN", "guess-x").get("/me").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn spraying_one_password_over_many_logins_is_slowed_and_logins_cannot_be_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let admin = server.admin();
+    let (status, _) = admin
+        .post(
+            "/users",
+            serde_json::json!({ "login": "olga", "full_name": "Olga", "password": "olga-pass-1", "role": "user" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // The time of a wrong answer for a login that exists and for one that does not.
+    let timed = |login: &'static str| {
+        let client = server.as_user(login, "Winter2026!");
+        async move {
+            let started = Instant::now();
+            let (status, _) = client.get("/me").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            started.elapsed()
+        }
+    };
+    let known = timed("olga").await;
+    let unknown = timed("nobody-here").await;
+    assert!(
+        unknown * 3 >= known,
+        "an unknown login answers in {unknown:?}, a known one in {known:?}"
+    );
+    // One password tried over many logins from one address: slowed after twenty.
+    let mut statuses = Vec::new();
+    for n in 0..30 {
+        let (status, _) = server
+            .as_user(&format!("user{n}"), "Winter2026!")
+            .get("/me")
+            .await;
+        statuses.push(status);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
