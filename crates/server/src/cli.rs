@@ -415,6 +415,7 @@ fn export(
         encoding,
         delimiter,
         status,
+        ..ExportOptions::default()
     };
     let count = match &out {
         Some(path) => {

@@ -310,6 +310,9 @@ pub struct ExportOptions {
     pub encoding: CsvEncoding,
     pub delimiter: u8,
     pub status: StatusFilter,
+    /// A text cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) gets a
+    /// leading `'`: an exported file opened in a spreadsheet runs nothing a user typed.
+    pub neutralize_formulas: bool,
 }
 
 impl Default for ExportOptions {
@@ -318,6 +321,7 @@ impl Default for ExportOptions {
             encoding: CsvEncoding::Utf8,
             delimiter: b',',
             status: StatusFilter::Active,
+            neutralize_formulas: true,
         }
     }
 }
@@ -393,6 +397,20 @@ fn csv_bytes(
     ))
 }
 
+/// Fields whose cells hold what a user typed (numbers and dates are written by us).
+fn is_typed_text(field_type: crmsync_domain::FieldType) -> bool {
+    use crmsync_domain::FieldType::*;
+    matches!(field_type, Text | Longtext | Select | User | Link | File)
+}
+
+/// A cell a spreadsheet would take for a formula, made plain text with a leading `'`.
+pub fn neutralized(cell: String) -> String {
+    match cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        true => format!("'{cell}"),
+        false => cell,
+    }
+}
+
 /// Writes the table as CSV, page by page (memory stays flat). Returns the row count.
 pub fn export(
     core: &Core,
@@ -450,11 +468,15 @@ pub fn export(
                     row.push(record.id.to_string());
                 }
                 row.extend(table.fields.iter().map(|f| {
-                    record
+                    let text = record
                         .values
                         .get(&f.no)
                         .unwrap_or(&Value::Null)
-                        .to_text(f, &user_login)
+                        .to_text(f, &user_login);
+                    match options.neutralize_formulas && is_typed_text(f.field_type) {
+                        true => neutralized(text),
+                        false => text,
+                    }
                 }));
                 row
             })

@@ -27,6 +27,8 @@ pub struct ExportParams {
     encoding: Option<String>,
     delimiter: Option<String>,
     status: Option<String>,
+    /// `neutralize` (the default) or `keep`.
+    formulas: Option<String>,
 }
 
 pub async fn import(
@@ -108,6 +110,15 @@ pub async fn export(
         None => b',',
     };
     let status = super::records::parse_status(params.status.as_deref())?;
+    let keep_formulas = match params.formulas.as_deref() {
+        None | Some("neutralize") => false,
+        Some("keep") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "formulas: \"{other}\" is not one of neutralize, keep"
+            )));
+        }
+    };
     let core = app.core.clone();
     let table = blocking(move || core.table(table_id)).await?;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(8);
@@ -121,6 +132,7 @@ pub async fn export(
             encoding,
             delimiter,
             status,
+            neutralize_formulas: !keep_formulas,
         };
         if let Err(e) = csv_io::export(&core, table_id, &mut out, options) {
             tracing::warn!("export of table {table_id} stopped: {e}");

@@ -26,10 +26,40 @@ pub struct NextParam {
 }
 
 /// Only a path on this site may follow a sign-in.
+/// Where to go after signing in: a path of this site only. Browsers drop tabs and line
+/// breaks and read `\\` as `/`, so `/\t/evil.example` would leave the site: anything but a
+/// plain `/path` is refused.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace()) =>
+        {
+            n.to_string()
+        }
         _ => "/tables".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed_after_sign_in() {
+        assert_eq!(safe_next(Some("/tables/3")), "/tables/3");
+        for evil in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\\evil.example",
+            "/\n/evil.example",
+            "https://evil.example",
+            "/ /evil.example",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/tables", "{evil:?}");
+        }
+        assert_eq!(safe_next(None), "/tables");
     }
 }
 

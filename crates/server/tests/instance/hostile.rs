@@ -85,3 +85,72 @@ async fn spraying_one_password_over_many_logins_is_slowed_and_logins_cannot_be_t
         "{statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn pages_cannot_be_framed_sign_in_leads_only_within_the_site_and_exports_run_no_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let api = server.admin();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for path in ["/login", "/api/v1/health"] {
+        let response = http
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    }
+    // After signing in, a crafted `next` never leads off the site.
+    for next in ["/\t/evil.example", "//evil.example", "/\\evil.example"] {
+        let response = http
+            .post(format!("{}/login", server.url))
+            .form(&[
+                ("login", "admin"),
+                ("password", crate::common::ADMIN_PASSWORD),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["location"], "/tables", "{next:?}");
+    }
+    // A typed formula is exported as text unless asked to keep it.
+    let table = api.create_table("Leads").await;
+    let name = api
+        .create_field(table, "Name", "text", serde_json::json!({}))
+        .await;
+    let amount = api
+        .create_field(table, "Amount", "money", serde_json::json!({}))
+        .await;
+    let formula = r#"=HYPERLINK("http://evil.example","Click")"#;
+    api.create_record(
+        table,
+        serde_json::json!({ name.to_string(): formula, amount.to_string(): "-15.50" }),
+    )
+    .await;
+    let export = |query: &'static str| {
+        let api = api.clone();
+        async move {
+            api.raw(reqwest::Method::GET, &format!("/tables/{table}/export{query}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let safe = export("").await;
+    assert!(safe.contains(r#""'=HYPERLINK"#), "{safe}");
+    assert!(safe.contains(",-15.50"), "numbers stay numbers: {safe}");
+    let kept = export("?formulas=keep").await;
+    assert!(kept.contains(r#""=HYPERLINK"#), "{kept}");
+}
