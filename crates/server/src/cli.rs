@@ -263,6 +263,11 @@ fn serve(
         .with_context(|| format!("opening {}", data.display()))?;
     app.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
     app.log_keep_days = log_keep_days;
+    // Uploads cut short by a crash (kill -9) left their temporary files behind.
+    let removed = app.files.remove_leftovers();
+    if removed > 0 {
+        tracing::info!("removed {removed} temporary file(s) left by an interrupted upload");
+    }
     tls.trust.apply(&mut app)?;
     let server_tls = match (&tls.tls_cert, &tls.tls_key) {
         (Some(cert), Some(key)) => {

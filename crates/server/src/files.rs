@@ -68,6 +68,19 @@ impl FileStore {
         })
     }
 
+    /// Removes the temporary files of uploads that never finished (the process was killed
+    /// mid-upload); called when the server starts, before anything is uploaded. Returns how
+    /// many there were.
+    pub fn remove_leftovers(&self) -> usize {
+        std::fs::read_dir(self.root.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
+            .count()
+    }
+
     /// Whether the content with this checksum is stored here.
     pub fn has(&self, sha256: &str) -> bool {
         self.path_of(sha256).is_ok_and(|p| p.is_file())

@@ -56,11 +56,29 @@ pub fn base_url(app: &App, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-pub async fn list(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Extension(actor): Extension<Actor>,
+) -> Result<Json<Value>, ApiError> {
     let base = base_url(&app, &headers);
     let syncs = blocking(move || app.core.syncs()).await?;
-    let syncs: Vec<Value> = syncs.iter().map(|s| render(s, &base)).collect();
+    let syncs: Vec<Value> = syncs.iter().map(|s| render_for(&actor, s, &base)).collect();
     Ok(Json(json!({ "syncs": syncs })))
+}
+
+/// A sync as `actor` may see it: its settings (folders, FTP server and login, addresses)
+/// only for an administrator; a user sees what it is and its status.
+fn render_for(actor: &Actor, sync: &SyncConfig, base: &str) -> Value {
+    match actor.require_admin() {
+        Ok(()) => render(sync, base),
+        Err(_) => json!({
+            "id": sync.id,
+            "name": sync.name,
+            "mode": sync.mode,
+            "transport": sync.transport,
+        }),
+    }
 }
 
 pub async fn create(
@@ -79,11 +97,12 @@ pub async fn create(
 pub async fn get(
     State(app): State<App>,
     headers: HeaderMap,
+    Extension(actor): Extension<Actor>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let base = base_url(&app, &headers);
     let sync = blocking(move || app.core.sync(id)).await?;
-    Ok(Json(render(&sync, &base)))
+    Ok(Json(render_for(&actor, &sync, &base)))
 }
 
 pub async fn update(
@@ -340,16 +359,20 @@ pub async fn log(
 /// Starts an initial sync of the whole sync (S-17).
 pub async fn initial(
     State(app): State<App>,
+    Extension(actor): Extension<Actor>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<(StatusCode, Json<JobStatus>), ApiError> {
+    actor.require_admin()?;
     start_initial(app, id, None).await
 }
 
 /// Starts an initial sync of one configured field (S-22).
 pub async fn initial_field(
     State(app): State<App>,
+    Extension(actor): Extension<Actor>,
     ApiPath((id, field_id)): ApiPath<(i64, i64)>,
 ) -> Result<(StatusCode, Json<JobStatus>), ApiError> {
+    actor.require_admin()?;
     start_initial(app, id, Some(field_id)).await
 }
 
@@ -374,9 +397,8 @@ pub async fn match_by_key(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<MatchRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if !body.dry_run {
-        actor.require_admin()?;
-    }
+    // Even a preview reads the other side's records.
+    actor.require_admin()?;
     let (plan, job) =
         crate::sync::matching::match_by_key(&app, id, body.field_no, body.dry_run).await?;
     let status = match job {
@@ -503,8 +525,10 @@ pub async fn discard_held(
 /// Drift check (B-16): what differs between this (active) side and its peer.
 pub async fn drift(
     State(app): State<App>,
+    Extension(actor): Extension<Actor>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
+    actor.require_admin()?;
     let found = crate::sync::drift::check_named(&app, id)
         .await
         .map_err(drift_error)?;
@@ -575,8 +599,10 @@ pub async fn issue_writer_key(
 
 pub async fn writer_keys(
     State(app): State<App>,
+    Extension(actor): Extension<Actor>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
+    actor.require_admin()?;
     let keys = blocking(move || crate::sync::folder_channel::writer_keys(&app, id)).await?;
     Ok(Json(json!({ "keys": keys })))
 }

@@ -34,7 +34,9 @@ fn safe_next(next: Option<&str>) -> String {
         Some(n)
             if n.starts_with('/')
                 && !n.starts_with("//")
-                && !n.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace()) =>
+                && !n
+                    .chars()
+                    .any(|c| c == '\\' || c.is_control() || c.is_whitespace()) =>
         {
             n.to_string()
         }

@@ -139,13 +139,16 @@ async fn pages_cannot_be_framed_sign_in_leads_only_within_the_site_and_exports_r
     let export = |query: &'static str| {
         let api = api.clone();
         async move {
-            api.raw(reqwest::Method::GET, &format!("/tables/{table}/export{query}"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
+            api.raw(
+                reqwest::Method::GET,
+                &format!("/tables/{table}/export{query}"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
         }
     };
     let safe = export("").await;
@@ -153,4 +156,80 @@ async fn pages_cannot_be_framed_sign_in_leads_only_within_the_site_and_exports_r
     assert!(safe.contains(",-15.50"), "numbers stay numbers: {safe}");
     let kept = export("?formulas=keep").await;
     assert!(kept.contains(r#""=HYPERLINK"#), "{kept}");
+}
+
+#[tokio::test]
+async fn a_user_account_sees_a_syncs_status_but_not_its_settings_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let admin = server.admin();
+    let (status, _) = admin
+        .post(
+            "/users",
+            serde_json::json!({ "login": "olga", "full_name": "Olga", "password": "olga-pass-1", "role": "user" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, sync) = admin
+        .post(
+            "/syncs",
+            serde_json::json!({ "name": "hosting", "mode": "active", "transport": "ftp",
+                "password": "123456", "ftp": { "host": "ftp.example.com", "login": "shop",
+                "password": "ftp-secret", "upload_dir": "/up", "download_dir": "/down" } }),
+        )
+        .await;
+    let id = sync["id"].as_i64().unwrap();
+    let olga = server.as_user("olga", "olga-pass-1");
+    let (status, seen) = olga.get(&format!("/syncs/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen["name"], "hosting");
+    let text = seen.to_string();
+    assert!(
+        !text.contains("ftp.example.com") && !text.contains("shop"),
+        "{text}"
+    );
+    let (_, listed) = olga.get("/syncs").await;
+    assert!(!listed.to_string().contains("ftp.example.com"), "{listed}");
+    assert_eq!(
+        olga.get(&format!("/syncs/{id}/status")).await.0,
+        StatusCode::OK
+    );
+    for (method, path, body) in [
+        (
+            "POST",
+            format!("/syncs/{id}/initial"),
+            serde_json::json!({}),
+        ),
+        ("GET", format!("/syncs/{id}/drift"), serde_json::Value::Null),
+        (
+            "POST",
+            format!("/syncs/{id}/match"),
+            serde_json::json!({ "field_no": 1 }),
+        ),
+        (
+            "GET",
+            format!("/syncs/{id}/writer-keys"),
+            serde_json::Value::Null,
+        ),
+    ] {
+        let status = match method {
+            "GET" => olga.get(&path).await.0,
+            _ => olga.post(&path, body).await.0,
+        };
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn temporary_files_of_an_upload_cut_short_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let data = server.kill();
+    // What a kill -9 in the middle of an upload leaves.
+    let leftover = data.join("files").join("tmp").join(".tmpA1b2C3");
+    std::fs::write(&leftover, vec![7u8; 1 << 20]).unwrap();
+    let server = Server::start(&data);
+    assert_eq!(server.admin().get("/me").await.0, StatusCode::OK);
+    assert!(!leftover.exists(), "the leftover is removed");
 }
