@@ -1,7 +1,7 @@
 //! Wiring: opens an instance's data directory and serves it on a bound listener.
 
 use crate::files::FileStore;
-use axum::serve::{Listener, ListenerExt};
+use axum::serve::Listener;
 use crmsync_domain::{DomainError, Instance, SystemClock};
 use crmsync_store_sqlite::SqliteStore;
 use rustls_pki_types::CertificateDer;
@@ -54,6 +54,12 @@ pub struct App {
     /// Every sync's channel keys (memory only).
     pub channels: crate::sync::channel::Channels,
 }
+
+/// How long a client has to send a request's head (and how long a kept-alive connection
+/// may sit idle).
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections open at once; more wait to be accepted until one closes.
+pub const MAX_CONNECTIONS: usize = 768;
 
 /// How long sync log entries are kept unless `--log-keep-days` says otherwise.
 pub const DEFAULT_LOG_KEEP_DAYS: u32 = 30;
@@ -127,29 +133,70 @@ impl App {
     }
 
     /// Serves the API on `listener` (plain TCP or `tls::TlsListener`) until `shutdown`
-    /// completes.
+    /// completes. Its own accept loop, so that a client cannot hold the process with
+    /// connections that send nothing: a request's head must arrive within
+    /// `HEADER_READ_TIMEOUT` (an idle kept-alive connection is closed after as long), and at
+    /// most `MAX_CONNECTIONS` are open at once (further ones wait to be accepted).
     pub async fn serve<L>(
         self,
-        listener: L,
+        mut listener: L,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()>
     where
         L: Listener<Addr = SocketAddr>,
     {
+        use axum::extract::ConnectInfo;
+        use hyper_util::rt::{TokioIo, TokioTimer};
+        use hyper_util::service::TowerToHyperService;
+
         tokio::spawn(crate::sync::supervise(self.clone()));
         let router = crate::api::router(self);
-        // The peer address keys the throttling of wrong passwords.
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        // Tapping gives any listener the peer address as connection info.
-        axum::serve(listener.tap_io(|_| ()), service)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let (stopping, stop) = tokio::sync::watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore stays open"),
+                _ = &mut shutdown => break,
+            };
+            let (io, peer) = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = &mut shutdown => break,
+            };
+            // The peer address keys the throttling of wrong passwords.
+            let service = router.clone().layer(axum::Extension(ConnectInfo(peer)));
+            let mut stop = stop.clone();
+            connections.spawn(async move {
+                let _slot = slot;
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                let connection =
+                    http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+                let mut connection = std::pin::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    _ = stop.changed() => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    }
+                }
+            });
+            while connections.try_join_next().is_some() {}
+        }
+        let _ = stopping.send(true);
+        while connections.join_next().await.is_some() {}
+        Ok(())
     }
 }
 
 fn http_client(tls: &Arc<rustls::ClientConfig>) -> Result<reqwest::Client, DomainError> {
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
+        // Peers close a connection idle for `HEADER_READ_TIMEOUT`: one is never reused
+        // that close to it.
+        .pool_idle_timeout(HEADER_READ_TIMEOUT / 2)
         .use_preconfigured_tls(rustls::ClientConfig::clone(tls))
         .build()
         .map_err(|e| DomainError::Store(format!("HTTP client: {e}")))

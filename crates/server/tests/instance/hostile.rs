@@ -233,3 +233,26 @@ async fn temporary_files_of_an_upload_cut_short_are_removed_at_start() {
     assert_eq!(server.admin().get("/me").await.0, StatusCode::OK);
     assert!(!leftover.exists(), "the leftover is removed");
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_the_api_answers_meanwhile() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let address = server.url.trim_start_matches("http://").to_string();
+    // Hundreds of connections that send nothing.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    let started = Instant::now();
+    assert_eq!(server.admin().get("/me").await.0, StatusCode::OK);
+    assert!(started.elapsed().as_secs() < 5, "the API kept answering");
+    // Each is closed by the server once the time for a request's head is up.
+    let mut first = idle.pop().unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), first.read(&mut byte))
+        .await
+        .expect("the server closes an idle connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
