@@ -200,6 +200,15 @@ impl<S: Store> Instance<S> {
             .map(|(_, user)| user.clone())
     }
 
+    /// A digest of a login's current password hash: a sign-in made with an earlier
+    /// password no longer matches it.
+    pub fn credential_stamp(&self, login: &str) -> Result<Option<[u8; 32]>, DomainError> {
+        Ok(self
+            .store
+            .read(|tx| tx.user_credentials(login))?
+            .map(|(_, hash)| Sha256::digest(hash.as_bytes()).into()))
+    }
+
     pub fn authenticate(&self, login: &str, password: &str) -> Result<User, DomainError> {
         if let Some(user) = self.authenticate_cached(login, password) {
             return Ok(user);

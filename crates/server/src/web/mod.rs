@@ -70,20 +70,32 @@ impl FromRequestParts<App> for Signed {
                 .unwrap_or_default();
             Redirect::to(&format!("/login?next={}", percent(&next))).into_response()
         };
-        let Some(session) = session::cookie(&parts.headers, session::SESSION_COOKIE)
-            .and_then(|token| app.web_sessions.get(&token))
-        else {
+        let token = session::cookie(&parts.headers, session::SESSION_COOKIE);
+        let Some(session) = token.as_deref().and_then(|t| app.web_sessions.get(t)) else {
             return Err(to_login());
         };
         let core = app.core.clone();
+        let signed_with = session.credentials;
+        // Removed, or a new password since signing in: the session ends (the role is read
+        // afresh on every request).
         let user = blocking(move || {
-            core.users()?
+            let user = core
+                .users()?
                 .into_iter()
                 .find(|u| u.id == session.user_id && u.active)
-                .ok_or(DomainError::Unauthorized)
+                .ok_or(DomainError::Unauthorized)?;
+            match core.credential_stamp(&user.login)? == signed_with {
+                true => Ok(user),
+                false => Err(DomainError::Unauthorized),
+            }
         })
-        .await
-        .map_err(|_| to_login())?;
+        .await;
+        let Ok(user) = user else {
+            if let Some(token) = token {
+                app.web_sessions.end(&token);
+            }
+            return Err(to_login());
+        };
         Ok(Signed {
             actor: Actor {
                 user: user.clone(),

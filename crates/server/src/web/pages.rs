@@ -107,7 +107,14 @@ pub async fn login(
         }
         Err(_) => return again(lang.t("wrong-login")),
     };
-    let token = app.web_sessions.start(user.id);
+    let core = app.core.clone();
+    let signed_login = user.login.clone();
+    let credentials = tokio::task::spawn_blocking(move || core.credential_stamp(&signed_login))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    let token = app.web_sessions.start(user.id, credentials);
     let cookie = super::session::set_cookie(
         super::session::SESSION_COOKIE,
         &token,

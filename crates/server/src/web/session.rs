@@ -15,6 +15,9 @@ const IDLE_LIMIT: Duration = Duration::from_secs(12 * 3600);
 pub struct Session {
     pub user_id: UserId,
     pub csrf: String,
+    /// The password the user signed in with (`credential_stamp`): another one since ends
+    /// the session.
+    pub credentials: Option<[u8; 32]>,
     last_seen: Instant,
 }
 
@@ -32,7 +35,7 @@ pub fn random_token() -> String {
 
 impl Sessions {
     /// Starts a session; returns its token.
-    pub fn start(&self, user_id: UserId) -> String {
+    pub fn start(&self, user_id: UserId, credentials: Option<[u8; 32]>) -> String {
         let token = random_token();
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|_, s| s.last_seen.elapsed() < IDLE_LIMIT);
@@ -41,6 +44,7 @@ impl Sessions {
             Session {
                 user_id,
                 csrf: random_token(),
+                credentials,
                 last_seen: Instant::now(),
             },
         );

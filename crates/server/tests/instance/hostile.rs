@@ -256,3 +256,71 @@ async fn idle_connections_are_closed_and_the_api_answers_meanwhile() {
         .expect("the server closes an idle connection");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }
+
+#[tokio::test]
+async fn a_web_session_ends_when_its_password_changes_or_its_user_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let admin = server.admin();
+    let (_, olga) = admin
+        .post(
+            "/users",
+            serde_json::json!({ "login": "olga", "full_name": "Olga", "password": "olga-pass-1", "role": "user" }),
+        )
+        .await;
+    let (_, ivan) = admin
+        .post(
+            "/users",
+            serde_json::json!({ "login": "ivan", "full_name": "Ivan", "password": "ivan-pass-1", "role": "user" }),
+        )
+        .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let sign_in = |login: &'static str, password: &'static str| {
+        let (http, url) = (http.clone(), server.url.clone());
+        async move {
+            let response = http
+                .post(format!("{url}/login"))
+                .form(&[("login", login), ("password", password)])
+                .send()
+                .await
+                .unwrap();
+            let cookie = response.headers()["set-cookie"].to_str().unwrap();
+            cookie.split(';').next().unwrap().to_string()
+        }
+    };
+    let page = |cookie: String| {
+        let (http, url) = (http.clone(), server.url.clone());
+        async move {
+            http.get(format!("{url}/tables"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let olga_session = sign_in("olga", "olga-pass-1").await;
+    let ivan_session = sign_in("ivan", "ivan-pass-1").await;
+    assert_eq!(page(olga_session.clone()).await, StatusCode::OK);
+    assert_eq!(page(ivan_session.clone()).await, StatusCode::OK);
+    // A new password: the old sign-in ends.
+    let (status, _) = admin
+        .patch(
+            &format!("/users/{}", olga["id"]),
+            serde_json::json!({ "password": "olga-pass-2" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page(olga_session).await, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page(sign_in("olga", "olga-pass-2").await).await,
+        StatusCode::OK
+    );
+    // Removed: signed out.
+    let (status, _) = admin.delete(&format!("/users/{}", ivan["id"])).await;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(page(ivan_session).await, StatusCode::SEE_OTHER);
+}
