@@ -224,10 +224,7 @@ pub fn main() -> ExitCode {
             aux_port,
             clients,
         } => {
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                .init();
+            init_logging();
             crate::demo::run(&data, main_port, aux_port, clients)
         }
         Command::SyncNow { data, sync, trust } => sync_now(data, sync, trust),
@@ -242,6 +239,30 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The server log on stderr: what `RUST_LOG` asks for (`info` by default; e.g.
+/// `RUST_LOG=warn` or `RUST_LOG=info,crmsync=debug`), with colours only on a terminal so a
+/// log file holds no escape codes.
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter: tracing_subscriber::filter::Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        });
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(filter)
+        .try_init();
+}
+
 fn serve(
     data: PathBuf,
     listen: String,
@@ -250,10 +271,7 @@ fn serve(
     tls: TlsArgs,
     (clock_offset_ms, log_keep_days): (i64, u32),
 ) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    init_logging();
     let clock: std::sync::Arc<dyn crmsync_domain::Clock> = if clock_offset_ms == 0 {
         std::sync::Arc::new(crmsync_domain::SystemClock)
     } else {

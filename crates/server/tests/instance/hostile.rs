@@ -324,3 +324,21 @@ async fn a_web_session_ends_when_its_password_changes_or_its_user_is_removed() {
     assert!(status.is_success(), "{status}");
     assert_eq!(page(ivan_session).await, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn the_server_log_holds_no_escape_codes_and_a_login_cannot_forge_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let (status, _) = server
+        .as_user("evil\nFORGED admin signed in", "guess-1")
+        .get("/me")
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let log = crate::common::eventually(10, "the refusal in the server log", || async {
+        let log = std::fs::read_to_string(server.data.with_extension("log")).unwrap_or_default();
+        log.contains("wrong password").then_some(log)
+    })
+    .await;
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+    assert!(!log.lines().any(|line| line.starts_with("FORGED")), "{log}");
+}
