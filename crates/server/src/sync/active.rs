@@ -98,7 +98,7 @@ fn parse_user_match(text: &str) -> Option<UserMatch> {
     serde_json::from_value(serde_json::Value::from(text)).ok()
 }
 
-async fn hello(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
+pub(crate) async fn hello(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
     let core = app.core.clone();
     let tables = blocking(move || core.tables()).await?;
     let hello = Hello {

@@ -244,6 +244,10 @@ async fn request_block(
         count,
         hops,
     };
+    // The owner maps the field only once it has this side's field list: introduce this side
+    // first (a request made right after the two paired could otherwise outrun the sync's
+    // own hello). Blocks are asked for seldom; one hello more costs little.
+    super::active::hello(app, &sync).await?;
     let block: NumberBlock = call_peer(app, &sync, "numbers", &request).await?;
     if block.last - block.first + 1 != count as i64 {
         return Err(Failure(format!(
