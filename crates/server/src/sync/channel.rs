@@ -810,21 +810,17 @@ async fn seal_response(
         )
         .into_response();
     };
+    let now = app.core.now_ms();
     let seq = {
         let mut syncs = lock(&app.channels.passive);
-        let mut last = syncs
+        let session = syncs
             .get_mut(&sync_id)
-            .and_then(|a| a.sessions.iter_mut().find(|s| s.key == *key))
-            .map(|s| s.sent)
-            .unwrap_or_default();
-        let seq = channel::next_seq(&mut last, app.core.now_ms());
-        if let Some(session) = syncs
-            .get_mut(&sync_id)
-            .and_then(|a| a.sessions.iter_mut().find(|s| s.key == *key))
-        {
-            session.sent = last;
+            .and_then(|a| a.sessions.iter_mut().find(|s| s.key == *key));
+        match session {
+            Some(session) => channel::next_seq(&mut session.sent, now),
+            // Renewed meanwhile: the clock alone still gives a growing number.
+            None => channel::next_seq(&mut 0, now),
         }
-        seq
     };
     let header = Header {
         v: crmsync_sync::PROTOCOL_VERSION,

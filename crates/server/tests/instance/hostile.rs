@@ -6,6 +6,22 @@ use crate::common::{Server, peak_rss_kib};
 use reqwest::StatusCode;
 use std::time::Instant;
 
+/// Creates a user account (role `user`); returns it as the API shows it.
+async fn create_user(
+    admin: &crate::common::Client,
+    login: &str,
+    password: &str,
+) -> serde_json::Value {
+    let (status, user) = admin
+        .post(
+            "/users",
+            serde_json::json!({ "login": login, "full_name": login, "password": password, "role": "user" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    user
+}
+
 #[tokio::test]
 async fn a_hundred_guesses_at_once_are_mostly_refused_unhashed_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,13 +64,7 @@ async fn spraying_one_password_over_many_logins_is_slowed_and_logins_cannot_be_t
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     let admin = server.admin();
-    let (status, _) = admin
-        .post(
-            "/users",
-            serde_json::json!({ "login": "olga", "full_name": "Olga", "password": "olga-pass-1", "role": "user" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    create_user(&admin, "olga", "olga-pass-1").await;
     // The time of a wrong answer for a login that exists and for one that does not.
     let timed = |login: &'static str| {
         let client = server.as_user(login, "Winter2026!");
@@ -163,13 +173,7 @@ async fn a_user_account_sees_a_syncs_status_but_not_its_settings_and_starts_noth
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     let admin = server.admin();
-    let (status, _) = admin
-        .post(
-            "/users",
-            serde_json::json!({ "login": "olga", "full_name": "Olga", "password": "olga-pass-1", "role": "user" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    create_user(&admin, "olga", "olga-pass-1").await;
     let (_, sync) = admin
         .post(
             "/syncs",
@@ -262,18 +266,8 @@ async fn a_web_session_ends_when_its_password_changes_or_its_user_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     let admin = server.admin();
-    let (_, olga) = admin
-        .post(
-            "/users",
-            serde_json::json!({ "login": "olga", "full_name": "Olga", "password": "olga-pass-1", "role": "user" }),
-        )
-        .await;
-    let (_, ivan) = admin
-        .post(
-            "/users",
-            serde_json::json!({ "login": "ivan", "full_name": "Ivan", "password": "ivan-pass-1", "role": "user" }),
-        )
-        .await;
+    let olga = create_user(&admin, "olga", "olga-pass-1").await;
+    let ivan = create_user(&admin, "ivan", "ivan-pass-1").await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
