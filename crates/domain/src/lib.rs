@@ -17,6 +17,7 @@ pub mod sync;
 pub mod syncs;
 pub mod user;
 pub mod value;
+pub mod web_session;
 
 pub use clock::{Clock, Hlc, OffsetClock, Stamp, SystemClock};
 pub use error::{DomainError, RowError};

@@ -14,6 +14,7 @@ use crate::sync::{
     HeldChange, PendingLink, SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState, SyncTable,
 };
 use crate::user::{Role, User};
+use crate::web_session::WebSession;
 use crate::{DomainError, FieldNo, RecordId, TableId, UserId};
 use uuid::Uuid;
 
@@ -73,6 +74,13 @@ pub trait StoreTx {
     fn user_credentials(&mut self, login: &str) -> StoreResult<Option<(User, String)>>;
     fn insert_user(&mut self, user: &NewUser<'_>) -> StoreResult<UserId>;
     fn update_user(&mut self, id: UserId, update: &UserUpdate) -> StoreResult<()>;
+
+    /// Web sessions, keyed by the SHA-256 of their token (insert or replace).
+    fn save_web_session(&mut self, token_hash: &[u8; 32], session: &WebSession) -> StoreResult<()>;
+    fn web_session(&mut self, token_hash: &[u8; 32]) -> StoreResult<Option<WebSession>>;
+    fn delete_web_session(&mut self, token_hash: &[u8; 32]) -> StoreResult<()>;
+    /// Removes sessions last used before `before_ms`.
+    fn expire_web_sessions(&mut self, before_ms: i64) -> StoreResult<usize>;
 
     fn record(&mut self, table: &Table, id: RecordId) -> StoreResult<Option<StoredRecord>>;
     fn record_status(

@@ -8,6 +8,7 @@ sign-in = Sign in
 login = Login
 password = Password
 wrong-login = Wrong login or password.
+sign-in-expired = This sign-in form has expired or did not come from this site; please sign in again.
 too-many-attempts = Too many wrong passwords; try again in { $seconds } s.
 tables = Tables
 table = Table

@@ -34,7 +34,6 @@ pub struct App {
     pub instance_id: uuid::Uuid,
     pub jobs: crate::jobs::Jobs,
     /// Signed-in browsers.
-    pub web_sessions: crate::web::Sessions,
     /// What each sync moved in the last hour (its dashboard).
     pub metrics: crate::sync::metrics::Metrics,
     /// How far each sync's peer's clock is from this one's, as last seen.
@@ -100,7 +99,6 @@ impl App {
             serves_https: false,
             instance_id,
             jobs: Default::default(),
-            web_sessions: Default::default(),
             metrics: Default::default(),
             peer_clocks: Default::default(),
             exchange_turns: Default::default(),

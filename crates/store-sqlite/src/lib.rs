@@ -13,6 +13,7 @@ mod syncs;
 
 use crmsync_domain::clock::Hlc;
 use crmsync_domain::store::{NewUser, StoreResult, UserUpdate};
+use crmsync_domain::web_session::WebSession;
 use crmsync_domain::{DomainError, Role, Store, StoreTx, User, UserId};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::collections::HashMap;
@@ -373,6 +374,66 @@ impl StoreTx for SqliteTx<'_> {
             set("active", &v)?;
         }
         Ok(())
+    }
+
+    fn save_web_session(&mut self, token_hash: &[u8; 32], session: &WebSession) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "INSERT OR REPLACE INTO web_sessions (token_hash, user_id, csrf, credentials, role, last_seen_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    &token_hash[..],
+                    session.user_id,
+                    session.csrf,
+                    session.credentials.as_ref().map(|c| &c[..]),
+                    session.role.as_str(),
+                    session.last_seen_ms
+                ],
+            )
+            .map(|_| ())
+            .map_err(sql_error)
+    }
+
+    fn web_session(&mut self, token_hash: &[u8; 32]) -> StoreResult<Option<WebSession>> {
+        self.tx
+            .query_row(
+                "SELECT user_id, csrf, credentials, role, last_seen_ms FROM web_sessions WHERE token_hash = ?1",
+                [&token_hash[..]],
+                |row| {
+                    let credentials: Option<Vec<u8>> = row.get(2)?;
+                    let role: String = row.get(3)?;
+                    Ok(WebSession {
+                        user_id: row.get(0)?,
+                        csrf: row.get(1)?,
+                        // A stamp of another length than written is no stamp: the session
+                        // then ends at the comparison.
+                        credentials: credentials.and_then(|c| c.try_into().ok()),
+                        role: Role::parse(&role).unwrap_or(Role::User),
+                        last_seen_ms: row.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql_error)
+    }
+
+    fn delete_web_session(&mut self, token_hash: &[u8; 32]) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "DELETE FROM web_sessions WHERE token_hash = ?1",
+                [&token_hash[..]],
+            )
+            .map(|_| ())
+            .map_err(sql_error)
+    }
+
+    fn expire_web_sessions(&mut self, before_ms: i64) -> StoreResult<usize> {
+        self.tx
+            .execute(
+                "DELETE FROM web_sessions WHERE last_seen_ms < ?1",
+                [before_ms],
+            )
+            .map_err(sql_error)
     }
 
     fn record(

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_peer_user_match.sql")),
     (7, include_str!("../migrations/0007_peer_acked_seq.sql")),
     (8, include_str!("../migrations/0008_sync_channel.sql")),
+    (9, include_str!("../migrations/0009_web_sessions.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {

@@ -10,7 +10,6 @@ pub mod session;
 mod syncs;
 
 pub use i18n::Lang;
-pub use session::Sessions;
 
 use crate::api::blocking;
 use crate::app::App;
@@ -70,30 +69,12 @@ impl FromRequestParts<App> for Signed {
                 .unwrap_or_default();
             Redirect::to(&format!("/login?next={}", percent(&next))).into_response()
         };
-        let token = session::cookie(&parts.headers, session::SESSION_COOKIE);
-        let Some(session) = token.as_deref().and_then(|t| app.web_sessions.get(t)) else {
+        let Some(token) = session::cookie(&parts.headers, session::SESSION_COOKIE) else {
             return Err(to_login());
         };
         let core = app.core.clone();
-        let signed_with = session.credentials;
-        // Removed, or a new password since signing in: the session ends (the role is read
-        // afresh on every request).
-        let user = blocking(move || {
-            let user = core
-                .users()?
-                .into_iter()
-                .find(|u| u.id == session.user_id && u.active)
-                .ok_or(DomainError::Unauthorized)?;
-            match core.credential_stamp(&user.login)? == signed_with {
-                true => Ok(user),
-                false => Err(DomainError::Unauthorized),
-            }
-        })
-        .await;
-        let Ok(user) = user else {
-            if let Some(token) = token {
-                app.web_sessions.end(&token);
-            }
+        // Ended (idle, signed out), or its user removed, given another password or role.
+        let Ok(Some((session, user))) = blocking(move || core.web_session(&token)).await else {
             return Err(to_login());
         };
         Ok(Signed {

@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 #[template(path = "login.html")]
 struct LoginPage {
     lang: Lang,
+    /// This form's token, also in the `SIGN_IN_COOKIE` cookie.
+    csrf: String,
     next: String,
     error: Option<String>,
     login: String,
@@ -65,13 +67,54 @@ mod tests {
     }
 }
 
-pub async fn login_form(headers: HeaderMap, Query(params): Query<NextParam>) -> Response {
-    render(&LoginPage {
-        lang: Lang::of_request(&headers),
-        next: safe_next(params.next.as_deref()),
-        error: None,
-        login: String::new(),
-    })
+/// The sign-in form with a fresh token, set in a cookie too: a sign-in posted from another
+/// site cannot read the cookie to copy it into its form.
+fn sign_in_page(
+    app: &App,
+    status: StatusCode,
+    lang: Lang,
+    next: String,
+    error: Option<String>,
+    login: String,
+) -> Response {
+    let Ok(csrf) = crmsync_domain::web_session::random_token() else {
+        return WebError::new(
+            lang,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the system has no random source",
+        )
+        .into_response();
+    };
+    let cookie = super::session::set_cookie(
+        super::session::SIGN_IN_COOKIE,
+        &csrf,
+        app.serves_https,
+        None,
+    );
+    let page = LoginPage {
+        lang,
+        csrf,
+        next,
+        error,
+        login,
+    };
+    (status, [(header::SET_COOKIE, cookie)], render(&page)).into_response()
+}
+
+pub async fn login_form(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(params): Query<NextParam>,
+) -> Response {
+    let next = safe_next(params.next.as_deref());
+    sign_in_page(
+        &app,
+        StatusCode::OK,
+        Lang::of_request(&headers),
+        next,
+        None,
+        String::new(),
+    )
 }
 
 pub async fn login(
@@ -87,41 +130,53 @@ pub async fn login(
         form.get("password").unwrap_or_default().to_string(),
     );
     let next = safe_next(form.get("next"));
-    let again = |error: String| {
-        (
-            StatusCode::UNAUTHORIZED,
-            render(&LoginPage {
-                lang,
-                next: next.clone(),
-                error: Some(error),
-                login: login.clone(),
-            }),
-        )
-            .into_response()
+    let again = |status: StatusCode, error: String| {
+        sign_in_page(&app, status, lang, next.clone(), Some(error), login.clone())
     };
+    let expected = super::session::cookie(&headers, super::session::SIGN_IN_COOKIE);
+    let forged = match (form.get("_csrf"), expected.as_deref()) {
+        (Some(sent), Some(expected)) => !super::session::same_token(sent, expected),
+        _ => true,
+    };
+    if forged {
+        // Nothing is checked, so a forged form costs no hashing either.
+        return again(StatusCode::FORBIDDEN, lang.t("sign-in-expired"));
+    }
     let user = match crate::api::auth::check_password(&app, &login, password, peer.ip()).await {
         Ok(user) => user,
         Err(crate::api::auth::PasswordRefusal::Wait(wait)) => {
             let seconds = (wait.as_secs() + 1).to_string();
-            return again(lang.with("too-many-attempts", &[("seconds", &seconds)]));
+            return again(
+                StatusCode::UNAUTHORIZED,
+                lang.with("too-many-attempts", &[("seconds", &seconds)]),
+            );
         }
-        Err(_) => return again(lang.t("wrong-login")),
+        Err(_) => return again(StatusCode::UNAUTHORIZED, lang.t("wrong-login")),
     };
     let core = app.core.clone();
-    let signed_login = user.login.clone();
-    let credentials = tokio::task::spawn_blocking(move || core.credential_stamp(&signed_login))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten();
-    let token = app.web_sessions.start(user.id, credentials);
-    let cookie = super::session::set_cookie(
+    let token = match work(lang, move || core.start_web_session(&user)).await {
+        Ok((token, _)) => token,
+        Err(e) => return e.into_response(),
+    };
+    let session = super::session::set_cookie(
         super::session::SESSION_COOKIE,
         &token,
         app.serves_https,
         None,
     );
-    ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
+    let spent = super::session::set_cookie(
+        super::session::SIGN_IN_COOKIE,
+        "",
+        app.serves_https,
+        Some(0),
+    );
+    let mut response = Redirect::to(&next).into_response();
+    for cookie in [session, spent] {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 pub async fn logout(
@@ -132,7 +187,8 @@ pub async fn logout(
 ) -> WebResult<Response> {
     check_csrf(&signed.page, &Submitted(form))?;
     if let Some(token) = super::session::cookie(&headers, super::session::SESSION_COOKIE) {
-        app.web_sessions.end(&token);
+        let core = app.core.clone();
+        work(signed.page.lang, move || core.end_web_session(&token)).await?;
     }
     let cookie = super::session::set_cookie(
         super::session::SESSION_COOKIE,

@@ -132,14 +132,8 @@ impl Server {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let signed_in = http
-            .post(format!("{}/login", self.url))
-            .form(&[("login", "admin"), ("password", ADMIN_PASSWORD)])
-            .send()
-            .await
-            .expect("sign-in sent");
-        let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
-        let session = cookie.split(';').next().unwrap().to_string();
+        let signed_in = web_sign_in(&http, &self.url, "admin", ADMIN_PASSWORD, "/tables").await;
+        let session = session_cookie(&signed_in).expect("signed in");
         (http, session)
     }
 
@@ -586,4 +580,53 @@ pub async fn orders_of_many_clients(api: &Client, count: usize) -> Orders {
         far_client,
         zebra,
     }
+}
+
+/// Signs in through the web UI's form as a browser does: the form's page first (its token
+/// and cookie), then the form. Returns the answer to the form.
+pub async fn web_sign_in(
+    http: &reqwest::Client,
+    url: &str,
+    login: &str,
+    password: &str,
+    next: &str,
+) -> reqwest::Response {
+    let form_page = http
+        .get(format!("{url}/login"))
+        .send()
+        .await
+        .expect("sign-in page requested");
+    let cookie = form_page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = form_page.text().await.expect("sign-in page");
+    let marker = r#"name="_csrf" value=""#;
+    let start = html.find(marker).expect("a form token") + marker.len();
+    let token = &html[start..start + html[start..].find('"').unwrap()];
+    http.post(format!("{url}/login"))
+        .header("cookie", cookie)
+        .form(&[
+            ("_csrf", token),
+            ("login", login),
+            ("password", password),
+            ("next", next),
+        ])
+        .send()
+        .await
+        .expect("sign-in sent")
+}
+
+/// The session cookie ("name=value") a sign-in set, if it set one.
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|c| c.to_str().ok())
+        .find(|c| c.starts_with("crmsync_session=") && !c.contains("Max-Age=0"))
+        .map(|c| c.split(';').next().unwrap().to_string())
 }

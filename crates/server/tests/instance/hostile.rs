@@ -120,16 +120,14 @@ async fn pages_cannot_be_framed_sign_in_leads_only_within_the_site_and_exports_r
     }
     // After signing in, a crafted `next` never leads off the site.
     for next in ["/\t/evil.example", "//evil.example", "/\\evil.example"] {
-        let response = http
-            .post(format!("{}/login", server.url))
-            .form(&[
-                ("login", "admin"),
-                ("password", crate::common::ADMIN_PASSWORD),
-                ("next", next),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let response = crate::common::web_sign_in(
+            &http,
+            &server.url,
+            "admin",
+            crate::common::ADMIN_PASSWORD,
+            next,
+        )
+        .await;
         assert_eq!(response.headers()["location"], "/tables", "{next:?}");
     }
     // A typed formula is exported as text unless asked to keep it.
@@ -262,31 +260,28 @@ async fn idle_connections_are_closed_and_the_api_answers_meanwhile() {
 }
 
 #[tokio::test]
-async fn a_web_session_ends_when_its_password_changes_or_its_user_is_removed() {
+async fn a_web_session_outlives_a_restart_and_ends_when_its_password_or_role_changes_or_its_user_is_removed()
+ {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
     let admin = server.admin();
     let olga = create_user(&admin, "olga", "olga-pass-1").await;
     let ivan = create_user(&admin, "ivan", "ivan-pass-1").await;
+    let petr = create_user(&admin, "petr", "petr-pass-1").await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let sign_in = |login: &'static str, password: &'static str| {
-        let (http, url) = (http.clone(), server.url.clone());
+    let sign_in = |url: String, login: &'static str, password: &'static str| {
+        let http = http.clone();
         async move {
-            let response = http
-                .post(format!("{url}/login"))
-                .form(&[("login", login), ("password", password)])
-                .send()
-                .await
-                .unwrap();
-            let cookie = response.headers()["set-cookie"].to_str().unwrap();
-            cookie.split(';').next().unwrap().to_string()
+            let response = crate::common::web_sign_in(&http, &url, login, password, "/").await;
+            crate::common::session_cookie(&response).expect("signed in")
         }
     };
-    let page = |cookie: String| {
-        let (http, url) = (http.clone(), server.url.clone());
+    let page = |url: String, cookie: String| {
+        let http = http.clone();
         async move {
             http.get(format!("{url}/tables"))
                 .header("cookie", cookie)
@@ -296,10 +291,55 @@ async fn a_web_session_ends_when_its_password_changes_or_its_user_is_removed() {
                 .status()
         }
     };
-    let olga_session = sign_in("olga", "olga-pass-1").await;
-    let ivan_session = sign_in("ivan", "ivan-pass-1").await;
-    assert_eq!(page(olga_session.clone()).await, StatusCode::OK);
-    assert_eq!(page(ivan_session.clone()).await, StatusCode::OK);
+    // A sign-in form that did not come from the sign-in page (no token, or another
+    // browser's) signs nobody in and checks no password.
+    let forged = http
+        .post(format!("{}/login", server.url))
+        .form(&[("login", "olga"), ("password", "olga-pass-1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(crate::common::session_cookie(&forged), None);
+    let foreign = http
+        .post(format!("{}/login", server.url))
+        .header("cookie", format!("crmsync_sign_in={}", "a".repeat(64)))
+        .form(&[
+            ("_csrf", "b".repeat(64).as_str()),
+            ("login", "olga"),
+            ("password", "olga-pass-1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    assert_eq!(crate::common::session_cookie(&foreign), None);
+
+    let olga_session = sign_in(server.url.clone(), "olga", "olga-pass-1").await;
+    let ivan_session = sign_in(server.url.clone(), "ivan", "ivan-pass-1").await;
+    let petr_session = sign_in(server.url.clone(), "petr", "petr-pass-1").await;
+    for session in [&olga_session, &ivan_session, &petr_session] {
+        assert_eq!(
+            page(server.url.clone(), session.clone()).await,
+            StatusCode::OK
+        );
+    }
+    // A restart signs nobody out; the database holds no usable token.
+    drop(admin);
+    server.kill();
+    let mut database = std::fs::read(data.join("crmsync.db")).unwrap();
+    database.extend(std::fs::read(data.join("crmsync.db-wal")).unwrap_or_default());
+    let token = olga_session.split_once('=').unwrap().1;
+    assert!(
+        !database.windows(token.len()).any(|w| w == token.as_bytes()),
+        "a session token is stored as it is"
+    );
+    let server = Server::start(&data);
+    let admin = server.admin();
+    let url = server.url.clone();
+    for session in [&olga_session, &ivan_session, &petr_session] {
+        assert_eq!(page(url.clone(), session.clone()).await, StatusCode::OK);
+    }
     // A new password: the old sign-in ends.
     let (status, _) = admin
         .patch(
@@ -308,15 +348,22 @@ async fn a_web_session_ends_when_its_password_changes_or_its_user_is_removed() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(page(olga_session).await, StatusCode::SEE_OTHER);
-    assert_eq!(
-        page(sign_in("olga", "olga-pass-2").await).await,
-        StatusCode::OK
-    );
+    assert_eq!(page(url.clone(), olga_session).await, StatusCode::SEE_OTHER);
+    let olga_again = sign_in(url.clone(), "olga", "olga-pass-2").await;
+    assert_eq!(page(url.clone(), olga_again).await, StatusCode::OK);
+    // Another role: signed out, to sign in again with it.
+    let (status, _) = admin
+        .patch(
+            &format!("/users/{}", petr["id"]),
+            serde_json::json!({ "role": "admin" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page(url.clone(), petr_session).await, StatusCode::SEE_OTHER);
     // Removed: signed out.
     let (status, _) = admin.delete(&format!("/users/{}", ivan["id"])).await;
     assert!(status.is_success(), "{status}");
-    assert_eq!(page(ivan_session).await, StatusCode::SEE_OTHER);
+    assert_eq!(page(url.clone(), ivan_session).await, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

@@ -16,20 +16,18 @@ fn browser() -> reqwest::Client {
 
 /// Signs in; returns the session cookie ("name=value").
 async fn sign_in(http: &reqwest::Client, url: &str, password: &str) -> Result<String, StatusCode> {
-    let response = http
-        .post(format!("{url}/login"))
-        .form(&[
-            ("login", "admin"),
-            ("password", password),
-            ("next", "/tables"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = crate::common::web_sign_in(http, url, "admin", password, "/tables").await;
     if response.status() != StatusCode::SEE_OTHER {
         return Err(response.status());
     }
-    let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    let cookie = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|c| c.to_str().unwrap())
+        .find(|c| c.starts_with("crmsync_session="))
+        .unwrap()
+        .to_string();
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
@@ -161,12 +159,8 @@ async fn the_web_ui_signs_in_refuses_forged_forms_and_escapes_what_users_typed()
     for _ in 0..6 {
         last = sign_in(&http, &server.url, "wrong").await.unwrap_err();
     }
-    let response = http
-        .post(format!("{}/login", server.url))
-        .form(&[("login", "admin"), ("password", ADMIN_PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let response =
+        crate::common::web_sign_in(&http, &server.url, "admin", ADMIN_PASSWORD, "/tables").await;
     assert_eq!(last, StatusCode::UNAUTHORIZED);
     assert_eq!(
         response.status(),
