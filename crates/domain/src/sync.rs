@@ -175,6 +175,30 @@ pub const PASSIVE_FOLLOWS_RULES: &str = "conflict_policy: conflict rules are cho
 pub const DEFAULT_MASS_DELETE_PERCENT: u32 = 20;
 
 impl SyncConfig {
+    /// `text` (a status reason, an error) for someone who may not see this sync's settings:
+    /// its address, FTP host and login, and folders read "…".
+    pub fn without_settings(&self, text: &str) -> String {
+        let mut settings: Vec<&str> = Vec::new();
+        settings.extend(self.remote_url.as_deref());
+        if let Some(local) = &self.local {
+            settings.extend([local.upload_dir.as_str(), local.download_dir.as_str()]);
+        }
+        if let Some(ftp) = &self.ftp {
+            let dirs = [ftp.upload_dir.as_str(), ftp.download_dir.as_str()];
+            settings.extend(
+                [ftp.host.as_str(), ftp.login.as_str()]
+                    .into_iter()
+                    .chain(dirs),
+            );
+        }
+        // Longest first: a folder inside another is hidden whole.
+        settings.retain(|s| !s.trim().is_empty() && *s != "/");
+        settings.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        settings
+            .into_iter()
+            .fold(text.to_string(), |text, setting| text.replace(setting, "…"))
+    }
+
     /// Checks the settings a person entered, with messages that say what to fix.
     pub fn validate(&self) -> Result<(), DomainError> {
         crate::schema::validate_name("sync", &self.name)?;

@@ -9,6 +9,7 @@ login = Login
 password = Password
 wrong-login = Wrong login or password.
 sign-in-expired = This sign-in form has expired or did not come from this site; please sign in again.
+admin-only = Only an administrator can do this: sync settings, initial syncs, drift repairs, matching and held changes are theirs.
 too-many-attempts = Too many wrong passwords; try again in { $seconds } s.
 tables = Tables
 table = Table

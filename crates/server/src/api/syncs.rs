@@ -132,11 +132,16 @@ pub async fn delete(
 
 pub async fn status(
     State(app): State<App>,
+    Extension(actor): Extension<Actor>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let (view, sync_password) = blocking(move || {
         let sync = app.core.sync(id)?;
-        Ok((crate::sync::actions::status(&app, &sync)?, sync.password.0))
+        let mut view = crate::sync::actions::status(&app, &sync)?;
+        if actor.require_admin().is_err() {
+            view.hide_settings(&sync);
+        }
+        Ok((view, sync.password.0))
     })
     .await?;
     Ok(Json(json!({
@@ -337,19 +342,26 @@ pub struct LogParams {
 
 pub async fn log(
     State(app): State<App>,
+    Extension(actor): Extension<Actor>,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(params): ApiQuery<LogParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let entries = blocking(move || {
-        app.core
-            .sync_log(id, params.after.unwrap_or(0), params.limit.unwrap_or(100))
+    let (sync, entries) = blocking(move || {
+        let entries =
+            app.core
+                .sync_log(id, params.after.unwrap_or(0), params.limit.unwrap_or(100))?;
+        Ok((app.core.sync(id)?, entries))
     })
     .await?;
+    let admin = actor.require_admin().is_ok();
     let entries: Vec<Value> = entries
         .iter()
         .map(|e| {
             let mut v = serde_json::to_value(e).unwrap_or_default();
             v["at"] = json!(format_ms(e.at_ms));
+            if !admin {
+                v["message"] = json!(sync.without_settings(&e.message));
+            }
             v
         })
         .collect();

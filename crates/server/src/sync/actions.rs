@@ -45,6 +45,24 @@ pub struct NumberingView {
     pub last_error: Option<String>,
 }
 
+impl StatusView {
+    /// For someone who may see the sync's status but not its settings: every text that
+    /// could name its address, FTP host, login or folders has them as "…".
+    pub fn hide_settings(&mut self, sync: &SyncConfig) {
+        let hide = |text: &mut Option<String>| {
+            if let Some(t) = text {
+                *t = sync.without_settings(t);
+            }
+        };
+        hide(&mut self.reason);
+        hide(&mut self.notice);
+        hide(&mut self.state.last_error);
+        for numbering in &mut self.numbering {
+            hide(&mut numbering.last_error);
+        }
+    }
+}
+
 /// Blocking: reads the store.
 pub fn status(app: &App, sync: &SyncConfig) -> Result<StatusView, DomainError> {
     let state = app.core.sync_state(sync.id)?;

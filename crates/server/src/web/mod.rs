@@ -92,6 +92,25 @@ impl FromRequestParts<App> for Signed {
     }
 }
 
+/// A signed-in administrator: sync settings, initial syncs, drift repairs, matches and held
+/// changes are theirs; anyone else is shown a refusal.
+pub struct Admin(pub Signed);
+
+impl FromRequestParts<App> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let signed = Signed::from_request_parts(parts, app).await?;
+        if !signed.page.is_admin() {
+            let lang = signed.page.lang;
+            return Err(
+                WebError::new(lang, StatusCode::FORBIDDEN, lang.t("admin-only")).into_response(),
+            );
+        }
+        Ok(Admin(signed))
+    }
+}
+
 /// A failure shown as a page: what went wrong, in words, with the right status.
 pub struct WebError {
     status: StatusCode,

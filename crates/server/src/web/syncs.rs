@@ -4,7 +4,7 @@
 //! numbers and the passive side's mapping, initial sync with a live progress bar, and the
 //! log with filters.
 
-use super::{Lang, Page, Signed, Submitted, WebError, WebResult, check_csrf, render, work};
+use super::{Admin, Lang, Page, Signed, Submitted, WebError, WebResult, check_csrf, render, work};
 use crate::app::App;
 use askama::Template;
 use axum::Form;
@@ -96,7 +96,10 @@ fn transport_key(transport: Transport) -> &'static str {
 }
 
 fn row(page: &Page, app: &App, sync: &SyncConfig) -> Result<SyncRow, DomainError> {
-    let view = crate::sync::actions::status(app, sync)?;
+    let mut view = crate::sync::actions::status(app, sync)?;
+    if !page.is_admin() {
+        view.hide_settings(sync);
+    }
     Ok(SyncRow {
         id: sync.id,
         name: sync.name.clone(),
@@ -148,7 +151,7 @@ struct NewSyncPage {
     editing: Option<i64>,
 }
 
-async fn new(signed: Signed) -> Response {
+async fn new(Admin(signed): Admin) -> Response {
     render(&NewSyncPage {
         page: signed.page.in_section("syncs"),
         form: Submitted(vec![
@@ -238,7 +241,7 @@ fn form_of(sync: &SyncConfig) -> Submitted {
 
 async fn edit_form(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path(sync_id): Path<i64>,
 ) -> WebResult<Response> {
     let page = signed.page.in_section("syncs");
@@ -254,7 +257,7 @@ async fn edit_form(
 /// Saves edited settings; a password left empty stays as it was.
 async fn save(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path(sync_id): Path<i64>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -378,7 +381,7 @@ fn input_of(form: &Submitted) -> Result<SyncInput, DomainError> {
 
 async fn create(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
     let form = Submitted(form);
@@ -656,7 +659,7 @@ async fn detail(
 
 async fn delete(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path(sync_id): Path<i64>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -669,7 +672,7 @@ async fn delete(
 
 async fn add_field(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path(sync_id): Path<i64>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -725,7 +728,7 @@ fn optional_number(lang: Lang, text: &str, what: &str) -> Result<Option<i64>, We
 /// Adds a whole table to the sync (S-02).
 async fn add_table(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path(sync_id): Path<i64>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -756,7 +759,7 @@ async fn add_table(
 
 async fn delete_table(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path((sync_id, entry)): Path<(i64, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -795,7 +798,7 @@ fn parse_direction(text: &str) -> Direction {
 /// The direction icon, clicked: both → upload → download → off → both.
 async fn turn_direction(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path((sync_id, entry)): Path<(i64, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -839,7 +842,7 @@ async fn patch_field(
 /// A field's own conflict rule (B-02), on the active side; "" goes back to the sync's.
 async fn set_field_conflict_policy(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path((sync_id, entry)): Path<(i64, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -860,7 +863,7 @@ async fn set_field_conflict_policy(
 
 async fn delete_field(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path((sync_id, entry)): Path<(i64, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -886,7 +889,7 @@ async fn start(
 
 async fn initial(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path(sync_id): Path<i64>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -895,7 +898,7 @@ async fn initial(
 
 async fn initial_field(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path((sync_id, entry)): Path<(i64, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -1033,16 +1036,23 @@ async fn log(
         Ok((sync, kept))
     })
     .await?;
+    let admin = page.is_admin();
     let entries = entries
         .into_iter()
-        .map(|e| LogRow {
-            at: format_ms(e.at_ms),
-            records: listed_records(e.detail.as_ref()),
-            message: match &e.detail {
+        .map(|e| {
+            let message = match &e.detail {
                 Some(detail) if e.kind == "conflict" => format!("{} — {detail}", e.message),
                 _ => e.message,
-            },
-            kind: e.kind,
+            };
+            LogRow {
+                at: format_ms(e.at_ms),
+                records: listed_records(e.detail.as_ref()),
+                message: match admin {
+                    true => message,
+                    false => sync.without_settings(&message),
+                },
+                kind: e.kind,
+            }
         })
         .collect();
     Ok(render(&LogPage {
@@ -1077,7 +1087,7 @@ async fn decide_held(
 
 async fn approve_held(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path((sync_id, held_id)): Path<(i64, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -1086,7 +1096,7 @@ async fn approve_held(
 
 async fn discard_held(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path((sync_id, held_id)): Path<(i64, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -1110,7 +1120,7 @@ struct RepairedParam {
 /// Drift check (B-16), from the active side of a sync.
 async fn drift(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path(sync_id): Path<i64>,
     Query(params): Query<RepairedParam>,
 ) -> WebResult<Response> {
@@ -1133,7 +1143,7 @@ async fn drift(
 
 async fn repair_drift(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path(sync_id): Path<i64>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -1191,7 +1201,7 @@ struct KeyParam {
 /// Initial sync matched by a key field (B-05): the preview.
 async fn match_preview(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path(sync_id): Path<i64>,
     Query(params): Query<KeyParam>,
 ) -> WebResult<Response> {
@@ -1264,7 +1274,7 @@ async fn match_preview(
 /// Pairs the records and starts the initial sync; its progress shows on the sync's page.
 async fn match_run(
     State(app): State<App>,
-    signed: Signed,
+    Admin(signed): Admin,
     Path(sync_id): Path<i64>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {

@@ -220,6 +220,73 @@ async fn a_user_account_sees_a_syncs_status_but_not_its_settings_and_starts_noth
         };
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
     }
+    // The same in the web UI: the sync's page shows its status, no host, login or folder,
+    // and no button that starts anything; its admin pages and actions are refused.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in =
+        crate::common::web_sign_in(&http, &server.url, "olga", "olga-pass-1", "/").await;
+    let session = crate::common::session_cookie(&signed_in).expect("signed in");
+    let page = |path: String| {
+        let (http, url, session) = (http.clone(), server.url.clone(), session.clone());
+        async move {
+            let response = http
+                .get(format!("{url}{path}"))
+                .header("cookie", session)
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    let (status, html) = page(format!("/syncs/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"sync-status\""), "{html}");
+    for secret in [
+        "ftp.example.com",
+        "shop",
+        "/up",
+        "/down",
+        "/edit",
+        "initial-sync",
+        "/drift",
+        "/match",
+    ] {
+        assert!(!html.contains(secret), "{secret} shown to a user: {html}");
+    }
+    // Its reason says why it is red without naming the host (the admin's does).
+    assert!(html.contains("cannot reach the FTP server"), "{html}");
+    let (_, status) = olga.get(&format!("/syncs/{id}/status")).await;
+    let (_, status_for_admin) = admin.get(&format!("/syncs/{id}/status")).await;
+    assert!(!status.to_string().contains("ftp.example.com"), "{status}");
+    assert!(
+        status_for_admin["reason"]
+            .to_string()
+            .contains("ftp.example.com"),
+        "{status_for_admin}"
+    );
+    let token = {
+        let marker = r#"name="_csrf" value=""#;
+        let at = html.find(marker).expect("the sign-out form's token") + marker.len();
+        html[at..at + 64].to_string()
+    };
+    for path in ["edit", "drift", "match"] {
+        let (status, _) = page(format!("/syncs/{id}/{path}")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    for path in ["initial", "delete", "drift/repair"] {
+        let response = http
+            .post(format!("{}/syncs/{id}/{path}", server.url))
+            .header("cookie", &session)
+            .form(&[("_csrf", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(admin.get(&format!("/syncs/{id}")).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
