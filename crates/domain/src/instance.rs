@@ -115,6 +115,8 @@ pub struct Instance<S: Store> {
     auth_cache: Mutex<HashMap<String, ([u8; 32], User)>>,
     /// Called after every committed record write (syncs wake up on it).
     commit_listener: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// How many failures each sync's log still takes this minute.
+    log_limit: Mutex<crate::log_limit::LogLimit>,
 }
 
 /// State shared by the operations of one write transaction.
@@ -136,7 +138,12 @@ impl<S: Store> Instance<S> {
             hlc: HlcClock::default(),
             auth_cache: Mutex::new(HashMap::new()),
             commit_listener: std::sync::OnceLock::new(),
+            log_limit: Mutex::default(),
         }
+    }
+
+    pub(crate) fn log_limit(&self) -> std::sync::MutexGuard<'_, crate::log_limit::LogLimit> {
+        self.log_limit.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn store(&self) -> &S {

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod error;
 pub mod folder_path;
 pub mod instance;
+mod log_limit;
 pub mod merge;
 mod numbering;
 pub mod record;

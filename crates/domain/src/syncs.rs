@@ -2,6 +2,7 @@
 //! and keeping each sync's progress and log. Only administrators change settings.
 
 use crate::instance::{Actor, Instance};
+use crate::log_limit::{Admit, FAILURES_PER_MINUTE};
 use crate::store::{Store, StoreTx};
 use crate::sync::{
     ConflictPolicy, DEFAULT_PERIOD_SECONDS, Direction, FtpSettings, LocalSettings, Mode, Secret,
@@ -363,12 +364,36 @@ impl<S: Store> Instance<S> {
         sync_id: SyncId,
         change: impl FnOnce(&mut SyncState),
     ) -> Result<SyncState, DomainError> {
-        self.store().write(|tx| {
+        let (before, after) = self.store().write(|tx| {
             let mut state = tx.sync_state(sync_id)?;
+            let before = (state.connected, state.reason.clone());
             change(&mut state);
             tx.save_sync_state(sync_id, &state)?;
-            Ok(state)
-        })
+            Ok((before, state))
+        })?;
+        // The server log hears of every change of a sync's state once, not of every retry.
+        if before != (after.connected, after.reason.clone()) {
+            let reason = after.reason.as_deref().unwrap_or_default();
+            if after.connected {
+                tracing::info!(sync = sync_id, reason, "sync connected");
+            } else {
+                // Within the allowance a stranger's bad files or requests have.
+                let (skipped, last) = match self.log_limit().admit(sync_id, "state", self.now_ms())
+                {
+                    Admit::Count => return Ok(after),
+                    Admit::WriteLast => (0, true),
+                    Admit::Write { skipped } => (skipped, false),
+                };
+                tracing::warn!(
+                    sync = sync_id,
+                    reason,
+                    not_logged_before = skipped,
+                    allowance_used_up = last,
+                    "sync not connected"
+                );
+            }
+        }
+        Ok(after)
     }
 
     /// Appends to a sync's log when its log is on (failures always).
@@ -382,12 +407,24 @@ impl<S: Store> Instance<S> {
         if !sync.log && !ALWAYS_LOGGED.contains(&kind) {
             return Ok(());
         }
+        let now_ms = self.now_ms();
+        let mut message = message.into();
+        match self.log_limit().admit(sync.id, kind, now_ms) {
+            Admit::Count => return Ok(()),
+            Admit::WriteLast => message.push_str(&format!(
+                " (more than {FAILURES_PER_MINUTE} {kind} entries this minute: the next ones are counted, not written)"
+            )),
+            Admit::Write { skipped: 0 } => {}
+            Admit::Write { skipped } => message.push_str(&format!(
+                " ({skipped} more {kind} entries before this one were counted, not written)"
+            )),
+        }
         let entry = SyncLogEntry {
             id: 0,
             sync_id: sync.id,
-            at_ms: self.now_ms(),
+            at_ms: now_ms,
             kind: kind.to_string(),
-            message: message.into(),
+            message,
             detail,
         };
         self.store().write(|tx| tx.append_sync_log(&entry))

@@ -22,6 +22,16 @@ lives in its data directory (--data): the database crmsync.db and the files/ fol
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How the server log on standard error is written: `text` for people, `json` (one
+    /// object per line) for a log collector. `RUST_LOG` chooses what is logged.
+    #[arg(long, global = true, value_enum, env = "CRMSYNC_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -184,6 +194,7 @@ pub fn main() -> ExitCode {
     // readable by its own user only: the database holds the sync and FTP passwords.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve {
             data,
@@ -223,10 +234,7 @@ pub fn main() -> ExitCode {
             main_port,
             aux_port,
             clients,
-        } => {
-            init_logging();
-            crate::demo::run(&data, main_port, aux_port, clients)
-        }
+        } => crate::demo::run(&data, main_port, aux_port, clients),
         Command::SyncNow { data, sync, trust } => sync_now(data, sync, trust),
         Command::Status { data } => status(data),
     };
@@ -240,9 +248,9 @@ pub fn main() -> ExitCode {
 }
 
 /// The server log on stderr: what `RUST_LOG` asks for (`info` by default; e.g.
-/// `RUST_LOG=warn` or `RUST_LOG=info,crmsync=debug`), with colours only on a terminal so a
-/// log file holds no escape codes.
-fn init_logging() {
+/// `RUST_LOG=warn` or `RUST_LOG=info,crmsync::access=off`), as text with colours only on a
+/// terminal (a log file holds no escape codes), or as JSON lines.
+fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -252,13 +260,22 @@ fn init_logging() {
         .unwrap_or_else(|| {
             tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
         });
+    let text = (format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+    });
+    let json = (format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_current_span(true)
+            .with_span_list(false)
+    });
     let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
+        .with(text)
+        .with(json)
         .with(filter)
         .try_init();
 }
@@ -271,7 +288,6 @@ fn serve(
     tls: TlsArgs,
     (clock_offset_ms, log_keep_days): (i64, u32),
 ) -> Result<()> {
-    init_logging();
     let clock: std::sync::Arc<dyn crmsync_domain::Clock> = if clock_offset_ms == 0 {
         std::sync::Arc::new(crmsync_domain::SystemClock)
     } else {

@@ -1,5 +1,6 @@
 //! The crmsync server: adapters (REST API, CLI, CSV, file store) around the domain.
 
+mod access_log;
 pub mod api;
 pub mod app;
 pub mod cli;

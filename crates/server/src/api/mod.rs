@@ -167,10 +167,12 @@ pub fn router(app: App) -> Router {
         .merge(authed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    Router::new()
+    let people = Router::new()
         .nest("/api/v1", api)
+        .merge(crate::web::router());
+    Router::new()
+        .merge(crate::access_log::with_access_log(people))
         .merge(crate::sync::passive::router(&app))
-        .merge(crate::web::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(middleware::map_response(security_headers))

@@ -449,4 +449,62 @@ async fn the_server_log_holds_no_escape_codes_and_a_login_cannot_forge_a_line() 
     .await;
     assert!(!log.contains('\u{1b}'), "{log:?}");
     assert!(!log.lines().any(|line| line.starts_with("FORGED")), "{log}");
+    // One access line per request answered: method, path, address, status.
+    assert!(
+        log.lines().any(|line| line.contains("method=GET")
+            && line.contains("path=/api/v1/me")
+            && line.contains("peer=127.0.0.1")
+            && line.contains("status=401")),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn with_log_format_json_every_line_of_the_server_log_is_a_json_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--admin-password",
+            crate::common::ADMIN_PASSWORD,
+            "--log-format",
+            "json",
+        ],
+        &[],
+    );
+    let (status, _) = server
+        .as_user("evil\nFORGED", "guess-1")
+        .get("/tables?search=secret")
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(server.admin().get("/me").await.0, StatusCode::OK);
+    let lines: Vec<serde_json::Value> =
+        crate::common::eventually(10, "both requests in the access log", || async {
+            let log =
+                std::fs::read_to_string(server.data.with_extension("log")).unwrap_or_default();
+            let lines: Vec<serde_json::Value> = log
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+                .collect();
+            let answered = lines
+                .iter()
+                .filter(|l| l["fields"]["message"] == "answered")
+                .count();
+            (answered >= 2).then_some(lines)
+        })
+        .await;
+    let access: Vec<(&str, u64)> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "answered")
+        .map(|l| {
+            (
+                l["span"]["path"].as_str().unwrap(),
+                l["fields"]["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(access.contains(&("/api/v1/tables", 401)), "{access:?}");
+    assert!(access.contains(&("/api/v1/me", 200)), "{access:?}");
+    let text = serde_json::to_string(&lines).unwrap();
+    assert!(!text.contains("secret"), "a query in the log: {text}");
 }

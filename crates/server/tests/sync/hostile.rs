@@ -77,3 +77,54 @@ async fn unauthenticated_60_mib_bodies_to_sync_endpoints_are_refused_unread() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_flood_of_bad_files_is_counted_and_the_sync_log_takes_a_bounded_share_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, outbox) = (dir.path().join("in"), dir.path().join("out"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let api = aux.admin();
+    let passive = super::folders::local_sync(&api, "passive", &outbox, &inbox).await;
+    let (_, fields) = clients(&api, &["Name"]).await;
+    add_field(&api, passive, fields[0], "both", Some(1)).await;
+    // Anyone who can write to the shared folder can drop files; each is set aside.
+    let flood = 100;
+    for n in 0..flood {
+        std::fs::write(
+            inbox.join(format!(
+                "00000000000000000000-00000000000000000005-{n:013}.cspk"
+            )),
+            b"not a packet at all",
+        )
+        .unwrap();
+    }
+    eventually(30, "every bad file set aside and counted", || async {
+        let (_, status) = api.get(&format!("/syncs/{passive}/status")).await;
+        (status["rejected_packets"] == flood).then_some(())
+    })
+    .await;
+    let (_, log) = api.get(&format!("/syncs/{passive}/log?limit=1000")).await;
+    let errors: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "error")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        (10..=30).contains(&errors.len()),
+        "{} log entries for {flood} bad files: {errors:?}",
+        errors.len()
+    );
+    assert!(
+        errors.iter().any(|m| m.contains("counted, not written")),
+        "the log says it stopped writing: {errors:?}"
+    );
+    // The server log too takes a bounded share.
+    let server_log = std::fs::read_to_string(aux.data.with_extension("log")).unwrap();
+    let red = server_log
+        .lines()
+        .filter(|l| l.contains("sync not connected"))
+        .count();
+    assert!((1..=30).contains(&red), "{red} lines: {server_log}");
+}

@@ -243,6 +243,24 @@ async fn a_wrong_password_is_refused_logged_on_both_sides_and_applies_nothing() 
         record_values(&aux_api, aux_table).await.is_empty(),
         "nothing applied"
     );
+    // Retried and refused again and again, the failure is in the server log once.
+    eventually(30, "three refused attempts", || async {
+        let (_, log) = aux_api.get(&format!("/syncs/{passive}/log")).await;
+        let refusals = log["entries"]
+            .as_array()?
+            .iter()
+            .filter(|e| e["kind"] == "auth")
+            .count();
+        (refusals >= 3).then_some(())
+    })
+    .await;
+    let server_log = || std::fs::read_to_string(main.data.with_extension("log")).unwrap();
+    let turned_red = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("sync not connected") && l.contains("wrong password"))
+            .count()
+    };
+    assert_eq!(turned_red(&server_log()), 1, "{}", server_log());
 
     // Setting the right password makes it connect and deliver.
     main_api
@@ -252,6 +270,9 @@ async fn a_wrong_password_is_refused_logged_on_both_sides_and_applies_nothing() 
         (record_values(&aux_api, aux_table).await.len() == 1).then_some(())
     })
     .await;
+    let log = server_log();
+    assert!(log.contains("sync connected"), "{log}");
+    assert_eq!(turned_red(&log), 1, "{log}");
 }
 
 #[tokio::test]
