@@ -696,8 +696,21 @@ impl<S: Store> Instance<S> {
         table_id: TableId,
         ops: &mut dyn Iterator<Item = Result<WriteOp, RowError>>,
     ) -> Result<Vec<RecordId>, DomainError> {
+        let mut ids = Vec::new();
+        self.write_ops_each(actor, table_id, ops, &mut |id| ids.push(id))?;
+        Ok(ids)
+    }
+
+    /// `write_ops` for a batch too long to keep its ids (an import of millions of rows):
+    /// each id goes to `written` as its op is applied; they count only if this succeeds.
+    pub fn write_ops_each(
+        &self,
+        actor: &Actor,
+        table_id: TableId,
+        ops: &mut dyn Iterator<Item = Result<WriteOp, RowError>>,
+        written: &mut dyn FnMut(RecordId),
+    ) -> Result<(), DomainError> {
         self.in_write(actor, table_id, |ctx, tx, table| {
-            let mut ids = Vec::new();
             let mut errors = Vec::new();
             for (index, op) in ops.enumerate() {
                 let row = index + 1;
@@ -717,13 +730,13 @@ impl<S: Store> Instance<S> {
                     })
                 });
                 match result {
-                    Ok(id) => ids.push(id),
+                    Ok(id) => written(id),
                     Err(error) if errors.len() < MAX_REPORTED_ROW_ERRORS => errors.push(error),
                     Err(_) => {}
                 }
             }
             if errors.is_empty() {
-                Ok(ids)
+                Ok(())
             } else {
                 Err(DomainError::Rows(errors))
             }

@@ -11,7 +11,7 @@ use crmsync_domain::record::StatusFilter;
 use crmsync_domain::{Actor, DomainError, Field, FieldType, RecordQuery, RowError, User, Value};
 use encoding_rs::WINDOWS_1251;
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,34 +67,6 @@ pub struct ImportReport {
 
 const SYSTEM_COLUMNS: [&str; 5] = ["id", "uid", "created_at", "updated_at", "status"];
 
-fn decode(
-    mut bytes: Vec<u8>,
-    encoding: CsvEncoding,
-) -> Result<(String, &'static str), DomainError> {
-    if bytes.starts_with(b"\xEF\xBB\xBF") {
-        bytes.drain(..3);
-    }
-    let cp1251 = |bytes: &[u8]| {
-        WINDOWS_1251
-            .decode_without_bom_handling(bytes)
-            .0
-            .into_owned()
-    };
-    match encoding {
-        CsvEncoding::Windows1251 => Ok((cp1251(&bytes), "windows-1251")),
-        CsvEncoding::Utf8 => String::from_utf8(bytes).map(|s| (s, "utf-8")).map_err(|e| {
-            DomainError::invalid(format!(
-                "the file is not valid UTF-8 (at byte {}); if it was saved by a Russian spreadsheet, use encoding windows-1251",
-                e.utf8_error().valid_up_to()
-            ))
-        }),
-        CsvEncoding::Auto => match String::from_utf8(bytes) {
-            Ok(s) => Ok((s, "utf-8")),
-            Err(e) => Ok((cp1251(e.as_bytes()), "windows-1251")),
-        },
-    }
-}
-
 /// The delimiter used most often in the header line, outside quotes.
 fn detect_delimiter(text: &str) -> u8 {
     let header = text.lines().next().unwrap_or_default();
@@ -129,47 +101,205 @@ enum Column<'a> {
     Ignored,
 }
 
-/// A CSV file as text, with its encoding and delimiter (given, or detected).
-fn read_text(
-    input: &mut impl Read,
-    options: ImportOptions,
-) -> Result<(String, &'static str, u8), DomainError> {
-    let mut bytes = Vec::new();
-    input
-        .read_to_end(&mut bytes)
-        .map_err(|e| DomainError::invalid(format!("cannot read the file: {e}")))?;
-    let (text, encoding) = decode(bytes, options.encoding)?;
-    let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(&text));
-    Ok((text, encoding, delimiter))
+/// The most of a file's first line read to detect its delimiter.
+const HEADER_SNIFF_BYTES: usize = 1 << 20;
+
+/// How a file is to be read: its encoding and delimiter, given or detected.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    encoding: &'static encoding_rs::Encoding,
+    delimiter: u8,
+}
+
+impl Layout {
+    fn encoding_name(&self) -> &'static str {
+        match self.encoding == WINDOWS_1251 {
+            true => "windows-1251",
+            false => "utf-8",
+        }
+    }
+}
+
+/// Reads the file once, in bounded memory: is it UTF-8 (else Windows-1251 when detecting),
+/// and which delimiter does its header line use. Leaves the file rewound.
+fn sniff(input: &mut (impl Read + Seek), options: ImportOptions) -> Result<Layout, DomainError> {
+    let read_error = |e: std::io::Error| DomainError::invalid(format!("cannot read the file: {e}"));
+    let mut header = Vec::new();
+    let mut header_done = false;
+    let mut valid_utf8 = true;
+    let mut offset = 0usize;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let check_utf8 = options.encoding != CsvEncoding::Windows1251;
+    loop {
+        let n = input.read(&mut chunk).map_err(read_error)?;
+        if n == 0 {
+            break;
+        }
+        let bytes = &chunk[..n];
+        if !header_done {
+            let line_end = bytes.iter().position(|b| *b == b'\n');
+            let take = line_end.unwrap_or(n).min(HEADER_SNIFF_BYTES - header.len());
+            header.extend_from_slice(&bytes[..take]);
+            header_done = line_end.is_some() || header.len() >= HEADER_SNIFF_BYTES;
+        }
+        if check_utf8 && valid_utf8 {
+            // A character split between two reads is carried over to the next.
+            carry.extend_from_slice(bytes);
+            match std::str::from_utf8(&carry) {
+                Ok(_) => {
+                    offset += carry.len();
+                    carry.clear();
+                }
+                Err(e) if e.error_len().is_none() => {
+                    let valid = e.valid_up_to();
+                    offset += valid;
+                    carry.drain(..valid);
+                }
+                Err(e) => {
+                    offset += e.valid_up_to();
+                    valid_utf8 = false;
+                }
+            }
+        }
+    }
+    if !carry.is_empty() && valid_utf8 {
+        valid_utf8 = !check_utf8;
+    }
+    input.rewind().map_err(read_error)?;
+    let encoding = match (options.encoding, valid_utf8) {
+        (CsvEncoding::Windows1251, _) | (CsvEncoding::Auto, false) => WINDOWS_1251,
+        (CsvEncoding::Utf8, false) => {
+            return Err(DomainError::invalid(format!(
+                "the file is not valid UTF-8 (at byte {offset}); if it was saved by a Russian spreadsheet, use encoding windows-1251"
+            )));
+        }
+        _ => encoding_rs::UTF_8,
+    };
+    let delimiter = options.delimiter.unwrap_or_else(|| {
+        let (text, _, _) = encoding.decode(&header);
+        detect_delimiter(&text)
+    });
+    Ok(Layout {
+        encoding,
+        delimiter,
+    })
+}
+
+/// The longest row an import reads (a row of many long-text cells is far shorter): the CSV
+/// reader holds a whole row, so a file whose quote never closes must stop somewhere.
+pub const MAX_ROW_BYTES: u64 = 8 << 20;
+
+/// Refuses to read on once a row (newlines inside quotes are part of it) passes
+/// `MAX_ROW_BYTES`. Quotes are tracked as the CSV reader does: `""` toggles twice.
+struct RowLimit<R> {
+    inner: R,
+    quoted: bool,
+    row_bytes: u64,
+    /// Past the limit once: the file ends there (the reader would retry forever).
+    stopped: bool,
+}
+
+impl<R: Read> Read for RowLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stopped {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        for b in &buf[..n] {
+            match b {
+                b'"' => self.quoted = !self.quoted,
+                b'\n' if !self.quoted => self.row_bytes = 0,
+                _ => {}
+            }
+            self.row_bytes += 1;
+            if self.row_bytes > MAX_ROW_BYTES {
+                self.stopped = true;
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "a row is longer than {} MiB (a quote that never closes?)",
+                        MAX_ROW_BYTES >> 20
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+type Decoded<R> = RowLimit<encoding_rs_io::DecodeReaderBytes<R, Vec<u8>>>;
+
+/// How an import reads the file, decoded to UTF-8 as it streams (a byte-order mark
+/// dropped): the first row is the header; `flexible` lets rows differ in length.
+fn reader<R: Read>(input: R, layout: Layout, flexible: bool) -> csv::Reader<Decoded<R>> {
+    let decoded = encoding_rs_io::DecodeReaderBytesBuilder::new()
+        .encoding(Some(layout.encoding))
+        .bom_override(true)
+        .build(input);
+    let decoded = RowLimit {
+        inner: decoded,
+        quoted: false,
+        row_bytes: 0,
+        stopped: false,
+    };
+    csv::ReaderBuilder::new()
+        .delimiter(layout.delimiter)
+        .has_headers(true)
+        .flexible(flexible)
+        .from_reader(decoded)
 }
 
 /// How many data rows a CSV file holds (the records an import would create), so numbers
 /// drawn from another instance can be fetched for all of them first.
-pub fn count_rows(mut input: impl Read, options: ImportOptions) -> Result<usize, DomainError> {
-    let (text, _, delimiter) = read_text(&mut input, options)?;
-    Ok(reader(&text, delimiter, true).records().count())
+pub fn count_rows(
+    mut input: impl Read + Seek,
+    options: ImportOptions,
+) -> Result<usize, DomainError> {
+    let layout = sniff(&mut input, options)?;
+    Ok(reader(input, layout, true).records().count())
 }
 
-/// How an import reads the text: the first row is the header; `flexible` lets rows differ
-/// in length.
-fn reader(text: &str, delimiter: u8, flexible: bool) -> csv::Reader<&[u8]> {
-    csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(true)
-        .flexible(flexible)
-        .from_reader(text.as_bytes())
+/// The lines of the text file on which the given data rows start, read again from the
+/// start (only for rows with errors, so a file of multi-line cells costs no memory).
+fn file_lines(
+    input: &mut (impl Read + Seek),
+    layout: Layout,
+    rows: &[usize],
+) -> Result<HashMap<usize, u64>, DomainError> {
+    input
+        .rewind()
+        .map_err(|e| DomainError::invalid(format!("cannot read the file: {e}")))?;
+    let wanted: std::collections::BTreeSet<usize> = rows.iter().copied().collect();
+    let Some(last) = wanted.last().copied() else {
+        return Ok(HashMap::new());
+    };
+    let mut lines = HashMap::new();
+    let mut csv = reader(input, layout, true);
+    let mut record = csv::ByteRecord::new();
+    for row_no in 1..=last {
+        let line = match csv.read_byte_record(&mut record) {
+            Ok(true) => record.position().map(csv::Position::line),
+            Err(e) => e.position().map(csv::Position::line),
+            Ok(false) => break,
+        };
+        if let Some(line) = line.filter(|_| wanted.contains(&row_no)) {
+            lines.insert(row_no, line);
+        }
+    }
+    Ok(lines)
 }
 
 pub fn import(
     core: &Core,
     actor: &Actor,
     table_id: i64,
-    mut input: impl Read,
+    mut input: impl Read + Seek,
     options: ImportOptions,
 ) -> Result<ImportReport, DomainError> {
     let table = core.table(table_id)?;
-    let (text, encoding, delimiter) = read_text(&mut input, options)?;
-    let mut reader = reader(&text, delimiter, false);
+    let layout = sniff(&mut input, options)?;
+    let mut reader = reader(&mut input, layout, false);
     let headers = reader
         .headers()
         .map_err(|e| DomainError::invalid(format!("cannot read the header row: {e}")))?
@@ -217,26 +347,15 @@ pub fn import(
     let resolve_user = |text: &str| find_user(&users, text);
     // The write path reports one error per row; the other bad values of a row wait here.
     let mut more_errors = Vec::new();
-    // Rows whose text starts on another line than the one a spreadsheet shows (a cell
-    // above spans several lines).
-    let mut file_lines = HashMap::new();
+    let mut imported = 0;
     let written = {
         let mut rows = reader.records().enumerate().map(|(index, row)| {
             let row_no = index + 1;
-            let spreadsheet_line = row_no as u64 + 1;
-            let row = row.map_err(|e| {
-                if let Some(position) = e.position().filter(|p| p.line() != spreadsheet_line) {
-                    file_lines.insert(row_no, position.line());
-                }
-                RowError {
-                    row: row_no,
-                    message: format!("cannot read the row: {e}"),
-                    ..RowError::default()
-                }
+            let row = row.map_err(|e| RowError {
+                row: row_no,
+                message: format!("cannot read the row: {e}"),
+                ..RowError::default()
             })?;
-            if let Some(position) = row.position().filter(|p| p.line() != spreadsheet_line) {
-                file_lines.insert(row_no, position.line());
-            }
             let mut values = Vec::new();
             let mut errors = Vec::new();
             for (cell, column) in row.iter().zip(&columns) {
@@ -263,28 +382,33 @@ pub fn import(
                 }
             }
         });
-        core.write_ops(actor, table_id, &mut rows)
+        core.write_ops_each(actor, table_id, &mut rows, &mut |_| imported += 1)
     };
-    let ids = match written {
-        Ok(ids) => ids,
+    drop(reader);
+    match written {
+        Ok(()) => {}
         Err(DomainError::Rows(mut errors)) => {
             errors.append(&mut more_errors);
             // Stable: a row's errors stay in column order.
             errors.sort_by_key(|e| e.row);
             errors.truncate(MAX_REPORTED_ROW_ERRORS);
+            let rows: Vec<usize> = errors.iter().map(|e| e.row).collect();
+            let starts = file_lines(&mut input, layout, &rows)?;
             for error in &mut errors {
-                // The header is line 1; a spreadsheet shows one line per row.
+                // The header is line 1; a spreadsheet shows one line per row. A row after
+                // a cell of several lines starts further down the text file.
+                let line = error.row as u64 + 1;
                 error.line = Some(error.row + 1);
-                error.file_line = file_lines.get(&error.row).copied();
+                error.file_line = starts.get(&error.row).copied().filter(|l| *l != line);
             }
             return Err(DomainError::Rows(errors));
         }
         Err(e) => return Err(e),
-    };
+    }
     Ok(ImportReport {
-        imported: ids.len(),
-        encoding,
-        delimiter: delimiter_name(delimiter),
+        imported,
+        encoding: layout.encoding_name(),
+        delimiter: delimiter_name(layout.delimiter),
         ignored_columns,
     })
 }

@@ -31,6 +31,10 @@ pub struct ExportParams {
     formulas: Option<String>,
 }
 
+/// The largest CSV file an import takes (it is spooled to disk, then read in bounded
+/// memory): far more than a spreadsheet holds, far less than a full disk.
+pub const MAX_IMPORT_BYTES: u64 = 1 << 30;
+
 pub async fn import(
     State(app): State<App>,
     Extension(mut actor): Extension<Actor>,
@@ -56,9 +60,21 @@ pub async fn import(
         .map_err(|e| ApiError::internal("import spool", e))?;
     let mut file = tokio::fs::File::from_std(spool);
     let mut body = request.into_body().into_data_stream();
+    let mut spooled = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk
             .map_err(|e| ApiError::bad_request(format!("the upload did not complete: {e}")))?;
+        spooled += chunk.len() as u64;
+        if spooled > MAX_IMPORT_BYTES {
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "a CSV import may hold at most {} MiB; split the file",
+                    MAX_IMPORT_BYTES >> 20
+                ),
+            ));
+        }
         file.write_all(&chunk)
             .await
             .map_err(|e| ApiError::internal("import spool", e))?;

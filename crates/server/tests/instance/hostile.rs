@@ -508,3 +508,74 @@ async fn with_log_format_json_every_line_of_the_server_log_is_a_json_object() {
     let text = serde_json::to_string(&lines).unwrap();
     assert!(!text.contains("secret"), "a query in the log: {text}");
 }
+
+#[tokio::test]
+async fn a_csv_import_reads_in_bounded_memory_whatever_the_file_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let api = server.admin();
+    let table = api.create_table("Leads").await;
+    api.create_field(table, "Name", "text", serde_json::json!({}))
+        .await;
+    api.create_field(table, "Notes", "longtext", serde_json::json!({}))
+        .await;
+    let import = |body: Vec<u8>| {
+        let api = api.clone();
+        async move {
+            let response = api
+                .raw(reqwest::Method::POST, &format!("/tables/{table}/import"))
+                .header("content-type", "text/csv")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status(),
+                response.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    // Many rows, one with a cell over several lines: imported, each once.
+    let rows = 20_000;
+    let mut many = String::from("Name;Notes\n");
+    for n in 0..rows {
+        match n {
+            7 => many.push_str("Lead 7;\"first line\nsecond line\"\n"),
+            _ => many.push_str(&format!("Lead {n};note {n}\n")),
+        }
+    }
+    let (status, report) = import(many.into_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["imported"], rows, "{report}");
+    assert_eq!(report["delimiter"], ";", "{report}");
+    let before = peak_rss_kib(server.pid());
+
+    // 200 MiB in one cell whose quote never closes: refused at the row, nothing written,
+    // and the server never holds the file.
+    let mut endless = b"Name;Notes\nLead;\"".to_vec();
+    endless.resize(200 << 20, b'x');
+    let (status, report) = import(endless).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{report}");
+    assert!(
+        report.to_string().contains("a row is longer than 8 MiB"),
+        "{report}"
+    );
+    // 200 MiB of rows, every one with a cell too many: each is read and refused in turn
+    // (the first thousand reported, with their lines), none held.
+    let mut long = String::from("Name,Notes\n");
+    while long.len() < (200 << 20) {
+        long.push_str("Lead,a note of some length to fill the file with rows,one too many\n");
+    }
+    let (status, report) = import(long.into_bytes()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{report}");
+    let errors = report["rows"].as_array().expect("the rows refused");
+    assert_eq!(errors.len(), 1000, "{report}");
+    assert_eq!(errors[1]["line"], 3, "{report}");
+    let grew = peak_rss_kib(server.pid()).saturating_sub(before) >> 10;
+    assert!(grew < 50, "peak memory grew by {grew} MiB");
+    // Nothing of the refused files was written: the records are the first file's.
+    let (_, past) = api
+        .get(&format!("/tables/{table}/records?after={rows}&limit=5"))
+        .await;
+    assert_eq!(past["records"].as_array().unwrap().len(), 0, "{past}");
+}
