@@ -627,16 +627,49 @@ mod tests {
         assert_eq!(detect_delimiter("Name\n"), b',');
     }
 
+    /// The encoding an import reads a file in, as reported.
+    fn sniffed(bytes: &[u8], encoding: CsvEncoding) -> Result<&'static str, DomainError> {
+        let options = ImportOptions {
+            encoding,
+            delimiter: None,
+        };
+        sniff(&mut std::io::Cursor::new(bytes), options).map(|l| l.encoding_name())
+    }
+
     #[test]
     fn windows_1251_is_recognised() {
         let (bytes, _, _) = WINDOWS_1251.encode("Имя;Телефон\nИван;1\n");
-        let (text, encoding) = decode(bytes.into_owned(), CsvEncoding::Auto).unwrap();
-        assert_eq!(encoding, "windows-1251");
-        assert!(text.starts_with("Имя;Телефон"));
-        let (text, encoding) =
-            decode("\u{feff}Имя\n".as_bytes().to_vec(), CsvEncoding::Auto).unwrap();
-        assert_eq!((text.as_str(), encoding), ("Имя\n", "utf-8"));
-        assert!(decode(vec![0xC8, 0xEC], CsvEncoding::Utf8).is_err());
+        assert_eq!(sniffed(&bytes, CsvEncoding::Auto).unwrap(), "windows-1251");
+        let rows = read_back(bytes.into_owned(), ImportOptions::default());
+        assert_eq!(rows, [["Имя", "Телефон"], ["Иван", "1"]]);
+        let with_bom = "\u{feff}Имя\nИван\n".as_bytes().to_vec();
+        assert_eq!(sniffed(&with_bom, CsvEncoding::Auto).unwrap(), "utf-8");
+        assert_eq!(
+            read_back(with_bom, ImportOptions::default()),
+            [["Имя"], ["Иван"]]
+        );
+        assert!(sniffed(&[0xC8, 0xEC], CsvEncoding::Utf8).is_err());
+        // A letter split between two reads of the file is still UTF-8.
+        let mut long = "Имя\n".to_string();
+        while long.len() < 200_000 {
+            long.push_str("Ж\n");
+        }
+        assert_eq!(
+            sniffed(long.as_bytes(), CsvEncoding::Auto).unwrap(),
+            "utf-8"
+        );
+    }
+
+    #[test]
+    fn a_row_whose_quote_never_closes_stops_the_file_at_the_limit() {
+        let mut bytes = b"Name\n\"".to_vec();
+        bytes.resize(MAX_ROW_BYTES as usize + 10, b'x');
+        let layout = sniff(&mut std::io::Cursor::new(&bytes), ImportOptions::default()).unwrap();
+        let mut csv = reader(bytes.as_slice(), layout, false);
+        let results: Vec<_> = csv.records().collect();
+        assert_eq!(results.len(), 1, "one error, then the end");
+        let error = results[0].as_ref().unwrap_err().to_string();
+        assert!(error.contains("longer than 8 MiB"), "{error}");
     }
 
     #[test]
@@ -702,8 +735,8 @@ mod tests {
 
     /// What an import reads from a file: the header and every row, cell by cell.
     fn read_back(bytes: Vec<u8>, options: ImportOptions) -> Vec<Vec<String>> {
-        let (text, _, delimiter) = read_text(&mut bytes.as_slice(), options).unwrap();
-        let mut reader = reader(&text, delimiter, false);
+        let layout = sniff(&mut std::io::Cursor::new(&bytes), options).unwrap();
+        let mut reader = reader(bytes.as_slice(), layout, false);
         let mut rows = vec![reader.headers().unwrap().iter().map(String::from).collect()];
         rows.extend(
             reader
@@ -763,7 +796,7 @@ mod tests {
             fn any_cells_round_trip_in_utf8(rows in table(ANY_TEXT, 1..5), delimiter in delimiter()) {
                 let options = ImportOptions { encoding: CsvEncoding::Utf8, delimiter: Some(delimiter) };
                 let bytes = exported(&rows, delimiter, CsvEncoding::Utf8);
-                prop_assert_eq!(count_rows(bytes.as_slice(), options).unwrap(), rows.len() - 1);
+                prop_assert_eq!(count_rows(std::io::Cursor::new(&bytes), options).unwrap(), rows.len() - 1);
                 prop_assert_eq!(read_back(bytes, options), rows);
             }
 
