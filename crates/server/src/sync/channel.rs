@@ -25,6 +25,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The largest pairing message (`/pake`, `/pake/confirm`), read unauthenticated.
+pub const MAX_PAIRING_BYTES: usize = 16 << 10;
+
 /// A key is used this long, then the active side pairs again.
 pub const RENEW_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 /// A pairing the active side has not confirmed within this is forgotten.

@@ -50,11 +50,12 @@ pub fn router(app: &App) -> Router<App> {
             app.clone(),
             channel::sealed,
         ));
-    Router::new()
+    // Pairing messages are read before anything authenticates them: a few hundred bytes.
+    let pairing = Router::new()
         .route("/sync/v1/{sync_id}/pake", post(channel::pake))
         .route("/sync/v1/{sync_id}/pake/confirm", post(channel::confirm))
-        .merge(sealed)
-        .layer(DefaultBodyLimit::max(channel::MAX_REQUEST_BYTES))
+        .layer(DefaultBodyLimit::max(channel::MAX_PAIRING_BYTES));
+    pairing.merge(sealed.layer(DefaultBodyLimit::max(channel::MAX_REQUEST_BYTES)))
 }
 
 /// The peer's catalogue as it last described it (none yet: None).

@@ -229,10 +229,19 @@ pub fn percent(s: &str) -> String {
         .collect()
 }
 
+/// The largest sign-in form taken.
+pub const MAX_SIGN_IN_BYTES: usize = 16 << 10;
+
 pub fn router() -> Router<App> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/tables") }))
-        .route("/login", get(pages::login_form).post(pages::login))
+        // A sign-in is read before anyone is known: a form of a login and a password.
+        .route(
+            "/login",
+            get(pages::login_form)
+                .post(pages::login)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_SIGN_IN_BYTES)),
+        )
         .route("/logout", post(pages::logout))
         .route("/lang/{code}", get(pages::switch_language))
         .route("/static/{file}", get(static_file))

@@ -25,8 +25,9 @@ async fn unauthenticated_60_mib_bodies_to_sync_endpoints_are_refused_unread() {
     .await;
     let before = peak_rss_kib(aux.pid());
 
-    // Twelve at once, each claiming 60 MiB: without a head, with a made-up one, with the
-    // right key id but no key, and to a sync that does not exist.
+    // Eighteen at once, each claiming 60 MiB: without a head, with a made-up one, with the
+    // right key id but no key, to a sync that does not exist, and to the routes read before
+    // anyone is known (pairing, sign-in).
     let body = axum::body::Bytes::from(vec![b'x'; 60 << 20]);
     let endpoint = super::faults::endpoint(&aux, passive);
     let heads = [
@@ -40,12 +41,17 @@ async fn unauthenticated_60_mib_bodies_to_sync_endpoints_are_refused_unread() {
         )),
     ];
     let mut sent = Vec::new();
-    for n in 0..12 {
-        let url = match n % 4 {
+    for n in 0..18 {
+        let url = match n % 6 {
             3 => format!("{}/sync/v1/999/push", aux.url),
+            4 => format!("{endpoint}/{}", ["pake", "pake/confirm"][n % 2]),
+            5 => format!("{}/login", aux.url),
             _ => format!("{endpoint}/push"),
         };
         let mut request = reqwest::Client::new().post(url).body(body.clone());
+        if n % 6 == 5 {
+            request = request.header("content-type", "application/x-www-form-urlencoded");
+        }
         if let Some(head) = &heads[n % 3] {
             request = request.header("x-crmsync-head", head.clone());
         }
@@ -61,7 +67,7 @@ async fn unauthenticated_60_mib_bodies_to_sync_endpoints_are_refused_unread() {
     for answer in sent {
         let status = answer.await.unwrap();
         assert!(
-            matches!(status, 0 | 401 | 404 | 413),
+            matches!(status, 0 | 400 | 401 | 403 | 404 | 413),
             "an unauthenticated body was taken: {status}"
         );
     }
