@@ -850,5 +850,95 @@ mod tests {
                 prop_assert_eq!(cell, Unwritable { row, column, character: offending });
             }
         }
+
+        /// A table of one field of each kind a spreadsheet can fill, in a real SQLite
+        /// instance (made once per run; each import either writes all its rows or none).
+        fn leads() -> &'static (crate::app::Core, Actor, i64, tempfile::TempDir) {
+            static LEADS: std::sync::OnceLock<(crate::app::Core, Actor, i64, tempfile::TempDir)> =
+                std::sync::OnceLock::new();
+            LEADS.get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let store = crmsync_store_sqlite::SqliteStore::open(dir.path()).unwrap();
+                let core = crmsync_domain::Instance::new(
+                    store,
+                    std::sync::Arc::new(crmsync_domain::SystemClock),
+                );
+                core.ensure_admin(Some("fuzz-admin-password")).unwrap();
+                let admin = core.users().unwrap().remove(0);
+                let actor = Actor {
+                    user: admin,
+                    origin: crmsync_domain::Origin::Import,
+                };
+                let table = core.create_table(&actor, "Leads").unwrap();
+                for (name, kind) in [
+                    ("Name", "text"),
+                    ("Amount", "money"),
+                    ("Due", "date"),
+                    ("Count", "number"),
+                    ("Owner", "user"),
+                ] {
+                    core.create_field(&actor, table.id, name, kind, Default::default())
+                        .unwrap();
+                }
+                (core, actor, table.id, dir)
+            })
+        }
+
+        /// Bytes a file might hold: the table's header, then anything (delimiters, quotes,
+        /// line breaks, windows-1251 letters, broken UTF-8, a byte order mark).
+        fn file() -> impl Strategy<Value = Vec<u8>> {
+            let header = prop_oneof![
+                Just(b"Name;Amount;Due;Count;Owner\n".to_vec()),
+                Just(b"\xEF\xBB\xBFName,Amount\r\n".to_vec()),
+                Just("Name\tDue\n".as_bytes().to_vec()),
+                Just(Vec::new()),
+            ];
+            let piece = prop_oneof![
+                Just(b";".to_vec()),
+                Just(b",".to_vec()),
+                Just(b"\"".to_vec()),
+                Just(b"\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b"\t".to_vec()),
+                Just(b"12,50".to_vec()),
+                Just(b"31.12.2025".to_vec()),
+                Just(b"admin".to_vec()),
+                Just(b"\xC8\xE2\xE0\xED".to_vec()),
+                Just("Иван".as_bytes().to_vec()),
+                vec(any::<u8>(), 1..4),
+            ];
+            (header, vec(piece, 0..40)).prop_map(|(header, pieces)| [header, pieces.concat()].concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(
+                std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(200)
+            ))]
+
+            /// Whatever a file holds, an import writes every row it counted or nothing, and
+            /// says why; it never panics.
+            #[test]
+            fn any_file_imports_whole_or_not_at_all(bytes in file()) {
+                let (core, actor, table, _) = leads();
+                use crmsync_domain::Store;
+                let count = |core: &crate::app::Core| core
+                    .store()
+                    .read(|tx| tx.change_count())
+                    .unwrap();
+                let before = count(core);
+                let rows = count_rows(std::io::Cursor::new(&bytes), ImportOptions::default());
+                let result = import(core, actor, *table, std::io::Cursor::new(&bytes), ImportOptions::default());
+                match result {
+                    Ok(report) => {
+                        prop_assert_eq!(Some(report.imported), rows.ok());
+                        prop_assert_eq!(count(core) - before, report.imported as u64);
+                    }
+                    Err(e) => {
+                        prop_assert!(!e.to_string().is_empty());
+                        prop_assert_eq!(count(core), before, "nothing half-written: {}", e);
+                    }
+                }
+            }
+        }
     }
 }

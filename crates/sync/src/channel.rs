@@ -768,6 +768,30 @@ mod tests {
             prop_assert!(open(&key, &sealed[..cut_at], 1 << 20).is_err());
         }
 
+        /// A request's head as it arrives (anyone's header): read or refused, never a
+        /// panic; a head this side wrote is read back as written, and proves itself only
+        /// for its own key and endpoint.
+        #[test]
+        fn any_request_head_is_read_or_refused_and_only_its_own_verifies(
+            text in "[a-z0-9=,. -]{0,80}",
+            seq in any::<u64>(),
+            ts in any::<i64>(),
+            len in any::<u64>(),
+            kind in "[a-z/?=0-9]{1,20}",
+        ) {
+            if let Some((head, mac)) = Head::parse(&text) {
+                prop_assert!(!head.verify(&Key::from_bytes([7; 32]), "push", &mac));
+            }
+            let key = Key::from_bytes([7; 32]);
+            let head = Head { key: key.id().to_string(), seq, ts, len };
+            let (read, mac) = Head::parse(&head.encode(&key, &kind)).expect("its own head");
+            prop_assert_eq!(&read, &head);
+            prop_assert!(read.verify(&key, &kind, &mac));
+            prop_assert!(!read.verify(&Key::from_bytes([8; 32]), &kind, &mac));
+            let other_endpoint = format!("{}x", kind);
+            prop_assert!(!read.verify(&key, &other_endpoint, &mac));
+        }
+
         #[test]
         fn every_sequence_number_is_accepted_at_most_once(
             seqs in proptest::collection::vec(0u64..2_000_000_000, 1..200),

@@ -1,0 +1,30 @@
+//! Whatever lies in a download folder, read as a packet file by a paired passive side:
+//! refused or read, never a panic, never more memory than the file's worth.
+#![no_main]
+
+use crmsync_sync::channel::Role;
+use crmsync_sync::folder_channel::{FolderChannel, PairingStep};
+use libfuzzer_sys::fuzz_target;
+
+fn paired_passive() -> FolderChannel {
+    let (mut active, mut passive) = (FolderChannel::load(None, "pw"), FolderChannel::load(None, "pw"));
+    let PairingStep::Write(offer) = active.active_step("pw", "A", 1) else {
+        unreachable!("a fresh channel offers")
+    };
+    let Ok(PairingStep::Write(answer)) = passive.take(Role::Passive, "pw", "P", &offer, 1) else {
+        unreachable!("an offer is answered")
+    };
+    let Ok(PairingStep::Write(confirmation)) = active.take(Role::Active, "pw", "A", &answer, 1)
+    else {
+        unreachable!("an answer is confirmed")
+    };
+    passive
+        .take(Role::Passive, "pw", "P", &confirmation, 1)
+        .expect("the confirmation is taken");
+    passive
+}
+
+fuzz_target!(|bytes: &[u8]| {
+    let mut passive = paired_passive();
+    let _ = crmsync_sync::folder::decode(bytes, &mut passive, &[Role::Active], true);
+});
