@@ -907,7 +907,8 @@ mod tests {
                 Just("Иван".as_bytes().to_vec()),
                 vec(any::<u8>(), 1..4),
             ];
-            (header, vec(piece, 0..40)).prop_map(|(header, pieces)| [header, pieces.concat()].concat())
+            (header, vec(piece, 0..40))
+                .prop_map(|(header, pieces)| [header, pieces.concat()].concat())
         }
 
         proptest! {

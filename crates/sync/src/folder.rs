@@ -62,7 +62,12 @@ pub fn decode(
             got: header.kind,
         }));
     }
-    serde_json::from_slice(&json).map_err(|e| Rejection::Unreadable(e.to_string()))
+    let packet: Packet =
+        serde_json::from_slice(&json).map_err(|e| Rejection::Unreadable(e.to_string()))?;
+    match packet.range_problem() {
+        Some(problem) => Err(Rejection::Unreadable(problem)),
+        None => Ok(packet),
+    }
 }
 
 /// A packet file's name: `AFTER-UPTO-MILLIS.cspk`, zero-padded, so names sort in sequence
@@ -153,6 +158,19 @@ mod tests {
             .take(Role::Passive, "pw", "P", &confirmation, 1)
             .unwrap();
         (active, passive)
+    }
+
+    #[test]
+    fn a_packet_whose_range_runs_backwards_is_unreadable() {
+        let (mut active, mut passive) = paired();
+        for (after, upto) in [(20, 10), (-5, 10)] {
+            let bytes = encode(&packet(after, upto), &mut active, Role::Active, 5).unwrap();
+            let refused = decode(&bytes, &mut passive, &[Role::Active], true);
+            assert!(
+                matches!(&refused, Err(Rejection::Unreadable(why)) if why.contains("no range")),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]

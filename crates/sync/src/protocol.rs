@@ -270,6 +270,18 @@ pub struct PairReply {
 }
 
 impl Packet {
+    /// Why the stretch of the sender's log this packet claims cannot be one (a range that
+    /// runs backwards or before the start), if so: taken, it would move the receiver's
+    /// cursor where no packet ends.
+    pub fn range_problem(&self) -> Option<String> {
+        (self.after < 0 || self.upto < self.after).then(|| {
+            format!(
+                "its change-log range {}..{} is no range of a log",
+                self.after, self.upto
+            )
+        })
+    }
+
     /// The records this packet carries, for the sync log (S-31): one entry a packet lists
     /// them all, by uid, with the table and the fields each one carries (wire numbers).
     pub fn logged_records(&self) -> serde_json::Value {

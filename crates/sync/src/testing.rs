@@ -261,16 +261,17 @@ fn exchange() -> impl Strategy<Value = Exchange> {
 /// Any packet: sequence numbers anywhere in `i64`, any items, any control parts.
 pub fn packet() -> impl Strategy<Value = Packet> {
     (
-        any::<i64>(),
-        any::<i64>(),
+        0..=i64::MAX,
+        0..=i64::MAX,
         any::<i64>(),
         vec(item(), 0..4),
         control(),
         exchange(),
     )
-        .prop_map(|(after, upto, remaining, items, c, x)| Packet {
-            after,
-            upto,
+        .prop_map(|(a, b, remaining, items, c, x)| Packet {
+            // A range of a log: it starts at 0 or after and never runs backwards.
+            after: a.min(b),
+            upto: a.max(b),
             items,
             remaining,
             resend: c.resend,

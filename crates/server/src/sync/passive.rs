@@ -159,6 +159,11 @@ async fn push(
     body: Bytes,
 ) -> Result<Json<PushReply>, ApiError> {
     let packet: Packet = parse(&body)?;
+    if let Some(problem) = packet.range_problem() {
+        return Err(ApiError::bad_request(format!(
+            "the packet is refused: {problem}"
+        )));
+    }
     let applied = blocking(move || receive(&app, &sync, &packet)).await?;
     Ok(Json(PushReply { applied }))
 }

@@ -228,6 +228,13 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
             "uid": uid, "table": 7, "status": "active", "status_stamp": { "hlc": hlc, "node": node },
             "fields": { "101": { "value": value, "stamp": { "hlc": hlc, "node": node } } } }] })
     };
+    // A packet whose range runs backwards is no stretch of a log: refused, nothing taken.
+    let mut backwards = packet(10, "Web order", hlc);
+    backwards["after"] = json!(20);
+    let (status, reply) = peer.send("push", &backwards).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(names(&api, table).await.is_empty());
+
     let (status, reply) = peer.send("push", &packet(10, "Web order", hlc)).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["applied"], 10);
