@@ -9,6 +9,7 @@ pub mod error;
 pub mod folder_path;
 pub mod instance;
 mod log_limit;
+pub mod logged_records;
 pub mod merge;
 mod numbering;
 pub mod record;

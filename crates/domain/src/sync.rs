@@ -407,6 +407,9 @@ pub struct SyncLogEntry {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
+    /// The records a packet's entry lists, as stored; read back as `detail`.
+    #[serde(skip)]
+    pub records: Option<crate::logged_records::LoggedRecords>,
 }
 
 /// A link value that arrived before its target record (B-04): kept, with its stamp, and

@@ -3,6 +3,7 @@
 
 use crate::instance::{Actor, Instance};
 use crate::log_limit::{Admit, FAILURES_PER_MINUTE};
+use crate::logged_records::LoggedRecords;
 use crate::store::{Store, StoreTx};
 use crate::sync::{
     ConflictPolicy, DEFAULT_PERIOD_SECONDS, Direction, FtpSettings, LocalSettings, Mode, Secret,
@@ -404,11 +405,33 @@ impl<S: Store> Instance<S> {
         message: impl Into<String>,
         detail: Option<serde_json::Value>,
     ) -> Result<(), DomainError> {
+        self.append_log(sync, kind, message.into(), detail, None)
+    }
+
+    /// Appends an entry listing the records of a packet sent or applied (S-31).
+    pub fn log_sync_records(
+        &self,
+        sync: &SyncConfig,
+        kind: &str,
+        message: impl Into<String>,
+        records: LoggedRecords,
+    ) -> Result<(), DomainError> {
+        let records = (!records.is_empty()).then_some(records);
+        self.append_log(sync, kind, message.into(), None, records)
+    }
+
+    fn append_log(
+        &self,
+        sync: &SyncConfig,
+        kind: &str,
+        mut message: String,
+        detail: Option<serde_json::Value>,
+        records: Option<LoggedRecords>,
+    ) -> Result<(), DomainError> {
         if !sync.log && !ALWAYS_LOGGED.contains(&kind) {
             return Ok(());
         }
         let now_ms = self.now_ms();
-        let mut message = message.into();
         match self.log_limit().admit(sync.id, kind, now_ms) {
             Admit::Count => return Ok(()),
             Admit::WriteLast => message.push_str(&format!(
@@ -426,6 +449,7 @@ impl<S: Store> Instance<S> {
             kind: kind.to_string(),
             message,
             detail,
+            records,
         };
         self.store().write(|tx| tx.append_sync_log(&entry))
     }
@@ -473,8 +497,15 @@ impl<S: Store> Instance<S> {
         limit: usize,
     ) -> Result<Vec<SyncLogEntry>, DomainError> {
         self.sync(sync_id)?;
-        self.store()
-            .read(|tx| tx.sync_log(sync_id, after, limit.clamp(1, 1000)))
+        let mut entries = self
+            .store()
+            .read(|tx| tx.sync_log(sync_id, after, limit.clamp(1, 1000)))?;
+        for entry in &mut entries {
+            if let Some(records) = entry.records.take() {
+                entry.detail.get_or_insert_with(|| records.to_json());
+            }
+        }
+        Ok(entries)
     }
 }
 

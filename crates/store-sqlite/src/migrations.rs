@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_peer_acked_seq.sql")),
     (8, include_str!("../migrations/0008_sync_channel.sql")),
     (9, include_str!("../migrations/0009_web_sessions.sql")),
+    (10, include_str!("../migrations/0010_log_records.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {

@@ -3,6 +3,7 @@
 use crate::sql_error;
 use crmsync_domain::DomainError;
 use crmsync_domain::clock::{Hlc, Stamp};
+use crmsync_domain::logged_records::LoggedRecords;
 use crmsync_domain::store::StoreResult;
 use crmsync_domain::sync::{
     ConflictPolicy, Direction, FtpSettings, HeldChange, LocalSettings, Mode, PendingLink, Secret,
@@ -329,10 +330,13 @@ pub fn prune_sync_log(tx: &Transaction<'_>, before_ms: i64) -> StoreResult<usize
 
 pub fn append_sync_log(tx: &Transaction<'_>, e: &SyncLogEntry) -> StoreResult<()> {
     let detail = e.detail.as_ref().map(|d| d.to_string());
+    let records = e.records.as_ref().map(|r| r.as_str());
     tx.prepare_cached(
-        "INSERT INTO sync_log (sync_id, at, kind, message, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO sync_log (sync_id, at, kind, message, detail, records) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
-    .and_then(|mut stmt| stmt.execute(params![e.sync_id, e.at_ms, e.kind, e.message, detail]))
+    .and_then(|mut stmt| {
+        stmt.execute(params![e.sync_id, e.at_ms, e.kind, e.message, detail, records])
+    })
     .map_err(sql_error)?;
     Ok(())
 }
@@ -345,7 +349,7 @@ pub fn sync_log(
 ) -> StoreResult<Vec<SyncLogEntry>> {
     let mut stmt = tx
         .prepare_cached(
-            "SELECT id, sync_id, at, kind, message, detail FROM sync_log
+            "SELECT id, sync_id, at, kind, message, detail, records FROM sync_log
              WHERE sync_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
         )
         .map_err(sql_error)?;
@@ -362,6 +366,10 @@ pub fn sync_log(
             kind: r.get(3).map_err(sql_error)?,
             message: r.get(4).map_err(sql_error)?,
             detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+            records: r
+                .get::<_, Option<String>>(6)
+                .map_err(sql_error)?
+                .map(LoggedRecords::from_stored),
         });
     }
     Ok(entries)

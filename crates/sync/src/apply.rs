@@ -6,6 +6,7 @@ use crate::mapping::{Mapping, Route};
 use crate::outbox::origin_of;
 use crate::protocol::{Item, Packet, WireField, WireStamp};
 use crmsync_domain::clock::{Hlc, Stamp};
+use crmsync_domain::logged_records::LoggedRecords;
 use crmsync_domain::merge::{ConflictRules, MergeItem, Prefer};
 use crmsync_domain::sync::{
     HELD_MASS_DELETE, HELD_QUARANTINE, HeldChange, PendingLink, SyncConfig, UserMatch,
@@ -27,7 +28,7 @@ pub struct ApplyReport {
     /// Held back: quarantined values and deletes awaiting approval.
     pub held: usize,
     /// The records taken, for the sync log's one entry per packet (S-31).
-    pub received: Vec<Json>,
+    pub received: LoggedRecords,
 }
 
 /// An exchange deleting more than the sync's share of a table's records has its deletes
@@ -376,7 +377,7 @@ fn apply_items<S: Store>(
                 ..item.clone()
             });
         }
-        let uids: Vec<String> = items.iter().map(|i| i.uid.to_string()).collect();
+        let uids: Vec<uuid::Uuid> = items.iter().map(|i| i.uid).collect();
         let outcomes = core.merge_with_rules(&actor, table_id, items, &rules)?;
         for ((outcome, uid), wire) in outcomes.iter().zip(uids).zip(&merged) {
             if let Some(reason) = &outcome.rejected {
@@ -399,15 +400,19 @@ fn apply_items<S: Store>(
             } else if !outcome.taken.is_empty() || outcome.status_changed {
                 report.changed += 1;
             }
-            if sync.log && (!outcome.taken.is_empty() || outcome.status_changed) {
-                report.received.push(json!({
-                    "uid": uid,
-                    "table_id": table_id,
-                    "record_id": outcome.record_id,
-                    "created": outcome.created,
-                    "status_changed": outcome.status_changed,
-                    "fields": outcome.taken,
-                }));
+            if sync.log
+                && (!outcome.taken.is_empty() || outcome.status_changed)
+                && let Some(record_id) = outcome.record_id
+            {
+                // The values themselves are in the record's history, with their provenance.
+                report.received.received(
+                    uid,
+                    table_id,
+                    record_id,
+                    outcome.created,
+                    outcome.status_changed,
+                    outcome.taken.iter().map(|f| f.field_no),
+                );
             }
             for decided in &outcome.decided {
                 report.conflicts += 1;

@@ -284,20 +284,17 @@ impl Packet {
 
     /// The records this packet carries, for the sync log (S-31): one entry a packet lists
     /// them all, by uid, with the table and the fields each one carries (wire numbers).
-    pub fn logged_records(&self) -> serde_json::Value {
-        let records: Vec<serde_json::Value> = self
-            .items
-            .iter()
-            .map(|i| {
-                serde_json::json!({
-                    "uid": i.uid.to_string(),
-                    "table": i.table,
-                    "status": i.status,
-                    "fields": i.fields.keys().collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        serde_json::json!({ "records": records })
+    pub fn logged_records(&self) -> crmsync_domain::logged_records::LoggedRecords {
+        let mut records = crmsync_domain::logged_records::LoggedRecords::default();
+        for item in &self.items {
+            records.sent(
+                item.uid,
+                item.table,
+                &item.status,
+                item.fields.keys().copied(),
+            );
+        }
+        records
     }
 }
 

@@ -289,7 +289,10 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
         let core = app.core.clone();
         let sync2 = sync.clone();
         let count = packet.items.len();
-        let listed = (sync.log && count > 0).then(|| packet.logged_records());
+        let listed = match sync.log {
+            true => packet.logged_records(),
+            false => Default::default(),
+        };
         app.metrics.sent(sync.id, app.core.now_ms(), count);
         let upto = packet.upto;
         blocking(move || {
@@ -297,7 +300,7 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
                 s.sent_seq = s.sent_seq.max(reply.applied.min(upto))
             })?;
             if count > 0 {
-                core.log_sync(&sync2, "sent", format!("sent {count} record(s)"), listed)?;
+                core.log_sync_records(&sync2, "sent", format!("sent {count} record(s)"), listed)?;
             }
             Ok(())
         })

@@ -379,11 +379,15 @@ fn write_outgoing(
             if !packet.items.is_empty() {
                 app.metrics
                     .sent(sync.id, app.core.now_ms(), packet.items.len());
-                app.core.log_sync(
+                let listed = match sync.log {
+                    true => packet.logged_records(),
+                    false => Default::default(),
+                };
+                app.core.log_sync_records(
                     sync,
                     "sent",
                     format!("sent {} record(s) in {name}", packet.items.len()),
-                    sync.log.then(|| packet.logged_records()),
+                    listed,
                 )?;
             }
         }

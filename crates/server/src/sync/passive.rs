@@ -183,14 +183,14 @@ pub fn receive(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<i64, Dom
     if !packet.items.is_empty() {
         app.metrics
             .received(sync.id, app.core.now_ms(), packet.items.len());
-        app.core.log_sync(
+        app.core.log_sync_records(
             sync,
             "received",
             format!(
                 "received {} record(s): {} created, {} changed, {} conflict(s), {} held",
                 report.items, report.created, report.changed, report.conflicts, report.held
             ),
-            Some(json!({ "records": report.received })),
+            report.received,
         )?;
     }
     let state = app.core.update_sync_state(sync.id, |s| {
@@ -254,10 +254,13 @@ async fn pull(
                 let core = app.core.clone();
                 let sync2 = sync.clone();
                 let count = packet.items.len();
-                let listed = sync.log.then(|| packet.logged_records());
+                let listed = match sync.log {
+                    true => packet.logged_records(),
+                    false => Default::default(),
+                };
                 app.metrics.sent(sync.id, app.core.now_ms(), count);
                 blocking(move || {
-                    core.log_sync(&sync2, "sent", format!("sent {count} record(s)"), listed)
+                    core.log_sync_records(&sync2, "sent", format!("sent {count} record(s)"), listed)
                 })
                 .await?;
             }
