@@ -486,7 +486,7 @@ mod tests {
             ..Packet::default()
         };
         assert_eq!(
-            packet.logged_records(),
+            packet.logged_records().to_json(),
             serde_json::json!({"records": [{
                 "uid": Uuid::from_u128(7).to_string(),
                 "table": 2,
