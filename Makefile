@@ -28,10 +28,13 @@ test-long:
 			cargo test -p crmsync --test sync random -- --nocapture || exit 1; \
 	done
 
-# Benchmarks (release build): the write path vs plain SQLite; sync between two processes.
+# Benchmarks (release build): the write path vs plain SQLite; sync between two processes;
+# then the same work side by side with PostgreSQL logical replication, as ratios.
 bench:
 	cargo bench --bench write_path
 	cargo bench --bench sync
+	cargo build --release -p crmsync
+	python3 ../shared/bench/side_by_side.py target/release/crmsync
 
 lint:
 	cargo fmt --all -- --check
