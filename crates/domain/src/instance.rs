@@ -213,7 +213,7 @@ impl<S: Store> Instance<S> {
         Ok(self
             .store
             .read(|tx| tx.user_credentials(login))?
-            .map(|(_, hash)| Sha256::digest(hash.as_bytes()).into()))
+            .map(|(_, hash)| user::credential_stamp_of(&hash)))
     }
 
     pub fn authenticate(&self, login: &str, password: &str) -> Result<User, DomainError> {

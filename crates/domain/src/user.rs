@@ -59,6 +59,13 @@ pub fn unknown_login_hash() -> &'static str {
     "$argon2id$v=19$m=19456,t=2,p=1$GEEw0dtq1sYXly6eVqcScg$Mu1dLKMaOPuOK13zhniiqR4J3cgXULCNcP/uH5YSDCQ"
 }
 
+/// What a session remembers of the password it was signed in with: another password since
+/// gives another stamp.
+pub fn credential_stamp_of(password_hash: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(password_hash.as_bytes()).into()
+}
+
 pub fn verify_password(password: &str, hash: &str) -> bool {
     // The 19 MiB argon2 works in is this thread's, kept for its next check: allocated and
     // freed per check, it piled up in the allocator, 19 MiB a wrong password.

@@ -6,7 +6,7 @@
 
 use crate::instance::Instance;
 use crate::store::Store;
-use crate::user::{Role, User};
+use crate::user::{self, Role, User};
 use crate::{DomainError, UserId};
 use sha2::{Digest, Sha256};
 
@@ -63,19 +63,32 @@ impl<S: Store> Instance<S> {
     /// no longer does is ended.
     pub fn web_session(&self, token: &str) -> Result<Option<(WebSession, User)>, DomainError> {
         let hash = token_hash(token);
-        let Some(mut session) = self.store().read(|tx| tx.web_session(&hash))? else {
+        // The session, its user and the user's password, read together.
+        let found = self.store().read(|tx| {
+            let Some(session) = tx.web_session(&hash)? else {
+                return Ok(None);
+            };
+            let login = tx
+                .users()?
+                .into_iter()
+                .find(|u| u.id == session.user_id && u.active)
+                .map(|u| u.login);
+            let credentials = match login {
+                Some(login) => tx.user_credentials(&login)?,
+                None => None,
+            };
+            Ok(Some((session, credentials)))
+        })?;
+        let Some((mut session, credentials)) = found else {
             return Ok(None);
         };
         let now = self.now_ms();
-        let user = self.users()?.into_iter().find(|u| u.id == session.user_id);
-        let stands = match &user {
-            Some(user) => {
-                now - session.last_seen_ms < IDLE_LIMIT_MS
-                    && user.role == session.role
-                    && self.credential_stamp(&user.login)? == session.credentials
-            }
-            None => false,
-        };
+        let stands = credentials.as_ref().is_some_and(|(user, password_hash)| {
+            now - session.last_seen_ms < IDLE_LIMIT_MS
+                && user.role == session.role
+                && Some(user::credential_stamp_of(password_hash)) == session.credentials
+        });
+        let user = credentials.map(|(user, _)| user);
         match user {
             Some(user) if stands => {
                 if now - session.last_seen_ms >= TOUCH_AFTER_MS {
