@@ -123,6 +123,7 @@ impl Store for SqliteStore {
         let mut store_tx = SqliteTx::new(tx);
         let value = f(&mut store_tx)?;
         records::flush_changes(&mut store_tx)?;
+        records::flush_counts(&mut store_tx)?;
         store_tx.tx.commit().map_err(sql_error)?;
         Ok(value)
     }
@@ -141,6 +142,8 @@ pub struct SqliteTx<'c> {
     pending_changes: Vec<records::PendingChange>,
     last_origin: Option<std::rc::Rc<String>>,
     last_created_fields: Option<(Vec<i64>, std::rc::Rc<String>)>,
+    /// Changes of each table's (active, deleted) counts, written before commit.
+    count_changes: HashMap<i64, (i64, i64)>,
 }
 
 impl<'c> SqliteTx<'c> {
@@ -154,6 +157,7 @@ impl<'c> SqliteTx<'c> {
             pending_changes: Vec::new(),
             last_origin: None,
             last_created_fields: None,
+            count_changes: HashMap::new(),
         }
     }
 
@@ -491,7 +495,7 @@ impl StoreTx for SqliteTx<'_> {
         &mut self,
         table: &crmsync_domain::Table,
     ) -> StoreResult<crmsync_domain::store::TableCounts> {
-        records::counts(&self.tx, table)
+        records::counts(self, table)
     }
 
     fn changes_after(
@@ -681,7 +685,14 @@ impl StoreTx for SqliteTx<'_> {
     fn change_count(&mut self) -> StoreResult<u64> {
         records::flush_changes(self)?;
         self.tx
-            .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get::<_, i64>(0))
+            // Entries are numbered without gaps and never removed: the count is the range
+            // (two lookups, one query each: SQLite reads the whole log for COUNT(*) or for
+            // MIN and MAX in one select).
+            .query_row(
+                "SELECT COALESCE((SELECT MAX(seq) FROM changes) - (SELECT MIN(seq) FROM changes) + 1, 0)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n as u64)
             .map_err(sql_error)
     }

@@ -16,9 +16,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_sync_channel.sql")),
     (9, include_str!("../migrations/0009_web_sessions.sql")),
     (10, include_str!("../migrations/0010_log_records.sql")),
+    (11, include_str!("../migrations/0011_record_counts.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {
+    // A database already up to date is only read: opening one (`crmsync status`, polled by
+    // scripts) must not take the write lock from the server working in it.
+    if up_to_date(conn)? {
+        return Ok(());
+    }
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)",
     )
@@ -40,6 +46,9 @@ pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {
             params![version],
         )
         .map_err(sql_error)?;
+    }
+    if current < 11 {
+        count_existing_records(&tx)?;
     }
     let has_id: bool = tx
         .query_row(
@@ -63,4 +72,44 @@ pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {
         .map_err(sql_error)?;
     }
     tx.commit().map_err(sql_error)
+}
+
+/// Migration 11's counts for the tables that exist already (SQL alone cannot name them).
+fn count_existing_records(tx: &rusqlite::Transaction<'_>) -> Result<(), DomainError> {
+    let tables: Vec<i64> = tx
+        .prepare("SELECT id FROM crm_tables")
+        .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
+        .map_err(sql_error)?;
+    for id in tables {
+        tx.execute(
+            &format!(
+                "INSERT OR REPLACE INTO record_counts (table_id, active, deleted)
+                 SELECT ?1, COALESCE(SUM(status = 0), 0), COALESCE(SUM(status = 1), 0) FROM {}",
+                crate::schema::table_name(id)
+            ),
+            [id],
+        )
+        .map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+/// Whether every migration is applied and the instance has its identity.
+fn up_to_date(conn: &Connection) -> Result<bool, DomainError> {
+    let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations')",
+        [],
+        |r| r.get::<_, bool>(0),
+    )
+    .and_then(|exists| match exists {
+        false => Ok(false),
+        true => conn.query_row(
+            "SELECT (SELECT COALESCE(MAX(version), 0) FROM schema_migrations) = ?1
+                AND EXISTS (SELECT 1 FROM meta WHERE key = 'instance_id')",
+            [latest],
+            |r| r.get(0),
+        ),
+    })
+    .map_err(sql_error)
 }

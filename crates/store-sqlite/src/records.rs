@@ -679,6 +679,7 @@ pub fn insert(
         .and_then(|mut stmt| stmt.execute(sql_params.as_slice()))
         .map_err(|e| constraint_error(e, table))?;
     let id = tx.tx.last_insert_rowid();
+    count_change(tx, table.id, row.status, 1);
     append_change(tx, change, id, seq, None)?;
     Ok(id)
 }
@@ -698,13 +699,16 @@ pub fn update(
     update: &RowUpdate,
     change: &Change,
 ) -> StoreResult<()> {
-    let prev_seq: i64 = tx
+    let (prev_seq, prev_status): (i64, i64) = tx
         .tx
         .prepare_cached(&format!(
-            "SELECT last_seq FROM {} WHERE id = ?1",
+            "SELECT last_seq, status FROM {} WHERE id = ?1",
             table_name(table.id)
         ))
-        .and_then(|mut stmt| stmt.query_row([update.id], |r| r.get(0)).optional())
+        .and_then(|mut stmt| {
+            stmt.query_row([update.id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
         .map_err(sql_error)?
         .ok_or_else(|| {
             DomainError::not_found(format!(
@@ -759,6 +763,13 @@ pub fn update(
             "there is no record {} in table {}",
             update.id, table.id
         )));
+    }
+    if let Some((status, _)) = update.status {
+        let before = status_from(prev_status);
+        if before != status {
+            count_change(tx, table.id, before, -1);
+            count_change(tx, table.id, status, 1);
+        }
     }
     append_change(tx, change, update.id, seq, Some(prev_seq))
 }
@@ -908,18 +919,71 @@ pub fn history(tx: &Transaction<'_>, table: &Table, record_id: i64) -> StoreResu
     Ok(changes)
 }
 
-pub fn counts(tx: &Transaction<'_>, table: &Table) -> StoreResult<TableCounts> {
+/// A table's records by status: its row in `record_counts` (with this transaction's own
+/// changes), or a count of the table where it has none yet.
+pub fn counts(tx: &mut SqliteTx<'_>, table: &Table) -> StoreResult<TableCounts> {
+    flush_counts(tx)?;
+    let kept: Option<(i64, i64)> = tx
+        .tx
+        .prepare_cached("SELECT active, deleted FROM record_counts WHERE table_id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([table.id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(sql_error)?;
+    let (active, deleted) = match kept {
+        Some(kept) => kept,
+        None => count_rows(&tx.tx, table.id)?,
+    };
+    Ok(TableCounts {
+        active: active.max(0) as u64,
+        deleted: deleted.max(0) as u64,
+    })
+}
+
+fn count_rows(tx: &Transaction<'_>, table_id: i64) -> StoreResult<(i64, i64)> {
     let sql = format!(
         "SELECT COALESCE(SUM(status = 0), 0), COALESCE(SUM(status = 1), 0) FROM {}",
-        table_name(table.id)
+        table_name(table_id)
     );
-    tx.query_row(&sql, [], |r| {
-        Ok(TableCounts {
-            active: r.get::<_, i64>(0)? as u64,
-            deleted: r.get::<_, i64>(1)? as u64,
-        })
-    })
-    .map_err(sql_error)
+    tx.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql_error)
+}
+
+/// Notes a record entering a status (`+1`) or leaving it (`-1`), for `flush_counts`.
+fn count_change(tx: &mut SqliteTx<'_>, table_id: i64, status: RecordStatus, by: i64) {
+    let counts = tx.count_changes.entry(table_id).or_default();
+    match status {
+        RecordStatus::Active => counts.0 += by,
+        RecordStatus::Deleted => counts.1 += by,
+    }
+}
+
+/// Writes the transaction's count changes into `record_counts`; a table without a row
+/// there (a database from before the counts) is counted whole once, its new rows included.
+pub(crate) fn flush_counts(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
+    for (table_id, (active, deleted)) in std::mem::take(&mut tx.count_changes) {
+        if (active, deleted) == (0, 0) {
+            continue;
+        }
+        let updated = tx
+            .tx
+            .prepare_cached(
+                "UPDATE record_counts SET active = active + ?1, deleted = deleted + ?2 WHERE table_id = ?3",
+            )
+            .and_then(|mut stmt| stmt.execute(rusqlite::params![active, deleted, table_id]))
+            .map_err(sql_error)?;
+        if updated == 0 {
+            let (active, deleted) = count_rows(&tx.tx, table_id)?;
+            tx.tx
+                .execute(
+                    "INSERT INTO record_counts (table_id, active, deleted) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![table_id, active, deleted],
+                )
+                .map_err(sql_error)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -83,6 +83,11 @@ pub fn create_table(tx: &Transaction<'_>, name: &str) -> StoreResult<i64> {
         t = table_name(id)
     ))
     .map_err(sql_error)?;
+    tx.execute(
+        "INSERT INTO record_counts (table_id, active, deleted) VALUES (?1, 0, 0)",
+        [id],
+    )
+    .map_err(sql_error)?;
     Ok(id)
 }
 
@@ -101,6 +106,9 @@ pub fn drop_table(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
     tx.execute("DELETE FROM crm_fields WHERE table_id = ?1", [id])
         .map_err(sql_error)?;
     tx.execute("DELETE FROM crm_tables WHERE id = ?1", [id])
+        .map_err(sql_error)?;
+    // Its id may be given to a new table.
+    tx.execute("DELETE FROM record_counts WHERE table_id = ?1", [id])
         .map_err(sql_error)?;
     // A table that is gone is no longer whole in any sync.
     tx.execute("DELETE FROM sync_tables WHERE table_id = ?1", [id])

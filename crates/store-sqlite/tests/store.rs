@@ -167,3 +167,148 @@ fn a_failed_transaction_leaves_nothing() {
     let counts = store.read(|tx| tx.table_counts(&table)).unwrap();
     assert_eq!((counts.active, counts.deleted), (0, 0));
 }
+
+/// The counts kept beside a table against a count of its rows, after creates (active and
+/// as tombstones), deletes, restores and a rolled-back transaction; and a table from a
+/// database without kept counts (before migration 11) counted on its next write.
+#[test]
+fn kept_record_counts_match_the_rows_through_every_kind_of_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let table = store
+        .write(|tx| {
+            let id = tx.create_table("Clients")?;
+            tx.create_field(id, "Name", FieldType::Text, &FieldOptions::default())?;
+            Ok(tx.tables()?.remove(0))
+        })
+        .unwrap();
+    let node = store.read(|tx| tx.instance_id()).unwrap();
+    let stamp = |hlc| Stamp {
+        hlc: Hlc(hlc),
+        node,
+    };
+    let scanned = || {
+        let conn = rusqlite::Connection::open(store.path()).unwrap();
+        conn.query_row(
+            &format!(
+                "SELECT COALESCE(SUM(status = 0), 0), COALESCE(SUM(status = 1), 0) FROM t{}",
+                table.id
+            ),
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )
+        .unwrap()
+    };
+    let kept = || {
+        let counts = store.read(|tx| tx.table_counts(&table)).unwrap();
+        (counts.active, counts.deleted)
+    };
+    let mut ids = Vec::new();
+    let mut state = 7u64;
+    let mut next = |n: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    for round in 0..40u64 {
+        let fail = round % 9 == 4;
+        let result: Result<(), DomainError> = store.write(|tx| {
+            for i in 0..next(20) {
+                let hlc = 10 + round * 100 + i;
+                if ids.is_empty() || next(3) == 0 {
+                    let status = if next(4) == 0 {
+                        RecordStatus::Deleted
+                    } else {
+                        RecordStatus::Active
+                    };
+                    let row = NewRow {
+                        uid: Uuid::now_v7(),
+                        created_at_ms: 1,
+                        status,
+                        status_stamp: stamp(hlc),
+                        values: vec![(1, Value::Text(format!("r{hlc}")), stamp(hlc))],
+                    };
+                    let id = tx.insert_record(
+                        &table,
+                        &row,
+                        &change(ChangeOp::Create, stamp(hlc).hlc, vec![1], vec![]),
+                    )?;
+                    if !fail {
+                        ids.push(id);
+                    }
+                } else {
+                    let id = ids[next(ids.len() as u64) as usize];
+                    let status = match next(3) {
+                        0 => None,
+                        1 => Some((RecordStatus::Deleted, stamp(hlc))),
+                        _ => Some((RecordStatus::Active, stamp(hlc))),
+                    };
+                    let op = match status {
+                        Some((RecordStatus::Deleted, _)) => ChangeOp::Delete,
+                        Some((RecordStatus::Active, _)) => ChangeOp::Restore,
+                        None => ChangeOp::Update,
+                    };
+                    let update = RowUpdate {
+                        id,
+                        updated_at_ms: 2,
+                        status,
+                        values: vec![(1, Value::Text(format!("u{hlc}")), stamp(hlc))],
+                    };
+                    tx.update_record(&table, &update, &change(op, stamp(hlc).hlc, vec![], vec![]))?;
+                }
+            }
+            match fail {
+                true => Err(DomainError::invalid("rolled back")),
+                false => Ok(()),
+            }
+        });
+        assert_eq!(result.is_err(), fail);
+        assert_eq!(kept(), scanned(), "after round {round}");
+    }
+    assert!(
+        scanned().0 > 0 && scanned().1 > 0,
+        "both statuses were counted"
+    );
+
+    // A database from before the kept counts: counted from its rows, then kept again.
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    conn.execute("DELETE FROM record_counts", []).unwrap();
+    assert_eq!(kept(), scanned());
+    store
+        .write(|tx| {
+            let row = NewRow {
+                uid: Uuid::now_v7(),
+                created_at_ms: 1,
+                status: RecordStatus::Active,
+                status_stamp: stamp(9_999),
+                values: vec![],
+            };
+            tx.insert_record(
+                &table,
+                &row,
+                &change(ChangeOp::Create, Hlc(9_999), vec![], vec![]),
+            )
+        })
+        .unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM record_counts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1, "counted again on its next write");
+    assert_eq!(kept(), scanned());
+}
+
+/// `crmsync status` (and any script polling it) opens the database beside a working
+/// server: an up-to-date database is opened without the write lock, so it neither waits
+/// for the server's writes nor holds them up.
+#[test]
+fn an_up_to_date_database_opens_while_another_connection_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = SqliteStore::open(dir.path()).unwrap().path().to_path_buf();
+    let writer = rusqlite::Connection::open(&path).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let opened = SqliteStore::open(dir.path());
+    assert!(opened.is_ok(), "{:?}", opened.err());
+    assert!(opened.unwrap().read(|tx| tx.instance_id()).is_ok());
+    writer.execute_batch("COMMIT").unwrap();
+}
