@@ -94,8 +94,8 @@ pub struct KeptLocal {
 pub struct MergeOutcome {
     pub record_id: Option<RecordId>,
     pub created: bool,
-    /// Fields written with the peer's value: (field, old, new).
-    pub taken: Vec<FieldChange>,
+    /// Fields written with the peer's value (their values are in the record's history).
+    pub taken: Vec<FieldNo>,
     pub kept: Vec<KeptLocal>,
     pub status_changed: bool,
     /// Conflicts a sync's rule decided.
@@ -239,15 +239,7 @@ impl<S: Store> Instance<S> {
                             created_fields: values.iter().map(|(n, _, _)| *n).collect(),
                             fields: Vec::new(),
                         };
-                        outcome.taken = values
-                            .iter()
-                            .map(|(no, v, _)| FieldChange {
-                                field_no: *no,
-                                old: None,
-                                new: v.to_json(field_of(table, *no)),
-                                ..Default::default()
-                            })
-                            .collect();
+                        outcome.taken = values.iter().map(|(no, _, _)| *no).collect();
                         let row = NewRow {
                             uid: item.uid,
                             created_at_ms: item.created_at_ms.unwrap_or(ctx.now_ms),
@@ -310,7 +302,7 @@ impl<S: Store> Instance<S> {
                                         rule: Some(prefer.as_rule().to_string()),
                                     };
                                     if prefer == Prefer::There {
-                                        outcome.taken.push(change.clone());
+                                        outcome.taken.push(no);
                                     }
                                     ruled.push((no, winner.clone(), change));
                                 }
@@ -328,7 +320,7 @@ impl<S: Store> Instance<S> {
                                     // The same value with a newer stamp is taken too (see
                                     // `decide_field`), but is no change to report.
                                     if *local != value {
-                                        outcome.taken.push(change.clone());
+                                        outcome.taken.push(no);
                                     }
                                     logged.push(change);
                                     winners.push((no, value, stamp));

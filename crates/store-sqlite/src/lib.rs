@@ -137,6 +137,8 @@ pub struct SqliteTx<'c> {
     node_uids: HashMap<i64, Uuid>,
     /// INSERT statements by table and shape: built once per transaction, not once per row.
     insert_sql: HashMap<i64, Vec<(records::InsertShape, std::rc::Rc<str>)>>,
+    /// A record's SELECT by table and condition, likewise.
+    select_sql: HashMap<(i64, &'static str), std::rc::Rc<str>>,
     /// The next change-log seq; this transaction holds the only write lock.
     next_seq: Option<i64>,
     pending_changes: Vec<records::PendingChange>,
@@ -153,6 +155,7 @@ impl<'c> SqliteTx<'c> {
             nodes: None,
             node_uids: HashMap::new(),
             insert_sql: HashMap::new(),
+            select_sql: HashMap::new(),
             next_seq: None,
             pending_changes: Vec::new(),
             last_origin: None,

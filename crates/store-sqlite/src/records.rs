@@ -209,20 +209,29 @@ pub fn changes_after(
 fn record_where(
     tx: &mut SqliteTx<'_>,
     table: &Table,
-    condition: &str,
+    condition: &'static str,
     key: &dyn rusqlite::ToSql,
 ) -> StoreResult<Option<StoredRecord>> {
-    let mut sql = select_columns(table);
-    sql.push_str(
-        ", COALESCE(status_hlc, base_hlc), COALESCE(status_node, base_node), base_hlc, base_node",
-    );
-    for f in &table.fields {
-        let _ = write!(sql, ", h{n}, n{n}", n = f.no);
-    }
-    let sql = format!(
-        "SELECT {sql} FROM {} WHERE {condition}",
-        table_name(table.id)
-    );
+    // Built once per table and condition in a transaction: a packet looks up thousands.
+    let sql = match tx.select_sql.get(&(table.id, condition)) {
+        Some(sql) => sql.clone(),
+        None => {
+            let mut sql = select_columns(table);
+            sql.push_str(
+                ", COALESCE(status_hlc, base_hlc), COALESCE(status_node, base_node), base_hlc, base_node",
+            );
+            for f in &table.fields {
+                let _ = write!(sql, ", h{n}, n{n}", n = f.no);
+            }
+            let sql: Rc<str> = format!(
+                "SELECT {sql} FROM {} WHERE {condition}",
+                table_name(table.id)
+            )
+            .into();
+            tx.select_sql.insert((table.id, condition), sql.clone());
+            sql
+        }
+    };
     // (record, status stamp, field stamps as (no, hlc, node))
     type Raw = (Record, (i64, i64), Vec<(i64, i64, i64)>);
     // A field written with the record's creation stamp stores no stamp of its own

@@ -361,35 +361,36 @@ fn apply_items<S: Store>(
         };
         // Translated only now: links find the records of tables merged before this one.
         let mut items = Vec::new();
-        // What goes into the merge of each item, as it travelled (to hold it if refused).
-        let mut merged = Vec::new();
+        // Which of each item's fields go into its merge (to hold them if it is refused).
+        let mut merged = Vec::with_capacity(arrived.len());
         for item in arrived {
             let (translated, taken) =
                 translate(core, sync, mapping, item, table_id, &users, &mut report)?;
             items.push(translated);
-            merged.push(Item {
-                fields: item
-                    .fields
-                    .iter()
-                    .filter(|(no, _)| taken.contains(no))
-                    .map(|(no, f)| (*no, f.clone()))
-                    .collect(),
-                ..item.clone()
-            });
+            merged.push((item, taken));
         }
         let uids: Vec<uuid::Uuid> = items.iter().map(|i| i.uid).collect();
         let outcomes = core.merge_with_rules(&actor, table_id, items, &rules)?;
-        for ((outcome, uid), wire) in outcomes.iter().zip(uids).zip(&merged) {
+        for ((outcome, uid), (item, taken)) in outcomes.iter().zip(uids).zip(&merged) {
             if let Some(reason) = &outcome.rejected {
                 // Held whole, with the reason, and tried again: never only a log line.
                 report.problems += 1;
                 report.held += 1;
+                let wire = Item {
+                    fields: item
+                        .fields
+                        .iter()
+                        .filter(|(no, _)| taken.contains(no))
+                        .map(|(no, f)| (*no, f.clone()))
+                        .collect(),
+                    ..(*item).clone()
+                };
                 hold(
                     core,
                     sync,
                     HELD_QUARANTINE,
                     table_id,
-                    wire,
+                    &wire,
                     WHOLE_RECORD.into(),
                     reason.clone(),
                 )?;
@@ -411,7 +412,7 @@ fn apply_items<S: Store>(
                     record_id,
                     outcome.created,
                     outcome.status_changed,
-                    outcome.taken.iter().map(|f| f.field_no),
+                    outcome.taken.iter().copied(),
                 );
             }
             for decided in &outcome.decided {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// One field as an instance describes it to its peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,8 +58,11 @@ pub struct WireField {
 }
 
 /// One record's changed, configured fields with their stamps, under the active side's
-/// numbering (`table` is the active side's table id).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// numbering (`table` is the active side's table id). On the wire a field whose stamp is
+/// the record's status stamp leaves it out (a record never edited since it was created
+/// has one stamp for all): most of a packet's bytes were stamps.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "ItemOnWire")]
 pub struct Item {
     pub uid: Uuid,
     pub table: i64,
@@ -70,6 +73,93 @@ pub struct Item {
     /// packets of older versions; the receiver then uses its own time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at_ms: Option<i64>,
+}
+
+impl Serialize for Item {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeStruct};
+        struct Fields<'a>(&'a Item);
+        impl Serialize for Fields<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.fields.len()))?;
+                for (no, field) in &self.0.fields {
+                    let stamp = (field.stamp != self.0.status_stamp).then_some(&field.stamp);
+                    map.serialize_entry(
+                        no,
+                        &FieldOnWire {
+                            value: &field.value,
+                            stamp,
+                        },
+                    )?;
+                }
+                map.end()
+            }
+        }
+        let mut item = serializer.serialize_struct("Item", 6)?;
+        item.serialize_field("uid", &self.uid)?;
+        item.serialize_field("table", &self.table)?;
+        item.serialize_field("status", &self.status)?;
+        item.serialize_field("status_stamp", &self.status_stamp)?;
+        item.serialize_field("fields", &Fields(self))?;
+        match self.created_at_ms {
+            Some(at) => item.serialize_field("created_at_ms", &at)?,
+            None => item.skip_field("created_at_ms")?,
+        }
+        item.end()
+    }
+}
+
+#[derive(Serialize)]
+struct FieldOnWire<'a> {
+    value: &'a serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stamp: Option<&'a WireStamp>,
+}
+
+/// An item as it is read: a field without a stamp has the record's status stamp.
+#[derive(Deserialize)]
+struct ItemOnWire {
+    uid: Uuid,
+    table: i64,
+    status: String,
+    status_stamp: WireStamp,
+    fields: BTreeMap<i64, FieldRead>,
+    #[serde(default)]
+    created_at_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct FieldRead {
+    value: serde_json::Value,
+    #[serde(default)]
+    stamp: Option<WireStamp>,
+}
+
+impl From<ItemOnWire> for Item {
+    fn from(wire: ItemOnWire) -> Item {
+        let base = wire.status_stamp;
+        Item {
+            uid: wire.uid,
+            table: wire.table,
+            status: wire.status,
+            status_stamp: base,
+            fields: wire
+                .fields
+                .into_iter()
+                .map(|(no, field)| {
+                    let stamp = field.stamp.unwrap_or(base);
+                    (
+                        no,
+                        WireField {
+                            value: field.value,
+                            stamp,
+                        },
+                    )
+                })
+                .collect(),
+            created_at_ms: wire.created_at_ms,
+        }
+    }
 }
 
 /// A batch of changes: the sender's change-log entries after `after` up to `upto`.
@@ -413,6 +503,42 @@ mod tests {
             prop_assert_eq!(summary.delivered(first - 1), 0);
             prop_assert_eq!(summary.delivered(first + span), count);
         }
+    }
+
+    /// A field stamped like its record travels without its stamp and reads back with it; a
+    /// field with a stamp of its own keeps it on the wire.
+    #[test]
+    fn a_field_stamped_as_its_record_travels_without_its_stamp() {
+        let node = Uuid::from_u128(2);
+        let base = WireStamp { hlc: 5, node };
+        let own = WireStamp { hlc: 9, node };
+        let item = Item {
+            uid: Uuid::from_u128(1),
+            table: 3,
+            status: "active".into(),
+            status_stamp: base,
+            fields: BTreeMap::from([
+                (
+                    4,
+                    WireField {
+                        value: "x".into(),
+                        stamp: base,
+                    },
+                ),
+                (
+                    5,
+                    WireField {
+                        value: "y".into(),
+                        stamp: own,
+                    },
+                ),
+            ]),
+            created_at_ms: Some(7),
+        };
+        let wire = serde_json::to_value(&item).unwrap();
+        assert_eq!(wire["fields"]["4"], serde_json::json!({ "value": "x" }));
+        assert_eq!(wire["fields"]["5"]["stamp"]["hlc"], 9);
+        assert_eq!(round_trip(&item), item);
     }
 
     #[test]

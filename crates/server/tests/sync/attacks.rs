@@ -168,7 +168,7 @@ async fn an_impostor_at_the_passive_address_without_the_password_gets_nothing_an
         while let Ok((mut socket, _)) = listener.accept().await {
             let mut request = [0u8; 65536];
             let _ = socket.read(&mut request).await;
-            let body = r#"{"v":2,"from":"x","pake":"41","confirm":"00","pairing":"p","applied":999999,"first":1,"last":1000}"#;
+            let body = r#"{"v":3,"from":"x","pake":"41","confirm":"00","pairing":"p","applied":999999,"first":1,"last":1000}"#;
             let answer = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()

@@ -41,7 +41,7 @@ impl Peer {
     /// whether the passive side proved it knows the same password. The key is kept.
     pub async fn pair(&mut self, password: &str) -> (StatusCode, Value, bool) {
         let seed = random_bytes();
-        let offer = json!({ "v": 2, "from": self.instance,
+        let offer = json!({ "v": 3, "from": self.instance,
                             "pake": hex::encode(pake_message(password, Role::Active, &seed)) });
         let http = reqwest::Client::new();
         let response = http
@@ -207,7 +207,7 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
     let (status, reply, proved) = peer.pair("123456").await;
     assert_eq!((status, proved), (StatusCode::OK, true), "{reply}");
     let catalog = json!([{ "no": 101, "name": "Name", "type": "text", "table_id": 7, "table_name": "Clients" }]);
-    let hello = json!({ "version": 2, "instance_id": "018f0000-0000-7000-8000-000000000001", "catalog": catalog });
+    let hello = json!({ "version": 3, "instance_id": "018f0000-0000-7000-8000-000000000001", "catalog": catalog });
     let (status, reply) = peer.send("hello", &hello).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["problems"], json!([]));
@@ -391,7 +391,13 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
     assert_eq!(items[0]["uid"], uid);
     assert_eq!(items[0]["table"], 7);
     assert_eq!(items[0]["fields"]["101"]["value"], "Newer edit");
-    assert_eq!(items[0]["fields"]["101"]["stamp"]["hlc"], newer);
+    // A field stamped like its record leaves its stamp out (protocol 3): the record's is it.
+    let field = &items[0]["fields"]["101"];
+    let stamp = match field.get("stamp") {
+        Some(own) => own,
+        None => &items[0]["status_stamp"],
+    };
+    assert_eq!(stamp["hlc"], newer, "{packet}");
 }
 
 #[tokio::test]
@@ -417,7 +423,7 @@ async fn file_content_is_taken_in_order_checked_and_required_before_its_packet()
     let mut peer = Peer::new(&url, "018f0000-0000-7000-8000-000000000001");
     assert!(peer.pair("123456").await.2);
     let catalog = json!([{ "no": 102, "name": "Scan", "type": "file", "table_id": 7, "table_name": "Contracts" }]);
-    let hello = json!({ "version": 2, "instance_id": "018f0000-0000-7000-8000-000000000001", "catalog": catalog });
+    let hello = json!({ "version": 3, "instance_id": "018f0000-0000-7000-8000-000000000001", "catalog": catalog });
     let (status, reply) = peer.send("hello", &hello).await;
     assert_eq!(
         (status, reply["problems"].clone()),
@@ -561,7 +567,7 @@ async fn nothing_of_a_field_this_side_does_not_send_leaves_it_whatever_is_asked(
         { "no": 101, "name": "Name", "type": "text", "table_id": 7, "table_name": "Clients" },
         { "no": 102, "name": "Credit limit", "type": "text", "table_id": 7, "table_name": "Clients" },
         { "no": 103, "name": "Notes", "type": "text", "table_id": 7, "table_name": "Clients" }]);
-    let hello = json!({ "version": 2, "instance_id": "018f0000-0000-7000-8000-000000000001", "catalog": catalog });
+    let hello = json!({ "version": 3, "instance_id": "018f0000-0000-7000-8000-000000000001", "catalog": catalog });
     assert_eq!(peer.send("hello", &hello).await.0, StatusCode::OK);
 
     // The active side's records of the table, for a match by a key field.
