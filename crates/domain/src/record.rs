@@ -184,6 +184,29 @@ impl Default for RecordQuery {
     }
 }
 
+/// The change-log entries one sync sends: none it applied itself (origin `sync:<id>`: no
+/// echo), and of the resend requests only its own (`resend:<id>`). Stores apply the same
+/// rule where they read the log, so a stretch of echoes is skipped in one read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncLogFilter {
+    pub own_origin: String,
+    pub own_resend: String,
+}
+
+impl SyncLogFilter {
+    pub fn for_sync(sync_id: i64) -> SyncLogFilter {
+        SyncLogFilter {
+            own_origin: format!("sync:{sync_id}"),
+            own_resend: format!("resend:{sync_id}"),
+        }
+    }
+
+    pub fn takes(&self, change: &LoggedChange) -> bool {
+        change.origin != self.own_origin
+            && (change.op != ChangeOp::Resend || change.origin == self.own_resend)
+    }
+}
+
 /// A change-log entry as a sync reads it: which record changed, which fields, from where.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedChange {

@@ -128,6 +128,21 @@ pub trait StoreTx {
     // ---- what syncs read ----
     /// Change-log entries after `after`, oldest first, at most `limit`.
     fn changes_after(&mut self, after: i64, limit: usize) -> StoreResult<Vec<LoggedChange>>;
+    /// The entries after `after` that `filter` takes, oldest first, at most `limit`; and
+    /// how far the log was read: the last entry returned when `limit` were, else the end
+    /// of the log (everything between was the sync's own or another's resend).
+    fn changes_for_sync(
+        &mut self,
+        after: i64,
+        limit: usize,
+        filter: &crate::record::SyncLogFilter,
+    ) -> StoreResult<(Vec<LoggedChange>, i64)>;
+    /// How many entries after `after` `filter` takes.
+    fn count_changes_for_sync(
+        &mut self,
+        after: i64,
+        filter: &crate::record::SyncLogFilter,
+    ) -> StoreResult<u64>;
     fn last_change_seq(&mut self) -> StoreResult<i64>;
     fn record_by_uid(&mut self, table: &Table, uid: Uuid) -> StoreResult<Option<StoredRecord>>;
     fn record_uid(&mut self, table_id: TableId, id: RecordId) -> StoreResult<Option<Uuid>>;

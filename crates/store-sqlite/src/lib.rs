@@ -511,11 +511,24 @@ impl StoreTx for SqliteTx<'_> {
 
     fn last_change_seq(&mut self) -> StoreResult<i64> {
         records::flush_changes(self)?;
-        self.tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-                r.get(0)
-            })
-            .map_err(sql_error)
+        records::last_seq(&self.tx)
+    }
+
+    fn changes_for_sync(
+        &mut self,
+        after: i64,
+        limit: usize,
+        filter: &crmsync_domain::record::SyncLogFilter,
+    ) -> StoreResult<(Vec<crmsync_domain::record::LoggedChange>, i64)> {
+        records::changes_for_sync(self, after, limit, filter)
+    }
+
+    fn count_changes_for_sync(
+        &mut self,
+        after: i64,
+        filter: &crmsync_domain::record::SyncLogFilter,
+    ) -> StoreResult<u64> {
+        records::count_changes_for_sync(self, after, filter)
     }
 
     fn record_by_uid(

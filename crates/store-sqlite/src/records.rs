@@ -4,7 +4,7 @@ use crate::schema::table_name;
 use crate::{SqliteTx, sql_error};
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::record::{
-    LoggedChange, NewRow, RowUpdate, SortKey, StatusFilter, StoredRecord,
+    LoggedChange, NewRow, RowUpdate, SortKey, StatusFilter, StoredRecord, SyncLogFilter,
 };
 use crmsync_domain::store::{StoreResult, TableCounts};
 use crmsync_domain::{
@@ -180,9 +180,83 @@ pub fn changes_after(
         .tx
         .prepare_cached("SELECT seq, table_id, record_id, op, origin, fields FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
         .map_err(sql_error)?;
-    let mut rows = stmt
+    let rows = stmt
         .query(rusqlite::params![after, limit as i64])
         .map_err(sql_error)?;
+    logged_changes(rows)
+}
+
+/// `SyncLogFilter::takes` in SQL.
+const FOR_SYNC: &str = "origin != :own AND (op != 'resend' OR origin = :resend)";
+
+/// The entries after `after` that `filter` takes, and how far the log was read (see
+/// `StoreTx::changes_for_sync`): a stretch of echoes is passed over inside SQLite, without
+/// a row of it decoded.
+pub fn changes_for_sync(
+    tx: &mut SqliteTx<'_>,
+    after: i64,
+    limit: usize,
+    filter: &SyncLogFilter,
+) -> StoreResult<(Vec<LoggedChange>, i64)> {
+    flush_changes(tx)?;
+    let changes = {
+        let mut stmt = tx
+            .tx
+            .prepare_cached(&format!(
+                "SELECT seq, table_id, record_id, op, origin, fields FROM changes
+                 WHERE seq > :after AND {FOR_SYNC} ORDER BY seq LIMIT :limit"
+            ))
+            .map_err(sql_error)?;
+        let rows = stmt
+            .query(rusqlite::named_params! {
+                ":after": after,
+                ":limit": limit as i64,
+                ":own": filter.own_origin,
+                ":resend": filter.own_resend,
+            })
+            .map_err(sql_error)?;
+        logged_changes(rows)?
+    };
+    let upto = match changes.last() {
+        Some(last) if changes.len() >= limit => last.seq,
+        // Read to the end of the log (this transaction's view of it).
+        _ => last_seq(&tx.tx)?.max(after),
+    };
+    Ok((changes, upto))
+}
+
+pub fn count_changes_for_sync(
+    tx: &mut SqliteTx<'_>,
+    after: i64,
+    filter: &SyncLogFilter,
+) -> StoreResult<u64> {
+    flush_changes(tx)?;
+    tx.tx
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM changes WHERE seq > :after AND {FOR_SYNC}"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                rusqlite::named_params! {
+                    ":after": after,
+                    ":own": filter.own_origin,
+                    ":resend": filter.own_resend,
+                },
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n as u64)
+        .map_err(sql_error)
+}
+
+pub fn last_seq(tx: &Transaction<'_>) -> StoreResult<i64> {
+    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+        r.get(0)
+    })
+    .map_err(sql_error)
+}
+
+fn logged_changes(mut rows: rusqlite::Rows<'_>) -> StoreResult<Vec<LoggedChange>> {
     let mut changes = Vec::new();
     while let Some(row) = rows.next().map_err(sql_error)? {
         let op: String = row.get(3).map_err(sql_error)?;

@@ -312,3 +312,84 @@ fn an_up_to_date_database_opens_while_another_connection_writes() {
     assert!(opened.unwrap().read(|tx| tx.instance_id()).is_ok());
     writer.execute_batch("COMMIT").unwrap();
 }
+
+/// What a sync reads of the log: its own echoes and other syncs' resend requests are
+/// passed over inside the store, and the cursor moves past them — to the last entry
+/// returned when the page is full, else to the end of the log.
+#[test]
+fn a_sync_reads_the_log_without_its_echoes_and_to_its_end() {
+    use crmsync_domain::record::SyncLogFilter;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let table = store
+        .write(|tx| {
+            let id = tx.create_table("Clients")?;
+            tx.create_field(id, "Name", FieldType::Text, &FieldOptions::default())?;
+            Ok(tx.tables()?.remove(0))
+        })
+        .unwrap();
+    let node = store.read(|tx| tx.instance_id()).unwrap();
+    let create = |tx: &mut dyn crmsync_domain::StoreTx, origin: &str| {
+        let stamp = Stamp { hlc: Hlc(1), node };
+        let row = NewRow {
+            uid: Uuid::now_v7(),
+            created_at_ms: 1,
+            status: RecordStatus::Active,
+            status_stamp: stamp,
+            values: vec![(1, Value::Text("x".into()), stamp)],
+        };
+        let mut change = change(ChangeOp::Create, stamp.hlc, vec![1], vec![]);
+        change.origin = origin.into();
+        tx.insert_record(&table, &row, &change)
+    };
+    // seq 1 api, 2-4 echoes of sync 1, 5 a resend for sync 2, 6 one for sync 1, 7-8 echoes.
+    store
+        .write(|tx| {
+            let first = create(tx, "api")?;
+            for _ in 0..3 {
+                create(tx, "sync:1")?;
+            }
+            tx.append_resends(table.id, &[first], &[], "resend:2", 1)?;
+            tx.append_resends(table.id, &[first], &[], "resend:1", 1)?;
+            create(tx, "sync:1")?;
+            create(tx, "sync:1")?;
+            Ok(())
+        })
+        .unwrap();
+    let filter = SyncLogFilter::for_sync(1);
+    let read = |after, limit| {
+        store
+            .read(|tx| tx.changes_for_sync(after, limit, &filter))
+            .map(|(changes, upto)| (changes.iter().map(|c| c.seq).collect::<Vec<_>>(), upto))
+            .unwrap()
+    };
+    assert_eq!(read(0, 100), (vec![1, 6], 8), "to the end of the log");
+    assert_eq!(
+        read(0, 1),
+        (vec![1], 1),
+        "a full page stops at its last entry"
+    );
+    assert_eq!(read(1, 1), (vec![6], 6));
+    assert_eq!(
+        read(6, 100),
+        (vec![], 8),
+        "only echoes: past them in one read"
+    );
+    assert_eq!(read(8, 100), (vec![], 8), "nothing new");
+    let count = |after| {
+        store
+            .read(|tx| tx.count_changes_for_sync(after, &filter))
+            .unwrap()
+    };
+    assert_eq!((count(0), count(1), count(6)), (2, 1, 0));
+    // Another sync sends what sync 1 brought in, and its own resend.
+    let other = SyncLogFilter::for_sync(2);
+    let seqs = store
+        .read(|tx| tx.changes_for_sync(0, 100, &other))
+        .unwrap()
+        .0
+        .iter()
+        .map(|c| c.seq)
+        .collect::<Vec<_>>();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 7, 8]);
+}

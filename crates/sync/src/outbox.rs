@@ -4,7 +4,7 @@
 use crate::mapping::Mapping;
 use crate::protocol::{Item, Packet, WireField, WireStamp};
 use crmsync_domain::clock::Stamp;
-use crmsync_domain::record::{ChangeOp, LoggedChange};
+use crmsync_domain::record::{ChangeOp, LoggedChange, SyncLogFilter};
 use crmsync_domain::store::StoreTx;
 use crmsync_domain::sync::{SyncConfig, UserMatch};
 use crmsync_domain::{
@@ -34,8 +34,8 @@ pub fn build_packet<S: Store>(
     limit: usize,
 ) -> Result<Packet, DomainError> {
     core.store().read(|tx| {
-        let changes = tx.changes_after(after, limit)?;
-        let upto = upto(after, &changes);
+        let (changes, upto) =
+            tx.changes_for_sync(after, limit, &SyncLogFilter::for_sync(sync.id))?;
         let outgoing = outgoing(&changes, sync, mapping);
         let tables = tx.tables()?;
         let mut users: Option<Vec<User>> = None;
@@ -84,19 +84,11 @@ pub fn build_packet<S: Store>(
     })
 }
 
-/// How far a packet of `changes` (a page of the change log after `after`) moves the peer's
-/// cursor: past every entry read, the ones it does not carry (echoes, other syncs' resends,
-/// fields not sent) too, so a page of nothing to send is not read again and again.
-fn upto(after: i64, changes: &[LoggedChange]) -> i64 {
-    changes.last().map_or(after, |c| c.seq)
-}
-
 /// Whether a change-log entry is this sync's to send: not one it applied itself, nor a
 /// resend request meant for another sync.
 fn for_this_sync(sync: &SyncConfig) -> impl Fn(&LoggedChange) -> bool {
-    let echo = origin_of(sync);
-    let resend_for_us = format!("resend:{}", sync.id);
-    move |c| c.origin != echo && (c.op != ChangeOp::Resend || c.origin == resend_for_us)
+    let filter = SyncLogFilter::for_sync(sync.id);
+    move |c| filter.takes(c)
 }
 
 /// A record a packet carries: the configured fields to send, and whether its status may
@@ -207,18 +199,10 @@ pub(crate) fn to_wire(
 /// resend requests meant for other syncs).
 pub fn pending_out<S: Store>(core: &Instance<S>, sync: &SyncConfig) -> Result<i64, DomainError> {
     let state = core.sync_state(sync.id)?;
-    let for_us = for_this_sync(sync);
-    core.store().read(|tx| {
-        let mut after = state.sent_seq;
-        let mut pending = 0i64;
-        loop {
-            let page = tx.changes_after(after, 10_000)?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            pending += page.iter().filter(|c| for_us(c)).count() as i64;
-        }
-        Ok(pending)
-    })
+    let filter = SyncLogFilter::for_sync(sync.id);
+    core.store()
+        .read(|tx| tx.count_changes_for_sync(state.sent_seq, &filter))
+        .map(|n| n as i64)
 }
 
 /// Walks a table's records of `status` a page at a time, handing each page to `visit`
@@ -288,16 +272,15 @@ mod tests {
         }
     }
 
+    /// (How far such a read moves the cursor is the store's: its tests.)
     #[test]
-    fn a_packet_moves_the_cursor_past_everything_it_read() {
+    fn echoes_and_other_syncs_resends_are_not_sent() {
         let echoes = [
             change(4, ChangeOp::Update, (1, 100), "sync:1", &[1]),
             change(9, ChangeOp::Resend, (1, 100), "resend:2", &[]),
         ];
         let sync = sync_config(Mode::Active);
         assert!(outgoing(&echoes, &sync, &mapping()).is_empty());
-        assert_eq!(upto(3, &echoes), 9, "nothing to carry, and still read");
-        assert_eq!(upto(3, &[]), 3, "nothing new");
     }
 
     fn sent(outgoing: &[Outgoing]) -> Vec<(i64, Vec<i64>, bool)> {

@@ -223,6 +223,11 @@ pub struct Packet {
     /// other side's initial sync knows what to wait for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resent: Option<ResendSummary>,
+    /// Over HTTP, from the active side: pushed while its packet ending at this seq may
+    /// still be on its way or being applied. The passive side applies it only once it has
+    /// applied that far, and refuses it if that does not happen soon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<i64>,
 }
 
 /// The passive side's answer to pairs sent through folders.

@@ -267,8 +267,9 @@ pub fn packet() -> impl Strategy<Value = Packet> {
         vec(item(), 0..4),
         control(),
         exchange(),
+        proptest::option::of(0..=i64::MAX),
     )
-        .prop_map(|(a, b, remaining, items, c, x)| Packet {
+        .prop_map(|(a, b, remaining, items, c, x, follows)| Packet {
             // A range of a log: it starts at 0 or after and never runs backwards.
             after: a.min(b),
             upto: a.max(b),
@@ -290,6 +291,7 @@ pub fn packet() -> impl Strategy<Value = Packet> {
             paired: x.paired,
             ack: x.ack,
             resent: x.resent,
+            follows,
         })
 }
 

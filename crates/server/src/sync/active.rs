@@ -252,8 +252,12 @@ async fn push_loop(app: App, sync_id: i64) {
     }
 }
 
+/// Packets pushed and not answered yet: while the passive side applies one, the next is
+/// on its way and read.
+const PUSHES_ON_THE_WAY: usize = 2;
+
 /// Sends every pending change, packet by packet; the cursor moves only after the passive
-/// side confirms.
+/// side confirms, in the order of the log.
 async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
     let build = |after: Option<i64>| {
         let (app, sync) = (app.clone(), sync.clone());
@@ -268,33 +272,38 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
             Ok::<_, DomainError>((packet, files))
         })
     };
-    let (mut packet, mut files) = build(None).await.map_err(|e| Failure(e.to_string()))??;
+    // Built ahead while the peer applies what was sent.
+    let mut next = Some(build(None));
+    let mut on_the_way: std::collections::VecDeque<Push> = Default::default();
+    // The end of the last packet pushed: the next one follows it.
+    let mut last_pushed: Option<i64> = None;
     loop {
-        if packet.upto == packet.after {
+        while on_the_way.len() < PUSHES_ON_THE_WAY
+            && let Some(building) = next.take()
+        {
+            let (packet, files) = building.await.map_err(|e| Failure(e.to_string()))??;
+            if packet.upto == packet.after {
+                break;
+            }
+            next = Some(build(Some(packet.upto)));
+            let follows = match on_the_way.is_empty() {
+                true => None,
+                false => last_pushed,
+            };
+            if !packet.items.is_empty() {
+                last_pushed = Some(packet.upto);
+            }
+            on_the_way.push_back(Push::start(app, sync, packet, files, follows));
+        }
+        let Some(mut push) = on_the_way.pop_front() else {
             succeeded(app, sync.id).await;
             return Ok(());
-        }
-        // Build the next packet while the peer applies this one.
-        let next = build(Some(packet.upto));
-        let reply: PushReply = if packet.items.is_empty() {
-            // Nothing for this sync in that stretch of the log: just move past it.
-            PushReply {
-                applied: packet.upto,
-            }
-        } else {
-            // The files it names go first: the passive side applies it only with them.
-            content::upload(app, sync, std::mem::take(&mut files)).await?;
-            call(app, sync, "push", &packet, Duration::from_secs(120)).await?
         };
+        let reply = push.answer().await?;
+        let (upto, count, listed) = (push.upto, push.count, std::mem::take(&mut push.listed));
         let core = app.core.clone();
         let sync2 = sync.clone();
-        let count = packet.items.len();
-        let listed = match sync.log {
-            true => packet.logged_records(),
-            false => Default::default(),
-        };
         app.metrics.sent(sync.id, app.core.now_ms(), count);
-        let upto = packet.upto;
         blocking(move || {
             core.update_sync_state(sync2.id, |s| {
                 s.sent_seq = s.sent_seq.max(reply.applied.min(upto))
@@ -305,7 +314,69 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
             Ok(())
         })
         .await?;
-        (packet, files) = next.await.map_err(|e| Failure(e.to_string()))??;
+    }
+}
+
+/// One packet on its way to the passive side (a task of its own, so the next can follow
+/// before it is answered); stopped if it is dropped unanswered.
+struct Push {
+    task: Option<tokio::task::JoinHandle<Result<PushReply, Failure>>>,
+    upto: i64,
+    count: usize,
+    listed: crmsync_domain::logged_records::LoggedRecords,
+}
+
+impl Push {
+    fn start(
+        app: &App,
+        sync: &SyncConfig,
+        mut packet: Packet,
+        files: Vec<crmsync_domain::FileRef>,
+        follows: Option<i64>,
+    ) -> Push {
+        let listed = match sync.log && !packet.items.is_empty() {
+            true => packet.logged_records(),
+            false => Default::default(),
+        };
+        let (upto, count) = (packet.upto, packet.items.len());
+        let (app, sync) = (app.clone(), sync.clone());
+        let task = tokio::spawn(async move {
+            if packet.items.is_empty() {
+                // Nothing for this sync in that stretch of the log: just move past it.
+                return Ok(PushReply {
+                    applied: packet.upto,
+                });
+            }
+            // The files it names go first: the passive side applies it only with them.
+            content::upload(&app, &sync, files).await?;
+            packet.follows = follows;
+            // Only its bytes are kept while it is on its way.
+            let body = serde_json::to_vec(&packet).map_err(|e| Failure(e.to_string()))?;
+            drop(packet);
+            let timeout = Duration::from_secs(120);
+            request_json(&app, &sync, Method::POST, "push", body, timeout).await
+        });
+        Push {
+            task: Some(task),
+            upto,
+            count,
+            listed,
+        }
+    }
+
+    async fn answer(&mut self) -> Result<PushReply, Failure> {
+        match self.task.take() {
+            Some(task) => task.await.map_err(|e| Failure(e.to_string()))?,
+            None => Err(Failure("the push was answered already".into())),
+        }
+    }
+}
+
+impl Drop for Push {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 pub struct SyncSignals {
     settings: Arc<watch::Sender<u64>>,
     commits: Arc<watch::Sender<u64>>,
+    received: Arc<watch::Sender<u64>>,
 }
 
 impl Default for SyncSignals {
@@ -37,6 +38,7 @@ impl Default for SyncSignals {
         SyncSignals {
             settings: Arc::new(watch::channel(0).0),
             commits: Arc::new(watch::channel(0).0),
+            received: Arc::new(watch::channel(0).0),
         }
     }
 }
@@ -56,6 +58,15 @@ impl SyncSignals {
 
     pub fn commits(&self) -> watch::Receiver<u64> {
         self.commits.subscribe()
+    }
+
+    /// A peer's packet was applied (and the sync's incoming cursor moved).
+    pub fn received(&self) {
+        self.received.send_modify(|v| *v += 1);
+    }
+
+    pub fn receptions(&self) -> watch::Receiver<u64> {
+        self.received.subscribe()
     }
 }
 

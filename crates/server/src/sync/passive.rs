@@ -164,8 +164,41 @@ async fn push(
             "the packet is refused: {problem}"
         )));
     }
+    if let Some(before) = packet.follows {
+        applied_up_to(&app, sync.id, before).await?;
+    }
     let applied = blocking(move || receive(&app, &sync, &packet)).await?;
     Ok(Json(PushReply { applied }))
+}
+
+/// How long a packet pushed right behind another waits for that one to be applied.
+const FOLLOWER_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until this side has applied the active side's log up to `seq` (a packet pushed
+/// behind another arrived first, or while that one is applied). Refused when it does not
+/// come: applied now, it would move the cursor past the packet before it.
+async fn applied_up_to(app: &App, sync_id: i64, seq: i64) -> Result<(), ApiError> {
+    let mut receptions = app.syncs.receptions();
+    let deadline = tokio::time::Instant::now() + FOLLOWER_WAIT;
+    loop {
+        let core = app.core.clone();
+        let received = blocking(move || Ok(core.sync_state(sync_id)?.received_seq)).await?;
+        if received >= seq {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = receptions.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "out_of_order",
+                    format!(
+                        "the packet follows one ending at {seq}, which was not applied (applied up to {received})"
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// Applies a packet unless it was applied before; returns the incoming cursor.
@@ -197,6 +230,7 @@ pub fn receive(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<i64, Dom
         s.received_seq = s.received_seq.max(packet.upto);
         s.pending_in = packet.remaining;
     })?;
+    app.syncs.received();
     Ok(state.received_seq)
 }
 

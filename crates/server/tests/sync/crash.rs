@@ -1,5 +1,5 @@
 //! kill -9 in the middle of a large exchange, on either side: the kill lands while the
-//! receiving side is short of the rows (a relay holds the second packet), and after a
+//! receiving side is short of the rows (a relay holds a later packet), and after a
 //! restart the exchange resumes with the rows still missing — nothing lost, nothing
 //! doubled, nothing sent again.
 
@@ -9,7 +9,8 @@ use crate::common::{Client, Server, eventually};
 use reqwest::{Method, StatusCode};
 use std::collections::HashSet;
 
-pub const ROWS: usize = 6000;
+/// Three packets' worth (5,000 rows a packet).
+pub const ROWS: usize = 12_000;
 
 pub async fn import_rows(api: &Client, table: i64, prefix: &str) {
     let mut csv = String::from("Name\n");
@@ -56,19 +57,20 @@ pub async fn census(api: &Client, table: i64) -> (usize, usize, usize) {
     }
 }
 
-/// Points the active side at the passive side through a relay that holds the second
-/// request matching `request` (the second packet of the exchange), once the runners that
-/// knew the old address are gone (the new ones greet through the relay).
-async fn through_a_relay_holding_the_second(
+/// Points the active side at the passive side through a relay that holds the request
+/// matching `request` that comes after `skip` others, once the runners that knew the old
+/// address are gone (the new ones greet through the relay).
+async fn through_a_relay_holding(
     main_api: &Client,
     active: i64,
     passive_side: &Server,
     passive: i64,
     request: &str,
+    skip: usize,
 ) -> Relay {
     let relay = Relay::start(&passive_side.address()).await;
     relay.arm(Fault {
-        skip: 1,
+        skip,
         ..Fault::new(request, Action::Hold)
     });
     set_remote(main_api, active, &relay.endpoint(passive_side, passive)).await;
@@ -93,10 +95,10 @@ async fn killing_either_side_mid_exchange_resumes_with_only_the_missing_rows() {
     } = synced_pair(dir.path(), &["Name"]).await;
     let (main_api, aux_api) = (main.admin(), aux.admin());
 
-    // 1. The passive side dies while the active side pushes: the first packet applied,
-    //    the second held in the relay.
-    let relay =
-        through_a_relay_holding_the_second(&main_api, active, &aux, passive, "/push ").await;
+    // 1. The passive side dies while the active side pushes: a packet applied, a later
+    //    one held in the relay. Two pushes are on their way at once and either may arrive
+    //    first (the one that follows waits for the other): the third to arrive is held.
+    let relay = through_a_relay_holding(&main_api, active, &aux, passive, "/push ", 2).await;
     import_rows(&main_api, m_table, "main").await;
     eventually(60, "the second pushed packet held", || async {
         (relay.held() == 1).then_some(())
@@ -137,8 +139,7 @@ async fn killing_either_side_mid_exchange_resumes_with_only_the_missing_rows() {
     })
     .await;
     import_rows(&aux_api, a_table, "aux").await;
-    let relay =
-        through_a_relay_holding_the_second(&main_api, active, &aux, passive, "/pull ").await;
+    let relay = through_a_relay_holding(&main_api, active, &aux, passive, "/pull ", 1).await;
     eventually(60, "the second pull held", || async {
         (relay.held() == 1).then_some(())
     })

@@ -398,6 +398,37 @@ async fn a_hand_written_peer_is_heard_once_and_forgeries_are_refused() {
         None => &items[0]["status_stamp"],
     };
     assert_eq!(stamp["hlc"], newer, "{packet}");
+
+    // Two pushes on their way at once: the second, arriving before the packet it follows,
+    // waits for it to be applied, so no stretch of the log is passed over.
+    let item = |uid: &str, value: &str| {
+        json!({ "uid": uid, "table": 7, "status": "active",
+                "status_stamp": { "hlc": newer + 10, "node": node },
+                "fields": { "101": { "value": value } } })
+    };
+    let first = json!({ "after": 14, "upto": 20, "remaining": 10,
+                        "items": [item("018f0000-0000-7000-8000-0000000000c1", "First")] });
+    let second = json!({ "after": 20, "upto": 30, "remaining": 0, "follows": 20,
+                         "items": [item("018f0000-0000-7000-8000-0000000000c2", "Second")] });
+    let (second, first) = tokio::join!(peer.send("push", &second), async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        peer.send("push", &first).await
+    });
+    assert_eq!(
+        (first.0, first.1["applied"].clone()),
+        (StatusCode::OK, json!(20))
+    );
+    assert_eq!(
+        (second.0, second.1["applied"].clone()),
+        (StatusCode::OK, json!(30))
+    );
+    let names = names(&api, table).await;
+    for value in ["First", "Second"] {
+        assert!(
+            names.contains(&json!({ name.to_string(): value })),
+            "{value}: {names:?}"
+        );
+    }
 }
 
 #[tokio::test]
