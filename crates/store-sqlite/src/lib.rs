@@ -23,8 +23,11 @@ use uuid::Uuid;
 
 pub const DATABASE_FILE: &str = "crmsync.db";
 const MAX_IDLE_READERS: usize = 8;
-/// The writer connection's page cache.
-pub const WRITER_CACHE_KIB: u32 = 64 * 1024;
+/// The writer connection's page cache: the pages a sync's packet or an import batch
+/// dirties stay in it. Larger bought no speed (writes append at the tables' ends; other
+/// pages come from the OS cache) and cost its whole size in memory on a large database:
+/// 64 MiB measured 50 MiB more peak memory per process, at the same speed.
+pub const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -40,8 +43,6 @@ impl SqliteStore {
         let path = dir.join(DATABASE_FILE);
         keep_private(dir, &path);
         let mut writer = connect(&path)?;
-        // Large transactions (imports, initial syncs) stay in memory instead of spilling
-        // pages into the WAL mid-transaction.
         writer
             .execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB}"))
             .map_err(sql_error)?;
