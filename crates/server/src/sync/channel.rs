@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use crmsync_domain::sync::{Mode, SyncConfig, Transport};
+use crmsync_domain::sync::{Mode, SyncConfig, SyncState, Transport};
 use crmsync_sync::channel::{
     self, Expect, Head, Header, Key, Refusal, ReplayWindow, Role, confirmation, confirms, pake_key,
     pake_message, random_bytes,
@@ -437,7 +437,8 @@ pub(crate) async fn request(
 #[derive(Clone)]
 pub struct Authenticated(pub SyncConfig);
 
-fn passive_sync(app: &App, sync_id: i64) -> Result<(SyncConfig, Option<String>), ApiError> {
+/// A passive HTTP sync's settings and its state (none if it cannot be read).
+fn passive_sync(app: &App, sync_id: i64) -> Result<(SyncConfig, Option<SyncState>), ApiError> {
     let found = app
         .core
         .sync(sync_id)
@@ -450,12 +451,12 @@ fn passive_sync(app: &App, sync_id: i64) -> Result<(SyncConfig, Option<String>),
             format!("there is no passive HTTP sync {sync_id} here"),
         ));
     };
-    let last_peer = app
-        .core
-        .sync_state(sync_id)
-        .ok()
-        .and_then(|s| s.peer_instance);
-    Ok((sync, last_peer))
+    Ok((sync, app.core.sync_state(sync_id).ok()))
+}
+
+/// The peer of a sync's last pairing.
+fn last_peer(state: Option<SyncState>) -> Option<String> {
+    state.and_then(|s| s.peer_instance)
 }
 
 /// The instance this sync last paired with has an allowance of its own, so another
@@ -492,7 +493,8 @@ pub async fn pake(
     body: Bytes,
 ) -> Result<Json<PairingAnswer>, ApiError> {
     let app2 = app.clone();
-    let (sync, last_peer) = blocking(move || Ok(passive_sync(&app2, sync_id))).await??;
+    let (sync, state) = blocking(move || Ok(passive_sync(&app2, sync_id))).await??;
+    let last_peer = last_peer(state);
     let offer: PairingOffer = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed pairing message: {e}")))?;
     if offer.v != crmsync_sync::PROTOCOL_VERSION {
@@ -538,7 +540,8 @@ pub async fn confirm(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let app2 = app.clone();
-    let (sync, last_peer) = blocking(move || Ok(passive_sync(&app2, sync_id))).await??;
+    let (sync, state) = blocking(move || Ok(passive_sync(&app2, sync_id))).await??;
+    let last_peer = last_peer(state);
     let confirmation: PairingConfirmation = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed pairing message: {e}")))?;
     let pending = {
@@ -659,7 +662,7 @@ async fn open_request(
         .unwrap_or_default()
         .to_string();
     let app2 = app.clone();
-    let (sync, _) = blocking(move || Ok(passive_sync(&app2, sync_id))).await??;
+    let (sync, state) = blocking(move || Ok(passive_sync(&app2, sync_id))).await??;
     // A forged or replayed request cannot guess anything; its allowance only keeps a
     // flood of them out of the log.
     let throttle = format!("sync:{sync_id}:sealed");
@@ -765,22 +768,36 @@ async fn open_request(
     };
     app.peer_clocks
         .observe(sync_id, header.ts - app.core.now_ms());
-    let core = app.core.clone();
     let now = app.core.now_ms();
-    blocking(move || {
-        core.update_sync_state(sync_id, |s| {
-            s.connected = true;
-            s.reason = None;
-            s.last_run_ms = Some(now);
-            s.last_success_ms = Some(now);
-            s.last_error = None;
+    // Marked green and seen; while it is, at most once a second (a busy sync does not
+    // rewrite its state, on the way of every request, for a newer millisecond).
+    let seen_lately = state.is_some_and(|s| {
+        s.connected
+            && s.reason.is_none()
+            && s.last_error.is_none()
+            && s.last_success_ms
+                .is_some_and(|at| (0..SEEN_EVERY_MS).contains(&(now - at)))
+    });
+    if !seen_lately {
+        let core = app.core.clone();
+        blocking(move || {
+            core.update_sync_state(sync_id, |s| {
+                s.connected = true;
+                s.reason = None;
+                s.last_run_ms = Some(now);
+                s.last_success_ms = Some(now);
+                s.last_error = None;
+            })
         })
-    })
-    .await?;
+        .await?;
+    }
     let mut request = Request::from_parts(parts, Body::from(plain));
     request.extensions_mut().insert(Authenticated(sync));
     Ok((request, sync_id, key, header.seq, kind))
 }
+
+/// How often a passive sync in good health records that its active side was heard.
+const SEEN_EVERY_MS: i64 = 1000;
 
 fn unauthentic(refusal: Refusal) -> ApiError {
     let code = match refusal {
