@@ -28,13 +28,11 @@ test-long:
 			cargo test -p crmsync --test sync random -- --nocapture || exit 1; \
 	done
 
-# Benchmarks (release build): the write path vs plain SQLite; sync between two processes;
-# then the same work side by side with PostgreSQL logical replication, as ratios.
+# Benchmarks (release build): the write path vs plain SQLite; sync between two processes
+# over each transport; then the same work side by side with PostgreSQL logical
+# replication, as ratios; and one table of every figure (scripts/bench_table.py).
 bench:
-	cargo bench --bench write_path
-	cargo bench --bench sync
-	cargo build --release -p crmsync
-	python3 ../shared/bench/side_by_side.py target/release/crmsync
+	python3 scripts/bench_table.py
 
 lint:
 	cargo fmt --all -- --check

@@ -199,6 +199,14 @@ impl<S: Store> Instance<S> {
         let origin = actor.origin.as_string();
         self.in_write(actor, table_id, |ctx, tx, table| {
             let mut outcomes = Vec::with_capacity(items.len());
+            // Which records are new here, asked once for all the items: an initial sync's
+            // are, and a lookup each cost about as much as inserting them. (A uid is taken
+            // off as its record is created, so the same uid twice is looked up.)
+            let mut new_here: std::collections::HashSet<uuid::Uuid> = {
+                let uids: Vec<uuid::Uuid> = items.iter().map(|i| i.uid).collect();
+                let present = tx.uids_present(table, &uids)?;
+                uids.into_iter().filter(|u| !present.contains(u)).collect()
+            };
             for item in items {
                 // Times seen from the peer move our clock past them.
                 for stamp in
@@ -207,7 +215,10 @@ impl<S: Store> Instance<S> {
                     ctx.last = ctx.last.max(stamp.hlc);
                 }
                 let mut outcome = MergeOutcome::default();
-                let existing = tx.record_by_uid(table, item.uid)?;
+                let existing = match new_here.remove(&item.uid) {
+                    true => None,
+                    false => tx.record_by_uid(table, item.uid)?,
+                };
                 match existing {
                     None => {
                         // Empty values are kept with their stamps: a peer's older value for that

@@ -145,6 +145,12 @@ pub trait StoreTx {
     ) -> StoreResult<u64>;
     fn last_change_seq(&mut self) -> StoreResult<i64>;
     fn record_by_uid(&mut self, table: &Table, uid: Uuid) -> StoreResult<Option<StoredRecord>>;
+    /// Which of `uids` name a record of `table` here (asked for a whole packet at once).
+    fn uids_present(
+        &mut self,
+        table: &Table,
+        uids: &[Uuid],
+    ) -> StoreResult<std::collections::HashSet<Uuid>>;
     fn record_uid(&mut self, table_id: TableId, id: RecordId) -> StoreResult<Option<Uuid>>;
 
     // ---- sync settings, progress and log ----

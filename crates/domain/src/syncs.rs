@@ -365,7 +365,35 @@ impl<S: Store> Instance<S> {
         sync_id: SyncId,
         change: impl FnOnce(&mut SyncState),
     ) -> Result<SyncState, DomainError> {
+        self.write_sync_state(sync_id, None, change)
+    }
+
+    /// Updates a sync's state and appends `records` to its log (as `log_sync_records`
+    /// does) in one transaction: a packet sent or applied moves a cursor and is logged
+    /// with one commit.
+    pub fn update_sync_state_logging(
+        &self,
+        sync: &SyncConfig,
+        kind: &str,
+        message: impl Into<String>,
+        records: LoggedRecords,
+        change: impl FnOnce(&mut SyncState),
+    ) -> Result<SyncState, DomainError> {
+        let records = (!records.is_empty()).then_some(records);
+        let entry = self.log_entry(sync, kind, message.into(), None, records);
+        self.write_sync_state(sync.id, entry, change)
+    }
+
+    fn write_sync_state(
+        &self,
+        sync_id: SyncId,
+        entry: Option<SyncLogEntry>,
+        change: impl FnOnce(&mut SyncState),
+    ) -> Result<SyncState, DomainError> {
         let (before, after) = self.store().write(|tx| {
+            if let Some(entry) = &entry {
+                tx.append_sync_log(entry)?;
+            }
             let mut state = tx.sync_state(sync_id)?;
             let before = (state.connected, state.reason.clone());
             change(&mut state);
@@ -424,16 +452,32 @@ impl<S: Store> Instance<S> {
         &self,
         sync: &SyncConfig,
         kind: &str,
-        mut message: String,
+        message: String,
         detail: Option<serde_json::Value>,
         records: Option<LoggedRecords>,
     ) -> Result<(), DomainError> {
+        match self.log_entry(sync, kind, message, detail, records) {
+            Some(entry) => self.store().write(|tx| tx.append_sync_log(&entry)),
+            None => Ok(()),
+        }
+    }
+
+    /// The log entry to write, if the sync's log takes it (on, or a kind always logged)
+    /// and its allowance for the kind is not used up.
+    fn log_entry(
+        &self,
+        sync: &SyncConfig,
+        kind: &str,
+        mut message: String,
+        detail: Option<serde_json::Value>,
+        records: Option<LoggedRecords>,
+    ) -> Option<SyncLogEntry> {
         if !sync.log && !ALWAYS_LOGGED.contains(&kind) {
-            return Ok(());
+            return None;
         }
         let now_ms = self.now_ms();
         match self.log_limit().admit(sync.id, kind, now_ms) {
-            Admit::Count => return Ok(()),
+            Admit::Count => return None,
             Admit::WriteLast => message.push_str(&format!(
                 " (more than {FAILURES_PER_MINUTE} {kind} entries this minute: the next ones are counted, not written)"
             )),
@@ -451,7 +495,7 @@ impl<S: Store> Instance<S> {
             detail,
             records,
         };
-        self.store().write(|tx| tx.append_sync_log(&entry))
+        Some(entry)
     }
 
     /// Asks `sync` to send these records again (all its fields when `fields` is empty).

@@ -87,6 +87,9 @@ fn connect(path: &Path) -> Result<Connection, DomainError> {
     )
     .map_err(sql_error)?;
     records::register_functions(&conn)?;
+    // A packet's merge alone uses a dozen statements (lookups, insert shapes, the change
+    // log's batches): more than rusqlite's default 16 would be prepared again and again.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
@@ -538,6 +541,14 @@ impl StoreTx for SqliteTx<'_> {
         uid: Uuid,
     ) -> StoreResult<Option<crmsync_domain::record::StoredRecord>> {
         records::record_by_uid(self, table, uid)
+    }
+
+    fn uids_present(
+        &mut self,
+        table: &crmsync_domain::Table,
+        uids: &[Uuid],
+    ) -> StoreResult<std::collections::HashSet<Uuid>> {
+        records::uids_present(&self.tx, table, uids)
     }
 
     fn record_uid(&mut self, table_id: i64, id: i64) -> StoreResult<Option<Uuid>> {

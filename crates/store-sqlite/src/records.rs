@@ -160,6 +160,34 @@ pub fn record_by_uid(
     record_where(tx, table, "uid = ?1", &uid.as_bytes().as_slice())
 }
 
+/// Uids per lookup statement (SQLite allows 32,766 parameters).
+const UIDS_PER_LOOKUP: usize = 500;
+
+pub fn uids_present(
+    tx: &Transaction<'_>,
+    table: &Table,
+    uids: &[Uuid],
+) -> StoreResult<std::collections::HashSet<Uuid>> {
+    let mut present = std::collections::HashSet::new();
+    for chunk in uids.chunks(UIDS_PER_LOOKUP) {
+        let sql = format!(
+            "SELECT uid FROM {} WHERE uid IN ({})",
+            table_name(table.id),
+            vec!["?"; chunk.len()].join(",")
+        );
+        let mut stmt = tx.prepare_cached(&sql).map_err(sql_error)?;
+        let keys = chunk.iter().map(|uid| uid.as_bytes().as_slice());
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(keys))
+            .map_err(sql_error)?;
+        while let Some(row) = rows.next().map_err(sql_error)? {
+            let bytes = row.get_ref(0).and_then(|v| Ok(v.as_blob()?));
+            present.insert(uid_from(bytes.map_err(sql_error)?)?);
+        }
+    }
+    Ok(present)
+}
+
 pub fn record_uid(tx: &Transaction<'_>, table_id: i64, id: i64) -> StoreResult<Option<Uuid>> {
     let sql = format!("SELECT uid FROM {} WHERE id = ?1", table_name(table_id));
     let bytes: Option<Vec<u8>> = tx

@@ -151,21 +151,27 @@ fn replicas_converge_on_the_newest_write_whatever_the_order_of_delivery() {
     let mut runner = TestRunner::new(Config::default());
     let result = runner.run(&cases, |(writes, order_a, order_b)| {
         let uids: Vec<Uuid> = (0..RECORDS).map(|_| Uuid::now_v7()).collect();
-        for ((core, actor, table, fields), order) in replicas.iter().zip([&order_a, &order_b]) {
-            for &w in order {
-                let (record, deleted, stamp, field, value) = writes[w];
-                let item = MergeItem {
-                    uid: uids[record],
-                    status: if deleted {
-                        RecordStatus::Deleted
-                    } else {
-                        RecordStatus::Active
-                    },
-                    status_stamp: stamp,
-                    values: vec![(fields[field], text(value), stamp)],
-                    created_at_ms: None,
-                };
-                core.merge(actor, *table, vec![item]).unwrap();
+        // Replica A merges one write at a time; B three at once, as a packet does (the same
+        // record may come twice in one merge).
+        for (((core, actor, table, fields), order), at_once) in
+            replicas.iter().zip([&order_a, &order_b]).zip([1, 3])
+        {
+            for batch in order.chunks(at_once) {
+                let items = batch.iter().map(|&w| {
+                    let (record, deleted, stamp, field, value) = writes[w];
+                    MergeItem {
+                        uid: uids[record],
+                        status: if deleted {
+                            RecordStatus::Deleted
+                        } else {
+                            RecordStatus::Active
+                        },
+                        status_stamp: stamp,
+                        values: vec![(fields[field], text(value), stamp)],
+                        created_at_ms: None,
+                    }
+                });
+                core.merge(actor, *table, items.collect()).unwrap();
             }
         }
         for (record, truth) in expected(&writes) {

@@ -393,3 +393,49 @@ fn a_sync_reads_the_log_without_its_echoes_and_to_its_end() {
         .collect::<Vec<_>>();
     assert_eq!(seqs, vec![1, 2, 3, 4, 5, 7, 8]);
 }
+
+/// A packet's uids are looked up together, several statements' worth at once.
+#[test]
+fn the_uids_present_are_found_among_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let table = store
+        .write(|tx| {
+            tx.create_table("Clients")?;
+            Ok(tx.tables()?.remove(0))
+        })
+        .unwrap();
+    let node = store.read(|tx| tx.instance_id()).unwrap();
+    let stamp = Stamp { hlc: Hlc(1), node };
+    let stored: Vec<Uuid> = (0..1_200).map(|_| Uuid::now_v7()).collect();
+    store
+        .write(|tx| {
+            for uid in &stored {
+                let row = NewRow {
+                    uid: *uid,
+                    created_at_ms: 1,
+                    status: RecordStatus::Active,
+                    status_stamp: stamp,
+                    values: vec![],
+                };
+                tx.insert_record(
+                    &table,
+                    &row,
+                    &change(ChangeOp::Create, stamp.hlc, vec![], vec![]),
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut asked: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
+    asked.extend(stored.iter().rev());
+    let present = store.read(|tx| tx.uids_present(&table, &asked)).unwrap();
+    assert_eq!(present.len(), stored.len());
+    assert!(stored.iter().all(|uid| present.contains(uid)));
+    assert!(
+        store
+            .read(|tx| tx.uids_present(&table, &[]))
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -304,14 +304,16 @@ async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
         let core = app.core.clone();
         let sync2 = sync.clone();
         app.metrics.sent(sync.id, app.core.now_ms(), count);
+        // The cursor and the packet's log entry: one commit.
         blocking(move || {
-            core.update_sync_state(sync2.id, |s| {
+            let moved = |s: &mut crmsync_domain::sync::SyncState| {
                 s.sent_seq = s.sent_seq.max(reply.applied.min(upto))
-            })?;
-            if count > 0 {
-                core.log_sync_records(&sync2, "sent", format!("sent {count} record(s)"), listed)?;
+            };
+            let message = format!("sent {count} record(s)");
+            match count {
+                0 => core.update_sync_state(sync2.id, moved),
+                _ => core.update_sync_state_logging(&sync2, "sent", message, listed, moved),
             }
-            Ok(())
         })
         .await?;
     }

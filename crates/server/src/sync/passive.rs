@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use crmsync_domain::DomainError;
-use crmsync_domain::sync::{Mode, SyncConfig};
+use crmsync_domain::sync::{Mode, SyncConfig, SyncState};
 use crmsync_sync::protocol::{
     Hello, HelloReply, Packet, PullRequest, PushReply, ResendRequest, ResendSummary,
 };
@@ -213,23 +213,24 @@ pub fn receive(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<i64, Dom
     };
     content::ensure_present(app, &mapping, packet)?;
     let report = apply_packet(&app.core, sync, &mapping, packet)?;
-    if !packet.items.is_empty() {
-        app.metrics
-            .received(sync.id, app.core.now_ms(), packet.items.len());
-        app.core.log_sync_records(
-            sync,
-            "received",
-            format!(
-                "received {} record(s): {} created, {} changed, {} conflict(s), {} held",
-                report.items, report.created, report.changed, report.conflicts, report.held
-            ),
-            report.received,
-        )?;
-    }
-    let state = app.core.update_sync_state(sync.id, |s| {
+    let moved = |s: &mut SyncState| {
         s.received_seq = s.received_seq.max(packet.upto);
         s.pending_in = packet.remaining;
-    })?;
+    };
+    // The packet's log entry and the cursor it moves: one commit.
+    let state = match packet.items.is_empty() {
+        true => app.core.update_sync_state(sync.id, moved)?,
+        false => {
+            app.metrics
+                .received(sync.id, app.core.now_ms(), packet.items.len());
+            let message = format!(
+                "received {} record(s): {} created, {} changed, {} conflict(s), {} held",
+                report.items, report.created, report.changed, report.conflicts, report.held
+            );
+            app.core
+                .update_sync_state_logging(sync, "received", message, report.received, moved)?
+        }
+    };
     app.syncs.received();
     Ok(state.received_seq)
 }

@@ -505,8 +505,10 @@ async fn file_content_is_taken_in_order_checked_and_required_before_its_packet()
     // Another password, a cut-short chunk, a path for a checksum: refused.
     let mut stranger = Peer::new(&url, "018f0000-0000-7000-8000-00000000dead");
     stranger.pair("654321").await;
+    // (A short body: refused before its body is read, an 8 MiB one may meet a closed
+    // connection on a busy machine instead of the answer.)
     let (status, _) = stranger
-        .send_bytes(Method::PUT, &at(0), first.to_vec())
+        .send_bytes(Method::PUT, &at(0), first[..1000].to_vec())
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = peer
