@@ -26,6 +26,18 @@ fn change(op: ChangeOp, hlc: Hlc, created: Vec<i64>, fields: Vec<FieldChange>) -
     }
 }
 
+/// A table "Clients" with one text field "Name", and this instance's node id.
+fn clients_with_a_name(store: &SqliteStore) -> (crmsync_domain::Table, Uuid) {
+    let table = store
+        .write(|tx| {
+            let id = tx.create_table("Clients")?;
+            tx.create_field(id, "Name", FieldType::Text, &FieldOptions::default())?;
+            Ok(tx.tables()?.remove(0))
+        })
+        .unwrap();
+    (table, store.read(|tx| tx.instance_id()).unwrap())
+}
+
 #[test]
 fn stamps_round_trip_for_local_and_remote_writers() {
     let dir = tempfile::tempdir().unwrap();
@@ -132,14 +144,7 @@ fn stamps_round_trip_for_local_and_remote_writers() {
 fn a_failed_transaction_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
-    let table = store
-        .write(|tx| {
-            let id = tx.create_table("Clients")?;
-            tx.create_field(id, "Name", FieldType::Text, &FieldOptions::default())?;
-            Ok(tx.tables()?.remove(0))
-        })
-        .unwrap();
-    let node = store.read(|tx| tx.instance_id()).unwrap();
+    let (table, node) = clients_with_a_name(&store);
     let stamp = Stamp { hlc: Hlc(1), node };
     let result: Result<(), DomainError> = store.write(|tx| {
         for i in 0..300 {
@@ -175,14 +180,7 @@ fn a_failed_transaction_leaves_nothing() {
 fn kept_record_counts_match_the_rows_through_every_kind_of_write() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
-    let table = store
-        .write(|tx| {
-            let id = tx.create_table("Clients")?;
-            tx.create_field(id, "Name", FieldType::Text, &FieldOptions::default())?;
-            Ok(tx.tables()?.remove(0))
-        })
-        .unwrap();
-    let node = store.read(|tx| tx.instance_id()).unwrap();
+    let (table, node) = clients_with_a_name(&store);
     let stamp = |hlc| Stamp {
         hlc: Hlc(hlc),
         node,
@@ -321,14 +319,7 @@ fn a_sync_reads_the_log_without_its_echoes_and_to_its_end() {
     use crmsync_domain::record::SyncLogFilter;
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
-    let table = store
-        .write(|tx| {
-            let id = tx.create_table("Clients")?;
-            tx.create_field(id, "Name", FieldType::Text, &FieldOptions::default())?;
-            Ok(tx.tables()?.remove(0))
-        })
-        .unwrap();
-    let node = store.read(|tx| tx.instance_id()).unwrap();
+    let (table, node) = clients_with_a_name(&store);
     let create = |tx: &mut dyn crmsync_domain::StoreTx, origin: &str| {
         let stamp = Stamp { hlc: Hlc(1), node };
         let row = NewRow {
@@ -399,13 +390,7 @@ fn a_sync_reads_the_log_without_its_echoes_and_to_its_end() {
 fn the_uids_present_are_found_among_many() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
-    let table = store
-        .write(|tx| {
-            tx.create_table("Clients")?;
-            Ok(tx.tables()?.remove(0))
-        })
-        .unwrap();
-    let node = store.read(|tx| tx.instance_id()).unwrap();
+    let (table, node) = clients_with_a_name(&store);
     let stamp = Stamp { hlc: Hlc(1), node };
     let stored: Vec<Uuid> = (0..1_200).map(|_| Uuid::now_v7()).collect();
     store
