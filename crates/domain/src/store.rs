@@ -145,6 +145,9 @@ pub trait StoreTx {
     ) -> StoreResult<u64>;
     fn last_change_seq(&mut self) -> StoreResult<i64>;
     fn record_by_uid(&mut self, table: &Table, uid: Uuid) -> StoreResult<Option<StoredRecord>>;
+    /// Records of `table` by id, read together (a packet's); ids without one left out.
+    fn records_by_ids(&mut self, table: &Table, ids: &[RecordId])
+    -> StoreResult<Vec<StoredRecord>>;
     /// Which of `uids` name a record of `table` here (asked for a whole packet at once).
     fn uids_present(
         &mut self,

@@ -543,6 +543,14 @@ impl StoreTx for SqliteTx<'_> {
         records::record_by_uid(self, table, uid)
     }
 
+    fn records_by_ids(
+        &mut self,
+        table: &crmsync_domain::Table,
+        ids: &[i64],
+    ) -> StoreResult<Vec<crmsync_domain::record::StoredRecord>> {
+        records::records_by_ids(self, table, ids)
+    }
+
     fn uids_present(
         &mut self,
         table: &crmsync_domain::Table,

@@ -160,7 +160,7 @@ pub fn record_by_uid(
     record_where(tx, table, "uid = ?1", &uid.as_bytes().as_slice())
 }
 
-/// Uids per lookup statement (SQLite allows 32,766 parameters).
+/// Uids or ids per lookup statement (SQLite allows 32,766 parameters).
 const UIDS_PER_LOOKUP: usize = 500;
 
 pub fn uids_present(
@@ -308,69 +308,51 @@ fn logged_changes(mut rows: rusqlite::Rows<'_>) -> StoreResult<Vec<LoggedChange>
     Ok(changes)
 }
 
-fn record_where(
-    tx: &mut SqliteTx<'_>,
-    table: &Table,
-    condition: &'static str,
-    key: &dyn rusqlite::ToSql,
-) -> StoreResult<Option<StoredRecord>> {
-    // Built once per table and condition in a transaction: a packet looks up thousands.
-    let sql = match tx.select_sql.get(&(table.id, condition)) {
-        Some(sql) => sql.clone(),
-        None => {
-            let mut sql = select_columns(table);
-            sql.push_str(
-                ", COALESCE(status_hlc, base_hlc), COALESCE(status_node, base_node), base_hlc, base_node",
-            );
-            for f in &table.fields {
-                let _ = write!(sql, ", h{n}, n{n}", n = f.no);
-            }
-            let sql: Rc<str> = format!(
-                "SELECT {sql} FROM {} WHERE {condition}",
-                table_name(table.id)
-            )
-            .into();
-            tx.select_sql.insert((table.id, condition), sql.clone());
-            sql
+/// The SELECT of whole stored records (values, status, stamps) of `table` by `condition`.
+fn stored_select(table: &Table, condition: &str) -> String {
+    let mut sql = select_columns(table);
+    sql.push_str(
+        ", COALESCE(status_hlc, base_hlc), COALESCE(status_node, base_node), base_hlc, base_node",
+    );
+    for f in &table.fields {
+        let _ = write!(sql, ", h{n}, n{n}", n = f.no);
+    }
+    format!(
+        "SELECT {sql} FROM {} WHERE {condition}",
+        table_name(table.id)
+    )
+}
+
+/// A stored record as read, its nodes still local numbers: (record, status stamp, field
+/// stamps as (no, hlc, node)).
+type RawStored = (Record, (i64, i64), Vec<(i64, i64, i64)>);
+
+fn raw_stored(table: &Table, row: &rusqlite::Row<'_>) -> StoreResult<RawStored> {
+    let record = record_from_row(table, row)?;
+    let base = 5 + table.fields.len();
+    let status = (
+        row.get(base).map_err(sql_error)?,
+        row.get(base + 1).map_err(sql_error)?,
+    );
+    let base_hlc: i64 = row.get(base + 2).map_err(sql_error)?;
+    let base_node: i64 = row.get(base + 3).map_err(sql_error)?;
+    // A field written with the record's creation stamp stores no stamp of its own (h and
+    // n are NULL): a value without its own stamp carries the base stamp.
+    let mut stamps = Vec::new();
+    for (i, f) in table.fields.iter().enumerate() {
+        let hlc: Option<i64> = row.get(base + 4 + 2 * i).map_err(sql_error)?;
+        let node: Option<i64> = row.get(base + 5 + 2 * i).map_err(sql_error)?;
+        match (hlc, node) {
+            (Some(hlc), Some(node)) => stamps.push((f.no, hlc, node)),
+            _ if record.values.contains_key(&f.no) => stamps.push((f.no, base_hlc, base_node)),
+            _ => {}
         }
-    };
-    // (record, status stamp, field stamps as (no, hlc, node))
-    type Raw = (Record, (i64, i64), Vec<(i64, i64, i64)>);
-    // A field written with the record's creation stamp stores no stamp of its own
-    // (h and n are NULL): a value without its own stamp carries the base stamp.
-    let raw: Option<Raw> = {
-        let mut stmt = tx.tx.prepare_cached(&sql).map_err(sql_error)?;
-        let mut rows = stmt.query([key]).map_err(sql_error)?;
-        match rows.next().map_err(sql_error)? {
-            None => None,
-            Some(row) => {
-                let record = record_from_row(table, row)?;
-                let base = 5 + table.fields.len();
-                let status = (
-                    row.get(base).map_err(sql_error)?,
-                    row.get(base + 1).map_err(sql_error)?,
-                );
-                let base_hlc: i64 = row.get(base + 2).map_err(sql_error)?;
-                let base_node: i64 = row.get(base + 3).map_err(sql_error)?;
-                let mut stamps = Vec::new();
-                for (i, f) in table.fields.iter().enumerate() {
-                    let hlc: Option<i64> = row.get(base + 4 + 2 * i).map_err(sql_error)?;
-                    let node: Option<i64> = row.get(base + 5 + 2 * i).map_err(sql_error)?;
-                    match (hlc, node) {
-                        (Some(hlc), Some(node)) => stamps.push((f.no, hlc, node)),
-                        _ if record.values.contains_key(&f.no) => {
-                            stamps.push((f.no, base_hlc, base_node))
-                        }
-                        _ => {}
-                    }
-                }
-                Some((record, status, stamps))
-            }
-        }
-    };
-    let Some((record, (status_hlc, status_node), raw_stamps)) = raw else {
-        return Ok(None);
-    };
+    }
+    Ok((record, status, stamps))
+}
+
+fn stored_from_raw(tx: &mut SqliteTx<'_>, raw: RawStored) -> StoreResult<StoredRecord> {
+    let (record, (status_hlc, status_node), raw_stamps) = raw;
     let mut stamps = BTreeMap::new();
     for (no, hlc, node) in raw_stamps {
         stamps.insert(
@@ -385,11 +367,68 @@ fn record_where(
         hlc: Hlc(status_hlc as u64),
         node: tx.node_uid(status_node)?,
     };
-    Ok(Some(StoredRecord {
+    Ok(StoredRecord {
         record,
         stamps,
         status_stamp,
-    }))
+    })
+}
+
+fn record_where(
+    tx: &mut SqliteTx<'_>,
+    table: &Table,
+    condition: &'static str,
+    key: &dyn rusqlite::ToSql,
+) -> StoreResult<Option<StoredRecord>> {
+    // Built once per table and condition in a transaction: a packet looks up thousands.
+    let sql = match tx.select_sql.get(&(table.id, condition)) {
+        Some(sql) => sql.clone(),
+        None => {
+            let sql: Rc<str> = stored_select(table, condition).into();
+            tx.select_sql.insert((table.id, condition), sql.clone());
+            sql
+        }
+    };
+    let raw = {
+        let mut stmt = tx.tx.prepare_cached(&sql).map_err(sql_error)?;
+        let mut rows = stmt.query([key]).map_err(sql_error)?;
+        match rows.next().map_err(sql_error)? {
+            None => None,
+            Some(row) => Some(raw_stored(table, row)?),
+        }
+    };
+    raw.map(|raw| stored_from_raw(tx, raw)).transpose()
+}
+
+/// Records of `table` by id, read together (statements of `UIDS_PER_LOOKUP` ids); ids
+/// without a record are left out.
+pub fn records_by_ids(
+    tx: &mut SqliteTx<'_>,
+    table: &Table,
+    ids: &[i64],
+) -> StoreResult<Vec<StoredRecord>> {
+    let mut stored = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(UIDS_PER_LOOKUP) {
+        let condition = format!("id IN ({})", vec!["?"; chunk.len()].join(","));
+        let raws = {
+            let mut stmt = tx
+                .tx
+                .prepare_cached(&stored_select(table, &condition))
+                .map_err(sql_error)?;
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(chunk))
+                .map_err(sql_error)?;
+            let mut raws = Vec::with_capacity(chunk.len());
+            while let Some(row) = rows.next().map_err(sql_error)? {
+                raws.push(raw_stored(table, row)?);
+            }
+            raws
+        };
+        for raw in raws {
+            stored.push(stored_from_raw(tx, raw)?);
+        }
+    }
+    Ok(stored)
 }
 
 pub fn record_status(

@@ -385,9 +385,10 @@ fn a_sync_reads_the_log_without_its_echoes_and_to_its_end() {
     assert_eq!(seqs, vec![1, 2, 3, 4, 5, 7, 8]);
 }
 
-/// A packet's uids are looked up together, several statements' worth at once.
+/// A packet's uids are looked up, and its records read, together: several statements'
+/// worth at once, each record as it reads alone.
 #[test]
-fn the_uids_present_are_found_among_many() {
+fn the_uids_present_are_found_and_records_read_among_many() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     let (table, node) = clients_with_a_name(&store);
@@ -423,4 +424,20 @@ fn the_uids_present_are_found_among_many() {
             .unwrap()
             .is_empty()
     );
+
+    let mut ids: Vec<i64> = (1..=1_200).rev().collect();
+    ids.extend([5_000, 6_000]);
+    let (mut together, alone) = store
+        .read(|tx| {
+            let together = tx.records_by_ids(&table, &ids)?;
+            let mut alone = Vec::new();
+            for id in 1..=1_200 {
+                alone.extend(tx.record(&table, id)?);
+            }
+            Ok((together, alone))
+        })
+        .unwrap();
+    together.sort_by_key(|r| r.record.id);
+    assert_eq!(together.len(), 1_200, "ids without a record are left out");
+    assert_eq!(together, alone);
 }

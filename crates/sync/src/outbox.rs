@@ -4,7 +4,7 @@
 use crate::mapping::Mapping;
 use crate::protocol::{Item, Packet, WireField, WireStamp};
 use crmsync_domain::clock::Stamp;
-use crmsync_domain::record::{ChangeOp, LoggedChange, SyncLogFilter};
+use crmsync_domain::record::{ChangeOp, LoggedChange, StoredRecord, SyncLogFilter};
 use crmsync_domain::store::StoreTx;
 use crmsync_domain::sync::{SyncConfig, UserMatch};
 use crmsync_domain::{
@@ -38,13 +38,28 @@ pub fn build_packet<S: Store>(
             tx.changes_for_sync(after, limit, &SyncLogFilter::for_sync(sync.id))?;
         let outgoing = outgoing(&changes, sync, mapping);
         let tables = tx.tables()?;
+        // The packet's records, read a table at a time rather than one by one.
+        let mut stored_records: HashMap<(TableId, RecordId), StoredRecord> = HashMap::new();
+        for table in &tables {
+            let ids: Vec<RecordId> = outgoing
+                .iter()
+                .filter(|o| o.table_id == table.id)
+                .map(|o| o.record_id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            for stored in tx.records_by_ids(table, &ids)? {
+                stored_records.insert((table.id, stored.record.id), stored);
+            }
+        }
         let mut users: Option<Vec<User>> = None;
         let mut items = Vec::new();
         for record in outgoing {
             let Some(table) = tables.iter().find(|t| t.id == record.table_id) else {
                 continue;
             };
-            let Some(stored) = tx.record(table, record.record_id)? else {
+            let Some(stored) = stored_records.remove(&(record.table_id, record.record_id)) else {
                 continue;
             };
             let mut wire_fields = std::collections::BTreeMap::new();
