@@ -126,8 +126,6 @@ pub trait StoreTx {
     ) -> StoreResult<Vec<RecordId>>;
 
     // ---- what syncs read ----
-    /// Change-log entries after `after`, oldest first, at most `limit`.
-    fn changes_after(&mut self, after: i64, limit: usize) -> StoreResult<Vec<LoggedChange>>;
     /// The entries after `after` that `filter` takes, oldest first, at most `limit`; and
     /// how far the log was read: the last entry returned when `limit` were, else the end
     /// of the log (everything between was the sync's own or another's resend).

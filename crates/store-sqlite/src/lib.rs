@@ -505,14 +505,6 @@ impl StoreTx for SqliteTx<'_> {
         records::counts(self, table)
     }
 
-    fn changes_after(
-        &mut self,
-        after: i64,
-        limit: usize,
-    ) -> StoreResult<Vec<crmsync_domain::record::LoggedChange>> {
-        records::changes_after(self, after, limit)
-    }
-
     fn last_change_seq(&mut self) -> StoreResult<i64> {
         records::flush_changes(self)?;
         records::last_seq(&self.tx)

@@ -81,13 +81,10 @@ fn count_existing_records(tx: &rusqlite::Transaction<'_>) -> Result<(), DomainEr
         .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
         .map_err(sql_error)?;
     for id in tables {
+        let (active, deleted) = crate::records::count_rows(tx, id)?;
         tx.execute(
-            &format!(
-                "INSERT OR REPLACE INTO record_counts (table_id, active, deleted)
-                 SELECT ?1, COALESCE(SUM(status = 0), 0), COALESCE(SUM(status = 1), 0) FROM {}",
-                crate::schema::table_name(id)
-            ),
-            [id],
+            "INSERT OR REPLACE INTO record_counts (table_id, active, deleted) VALUES (?1, ?2, ?3)",
+            params![id, active, deleted],
         )
         .map_err(sql_error)?;
     }

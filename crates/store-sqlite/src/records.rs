@@ -163,6 +163,11 @@ pub fn record_by_uid(
 /// Uids or ids per lookup statement (SQLite allows 32,766 parameters).
 const UIDS_PER_LOOKUP: usize = 500;
 
+/// `?,?,…` for an `IN` list of `n` values.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
 pub fn uids_present(
     tx: &Transaction<'_>,
     table: &Table,
@@ -173,7 +178,7 @@ pub fn uids_present(
         let sql = format!(
             "SELECT uid FROM {} WHERE uid IN ({})",
             table_name(table.id),
-            vec!["?"; chunk.len()].join(",")
+            placeholders(chunk.len())
         );
         let mut stmt = tx.prepare_cached(&sql).map_err(sql_error)?;
         let keys = chunk.iter().map(|uid| uid.as_bytes().as_slice());
@@ -195,23 +200,6 @@ pub fn record_uid(tx: &Transaction<'_>, table_id: i64, id: i64) -> StoreResult<O
         .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
         .map_err(sql_error)?;
     bytes.map(|b| uid_from(&b)).transpose()
-}
-
-/// The change-log entries after `after`, with the fields each names.
-pub fn changes_after(
-    tx: &mut SqliteTx<'_>,
-    after: i64,
-    limit: usize,
-) -> StoreResult<Vec<LoggedChange>> {
-    flush_changes(tx)?;
-    let mut stmt = tx
-        .tx
-        .prepare_cached("SELECT seq, table_id, record_id, op, origin, fields FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
-        .map_err(sql_error)?;
-    let rows = stmt
-        .query(rusqlite::params![after, limit as i64])
-        .map_err(sql_error)?;
-    logged_changes(rows)
 }
 
 /// `SyncLogFilter::takes` in SQL.
@@ -409,7 +397,7 @@ pub fn records_by_ids(
 ) -> StoreResult<Vec<StoredRecord>> {
     let mut stored = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(UIDS_PER_LOOKUP) {
-        let condition = format!("id IN ({})", vec!["?"; chunk.len()].join(","));
+        let condition = format!("id IN ({})", placeholders(chunk.len()));
         let raws = {
             let mut stmt = tx
                 .tx
@@ -1091,7 +1079,8 @@ pub fn counts(tx: &mut SqliteTx<'_>, table: &Table) -> StoreResult<TableCounts> 
     })
 }
 
-fn count_rows(tx: &Transaction<'_>, table_id: i64) -> StoreResult<(i64, i64)> {
+/// A table's (active, deleted) records, counted row by row.
+pub(crate) fn count_rows(tx: &Transaction<'_>, table_id: i64) -> StoreResult<(i64, i64)> {
     let sql = format!(
         "SELECT COALESCE(SUM(status = 0), 0), COALESCE(SUM(status = 1), 0) FROM {}",
         table_name(table_id)

@@ -99,13 +99,6 @@ pub fn build_packet<S: Store>(
     })
 }
 
-/// Whether a change-log entry is this sync's to send: not one it applied itself, nor a
-/// resend request meant for another sync.
-fn for_this_sync(sync: &SyncConfig) -> impl Fn(&LoggedChange) -> bool {
-    let filter = SyncLogFilter::for_sync(sync.id);
-    move |c| filter.takes(c)
-}
-
 /// A record a packet carries: the configured fields to send, and whether its status may
 /// have changed (it is sent then even with no field).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +117,7 @@ pub(crate) fn outgoing(
     sync: &SyncConfig,
     mapping: &Mapping,
 ) -> Vec<Outgoing> {
-    let for_us = for_this_sync(sync);
+    let for_us = SyncLogFilter::for_sync(sync.id);
     let sending_tables: Vec<TableId> = mapping
         .routes
         .iter()
@@ -134,7 +127,7 @@ pub(crate) fn outgoing(
     let mut order: Vec<(TableId, RecordId)> = Vec::new();
     let mut groups: HashMap<(TableId, RecordId), (BTreeSet<FieldNo>, bool)> = HashMap::new();
     for change in changes {
-        if !for_us(change) || !sending_tables.contains(&change.table_id) {
+        if !for_us.takes(change) || !sending_tables.contains(&change.table_id) {
             continue;
         }
         let resend = change.op == ChangeOp::Resend;
@@ -379,8 +372,8 @@ mod tests {
             let sync = sync_config(Mode::Active);
             let mapping = mapping();
             let outgoing = outgoing(&changes, &sync, &mapping);
-            let for_us = for_this_sync(&sync);
-            let counted = |c: &&LoggedChange| for_us(c) && [1, 2].contains(&c.table_id);
+            let for_us = SyncLogFilter::for_sync(sync.id);
+            let counted = |c: &&LoggedChange| for_us.takes(c) && [1, 2].contains(&c.table_id);
             let mut seen = Vec::new();
             for record in &outgoing {
                 let key = (record.table_id, record.record_id);
@@ -412,7 +405,7 @@ mod tests {
                 .collect();
             prop_assert!(firsts.windows(2).all(|w| w[0] < w[1]));
             // Its own echoes and other syncs' resends change nothing.
-            let kept: Vec<LoggedChange> = changes.iter().filter(|c| for_us(c)).cloned().collect();
+            let kept: Vec<LoggedChange> = changes.iter().filter(|c| for_us.takes(c)).cloned().collect();
             prop_assert_eq!(super::outgoing(&kept, &sync, &mapping), outgoing);
         }
     }
