@@ -436,7 +436,10 @@ async fn pull_loop(app: App, sync_id: i64) {
             }
             fetch_files(&app, &loaded, &packet).await?;
             let loaded2 = loaded.clone();
+            let applying = app.initial_turns.applying(sync_id);
+            let applying = applying.lock().await;
             blocking(move || receive(&app2, &loaded2, &packet)).await?;
+            drop(applying);
             if let Some(request) = resend {
                 // The passive side's initial sync wants our rows as well.
                 let app2 = app.clone();

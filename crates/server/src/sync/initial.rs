@@ -49,19 +49,37 @@ pub fn queue_own(
 
 /// One initial sync of a sync at a time: a request for the other side's rows and its
 /// answer have one place per sync, so a second job (two fields turned back on at once)
-/// waits for the first rather than overwrite its request.
+/// waits for the first rather than overwrite its request. And, per sync, the right to
+/// apply what is pulled from the other side: an initial sync takes it while both sides
+/// queue their rows, so the rows the other side queued are not applied here before this
+/// side queues its own (they would be queued again, and sent back where they came from).
 #[derive(Clone, Default)]
-pub struct InitialTurns(Arc<std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>);
+pub struct InitialTurns {
+    jobs: Arc<std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
+    applying: Arc<std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
+}
 
 impl InitialTurns {
     fn of(&self, sync_id: i64) -> Arc<tokio::sync::Mutex<()>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(sync_id)
-            .or_default()
-            .clone()
+        turn(&self.jobs, sync_id)
     }
+
+    /// Held while a pulled packet is applied, and while both sides queue their rows.
+    pub fn applying(&self, sync_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        turn(&self.applying, sync_id)
+    }
+}
+
+fn turn(
+    turns: &std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    sync_id: i64,
+) -> Arc<tokio::sync::Mutex<()>> {
+    turns
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(sync_id)
+        .or_default()
+        .clone()
 }
 
 pub async fn run(app: App, sync: SyncConfig, request: ResendRequest, job: u64) {
@@ -98,27 +116,49 @@ pub async fn run(app: App, sync: SyncConfig, request: ResendRequest, job: u64) {
     }
 }
 
-/// Asks the passive side to queue its rows, again and again while it cannot be reached.
-async fn ask_peer(
+/// Asks the passive side to queue its rows, again and again while it cannot be reached,
+/// and queues this side's once it has: rows this side queued first would reach the
+/// other side before it queues its own, and come back with them. Nothing pulled is
+/// applied in between, for the same reason the other way round.
+async fn queue_both(
     app: &App,
     sync: &SyncConfig,
-    request: &ResendRequest,
+    request: ResendRequest,
     job: u64,
-) -> Result<ResendSummary, String> {
+) -> Result<(ResendSummary, ResendSummary), String> {
     let started = tokio::time::Instant::now();
     loop {
         // The settings as they are now: the other side's address may have been corrected
         // while this waited.
         let (core, id) = (app.core.clone(), sync.id);
         let current = blocking(move || core.sync(id)).await.map_err(|f| f.0)?;
-        match call_peer::<_, ResendSummary>(app, &current, "resend", request).await {
-            Ok(summary) => return Ok(summary),
+        let applying = app.initial_turns.applying(sync.id);
+        let paused = applying.lock().await;
+        match call_peer::<_, ResendSummary>(app, &current, "resend", &request).await {
+            Ok(peer) => {
+                let own = queue_own_off_thread(app, sync, request).await?;
+                drop(paused);
+                return Ok((own, peer));
+            }
             Err(failure) if started.elapsed() > PATIENCE => return Err(failure.0),
             Err(failure) => app.jobs.update(job, |j| j.waiting = Some(failure.0)),
         }
+        drop(paused);
         let retry = Duration::from_secs(u64::from(sync.period_seconds).max(1));
         tokio::time::sleep(retry).await;
     }
+}
+
+async fn queue_own_off_thread(
+    app: &App,
+    sync: &SyncConfig,
+    request: ResendRequest,
+) -> Result<ResendSummary, String> {
+    let (app, sync) = (app.clone(), sync.clone());
+    tokio::task::spawn_blocking(move || queue_own(&app, &sync, request))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// A passive side can map its fields only once the active side has described them (its
@@ -154,18 +194,16 @@ async fn run_inner(
     job: u64,
 ) -> Result<(), String> {
     wait_for_mapping(app, sync).await?;
-    let (app2, sync2) = (app.clone(), sync.clone());
-    let own = tokio::task::spawn_blocking(move || queue_own(&app2, &sync2, request))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    app.jobs.update(job, |j| j.total = own.count);
     let asks_over_http = sync.mode == Mode::Active && sync.transport == Transport::Http;
-    let peer = match asks_over_http {
-        true => Some(ask_peer(app, sync, &request, job).await?),
+    let (own, peer) = match asks_over_http {
+        true => {
+            let (own, peer) = queue_both(app, sync, request, job).await?;
+            (own, Some(peer))
+        }
         // Otherwise the request travels with the next packet (a pull, or a packet file),
         // and what the other side queued comes back the same way (`resent`).
         false => {
+            let own = queue_own_off_thread(app, sync, request).await?;
             app.folder_control.with(sync.id, |c| c.got_resent = None);
             let core = app.core.clone();
             let id = sync.id;
@@ -177,9 +215,10 @@ async fn run_inner(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
             app.syncs.committed();
-            None
+            (own, None)
         }
     };
+    app.jobs.update(job, |j| j.total = own.count);
     let (mut progress, mut progressed_at) = (-1, tokio::time::Instant::now());
     loop {
         let core = app.core.clone();
