@@ -197,6 +197,10 @@ pub trait StoreTx {
         pairs: &[(Uuid, Uuid)],
     ) -> StoreResult<()>;
     fn uid_pairs(&mut self, sync_id: SyncId) -> StoreResult<Vec<(Uuid, Uuid)>>;
+    /// A number that grows with every change to what a sync's field mapping is built from:
+    /// tables, fields, syncs, their fields, whole tables and matched uids, and the peer's
+    /// catalogue. A mapping built at one number holds while the number stays.
+    fn config_version(&mut self) -> StoreResult<i64>;
 
     // ---- one shared numbering (B-06) ----
     /// Hands out the next `count` numbers (first, last) of the sequence this instance owns

@@ -355,6 +355,11 @@ impl<S: Store> Instance<S> {
         self.store().read(|tx| tx.uid_pairs(sync_id))
     }
 
+    /// See [`crate::store::StoreTx::config_version`].
+    pub fn config_version(&self) -> Result<i64, DomainError> {
+        self.store().read(|tx| tx.config_version())
+    }
+
     pub fn sync_state(&self, sync_id: SyncId) -> Result<SyncState, DomainError> {
         self.store().read(|tx| tx.sync_state(sync_id))
     }

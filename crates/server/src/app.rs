@@ -52,6 +52,8 @@ pub struct App {
     pub initial_turns: crate::sync::initial::InitialTurns,
     /// Every sync's channel keys (memory only).
     pub channels: crate::sync::channel::Channels,
+    /// Each sync's field mapping while nothing it is built from changes.
+    pub mappings: crate::sync::mappings::Mappings,
 }
 
 /// How long a client has to send a request's head (and how long a kept-alive connection
@@ -108,6 +110,7 @@ impl App {
             log_keep_days: DEFAULT_LOG_KEEP_DAYS,
             initial_turns: Default::default(),
             channels: Default::default(),
+            mappings: Default::default(),
         })
     }
 

@@ -668,6 +668,10 @@ impl StoreTx for SqliteTx<'_> {
         syncs::uid_pairs(&self.tx, sync_id)
     }
 
+    fn config_version(&mut self) -> StoreResult<i64> {
+        syncs::config_version(&self.tx)
+    }
+
     fn allocate_numbers(
         &mut self,
         table: &crmsync_domain::Table,

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_web_sessions.sql")),
     (10, include_str!("../migrations/0010_log_records.sql")),
     (11, include_str!("../migrations/0011_record_counts.sql")),
+    (12, include_str!("../migrations/0012_config_version.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DomainError> {

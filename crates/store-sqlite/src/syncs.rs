@@ -538,3 +538,10 @@ pub fn uid_pairs(tx: &Transaction<'_>, sync_id: i64) -> StoreResult<Vec<(uuid::U
     }
     Ok(pairs)
 }
+
+/// Grows with every change to what a sync's mapping is built from (kept by triggers).
+pub fn config_version(tx: &Transaction<'_>) -> StoreResult<i64> {
+    tx.prepare_cached("SELECT version FROM config_version WHERE id = 1")
+        .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+        .map_err(sql_error)
+}

@@ -441,3 +441,115 @@ fn the_uids_present_are_found_and_records_read_among_many() {
     assert_eq!(together.len(), 1_200, "ids without a record are left out");
     assert_eq!(together, alone);
 }
+
+/// What a sync's mapping is built from moves the config version; records, the log and a
+/// sync's progress do not (a busy sync keeps its mapping).
+#[test]
+fn the_config_version_grows_with_what_a_mapping_is_built_from_only() {
+    use crmsync_domain::sync::{
+        ConflictPolicy, Direction, Mode, Secret, SyncConfig, SyncField, SyncState, SyncTable,
+        Transport, UserMatch,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let version = || store.read(|tx| tx.config_version()).unwrap();
+    let mut seen = version();
+    let mut moves = |what: &str, write: &dyn Fn(&mut dyn crmsync_domain::StoreTx)| {
+        store
+            .write(|tx| {
+                write(tx);
+                Ok(())
+            })
+            .unwrap();
+        let now = version();
+        assert!(now > seen, "{what} left the config version at {seen}");
+        seen = now;
+    };
+    let (table, node) = clients_with_a_name(&store);
+    moves("a new field", &|tx| {
+        tx.create_field(table.id, "Phone", FieldType::Text, &FieldOptions::default())
+            .unwrap();
+    });
+    let mut sync = SyncConfig {
+        id: 0,
+        name: "branch".into(),
+        mode: Mode::Passive,
+        transport: Transport::Http,
+        remote_access: false,
+        remote_url: None,
+        password: Secret::default(),
+        log: true,
+        period_seconds: 5,
+        user_match: UserMatch::Login,
+        local: None,
+        ftp: None,
+        mass_delete_percent: 20,
+        conflict_policy: ConflictPolicy::Newer,
+    };
+    let id = std::cell::Cell::new(0);
+    moves("a new sync", &|tx| id.set(tx.insert_sync(&sync).unwrap()));
+    let id = id.get();
+    sync.id = id;
+    sync.name = "branch 2".into();
+    moves("a renamed sync", &|tx| tx.update_sync(&sync).unwrap());
+    let field = SyncField {
+        id: 0,
+        sync_id: id,
+        field_no: 1,
+        direction: Direction::Both,
+        remote_field_no: Some(1),
+        conflict_policy: None,
+    };
+    moves("a sync field", &|tx| {
+        tx.insert_sync_field(&field).unwrap();
+    });
+    let whole = SyncTable {
+        id: 0,
+        sync_id: id,
+        table_id: table.id,
+        direction: Direction::Both,
+        remote_table_id: None,
+    };
+    moves("a whole table", &|tx| {
+        tx.insert_sync_table(&whole).unwrap();
+    });
+    moves("matched uids", &|tx| {
+        tx.save_uid_pairs(id, table.id, &[(Uuid::now_v7(), Uuid::now_v7())])
+            .unwrap()
+    });
+    let described = SyncState {
+        peer_catalog: Some("[]".into()),
+        ..SyncState::default()
+    };
+    moves("the peer's catalogue", &|tx| {
+        tx.save_sync_state(id, &described).unwrap()
+    });
+
+    let stays = version();
+    let moved_on = SyncState {
+        sent_seq: 7,
+        received_seq: 9,
+        connected: true,
+        ..described.clone()
+    };
+    store
+        .write(|tx| {
+            tx.save_sync_state(id, &moved_on)?;
+            let stamp = Stamp { hlc: Hlc(1), node };
+            let row = NewRow {
+                uid: Uuid::now_v7(),
+                created_at_ms: 1,
+                status: RecordStatus::Active,
+                status_stamp: stamp,
+                values: vec![(1, Value::Text("x".into()), stamp)],
+            };
+            tx.insert_record(
+                &table,
+                &row,
+                &change(ChangeOp::Create, stamp.hlc, vec![1], vec![]),
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(version(), stays, "progress and records keep the mapping");
+}

@@ -472,7 +472,7 @@ pub async fn catalog(
             .and_then(|c| serde_json::from_str(c).ok())
             .unwrap_or(Value::Null);
         let mapping = crate::sync::initial::mapping_for(&app, &sync)?;
-        Ok((catalog, mapping.problems))
+        Ok((catalog, mapping.problems.clone()))
     })
     .await?;
     Ok(Json(

@@ -230,11 +230,26 @@ async fn push_loop(app: App, sync_id: i64) {
     loop {
         let mut sync = None;
         let result = async {
-            let (loaded, has_fields) = ready(&app, sync_id, &mut introduced, &mut sync).await?;
-            // Without fields the pull loop's hellos keep the status.
-            match has_fields {
-                true => push_all(&app, &loaded).await,
-                false => Ok(()),
+            // The settings and the first packet: one trip to the store for a change.
+            let app2 = app.clone();
+            let (loaded, first) = blocking(move || {
+                let loaded = app2.core.sync(sync_id)?;
+                // Without fields the pull loop's hellos keep the status.
+                let first = match app2.core.sync_fields(sync_id)?.is_empty() {
+                    true => None,
+                    false => Some(next_packet(&app2, &loaded, None)?),
+                };
+                Ok((loaded, first))
+            })
+            .await?;
+            sync = Some(loaded.clone());
+            if !introduced {
+                hello(&app, &loaded).await?;
+                introduced = true;
+            }
+            match first {
+                Some(first) => push_all(&app, &loaded, Some(first)).await,
+                None => Ok(()),
             }
         }
         .await;
@@ -252,36 +267,57 @@ async fn push_loop(app: App, sync_id: i64) {
     }
 }
 
+/// The packet of this side's changes after `after` (the outgoing cursor when None), and the
+/// files it names.
+fn next_packet(
+    app: &App,
+    sync: &SyncConfig,
+    after: Option<i64>,
+) -> Result<(Packet, Vec<crmsync_domain::FileRef>), DomainError> {
+    let after = match after {
+        Some(after) => after,
+        None => app.core.sync_state(sync.id)?.sent_seq,
+    };
+    let mapping = super::initial::mapping_for(app, sync)?;
+    let packet = build_packet(&app.core, sync, &mapping, after, PACKET_LIMIT)?;
+    let files = files_in(&mapping, &packet, false);
+    Ok((packet, files))
+}
+
 /// Packets pushed and not answered yet: while the passive side applies one, the next is
 /// on its way and read.
 const PUSHES_ON_THE_WAY: usize = 2;
 
 /// Sends every pending change, packet by packet; the cursor moves only after the passive
 /// side confirms, in the order of the log.
-async fn push_all(app: &App, sync: &SyncConfig) -> Result<(), Failure> {
+async fn push_all(
+    app: &App,
+    sync: &SyncConfig,
+    first: Option<(Packet, Vec<crmsync_domain::FileRef>)>,
+) -> Result<(), Failure> {
     let build = |after: Option<i64>| {
         let (app, sync) = (app.clone(), sync.clone());
-        tokio::task::spawn_blocking(move || {
-            let after = match after {
-                Some(after) => after,
-                None => app.core.sync_state(sync.id)?.sent_seq,
-            };
-            let mapping = active_mapping(&app, &sync)?;
-            let packet = build_packet(&app.core, &sync, &mapping, after, PACKET_LIMIT)?;
-            let files = files_in(&mapping, &packet, false);
-            Ok::<_, DomainError>((packet, files))
-        })
+        tokio::task::spawn_blocking(move || next_packet(&app, &sync, after))
     };
     // Built ahead while the peer applies what was sent.
-    let mut next = Some(build(None));
+    let mut next = match first {
+        Some(_) => None,
+        None => Some(build(None)),
+    };
+    let mut built = first;
     let mut on_the_way: std::collections::VecDeque<Push> = Default::default();
     // The end of the last packet pushed: the next one follows it.
     let mut last_pushed: Option<i64> = None;
     loop {
-        while on_the_way.len() < PUSHES_ON_THE_WAY
-            && let Some(building) = next.take()
-        {
-            let (packet, files) = building.await.map_err(|e| Failure(e.to_string()))??;
+        while on_the_way.len() < PUSHES_ON_THE_WAY {
+            let (packet, files) = match (built.take(), next.take()) {
+                (Some(packet), None) => packet,
+                (_, Some(building)) => building
+                    .await
+                    .map_err(|e| Failure(e.to_string()))?
+                    .map_err(Failure::from)?,
+                (None, None) => break,
+            };
             if packet.upto == packet.after {
                 break;
             }
@@ -470,7 +506,7 @@ async fn fetch_files(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<()
     }
     let (app2, sync2, packet2) = (app.clone(), sync.clone(), packet.clone());
     let missing = blocking(move || {
-        let mapping = active_mapping(&app2, &sync2)?;
+        let mapping = super::initial::mapping_for(&app2, &sync2)?;
         Ok(content::missing(&app2, &mapping, &packet2))
     })
     .await?;
@@ -487,7 +523,7 @@ pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
             succeeded(app, sync_id).await;
             return Ok(());
         }
-        push_all(app, &sync).await?;
+        push_all(app, &sync, None).await?;
         // What we queued for the passive side's initial sync, told with the next pull.
         let mut resent = None;
         loop {
@@ -514,7 +550,7 @@ pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
                 resent = Some(
                     blocking(move || super::initial::queue_own(&app2, &sync2, request)).await?,
                 );
-                push_all(app, &sync).await?;
+                push_all(app, &sync, None).await?;
                 continue;
             }
             if done {

@@ -526,7 +526,7 @@ fn read_incoming(
             _ => {}
         }
         if !packet.items.is_empty() {
-            let files = content::missing(app, &mapping_for(app, sync)?, &packet);
+            let files = content::missing(app, &*mapping_for(app, sync)?, &packet);
             match content::read_chunks(app, folders, download, packet.after, &files, channel)? {
                 FolderContent::Complete => {}
                 FolderContent::Missing(chunk) => {

@@ -9,8 +9,7 @@
 //! is stopped or unreachable the job keeps running and says why; it fails only after an
 //! hour without progress.
 
-use super::active::{active_mapping, blocking, call_peer};
-use super::passive::passive_mapping;
+use super::active::{blocking, call_peer};
 use crate::app::App;
 use crmsync_domain::DomainError;
 use crmsync_domain::sync::{Mode, SyncConfig, Transport};
@@ -23,11 +22,12 @@ use std::time::Duration;
 /// How long an initial sync may go without progress before its job is reported failed.
 const PATIENCE: Duration = Duration::from_secs(3600);
 
-pub fn mapping_for(app: &App, sync: &SyncConfig) -> Result<crmsync_sync::Mapping, DomainError> {
-    match sync.mode {
-        Mode::Active => active_mapping(app, sync),
-        Mode::Passive => passive_mapping(app, sync),
-    }
+/// A sync's mapping as the store holds it now (kept while nothing it is built from changes).
+pub fn mapping_for(
+    app: &App,
+    sync: &SyncConfig,
+) -> Result<Arc<crmsync_sync::Mapping>, DomainError> {
+    app.mappings.of(app, sync)
 }
 
 /// Queues this side's rows; returns what was queued.

@@ -14,6 +14,7 @@ pub mod folder_channel;
 pub mod folders;
 pub mod held;
 pub mod initial;
+pub mod mappings;
 pub mod matching;
 pub mod metrics;
 pub mod numbering;

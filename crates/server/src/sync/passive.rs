@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use crmsync_domain::DomainError;
-use crmsync_domain::sync::{Mode, SyncConfig, SyncState};
+use crmsync_domain::sync::{SyncConfig, SyncState};
 use crmsync_sync::protocol::{
     Hello, HelloReply, Packet, PullRequest, PushReply, ResendRequest, ResendSummary,
 };
@@ -207,10 +207,7 @@ pub fn receive(app: &App, sync: &SyncConfig, packet: &Packet) -> Result<i64, Dom
     if packet.upto <= state.received_seq {
         return Ok(state.received_seq);
     }
-    let mapping = match sync.mode {
-        Mode::Passive => passive_mapping(app, sync)?,
-        Mode::Active => super::active::active_mapping(app, sync)?,
-    };
+    let mapping = super::initial::mapping_for(app, sync)?;
     content::ensure_present(app, &mapping, packet)?;
     let report = apply_packet(&app.core, sync, &mapping, packet)?;
     let moved = |s: &mut SyncState| {
@@ -263,9 +260,9 @@ async fn pull(
         let app2 = app.clone();
         let sync2 = sync.clone();
         let mut packet = blocking(move || {
-            let mapping = passive_mapping(&app2, &sync2)?;
+            let mapping = super::initial::mapping_for(&app2, &sync2)?;
             let mut packet = build_packet(&app2.core, &sync2, &mapping, ack, PACKET_LIMIT)?;
-            packet.problems = mapping.problems;
+            packet.problems = mapping.problems.clone();
             // Read again: it may have changed while the pull waited.
             packet.user_match = Some(app2.core.sync(sync2.id)?.user_match);
             Ok(packet)

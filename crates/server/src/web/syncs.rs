@@ -621,7 +621,7 @@ async fn detail(
             tables,
             choices,
             (peer_fields, peer_tables),
-            mapping.problems,
+            mapping.problems.clone(),
             held,
         ))
     })
