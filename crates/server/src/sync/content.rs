@@ -26,7 +26,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use crmsync_domain::sync::SyncConfig;
 use crmsync_domain::{DomainError, FileRef};
-use crmsync_sync::content::{CHUNK_BYTES, chunk_count, chunk_file_name, files_in};
+use crmsync_sync::content::{CHUNK_BYTES, chunk_count, chunk_file_name, chunk_len, files_in};
 use crmsync_sync::{Mapping, Packet};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -75,10 +75,17 @@ pub(crate) async fn upload(
         let reply: Received =
             request_json(app, sync, Method::POST, &endpoint, offer, CHUNK_TIMEOUT).await?;
         let mut received = reply.received;
+        let read = |index: u64| {
+            let (store, file) = (app.files.clone(), file.clone());
+            tokio::task::spawn_blocking(move || store.read_chunk(&file, index))
+        };
+        // The next chunk is read while the one before travels and is written there.
+        let mut reading = (received < file.size).then(|| read(received / CHUNK_BYTES));
         while received < file.size {
             let index = received / CHUNK_BYTES;
-            let (store, file2) = (app.files.clone(), file.clone());
-            let chunk = tokio::task::spawn_blocking(move || store.read_chunk(&file2, index))
+            let chunk = reading
+                .take()
+                .unwrap_or_else(|| read(index))
                 .await
                 .map_err(|e| Failure(e.to_string()))?
                 .map_err(|e| {
@@ -87,9 +94,17 @@ pub(crate) async fn upload(
                         file.name
                     ))
                 })?;
+            if index + 1 < chunk_count(file.size) {
+                reading = Some(read(index + 1));
+            }
             let endpoint = format!("content/{}/{index}?size={}", file.sha256, file.size);
             let reply: Received =
                 request_json(app, sync, Method::PUT, &endpoint, chunk, CHUNK_TIMEOUT).await?;
+            if reply.received != received + chunk_len(file.size, index) {
+                // It holds another amount than expected (a restart there): ask again
+                // from where it is.
+                reading = None;
+            }
             if reply.received <= received {
                 return Err(Failure(format!(
                     "the passive side did not take chunk {index} of file \"{}\"",
