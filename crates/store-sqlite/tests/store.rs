@@ -552,4 +552,12 @@ fn the_config_version_grows_with_what_a_mapping_is_built_from_only() {
         })
         .unwrap();
     assert_eq!(version(), stays, "progress and records keep the mapping");
+    let described_again = SyncState {
+        peer_catalog: Some("[{}]".into()),
+        ..moved_on
+    };
+    store
+        .write(|tx| tx.save_sync_state(id, &described_again))
+        .unwrap();
+    assert!(version() > stays, "the peer's catalogue, changed");
 }
