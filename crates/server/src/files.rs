@@ -122,7 +122,14 @@ impl FileStore {
                     .set_len(whole)?;
                 Ok(whole)
             }
-            Ok(meta) => Ok(meta.len().min(file.size)),
+            // Whole but never stored (the process stopped between the last chunk and its
+            // renaming): checked now; content that fails the check arrives again.
+            Ok(meta) if meta.len() >= file.size => match self.complete(file, &part) {
+                Ok(()) => Ok(file.size),
+                Err(ChunkError::Mismatch) => Ok(0),
+                Err(e) => Err(e),
+            },
+            Ok(meta) => Ok(meta.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(e.into()),
         }
@@ -176,8 +183,12 @@ impl FileStore {
         // On disk before it is named by its checksum: a name always means checked content.
         content.sync_all()?;
         let target = self.path_of(&file.sha256)?;
-        std::fs::create_dir_all(target.parent().expect("content paths have a parent"))?;
-        std::fs::rename(part, target)?;
+        let folder = target.parent().expect("content paths have a parent");
+        std::fs::create_dir_all(folder)?;
+        std::fs::rename(part, &target)?;
+        // The new name on disk too (and the folder it may have created).
+        std::fs::File::open(folder)?.sync_all()?;
+        std::fs::File::open(&self.root)?.sync_all()?;
         Ok(())
     }
 

@@ -136,7 +136,7 @@ async fn queue_both(
         let paused = applying.lock().await;
         match call_peer::<_, ResendSummary>(app, &current, "resend", &request).await {
             Ok(peer) => {
-                let own = queue_own_off_thread(app, sync, request).await?;
+                let own = queue_own_off_thread(app, &current, request).await?;
                 drop(paused);
                 return Ok((own, peer));
             }

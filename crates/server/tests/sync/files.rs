@@ -465,3 +465,47 @@ async fn an_active_side_killed_mid_file_resumes_at_the_first_missing_chunk_in_fl
     );
     flat_memory((&aux, aux_before), (&main, main_before));
 }
+
+/// A file that arrived whole but was never stored under its checksum (the receiving side
+/// stopped between the last chunk and the renaming, or a power cut left the last chunks
+/// wrong): checked when it is next offered, and sent again when the check fails — before,
+/// its full length counted as arrived, nothing was sent, and the packet naming it waited
+/// for its content forever.
+#[tokio::test]
+async fn a_whole_file_left_unstored_is_checked_when_offered_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (m, a, active, passive) = contracts_held_off(&main_api, &aux_api).await;
+    drop(aux_api);
+    let id = main_api
+        .create_record(m.0, json!({ m.1.to_string(): "Contract 3" }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let bytes = content(3 << 20, 3);
+    let sha = hex::encode(Sha256::digest(&bytes));
+    main_api
+        .upload_file(m.0, id, m.2, "scan.pdf", bytes.clone())
+        .await;
+
+    let aux_data = aux.kill();
+    let incoming = aux_data.join("files/incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    // Its full length, the end of it zeros.
+    let mut left = bytes.clone();
+    left[2 << 20..].fill(0);
+    std::fs::write(incoming.join(format!("{sha}.part")), &left).unwrap();
+
+    let aux = Server::start(&aux_data);
+    let aux_api = aux.admin();
+    set_remote(&main_api, active, &format!("{}/sync/v1/{passive}", aux.url)).await;
+    let copy = arrived(&aux_api, a.0, a.2, &sha).await;
+    assert_eq!(
+        aux_api.file_checksum(a.0, copy, a.2).await,
+        (bytes.len() as u64, sha.clone()),
+        "the file arrived intact"
+    );
+    assert!(!incoming.join(format!("{sha}.part")).exists());
+}
