@@ -187,9 +187,8 @@ impl FileStore {
         std::fs::create_dir_all(folder)?;
         std::fs::rename(part, &target)?;
         // The new name on disk too (and the folder it may have created).
-        std::fs::File::open(folder)?.sync_all()?;
-        std::fs::File::open(&self.root)?.sync_all()?;
-        Ok(())
+        sync_folder(folder)?;
+        sync_folder(&self.root).map_err(ChunkError::from)
     }
 
     /// Chunk `index` of stored content, for a peer.
@@ -244,9 +243,13 @@ impl FileStore {
         let target = self.path_of(&sha256)?;
         let is_new = !target.exists();
         if is_new {
-            tokio::fs::create_dir_all(target.parent().expect("content paths have a parent"))
-                .await?;
+            let folder = target.parent().expect("content paths have a parent");
+            tokio::fs::create_dir_all(folder).await?;
             temp_path.persist(&target).map_err(|e| e.error)?;
+            let folders = [folder.to_path_buf(), self.root.clone()];
+            tokio::task::spawn_blocking(move || folders.iter().try_for_each(sync_folder))
+                .await
+                .map_err(io::Error::other)??;
         }
         Ok((
             FileRef {
@@ -263,6 +266,11 @@ impl FileStore {
             let _ = tokio::fs::remove_file(path).await;
         }
     }
+}
+
+/// Flushes a folder's entries (a file renamed into it, a folder made in it) to disk.
+fn sync_folder(folder: impl AsRef<Path>) -> io::Result<()> {
+    std::fs::File::open(folder)?.sync_all()
 }
 
 #[cfg(test)]
