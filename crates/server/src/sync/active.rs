@@ -471,18 +471,18 @@ async fn pull_loop(app: App, sync_id: i64) {
                 report_problems(&app, &loaded, &known_problems).await?;
             }
             fetch_files(&app, &loaded, &packet).await?;
-            let loaded2 = loaded.clone();
-            let applying = app.initial_turns.applying(sync_id);
-            let applying = applying.lock().await;
-            blocking(move || receive(&app2, &loaded2, &packet)).await?;
-            drop(applying);
             if let Some(request) = resend {
-                // The passive side's initial sync wants our rows as well.
-                let app2 = app.clone();
+                // The passive side's initial sync wants our rows as well: queued before its
+                // rows in this packet are applied, or they would be queued again.
+                let (app2, loaded2) = (app.clone(), loaded.clone());
                 queued = Some(
-                    blocking(move || super::initial::queue_own(&app2, &loaded, request)).await?,
+                    blocking(move || super::initial::queue_own(&app2, &loaded2, request)).await?,
                 );
             }
+            let applying = app.initial_turns.applying(sync_id);
+            let applying = applying.lock().await;
+            blocking(move || receive(&app2, &loaded, &packet)).await?;
+            drop(applying);
             succeeded(&app, sync_id).await;
             Ok::<Option<ResendSummary>, Failure>(queued)
         }
@@ -541,15 +541,18 @@ pub async fn exchange_once(app: &App, sync_id: i64) -> Result<(), String> {
             let done = packet.upto <= ack;
             let resend = packet.resend;
             fetch_files(app, &sync, &packet).await?;
-            let (app2, sync2) = (app.clone(), sync.clone());
-            blocking(move || receive(&app2, &sync2, &packet)).await?;
             if let Some(request) = resend {
-                // The passive side's initial sync wants our rows: queued and sent now,
-                // and said so with the next pull.
+                // The passive side's initial sync wants our rows: queued (before its rows in
+                // this packet are applied, or they would be queued again) and sent now, and
+                // said so with the next pull.
                 let (app2, sync2) = (app.clone(), sync.clone());
                 resent = Some(
                     blocking(move || super::initial::queue_own(&app2, &sync2, request)).await?,
                 );
+            }
+            let (app2, sync2) = (app.clone(), sync.clone());
+            blocking(move || receive(&app2, &sync2, &packet)).await?;
+            if resend.is_some() {
                 push_all(app, &sync, None).await?;
                 continue;
             }

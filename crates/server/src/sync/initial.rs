@@ -203,7 +203,19 @@ async fn run_inner(
         // Otherwise the request travels with the next packet (a pull, or a packet file),
         // and what the other side queued comes back the same way (`resent`).
         false => {
-            let own = queue_own_off_thread(app, sync, request).await?;
+            // A passive HTTP side hands the request over first and queues its rows while it
+            // applies nothing pushed to it: the active side queues its own before applying
+            // anything of ours, so nobody's rows are queued again on the other side.
+            let over_http = sync.transport == Transport::Http;
+            let applying = app.initial_turns.applying(sync.id);
+            let paused = match over_http {
+                true => Some(applying.lock().await),
+                false => None,
+            };
+            let own = match over_http {
+                true => None,
+                false => Some(queue_own_off_thread(app, sync, request).await?),
+            };
             app.folder_control.with(sync.id, |c| c.got_resent = None);
             let core = app.core.clone();
             let id = sync.id;
@@ -215,6 +227,11 @@ async fn run_inner(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
             app.syncs.committed();
+            let own = match own {
+                Some(own) => own,
+                None => queue_own_off_thread(app, sync, request).await?,
+            };
+            drop(paused);
             (own, None)
         }
     };

@@ -489,3 +489,45 @@ async fn an_initial_sync_sends_back_nothing_the_other_side_has_just_sent() {
         "main's rows came back to it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_on_the_passive_side_an_initial_sync_sends_back_nothing_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = Server::start(&dir.path().join("aux"));
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
+    for i in 0..30 {
+        main_api
+            .create_record(
+                main_table,
+                json!({ m[0].to_string(): format!("main {i:02}") }),
+            )
+            .await;
+    }
+    for i in 0..10 {
+        aux_api
+            .create_record(
+                aux_table,
+                json!({ a[0].to_string(): format!("aux {i:02}") }),
+            )
+            .await;
+    }
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    add_field(&main_api, active, m[0], "both", None).await;
+    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
+    quiet(&main_api, active, &aux_api, passive).await;
+
+    let job = run_job(&aux_api, &format!("/syncs/{passive}/initial")).await;
+    assert_eq!(job["total"], 40, "each side's rows queued once: {job}");
+    quiet(&main_api, active, &aux_api, passive).await;
+    assert_eq!(record_values(&aux_api, aux_table).await.len(), 40);
+    assert_eq!(record_values(&main_api, main_table).await.len(), 40);
+    assert_eq!(received_in_log(&main_api, active).await, 10);
+    assert_eq!(
+        received_in_log(&aux_api, passive).await,
+        30,
+        "aux's rows came back to it"
+    );
+}
