@@ -441,9 +441,20 @@ async fn received_in_log(api: &Client, sync: i64) -> i64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_initial_sync_sends_back_nothing_the_other_side_has_just_sent() {
-    use super::faults::{Action, Fault, Relay};
+/// Two synced instances, 30 rows on main and 10 on aux that have not travelled yet.
+struct RowsOnBothSides {
+    _dir: tempfile::TempDir,
+    /// Kept running while the test runs.
+    _main: Server,
+    aux: Server,
+    main_api: Client,
+    aux_api: Client,
+    tables: (i64, i64),
+    active: i64,
+    passive: i64,
+}
+
+async fn rows_on_both_sides() -> RowsOnBothSides {
     let dir = tempfile::tempdir().unwrap();
     let main = Server::start(&dir.path().join("main"));
     let aux = Server::start(&dir.path().join("aux"));
@@ -470,64 +481,60 @@ async fn an_initial_sync_sends_back_nothing_the_other_side_has_just_sent() {
     add_field(&main_api, active, m[0], "both", None).await;
     add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
     quiet(&main_api, active, &aux_api, passive).await;
-    // The first request for the passive side's rows is cut: asked again a period later,
-    // after anything this side queued has had all the time to arrive there.
-    let relay = Relay::start(&aux.address()).await;
-    relay.arm(Fault::new("resend", Action::CutRequest));
-    set_remote(&main_api, active, &relay.endpoint(&aux, passive)).await;
+    RowsOnBothSides {
+        _dir: dir,
+        _main: main,
+        aux,
+        main_api,
+        aux_api,
+        tables: (main_table, aux_table),
+        active,
+        passive,
+    }
+}
 
-    let job = run_job(&main_api, &format!("/syncs/{active}/initial")).await;
-    assert_eq!(relay.cuts(), 1, "{:?}", relay.requests());
+/// The job queued each side's rows once, and each row travelled once.
+async fn each_row_travelled_once(pair: &RowsOnBothSides, job: &Value) {
+    let (main_api, aux_api) = (&pair.main_api, &pair.aux_api);
     assert_eq!(job["total"], 40, "each side's rows queued once: {job}");
-    quiet(&main_api, active, &aux_api, passive).await;
-    assert_eq!(record_values(&aux_api, aux_table).await.len(), 40);
-    assert_eq!(record_values(&main_api, main_table).await.len(), 40);
-    assert_eq!(received_in_log(&aux_api, passive).await, 30);
+    quiet(main_api, pair.active, aux_api, pair.passive).await;
+    assert_eq!(record_values(aux_api, pair.tables.1).await.len(), 40);
+    assert_eq!(record_values(main_api, pair.tables.0).await.len(), 40);
     assert_eq!(
-        received_in_log(&main_api, active).await,
-        10,
+        received_in_log(aux_api, pair.passive).await,
+        30,
         "main's rows came back to it"
+    );
+    assert_eq!(
+        received_in_log(main_api, pair.active).await,
+        10,
+        "aux's rows came back to it"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn started_on_the_passive_side_an_initial_sync_sends_back_nothing_either() {
-    let dir = tempfile::tempdir().unwrap();
-    let main = Server::start(&dir.path().join("main"));
-    let aux = Server::start(&dir.path().join("aux"));
-    let (main_api, aux_api) = (main.admin(), aux.admin());
-    let (main_table, m) = clients(&main_api, &["Name"]).await;
-    let (aux_table, a) = clients(&aux_api, &["Name"]).await;
-    for i in 0..30 {
-        main_api
-            .create_record(
-                main_table,
-                json!({ m[0].to_string(): format!("main {i:02}") }),
-            )
-            .await;
-    }
-    for i in 0..10 {
-        aux_api
-            .create_record(
-                aux_table,
-                json!({ a[0].to_string(): format!("aux {i:02}") }),
-            )
-            .await;
-    }
-    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
-    add_field(&main_api, active, m[0], "both", None).await;
-    add_field(&aux_api, passive, a[0], "both", Some(m[0])).await;
-    quiet(&main_api, active, &aux_api, passive).await;
+async fn an_initial_sync_sends_back_nothing_the_other_side_has_just_sent() {
+    use super::faults::{Action, Fault, Relay};
+    let pair = rows_on_both_sides().await;
+    // The first request for the passive side's rows is cut: asked again a period later,
+    // after anything this side queued has had all the time to arrive there.
+    let relay = Relay::start(&pair.aux.address()).await;
+    relay.arm(Fault::new("resend", Action::CutRequest));
+    set_remote(
+        &pair.main_api,
+        pair.active,
+        &relay.endpoint(&pair.aux, pair.passive),
+    )
+    .await;
 
-    let job = run_job(&aux_api, &format!("/syncs/{passive}/initial")).await;
-    assert_eq!(job["total"], 40, "each side's rows queued once: {job}");
-    quiet(&main_api, active, &aux_api, passive).await;
-    assert_eq!(record_values(&aux_api, aux_table).await.len(), 40);
-    assert_eq!(record_values(&main_api, main_table).await.len(), 40);
-    assert_eq!(received_in_log(&main_api, active).await, 10);
-    assert_eq!(
-        received_in_log(&aux_api, passive).await,
-        30,
-        "aux's rows came back to it"
-    );
+    let job = run_job(&pair.main_api, &format!("/syncs/{}/initial", pair.active)).await;
+    assert_eq!(relay.cuts(), 1, "{:?}", relay.requests());
+    each_row_travelled_once(&pair, &job).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_on_the_passive_side_an_initial_sync_sends_back_nothing_either() {
+    let pair = rows_on_both_sides().await;
+    let job = run_job(&pair.aux_api, &format!("/syncs/{}/initial", pair.passive)).await;
+    each_row_travelled_once(&pair, &job).await;
 }
