@@ -53,10 +53,15 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// The sync's settings, and whether it has fields to exchange yet (without any, the
 /// passive side is still greeted: the green check comes with the right password).
 async fn load(app: &App, sync_id: i64) -> Result<(SyncConfig, bool), Failure> {
-    let core = app.core.clone();
-    let (sync, fields) =
-        blocking(move || Ok((core.sync(sync_id)?, core.sync_fields(sync_id)?))).await?;
-    Ok((sync, !fields.is_empty()))
+    let app = app.clone();
+    blocking(move || settings(&app, sync_id)).await
+}
+
+fn settings(app: &App, sync_id: i64) -> Result<(SyncConfig, bool), DomainError> {
+    Ok((
+        app.core.sync(sync_id)?,
+        !app.core.sync_fields(sync_id)?.is_empty(),
+    ))
 }
 
 /// A signed request to the passive side of `sync`.
@@ -233,11 +238,11 @@ async fn push_loop(app: App, sync_id: i64) {
             // The settings and the first packet: one trip to the store for a change.
             let app2 = app.clone();
             let (loaded, first) = blocking(move || {
-                let loaded = app2.core.sync(sync_id)?;
+                let (loaded, has_fields) = settings(&app2, sync_id)?;
                 // Without fields the pull loop's hellos keep the status.
-                let first = match app2.core.sync_fields(sync_id)?.is_empty() {
-                    true => None,
-                    false => Some(next_packet(&app2, &loaded, None)?),
+                let first = match has_fields {
+                    true => Some(next_packet(&app2, &loaded, None)?),
+                    false => None,
                 };
                 Ok((loaded, first))
             })
@@ -310,13 +315,15 @@ async fn push_all(
     let mut last_pushed: Option<i64> = None;
     loop {
         while on_the_way.len() < PUSHES_ON_THE_WAY {
-            let (packet, files) = match (built.take(), next.take()) {
-                (Some(packet), None) => packet,
-                (_, Some(building)) => building
-                    .await
-                    .map_err(|e| Failure(e.to_string()))?
-                    .map_err(Failure::from)?,
-                (None, None) => break,
+            let (packet, files) = match built.take() {
+                Some(packet) => packet,
+                None => match next.take() {
+                    Some(building) => building
+                        .await
+                        .map_err(|e| Failure(e.to_string()))?
+                        .map_err(Failure::from)?,
+                    None => break,
+                },
             };
             if packet.upto == packet.after {
                 break;
@@ -479,8 +486,7 @@ async fn pull_loop(app: App, sync_id: i64) {
                     blocking(move || super::initial::queue_own(&app2, &loaded2, request)).await?,
                 );
             }
-            let applying = app.initial_turns.applying(sync_id);
-            let applying = applying.lock().await;
+            let applying = app.initial_turns.applying(sync_id).await;
             blocking(move || receive(&app2, &loaded, &packet)).await?;
             drop(applying);
             succeeded(&app, sync_id).await;

@@ -64,9 +64,10 @@ impl InitialTurns {
         turn(&self.jobs, sync_id)
     }
 
-    /// Held while a pulled packet is applied, and while both sides queue their rows.
-    pub fn applying(&self, sync_id: i64) -> Arc<tokio::sync::Mutex<()>> {
-        turn(&self.applying, sync_id)
+    /// Held while a packet from the other side is applied, and while both sides queue
+    /// their rows.
+    pub async fn applying(&self, sync_id: i64) -> tokio::sync::OwnedMutexGuard<()> {
+        turn(&self.applying, sync_id).lock_owned().await
     }
 }
 
@@ -132,8 +133,7 @@ async fn queue_both(
         // while this waited.
         let (core, id) = (app.core.clone(), sync.id);
         let current = blocking(move || core.sync(id)).await.map_err(|f| f.0)?;
-        let applying = app.initial_turns.applying(sync.id);
-        let paused = applying.lock().await;
+        let paused = app.initial_turns.applying(sync.id).await;
         match call_peer::<_, ResendSummary>(app, &current, "resend", &request).await {
             Ok(peer) => {
                 let own = queue_own_off_thread(app, &current, request).await?;
@@ -159,6 +159,27 @@ async fn queue_own_off_thread(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
+}
+
+/// Leaves the request for the other side's rows to travel with the next pull or packet
+/// file.
+async fn hand_request_over(
+    app: &App,
+    sync: &SyncConfig,
+    request: ResendRequest,
+) -> Result<(), String> {
+    app.folder_control.with(sync.id, |c| c.got_resent = None);
+    let core = app.core.clone();
+    let id = sync.id;
+    let text = serde_json::to_string(&request).unwrap_or_default();
+    tokio::task::spawn_blocking(move || {
+        core.update_sync_state(id, |s| s.resend_request = Some(text))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    app.syncs.committed();
+    Ok(())
 }
 
 /// A passive side can map its fields only once the active side has described them (its
@@ -206,32 +227,18 @@ async fn run_inner(
             // A passive HTTP side hands the request over first and queues its rows while it
             // applies nothing pushed to it: the active side queues its own before applying
             // anything of ours, so nobody's rows are queued again on the other side.
-            let over_http = sync.transport == Transport::Http;
-            let applying = app.initial_turns.applying(sync.id);
-            let paused = match over_http {
-                true => Some(applying.lock().await),
-                false => None,
+            let own = match sync.transport == Transport::Http {
+                true => {
+                    let _paused = app.initial_turns.applying(sync.id).await;
+                    hand_request_over(app, sync, request).await?;
+                    queue_own_off_thread(app, sync, request).await?
+                }
+                false => {
+                    let own = queue_own_off_thread(app, sync, request).await?;
+                    hand_request_over(app, sync, request).await?;
+                    own
+                }
             };
-            let own = match over_http {
-                true => None,
-                false => Some(queue_own_off_thread(app, sync, request).await?),
-            };
-            app.folder_control.with(sync.id, |c| c.got_resent = None);
-            let core = app.core.clone();
-            let id = sync.id;
-            let text = serde_json::to_string(&request).unwrap_or_default();
-            tokio::task::spawn_blocking(move || {
-                core.update_sync_state(id, |s| s.resend_request = Some(text))
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            app.syncs.committed();
-            let own = match own {
-                Some(own) => own,
-                None => queue_own_off_thread(app, sync, request).await?,
-            };
-            drop(paused);
             (own, None)
         }
     };

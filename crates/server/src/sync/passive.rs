@@ -168,8 +168,7 @@ async fn push(
         applied_up_to(&app, sync.id, before).await?;
     }
     // Not while an initial sync started here queues its rows (they would include these).
-    let applying = app.initial_turns.applying(sync.id);
-    let applying = applying.lock().await;
+    let applying = app.initial_turns.applying(sync.id).await;
     let applied = blocking(move || receive(&app, &sync, &packet)).await?;
     drop(applying);
     Ok(Json(PushReply { applied }))
