@@ -4,12 +4,12 @@
 //! or edited, and that an instance without numbers left refuses the record instead of
 //! making one up.
 
+use crate::Backend;
 use crmsync_domain::instance::{FieldPatch, WriteOp};
 use crmsync_domain::schema::{MAX_NUMBER_BLOCK, MAX_SEQUENCE_NUMBER, Numbering};
 use crmsync_domain::{
     Actor, DomainError, FieldOptions, Instance, Origin, RecordQuery, SystemClock, Value,
 };
-use crmsync_store_sqlite::SqliteStore;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value as Json, json};
@@ -17,20 +17,19 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-struct Fixture {
-    core: Instance<SqliteStore>,
+struct Fixture<B: Backend> {
+    core: Instance<B::Store>,
     admin: Actor,
     table: i64,
-    _dir: tempfile::TempDir,
+    /// Where a folder sync's folders would be.
+    folders: tempfile::TempDir,
+    _place: B,
 }
 
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let core = Instance::new(
-            SqliteStore::open(dir.path()).unwrap(),
-            Arc::new(SystemClock),
-        );
+impl<B: Backend> Fixture<B> {
+    fn new() -> Self {
+        let place = B::new();
+        let core = Instance::new(place.open(), Arc::new(SystemClock));
         core.ensure_admin(Some("password-1")).unwrap();
         let admin = Actor {
             user: core.users().unwrap().remove(0),
@@ -41,7 +40,8 @@ impl Fixture {
             core,
             admin,
             table,
-            _dir: dir,
+            folders: tempfile::tempdir().unwrap(),
+            _place: place,
         }
     }
 
@@ -78,7 +78,10 @@ impl Fixture {
 
     /// A sync whose other end owns the numbering (a folder sync: blocks travel either way).
     fn sync_to_owner(&self) -> i64 {
-        let dirs = (self._dir.path().join("up"), self._dir.path().join("down"));
+        let dirs = (
+            self.folders.path().join("up"),
+            self.folders.path().join("down"),
+        );
         let input = serde_json::from_value(json!({
             "name": "owner",
             "mode": "active",
@@ -98,9 +101,8 @@ fn number_of(record: &crmsync_domain::Record, field: i64) -> i64 {
     }
 }
 
-#[test]
-fn the_owner_numbers_records_one_by_one_from_the_start() {
-    let f = Fixture::new();
+pub fn the_owner_numbers_records_one_by_one_from_the_start<B: Backend>() {
+    let f = Fixture::<B>::new();
     let default = f.number_field("No", Some(Numbering::default()));
     let from_9000 = f.number_field(
         "Ref",
@@ -120,9 +122,8 @@ fn the_owner_numbers_records_one_by_one_from_the_start() {
     assert_eq!(numbers(from_9000), [9000, 9001, 9002]);
 }
 
-#[test]
-fn a_numbering_set_on_a_field_that_holds_numbers_starts_past_the_largest() {
-    let f = Fixture::new();
+pub fn a_numbering_set_on_a_field_that_holds_numbers_starts_past_the_largest<B: Backend>() {
+    let f = Fixture::<B>::new();
     let no = f.number_field("No", None);
     for typed in [5, 42, 7] {
         f.create(json!({ no.to_string(): typed })).unwrap();
@@ -141,9 +142,8 @@ fn a_numbering_set_on_a_field_that_holds_numbers_starts_past_the_largest() {
     assert_eq!(f.create_numbered(no).unwrap(), 44);
 }
 
-#[test]
-fn a_number_is_never_typed_nor_edited() {
-    let f = Fixture::new();
+pub fn a_number_is_never_typed_nor_edited<B: Backend>() {
+    let f = Fixture::<B>::new();
     let no = f.number_field("No", Some(Numbering::default()));
     let err = f.create(json!({ no.to_string(): 7 })).unwrap_err();
     assert!(
@@ -167,9 +167,8 @@ fn a_number_is_never_typed_nor_edited() {
     assert_eq!(f.record_count(), 1, "the refused create made nothing");
 }
 
-#[test]
-fn a_failed_write_gives_its_number_to_no_record() {
-    let f = Fixture::new();
+pub fn a_failed_write_gives_its_number_to_no_record<B: Backend>() {
+    let f = Fixture::<B>::new();
     let no = f.number_field("No", Some(Numbering::default()));
     let link = f
         .core
@@ -208,9 +207,8 @@ fn a_failed_write_gives_its_number_to_no_record() {
     assert!(next > 1, "{next}");
 }
 
-#[test]
-fn blocks_handed_out_and_numbers_used_here_never_overlap() {
-    let f = Fixture::new();
+pub fn blocks_handed_out_and_numbers_used_here_never_overlap<B: Backend>() {
+    let f = Fixture::<B>::new();
     let no = f.number_field(
         "No",
         Some(Numbering {
@@ -251,9 +249,8 @@ fn blocks_handed_out_and_numbers_used_here_never_overlap() {
     }
 }
 
-#[test]
-fn a_block_is_from_one_to_the_largest_block_and_only_from_the_owner() {
-    let f = Fixture::new();
+pub fn a_block_is_from_one_to_the_largest_block_and_only_from_the_owner<B: Backend>() {
+    let f = Fixture::<B>::new();
     let owned = f.number_field("No", Some(Numbering::default()));
     let plain = f.number_field("Amount", None);
     let sync = f.sync_to_owner();
@@ -280,9 +277,10 @@ fn a_block_is_from_one_to_the_largest_block_and_only_from_the_owner() {
     }
 }
 
-#[test]
-fn an_instance_drawing_numbers_uses_its_blocks_in_order_and_refuses_records_without_one() {
-    let f = Fixture::new();
+pub fn an_instance_drawing_numbers_uses_its_blocks_in_order_and_refuses_records_without_one<
+    B: Backend,
+>() {
+    let f = Fixture::<B>::new();
     let sync = f.sync_to_owner();
     let no = f.number_field(
         "No",

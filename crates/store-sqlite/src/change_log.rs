@@ -1,0 +1,636 @@
+//! The change log in SQLite. A write transaction buffers its entries and writes them in
+//! multi-row INSERTs; the log is read only through a `FlushedLog`, which exists only once
+//! that buffer is written — so every read of the log sees its own transaction's writes.
+
+use crate::records::uid_from;
+use crate::schema::table_name;
+use crate::{SqliteTx, sql_error};
+use crmsync_domain::clock::Hlc;
+use crmsync_domain::record::{LoggedChange, SyncLogFilter};
+use crmsync_domain::store::{ChangeLog, StoreResult};
+use crmsync_domain::{Change, ChangeOp, DomainError, FieldChange, Table};
+use rusqlite::{OptionalExtension, Transaction};
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+/// The change log as this transaction sees it, with every buffered entry written.
+pub(crate) struct FlushedLog<'a> {
+    tx: &'a Transaction<'a>,
+}
+
+/// A write transaction's entries waiting to be written together; only this module sees
+/// them, so nothing else can read the log around them.
+#[derive(Default)]
+pub(crate) struct ChangeBuffer {
+    /// The next seq; the transaction holds the only write lock.
+    next_seq: Option<i64>,
+    pending: Vec<PendingChange>,
+    last_origin: Option<Rc<String>>,
+    last_created_fields: Option<(Vec<i64>, Rc<String>)>,
+}
+
+impl SqliteTx<'_> {
+    pub(crate) fn next_seq(&mut self) -> StoreResult<i64> {
+        let seq = match self.log.next_seq {
+            Some(seq) => seq,
+            None => self
+                .tx
+                .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes", [], |r| {
+                    r.get(0)
+                })
+                .map_err(sql_error)?,
+        };
+        self.log.next_seq = Some(seq + 1);
+        Ok(seq)
+    }
+
+    /// Writes the buffered entries: the one way to read the log.
+    pub(crate) fn flushed_log(&mut self) -> StoreResult<FlushedLog<'_>> {
+        flush_changes(self)?;
+        Ok(FlushedLog { tx: &self.tx })
+    }
+}
+
+impl ChangeLog for SqliteTx<'_> {
+    fn history(&mut self, table: &Table, record_id: i64) -> StoreResult<Vec<Change>> {
+        self.flushed_log()?.history(table, record_id)
+    }
+
+    fn change_count(&mut self) -> StoreResult<u64> {
+        self.flushed_log()?.count()
+    }
+
+    fn last_change_seq(&mut self) -> StoreResult<i64> {
+        self.flushed_log()?.last_seq()
+    }
+
+    fn append_resends(
+        &mut self,
+        table_id: i64,
+        record_ids: &[i64],
+        fields: &[i64],
+        origin: &str,
+        at_ms: i64,
+    ) -> StoreResult<Option<(i64, i64)>> {
+        append_resends(self, table_id, record_ids, fields, origin, at_ms)
+    }
+
+    fn changes_for_sync(
+        &mut self,
+        after: i64,
+        limit: usize,
+        filter: &SyncLogFilter,
+    ) -> StoreResult<(Vec<LoggedChange>, i64)> {
+        self.flushed_log()?.for_sync(after, limit, filter)
+    }
+
+    fn count_changes_for_sync(&mut self, after: i64, filter: &SyncLogFilter) -> StoreResult<u64> {
+        self.flushed_log()?.count_for_sync(after, filter)
+    }
+}
+
+/// `SyncLogFilter::takes` in SQL.
+const FOR_SYNC: &str = "origin != :own AND (op != 'resend' OR origin = :resend)";
+
+impl FlushedLog<'_> {
+    /// The entries after `after` that `filter` takes, and how far the log was read (see
+    /// `ChangeLog::changes_for_sync`): a stretch of echoes is passed over inside SQLite,
+    /// without a row of it decoded.
+    fn for_sync(
+        &self,
+        after: i64,
+        limit: usize,
+        filter: &SyncLogFilter,
+    ) -> StoreResult<(Vec<LoggedChange>, i64)> {
+        let changes = {
+            let mut stmt = self
+                .tx
+                .prepare_cached(&format!(
+                    "SELECT seq, table_id, record_id, op, origin, fields FROM changes
+                     WHERE seq > :after AND {FOR_SYNC} ORDER BY seq LIMIT :limit"
+                ))
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query(rusqlite::named_params! {
+                    ":after": after,
+                    ":limit": limit as i64,
+                    ":own": filter.own_origin,
+                    ":resend": filter.own_resend,
+                })
+                .map_err(sql_error)?;
+            logged_changes(rows)?
+        };
+        let upto = match changes.last() {
+            Some(last) if changes.len() >= limit => last.seq,
+            // Read to the end of the log (this transaction's view of it).
+            _ => self.last_seq()?.max(after),
+        };
+        Ok((changes, upto))
+    }
+
+    fn count_for_sync(&self, after: i64, filter: &SyncLogFilter) -> StoreResult<u64> {
+        self.tx
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM changes WHERE seq > :after AND {FOR_SYNC}"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    rusqlite::named_params! {
+                        ":after": after,
+                        ":own": filter.own_origin,
+                        ":resend": filter.own_resend,
+                    },
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .map(|n| n as u64)
+            .map_err(sql_error)
+    }
+
+    fn last_seq(&self) -> StoreResult<i64> {
+        self.tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql_error)
+    }
+
+    fn count(&self) -> StoreResult<u64> {
+        self.tx
+            // Entries are numbered without gaps and never removed: the count is the range
+            // (two lookups, one query each: SQLite reads the whole log for COUNT(*) or for
+            // MIN and MAX in one select).
+            .query_row(
+                "SELECT COALESCE((SELECT MAX(seq) FROM changes) - (SELECT MIN(seq) FROM changes) + 1, 0)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(sql_error)
+    }
+
+    /// A record's entries, oldest first: the chain from its row's `last_seq`.
+    fn history(&self, table: &Table, record_id: i64) -> StoreResult<Vec<Change>> {
+        let tx = self.tx;
+        let head: Option<(Vec<u8>, i64)> = tx
+            .prepare_cached(&format!(
+                "SELECT uid, last_seq FROM {} WHERE id = ?1",
+                table_name(table.id)
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row([record_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(sql_error)?;
+        let Some((uid, last_seq)) = head else {
+            return Ok(Vec::new());
+        };
+        let record_uid = uid_from(&uid)?;
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT prev_seq, op, hlc, origin, user_id, at, fields FROM changes WHERE seq = ?1",
+            )
+            .map_err(sql_error)?;
+        let mut changes = Vec::new();
+        let mut next = Some(last_seq);
+        while let Some(seq) = next {
+            let (prev, op, hlc, origin, user_id, at_ms, fields): (
+                Option<i64>,
+                String,
+                i64,
+                String,
+                Option<i64>,
+                i64,
+                String,
+            ) = stmt
+                .query_row([seq], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })
+                .map_err(sql_error)?;
+            let (created_fields, fields) = decode_fields(&fields)?;
+            changes.push(Change {
+                seq,
+                table_id: table.id,
+                record_id,
+                record_uid,
+                op: ChangeOp::parse(&op)
+                    .ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
+                hlc: Hlc(hlc as u64),
+                origin,
+                user_id,
+                at_ms,
+                created_fields,
+                fields,
+            });
+            next = prev;
+        }
+        changes.reverse();
+        Ok(changes)
+    }
+}
+
+fn logged_changes(mut rows: rusqlite::Rows<'_>) -> StoreResult<Vec<LoggedChange>> {
+    let mut changes = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let op: String = row.get(3).map_err(sql_error)?;
+        let fields: String = row.get(5).map_err(sql_error)?;
+        let (created, changed) = decode_fields(&fields)?;
+        let field_nos = if created.is_empty() {
+            changed.into_iter().map(|f| f.field_no).collect()
+        } else {
+            created
+        };
+        changes.push(LoggedChange {
+            seq: row.get(0).map_err(sql_error)?,
+            table_id: row.get(1).map_err(sql_error)?,
+            record_id: row.get(2).map_err(sql_error)?,
+            op: ChangeOp::parse(&op)
+                .ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
+            origin: row.get(4).map_err(sql_error)?,
+            field_nos,
+        });
+    }
+    Ok(changes)
+}
+
+/// The change log's field list: a create's field numbers `[1,2]`, else `{"<no>": new}`
+/// for a value without a previous one and `{"<no>": [old, new]}` otherwise (no value type
+/// is a JSON array).
+fn encode_fields(change: &Change) -> StoreResult<String> {
+    if change.op == ChangeOp::Create {
+        let mut out = String::with_capacity(4 * change.created_fields.len() + 2);
+        out.push('[');
+        for (i, no) in change.created_fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{no}");
+        }
+        out.push(']');
+        return Ok(out);
+    }
+    let fields = &change.fields;
+    let mut out = Vec::with_capacity(32 * fields.len() + 2);
+    out.push(b'{');
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(&mut out as &mut dyn std::io::Write, "\"{}\":", f.field_no);
+        // A value taken from a peer also keeps the stamps that decided it (B-15).
+        let result = match (&f.old, &f.written) {
+            (None, None) => serde_json::to_writer(&mut out, &f.new),
+            (Some(old), None) => serde_json::to_writer(&mut out, &(old, &f.new)),
+            (old, Some(written)) => serde_json::to_writer(
+                &mut out,
+                &(
+                    old,
+                    &f.new,
+                    match &f.rule {
+                        None => serde_json::json!({ "w": written, "r": f.replaced }),
+                        Some(rule) => {
+                            serde_json::json!({ "w": written, "r": f.replaced, "k": rule })
+                        }
+                    },
+                ),
+            ),
+        };
+        result.map_err(|e| DomainError::Store(e.to_string()))?;
+    }
+    out.push(b'}');
+    String::from_utf8(out).map_err(|e| DomainError::Store(e.to_string()))
+}
+
+/// Returns (created fields, changed fields).
+fn decode_fields(text: &str) -> StoreResult<(Vec<i64>, Vec<FieldChange>)> {
+    if text.starts_with('[') {
+        let created = serde_json::from_str(text).map_err(|e| DomainError::Store(e.to_string()))?;
+        return Ok((created, Vec::new()));
+    }
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| DomainError::Store(e.to_string()))?;
+    let mut fields = Vec::with_capacity(map.len());
+    for (key, value) in map {
+        let field_no = key
+            .parse()
+            .map_err(|_| DomainError::Store(format!("change log field key {key}")))?;
+        fields.push(match value {
+            serde_json::Value::Array(mut pair) if pair.len() == 2 => {
+                let new = pair.pop().unwrap_or_default();
+                FieldChange {
+                    field_no,
+                    old: pair.pop(),
+                    new,
+                    ..Default::default()
+                }
+            }
+            serde_json::Value::Array(mut triple) if triple.len() == 3 => {
+                let why = triple.pop().unwrap_or_default();
+                let new = triple.pop().unwrap_or_default();
+                let stamp = |key: &str| serde_json::from_value(why[key].clone()).ok();
+                FieldChange {
+                    field_no,
+                    old: triple.pop(),
+                    new,
+                    written: stamp("w"),
+                    replaced: stamp("r"),
+                    rule: why["k"].as_str().map(str::to_string),
+                }
+            }
+            new => FieldChange {
+                field_no,
+                old: None,
+                new,
+                ..Default::default()
+            },
+        });
+    }
+    fields.sort_by_key(|f| f.field_no);
+    Ok((Vec::new(), fields))
+}
+
+/// A change-log row waiting in its transaction to be written with others.
+struct PendingChange {
+    seq: i64,
+    prev_seq: Option<i64>,
+    table_id: i64,
+    record_id: i64,
+    op: ChangeOp,
+    hlc: i64,
+    origin: Rc<String>,
+    user_id: Option<i64>,
+    at: i64,
+    fields: Rc<String>,
+}
+
+/// Rows per multi-row INSERT into the change log.
+const CHANGE_BATCH: usize = 256;
+
+/// Appends `change` as entry `seq`; `prev_seq` is the record's previous entry, so a
+/// record's history is a chain walked from its row's `last_seq` (cheaper to keep than an
+/// index over the whole log). Rows are buffered and written in multi-row INSERTs within
+/// the same transaction; `flush_changes` runs before commit and before any read of the log.
+pub(crate) fn append_change(
+    tx: &mut SqliteTx<'_>,
+    change: &Change,
+    record_id: i64,
+    seq: i64,
+    prev_seq: Option<i64>,
+) -> StoreResult<()> {
+    // A bulk write repeats its origin and, for creates, its field list: share them.
+    let origin = match &tx.log.last_origin {
+        Some(last) if **last == change.origin => last.clone(),
+        _ => {
+            let origin = Rc::new(change.origin.clone());
+            tx.log.last_origin = Some(origin.clone());
+            origin
+        }
+    };
+    let fields = match &tx.log.last_created_fields {
+        Some((nos, text)) if change.op == ChangeOp::Create && *nos == change.created_fields => {
+            text.clone()
+        }
+        _ => {
+            let text = Rc::new(encode_fields(change)?);
+            if change.op == ChangeOp::Create {
+                tx.log.last_created_fields = Some((change.created_fields.clone(), text.clone()));
+            }
+            text
+        }
+    };
+    tx.log.pending.push(PendingChange {
+        seq,
+        prev_seq,
+        table_id: change.table_id,
+        record_id,
+        op: change.op,
+        hlc: change.hlc.0 as i64,
+        origin,
+        user_id: change.user_id,
+        at: change.at_ms,
+        fields,
+    });
+    if tx.log.pending.len() >= CHANGE_BATCH {
+        flush_changes(tx)?;
+    }
+    Ok(())
+}
+
+/// One multi-row INSERT of `rows` change-log rows, each written as `row_values`.
+fn insert_change_rows(
+    tx: &Transaction<'_>,
+    row_values: &str,
+    rows: usize,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<()> {
+    let mut sql = String::from(
+        "INSERT INTO changes (seq, prev_seq, table_id, record_id, op, hlc, origin, user_id, at, fields) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(row_values);
+    }
+    tx.prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.execute(params))
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+fn append_resends(
+    tx: &mut SqliteTx<'_>,
+    table_id: i64,
+    record_ids: &[i64],
+    fields: &[i64],
+    origin: &str,
+    at_ms: i64,
+) -> StoreResult<Option<(i64, i64)>> {
+    let origin = Rc::new(origin.to_string());
+    let listed = Rc::new(format!(
+        "[{}]",
+        fields
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    let mut range = None;
+    for id in record_ids {
+        let seq = tx.next_seq()?;
+        range = Some((range.map_or(seq, |(first, _)| first), seq));
+        tx.log.pending.push(PendingChange {
+            seq,
+            prev_seq: None,
+            table_id,
+            record_id: *id,
+            op: ChangeOp::Resend,
+            hlc: 0,
+            origin: origin.clone(),
+            user_id: None,
+            at: at_ms,
+            fields: listed.clone(),
+        });
+        if tx.log.pending.len() >= CHANGE_BATCH {
+            flush_changes(tx)?;
+        }
+    }
+    Ok(range)
+}
+
+fn flush_changes(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
+    let pending = std::mem::take(&mut tx.log.pending);
+    // Creates have no previous entry and a known op: fewer parameters to bind.
+    let (creates, others): (Vec<&PendingChange>, Vec<&PendingChange>) =
+        pending.iter().partition(|c| c.op == ChangeOp::Create);
+    for chunk in creates.chunks(CHANGE_BATCH) {
+        let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(8 * chunk.len());
+        for c in chunk {
+            sql_params.extend([
+                &c.seq as &dyn rusqlite::ToSql,
+                &c.table_id,
+                &c.record_id,
+                &c.hlc,
+                &*c.origin,
+                &c.user_id,
+                &c.at,
+                &*c.fields,
+            ]);
+        }
+        insert_change_rows(
+            &tx.tx,
+            "(?,NULL,?,?,'create',?,?,?,?,?)",
+            chunk.len(),
+            &sql_params,
+        )?;
+    }
+    for chunk in others.chunks(CHANGE_BATCH) {
+        let ops: Vec<&str> = chunk.iter().map(|c| c.op.as_str()).collect();
+        let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(10 * chunk.len());
+        for (i, c) in chunk.iter().enumerate() {
+            sql_params.extend([
+                &c.seq as &dyn rusqlite::ToSql,
+                &c.prev_seq,
+                &c.table_id,
+                &c.record_id,
+                &ops[i],
+                &c.hlc,
+                &*c.origin,
+                &c.user_id,
+                &c.at,
+                &*c.fields,
+            ]);
+        }
+        insert_change_rows(&tx.tx, "(?,?,?,?,?,?,?,?,?,?)", chunk.len(), &sql_params)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    #[test]
+    fn the_change_log_encoding_round_trips() {
+        let mut change = Change {
+            seq: 0,
+            table_id: 1,
+            record_id: 1,
+            record_uid: Uuid::nil(),
+            op: ChangeOp::Update,
+            hlc: Hlc(1),
+            origin: "api".into(),
+            user_id: None,
+            at_ms: 0,
+            created_fields: Vec::new(),
+            fields: vec![
+                FieldChange {
+                    field_no: 2,
+                    old: None,
+                    new: json!("Иван"),
+                    ..Default::default()
+                },
+                FieldChange {
+                    field_no: 10,
+                    old: Some(json!(null)),
+                    new: json!("1.50"),
+                    ..Default::default()
+                },
+                FieldChange {
+                    field_no: 11,
+                    old: Some(json!({"name": "a", "size": 1, "sha256": "x"})),
+                    new: json!(null),
+                    ..Default::default()
+                },
+            ],
+        };
+        let text = encode_fields(&change).unwrap();
+        assert_eq!(
+            text,
+            r#"{"2":"Иван","10":[null,"1.50"],"11":[{"name":"a","sha256":"x","size":1},null]}"#
+        );
+        assert_eq!(
+            decode_fields(&text).unwrap(),
+            (vec![], change.fields.clone())
+        );
+        change.op = ChangeOp::Create;
+        change.created_fields = vec![3, 12];
+        assert_eq!(encode_fields(&change).unwrap(), "[3,12]");
+        assert_eq!(decode_fields("[3,12]").unwrap(), (vec![3, 12], vec![]));
+    }
+
+    #[test]
+    fn a_value_from_a_peer_keeps_the_stamps_that_decided_it() {
+        let written = crmsync_domain::Stamp {
+            hlc: Hlc(7 << 16),
+            node: Uuid::from_u128(0xA),
+        };
+        let replaced = crmsync_domain::Stamp {
+            hlc: Hlc(5 << 16),
+            node: Uuid::from_u128(0xB),
+        };
+        let change = Change {
+            seq: 0,
+            table_id: 1,
+            record_id: 1,
+            record_uid: Uuid::nil(),
+            op: ChangeOp::Update,
+            hlc: Hlc(7 << 16),
+            origin: "sync:1".into(),
+            user_id: None,
+            at_ms: 0,
+            created_fields: Vec::new(),
+            fields: vec![
+                FieldChange {
+                    field_no: 3,
+                    old: Some(json!("old")),
+                    new: json!("new"),
+                    written: Some(written),
+                    replaced: Some(replaced),
+                    rule: None,
+                },
+                // Decided by a sync's conflict rule (B-02).
+                FieldChange {
+                    field_no: 4,
+                    old: Some(json!("theirs")),
+                    new: json!("ours"),
+                    written: Some(written),
+                    replaced: Some(replaced),
+                    rule: Some("here".into()),
+                },
+            ],
+        };
+        let (_, decoded) = decode_fields(&encode_fields(&change).unwrap()).unwrap();
+        assert_eq!(decoded, change.fields);
+    }
+}
