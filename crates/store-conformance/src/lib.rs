@@ -16,6 +16,7 @@ pub mod convergence;
 pub mod fixtures;
 pub mod numbering;
 pub mod opening;
+pub mod postgres_cluster;
 pub mod records;
 pub mod syncs;
 

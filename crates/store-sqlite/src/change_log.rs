@@ -7,10 +7,9 @@ use crate::schema::table_name;
 use crate::{SqliteTx, sql_error};
 use crmsync_domain::clock::Hlc;
 use crmsync_domain::record::{LoggedChange, SyncLogFilter};
-use crmsync_domain::store::{ChangeLog, StoreResult};
-use crmsync_domain::{Change, ChangeOp, DomainError, FieldChange, Table};
+use crmsync_domain::store::{ChangeLog, StoreResult, decode_change_fields, encode_change_fields};
+use crmsync_domain::{Change, ChangeOp, DomainError, Table};
 use rusqlite::{OptionalExtension, Transaction};
-use std::fmt::Write as _;
 use std::rc::Rc;
 
 /// The change log as this transaction sees it, with every buffered entry written.
@@ -215,7 +214,7 @@ impl FlushedLog<'_> {
                     ))
                 })
                 .map_err(sql_error)?;
-            let (created_fields, fields) = decode_fields(&fields)?;
+            let (created_fields, fields) = decode_change_fields(&fields)?;
             changes.push(Change {
                 seq,
                 table_id: table.id,
@@ -242,7 +241,7 @@ fn logged_changes(mut rows: rusqlite::Rows<'_>) -> StoreResult<Vec<LoggedChange>
     while let Some(row) = rows.next().map_err(sql_error)? {
         let op: String = row.get(3).map_err(sql_error)?;
         let fields: String = row.get(5).map_err(sql_error)?;
-        let (created, changed) = decode_fields(&fields)?;
+        let (created, changed) = decode_change_fields(&fields)?;
         let field_nos = if created.is_empty() {
             changed.into_iter().map(|f| f.field_no).collect()
         } else {
@@ -259,102 +258,6 @@ fn logged_changes(mut rows: rusqlite::Rows<'_>) -> StoreResult<Vec<LoggedChange>
         });
     }
     Ok(changes)
-}
-
-/// The change log's field list: a create's field numbers `[1,2]`, else `{"<no>": new}`
-/// for a value without a previous one and `{"<no>": [old, new]}` otherwise (no value type
-/// is a JSON array).
-fn encode_fields(change: &Change) -> StoreResult<String> {
-    if change.op == ChangeOp::Create {
-        let mut out = String::with_capacity(4 * change.created_fields.len() + 2);
-        out.push('[');
-        for (i, no) in change.created_fields.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{no}");
-        }
-        out.push(']');
-        return Ok(out);
-    }
-    let fields = &change.fields;
-    let mut out = Vec::with_capacity(32 * fields.len() + 2);
-    out.push(b'{');
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let _ = write!(&mut out as &mut dyn std::io::Write, "\"{}\":", f.field_no);
-        // A value taken from a peer also keeps the stamps that decided it (B-15).
-        let result = match (&f.old, &f.written) {
-            (None, None) => serde_json::to_writer(&mut out, &f.new),
-            (Some(old), None) => serde_json::to_writer(&mut out, &(old, &f.new)),
-            (old, Some(written)) => serde_json::to_writer(
-                &mut out,
-                &(
-                    old,
-                    &f.new,
-                    match &f.rule {
-                        None => serde_json::json!({ "w": written, "r": f.replaced }),
-                        Some(rule) => {
-                            serde_json::json!({ "w": written, "r": f.replaced, "k": rule })
-                        }
-                    },
-                ),
-            ),
-        };
-        result.map_err(|e| DomainError::Store(e.to_string()))?;
-    }
-    out.push(b'}');
-    String::from_utf8(out).map_err(|e| DomainError::Store(e.to_string()))
-}
-
-/// Returns (created fields, changed fields).
-fn decode_fields(text: &str) -> StoreResult<(Vec<i64>, Vec<FieldChange>)> {
-    if text.starts_with('[') {
-        let created = serde_json::from_str(text).map_err(|e| DomainError::Store(e.to_string()))?;
-        return Ok((created, Vec::new()));
-    }
-    let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(text).map_err(|e| DomainError::Store(e.to_string()))?;
-    let mut fields = Vec::with_capacity(map.len());
-    for (key, value) in map {
-        let field_no = key
-            .parse()
-            .map_err(|_| DomainError::Store(format!("change log field key {key}")))?;
-        fields.push(match value {
-            serde_json::Value::Array(mut pair) if pair.len() == 2 => {
-                let new = pair.pop().unwrap_or_default();
-                FieldChange {
-                    field_no,
-                    old: pair.pop(),
-                    new,
-                    ..Default::default()
-                }
-            }
-            serde_json::Value::Array(mut triple) if triple.len() == 3 => {
-                let why = triple.pop().unwrap_or_default();
-                let new = triple.pop().unwrap_or_default();
-                let stamp = |key: &str| serde_json::from_value(why[key].clone()).ok();
-                FieldChange {
-                    field_no,
-                    old: triple.pop(),
-                    new,
-                    written: stamp("w"),
-                    replaced: stamp("r"),
-                    rule: why["k"].as_str().map(str::to_string),
-                }
-            }
-            new => FieldChange {
-                field_no,
-                old: None,
-                new,
-                ..Default::default()
-            },
-        });
-    }
-    fields.sort_by_key(|f| f.field_no);
-    Ok((Vec::new(), fields))
 }
 
 /// A change-log row waiting in its transaction to be written with others.
@@ -399,7 +302,7 @@ pub(crate) fn append_change(
             text.clone()
         }
         _ => {
-            let text = Rc::new(encode_fields(change)?);
+            let text = Rc::new(encode_change_fields(change)?);
             if change.op == ChangeOp::Create {
                 tx.log.last_created_fields = Some((change.created_fields.clone(), text.clone()));
             }
@@ -532,105 +435,4 @@ fn flush_changes(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
         insert_change_rows(&tx.tx, "(?,?,?,?,?,?,?,?,?,?)", chunk.len(), &sql_params)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-    use uuid::Uuid;
-
-    #[test]
-    fn the_change_log_encoding_round_trips() {
-        let mut change = Change {
-            seq: 0,
-            table_id: 1,
-            record_id: 1,
-            record_uid: Uuid::nil(),
-            op: ChangeOp::Update,
-            hlc: Hlc(1),
-            origin: "api".into(),
-            user_id: None,
-            at_ms: 0,
-            created_fields: Vec::new(),
-            fields: vec![
-                FieldChange {
-                    field_no: 2,
-                    old: None,
-                    new: json!("Иван"),
-                    ..Default::default()
-                },
-                FieldChange {
-                    field_no: 10,
-                    old: Some(json!(null)),
-                    new: json!("1.50"),
-                    ..Default::default()
-                },
-                FieldChange {
-                    field_no: 11,
-                    old: Some(json!({"name": "a", "size": 1, "sha256": "x"})),
-                    new: json!(null),
-                    ..Default::default()
-                },
-            ],
-        };
-        let text = encode_fields(&change).unwrap();
-        assert_eq!(
-            text,
-            r#"{"2":"Иван","10":[null,"1.50"],"11":[{"name":"a","sha256":"x","size":1},null]}"#
-        );
-        assert_eq!(
-            decode_fields(&text).unwrap(),
-            (vec![], change.fields.clone())
-        );
-        change.op = ChangeOp::Create;
-        change.created_fields = vec![3, 12];
-        assert_eq!(encode_fields(&change).unwrap(), "[3,12]");
-        assert_eq!(decode_fields("[3,12]").unwrap(), (vec![3, 12], vec![]));
-    }
-
-    #[test]
-    fn a_value_from_a_peer_keeps_the_stamps_that_decided_it() {
-        let written = crmsync_domain::Stamp {
-            hlc: Hlc(7 << 16),
-            node: Uuid::from_u128(0xA),
-        };
-        let replaced = crmsync_domain::Stamp {
-            hlc: Hlc(5 << 16),
-            node: Uuid::from_u128(0xB),
-        };
-        let change = Change {
-            seq: 0,
-            table_id: 1,
-            record_id: 1,
-            record_uid: Uuid::nil(),
-            op: ChangeOp::Update,
-            hlc: Hlc(7 << 16),
-            origin: "sync:1".into(),
-            user_id: None,
-            at_ms: 0,
-            created_fields: Vec::new(),
-            fields: vec![
-                FieldChange {
-                    field_no: 3,
-                    old: Some(json!("old")),
-                    new: json!("new"),
-                    written: Some(written),
-                    replaced: Some(replaced),
-                    rule: None,
-                },
-                // Decided by a sync's conflict rule (B-02).
-                FieldChange {
-                    field_no: 4,
-                    old: Some(json!("theirs")),
-                    new: json!("ours"),
-                    written: Some(written),
-                    replaced: Some(replaced),
-                    rule: Some("here".into()),
-                },
-            ],
-        };
-        let (_, decoded) = decode_fields(&encode_fields(&change).unwrap()).unwrap();
-        assert_eq!(decoded, change.fields);
-    }
 }

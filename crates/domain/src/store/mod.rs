@@ -7,6 +7,7 @@
 //! (`RecordStore::insert_record`, `update_record` take the `Change`), so no caller can
 //! change a record without recording it.
 
+mod change_fields;
 mod change_log;
 mod instance_meta;
 mod numbering;
@@ -15,6 +16,7 @@ mod schema;
 mod syncs;
 mod users;
 
+pub use change_fields::{decode_change_fields, encode_change_fields};
 pub use change_log::ChangeLog;
 pub use instance_meta::InstanceMeta;
 pub use numbering::NumberingStore;

@@ -1,0 +1,257 @@
+//! The PostgreSQL store: the same model as the SQLite store (see store-sqlite) in a
+//! PostgreSQL database — a CRM table `T` is the table `t<T>`, each field `N` three columns
+//! (`f<N>` the value, `h<N>` its HLC time, `n<N>` the writing node).
+//!
+//! Writers take one transaction-level advisory lock first, so the change log is numbered
+//! without gaps by one writer at a time — also across several crmsync processes on one
+//! database. Readers see a consistent snapshot (REPEATABLE READ, read only).
+
+mod change_log;
+mod migrations;
+mod numbering;
+mod records;
+mod schema;
+mod syncs;
+mod users;
+
+use crmsync_domain::clock::Hlc;
+use crmsync_domain::store::{InstanceMeta, StoreResult};
+use crmsync_domain::{DomainError, Store, StoreTx};
+use postgres::types::{FromSql, ToSql};
+use postgres::{Client, IsolationLevel, NoTls, Row, Statement};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use uuid::Uuid;
+
+/// Idle connections kept for the next transaction.
+const MAX_IDLE_CONNECTIONS: usize = 8;
+/// The advisory lock every write transaction holds (any number both processes agree on).
+const WRITER_LOCK: i64 = 0x0063_726d_7379_6e63; // "crmsync"
+
+pub struct PgStore {
+    url: String,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// A client with the statements it has prepared (a statement belongs to its connection).
+struct Connection {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://USER@HOST:PORT/DB`) and applies pending migrations.
+    pub fn open(url: &str) -> Result<PgStore, DomainError> {
+        let store = PgStore {
+            url: url.to_string(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let mut conn = store.connection()?;
+        migrations::apply(&mut conn.client)?;
+        store.give_back(conn);
+        Ok(store)
+    }
+
+    fn connection(&self) -> StoreResult<Connection> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match pooled {
+            Some(conn) if !conn.client.is_closed() => Ok(conn),
+            _ => Ok(Connection {
+                client: Client::connect(&self.url, NoTls).map_err(pg_error)?,
+                statements: HashMap::new(),
+            }),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_CONNECTIONS && !conn.client.is_closed() {
+            idle.push(conn);
+        }
+    }
+}
+
+pub(crate) fn pg_error(e: postgres::Error) -> DomainError {
+    match e.as_db_error() {
+        Some(db) => DomainError::Store(format!("{}: {}", db.code().code(), db.message())),
+        None => DomainError::Store(e.to_string()),
+    }
+}
+
+impl Store for PgStore {
+    fn read<T>(&self, f: impl FnOnce(&mut dyn StoreTx) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.connection()?;
+        let result = {
+            let Connection { client, statements } = &mut conn;
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(pg_error)?;
+            let mut store_tx = PgTx::new(tx, statements);
+            // A read transaction has nothing to keep; dropping it rolls back.
+            f(&mut store_tx)
+        };
+        self.give_back(conn);
+        result
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut dyn StoreTx) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.connection()?;
+        let result = {
+            let Connection { client, statements } = &mut conn;
+            let tx = client.transaction().map_err(pg_error)?;
+            let mut store_tx = PgTx::new(tx, statements);
+            store_tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
+            f(&mut store_tx).and_then(|value| store_tx.commit().map(|()| value))
+        };
+        self.give_back(conn);
+        result
+    }
+}
+
+/// One transaction; implements the domain's `StoreTx`.
+pub struct PgTx<'c> {
+    tx: postgres::Transaction<'c>,
+    statements: &'c mut HashMap<String, Statement>,
+    /// Node uuid ↔ local number, loaded on first use within this transaction.
+    nodes: Option<HashMap<Uuid, i64>>,
+    node_uids: HashMap<i64, Uuid>,
+    /// Change-log entries not written yet (see `change_log`).
+    log: change_log::ChangeBuffer,
+    /// INSERT statements by table and shape: built once per transaction, not once per row.
+    insert_sql: HashMap<i64, Vec<(records::InsertShape, std::rc::Rc<str>)>>,
+    /// Changes of each table's (active, deleted) counts, written before commit.
+    count_changes: HashMap<i64, (i64, i64)>,
+}
+
+type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+impl<'c> PgTx<'c> {
+    fn new(tx: postgres::Transaction<'c>, statements: &'c mut HashMap<String, Statement>) -> Self {
+        PgTx {
+            tx,
+            statements,
+            nodes: None,
+            node_uids: HashMap::new(),
+            log: Default::default(),
+            insert_sql: HashMap::new(),
+            count_changes: HashMap::new(),
+        }
+    }
+
+    /// Commits with what the transaction keeps back until then: its change-log entries
+    /// and its tables' record counts.
+    fn commit(mut self) -> StoreResult<()> {
+        self.flushed_log()?;
+        records::flush_counts(&mut self)?;
+        self.tx.commit().map_err(pg_error)
+    }
+
+    /// `sql` prepared once per connection.
+    pub(crate) fn statement(&mut self, sql: &str) -> StoreResult<Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.tx.prepare(sql).map_err(pg_error)?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    pub(crate) fn query(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
+        let statement = self.statement(sql)?;
+        self.tx.query(&statement, params).map_err(pg_error)
+    }
+
+    pub(crate) fn query_opt(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
+        let statement = self.statement(sql)?;
+        self.tx.query_opt(&statement, params).map_err(pg_error)
+    }
+
+    pub(crate) fn query_one(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Row> {
+        let statement = self.statement(sql)?;
+        self.tx.query_one(&statement, params).map_err(pg_error)
+    }
+
+    pub(crate) fn execute(&mut self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
+        let statement = self.statement(sql)?;
+        self.tx.execute(&statement, params).map_err(pg_error)
+    }
+
+    /// Statements without parameters, unprepared (schema changes).
+    pub(crate) fn batch(&mut self, sql: &str) -> StoreResult<()> {
+        self.tx.batch_execute(sql).map_err(pg_error)
+    }
+
+    fn load_nodes(&mut self) -> StoreResult<()> {
+        if self.nodes.is_some() {
+            return Ok(());
+        }
+        let mut nodes = HashMap::new();
+        for row in self.query("SELECT id, uid FROM nodes", &[])? {
+            let (id, uid): (i64, Uuid) = (get(&row, 0)?, get(&row, 1)?);
+            nodes.insert(uid, id);
+            self.node_uids.insert(id, uid);
+        }
+        self.nodes = Some(nodes);
+        Ok(())
+    }
+
+    /// The local number of a node, registering it on first sight.
+    pub(crate) fn node_id(&mut self, uid: Uuid) -> StoreResult<i64> {
+        self.load_nodes()?;
+        if let Some(id) = self.nodes.as_ref().and_then(|n| n.get(&uid)) {
+            return Ok(*id);
+        }
+        let row = self.query_one("INSERT INTO nodes (uid) VALUES ($1) RETURNING id", &[&uid])?;
+        let id: i64 = get(&row, 0)?;
+        self.nodes.get_or_insert_default().insert(uid, id);
+        self.node_uids.insert(id, uid);
+        Ok(id)
+    }
+
+    pub(crate) fn node_uid(&mut self, id: i64) -> StoreResult<Uuid> {
+        self.load_nodes()?;
+        self.node_uids
+            .get(&id)
+            .copied()
+            .ok_or_else(|| DomainError::Store(format!("unknown node {id}")))
+    }
+
+    fn meta(&mut self, key: &str) -> StoreResult<Option<String>> {
+        self.query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
+            .map(|row| get(&row, 0))
+            .transpose()
+    }
+}
+
+/// Column `idx` of `row`, as `T`.
+pub(crate) fn get<'r, T: FromSql<'r>>(row: &'r Row, idx: usize) -> StoreResult<T> {
+    row.try_get(idx).map_err(pg_error)
+}
+
+impl InstanceMeta for PgTx<'_> {
+    fn instance_id(&mut self) -> StoreResult<Uuid> {
+        let text = self
+            .meta("instance_id")?
+            .ok_or_else(|| DomainError::Store("instance id missing".into()))?;
+        Uuid::parse_str(&text).map_err(|e| DomainError::Store(e.to_string()))
+    }
+
+    fn last_hlc(&mut self) -> StoreResult<Hlc> {
+        Ok(Hlc(self
+            .meta("last_hlc")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)))
+    }
+
+    fn set_last_hlc(&mut self, hlc: Hlc) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO meta (key, value) VALUES ('last_hlc', $1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&hlc.0.to_string()],
+        )?;
+        Ok(())
+    }
+}
