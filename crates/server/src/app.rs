@@ -1,17 +1,17 @@
 //! Wiring: opens an instance's data directory and serves it on a bound listener.
 
+use crate::database::{Database, DatabaseUrl};
 use crate::files::FileStore;
 use axum::serve::Listener;
 use crmsync_domain::{DomainError, Instance, SystemClock};
-use crmsync_store_sqlite::SqliteStore;
 use rustls_pki_types::CertificateDer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The domain over the embedded store.
-pub type Core = Instance<SqliteStore>;
+/// The domain over the store chosen at start.
+pub type Core = Instance<Database>;
 
 /// Everything one running instance holds; cheap to clone into handlers.
 #[derive(Clone)]
@@ -66,17 +66,21 @@ pub const MAX_CONNECTIONS: usize = 768;
 pub const DEFAULT_LOG_KEEP_DAYS: u32 = 30;
 
 impl App {
-    /// Opens (creating on first use) the instance stored in `data_dir`.
+    /// Opens (creating on first use) the instance stored in `data_dir` (its SQLite
+    /// database and its files).
     pub fn open(data_dir: &Path) -> Result<App, DomainError> {
-        App::open_with_clock(data_dir, Arc::new(SystemClock))
+        let database = DatabaseUrl::Sqlite(data_dir.to_path_buf());
+        App::open_with(data_dir, &database, Arc::new(SystemClock))
     }
 
-    /// Opens with another clock (a machine whose clock is off, in tests).
-    pub fn open_with_clock(
+    /// Opens the instance whose database is `database` and whose files are in `data_dir`,
+    /// with `clock` (another clock: a machine whose clock is off, in tests).
+    pub fn open_with(
         data_dir: &Path,
+        database: &DatabaseUrl,
         clock: Arc<dyn crmsync_domain::Clock>,
     ) -> Result<App, DomainError> {
-        let store = SqliteStore::open(data_dir)?;
+        let store = Database::open(database)?;
         let core = Arc::new(Instance::new(store, clock));
         let syncs = crate::sync::SyncSignals::default();
         let signals = syncs.clone();
@@ -122,15 +126,15 @@ impl App {
     }
 
     /// Opens an instance that must already exist (for the CLI's offline commands).
-    pub fn open_existing(data_dir: &Path) -> Result<App, DomainError> {
-        if !data_dir.join(crmsync_store_sqlite::DATABASE_FILE).is_file() {
+    pub fn open_existing(data_dir: &Path, database: &DatabaseUrl) -> Result<App, DomainError> {
+        if !Database::exists(database) {
             return Err(DomainError::not_found(format!(
                 "there is no crmsync instance in {} (start one with `crmsync serve --data {}`)",
                 data_dir.display(),
                 data_dir.display()
             )));
         }
-        App::open(data_dir)
+        App::open_with(data_dir, database, Arc::new(SystemClock))
     }
 
     /// Serves the API on `listener` (plain TCP or `tls::TlsListener`) until `shutdown`

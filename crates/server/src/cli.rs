@@ -2,6 +2,7 @@
 
 use crate::app::App;
 use crate::csv_io::{self, CsvEncoding, ExportOptions, ImportOptions};
+use crate::database::DatabaseUrl;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use crmsync_domain::record::StatusFilter;
@@ -41,6 +42,8 @@ enum Command {
         /// The instance's data directory.
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArg,
         /// Address to listen on; port 0 picks a free port.
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
         listen: String,
@@ -68,6 +71,8 @@ enum Command {
     Import {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArg,
         /// Table name or id.
         #[arg(long)]
         table: String,
@@ -87,6 +92,8 @@ enum Command {
     Export {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArg,
         /// Table name or id.
         #[arg(long)]
         table: String,
@@ -107,6 +114,8 @@ enum Command {
     Backup {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArg,
         /// The new directory (must not exist).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
@@ -130,6 +139,8 @@ enum Command {
     SyncNow {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArg,
         /// Sync id or name; all active HTTP syncs and all folder syncs when absent.
         sync: Option<String>,
         #[command(flatten)]
@@ -139,7 +150,30 @@ enum Command {
     Status {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
+}
+
+/// Where the instance's database is (`--database`).
+#[derive(clap::Args)]
+struct DatabaseArg {
+    /// The database: `sqlite`, the file crmsync.db in --data (the default); `sqlite:DIR`;
+    /// or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (stored files stay in --data).
+    #[arg(
+        long = "database",
+        env = "CRMSYNC_DATABASE",
+        value_name = "URL",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    url: String,
+}
+
+impl DatabaseArg {
+    fn at(&self, data: &std::path::Path) -> Result<DatabaseUrl> {
+        Ok(DatabaseUrl::parse(&self.url, data)?)
+    }
 }
 
 /// HTTPS for this instance (B-09).
@@ -198,6 +232,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve {
             data,
+            database,
             listen,
             admin_password,
             public_url,
@@ -205,7 +240,7 @@ pub fn main() -> ExitCode {
             clock_offset_ms,
             log_keep_days,
         } => serve(
-            data,
+            (data, database),
             listen,
             admin_password,
             public_url,
@@ -214,29 +249,40 @@ pub fn main() -> ExitCode {
         ),
         Command::Import {
             data,
+            database,
             table,
             file,
             encoding,
             delimiter,
             as_user,
-        } => import(data, table, file, encoding, delimiter, as_user),
+        } => import((data, database), table, file, encoding, delimiter, as_user),
         Command::Export {
             data,
+            database,
             table,
             out,
             encoding,
             delimiter,
             status,
-        } => export(data, table, out, encoding, delimiter, status),
-        Command::Backup { data, out } => backup(data, out),
+        } => export((data, database), table, out, encoding, delimiter, status),
+        Command::Backup {
+            data,
+            database,
+            out,
+        } => backup((data, database), out),
         Command::Demo {
             data,
             main_port,
             aux_port,
             clients,
         } => crate::demo::run(&data, main_port, aux_port, clients),
-        Command::SyncNow { data, sync, trust } => sync_now(data, sync, trust),
-        Command::Status { data } => status(data),
+        Command::SyncNow {
+            data,
+            database,
+            sync,
+            trust,
+        } => sync_now((data, database), sync, trust),
+        Command::Status { data, database } => status((data, database)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -281,7 +327,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(
-    data: PathBuf,
+    (data, database): (PathBuf, DatabaseArg),
     listen: String,
     admin_password: Option<String>,
     public_url: Option<String>,
@@ -293,8 +339,9 @@ fn serve(
     } else {
         std::sync::Arc::new(crmsync_domain::OffsetClock(clock_offset_ms))
     };
-    let mut app = App::open_with_clock(&data, clock)
-        .with_context(|| format!("opening {}", data.display()))?;
+    let database = database.at(&data)?;
+    let mut app = App::open_with(&data, &database, clock)
+        .with_context(|| format!("opening {}", database.shown()))?;
     app.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
     app.log_keep_days = log_keep_days;
     // Uploads cut short by a crash (kill -9) left their temporary files behind.
@@ -374,7 +421,7 @@ fn actor_for(app: &App, login: &str) -> Result<Actor> {
 }
 
 fn import(
-    data: PathBuf,
+    (data, database): (PathBuf, DatabaseArg),
     table: String,
     file: PathBuf,
     encoding: String,
@@ -385,7 +432,7 @@ fn import(
         encoding: encoding.parse().map_err(anyhow::Error::msg)?,
         delimiter: csv_io::parse_delimiter(&delimiter).map_err(anyhow::Error::msg)?,
     };
-    let app = App::open_existing(&data)?;
+    let app = App::open_existing(&data, &database.at(&data)?)?;
     let actor = actor_for(&app, &as_user)?;
     let table = app.core.table_by_name_or_id(&table)?;
     let input =
@@ -431,7 +478,7 @@ fn import(
 }
 
 fn export(
-    data: PathBuf,
+    (data, database): (PathBuf, DatabaseArg),
     table: String,
     out: Option<PathBuf>,
     encoding: String,
@@ -448,7 +495,7 @@ fn export(
         "all" => StatusFilter::All,
         other => anyhow::bail!("status \"{other}\" is not one of active, deleted, all"),
     };
-    let app = App::open_existing(&data)?;
+    let app = App::open_existing(&data, &database.at(&data)?)?;
     let table = app.core.table_by_name_or_id(&table)?;
     let options = ExportOptions {
         encoding,
@@ -487,17 +534,18 @@ fn export(
     Ok(())
 }
 
-fn backup(data: PathBuf, out: PathBuf) -> Result<()> {
-    let app = App::open_existing(&data)?;
+fn backup((data, database): (PathBuf, DatabaseArg), out: PathBuf) -> Result<()> {
+    let app = App::open_existing(&data, &database.at(&data)?)?;
     if out.exists() {
         anyhow::bail!("{} exists already; choose a new directory", out.display());
     }
     std::fs::create_dir_all(&out)?;
     // Database first, then files: every file the copied database names is already stored,
     // since content is written before the record that points at it.
-    app.core
-        .store()
-        .backup_to(&out.join(crmsync_store_sqlite::DATABASE_FILE))?;
+    if let Err(e) = app.core.store().backup_to(&out) {
+        let _ = std::fs::remove_dir(&out);
+        return Err(e.into());
+    }
     let copied = copy_contents(&data.join("files"), &out.join("files"))?;
     println!(
         "backed up {} to {} ({copied} stored files)",
@@ -530,10 +578,11 @@ fn copy_contents(from: &std::path::Path, to: &std::path::Path) -> Result<u64> {
     Ok(copied)
 }
 
-fn status(data: PathBuf) -> Result<()> {
-    let app = App::open_existing(&data)?;
+fn status((data, database): (PathBuf, DatabaseArg)) -> Result<()> {
+    let app = App::open_existing(&data, &database.at(&data)?)?;
     println!("instance {}", app.core.instance_id()?);
     println!("data     {}", data.display());
+    println!("database {}", database.at(&data)?.shown());
     println!("users    {}", app.core.users()?.len());
     println!("changes  {} in the change log", app.core.change_count()?);
     let tables = app.core.table_counts()?;
@@ -582,9 +631,13 @@ fn status(data: PathBuf) -> Result<()> {
     Ok(())
 }
 
-fn sync_now(data: PathBuf, wanted: Option<String>, trust: TrustArgs) -> Result<()> {
+fn sync_now(
+    (data, database): (PathBuf, DatabaseArg),
+    wanted: Option<String>,
+    trust: TrustArgs,
+) -> Result<()> {
     use crmsync_domain::sync::{Mode, Transport};
-    let mut app = App::open_existing(&data)?;
+    let mut app = App::open_existing(&data, &database.at(&data)?)?;
     trust.apply(&mut app)?;
     // Over folders both sides write and read; over HTTP only the active side starts.
     let starts_here = |s: &crmsync_domain::sync::SyncConfig| {

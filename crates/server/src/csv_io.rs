@@ -858,7 +858,10 @@ mod tests {
                 std::sync::OnceLock::new();
             LEADS.get_or_init(|| {
                 let dir = tempfile::tempdir().unwrap();
-                let store = crmsync_store_sqlite::SqliteStore::open(dir.path()).unwrap();
+                let store = crate::database::Database::open(&crate::database::DatabaseUrl::Sqlite(
+                    dir.path().to_path_buf(),
+                ))
+                .unwrap();
                 let core = crmsync_domain::Instance::new(
                     store,
                     std::sync::Arc::new(crmsync_domain::SystemClock),

@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod csv_io;
+pub mod database;
 pub mod demo;
 pub mod files;
 pub mod jobs;

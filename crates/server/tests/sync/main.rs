@@ -22,6 +22,7 @@ mod log;
 mod matching;
 mod numbering;
 mod paused;
+mod postgres;
 mod protocol;
 mod provenance;
 mod random;

@@ -1,0 +1,160 @@
+//! The store an instance runs on, chosen at start (`--database`): the embedded SQLite file
+//! in its data folder (the default, nothing to install) or a PostgreSQL database. One enum,
+//! so nothing above it is generic over the store.
+
+use crmsync_domain::store::StoreResult;
+use crmsync_domain::{DomainError, Store, StoreTx};
+use crmsync_store_postgres::PgStore;
+use crmsync_store_sqlite::SqliteStore;
+use std::path::{Path, PathBuf};
+
+/// Where an instance's database is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// The folder holding `crmsync.db`.
+    Sqlite(PathBuf),
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// `sqlite` (the file in `data_dir`), `sqlite:DIR`, or a `postgres://` / `postgresql://`
+    /// URL.
+    pub fn parse(text: &str, data_dir: &Path) -> Result<DatabaseUrl, DomainError> {
+        let text = text.trim();
+        if text == "sqlite" || text.is_empty() {
+            return Ok(DatabaseUrl::Sqlite(data_dir.to_path_buf()));
+        }
+        if let Some(dir) = text.strip_prefix("sqlite:") {
+            return match dir.is_empty() {
+                true => Ok(DatabaseUrl::Sqlite(data_dir.to_path_buf())),
+                false => Ok(DatabaseUrl::Sqlite(PathBuf::from(dir))),
+            };
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(text.to_string()));
+        }
+        Err(DomainError::invalid(format!(
+            "--database {text:?}: give `sqlite`, `sqlite:DIR` or `postgres://USER@HOST:PORT/DB`"
+        )))
+    }
+
+    /// How to name it to a person: the URL without its password.
+    pub fn shown(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(dir) => {
+                format!(
+                    "sqlite:{}",
+                    dir.join(crmsync_store_sqlite::DATABASE_FILE).display()
+                )
+            }
+            DatabaseUrl::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if url[scheme + 3..at].contains(':') => {
+                    let user_end = scheme + 3 + url[scheme + 3..at].find(':').unwrap_or(0);
+                    format!("{}:***{}", &url[..user_end], &url[at..])
+                }
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+pub enum Database {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Database {
+    /// Opens (creating or migrating) the database at `url`.
+    pub fn open(url: &DatabaseUrl) -> Result<Database, DomainError> {
+        match url {
+            DatabaseUrl::Sqlite(dir) => SqliteStore::open(dir).map(Database::Sqlite),
+            DatabaseUrl::Postgres(url) => {
+                outside_async(|| PgStore::open(url)).map(Database::Postgres)
+            }
+        }
+    }
+
+    /// Whether an instance was ever started there (offline commands need one).
+    pub fn exists(url: &DatabaseUrl) -> bool {
+        match url {
+            DatabaseUrl::Sqlite(dir) => dir.join(crmsync_store_sqlite::DATABASE_FILE).is_file(),
+            // A server says itself whether the database is there when connected to.
+            DatabaseUrl::Postgres(_) => true,
+        }
+    }
+
+    /// A consistent copy of the database into the folder `out` (created already).
+    pub fn backup_to(&self, out: &Path) -> Result<(), DomainError> {
+        match self {
+            Database::Sqlite(store) => {
+                store.backup_to(&out.join(crmsync_store_sqlite::DATABASE_FILE))
+            }
+            Database::Postgres(_) => Err(DomainError::invalid(
+                "this instance's database is PostgreSQL: back it up with `pg_dump -Fc` (and \
+                 restore with `pg_restore`); `crmsync backup` copies an embedded SQLite \
+                 database only",
+            )),
+        }
+    }
+}
+
+/// The PostgreSQL client blocks on a runtime of its own, which must not start on a thread
+/// that is driving async tasks: there, the call is moved off the worker first (as any
+/// blocking call should be). Blocking threads and plain threads call straight through.
+fn outside_async<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+impl Store for Database {
+    fn read<T>(&self, f: impl FnOnce(&mut dyn StoreTx) -> StoreResult<T>) -> StoreResult<T> {
+        match self {
+            Database::Sqlite(store) => store.read(f),
+            Database::Postgres(store) => outside_async(|| store.read(f)),
+        }
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut dyn StoreTx) -> StoreResult<T>) -> StoreResult<T> {
+        match self {
+            Database::Sqlite(store) => store.write(f),
+            Database::Postgres(store) => outside_async(|| store.write(f)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_is_named_by_kind_and_place_and_shown_without_its_password() {
+        let data = Path::new("/srv/crm");
+        let parse = |text| DatabaseUrl::parse(text, data);
+        assert_eq!(parse("sqlite").unwrap(), DatabaseUrl::Sqlite(data.into()));
+        assert_eq!(parse("sqlite:").unwrap(), DatabaseUrl::Sqlite(data.into()));
+        assert_eq!(
+            parse("sqlite:/var/db").unwrap(),
+            DatabaseUrl::Sqlite("/var/db".into())
+        );
+        let url = "postgres://crm:s3cret@db.local:5433/crm";
+        assert_eq!(parse(url).unwrap(), DatabaseUrl::Postgres(url.into()));
+        assert_eq!(
+            parse(url).unwrap().shown(),
+            "postgres://crm:***@db.local:5433/crm"
+        );
+        let bare = "postgresql://crm@db.local/crm";
+        assert_eq!(parse(bare).unwrap().shown(), bare);
+        for bad in ["mysql://x", "postgres", "/srv/crm/crmsync.db"] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("postgres://USER@HOST:PORT/DB"),
+                "{bad}: {error}"
+            );
+        }
+    }
+}

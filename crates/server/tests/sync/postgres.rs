@@ -1,0 +1,123 @@
+//! Instances on PostgreSQL (`--database postgres://…`, issue 16): one on its own keeps
+//! everything across restarts, and a sync between SQLite and PostgreSQL moves records both
+//! ways. Each database is new, on a throw-away cluster this test binary starts.
+
+use crate::common::{Server, cli, eventually};
+use crate::http::{add_field, clients, pair, record_values};
+use crmsync_store_conformance::postgres_cluster::TestCluster;
+use serde_json::json;
+
+fn on_postgres(data: &std::path::Path, database: &str) -> Server {
+    Server::start_with(
+        data,
+        &[
+            "--admin-password",
+            crate::common::ADMIN_PASSWORD,
+            "--database",
+            database,
+        ],
+        &[],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_on_postgresql_keeps_its_records_across_restarts() {
+    let database = TestCluster::shared().create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("main");
+    let server = on_postgres(&data, &database);
+    let api = server.admin();
+    let (table, fields) = clients(&api, &["Name", "Город"]).await;
+    let created = api
+        .create_record(
+            table,
+            json!({ fields[0].to_string(): "ООО Ромашка", fields[1].to_string(): "Казань" }),
+        )
+        .await;
+    drop(server);
+
+    let again = on_postgres(&data, &database);
+    let api = again.admin();
+    let page = api
+        .ok(
+            reqwest::Method::GET,
+            &format!("/tables/{table}/records?q=ромашка"),
+            None,
+        )
+        .await;
+    assert_eq!(page["records"][0]["uid"], created["uid"], "{page}");
+    assert_eq!(
+        page["records"][0]["values"][fields[1].to_string()],
+        "Казань"
+    );
+    drop(again);
+
+    let data_arg = data.to_str().unwrap();
+    let (ok, out, err) = cli(&["status", "--data", data_arg, "--database", &database]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("records (0 deleted)") && out.contains("1 records"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("database {database}")), "{out}");
+    // Not in the SQLite file of the data folder: there is none.
+    let (ok, _, err) = cli(&["status", "--data", data_arg]);
+    assert!(!ok && err.contains("there is no crmsync instance"), "{err}");
+
+    let out_dir = dir.path().join("copy");
+    let (ok, _, err) = cli(&[
+        "backup",
+        "--data",
+        data_arg,
+        "--database",
+        &database,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("pg_dump"), "{err}");
+    assert!(!out_dir.exists(), "nothing half-written");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_between_sqlite_and_postgresql_moves_records_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let aux = on_postgres(
+        &dir.path().join("aux"),
+        &TestCluster::shared().create_database(),
+    );
+    let (main_api, aux_api) = (main.admin(), aux.admin());
+    let (main_table, m) = clients(&main_api, &["Name", "Phone"]).await;
+    let (aux_table, a) = clients(&aux_api, &["Имя", "Телефон"]).await;
+    let (active, passive) = pair(&main_api, &aux_api, "123456").await;
+    for i in 0..2 {
+        add_field(&main_api, active, m[i], "both", None).await;
+        add_field(&aux_api, passive, a[i], "both", Some(m[i])).await;
+    }
+    main_api
+        .create_record(
+            main_table,
+            json!({ m[0].to_string(): "Анна", m[1].to_string(): "+7 900" }),
+        )
+        .await;
+    aux_api
+        .create_record(
+            aux_table,
+            json!({ a[0].to_string(): "Борис", a[1].to_string(): "+7 901" }),
+        )
+        .await;
+    let names = |values: Vec<serde_json::Value>, field: i64| {
+        let mut names: Vec<String> = values
+            .iter()
+            .filter_map(|v| v[field.to_string()].as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    };
+    eventually(30, "both records on both sides", || async {
+        let here = names(record_values(&main_api, main_table).await, m[0]);
+        let there = names(record_values(&aux_api, aux_table).await, a[0]);
+        (here == ["Анна", "Борис"] && there == ["Анна", "Борис"]).then_some(())
+    })
+    .await;
+}
