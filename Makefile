@@ -9,11 +9,13 @@ run:
 serve:
 	cargo run --release -- serve --data ./data --listen 127.0.0.1:8080
 
-# The whole test suite: unit tests and end-to-end tests that start real crmsync processes.
-# Installs whatever system packages the tests need first (none yet).
+# The whole test suite: unit tests and end-to-end tests that start real crmsync processes,
+# then the sync suite again with some instances on PostgreSQL and some on SQLite.
+# Installs the system packages the tests need first (scripts/test-prerequisites.sh).
 test:
 	bash scripts/test-prerequisites.sh
 	cargo test --workspace
+	CRMSYNC_TEST_STORE=mixed cargo test -p crmsync --test sync
 
 # The long run: every property test at 10,000 cases, and the randomized four-instance
 # test at 2,000 operations for each of five seeds (CI runs both at their default size).

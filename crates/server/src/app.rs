@@ -127,11 +127,18 @@ impl App {
 
     /// Opens an instance that must already exist (for the CLI's offline commands).
     pub fn open_existing(data_dir: &Path, database: &DatabaseUrl) -> Result<App, DomainError> {
-        if !Database::exists(database) {
+        if !Database::exists(database)? {
+            let place = match database {
+                DatabaseUrl::Sqlite(_) => data_dir.display().to_string(),
+                DatabaseUrl::Postgres(_) => database.shown(),
+            };
             return Err(DomainError::not_found(format!(
-                "there is no crmsync instance in {} (start one with `crmsync serve --data {}`)",
+                "there is no crmsync instance in {place} (start one with `crmsync serve --data {}`{})",
                 data_dir.display(),
-                data_dir.display()
+                match database {
+                    DatabaseUrl::Sqlite(_) => String::new(),
+                    DatabaseUrl::Postgres(_) => format!(" --database {}", database.shown()),
+                }
             )));
         }
         App::open_with(data_dir, database, Arc::new(SystemClock))

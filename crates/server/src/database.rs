@@ -76,11 +76,10 @@ impl Database {
     }
 
     /// Whether an instance was ever started there (offline commands need one).
-    pub fn exists(url: &DatabaseUrl) -> bool {
+    pub fn exists(url: &DatabaseUrl) -> Result<bool, DomainError> {
         match url {
-            DatabaseUrl::Sqlite(dir) => dir.join(crmsync_store_sqlite::DATABASE_FILE).is_file(),
-            // A server says itself whether the database is there when connected to.
-            DatabaseUrl::Postgres(_) => true,
+            DatabaseUrl::Sqlite(dir) => Ok(dir.join(crmsync_store_sqlite::DATABASE_FILE).is_file()),
+            DatabaseUrl::Postgres(url) => outside_async(|| PgStore::has_instance(url)),
         }
     }
 

@@ -52,6 +52,15 @@ impl PgStore {
         Ok(store)
     }
 
+    /// Whether an instance was ever started in the database at `url` (nothing is created).
+    pub fn has_instance(url: &str) -> Result<bool, DomainError> {
+        let mut client = Client::connect(url, NoTls).map_err(pg_error)?;
+        let row = client
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .map_err(pg_error)?;
+        get(&row, 0)
+    }
+
     fn connection(&self) -> StoreResult<Connection> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {

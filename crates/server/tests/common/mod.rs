@@ -18,6 +18,39 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_crmsync")
 }
 
+/// The database of the instance whose data folder is `data`, as `--database` takes it:
+/// `CRMSYNC_TEST_STORE=postgres` runs every instance on PostgreSQL (a new database on the
+/// test binary's own cluster, the same one each time that folder is started), `mixed`
+/// runs some on each (by the folder's name, so `main` and `aux` differ), and anything
+/// else keeps the embedded SQLite default.
+pub fn database_for(data: &Path) -> Option<String> {
+    use crmsync_store_conformance::postgres_cluster::TestCluster;
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    let on_postgres = match std::env::var("CRMSYNC_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("mixed") => {
+            let name = data.file_name().map(|n| n.as_encoded_bytes().to_vec());
+            name.unwrap_or_default()
+                .iter()
+                .map(|b| u32::from(*b))
+                .sum::<u32>()
+                % 2
+                == 1
+        }
+        _ => false,
+    };
+    if !on_postgres {
+        return None;
+    }
+    static DATABASES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    let mut databases = DATABASES.get_or_init(Default::default).lock().unwrap();
+    let url = databases
+        .entry(data.to_path_buf())
+        .or_insert_with(|| TestCluster::shared().create_database());
+    Some(url.clone())
+}
+
 pub struct Server {
     child: Child,
     pub url: String,
@@ -87,8 +120,12 @@ impl Server {
             .args(["--listen", listen])
             .args(args)
             .env_remove("CRMSYNC_ADMIN_PASSWORD")
+            .env_remove("CRMSYNC_DATABASE")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        if let Some(database) = database_for(data).filter(|_| !args.contains(&"--database")) {
+            command.env("CRMSYNC_DATABASE", database);
+        }
         for (k, v) in env {
             command.env(k, v);
         }
@@ -396,13 +433,53 @@ impl Client {
     }
 }
 
+/// Behind the instance's back: one SQL statement (no parameters; SQL both stores read
+/// alike) run straight on the database of the instance in `data`, as someone with a
+/// database tool would. Returns the rows it changed.
+pub fn edit_database(data: &Path, sql: &str) -> u64 {
+    match database_for(data) {
+        None => {
+            let conn = rusqlite::Connection::open(data.join("crmsync.db")).unwrap();
+            conn.busy_timeout(Duration::from_secs(5)).unwrap();
+            conn.execute(sql, []).unwrap() as u64
+        }
+        Some(url) => {
+            let output = crmsync_store_conformance::postgres_cluster::TestCluster::shared()
+                .client("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c"])
+                .arg(format!(
+                    "WITH done AS ({sql} RETURNING 1) SELECT count(*) FROM done"
+                ))
+                .args(["-t", "-A"])
+                .output()
+                .expect("run psql");
+            let out = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{sql}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            out.trim().parse().expect("a row count")
+        }
+    }
+}
+
 /// Runs the CLI and returns (success, stdout, stderr).
 pub fn cli(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(binary())
+    let mut command = Command::new(binary());
+    command
         .args(args)
         .env_remove("CRMSYNC_ADMIN_PASSWORD")
-        .output()
-        .expect("run crmsync");
+        .env_remove("CRMSYNC_DATABASE");
+    // The instance's database, as it was started (see `database_for`).
+    let data = args
+        .iter()
+        .position(|a| *a == "--data")
+        .and_then(|i| args.get(i + 1));
+    if let Some(database) = data.and_then(|d| database_for(Path::new(d))) {
+        command.env("CRMSYNC_DATABASE", database);
+    }
+    let output = command.output().expect("run crmsync");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

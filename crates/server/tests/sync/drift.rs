@@ -1,4 +1,4 @@
-//! Drift check and repair (B-16): a value edited in one instance's SQLite file behind its
+//! Drift check and repair (B-16): a value edited in one instance's database behind its
 //! back keeps its stamp, so ordinary merging would never heal it; the active side's drift
 //! check finds it and the repair puts the active side's value back on the other side.
 //! Records only one side has are listed as such and the repair brings them across.
@@ -8,13 +8,10 @@ use crate::common::eventually;
 use reqwest::StatusCode;
 use serde_json::json;
 
-/// Behind the instance's back: one value edited in its SQLite file while it runs.
+/// Behind the instance's back: one value edited in its database while it runs.
 fn tamper(data: &std::path::Path, table: i64, field: i64, record: i64) {
-    let conn = rusqlite::Connection::open(data.join("crmsync.db")).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
-    let sql = format!("UPDATE t{table} SET f{field} = 'tampered' WHERE id = ?1");
-    assert_eq!(conn.execute(&sql, [record]).unwrap(), 1);
+    let sql = format!("UPDATE t{table} SET f{field} = 'tampered' WHERE id = {record}");
+    assert_eq!(crate::common::edit_database(data, &sql), 1);
 }
 
 #[tokio::test]

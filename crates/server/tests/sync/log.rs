@@ -175,15 +175,11 @@ async fn entries_older_than_the_retention_are_removed() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    {
-        let conn = rusqlite::Connection::open(data.join("crmsync.db")).unwrap();
-        for (at, message) in [(now - 3 * 86_400_000, "three days old"), (now, "fresh")] {
-            conn.execute(
-                "INSERT INTO sync_log (sync_id, at, kind, message) VALUES (?1, ?2, 'error', ?3)",
-                rusqlite::params![sync, at, message],
-            )
-            .unwrap();
-        }
+    for (at, message) in [(now - 3 * 86_400_000, "three days old"), (now, "fresh")] {
+        let sql = format!(
+            "INSERT INTO sync_log (sync_id, at, kind, message) VALUES ({sync}, {at}, 'error', '{message}')"
+        );
+        assert_eq!(crate::common::edit_database(&data, &sql), 1);
     }
     let main = Server::start_with(
         &data,

@@ -61,8 +61,18 @@ async fn an_instance_on_postgresql_keeps_its_records_across_restarts() {
     );
     assert!(out.contains(&format!("database {database}")), "{out}");
     // Not in the SQLite file of the data folder: there is none.
-    let (ok, _, err) = cli(&["status", "--data", data_arg]);
+    let (ok, _, err) = cli(&["status", "--data", data_arg, "--database", "sqlite"]);
     assert!(!ok && err.contains("there is no crmsync instance"), "{err}");
+
+    // A database where no instance ever started is not made one by a look at it.
+    let empty = TestCluster::shared().create_database();
+    let (ok, _, err) = cli(&["status", "--data", data_arg, "--database", &empty]);
+    assert!(
+        !ok && err.contains("there is no crmsync instance in postgres://"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&["status", "--data", data_arg, "--database", &empty]);
+    assert!(!ok, "still none after a look: {err}");
 
     let out_dir = dir.path().join("copy");
     let (ok, _, err) = cli(&[
