@@ -177,6 +177,116 @@ pub fn take_status(local_stamp: Stamp, incoming_stamp: Stamp) -> bool {
     incoming_stamp > local_stamp
 }
 
+/// What merging a peer's item into a record that exists here comes to, decided field by
+/// field before anything is written: the pure part of the merge (the applier checks links
+/// and writes it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordPlan {
+    /// The peer's values taken with the peer's stamps, and their change-log entries.
+    pub winners: Vec<(FieldNo, Value, Stamp)>,
+    pub logged: Vec<FieldChange>,
+    /// Values a conflict rule decided, written after with a fresh stamp.
+    pub ruled: Vec<(FieldNo, Value, FieldChange)>,
+    /// The peer's status and its stamp, when it is the newer write.
+    pub status: Option<(RecordStatus, Stamp)>,
+    /// Fields whose value the peer's changed here (for the report and the log).
+    pub taken: Vec<FieldNo>,
+    /// Fields where this side's newer, different value stayed.
+    pub kept: Vec<KeptLocal>,
+    /// Conflicts a rule decided.
+    pub decided: Vec<Decided>,
+}
+
+/// Decides how `item` merges into `current` (see [`decide_field`] for each field and
+/// [`take_status`] for the status). `unacked` lists the fields this side changed that the
+/// peer has not acknowledged; it reads the change log, so it is asked at most once and
+/// only when a rule could apply.
+pub fn plan_existing(
+    table: &crate::schema::Table,
+    current: &crate::record::StoredRecord,
+    item: MergeItem,
+    prefer: &std::collections::HashMap<FieldNo, Prefer>,
+    unacked: impl FnOnce() -> Result<Vec<FieldNo>, DomainError>,
+) -> Result<RecordPlan, DomainError> {
+    let mut plan = RecordPlan::default();
+    let mut unacked = Some(unacked);
+    let mut unacked_fields: Option<Vec<FieldNo>> = None;
+    for (no, value, stamp) in item.values {
+        let field = field_of(table, no);
+        let local = current.record.values.get(&no).unwrap_or(&Value::Null);
+        let local_stamp = current.stamps.get(&no).copied();
+        let prefer = prefer.get(&no).copied().unwrap_or_default();
+        let is_unacked = if prefer != Prefer::Newer && *local != value {
+            let fields = match (&mut unacked_fields, unacked.take()) {
+                (Some(fields), _) => fields,
+                (None, Some(read)) => unacked_fields.insert(read()?),
+                (None, None) => unreachable!("the unacknowledged fields are read once"),
+            };
+            fields.contains(&no)
+        } else {
+            false
+        };
+        let decision = decide_field(local, local_stamp, &value, stamp, prefer, is_unacked);
+        if let Some(prefer) = decision.ruled() {
+            let (kept, discarded) = prefer.pick(local, &value);
+            plan.decided.push(Decided {
+                field_no: no,
+                prefer,
+                kept: kept.to_json(field),
+                discarded: discarded.to_json(field),
+            });
+        }
+        match decision {
+            FieldDecision::Restamp { prefer } => {
+                let (winner, _) = prefer.pick(local, &value);
+                let change = FieldChange {
+                    field_no: no,
+                    old: Some(local.to_json(field)),
+                    new: winner.to_json(field),
+                    written: None,
+                    replaced: local_stamp,
+                    rule: Some(prefer.as_rule().to_string()),
+                };
+                if prefer == Prefer::There {
+                    plan.taken.push(no);
+                }
+                plan.ruled.push((no, winner.clone(), change));
+            }
+            FieldDecision::KeepByRule => {}
+            FieldDecision::Take { rule } => {
+                let change = FieldChange {
+                    field_no: no,
+                    old: Some(local.to_json(field)),
+                    new: value.to_json(field),
+                    // Why this value: its write is newer than the one here.
+                    written: Some(stamp),
+                    replaced: local_stamp,
+                    rule: rule.map(|p| p.as_rule().to_string()),
+                };
+                // The same value with a newer stamp is taken too (see `decide_field`), but
+                // is no change to report.
+                if *local != value {
+                    plan.taken.push(no);
+                }
+                plan.logged.push(change);
+                plan.winners.push((no, value, stamp));
+            }
+            FieldDecision::Keep => {
+                if *local != value {
+                    plan.kept.push(KeptLocal {
+                        field_no: no,
+                        local: local.to_json(field),
+                        incoming: value.to_json(field),
+                    });
+                }
+            }
+        }
+    }
+    plan.status = take_status(current.status_stamp, item.status_stamp)
+        .then_some((item.status, item.status_stamp));
+    Ok(plan)
+}
+
 impl<S: Store> Instance<S> {
     /// Merges a peer's records into one table, in one transaction; the newer write wins.
     pub fn merge(
@@ -262,93 +372,22 @@ impl<S: Store> Instance<S> {
                         outcome.created = true;
                     }
                     Some(current) => {
-                        let mut winners = Vec::new();
-                        let mut logged = Vec::new();
-                        // Values a conflict rule decided, written after with fresh stamps.
-                        let mut ruled: Vec<(FieldNo, Value, FieldChange)> = Vec::new();
-                        // This side's unacknowledged changes of the record, read once.
-                        let mut unacked: Option<Vec<FieldNo>> = None;
-                        for (no, value, stamp) in item.values {
-                            let field = field_of(table, no);
-                            let local = current.record.values.get(&no).unwrap_or(&Value::Null);
-                            let local_stamp = current.stamps.get(&no).copied();
-                            let prefer = rules.prefer.get(&no).copied().unwrap_or_default();
-                            // The change log is read only when a rule could apply, once per
-                            // record.
-                            let is_unacked = if prefer != Prefer::Newer && *local != value {
-                                let fields = match &mut unacked {
-                                    Some(fields) => fields,
-                                    None => unacked.insert(unacked_fields(
-                                        tx,
-                                        table,
-                                        current.record.id,
-                                        rules.unacked_after,
-                                        &origin,
-                                    )?),
-                                };
-                                fields.contains(&no)
-                            } else {
-                                false
-                            };
-                            let decision =
-                                decide_field(local, local_stamp, &value, stamp, prefer, is_unacked);
-                            if let Some(prefer) = decision.ruled() {
-                                let (kept, discarded) = prefer.pick(local, &value);
-                                outcome.decided.push(Decided {
-                                    field_no: no,
-                                    prefer,
-                                    kept: kept.to_json(field),
-                                    discarded: discarded.to_json(field),
-                                });
-                            }
-                            match decision {
-                                FieldDecision::Restamp { prefer } => {
-                                    let (winner, _) = prefer.pick(local, &value);
-                                    let change = FieldChange {
-                                        field_no: no,
-                                        old: Some(local.to_json(field)),
-                                        new: winner.to_json(field),
-                                        written: None,
-                                        replaced: local_stamp,
-                                        rule: Some(prefer.as_rule().to_string()),
-                                    };
-                                    if prefer == Prefer::There {
-                                        outcome.taken.push(no);
-                                    }
-                                    ruled.push((no, winner.clone(), change));
-                                }
-                                FieldDecision::KeepByRule => {}
-                                FieldDecision::Take { rule } => {
-                                    let change = FieldChange {
-                                        field_no: no,
-                                        old: Some(local.to_json(field)),
-                                        new: value.to_json(field),
-                                        // Why this value: its write is newer than the one here.
-                                        written: Some(stamp),
-                                        replaced: local_stamp,
-                                        rule: rule.map(|p| p.as_rule().to_string()),
-                                    };
-                                    // The same value with a newer stamp is taken too (see
-                                    // `decide_field`), but is no change to report.
-                                    if *local != value {
-                                        outcome.taken.push(no);
-                                    }
-                                    logged.push(change);
-                                    winners.push((no, value, stamp));
-                                }
-                                FieldDecision::Keep => {
-                                    if *local != value {
-                                        outcome.kept.push(KeptLocal {
-                                            field_no: no,
-                                            local: local.to_json(field),
-                                            incoming: value.to_json(field),
-                                        });
-                                    }
-                                }
-                            }
-                        }
-                        let status = take_status(current.status_stamp, item.status_stamp)
-                            .then_some((item.status, item.status_stamp));
+                        let record_id = current.record.id;
+                        let plan = plan_existing(table, &current, item, &rules.prefer, || {
+                            unacked_fields(tx, table, record_id, rules.unacked_after, &origin)
+                        })?;
+                        let RecordPlan {
+                            winners,
+                            logged,
+                            ruled,
+                            status,
+                            taken,
+                            kept,
+                            decided,
+                        } = plan;
+                        outcome.taken = taken;
+                        outcome.kept = kept;
+                        outcome.decided = decided;
                         outcome.record_id = Some(current.record.id);
                         if winners.is_empty() && status.is_none() && ruled.is_empty() {
                             outcomes.push(outcome);
