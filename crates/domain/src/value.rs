@@ -198,6 +198,17 @@ impl Value {
     }
 
     fn from_text_checked(field: &Field, s: &str) -> Result<Value, DomainError> {
+        // PostgreSQL keeps no NUL in text: refused here, the same for every store and for
+        // a peer's value (held with its reason) as for a typed one.
+        if s.contains('\0') {
+            return Err(DomainError::invalid_field(
+                field.no,
+                format!(
+                    "field {} \"{}\": text holds a NUL character (code 0)",
+                    field.no, field.name
+                ),
+            ));
+        }
         match field.field_type {
             FieldType::Text if s.chars().count() > MAX_TEXT_CHARS => {
                 Err(DomainError::invalid_field(

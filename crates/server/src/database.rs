@@ -8,8 +8,8 @@ use crmsync_store_postgres::PgStore;
 use crmsync_store_sqlite::SqliteStore;
 use std::path::{Path, PathBuf};
 
-/// Where an instance's database is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where an instance's database is. (Its `Debug` is `shown`: no password in a log.)
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     /// The folder holding `crmsync.db`.
     Sqlite(PathBuf),
@@ -34,9 +34,11 @@ impl DatabaseUrl {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             return Ok(DatabaseUrl::Postgres(text.to_string()));
         }
-        Err(DomainError::invalid(format!(
-            "--database {text:?}: give `sqlite`, `sqlite:DIR` or `postgres://USER@HOST:PORT/DB`"
-        )))
+        // Not echoed: a mistyped URL may hold a password.
+        Err(DomainError::invalid(
+            "--database is not a database: give `sqlite`, `sqlite:DIR` or \
+             `postgres://USER@HOST:PORT/DB`",
+        ))
     }
 
     /// How to name it to a person: the URL without its password.
@@ -48,14 +50,39 @@ impl DatabaseUrl {
                     dir.join(crmsync_store_sqlite::DATABASE_FILE).display()
                 )
             }
-            DatabaseUrl::Postgres(url) => match (url.find("://"), url.rfind('@')) {
-                (Some(scheme), Some(at)) if url[scheme + 3..at].contains(':') => {
-                    let user_end = scheme + 3 + url[scheme + 3..at].find(':').unwrap_or(0);
-                    format!("{}:***{}", &url[..user_end], &url[at..])
+            DatabaseUrl::Postgres(url) => {
+                let (address, query) = match url.split_once('?') {
+                    Some((address, query)) => (address, Some(query)),
+                    None => (url.as_str(), None),
+                };
+                let mut shown = match (address.find("://"), address.rfind('@')) {
+                    (Some(scheme), Some(at)) if address[scheme + 3..at].contains(':') => {
+                        let user_end = scheme + 3 + address[scheme + 3..at].find(':').unwrap_or(0);
+                        format!("{}:***{}", &address[..user_end], &address[at..])
+                    }
+                    _ => address.to_string(),
+                };
+                if let Some(query) = query {
+                    let parameters: Vec<String> = query
+                        .split('&')
+                        .map(|p| match p.split_once('=') {
+                            Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                                format!("{key}=***")
+                            }
+                            _ => p.to_string(),
+                        })
+                        .collect();
+                    shown = format!("{shown}?{}", parameters.join("&"));
                 }
-                _ => url.clone(),
-            },
+                shown
+            }
         }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
     }
 }
 
@@ -148,12 +175,25 @@ mod tests {
         );
         let bare = "postgresql://crm@db.local/crm";
         assert_eq!(parse(bare).unwrap().shown(), bare);
-        for bad in ["mysql://x", "postgres", "/srv/crm/crmsync.db"] {
+        let query = "postgres://crm@db.local/crm?sslmode=disable&password=s3cret";
+        let shown = parse(query).unwrap().shown();
+        assert_eq!(
+            shown,
+            "postgres://crm@db.local/crm?sslmode=disable&password=***"
+        );
+        assert!(!format!("{:?}", parse(url).unwrap()).contains("s3cret"));
+        for bad in [
+            "mysql://x",
+            "postgres",
+            "/srv/crm/crmsync.db",
+            "postgre://u:s3cret@h/d",
+        ] {
             let error = parse(bad).unwrap_err().to_string();
             assert!(
                 error.contains("postgres://USER@HOST:PORT/DB"),
                 "{bad}: {error}"
             );
+            assert!(!error.contains("s3cret"), "{error}");
         }
     }
 }

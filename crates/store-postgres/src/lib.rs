@@ -80,6 +80,18 @@ impl PgStore {
     }
 }
 
+impl Drop for PgStore {
+    /// A client closes by blocking on a runtime of its own, which panics on a thread that
+    /// drives async tasks (a server dropping its store as it stops): close them on a thread
+    /// of their own.
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
+    }
+}
+
 pub(crate) fn pg_error(e: postgres::Error) -> DomainError {
     match e.as_db_error() {
         Some(db) => DomainError::Store(format!("{}: {}", db.code().code(), db.message())),

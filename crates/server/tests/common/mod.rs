@@ -250,6 +250,24 @@ impl Server {
     }
 
     /// Stops the process (SIGKILL: nothing may depend on a clean shutdown).
+    /// Stops the process as a service manager does (SIGTERM) and returns its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn kill(mut self) -> PathBuf {
         let _ = self.child.kill();
         let _ = self.child.wait();

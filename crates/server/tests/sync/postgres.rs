@@ -34,6 +34,15 @@ async fn an_instance_on_postgresql_keeps_its_records_across_restarts() {
             json!({ fields[0].to_string(): "ООО Ромашка", fields[1].to_string(): "Казань" }),
         )
         .await;
+    // A NUL character no PostgreSQL text keeps is refused as a bad value, as on SQLite.
+    let (status, body) = api
+        .post(
+            &format!("/tables/{table}/records"),
+            json!({ "values": { fields[0].to_string(): "a\u{0}b" } }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("NUL"), "{body}");
     drop(server);
 
     let again = on_postgres(&data, &database);
@@ -130,4 +139,32 @@ async fn a_sync_between_sqlite_and_postgresql_moves_records_both_ways() {
         (here == ["Анна", "Борис"] && there == ["Анна", "Борис"]).then_some(())
     })
     .await;
+}
+
+/// Stopped as a service manager stops it, an instance on PostgreSQL exits cleanly after
+/// syncing — its idle connections closed without a panic — and starts again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_on_postgresql_stops_cleanly_on_sigterm() {
+    let database = TestCluster::shared().create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("main");
+    let server = on_postgres(&data, &database);
+    let api = server.admin();
+    let (table, fields) = clients(&api, &["Name"]).await;
+    // Several requests at once: several pooled connections to close at the end.
+    let writes = (0..6).map(|i| {
+        let api = api.clone();
+        let field = fields[0].to_string();
+        async move {
+            api.create_record(table, json!({ field: format!("r{i}") }))
+                .await
+        }
+    });
+    futures_util::future::join_all(writes).await;
+    let status = server.stop();
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(status.success(), "exit {status:?}; log:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let again = on_postgres(&data, &database);
+    assert_eq!(record_values(&again.admin(), table).await.len(), 6);
 }
