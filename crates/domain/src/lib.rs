@@ -11,7 +11,7 @@ pub mod instance;
 mod log_limit;
 pub mod logged_records;
 pub mod merge;
-mod numbering;
+pub mod numbering;
 pub mod record;
 pub mod schema;
 pub mod store;

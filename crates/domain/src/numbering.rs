@@ -10,6 +10,14 @@ use crate::sync::{Mode, Transport};
 use crate::value::Value;
 use crate::{DomainError, FieldNo, Instance};
 
+/// Where a new sequence starts: at `start`, or past the largest number the field already
+/// holds. A number too large for the sequence gives a first number past its end (the
+/// store then says the numbering has run out), never a wrapped one that would hand out
+/// numbers again.
+pub fn sequence_start(largest: Option<f64>, start: i64) -> i64 {
+    largest.map_or(start, |n| start.max((n.floor() as i64).saturating_add(1)))
+}
+
 /// Fills this table's numbered fields of a new record; refuses a number typed by hand.
 pub(crate) fn assign(
     tx: &mut dyn StoreTx,
@@ -158,5 +166,24 @@ impl<S: Store> Instance<S> {
             )));
         }
         Ok((self.table(field.table_id)?, field))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sequence_start;
+    use crate::schema::MAX_SEQUENCE_NUMBER;
+
+    #[test]
+    fn a_sequence_starts_past_the_largest_number_and_never_wraps() {
+        assert_eq!(sequence_start(None, 1), 1);
+        assert_eq!(sequence_start(Some(41.5), 1), 42);
+        assert_eq!(sequence_start(Some(-3.0), 100), 100);
+        for huge in [1e19, f64::MAX, 9.3e18, MAX_SEQUENCE_NUMBER as f64] {
+            assert!(
+                sequence_start(Some(huge), 1) >= MAX_SEQUENCE_NUMBER,
+                "{huge}"
+            );
+        }
     }
 }

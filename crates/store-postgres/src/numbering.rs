@@ -47,7 +47,7 @@ impl NumberingStore for PgTx<'_> {
             None => {
                 // A sequence set on a field that already holds numbers starts past them.
                 let largest = self.largest_number(table, field_no)?;
-                largest.map_or(start, |n| start.max(n.floor() as i64 + 1))
+                crmsync_domain::numbering::sequence_start(largest, start)
             }
         };
         let last = first + count - 1;

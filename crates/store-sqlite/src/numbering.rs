@@ -38,7 +38,7 @@ impl NumberingStore for SqliteTx<'_> {
                         |r| r.get(0),
                     )
                     .map_err(sql_error)?;
-                largest.map_or(start, |n| start.max(n.floor() as i64 + 1))
+                crmsync_domain::numbering::sequence_start(largest, start)
             }
         };
         let last = first + count - 1;
