@@ -4,50 +4,14 @@ use crate::{PgTx, get};
 use crmsync_domain::DomainError;
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::logged_records::LoggedRecords;
+use crmsync_domain::store::sync_text::{from_text, read_settings, settings_text, to_text};
 use crmsync_domain::store::{StoreResult, SyncStore};
 use crmsync_domain::sync::{
-    ConflictPolicy, Direction, FtpSettings, HeldChange, LocalSettings, Mode, PendingLink, Secret,
-    SyncConfig, SyncField, SyncLogEntry, SyncState, SyncTable, Transport, UserMatch,
+    ConflictPolicy, Direction, HeldChange, Mode, PendingLink, Secret, SyncConfig, SyncField,
+    SyncLogEntry, SyncState, SyncTable, Transport, UserMatch,
 };
 use postgres::Row;
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
-
-/// Transport settings kept as one JSON column.
-#[derive(Serialize, Deserialize, Default)]
-struct Settings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    local: Option<LocalSettings>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ftp: Option<FtpSettings>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    mass_delete_percent: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    conflict_policy: Option<ConflictPolicy>,
-}
-
-fn to_text<T: Serialize>(value: &T) -> StoreResult<String> {
-    let json = serde_json::to_value(value).map_err(|e| DomainError::Store(e.to_string()))?;
-    Ok(match json {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    })
-}
-
-fn from_text<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
-    serde_json::from_value(serde_json::Value::String(text.to_string()))
-        .map_err(|e| DomainError::Store(format!("stored value \"{text}\": {e}")))
-}
-
-fn settings_text(sync: &SyncConfig) -> StoreResult<String> {
-    serde_json::to_string(&Settings {
-        local: sync.local.clone(),
-        ftp: sync.ftp.clone(),
-        mass_delete_percent: Some(sync.mass_delete_percent),
-        conflict_policy: Some(sync.conflict_policy),
-    })
-    .map_err(|e| DomainError::Store(e.to_string()))
-}
 
 /// Inserts a new sync (id 0) or replaces an existing one's settings; returns its id.
 ///
@@ -83,11 +47,8 @@ fn save_sync(tx: &mut PgTx<'_>, sync: &SyncConfig) -> StoreResult<i64> {
 }
 
 fn sync_config(r: &Row) -> StoreResult<SyncConfig> {
-    let settings_json: String = get(r, 10)?;
-    let settings: Settings =
-        serde_json::from_str(&settings_json).map_err(|e| DomainError::Store(e.to_string()))?;
     let period_seconds: i64 = get(r, 8)?;
-    Ok(SyncConfig {
+    let mut sync = SyncConfig {
         id: get(r, 0)?,
         name: get(r, 1)?,
         mode: from_text::<Mode>(&get::<String>(r, 2)?)?,
@@ -100,13 +61,13 @@ fn sync_config(r: &Row) -> StoreResult<SyncConfig> {
             DomainError::Store(format!("stored period_seconds {period_seconds}: {e}"))
         })?,
         user_match: from_text::<UserMatch>(&get::<String>(r, 9)?)?,
-        local: settings.local,
-        ftp: settings.ftp,
-        mass_delete_percent: settings
-            .mass_delete_percent
-            .unwrap_or(crmsync_domain::sync::DEFAULT_MASS_DELETE_PERCENT),
-        conflict_policy: settings.conflict_policy.unwrap_or_default(),
-    })
+        local: None,
+        ftp: None,
+        mass_delete_percent: 0,
+        conflict_policy: ConflictPolicy::default(),
+    };
+    read_settings(&get::<String>(r, 10)?, &mut sync)?;
+    Ok(sync)
 }
 
 impl SyncStore for PgTx<'_> {

@@ -5,49 +5,13 @@ use crate::sql_error;
 use crmsync_domain::DomainError;
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::logged_records::LoggedRecords;
+use crmsync_domain::store::sync_text::{from_text, read_settings, settings_text, to_text};
 use crmsync_domain::store::{StoreResult, SyncStore};
 use crmsync_domain::sync::{
-    ConflictPolicy, Direction, FtpSettings, HeldChange, LocalSettings, Mode, PendingLink, Secret,
-    SyncConfig, SyncField, SyncLogEntry, SyncState, SyncTable, Transport, UserMatch,
+    ConflictPolicy, Direction, HeldChange, Mode, PendingLink, Secret, SyncConfig, SyncField,
+    SyncLogEntry, SyncState, SyncTable, Transport, UserMatch,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-
-/// Transport settings kept as one JSON column.
-#[derive(Serialize, Deserialize, Default)]
-struct Settings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    local: Option<LocalSettings>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ftp: Option<FtpSettings>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    mass_delete_percent: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    conflict_policy: Option<ConflictPolicy>,
-}
-
-fn to_text<T: Serialize>(value: &T) -> StoreResult<String> {
-    let json = serde_json::to_value(value).map_err(|e| DomainError::Store(e.to_string()))?;
-    Ok(match json {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    })
-}
-
-fn from_text<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
-    serde_json::from_value(serde_json::Value::String(text.to_string()))
-        .map_err(|e| DomainError::Store(format!("stored value \"{text}\": {e}")))
-}
-
-fn settings_text(sync: &SyncConfig) -> StoreResult<String> {
-    serde_json::to_string(&Settings {
-        local: sync.local.clone(),
-        ftp: sync.ftp.clone(),
-        mass_delete_percent: Some(sync.mass_delete_percent),
-        conflict_policy: Some(sync.conflict_policy),
-    })
-    .map_err(|e| DomainError::Store(e.to_string()))
-}
 
 /// Inserts a new sync (id 0) or replaces an existing one's settings; returns its id.
 fn save_sync(tx: &Transaction<'_>, sync: &SyncConfig) -> StoreResult<i64> {
@@ -95,9 +59,7 @@ impl SyncStore for SqliteTx<'_> {
         let mut syncs = Vec::new();
         while let Some(r) = rows.next().map_err(sql_error)? {
             let text = |i: usize| -> StoreResult<String> { r.get(i).map_err(sql_error) };
-            let settings: Settings =
-                serde_json::from_str(&text(10)?).map_err(|e| DomainError::Store(e.to_string()))?;
-            syncs.push(SyncConfig {
+            let mut sync = SyncConfig {
                 id: r.get(0).map_err(sql_error)?,
                 name: text(1)?,
                 mode: from_text::<Mode>(&text(2)?)?,
@@ -108,13 +70,13 @@ impl SyncStore for SqliteTx<'_> {
                 log: r.get(7).map_err(sql_error)?,
                 period_seconds: r.get(8).map_err(sql_error)?,
                 user_match: from_text::<UserMatch>(&text(9)?)?,
-                local: settings.local,
-                ftp: settings.ftp,
-                mass_delete_percent: settings
-                    .mass_delete_percent
-                    .unwrap_or(crmsync_domain::sync::DEFAULT_MASS_DELETE_PERCENT),
-                conflict_policy: settings.conflict_policy.unwrap_or_default(),
-            });
+                local: None,
+                ftp: None,
+                mass_delete_percent: 0,
+                conflict_policy: ConflictPolicy::default(),
+            };
+            read_settings(&text(10)?, &mut sync)?;
+            syncs.push(sync);
         }
         Ok(syncs)
     }

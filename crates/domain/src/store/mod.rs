@@ -13,6 +13,7 @@ mod instance_meta;
 mod numbering;
 mod records;
 mod schema;
+pub mod sync_text;
 mod syncs;
 mod users;
 
