@@ -53,53 +53,44 @@ fn prefer() -> impl Strategy<Value = Prefer> {
     prop_oneof![Just(Prefer::Newer), Just(Prefer::Here), Just(Prefer::There)]
 }
 
+/// Some of the fields, each once, with a value and its stamp.
+fn written() -> impl Strategy<Value = BTreeMap<i64, (Value, Stamp)>> {
+    proptest::collection::btree_map(
+        proptest::sample::select(FIELDS.to_vec()),
+        (value(), stamp()),
+        0..=3,
+    )
+}
+
 /// The record here: some fields written (value and stamp), a status and its stamp.
 fn current() -> impl Strategy<Value = StoredRecord> {
-    (
-        proptest::collection::btree_map(
-            proptest::sample::select(FIELDS.to_vec()),
-            (value(), stamp()),
-            0..=3,
-        ),
-        status(),
-        stamp(),
-    )
-        .prop_map(|(fields, status, status_stamp)| StoredRecord {
-            record: Record {
-                id: 7,
-                uid: Uuid::from_u128(99),
-                created_at_ms: 1,
-                updated_at_ms: 1,
-                status,
-                values: fields
-                    .iter()
-                    .filter(|(_, (v, _))| !v.is_null())
-                    .map(|(no, (v, _))| (*no, v.clone()))
-                    .collect(),
-            },
-            stamps: fields.iter().map(|(no, (_, s))| (*no, *s)).collect(),
-            status_stamp,
-        })
+    (written(), status(), stamp()).prop_map(|(fields, status, status_stamp)| StoredRecord {
+        record: Record {
+            id: 7,
+            uid: Uuid::from_u128(99),
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            status,
+            values: fields
+                .iter()
+                .filter(|(_, (v, _))| !v.is_null())
+                .map(|(no, (v, _))| (*no, v.clone()))
+                .collect(),
+        },
+        stamps: fields.iter().map(|(no, (_, s))| (*no, *s)).collect(),
+        status_stamp,
+    })
 }
 
 /// What the peer sends: each field at most once.
 fn item() -> impl Strategy<Value = MergeItem> {
-    (
-        proptest::collection::btree_map(
-            proptest::sample::select(FIELDS.to_vec()),
-            (value(), stamp()),
-            0..=3,
-        ),
-        status(),
-        stamp(),
-    )
-        .prop_map(|(fields, status, status_stamp)| MergeItem {
-            uid: Uuid::from_u128(99),
-            status,
-            status_stamp,
-            values: fields.into_iter().map(|(no, (v, s))| (no, v, s)).collect(),
-            created_at_ms: None,
-        })
+    (written(), status(), stamp()).prop_map(|(fields, status, status_stamp)| MergeItem {
+        uid: Uuid::from_u128(99),
+        status,
+        status_stamp,
+        values: fields.into_iter().map(|(no, (v, s))| (no, v, s)).collect(),
+        created_at_ms: None,
+    })
 }
 
 fn plan(

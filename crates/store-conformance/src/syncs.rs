@@ -11,10 +11,7 @@ use uuid::Uuid;
 /// What a sync's mapping is built from moves the config version; records, the log and a
 /// sync's progress do not (a busy sync keeps its mapping).
 pub fn the_config_version_grows_with_what_a_mapping_is_built_from_only<B: Backend>() {
-    use crmsync_domain::sync::{
-        ConflictPolicy, Direction, Mode, Secret, SyncConfig, SyncField, SyncState, SyncTable,
-        Transport, UserMatch,
-    };
+    use crmsync_domain::sync::{Direction, SyncField, SyncState, SyncTable};
     let place = B::new();
     let store = place.open();
     let version = || store.read(|tx| tx.config_version()).unwrap();
@@ -35,22 +32,7 @@ pub fn the_config_version_grows_with_what_a_mapping_is_built_from_only<B: Backen
         tx.create_field(table.id, "Phone", FieldType::Text, &FieldOptions::default())
             .unwrap();
     });
-    let mut sync = SyncConfig {
-        id: 0,
-        name: "branch".into(),
-        mode: Mode::Passive,
-        transport: Transport::Http,
-        remote_access: false,
-        remote_url: None,
-        password: Secret::default(),
-        log: true,
-        period_seconds: 5,
-        user_match: UserMatch::Login,
-        local: None,
-        ftp: None,
-        mass_delete_percent: 20,
-        conflict_policy: ConflictPolicy::Newer,
-    };
+    let mut sync = passive_sync("branch");
     let id = std::cell::Cell::new(0);
     moves("a new sync", &|tx| id.set(tx.insert_sync(&sync).unwrap()));
     let id = id.get();
