@@ -454,7 +454,13 @@ async fn sync_now_runs_one_folder_round_and_a_passive_http_sync_says_who_starts(
     let (main_api, aux_api) = (main.admin(), aux.admin());
     let (_, m) = clients(&main_api, &["Name"]).await;
     let (aux_table, a) = clients(&aux_api, &["Name"]).await;
-    link_by_folders(dir.path(), &main_api, &aux_api, &[(m[0], a[0])]).await;
+    let (active, _) = link_by_folders(dir.path(), &main_api, &aux_api, &[(m[0], a[0])]).await;
+    // Paired before main stops (sync-now below runs one round; it cannot wait for an answer).
+    eventually(20, "main's sync paired", || async {
+        let (_, s) = main_api.get(&format!("/syncs/{active}/status")).await;
+        (s["connected"] == true && s["reason"].is_null()).then_some(())
+    })
+    .await;
 
     // Main is stopped: a record imported offline travels only when sync-now runs.
     let main_data = main.kill();
