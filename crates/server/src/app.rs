@@ -43,7 +43,7 @@ pub struct App {
     /// Why the last request for each drawing field's numbers failed (B-06).
     pub numbering_failures: crate::sync::numbering::NumberingFailures,
     /// Requests and answers travelling through folders (drift checks, numbers, matches).
-    pub folder_control: crate::sync::control::FolderControl,
+    pub mailboxes: crate::sync::mailbox::Mailboxes,
     /// Packet files each folder sync refused.
     pub rejections: crate::sync::rejections::Rejections,
     /// Sync log entries older than this are removed (`--log-keep-days`).
@@ -109,7 +109,7 @@ impl App {
             peer_clocks: Default::default(),
             exchange_turns: Default::default(),
             numbering_failures: Default::default(),
-            folder_control: Default::default(),
+            mailboxes: Default::default(),
             rejections: Default::default(),
             log_keep_days: DEFAULT_LOG_KEEP_DAYS,
             initial_turns: Default::default(),

@@ -636,13 +636,12 @@ fn sync_now(
     wanted: Option<String>,
     trust: TrustArgs,
 ) -> Result<()> {
-    use crmsync_domain::sync::{Mode, Transport};
+    use crate::sync::peer::{self, Exchange};
     let mut app = App::open_existing(&data, &database.at(&data)?)?;
     trust.apply(&mut app)?;
     // Over folders both sides write and read; over HTTP only the active side starts.
-    let starts_here = |s: &crmsync_domain::sync::SyncConfig| {
-        s.mode == Mode::Active || s.transport != Transport::Http
-    };
+    let starts_here =
+        |s: &crmsync_domain::sync::SyncConfig| peer::exchange(s) != Exchange::IsCalled;
     let all = app.core.syncs()?;
     let any_here = !all.is_empty();
     let syncs: Vec<_> = all
@@ -672,14 +671,7 @@ fn sync_now(
             );
             continue;
         }
-        let outcome = match sync.transport {
-            Transport::Http => runtime
-                .block_on(crate::sync::active::exchange_once(&app, sync.id))
-                .map(|()| "exchanged".to_string()),
-            Transport::Local | Transport::Ftp => runtime
-                .block_on(crate::sync::folder::exchange_now(&app, sync.id))
-                .map(|tally| describe_round(&tally)),
-        };
+        let outcome = runtime.block_on(peer::exchange_now(&app, &sync));
         match outcome {
             Ok(done) => println!("sync {} \"{}\": {done}", sync.id, sync.name),
             Err(e) => {
@@ -692,23 +684,4 @@ fn sync_now(
         anyhow::bail!("{failures} sync(s) failed");
     }
     Ok(())
-}
-
-/// "wrote 1 record(s) in 1 packet(s), read 0 packet(s) with 0 record(s)", and what else
-/// the round met.
-fn describe_round(tally: &crate::sync::folder::Tally) -> String {
-    let mut text = format!(
-        "wrote {} record(s) in {} packet(s), read {} packet(s) with {} record(s)",
-        tally.records_written, tally.packets_written, tally.packets_read, tally.records_read
-    );
-    if tally.packets_rejected > 0 {
-        text += &format!(
-            ", moved {} rejected packet(s) aside (see the sync's log)",
-            tally.packets_rejected
-        );
-    }
-    if let Some(waiting) = &tally.waiting {
-        text += &format!("; {waiting}");
-    }
-    text
 }

@@ -1,38 +1,18 @@
 //! Drift check and repair (B-16), run from the active side of a sync: both sides digest
 //! what the sync carries, the active side compares, and a repair rewrites this side's
 //! values of the records that differ with fresh stamps (they travel and win there) and
-//! asks the other side to send everything again if it has records this side lacks. Over
-//! HTTP the digests are asked for directly; over folders the request and the answer
-//! travel in packets (`control`), and the check waits for the answer.
+//! asks the other side to send everything again if it has records this side lacks. Both
+//! questions go through the sync's `Peer`; the check waits for the digests.
 
-use super::active::{Failure, blocking, call_peer};
+use super::active::{Failure, blocking};
+use super::peer::Peer;
 use crate::app::App;
-use crmsync_domain::sync::{Mode, SyncConfig, Transport};
+use crmsync_domain::sync::Mode;
 use crmsync_domain::{Actor, DomainError, Origin};
 use crmsync_domain::{FieldType, Record, Table, Value};
-use crmsync_sync::drift::{self, DigestRequest, Digests, Drift};
-use crmsync_sync::protocol::{ResendRequest, ResendSummary};
+use crmsync_sync::drift::{self, Digests, Drift};
+use crmsync_sync::protocol::ResendRequest;
 use serde::Serialize;
-
-/// The other side's digests over folders: asked with the next packet, answered in one.
-async fn folder_digests(
-    app: &App,
-    sync: &SyncConfig,
-    request: DigestRequest,
-) -> Result<Digests, Failure> {
-    app.folder_control
-        .ask(
-            app,
-            sync,
-            |c| {
-                c.send_digest_request = Some(request);
-                c.got_digests = None;
-            },
-            |c| c.got_digests.take(),
-        )
-        .await
-        .map_err(Failure)
-}
 
 /// Compares both sides; returns this side's digests with the drift.
 pub(crate) async fn check(app: &App, sync_id: i64) -> Result<(Drift, Digests), Failure> {
@@ -48,10 +28,7 @@ pub(crate) async fn check(app: &App, sync_id: i64) -> Result<(Drift, Digests), F
         Ok((sync, drift::request(&mapping)))
     })
     .await?;
-    let theirs: Digests = match sync.transport {
-        Transport::Http => call_peer(app, &sync, "digests", &request).await?,
-        Transport::Local | Transport::Ftp => folder_digests(app, &sync, request).await?,
-    };
+    let theirs = Peer::new(app, &sync).ask(request).await?;
     let app2 = app.clone();
     let agreed = theirs.fields.clone();
     let one_way = [theirs.to_passive.clone(), theirs.to_active.clone()];
@@ -203,22 +180,10 @@ pub(crate) async fn repair(app: &App, sync_id: i64, actor: Actor) -> Result<Repa
     .await?;
     let requested_from_peer = !found.only_there.is_empty();
     if requested_from_peer {
-        let request = ResendRequest { field: None };
-        match sync.transport {
-            Transport::Http => {
-                let _: ResendSummary = call_peer(app, &sync, "resend", &request).await?;
-            }
-            // Over folders the request travels with the next packet, as an initial sync's.
-            Transport::Local | Transport::Ftp => {
-                let core = app.core.clone();
-                let text = serde_json::to_string(&request).unwrap_or_default();
-                blocking(move || {
-                    core.update_sync_state(sync_id, |s| s.resend_request = Some(text))
-                })
-                .await?;
-                app.syncs.committed();
-            }
-        }
+        // Over folders the request travels with the next packet, as an initial sync's.
+        Peer::new(app, &sync)
+            .request_resend(ResendRequest { field: None })
+            .await?;
     }
     Ok(Repaired {
         restamped,

@@ -98,6 +98,51 @@ pub struct Tally {
     pub waiting: Option<String>,
 }
 
+impl Tally {
+    /// The round as a person reads it (`crmsync sync-now`): "wrote 1 record(s) in 1
+    /// packet(s), read 0 packet(s) with 0 record(s)", and what else the round met.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "wrote {} record(s) in {} packet(s), read {} packet(s) with {} record(s)",
+            self.records_written, self.packets_written, self.packets_read, self.records_read
+        );
+        if self.packets_rejected > 0 {
+            text += &format!(
+                ", moved {} rejected packet(s) aside (see the sync's log)",
+                self.packets_rejected
+            );
+        }
+        if let Some(waiting) = &self.waiting {
+            text += &format!("; {waiting}");
+        }
+        text
+    }
+}
+
+/// The place `sync` leaves its packets, with its upload and download folders there: the
+/// one spot that knows which folder transports exist.
+fn folders_for(
+    app: &App,
+    sync: &SyncConfig,
+) -> Result<(Box<dyn Folders>, String, String), DomainError> {
+    Ok(match (sync.transport, &sync.local, &sync.ftp) {
+        (Transport::Local, Some(local), _) => {
+            let (upload, download) = LocalFolders::dirs(local);
+            (Box::new(LocalFolders), upload, download)
+        }
+        (Transport::Ftp, _, Some(ftp)) => {
+            let session = FtpFolders::connect(ftp, &app.tls_client)
+                .map_err(|e| DomainError::Unavailable(e.to_string()))?;
+            (
+                Box::new(session),
+                ftp.upload_dir.clone(),
+                ftp.download_dir.clone(),
+            )
+        }
+        _ => return Err(DomainError::invalid("no folders configured for this sync")),
+    })
+}
+
 /// One round now, outside the loop (`crmsync sync-now`), in this process: write what is
 /// pending, read what has arrived, then write the answers what was read asks for (this
 /// process keeps nothing queued once it ends). A failure is recorded in the status.
@@ -105,7 +150,7 @@ pub async fn exchange_now(app: &App, sync_id: i64) -> Result<Tally, String> {
     let app2 = app.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let mut round = exchange(&app2, sync_id, true, true)?;
-        if app2.folder_control.waiting(sync_id) {
+        if app2.mailboxes.waiting(sync_id) {
             let answers = exchange(&app2, sync_id, false, false)?;
             let (first, then) = (&mut round.tally, answers.tally);
             first.packets_written += then.packets_written;
@@ -166,23 +211,7 @@ fn exchange(
     // With no fields yet the folders are still checked and the active side's hello goes
     // out; the peer's packets wait in the folder until this side has fields to take them.
     let has_fields = !app.core.sync_fields(sync_id)?.is_empty();
-    let (mut folders, upload, download): (Box<dyn Folders>, String, String) =
-        match (sync.transport, &sync.local, &sync.ftp) {
-            (Transport::Local, Some(local), _) => {
-                let (upload, download) = LocalFolders::dirs(local);
-                (Box::new(LocalFolders), upload, download)
-            }
-            (Transport::Ftp, _, Some(ftp)) => {
-                let session = FtpFolders::connect(ftp, &app.tls_client)
-                    .map_err(|e| DomainError::Unavailable(e.to_string()))?;
-                (
-                    Box::new(session),
-                    ftp.upload_dir.clone(),
-                    ftp.download_dir.clone(),
-                )
-            }
-            _ => return Err(DomainError::invalid("no folders configured for this sync")),
-        };
+    let (mut folders, upload, download) = folders_for(app, &sync)?;
     for dir in [&upload, &download] {
         folders
             .prepare(dir)
@@ -312,12 +341,10 @@ fn write_outgoing(
         let after = state.sent_seq;
         let mut packet = build_packet(&app.core, sync, &mapping, after, PACKET_LIMIT)?;
         let resend_waiting = state.resend_request.is_some();
-        let control_waiting = app.folder_control.waiting(sync.id);
+        let control_waiting = app.mailboxes.waiting(sync.id);
         // The other side learns what we applied only from a packet of ours.
         let applied = state.received_seq;
-        let ack_due = app
-            .folder_control
-            .with(sync.id, |c| applied > c.ack_written);
+        let ack_due = app.mailboxes.with(sync.id, |c| applied > c.ack_written);
         if packet.upto == packet.after
             && !hello_due
             && !resend_waiting
@@ -345,7 +372,7 @@ fn write_outgoing(
             .update_sync_state(sync.id, |s| request = s.resend_request.take())?;
         packet.resend = request.and_then(|r| serde_json::from_str(&r).ok());
         // Requests and answers waiting to go (drift checks, numbers, matches), once.
-        let control = app.folder_control.fill(sync.id, &mut packet);
+        let control = app.mailboxes.fill(sync.id, &mut packet);
         let written =
             !packet.items.is_empty() || hello_due || packet.resend.is_some() || control || ack_due;
         // What this round built up to: the build cursor moves past it either way.
@@ -359,7 +386,7 @@ fn write_outgoing(
                 packet.upto = packet.after;
             }
             let now = app.core.now_ms();
-            let written_at = app.folder_control.with(sync.id, |c| {
+            let written_at = app.mailboxes.with(sync.id, |c| {
                 c.last_name_ms = now.max(c.last_name_ms + 1);
                 c.last_name_ms
             });
@@ -374,7 +401,7 @@ fn write_outgoing(
                 .map_err(|e| folder_error("write to", &folders.describe(upload), e))?;
             tally.packets_written += 1;
             tally.records_written += packet.items.len();
-            app.folder_control
+            app.mailboxes
                 .with(sync.id, |c| c.ack_written = c.ack_written.max(applied));
             if !packet.items.is_empty() {
                 app.metrics
@@ -491,10 +518,10 @@ fn read_incoming(
             && (packet.catalog.is_some()
                 || packet.resend.is_some()
                 || packet.ack.is_some()
-                || super::control::carries_control(&packet));
+                || super::mailbox::carries_control(&packet));
         let mut sequence = folder::sequence(&packet, received);
         if received == 0 {
-            let start = app.folder_control.with(sync.id, |c| {
+            let start = app.mailboxes.with(sync.id, |c| {
                 if packet.items.is_empty() && packet.upto == packet.after {
                     c.peer_start = Some(c.peer_start.map_or(packet.after, |s| s.min(packet.after)));
                 }
@@ -562,7 +589,7 @@ fn read_incoming(
         super::control::after_apply(app, sync, &packet)?;
         if let Some(request) = packet.resend {
             let resent = super::initial::queue_own(app, sync, request)?;
-            app.folder_control
+            app.mailboxes
                 .with(sync.id, |c| c.send_resent = Some(resent));
         }
         channel.state.use_up(&bytes);

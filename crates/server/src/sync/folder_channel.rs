@@ -69,7 +69,7 @@ impl Channel {
         // Saved first: an answer may come before this round ends, and must meet the seed.
         self.save(app, sync)?;
         let now = app.core.now_ms();
-        let written_at = app.folder_control.with(sync.id, |c| {
+        let written_at = app.mailboxes.with(sync.id, |c| {
             c.last_name_ms = now.max(c.last_name_ms + 1);
             c.last_name_ms
         });

@@ -9,10 +9,11 @@
 //! is stopped or unreachable the job keeps running and says why; it fails only after an
 //! hour without progress.
 
-use super::active::{blocking, call_peer};
+use super::active::blocking;
+use super::peer::{Exchange, Peer};
 use crate::app::App;
 use crmsync_domain::DomainError;
-use crmsync_domain::sync::{Mode, SyncConfig, Transport};
+use crmsync_domain::sync::SyncConfig;
 use crmsync_sync::initial::resend_all;
 use crmsync_sync::protocol::{ResendRequest, ResendSummary};
 use std::collections::HashMap;
@@ -134,8 +135,9 @@ async fn queue_both(
         let (core, id) = (app.core.clone(), sync.id);
         let current = blocking(move || core.sync(id)).await.map_err(|f| f.0)?;
         let paused = app.initial_turns.applying(sync.id).await;
-        match call_peer::<_, ResendSummary>(app, &current, "resend", &request).await {
-            Ok(peer) => {
+        match Peer::new(app, &current).request_resend(request).await {
+            Ok(answer) => {
+                let peer = answer.unwrap_or_default();
                 let own = queue_own_off_thread(app, &current, request).await?;
                 drop(paused);
                 return Ok((own, peer));
@@ -168,18 +170,11 @@ async fn hand_request_over(
     sync: &SyncConfig,
     request: ResendRequest,
 ) -> Result<(), String> {
-    app.folder_control.with(sync.id, |c| c.got_resent = None);
-    let core = app.core.clone();
-    let id = sync.id;
-    let text = serde_json::to_string(&request).unwrap_or_default();
-    tokio::task::spawn_blocking(move || {
-        core.update_sync_state(id, |s| s.resend_request = Some(text))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
-    app.syncs.committed();
-    Ok(())
+    Peer::new(app, sync)
+        .request_resend(request)
+        .await
+        .map(|_| ())
+        .map_err(|failure| failure.0)
 }
 
 /// A passive side can map its fields only once the active side has described them (its
@@ -215,30 +210,25 @@ async fn run_inner(
     job: u64,
 ) -> Result<(), String> {
     wait_for_mapping(app, sync).await?;
-    let asks_over_http = sync.mode == Mode::Active && sync.transport == Transport::Http;
-    let (own, peer) = match asks_over_http {
-        true => {
+    let exchange = Peer::new(app, sync).exchange();
+    let (own, peer) = match exchange {
+        Exchange::Calls => {
             let (own, peer) = queue_both(app, sync, request, job).await?;
             (own, Some(peer))
         }
-        // Otherwise the request travels with the next packet (a pull, or a packet file),
-        // and what the other side queued comes back the same way (`resent`).
-        false => {
-            // A passive HTTP side hands the request over first and queues its rows while it
-            // applies nothing pushed to it: the active side queues its own before applying
-            // anything of ours, so nobody's rows are queued again on the other side.
-            let own = match sync.transport == Transport::Http {
-                true => {
-                    let _paused = app.initial_turns.applying(sync.id).await;
-                    hand_request_over(app, sync, request).await?;
-                    queue_own_off_thread(app, sync, request).await?
-                }
-                false => {
-                    let own = queue_own_off_thread(app, sync, request).await?;
-                    hand_request_over(app, sync, request).await?;
-                    own
-                }
-            };
+        // Otherwise the request travels with the next pull or packet, and what the other
+        // side queued comes back the same way (`resent`).
+        // The side that is called hands the request over first and queues its rows while
+        // it applies nothing sent to it: the calling side queues its own before applying
+        // anything of ours, so nobody's rows are queued again on the other side.
+        Exchange::IsCalled => {
+            let _paused = app.initial_turns.applying(sync.id).await;
+            hand_request_over(app, sync, request).await?;
+            (queue_own_off_thread(app, sync, request).await?, None)
+        }
+        Exchange::Packets => {
+            let own = queue_own_off_thread(app, sync, request).await?;
+            hand_request_over(app, sync, request).await?;
             (own, None)
         }
     };
@@ -251,11 +241,11 @@ async fn run_inner(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        let peer = peer.or_else(|| app.folder_control.with(sync.id, |c| c.got_resent));
+        let peer = peer.or_else(|| app.mailboxes.resent(sync.id));
         let total = own.count + peer.map_or(0, |p| p.count);
         let done = own.delivered(state.confirmed_by_peer(sync.transport))
             + peer.map_or(0, |p| p.delivered(state.received_seq));
-        let handed_over = asks_over_http || state.resend_request.is_none();
+        let handed_over = exchange == Exchange::Calls || state.resend_request.is_none();
         if done >= total && peer.is_some() {
             app.jobs.update(job, |j| (j.done, j.total) = (done, total));
             return Ok(());

@@ -2,23 +2,18 @@
 //! fetches the passive side's records of the key's table, plans the match (a preview
 //! when asked for a dry run), and otherwise has the passive side record the pairs — its
 //! records then travel under this side's uids — and starts the ordinary initial sync, in
-//! which paired records meet instead of doubling. Over HTTP these are calls; over folders
-//! requests and answers in packet files (`control`).
+//! which paired records meet instead of doubling. The questions go through the sync's
+//! `Peer`.
 
-use super::active::{Failure, active_mapping, call_peer};
-use super::channel::Authenticated;
-use super::passive::{parse, passive_mapping};
-use crate::api::{ApiError, blocking};
+use super::active::{Failure, active_mapping};
+use super::peer::Peer;
 use crate::app::App;
 use crate::jobs::JobStatus;
-use axum::Extension;
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use crmsync_domain::sync::{Mode, SyncConfig, Transport};
+use crmsync_domain::sync::{Mode, SyncConfig};
 use crmsync_domain::{DomainError, FieldNo};
+use crmsync_sync::Mapping;
 use crmsync_sync::matching::{MatchPlan, plan, table_items};
-use crmsync_sync::protocol::{PairReply, PairRequest, RecordsReply, RecordsRequest};
+use crmsync_sync::protocol::{PairRequest, RecordsRequest};
 
 fn unavailable(failure: Failure) -> DomainError {
     DomainError::Unavailable(failure.0)
@@ -51,27 +46,11 @@ pub async fn match_by_key(
         ))
     })?;
     let table = route.wire_table;
-    let theirs = match sync.transport {
-        Transport::Http => {
-            call_peer::<_, RecordsReply>(app, &sync, "records", &RecordsRequest { table })
-                .await
-                .map_err(unavailable)?
-                .items
-        }
-        Transport::Local | Transport::Ftp => app
-            .folder_control
-            .ask(
-                app,
-                &sync,
-                |c| {
-                    c.send_records_request = Some(table);
-                    c.got_records = None;
-                },
-                |c| c.got_records.take(),
-            )
-            .await
-            .map_err(DomainError::Unavailable)?,
-    };
+    let peer = Peer::new(app, &sync);
+    let theirs = peer
+        .ask(RecordsRequest { table })
+        .await
+        .map_err(unavailable)?;
     let (app2, sync2, mapping2) = (app.clone(), sync.clone(), mapping.clone());
     let ours =
         tokio::task::spawn_blocking(move || table_items(&app2.core, &sync2, &mapping2, table))
@@ -88,34 +67,15 @@ pub async fn match_by_key(
         )));
     }
     if !pairs.is_empty() {
-        let request = PairRequest { table, pairs };
-        match sync.transport {
-            Transport::Http => {
-                let _: PairReply = call_peer(app, &sync, "pair", &request)
-                    .await
-                    .map_err(unavailable)?;
-            }
-            // The initial sync starts only once the other side has recorded the pairs.
-            Transport::Local | Transport::Ftp => {
-                let outcome = app
-                    .folder_control
-                    .ask(
-                        app,
-                        &sync,
-                        |c| {
-                            c.send_pairs = Some(request);
-                            c.got_paired = None;
-                        },
-                        |c| c.got_paired.take(),
-                    )
-                    .await
-                    .map_err(DomainError::Unavailable)?;
-                if let Some(refused) = outcome.refused {
-                    return Err(DomainError::Conflict(format!(
-                        "the other side did not record the pairs: {refused}"
-                    )));
-                }
-            }
+        // The initial sync starts only once the other side has recorded the pairs.
+        let outcome = peer
+            .ask(PairRequest { table, pairs })
+            .await
+            .map_err(unavailable)?;
+        if let Some(refused) = outcome.refused {
+            return Err(DomainError::Conflict(format!(
+                "the other side did not record the pairs: {refused}"
+            )));
         }
     }
     let (core, sync2) = (app.core.clone(), sync.clone());
@@ -130,41 +90,13 @@ pub async fn match_by_key(
     Ok((plan, Some(job)))
 }
 
-/// The passive side's records of one table, as they travel: `POST /sync/v1/{id}/records`.
-pub async fn records(
-    State(app): State<App>,
-    Extension(Authenticated(sync)): Extension<Authenticated>,
-    Path(_sync_id): Path<i64>,
-    body: Bytes,
-) -> Result<Json<RecordsReply>, ApiError> {
-    let request: RecordsRequest = parse(&body)?;
-    let items = blocking(move || {
-        let mapping = passive_mapping(&app, &sync)?;
-        table_items(&app.core, &sync, &mapping, request.table)
-    })
-    .await?;
-    Ok(Json(RecordsReply { items }))
-}
-
-/// Records the pairs the active side matched: `POST /sync/v1/{id}/pair`.
-pub async fn pair(
-    State(app): State<App>,
-    Extension(Authenticated(sync)): Extension<Authenticated>,
-    Path(_sync_id): Path<i64>,
-    body: Bytes,
-) -> Result<Json<PairReply>, ApiError> {
-    let request: PairRequest = parse(&body)?;
-    let paired = blocking(move || record_pairs(&app, &sync, &request)).await?;
-    Ok(Json(PairReply { paired }))
-}
-
 /// The passive side records the pairs the active side matched (blocking).
 pub fn record_pairs(
     app: &App,
     sync: &SyncConfig,
+    mapping: &Mapping,
     request: &PairRequest,
 ) -> Result<usize, DomainError> {
-    let mapping = passive_mapping(app, sync)?;
     let table_id = mapping.local_table(request.table).ok_or_else(|| {
         DomainError::invalid(format!(
             "the active side's table {} is not mapped here",

@@ -14,15 +14,16 @@ pub mod folder_channel;
 pub mod folders;
 pub mod held;
 pub mod initial;
+pub mod mailbox;
 pub mod mappings;
 pub mod matching;
 pub mod metrics;
 pub mod numbering;
 pub mod passive;
+pub mod peer;
 pub mod rejections;
 
 use crate::app::App;
-use crmsync_domain::sync::{Mode, Transport};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -86,16 +87,7 @@ pub async fn supervise(app: App) {
         let mut runners = Vec::new();
         if let Ok(Ok(syncs)) = syncs {
             for sync in syncs {
-                match (sync.mode, sync.transport) {
-                    (Mode::Active, Transport::Http) => {
-                        runners.push(tokio::spawn(active::run(app.clone(), sync.id)))
-                    }
-                    // Over folders both sides write and read.
-                    (_, Transport::Local | Transport::Ftp) => {
-                        runners.push(tokio::spawn(folder::run(app.clone(), sync.id)))
-                    }
-                    _ => {}
-                }
+                runners.extend(peer::start(&app, &sync));
             }
         }
         let changed = settings.changed().await;

@@ -1,31 +1,23 @@
 //! One shared numbering at run time (B-06). The owner of a sequence answers block requests
-//! as the passive side of an HTTP sync (`/sync/v1/{id}/numbers`), or over folders in its
-//! packet files (`control`); an instance drawing from it keeps blocks topped up in
-//! the background — woken by commits, so a block is replaced while numbers are still left
-//! — and asks once more right before a create finds none. An instance between the two (a
-//! chain over HTTP) passes requests on to its own owner.
+//! (`grant`) whichever transport brought them (`control`); an instance drawing from it asks
+//! through the sync's `Peer` and keeps blocks topped up in the background — woken by
+//! commits, so a block is replaced while numbers are still left — and asks once more right
+//! before a create finds none. An instance between the two (a chain over HTTP) passes
+//! requests on to its own owner (`pass_on`).
 
-use super::active::{Failure, call_peer};
-use super::channel::Authenticated;
-use super::passive::{parse, passive_mapping};
-use crate::api::{ApiError, blocking};
+use super::peer::Peer;
 use crate::app::App;
-use axum::Extension;
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use crmsync_domain::schema::{MAX_NUMBER_BLOCK, Numbering};
-use crmsync_domain::sync::{SyncConfig, Transport};
+use crmsync_domain::sync::SyncConfig;
 use crmsync_domain::{DomainError, Field, FieldNo, TableId};
 use crmsync_sync::Mapping;
-use crmsync_sync::protocol::{GrantedBlock, NumberBlock, NumberBlockRequest};
+use crmsync_sync::protocol::{GrantedBlock, NumberBlockRequest};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Forwards allowed along a chain of instances drawing from one another.
-const MAX_HOPS: u32 = 8;
+pub const MAX_HOPS: u32 = 8;
 
 /// Why the last request for a field's numbers failed, for the status and error messages.
 #[derive(Clone, Default)]
@@ -49,120 +41,52 @@ impl NumberingFailures {
     }
 }
 
-/// The owner's side over folders: answers the requests a packet carried (blocking).
-pub fn grant_from_folder(
-    app: &App,
-    sync: &SyncConfig,
-    mapping: &Mapping,
-    requests: &[NumberBlockRequest],
-) -> Result<(), DomainError> {
-    if requests.is_empty() {
-        return Ok(());
-    }
-    let mut grants = Vec::new();
-    for request in requests {
-        let refused = |reason: String| GrantedBlock {
-            field_no: request.field_no,
-            first: 0,
-            last: 0,
-            refused: Some(reason),
-        };
-        let grant = match mapping.by_wire(request.field_no) {
-            None => refused(format!(
-                "field {} is not configured in this sync on the owner's side",
-                request.field_no
-            )),
-            Some(route) => match &route.local.options.numbering {
-                Some(n) if n.from_sync.is_none() => {
-                    match app
-                        .core
-                        .allocate_number_block(route.local.no, request.count)
-                    {
-                        Ok((first, last)) => GrantedBlock {
-                            field_no: request.field_no,
-                            first,
-                            last,
-                            refused: None,
-                        },
-                        Err(e) => refused(e.to_string()),
-                    }
-                }
-                _ => refused(format!(
-                    "field {} \"{}\" does not own a numbering on the other side",
-                    route.local.no, route.local.name
-                )),
+/// The owner's answer to a request for a block of numbers (blocking): the block, or why
+/// not. An instance that draws the field's numbers itself refuses here; over HTTP the
+/// passive endpoint passes such a request on to its own owner instead (`passive`).
+pub fn grant(app: &App, mapping: &Mapping, request: &NumberBlockRequest) -> GrantedBlock {
+    let refused = |reason: String| GrantedBlock {
+        field_no: request.field_no,
+        first: 0,
+        last: 0,
+        refused: Some(reason),
+    };
+    let Some(route) = mapping.by_wire(request.field_no) else {
+        return refused(format!(
+            "field {} is not configured in this sync on the owner's side",
+            request.field_no
+        ));
+    };
+    match &route.local.options.numbering {
+        Some(n) if n.from_sync.is_none() => match app
+            .core
+            .allocate_number_block(route.local.no, request.count)
+        {
+            Ok((first, last)) => GrantedBlock {
+                field_no: request.field_no,
+                first,
+                last,
+                refused: None,
             },
-        };
-        grants.push(grant);
+            Err(e) => refused(e.to_string()),
+        },
+        Some(_) => refused(format!(
+            "field {} \"{}\" draws its numbers from another instance itself",
+            route.local.no, route.local.name
+        )),
+        None => refused(format!(
+            "field {} \"{}\" is not numbered on this instance, so it has no numbers to hand out",
+            route.local.no, route.local.name
+        )),
     }
-    app.folder_control
-        .with(sync.id, |c| c.send_number_blocks.extend(grants));
-    Ok(())
 }
 
-/// The drawing side over folders: keeps the blocks a packet brought (blocking).
-pub fn receive_from_folder(
-    app: &App,
-    sync: &SyncConfig,
-    mapping: &Mapping,
-    blocks: &[GrantedBlock],
-) -> Result<(), DomainError> {
-    if blocks.is_empty() {
-        return Ok(());
-    }
-    for block in blocks {
-        // Taken only for a request outstanding here, once: a block nobody asked for (asked
-        // before a restart, or delivered again) is left out, so no number is used twice.
-        let asked = app.folder_control.with(sync.id, |c| {
-            c.numbers_asked
-                .get(&block.field_no)
-                .is_some_and(|(_, refused)| refused.is_none())
-        });
-        if !asked {
-            app.core.log_sync(
-                sync,
-                "error",
-                format!(
-                    "ignored numbers {}..{} for field {} this side did not ask for (asked before a restart, or a replay)",
-                    block.first, block.last, block.field_no
-                ),
-                None,
-            )?;
-            continue;
-        }
-        let refusal = match (&block.refused, mapping.by_wire(block.field_no)) {
-            (Some(reason), _) => Some(reason.clone()),
-            (None, Some(route)) => app
-                .core
-                .add_number_block(route.local.no, block.first, block.last)
-                .err()
-                .map(|e| e.to_string()),
-            (None, None) => Some(format!("field {} is not configured here", block.field_no)),
-        };
-        app.folder_control.with(sync.id, |c| match &refusal {
-            None => {
-                c.numbers_asked.remove(&block.field_no);
-            }
-            Some(reason) => {
-                c.numbers_asked
-                    .insert(block.field_no, (Instant::now(), Some(reason.clone())));
-            }
-        });
-    }
-    Ok(())
-}
-
-/// Asks the owner through folders for `count` numbers of `field`, and waits for them.
-async fn folder_refill(
-    app: &App,
-    sync: &SyncConfig,
-    field: &Field,
-    count: u32,
-) -> Result<(), String> {
-    // A passive side maps fields only once the active side's field list has come (right
-    // after the two paired): until then it waits for it, as for the answer.
+/// The number `field` travels under in `sync`. A passive side maps fields only once the
+/// active side's field list has come (right after the two paired): until then it waits
+/// for it, as for an answer.
+async fn wire_field(app: &App, sync: &SyncConfig, field: &Field) -> Result<FieldNo, String> {
     let started = Instant::now();
-    let wire_no = loop {
+    loop {
         let (app2, sync2, no) = (app.clone(), sync.clone(), field.no);
         let found = tokio::task::spawn_blocking(move || {
             let waiting = sync2.mode == crmsync_domain::sync::Mode::Passive
@@ -174,8 +98,8 @@ async fn folder_refill(
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
         match found {
-            (Some(wire_no), _) => break wire_no,
-            (None, true) if started.elapsed() < super::control::patience(sync) => {
+            (Some(wire_no), _) => return Ok(wire_no),
+            (None, true) if started.elapsed() < super::peer::patience(sync) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             (None, true) => {
@@ -191,28 +115,7 @@ async fn folder_refill(
                 ));
             }
         }
-    };
-    let request = NumberBlockRequest {
-        field_no: wire_no,
-        count,
-        hops: 0,
-    };
-    app.folder_control
-        .ask(
-            app,
-            sync,
-            |c| {
-                c.send_number_requests.push(request);
-                c.numbers_asked.insert(wire_no, (Instant::now(), None));
-            },
-            // A block kept clears the field's entry; a refusal stays in it.
-            |c| match c.numbers_asked.get(&wire_no) {
-                None => Some(Ok(())),
-                Some((_, Some(refusal))) => Some(Err(format!("the owner refused: {refusal}"))),
-                Some((_, None)) => None,
-            },
-        )
-        .await?
+    }
 }
 
 /// Fields of this instance that draw their numbers through a sync.
@@ -229,58 +132,54 @@ fn drawing_fields(app: &App) -> Result<Vec<(Field, Numbering)>, DomainError> {
         .collect())
 }
 
-/// Asks the owner, through `sync_id`, for `count` numbers of `field_no`.
+/// Asks the owner through `sync` for `count` numbers of the field travelling as `wire_no`.
 async fn request_block(
     app: &App,
-    sync_id: i64,
-    field_no: FieldNo,
+    sync: &SyncConfig,
+    wire_no: FieldNo,
     count: u32,
     hops: u32,
-) -> Result<NumberBlock, Failure> {
-    let core = app.core.clone();
-    let sync = super::active::blocking(move || core.sync(sync_id)).await?;
+) -> Result<(i64, i64), String> {
     let request = NumberBlockRequest {
-        field_no,
+        field_no: wire_no,
         count,
         hops,
     };
-    // The owner maps the field only once it has this side's field list: introduce this side
-    // first (a request made right after the two paired could otherwise outrun the sync's
-    // own hello). Blocks are asked for seldom; one hello more costs little.
-    super::active::hello(app, &sync).await?;
-    let block: NumberBlock = call_peer(app, &sync, "numbers", &request).await?;
-    if block.last - block.first + 1 != count as i64 {
-        return Err(Failure(format!(
+    let block = Peer::new(app, sync)
+        .ask(request)
+        .await
+        .map_err(|failure| failure.0)?;
+    if let Some(refusal) = block.refused {
+        return Err(format!("the owner refused: {refusal}"));
+    }
+    if block.last - block.first + 1 != i64::from(count) {
+        return Err(format!(
             "the owner sent {}–{} for a block of {count} numbers",
             block.first, block.last
-        )));
+        ));
     }
-    Ok(block)
+    Ok((block.first, block.last))
+}
+
+async fn load_sync(app: &App, sync_id: i64) -> Result<SyncConfig, String> {
+    let core = app.core.clone();
+    super::active::blocking(move || core.sync(sync_id))
+        .await
+        .map_err(|failure| failure.0)
 }
 
 /// Draws `count` numbers for `field` and keeps them; remembers the failure if there is one.
 async fn refill(app: &App, field: &Field, numbering: &Numbering, count: u32) -> Result<(), String> {
-    let sync_id = numbering.from_sync.unwrap_or_default();
-    let core = app.core.clone();
-    let sync = match tokio::task::spawn_blocking(move || core.sync(sync_id)).await {
-        Ok(Ok(sync)) => sync,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(e) => return Err(e.to_string()),
+    let draw = async {
+        let sync = load_sync(app, numbering.from_sync.unwrap_or_default()).await?;
+        let wire_no = wire_field(app, &sync, field).await?;
+        let (first, last) = request_block(app, &sync, wire_no, count, 0).await?;
+        let (core, no) = (app.core.clone(), field.no);
+        super::active::blocking(move || core.add_number_block(no, first, last))
+            .await
+            .map_err(|failure| failure.0)
     };
-    let failure = if sync.transport == Transport::Http {
-        let outcome = match request_block(app, sync_id, field.no, count, 0).await {
-            Ok(block) => {
-                let core = app.core.clone();
-                let no = field.no;
-                super::active::blocking(move || core.add_number_block(no, block.first, block.last))
-                    .await
-            }
-            Err(failure) => Err(failure),
-        };
-        outcome.err().map(|f| f.0)
-    } else {
-        folder_refill(app, &sync, field, count).await.err()
-    };
+    let failure = draw.await.err();
     app.numbering_failures.set(field.no, failure.clone());
     failure.map_or(Ok(()), Err)
 }
@@ -397,63 +296,22 @@ async fn ensure_numbers(app: &App, table_id: TableId, records: usize) -> Result<
     Ok(())
 }
 
-/// The owner's side (or a link of a chain): `POST /sync/v1/{sync_id}/numbers`.
-pub async fn answer(
-    State(app): State<App>,
-    Extension(Authenticated(sync)): Extension<Authenticated>,
-    Path(_sync_id): Path<i64>,
-    body: Bytes,
-) -> Result<Json<NumberBlock>, ApiError> {
-    let request: NumberBlockRequest = parse(&body)?;
-    if request.hops >= MAX_HOPS {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "numbering_loop",
-            "the request for numbers went round too many instances; the numbering is configured in a circle",
-        ));
+/// A request for numbers that reached an instance drawing the field's numbers itself
+/// (a link of a chain): passed on to its own owner through `upstream`, `hops` counting the
+/// links so far.
+pub async fn pass_on(
+    app: &App,
+    upstream: i64,
+    field: &Field,
+    count: u32,
+    hops: u32,
+) -> Result<(i64, i64), String> {
+    if hops >= MAX_HOPS {
+        return Err(NUMBERING_LOOP.to_string());
     }
-    let app2 = app.clone();
-    let wire_no = request.field_no;
-    let field = blocking(move || {
-        let mapping = passive_mapping(&app2, &sync)?;
-        mapping
-            .routes
-            .iter()
-            .find(|r| r.wire_no == wire_no)
-            .map(|r| r.local.clone())
-            .ok_or_else(|| {
-                DomainError::Conflict(format!(
-                    "the active side's field {wire_no} is not mapped to a field of sync {} here",
-                    sync.id
-                ))
-            })
-    })
-    .await?;
-    let numbering = field.options.numbering.clone().ok_or_else(|| {
-        ApiError::from(DomainError::Conflict(format!(
-            "field {} \"{}\" is not numbered on this instance, so it has no numbers to hand out",
-            field.no, field.name
-        )))
-    })?;
-    let block = match numbering.from_sync {
-        None => {
-            let no = field.no;
-            let (first, last) =
-                blocking(move || app.core.allocate_number_block(no, request.count)).await?;
-            NumberBlock { first, last }
-        }
-        Some(upstream) => request_block(&app, upstream, field.no, request.count, request.hops + 1)
-            .await
-            .map_err(|f| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    format!(
-                        "this instance passes number requests on, and could not: {}",
-                        f.0
-                    ),
-                )
-            })?,
-    };
-    Ok(Json(block))
+    let sync = load_sync(app, upstream).await?;
+    let wire_no = wire_field(app, &sync, field).await?;
+    request_block(app, &sync, wire_no, count, hops + 1).await
 }
+
+pub const NUMBERING_LOOP: &str = "the request for numbers went round too many instances; the numbering is configured in a circle";

@@ -4,6 +4,8 @@
 
 use super::channel::{self, Authenticated};
 use super::content;
+use super::numbering;
+use super::peer::{Ask, Request};
 use crate::api::{ApiError, blocking};
 use crate::app::App;
 use axum::Extension;
@@ -14,8 +16,10 @@ use axum::routing::{post, put};
 use axum::{Json, Router};
 use crmsync_domain::DomainError;
 use crmsync_domain::sync::{SyncConfig, SyncState};
+use crmsync_sync::drift::{DigestRequest, Digests};
 use crmsync_sync::protocol::{
-    Hello, HelloReply, Packet, PullRequest, PushReply, ResendRequest, ResendSummary,
+    Hello, HelloReply, NumberBlock, NumberBlockRequest, Packet, PairReply, PairRequest,
+    PullRequest, PushReply, RecordsReply, RecordsRequest, ResendRequest, ResendSummary,
 };
 use crmsync_sync::{Catalog, Mapping, PROTOCOL_VERSION, apply_packet, build_packet};
 use serde::de::DeserializeOwned;
@@ -36,9 +40,9 @@ pub fn router(app: &App) -> Router<App> {
         .route("/sync/v1/{sync_id}/pull", post(pull))
         .route("/sync/v1/{sync_id}/resend", post(resend))
         .route("/sync/v1/{sync_id}/digests", post(digests))
-        .route("/sync/v1/{sync_id}/numbers", post(super::numbering::answer))
-        .route("/sync/v1/{sync_id}/records", post(super::matching::records))
-        .route("/sync/v1/{sync_id}/pair", post(super::matching::pair))
+        .route("/sync/v1/{sync_id}/numbers", post(numbers))
+        .route("/sync/v1/{sync_id}/records", post(records))
+        .route("/sync/v1/{sync_id}/pair", post(pair))
         .route("/sync/v1/{sync_id}/content/{sha256}", post(content::offer))
         .route(
             "/sync/v1/{sync_id}/content/{sha256}/{index}",
@@ -245,8 +249,7 @@ async fn pull(
     if let Some(resent) = request.resent {
         // Per sync, in memory, like the folder transports' answers: what our initial sync
         // waits for.
-        app.folder_control
-            .with(sync_id, |c| c.got_resent = Some(resent));
+        app.mailboxes.with(sync_id, |m| m.got_resent = Some(resent));
     }
     let mut commits = app.syncs.commits();
     let deadline =
@@ -319,18 +322,106 @@ async fn resend(
     Ok(Json(summary))
 }
 
+/// A question of the active side's (a drift check's digests, a match's records and pairs):
+/// answered as a packet's would be (`control::answer`).
+async fn answer<R>(app: App, sync: SyncConfig, body: Bytes) -> Result<R::Answer, ApiError>
+where
+    R: Ask + DeserializeOwned + Send + 'static,
+    R::Answer: Send + 'static,
+{
+    let request: Request = parse::<R>(&body)?.into();
+    let answer = blocking(move || {
+        let mapping = passive_mapping(&app, &sync)?;
+        super::control::answer(&app, &sync, &mapping, &request)
+    })
+    .await?;
+    R::answer(answer)
+        .ok_or_else(|| ApiError::internal("a sync question", "answered another question"))
+}
+
 /// The passive side's digests for a drift check (B-16), over the fields both sides carry.
 async fn digests(
     State(app): State<App>,
     Extension(Authenticated(sync)): Extension<Authenticated>,
     Path(_sync_id): Path<i64>,
     body: Bytes,
-) -> Result<Json<crmsync_sync::drift::Digests>, ApiError> {
-    let request: crmsync_sync::drift::DigestRequest = parse(&body)?;
-    let digests = blocking(move || {
-        let mapping = passive_mapping(&app, &sync)?;
-        crmsync_sync::drift::answer(&app.core, &sync, &mapping, &request)
+) -> Result<Json<Digests>, ApiError> {
+    Ok(Json(answer::<DigestRequest>(app, sync, body).await?))
+}
+
+/// The passive side's records of one table, as they travel (B-05).
+async fn records(
+    State(app): State<App>,
+    Extension(Authenticated(sync)): Extension<Authenticated>,
+    Path(_sync_id): Path<i64>,
+    body: Bytes,
+) -> Result<Json<RecordsReply>, ApiError> {
+    let items = answer::<RecordsRequest>(app, sync, body).await?;
+    Ok(Json(RecordsReply { items }))
+}
+
+/// Records the pairs the active side matched (B-05).
+async fn pair(
+    State(app): State<App>,
+    Extension(Authenticated(sync)): Extension<Authenticated>,
+    Path(_sync_id): Path<i64>,
+    body: Bytes,
+) -> Result<Json<PairReply>, ApiError> {
+    let outcome = answer::<PairRequest>(app, sync, body).await?;
+    Ok(Json(PairReply {
+        paired: outcome.paired,
+    }))
+}
+
+/// A block of numbers from their owner (B-06), or from a link of a chain that passes the
+/// request on to its own owner.
+async fn numbers(
+    State(app): State<App>,
+    Extension(Authenticated(sync)): Extension<Authenticated>,
+    Path(_sync_id): Path<i64>,
+    body: Bytes,
+) -> Result<Json<NumberBlock>, ApiError> {
+    let request: NumberBlockRequest = parse(&body)?;
+    let looped = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "numbering_loop",
+            numbering::NUMBERING_LOOP,
+        )
+    };
+    if request.hops >= numbering::MAX_HOPS {
+        return Err(looped());
+    }
+    let app2 = app.clone();
+    let (mapping, passes_on) = blocking(move || {
+        let mapping = passive_mapping(&app2, &sync)?;
+        let passes_on = mapping.by_wire(request.field_no).and_then(|route| {
+            let upstream = route.local.options.numbering.as_ref()?.from_sync?;
+            Some((upstream, route.local.clone()))
+        });
+        Ok((mapping, passes_on))
     })
     .await?;
-    Ok(Json(digests))
+    let (first, last) = match passes_on {
+        Some((upstream, field)) => {
+            numbering::pass_on(&app, upstream, &field, request.count, request.hops)
+                .await
+                .map_err(|reason| match reason.as_str() {
+                    numbering::NUMBERING_LOOP => looped(),
+                    _ => ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        format!("this instance passes number requests on, and could not: {reason}"),
+                    ),
+                })?
+        }
+        None => {
+            let block = blocking(move || Ok(numbering::grant(&app, &mapping, &request))).await?;
+            if let Some(refusal) = block.refused {
+                return Err(ApiError::from(DomainError::Conflict(refusal)));
+            }
+            (block.first, block.last)
+        }
+    };
+    Ok(Json(NumberBlock { first, last }))
 }

@@ -388,16 +388,14 @@ struct FieldsPage {
     number_sources: Vec<(i64, String)>,
 }
 
-/// Active HTTP syncs: the ones a numbered field can draw numbers through.
+/// The syncs a numbered field can draw numbers through: any whose side here can ask (not the
+/// passive side of an HTTP sync, which only answers).
 fn number_sources(app: &App) -> Result<Vec<(i64, String)>, DomainError> {
     Ok(app
         .core
         .syncs()?
         .into_iter()
-        .filter(|s| {
-            s.mode == crmsync_domain::sync::Mode::Active
-                && s.transport == crmsync_domain::sync::Transport::Http
-        })
+        .filter(|s| crate::sync::peer::exchange(s) != crate::sync::peer::Exchange::IsCalled)
         .map(|s| (s.id, s.name))
         .collect())
 }
