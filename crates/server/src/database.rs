@@ -141,6 +141,26 @@ impl Database {
         }
     }
 
+    /// Takes request number `seq` of the sealed HTTP channel of sync `sync_id` (key
+    /// `key_id`) for good, for every process serving the database: false if it was taken
+    /// before (a replay). Only a shared database keeps them; one process keeps its own.
+    pub fn take_request_seq(
+        &self,
+        sync_id: i64,
+        key_id: &str,
+        seq: u64,
+        now_ms: i64,
+    ) -> Result<bool, DomainError> {
+        match self {
+            Database::Sqlite(_) => Err(DomainError::Store(
+                "request numbers are kept in memory by the one process on this database".into(),
+            )),
+            Database::Postgres(store) => {
+                outside_async(|| store.take_request_seq(sync_id, key_id, seq, now_ms))
+            }
+        }
+    }
+
     /// Starts telling the other processes on this database what this one commits, and
     /// handing what they tell to `heard`; nothing to do on SQLite (no other process).
     pub fn neighbours(&self, heard: impl Fn(Announcement) + Send + 'static) -> Option<Neighbours> {

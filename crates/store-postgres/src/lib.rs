@@ -7,6 +7,7 @@
 //! database. Readers see a consistent snapshot (REPEATABLE READ, read only).
 
 mod change_log;
+mod channel_requests;
 mod lease;
 mod listen;
 mod migrations;
