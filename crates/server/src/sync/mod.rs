@@ -179,9 +179,7 @@ async fn leased<R: Future<Output = ()>>(app: App, sync_id: i64, runner: impl Fn(
         while !lease.try_take().unwrap_or(false) {
             tokio::time::sleep(LEASE_RETRY).await;
         }
-        if lease.can_be_lost() {
-            tracing::info!("sync {sync_id} runs in this process (it holds the sync's lease)");
-        }
+        let _running = lease.can_be_lost().then(|| RunningHere::new(sync_id));
         tokio::select! {
             () = runner() => return,
             () = lost(&mut lease) => {
@@ -189,6 +187,23 @@ async fn leased<R: Future<Output = ()>>(app: App, sync_id: i64, runner: impl Fn(
                     running the sync until it holds the lease again");
             }
         }
+    }
+}
+
+/// Says in the server log which process runs a sync, from when it takes the lease until
+/// it stops running it (lost, settings changed, stopping).
+struct RunningHere(i64);
+
+impl RunningHere {
+    fn new(sync_id: i64) -> RunningHere {
+        tracing::info!("sync {sync_id} runs in this process (it holds the sync's lease)");
+        RunningHere(sync_id)
+    }
+}
+
+impl Drop for RunningHere {
+    fn drop(&mut self) {
+        tracing::info!("sync {} no longer runs in this process", self.0);
     }
 }
 
