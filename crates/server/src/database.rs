@@ -137,7 +137,9 @@ impl Database {
     pub fn sync_lease(&self, sync_id: i64) -> Result<SyncLease, DomainError> {
         match self {
             Database::Sqlite(_) => Ok(SyncLease::Alone),
-            Database::Postgres(store) => store.sync_lease(sync_id).map(SyncLease::Shared),
+            Database::Postgres(store) => store
+                .sync_lease(sync_id)
+                .map(|lease| SyncLease::Shared(Box::new(lease))),
         }
     }
 
@@ -195,7 +197,7 @@ impl Neighbours {
 /// an advisory lock that other processes on the database wait for.
 pub enum SyncLease {
     Alone,
-    Shared(crmsync_store_postgres::SyncLease),
+    Shared(Box<crmsync_store_postgres::SyncLease>),
 }
 
 impl SyncLease {

@@ -29,7 +29,7 @@ impl PgStore {
              ON CONFLICT DO NOTHING",
             &[&sync_id, &key_id, &seq_number, &now_ms],
         );
-        let pruned = match seq % PRUNE_EVERY == 0 {
+        let pruned = match seq.is_multiple_of(PRUNE_EVERY) {
             true => conn
                 .client
                 .execute(

@@ -169,7 +169,7 @@ impl StoredKeys {
             .unwrap_or_default()
     }
 
-    fn to_json(self) -> String {
+    fn into_json(self) -> String {
         serde_json::to_string(&Stored { http_passive: self }).expect("keys serialise")
     }
 
@@ -200,7 +200,7 @@ async fn change_stored_keys<T: Send + 'static>(
         core.update_sync_state(sync_id, |state| {
             let mut keys = StoredKeys::load(Some(state));
             outcome = Some(change(&mut keys));
-            state.channel = Some(keys.to_json());
+            state.channel = Some(keys.into_json());
         })?;
         Ok(outcome.expect("the change ran"))
     })

@@ -8,6 +8,7 @@
 //! the process running sync A is killed mid-sync and the other takes the sync over.
 
 use crate::common::{Client, Server, eventually};
+use crate::folders::local_sync;
 use crate::http::{add_field, pair};
 use crate::postgres::on_postgres;
 use crmsync_store_conformance::postgres_cluster::TestCluster;
@@ -70,14 +71,14 @@ async fn records(api: &Client, table: i64, field: i64) -> Vec<(String, String)> 
 fn keep_writing(
     api: Client,
     prefix: &'static str,
-    tables: [(i64, i64); 2],
+    tables: [(i64, i64); 3],
     stop: Arc<std::sync::atomic::AtomicBool>,
     written: Arc<Mutex<Vec<String>>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut i = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let (table, field) = tables[i % 2];
+            let (table, field) = tables[i % tables.len()];
             let name = format!("{prefix}-{table}-{i}");
             let sent = api
                 .raw(reqwest::Method::POST, &format!("/tables/{table}/records"))
@@ -112,22 +113,6 @@ fn runs(server: &Server, sync: i64) -> bool {
         .rev()
         .find(|line| line.contains(&runs) || line.contains(&stopped))
         .is_some_and(|line| line.contains(&runs))
-}
-
-#[allow(dead_code)]
-/// The sync log entries of `sync` that say a pairing was confirmed.
-async fn pairings(api: &Client, sync: i64) -> usize {
-    let (_, log) = api.get(&format!("/syncs/{sync}/log?limit=1000")).await;
-    log["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| {
-            e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("a fresh key is agreed"))
-        })
-        .count()
 }
 
 /// Both sides of a synced table hold the same records, each once.
@@ -190,16 +175,41 @@ async fn two_processes_on_one_database_run_each_sync_once_and_take_over_when_one
     add_field(&branch_api, branch_b, b_in_field, "both", None).await;
     add_field(&pg_api, sync_b, pg_in_field, "both", Some(b_in_field)).await;
 
+    // Sync C: over local folders, where both sides write and read; the PostgreSQL side's
+    // rounds run in the process holding its lease.
+    let (pg_folder, [pg_folder_field]) = table(&pg_api, "Folders").await;
+    let (b_folder, [b_folder_field]) = table(&branch_api, "Folders").await;
+    let (to_branch, to_pg) = (dir.path().join("to-branch"), dir.path().join("to-pg"));
+    let sync_c = local_sync(&pg_api, "active", &to_branch, &to_pg).await;
+    let branch_c = local_sync(&branch_api, "passive", &to_pg, &to_branch).await;
+    add_field(&pg_api, sync_c, pg_folder_field, "both", None).await;
+    add_field(
+        &branch_api,
+        branch_c,
+        b_folder_field,
+        "both",
+        Some(pg_folder_field),
+    )
+    .await;
+
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let written = Arc::new(Mutex::new(Vec::new()));
-    let pg_tables = [(pg_out, pg_out_field), (pg_in, pg_in_field)];
+    let pg_tables = [
+        (pg_out, pg_out_field),
+        (pg_in, pg_in_field),
+        (pg_folder, pg_folder_field),
+    ];
     let writers = [
         keep_writing(pg1.admin(), "pg1", pg_tables, stop.clone(), written.clone()),
         keep_writing(pg2.admin(), "pg2", pg_tables, stop.clone(), written.clone()),
         keep_writing(
             branch.admin(),
             "branch",
-            [(b_out, b_out_field), (b_in, b_in_field)],
+            [
+                (b_out, b_out_field),
+                (b_in, b_in_field),
+                (b_folder, b_folder_field),
+            ],
             stop.clone(),
             written.clone(),
         ),
@@ -239,6 +249,7 @@ async fn two_processes_on_one_database_run_each_sync_once_and_take_over_when_one
     eventually(90, "both sides hold the same records", || async {
         let mut all_here = Vec::new();
         for ((pg_table, pg_field), (b_table, b_field)) in [
+            ((pg_folder, pg_folder_field), (b_folder, b_folder_field)),
             ((pg_out, pg_out_field), (b_out, b_out_field)),
             ((pg_in, pg_in_field), (b_in, b_in_field)),
         ] {
@@ -260,6 +271,13 @@ async fn two_processes_on_one_database_run_each_sync_once_and_take_over_when_one
         (pg_out, pg_out_field),
         &branch_api,
         (b_out, b_out_field),
+    )
+    .await;
+    same_records(
+        &survivor_api,
+        (pg_folder, pg_folder_field),
+        &branch_api,
+        (b_folder, b_folder_field),
     )
     .await;
     same_records(
