@@ -161,6 +161,7 @@ impl App {
         use hyper_util::rt::{TokioIo, TokioTimer};
         use hyper_util::service::TowerToHyperService;
 
+        self.syncs.meet_neighbours(self.core.store());
         tokio::spawn(crate::sync::supervise(self.clone()));
         let router = crate::api::router(self);
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

@@ -125,6 +125,104 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Whether other crmsync processes may serve this database too (PostgreSQL): then a
+    /// sync runs where its lease is held, and state that answers for the sync lives in
+    /// the database, not in one process's memory. An embedded SQLite file has one server.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Database::Postgres(_))
+    }
+
+    /// The lease under which this process may run sync `sync_id` (see `SyncLease`).
+    pub fn sync_lease(&self, sync_id: i64) -> Result<SyncLease, DomainError> {
+        match self {
+            Database::Sqlite(_) => Ok(SyncLease::Alone),
+            Database::Postgres(store) => store
+                .sync_lease(sync_id)
+                .map(|lease| SyncLease::Shared(Box::new(lease))),
+        }
+    }
+
+    /// Takes request number `seq` of the sealed HTTP channel of sync `sync_id` (key
+    /// `key_id`) for good, for every process serving the database: false if it was taken
+    /// before (a replay). Only a shared database keeps them; one process keeps its own.
+    pub fn take_request_seq(
+        &self,
+        sync_id: i64,
+        key_id: &str,
+        seq: u64,
+        now_ms: i64,
+    ) -> Result<bool, DomainError> {
+        match self {
+            Database::Sqlite(_) => Err(DomainError::Store(
+                "request numbers are kept in memory by the one process on this database".into(),
+            )),
+            Database::Postgres(store) => {
+                outside_async(|| store.take_request_seq(sync_id, key_id, seq, now_ms))
+            }
+        }
+    }
+
+    /// Starts telling the other processes on this database what this one commits, and
+    /// handing what they tell to `heard`; nothing to do on SQLite (no other process).
+    pub fn neighbours(&self, heard: impl Fn(Announcement) + Send + 'static) -> Option<Neighbours> {
+        match self {
+            Database::Sqlite(_) => None,
+            Database::Postgres(store) => Some(Neighbours {
+                announcer: store.announcer(),
+                _listening: store.listen(heard),
+            }),
+        }
+    }
+}
+
+pub use crmsync_store_postgres::Announcement;
+
+/// The other processes serving this database: told of this one's commits and settings
+/// changes, heard for theirs (until dropped).
+pub struct Neighbours {
+    announcer: crmsync_store_postgres::Announcer,
+    _listening: crmsync_store_postgres::Listening,
+}
+
+impl Neighbours {
+    /// Never waits: sent from a thread of its own.
+    pub fn announce(&self, what: Announcement) {
+        self.announcer.announce(what);
+    }
+}
+
+/// Which process runs a sync (its active loop, its folder rounds): the one holding this.
+/// On SQLite one server owns the data folder, so it always holds it; on PostgreSQL it is
+/// an advisory lock that other processes on the database wait for.
+pub enum SyncLease {
+    Alone,
+    Shared(Box<crmsync_store_postgres::SyncLease>),
+}
+
+impl SyncLease {
+    /// Takes the lease if no process holds it; true while held.
+    pub fn try_take(&mut self) -> Result<bool, DomainError> {
+        match self {
+            SyncLease::Alone => Ok(true),
+            SyncLease::Shared(lease) => outside_async(|| lease.try_take()),
+        }
+    }
+
+    /// Whether it is still held (a lost database connection loses it).
+    pub fn is_held(&mut self) -> bool {
+        match self {
+            SyncLease::Alone => true,
+            SyncLease::Shared(lease) => outside_async(|| lease.is_held()),
+        }
+    }
+
+    /// Whether it can be lost at all (only a shared database's lease can).
+    pub fn can_be_lost(&self) -> bool {
+        matches!(self, SyncLease::Shared(_))
+    }
+}
+
 /// The PostgreSQL client blocks on a runtime of its own, which must not start on a thread
 /// that is driving async tasks: there, the call is moved off the worker first (as any
 /// blocking call should be). Blocking threads and plain threads call straight through.

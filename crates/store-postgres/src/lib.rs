@@ -7,12 +7,18 @@
 //! database. Readers see a consistent snapshot (REPEATABLE READ, read only).
 
 mod change_log;
+mod channel_requests;
+mod lease;
+mod listen;
 mod migrations;
 mod numbering;
 mod records;
 mod schema;
 mod syncs;
 mod users;
+
+pub use lease::SyncLease;
+pub use listen::{Announcement, Announcer, Listening};
 
 use crmsync_domain::clock::Hlc;
 use crmsync_domain::store::{InstanceMeta, StoreResult};

@@ -5,7 +5,10 @@ use crate::pg_error;
 use crmsync_domain::DomainError;
 use postgres::Client;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_channel_requests.sql")),
+];
 /// The advisory lock migrations run under.
 const MIGRATION_LOCK: i64 = 0x0063_726d_7379_6e6d; // "crmsynm"
 

@@ -3,7 +3,9 @@
 //!
 //! Keys live in memory only: a restart on either side, or a key older than
 //! `RENEW_AFTER`, makes the active side pair again (one round trip more), so nothing at
-//! rest gives the key away and a side restored from a backup simply pairs anew.
+//! rest gives the key away and a side restored from a backup simply pairs anew. The one
+//! exception is a passive side served by several processes on one PostgreSQL database
+//! (`StoredKeys`): any of them must answer, so its keys are kept in the database.
 
 use super::active::Failure;
 use crate::api::{ApiError, blocking};
@@ -117,6 +119,92 @@ pub struct Channels {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---- the passive side's keys when several processes answer ----
+
+/// With several processes on one database (PostgreSQL behind a load balancer), a pairing
+/// may be confirmed, and each request answered, by another process than the one that
+/// paired: the passive side's keys are kept in the sync's stored state, where every one of
+/// them finds them. That lets no one more forge a packet than before: the sync's password
+/// is stored in the same database, and whoever reads it can pair anyway. Request numbers
+/// are taken in the database too (`Database::take_request_seq`), so a request replayed to
+/// another process is refused as by the first. On SQLite one process answers: its keys
+/// stay in its memory (`Channels::passive`).
+#[derive(Default, Serialize, Deserialize)]
+struct StoredKeys {
+    /// Newest first: the current key and the one before.
+    sessions: Vec<StoredSession>,
+    pending: Option<StoredPending>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    /// Hex.
+    key: String,
+    /// Which password it was paired from (`channel::fingerprint`).
+    password: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredPending {
+    id: String,
+    key: String,
+    peer_instance: String,
+    made_ms: i64,
+}
+
+/// The stored form names itself: the same state field holds a folder sync's channel.
+#[derive(Default, Serialize, Deserialize)]
+struct Stored {
+    http_passive: StoredKeys,
+}
+
+impl StoredKeys {
+    fn load(state: Option<&SyncState>) -> StoredKeys {
+        state
+            .and_then(|s| s.channel.as_deref())
+            .and_then(|json| serde_json::from_str::<Stored>(json).ok())
+            .map(|stored| stored.http_passive)
+            .unwrap_or_default()
+    }
+
+    fn into_json(self) -> String {
+        serde_json::to_string(&Stored { http_passive: self }).expect("keys serialise")
+    }
+
+    /// The stored key named `key_id` that was paired from `password`.
+    fn find(&self, key_id: &str, password: &str) -> Option<Key> {
+        self.sessions
+            .iter()
+            .filter(|s| s.password == password)
+            .filter_map(|s| Key::from_hex(&s.key))
+            .find(|key| key.id() == key_id)
+    }
+}
+
+/// Whether the passive side's keys live in the database (several processes may answer).
+fn keys_stored(app: &App) -> bool {
+    app.core.store().is_shared()
+}
+
+/// Changes the stored keys of `sync_id` in one transaction; returns what `change` does.
+async fn change_stored_keys<T: Send + 'static>(
+    app: &App,
+    sync_id: i64,
+    change: impl FnOnce(&mut StoredKeys) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let core = app.core.clone();
+    blocking(move || {
+        let mut outcome = None;
+        core.update_sync_state(sync_id, |state| {
+            let mut keys = StoredKeys::load(Some(state));
+            outcome = Some(change(&mut keys));
+            state.channel = Some(keys.into_json());
+        })?;
+        Ok(outcome.expect("the change ran"))
+    })
+    .await
 }
 
 // ---- the active side ----
@@ -519,15 +607,25 @@ pub async fn pake(
         pairing: pairing.clone(),
     };
     // One pairing waits per sync: nothing an unauthenticated caller sends piles up.
-    lock(&app.channels.passive)
-        .entry(sync_id)
-        .or_default()
-        .pending = Some(Pending {
-        id: pairing,
-        key,
-        peer_instance: offer.from,
-        made: Instant::now(),
-    });
+    if keys_stored(&app) {
+        let pending = StoredPending {
+            id: pairing,
+            key: key.to_hex(),
+            peer_instance: offer.from,
+            made_ms: app.core.now_ms(),
+        };
+        change_stored_keys(&app, sync_id, move |keys| keys.pending = Some(pending)).await?;
+    } else {
+        lock(&app.channels.passive)
+            .entry(sync_id)
+            .or_default()
+            .pending = Some(Pending {
+            id: pairing,
+            key,
+            peer_instance: offer.from,
+            made: Instant::now(),
+        });
+    }
     Ok(Json(answer))
 }
 
@@ -544,7 +642,25 @@ pub async fn confirm(
     let last_peer = last_peer(state);
     let confirmation: PairingConfirmation = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed pairing message: {e}")))?;
-    let pending = {
+    let pending = if keys_stored(&app) {
+        let (id, now) = (confirmation.pairing.clone(), app.core.now_ms());
+        let timeout = PAIRING_TIMEOUT.as_millis() as i64;
+        change_stored_keys(&app, sync_id, move |keys| match keys.pending.take() {
+            Some(p) if p.id == id && (0..timeout).contains(&(now - p.made_ms)) => {
+                Key::from_hex(&p.key).map(|key| Pending {
+                    id: p.id,
+                    key,
+                    peer_instance: p.peer_instance,
+                    made: Instant::now(),
+                })
+            }
+            other => {
+                keys.pending = other;
+                None
+            }
+        })
+        .await?
+    } else {
         let mut syncs = lock(&app.channels.passive);
         let answering = syncs.entry(sync_id).or_default();
         match answering.pending.take() {
@@ -590,7 +706,17 @@ pub async fn confirm(
         ));
     }
     app.login_throttle.succeeded(&throttle, peer.ip());
-    {
+    if keys_stored(&app) {
+        let stored = StoredSession {
+            key: pending.key.to_hex(),
+            password: channel::fingerprint(sync.password.0.as_bytes()),
+        };
+        change_stored_keys(&app, sync_id, move |keys| {
+            keys.sessions.insert(0, stored);
+            keys.sessions.truncate(2);
+        })
+        .await?;
+    } else {
         let mut syncs = lock(&app.channels.passive);
         let answering = syncs.entry(sync_id).or_default();
         answering
@@ -686,7 +812,24 @@ async fn open_request(
     };
     // Everything about the request is checked before its body is read: an unauthenticated
     // caller costs no memory.
-    let checked: Result<Key, Option<Refusal>> = {
+    let stale = |head: &Head| (app.core.now_ms() - head.ts).abs() > channel::MAX_SKEW_MS;
+    let checked: Result<Key, Option<Refusal>> = if keys_stored(app) {
+        match StoredKeys::load(state.as_ref()).find(&head.key, &password) {
+            None => Err(None),
+            Some(key) if !head.verify(&key, &kind, &mac) => Err(Some(Refusal::NotAuthentic)),
+            Some(_) if stale(&head) => Err(Some(Refusal::Stale)),
+            Some(key) => {
+                // Its head is proven: its number is taken now, by whichever process
+                // gets it first, before its body is read.
+                let (core, key_id, seq) = (app.core.clone(), head.key.clone(), head.seq);
+                let now = app.core.now_ms();
+                let taken =
+                    blocking(move || core.store().take_request_seq(sync_id, &key_id, seq, now))
+                        .await?;
+                taken.then_some(key).ok_or(Some(Refusal::Replay))
+            }
+        }
+    } else {
         let syncs = lock(&app.channels.passive);
         let session = syncs.get(&sync_id).and_then(|a| {
             a.sessions
@@ -696,9 +839,7 @@ async fn open_request(
         match session {
             None => Err(None),
             Some(s) if !head.verify(&s.key, &kind, &mac) => Err(Some(Refusal::NotAuthentic)),
-            Some(_) if (app.core.now_ms() - head.ts).abs() > channel::MAX_SKEW_MS => {
-                Err(Some(Refusal::Stale))
-            }
+            Some(_) if stale(&head) => Err(Some(Refusal::Stale)),
             Some(s) if !s.received.is_new(head.seq) => Err(Some(Refusal::Replay)),
             Some(s) => Ok(s.key.clone()),
         }
@@ -738,11 +879,6 @@ async fn open_request(
     // and remembered under it.
     let opened = channel::open_owned(&key, Vec::from(bytes), MAX_REQUEST_BYTES * 4).and_then(
         |(header, plain)| {
-            let mut syncs = lock(&app.channels.passive);
-            let session = syncs
-                .get_mut(&sync_id)
-                .and_then(|a| a.sessions.iter_mut().find(|s| s.key == key))
-                .ok_or_else(|| Refusal::UnknownKey(header.key.clone()))?;
             if header.seq != head.seq || header.key != head.key {
                 return Err(Refusal::NotAuthentic);
             }
@@ -752,6 +888,16 @@ async fn open_request(
                 reply_to: None,
                 now_ms: Some(app.core.now_ms()),
             };
+            if keys_stored(app) {
+                // Its number was taken in the database with its head.
+                channel::check(&header, &expect, &mut ReplayWindow::default())?;
+                return Ok((header, plain));
+            }
+            let mut syncs = lock(&app.channels.passive);
+            let session = syncs
+                .get_mut(&sync_id)
+                .and_then(|a| a.sessions.iter_mut().find(|s| s.key == key))
+                .ok_or_else(|| Refusal::UnknownKey(header.key.clone()))?;
             channel::check(&header, &expect, &mut session.received)?;
             Ok((header, plain))
         },
@@ -831,7 +977,11 @@ async fn seal_response(
         .into_response();
     };
     let now = app.core.now_ms();
-    let seq = {
+    let seq = if keys_stored(app) {
+        // The request's own number: taken once in the database, so no answer of any
+        // process under this key has it, and no counter need be shared.
+        reply
+    } else {
         let mut syncs = lock(&app.channels.passive);
         let session = syncs
             .get_mut(&sync_id)

@@ -24,15 +24,20 @@ pub mod peer;
 pub mod rejections;
 
 use crate::app::App;
-use std::sync::Arc;
+use crate::database::{Announcement, Neighbours, SyncLease};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::sync::watch;
 
-/// Wakes sync runners: when settings change (restart them) and when records change (push).
+/// Wakes sync runners: when settings change (restart them) and when records change (push)
+/// — in this process, and through the database in the others serving it (PostgreSQL).
 #[derive(Clone)]
 pub struct SyncSignals {
     settings: Arc<watch::Sender<u64>>,
     commits: Arc<watch::Sender<u64>>,
     received: Arc<watch::Sender<u64>>,
+    /// The other processes on this database, once this one serves.
+    neighbours: Arc<OnceLock<Neighbours>>,
 }
 
 impl Default for SyncSignals {
@@ -41,21 +46,59 @@ impl Default for SyncSignals {
             settings: Arc::new(watch::channel(0).0),
             commits: Arc::new(watch::channel(0).0),
             received: Arc::new(watch::channel(0).0),
+            neighbours: Default::default(),
         }
     }
 }
 
 impl SyncSignals {
-    /// Sync settings changed: runners restart with the new ones.
+    /// Sync settings changed: runners restart with the new ones, here and elsewhere.
     pub fn changed(&self) {
+        self.announce(Announcement::SettingsChanged);
+        self.settings_changed_here();
+    }
+
+    fn settings_changed_here(&self) {
         self.settings.send_modify(|v| *v += 1);
         // Held pulls re-check too: a changed mapping may change what they report.
-        self.committed();
+        self.committed_here();
     }
 
     /// A record write committed.
     pub fn committed(&self) {
+        self.announce(Announcement::Committed);
+        self.committed_here();
+    }
+
+    fn committed_here(&self) {
         self.commits.send_modify(|v| *v += 1);
+    }
+
+    fn announce(&self, what: Announcement) {
+        if let Some(neighbours) = self.neighbours.get() {
+            neighbours.announce(what);
+        }
+    }
+
+    /// Starts hearing the other processes serving `database` and telling them what
+    /// happens here (once; nothing on a database only this process serves).
+    pub fn meet_neighbours(&self, database: &crate::database::Database) {
+        if self.neighbours.get().is_some() {
+            return;
+        }
+        // Wakes only this process: what is heard is not told back (nor kept alive by
+        // the thread that hears it).
+        let here = SyncSignals {
+            neighbours: Default::default(),
+            ..self.clone()
+        };
+        let heard = move |what| match what {
+            Announcement::Committed => here.committed_here(),
+            Announcement::SettingsChanged => here.settings_changed_here(),
+        };
+        if let Some(neighbours) = database.neighbours(heard) {
+            let _ = self.neighbours.set(neighbours);
+        }
     }
 
     pub fn commits(&self) -> watch::Receiver<u64> {
@@ -87,7 +130,12 @@ pub async fn supervise(app: App) {
         let mut runners = Vec::new();
         if let Ok(Ok(syncs)) = syncs {
             for sync in syncs {
-                runners.extend(peer::start(&app, &sync));
+                if let Some(run) = peer::runner(&sync) {
+                    let (app, id) = (app.clone(), sync.id);
+                    runners.push(tokio::spawn(leased(app.clone(), id, move || {
+                        run(app.clone(), id)
+                    })));
+                }
             }
         }
         let changed = settings.changed().await;
@@ -97,6 +145,67 @@ pub async fn supervise(app: App) {
         if changed.is_err() {
             return;
         }
+    }
+}
+
+/// How often a process that does not hold a sync's lease asks for it again (how soon it
+/// takes a sync over from a process that stopped).
+const LEASE_RETRY: Duration = Duration::from_millis(500);
+/// How often the holder checks that its lease is still its own.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
+
+/// Runs sync `sync_id` with `runner` while this process holds the sync's lease: with
+/// several processes on one database, in exactly one of them at a time. A process waits
+/// for the lease, and takes the sync over when the holder stops or dies.
+async fn leased<R: Future<Output = ()>>(app: App, sync_id: i64, runner: impl Fn() -> R) {
+    let mut lease = loop {
+        match app.core.store().sync_lease(sync_id) {
+            Ok(lease) => break lease,
+            Err(e) => {
+                tracing::warn!("sync {sync_id}: no lease to ask for ({e}); trying again");
+                tokio::time::sleep(LEASE_RETRY).await;
+            }
+        }
+    };
+    loop {
+        while !lease.try_take().unwrap_or(false) {
+            tokio::time::sleep(LEASE_RETRY).await;
+        }
+        let _running = lease.can_be_lost().then(|| RunningHere::new(sync_id));
+        tokio::select! {
+            () = runner() => return,
+            () = lost(&mut lease) => {
+                tracing::warn!("sync {sync_id}: this process lost the sync's lease; it stops \
+                    running the sync until it holds the lease again");
+            }
+        }
+    }
+}
+
+/// Says in the server log which process runs a sync, from when it takes the lease until
+/// it stops running it (lost, settings changed, stopping).
+struct RunningHere(i64);
+
+impl RunningHere {
+    fn new(sync_id: i64) -> RunningHere {
+        tracing::info!("sync {sync_id} runs in this process (it holds the sync's lease)");
+        RunningHere(sync_id)
+    }
+}
+
+impl Drop for RunningHere {
+    fn drop(&mut self) {
+        tracing::info!("sync {} no longer runs in this process", self.0);
+    }
+}
+
+/// Completes when `lease` is no longer held (never, for one that cannot be lost).
+async fn lost(lease: &mut SyncLease) {
+    if !lease.can_be_lost() {
+        return std::future::pending().await;
+    }
+    while lease.is_held() {
+        tokio::time::sleep(LEASE_CHECK).await;
     }
 }
 

@@ -13,6 +13,8 @@ use crmsync_sync::protocol::{
     GrantedBlock, Item, NumberBlock, NumberBlockRequest, PairOutcome, PairReply, PairRequest,
     RecordsReply, RecordsRequest, ResendRequest, ResendSummary,
 };
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 /// How the two sides of a sync meet: what a feature may depend on instead of the transport.
@@ -205,12 +207,15 @@ pub fn exchange(sync: &SyncConfig) -> Exchange {
     }
 }
 
-/// Starts the loop that keeps `sync` exchanging, if this side starts its exchanges: over
-/// HTTP the active side calls, over folders both sides write and read.
-pub fn start(app: &App, sync: &SyncConfig) -> Option<tokio::task::JoinHandle<()>> {
+/// A sync's exchange loop, started (under the sync's lease) by `supervise`.
+pub type Runner = fn(App, i64) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The loop that keeps `sync` exchanging, if this side starts its exchanges: over HTTP the
+/// active side calls, over folders both sides write and read.
+pub fn runner(sync: &SyncConfig) -> Option<Runner> {
     match exchange(sync) {
-        Exchange::Calls => Some(tokio::spawn(super::active::run(app.clone(), sync.id))),
-        Exchange::Packets => Some(tokio::spawn(super::folder::run(app.clone(), sync.id))),
+        Exchange::Calls => Some(|app, id| Box::pin(super::active::run(app, id))),
+        Exchange::Packets => Some(|app, id| Box::pin(super::folder::run(app, id))),
         Exchange::IsCalled => None,
     }
 }

@@ -26,6 +26,7 @@ mod postgres;
 mod protocol;
 mod provenance;
 mod random;
+mod scale_out;
 mod status;
 mod tls;
 mod topology;

@@ -7,7 +7,7 @@ use crate::http::{add_field, clients, pair, record_values};
 use crmsync_store_conformance::postgres_cluster::TestCluster;
 use serde_json::json;
 
-fn on_postgres(data: &std::path::Path, database: &str) -> Server {
+pub(crate) fn on_postgres(data: &std::path::Path, database: &str) -> Server {
     Server::start_with(
         data,
         &[
