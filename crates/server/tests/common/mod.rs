@@ -85,7 +85,7 @@ impl Server {
         all.extend_from_slice(args);
         let mut server = Server::start_with(data, &all, &[]);
         let pem = std::fs::read(cert).expect("certificate");
-        server.client = reqwest::Client::builder()
+        server.client = http_client()
             .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
             .build()
             .unwrap();
@@ -157,7 +157,7 @@ impl Server {
             url,
             data: data.to_path_buf(),
             banner,
-            client: reqwest::Client::new(),
+            client: http_client().build().unwrap(),
             login: "admin".into(),
             password: ADMIN_PASSWORD.into(),
         }
@@ -165,7 +165,7 @@ impl Server {
 
     /// A browser signed in to the web UI as the admin: the client and its session cookie.
     async fn web_session(&self) -> (reqwest::Client, String) {
-        let http = reqwest::Client::builder()
+        let http = http_client()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
@@ -280,6 +280,13 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client that drops a kept-alive connection before the server does (it closes one idle
+/// for `HEADER_READ_TIMEOUT`, 10 s): an upload sent on a connection the server has just
+/// closed fails with a broken pipe, and a PUT is not retried (seen on a loaded machine).
+pub fn http_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(4))
 }
 
 /// An authenticated API client.
