@@ -100,7 +100,7 @@ pub(crate) fn check_source(
                 "options.numbering.from_sync: there is no sync {sync_id}"
             ))
         })?;
-    if sync.mode == Mode::Passive && sync.transport == Transport::Http {
+    if sync.mode == Mode::Passive && sync.transport.kind() == Transport::Http {
         return Err(DomainError::invalid(format!(
             "options.numbering.from_sync: over HTTP numbers are drawn through a sync this instance starts (active side); sync {sync_id} \"{}\" only answers",
             sync.name

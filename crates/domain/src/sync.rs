@@ -123,6 +123,76 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Local => "local",
+            Transport::Ftp => "ftp",
+        }
+    }
+}
+
+/// A sync's transport with the settings only it has (S-25..S-28, B-09).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportSettings {
+    Http,
+    Local(LocalSettings),
+    Ftp(FtpSettings),
+}
+
+impl TransportSettings {
+    pub fn kind(&self) -> Transport {
+        match self {
+            TransportSettings::Http => Transport::Http,
+            TransportSettings::Local(_) => Transport::Local,
+            TransportSettings::Ftp(_) => Transport::Ftp,
+        }
+    }
+
+    pub fn local(&self) -> Option<&LocalSettings> {
+        match self {
+            TransportSettings::Local(local) => Some(local),
+            _ => None,
+        }
+    }
+
+    pub fn ftp(&self) -> Option<&FtpSettings> {
+        match self {
+            TransportSettings::Ftp(ftp) => Some(ftp),
+            _ => None,
+        }
+    }
+
+    /// `kind` with the settings given for it; a clear error when they are missing.
+    pub fn of(
+        kind: Transport,
+        local: Option<LocalSettings>,
+        ftp: Option<FtpSettings>,
+    ) -> Result<TransportSettings, DomainError> {
+        match (kind, local, ftp) {
+            (Transport::Http, None, None) => Ok(TransportSettings::Http),
+            (Transport::Local, Some(local), None) => Ok(TransportSettings::Local(local)),
+            (Transport::Ftp, None, Some(ftp)) => Ok(TransportSettings::Ftp(ftp)),
+            (Transport::Local, None, _) => Err(DomainError::invalid(
+                "a local sync needs local.upload_dir and local.download_dir",
+            )),
+            (Transport::Ftp, _, None) => Err(DomainError::invalid(
+                "an FTP sync needs ftp.host, ftp.login, ftp.password, ftp.upload_dir and ftp.download_dir",
+            )),
+            (kind, _, _) => Err(DomainError::invalid(format!(
+                "transport: a sync over {} has no {} settings",
+                kind.as_str(),
+                match kind {
+                    Transport::Local => "ftp",
+                    Transport::Ftp => "local",
+                    Transport::Http => "local or ftp",
+                }
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LocalSettings {
     pub upload_dir: String,
@@ -153,15 +223,14 @@ pub struct SyncConfig {
     pub id: SyncId,
     pub name: String,
     pub mode: Mode,
-    pub transport: Transport,
+    /// How it reaches the other side, with that transport's settings.
+    pub transport: TransportSettings,
     pub remote_access: bool,
     pub remote_url: Option<String>,
     pub password: Secret,
     pub log: bool,
     pub period_seconds: u32,
     pub user_match: UserMatch,
-    pub local: Option<LocalSettings>,
-    pub ftp: Option<FtpSettings>,
     /// An exchange deleting more than this share (percent) of a table holds its deletes
     /// for approval (B-18); 100 turns the guard off.
     pub mass_delete_percent: u32,
@@ -180,10 +249,10 @@ impl SyncConfig {
     pub fn without_settings(&self, text: &str) -> String {
         let mut settings: Vec<&str> = Vec::new();
         settings.extend(self.remote_url.as_deref());
-        if let Some(local) = &self.local {
+        if let Some(local) = self.transport.local() {
             settings.extend([local.upload_dir.as_str(), local.download_dir.as_str()]);
         }
-        if let Some(ftp) = &self.ftp {
+        if let Some(ftp) = self.transport.ftp() {
             let dirs = [ftp.upload_dir.as_str(), ftp.download_dir.as_str()];
             settings.extend(
                 [ftp.host.as_str(), ftp.login.as_str()]
@@ -220,14 +289,9 @@ impl SyncConfig {
                 "password: set the sync password (the passive side's password, entered on both sides)",
             ));
         }
-        match self.transport {
-            Transport::Http => {}
-            Transport::Local => {
-                let local = self.local.as_ref().ok_or_else(|| {
-                    DomainError::invalid(
-                        "a local sync needs local.upload_dir and local.download_dir",
-                    )
-                })?;
+        match &self.transport {
+            TransportSettings::Http => {}
+            TransportSettings::Local(local) => {
                 for (name, dir) in [
                     ("local.upload_dir", &local.upload_dir),
                     ("local.download_dir", &local.download_dir),
@@ -245,12 +309,7 @@ impl SyncConfig {
                     )));
                 }
             }
-            Transport::Ftp => {
-                let ftp = self.ftp.as_ref().ok_or_else(|| {
-                    DomainError::invalid(
-                        "an FTP sync needs ftp.host, ftp.login, ftp.password, ftp.upload_dir and ftp.download_dir",
-                    )
-                })?;
+            TransportSettings::Ftp(ftp) => {
                 let host = ftp.host.trim();
                 if host.is_empty() || host.contains("://") || host.contains('/') {
                     return Err(DomainError::invalid(
@@ -287,7 +346,7 @@ impl SyncConfig {
             }
         }
         if self.mode == Mode::Active
-            && self.transport == Transport::Http
+            && self.transport.kind() == Transport::Http
             && (!self.remote_access || self.remote_url.is_none())
         {
             return Err(DomainError::invalid(
@@ -376,7 +435,7 @@ impl SyncState {
     /// The status as a person should see it now: a passive HTTP side only knows its active
     /// side is there while it keeps calling.
     pub fn as_seen(&self, sync: &SyncConfig, now_ms: i64) -> (bool, Option<String>) {
-        let listens = sync.mode == Mode::Passive && sync.transport == Transport::Http;
+        let listens = sync.mode == Mode::Passive && sync.transport.kind() == Transport::Http;
         if listens && self.connected {
             match self.last_success_ms {
                 Some(last) if now_ms - last > PASSIVE_SILENCE_MS => {
@@ -457,15 +516,13 @@ mod tests {
             id: 1,
             name: "s".into(),
             mode,
-            transport: Transport::Http,
+            transport: TransportSettings::Http,
             remote_access: false,
             remote_url: Some("http://x".into()),
             password: Secret("p".into()),
             log: true,
             period_seconds: 5,
             user_match: UserMatch::Login,
-            local: None,
-            ftp: None,
             mass_delete_percent: DEFAULT_MASS_DELETE_PERCENT,
             conflict_policy: ConflictPolicy::Newer,
         }

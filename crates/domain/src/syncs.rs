@@ -7,7 +7,8 @@ use crate::logged_records::LoggedRecords;
 use crate::store::{Store, StoreTx};
 use crate::sync::{
     ConflictPolicy, DEFAULT_PERIOD_SECONDS, Direction, FtpSettings, LocalSettings, Mode, Secret,
-    SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState, SyncTable, Transport, UserMatch,
+    SyncConfig, SyncField, SyncId, SyncLogEntry, SyncState, SyncTable, Transport,
+    TransportSettings, UserMatch,
 };
 use crate::{DomainError, FieldNo};
 use serde::Deserialize;
@@ -62,19 +63,17 @@ impl<S: Store> Instance<S> {
             mode: input
                 .mode
                 .ok_or_else(|| DomainError::invalid("mode: choose active or passive"))?,
-            transport: input.transport.unwrap_or(Transport::Http),
+            transport: TransportSettings::Http,
             remote_access: false,
             remote_url: None,
             password: Secret::default(),
             log: true,
             period_seconds: DEFAULT_PERIOD_SECONDS,
             user_match: UserMatch::Login,
-            local: None,
-            ftp: None,
             mass_delete_percent: crate::sync::DEFAULT_MASS_DELETE_PERCENT,
             conflict_policy: ConflictPolicy::Newer,
         };
-        apply_input(&mut sync, input);
+        apply_input(&mut sync, input)?;
         sync.validate()?;
         let id = self.store().write(|tx| {
             ensure_own_folders(&sync, &tx.syncs()?)?;
@@ -104,10 +103,7 @@ impl<S: Store> Instance<S> {
         if let Some(mode) = input.mode {
             sync.mode = mode;
         }
-        if let Some(transport) = input.transport {
-            sync.transport = transport;
-        }
-        apply_input(&mut sync, input);
+        apply_input(&mut sync, input)?;
         sync.validate()?;
         self.store().write(|tx| {
             ensure_own_folders(&sync, &tx.syncs()?)?;
@@ -601,17 +597,16 @@ pub(crate) fn join_whole_tables(
 /// S-30: every sync needs folders of its own, however they are spelled.
 fn ensure_own_folders(sync: &SyncConfig, all: &[SyncConfig]) -> Result<(), DomainError> {
     use crate::folder_path::{ftp_folder_key, local_folder_key};
-    use crate::sync::Transport;
     // (one spelling, which folder, as typed)
     let folders = |s: &SyncConfig| -> Vec<(String, &'static str, String)> {
-        match (s.transport, &s.local, &s.ftp) {
-            (Transport::Local, Some(l), _) => {
+        match &s.transport {
+            TransportSettings::Local(l) => {
                 [("upload", &l.upload_dir), ("download", &l.download_dir)]
                     .into_iter()
                     .map(|(role, dir)| (local_folder_key(dir), role, dir.trim().to_string()))
                     .collect()
             }
-            (Transport::Ftp, _, Some(f)) => {
+            TransportSettings::Ftp(f) => {
                 let server = format!("ftp://{}:{}", f.host.trim().to_lowercase(), f.port);
                 [("upload", &f.upload_dir), ("download", &f.download_dir)]
                     .into_iter()
@@ -641,7 +636,7 @@ fn ensure_own_folders(sync: &SyncConfig, all: &[SyncConfig]) -> Result<(), Domai
     Ok(())
 }
 
-fn apply_input(sync: &mut SyncConfig, input: SyncInput) {
+fn apply_input(sync: &mut SyncConfig, input: SyncInput) -> Result<(), DomainError> {
     if let Some(name) = input.name {
         sync.name = name.trim().to_string();
     }
@@ -670,12 +665,21 @@ fn apply_input(sync: &mut SyncConfig, input: SyncInput) {
     if let Some(v) = input.conflict_policy {
         sync.conflict_policy = v;
     }
-    if input.local.is_some() {
-        sync.local = input.local;
-    }
-    if input.ftp.is_some() {
-        sync.ftp = input.ftp;
-    }
+    // A transport's settings stay while it stays; another transport needs its own.
+    let kind = input.transport.unwrap_or(sync.transport.kind());
+    let stays = |of: Transport| kind == of && sync.transport.kind() == of;
+    let local = input.local.or_else(|| {
+        stays(Transport::Local)
+            .then(|| sync.transport.local().cloned())
+            .flatten()
+    });
+    let ftp = input.ftp.or_else(|| {
+        stays(Transport::Ftp)
+            .then(|| sync.transport.ftp().cloned())
+            .flatten()
+    });
+    sync.transport = TransportSettings::of(kind, local, ftp)?;
+    Ok(())
 }
 
 /// The passive side maps each field to the active's number; the active side does not.

@@ -49,20 +49,20 @@ pub fn named_row(name: &str, stamp: Stamp) -> NewRow {
 
 /// A passive HTTP sync named `name`, as `insert_sync` takes it.
 pub fn passive_sync(name: &str) -> crmsync_domain::sync::SyncConfig {
-    use crmsync_domain::sync::{ConflictPolicy, Mode, Secret, SyncConfig, Transport, UserMatch};
+    use crmsync_domain::sync::{
+        ConflictPolicy, Mode, Secret, SyncConfig, TransportSettings, UserMatch,
+    };
     SyncConfig {
         id: 0,
         name: name.into(),
         mode: Mode::Passive,
-        transport: Transport::Http,
+        transport: TransportSettings::Http,
         remote_access: false,
         remote_url: None,
         password: Secret::default(),
         log: true,
         period_seconds: 5,
         user_match: UserMatch::Login,
-        local: None,
-        ftp: None,
         mass_delete_percent: 20,
         conflict_policy: ConflictPolicy::Newer,
     }

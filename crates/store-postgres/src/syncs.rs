@@ -8,7 +8,7 @@ use crmsync_domain::store::sync_text::{from_text, read_settings, settings_text, 
 use crmsync_domain::store::{StoreResult, SyncStore};
 use crmsync_domain::sync::{
     ConflictPolicy, Direction, HeldChange, Mode, PendingLink, Secret, SyncConfig, SyncField,
-    SyncLogEntry, SyncState, SyncTable, Transport, UserMatch,
+    SyncLogEntry, SyncState, SyncTable, Transport, TransportSettings, UserMatch,
 };
 use postgres::Row;
 use uuid::Uuid;
@@ -33,7 +33,7 @@ fn save_sync(tx: &mut PgTx<'_>, sync: &SyncConfig) -> StoreResult<i64> {
             &sync.id,
             &sync.name,
             &to_text(&sync.mode)?,
-            &to_text(&sync.transport)?,
+            &to_text(&sync.transport.kind())?,
             &sync.remote_access,
             &sync.remote_url,
             &sync.password.0,
@@ -52,7 +52,7 @@ fn sync_config(r: &Row) -> StoreResult<SyncConfig> {
         id: get(r, 0)?,
         name: get(r, 1)?,
         mode: from_text::<Mode>(&get::<String>(r, 2)?)?,
-        transport: from_text::<Transport>(&get::<String>(r, 3)?)?,
+        transport: TransportSettings::Http,
         remote_access: get(r, 4)?,
         remote_url: get(r, 5)?,
         password: Secret(get(r, 6)?),
@@ -61,12 +61,11 @@ fn sync_config(r: &Row) -> StoreResult<SyncConfig> {
             DomainError::Store(format!("stored period_seconds {period_seconds}: {e}"))
         })?,
         user_match: from_text::<UserMatch>(&get::<String>(r, 9)?)?,
-        local: None,
-        ftp: None,
         mass_delete_percent: 0,
         conflict_policy: ConflictPolicy::default(),
     };
-    read_settings(&get::<String>(r, 10)?, &mut sync)?;
+    let kind = from_text::<Transport>(&get::<String>(r, 3)?)?;
+    read_settings(&get::<String>(r, 10)?, kind, &mut sync)?;
     Ok(sync)
 }
 

@@ -9,7 +9,7 @@ use crmsync_domain::store::sync_text::{from_text, read_settings, settings_text, 
 use crmsync_domain::store::{StoreResult, SyncStore};
 use crmsync_domain::sync::{
     ConflictPolicy, Direction, HeldChange, Mode, PendingLink, Secret, SyncConfig, SyncField,
-    SyncLogEntry, SyncState, SyncTable, Transport, UserMatch,
+    SyncLogEntry, SyncState, SyncTable, Transport, TransportSettings, UserMatch,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -28,7 +28,7 @@ fn save_sync(tx: &Transaction<'_>, sync: &SyncConfig) -> StoreResult<i64> {
             sync.id,
             sync.name,
             to_text(&sync.mode)?,
-            to_text(&sync.transport)?,
+            to_text(&sync.transport.kind())?,
             sync.remote_access,
             sync.remote_url,
             sync.password.0,
@@ -63,19 +63,18 @@ impl SyncStore for SqliteTx<'_> {
                 id: r.get(0).map_err(sql_error)?,
                 name: text(1)?,
                 mode: from_text::<Mode>(&text(2)?)?,
-                transport: from_text::<Transport>(&text(3)?)?,
+                transport: TransportSettings::Http,
                 remote_access: r.get(4).map_err(sql_error)?,
                 remote_url: r.get(5).map_err(sql_error)?,
                 password: Secret(text(6)?),
                 log: r.get(7).map_err(sql_error)?,
                 period_seconds: r.get(8).map_err(sql_error)?,
                 user_match: from_text::<UserMatch>(&text(9)?)?,
-                local: None,
-                ftp: None,
                 mass_delete_percent: 0,
                 conflict_policy: ConflictPolicy::default(),
             };
-            read_settings(&text(10)?, &mut sync)?;
+            let kind = from_text::<Transport>(&text(3)?)?;
+            read_settings(&text(10)?, kind, &mut sync)?;
             syncs.push(sync);
         }
         Ok(syncs)

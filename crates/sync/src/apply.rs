@@ -351,7 +351,9 @@ fn apply_items<S: Store>(
     let rules = ConflictRules {
         sync_id: sync.id,
         prefer: mapping.prefer(sync, packet.rules.as_ref()),
-        unacked_after: core.sync_state(sync.id)?.confirmed_by_peer(sync.transport),
+        unacked_after: core
+            .sync_state(sync.id)?
+            .confirmed_by_peer(sync.transport.kind()),
     };
     for table_id in link_order(&core.tables()?, by_table.keys().copied().collect()) {
         let arrived = by_table[&table_id].clone();

@@ -321,20 +321,18 @@ pub fn route(
 
 /// Sync 1, newer write wins, users matched by login.
 pub fn sync_config(mode: crmsync_domain::sync::Mode) -> crmsync_domain::sync::SyncConfig {
-    use crmsync_domain::sync::{ConflictPolicy, Secret, SyncConfig, Transport};
+    use crmsync_domain::sync::{ConflictPolicy, Secret, SyncConfig, TransportSettings};
     SyncConfig {
         id: 1,
         name: "s".into(),
         mode,
-        transport: Transport::Http,
+        transport: TransportSettings::Http,
         remote_access: false,
         remote_url: None,
         password: Secret("p".into()),
         log: true,
         period_seconds: 1,
         user_match: UserMatch::Login,
-        local: None,
-        ftp: None,
         mass_delete_percent: 20,
         conflict_policy: ConflictPolicy::Newer,
     }

@@ -5,7 +5,8 @@
 use super::StoreResult;
 use crate::DomainError;
 use crate::sync::{
-    ConflictPolicy, DEFAULT_MASS_DELETE_PERCENT, FtpSettings, LocalSettings, SyncConfig,
+    ConflictPolicy, DEFAULT_MASS_DELETE_PERCENT, FtpSettings, LocalSettings, SyncConfig, Transport,
+    TransportSettings,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -40,20 +41,32 @@ struct Stored {
 /// The settings of `sync` kept in one JSON column.
 pub fn settings_text(sync: &SyncConfig) -> StoreResult<String> {
     serde_json::to_string(&Stored {
-        local: sync.local.clone(),
-        ftp: sync.ftp.clone(),
+        local: sync.transport.local().cloned(),
+        ftp: sync.transport.ftp().cloned(),
         mass_delete_percent: Some(sync.mass_delete_percent),
         conflict_policy: Some(sync.conflict_policy),
     })
     .map_err(|e| DomainError::Store(e.to_string()))
 }
 
-/// The settings read back from their column onto `sync`.
-pub fn read_settings(text: &str, sync: &mut SyncConfig) -> StoreResult<()> {
+/// The settings read back from their column onto `sync`, whose transport is `kind`.
+pub fn read_settings(text: &str, kind: Transport, sync: &mut SyncConfig) -> StoreResult<()> {
     let stored: Stored =
         serde_json::from_str(text).map_err(|e| DomainError::Store(e.to_string()))?;
-    sync.local = stored.local;
-    sync.ftp = stored.ftp;
+    // Rows written before the settings were one enum may hold another transport's
+    // settings too: only the sync's own are read.
+    let missing = || {
+        DomainError::Store(format!(
+            "sync {}: no {} settings stored",
+            sync.id,
+            kind.as_str()
+        ))
+    };
+    sync.transport = match kind {
+        Transport::Http => TransportSettings::Http,
+        Transport::Local => TransportSettings::Local(stored.local.ok_or_else(missing)?),
+        Transport::Ftp => TransportSettings::Ftp(stored.ftp.ok_or_else(missing)?),
+    };
     sync.mass_delete_percent = stored
         .mass_delete_percent
         .unwrap_or(DEFAULT_MASS_DELETE_PERCENT);

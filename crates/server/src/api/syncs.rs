@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 /// The contract's sync shape: passwords are never returned; a passive HTTP sync shows the
 /// address to paste into the active side.
 fn render(sync: &SyncConfig, base_url: &str) -> Value {
-    let endpoint_url = (sync.mode == Mode::Passive && sync.transport == Transport::Http)
+    let endpoint_url = (sync.mode == Mode::Passive && sync.transport.kind() == Transport::Http)
         .then(|| format!("{base_url}/sync/v1/{}", sync.id));
     let mut ftp = sync
-        .ftp
-        .as_ref()
+        .transport
+        .ftp()
         .map(|f| serde_json::to_value(f).unwrap_or_default());
     if let Some(Value::Object(map)) = ftp.as_mut() {
         map.remove("password");
@@ -29,7 +29,7 @@ fn render(sync: &SyncConfig, base_url: &str) -> Value {
         "id": sync.id,
         "name": sync.name,
         "mode": sync.mode,
-        "transport": sync.transport,
+        "transport": sync.transport.kind(),
         "remote_access": sync.remote_access,
         "remote_url": sync.remote_url,
         "log": sync.log,
@@ -37,7 +37,7 @@ fn render(sync: &SyncConfig, base_url: &str) -> Value {
         "user_match": sync.user_match,
         "mass_delete_percent": sync.mass_delete_percent,
         "conflict_policy": sync.conflict_policy,
-        "local": sync.local,
+        "local": sync.transport.local(),
         "ftp": ftp,
         "endpoint_url": endpoint_url,
     })
@@ -76,7 +76,7 @@ fn render_for(actor: &Actor, sync: &SyncConfig, base: &str) -> Value {
             "id": sync.id,
             "name": sync.name,
             "mode": sync.mode,
-            "transport": sync.transport,
+            "transport": sync.transport.kind(),
         }),
     }
 }

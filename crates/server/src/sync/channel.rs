@@ -531,7 +531,7 @@ fn passive_sync(app: &App, sync_id: i64) -> Result<(SyncConfig, Option<SyncState
         .core
         .sync(sync_id)
         .ok()
-        .filter(|s| s.mode == Mode::Passive && s.transport == Transport::Http);
+        .filter(|s| s.mode == Mode::Passive && s.transport.kind() == Transport::Http);
     let Some(sync) = found else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

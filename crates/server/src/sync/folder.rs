@@ -12,7 +12,7 @@ use super::initial::mapping_for;
 use super::passive::{PACKET_LIMIT, receive};
 use crate::app::App;
 use crmsync_domain::DomainError;
-use crmsync_domain::sync::{Mode, SyncConfig, Transport};
+use crmsync_domain::sync::{Mode, SyncConfig, Transport, TransportSettings};
 use crmsync_sync::build_packet;
 use crmsync_sync::channel::Role;
 use crmsync_sync::content::{chunk_packet, files_in};
@@ -125,12 +125,12 @@ fn folders_for(
     app: &App,
     sync: &SyncConfig,
 ) -> Result<(Box<dyn Folders>, String, String), DomainError> {
-    Ok(match (sync.transport, &sync.local, &sync.ftp) {
-        (Transport::Local, Some(local), _) => {
+    Ok(match &sync.transport {
+        TransportSettings::Local(local) => {
             let (upload, download) = LocalFolders::dirs(local);
             (Box::new(LocalFolders), upload, download)
         }
-        (Transport::Ftp, _, Some(ftp)) => {
+        TransportSettings::Ftp(ftp) => {
             let session = FtpFolders::connect(ftp, &app.tls_client)
                 .map_err(|e| DomainError::Unavailable(e.to_string()))?;
             (
@@ -139,7 +139,9 @@ fn folders_for(
                 ftp.download_dir.clone(),
             )
         }
-        _ => return Err(DomainError::invalid("no folders configured for this sync")),
+        TransportSettings::Http => {
+            return Err(DomainError::invalid("no folders configured for this sync"));
+        }
     })
 }
 
@@ -302,7 +304,7 @@ fn exchange(
             })?;
         }
     }
-    let next_look = match sync.transport {
+    let next_look = match sync.transport.kind() {
         Transport::Local => period.min(LOCAL_LOOK),
         _ => period,
     };

@@ -185,7 +185,7 @@ pub fn change<T>(
     change: impl FnOnce(&mut FolderChannel, i64) -> T,
 ) -> Result<T, DomainError> {
     let sync = app.core.sync(sync_id)?;
-    if sync.transport == crmsync_domain::sync::Transport::Http {
+    if sync.transport.kind() == crmsync_domain::sync::Transport::Http {
         return Err(DomainError::invalid(
             "writer keys are for folder syncs (local or FTP), where a program can drop packets",
         ));

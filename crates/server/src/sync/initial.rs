@@ -243,7 +243,7 @@ async fn run_inner(
             .map_err(|e| e.to_string())?;
         let peer = peer.or_else(|| app.mailboxes.resent(sync.id));
         let total = own.count + peer.map_or(0, |p| p.count);
-        let done = own.delivered(state.confirmed_by_peer(sync.transport))
+        let done = own.delivered(state.confirmed_by_peer(sync.transport.kind()))
             + peer.map_or(0, |p| p.delivered(state.received_seq));
         let handed_over = exchange == Exchange::Calls || state.resend_request.is_none();
         if done >= total && peer.is_some() {
@@ -260,7 +260,8 @@ async fn run_inner(
                 "waiting for the other side to say which rows it queued".to_string()
             }
             None => {
-                let there = own.count - own.delivered(state.confirmed_by_peer(sync.transport));
+                let there =
+                    own.count - own.delivered(state.confirmed_by_peer(sync.transport.kind()));
                 format!(
                     "waiting for {} record(s) to be applied: {there} on the other side, {} here",
                     total - done,

@@ -159,7 +159,7 @@ impl<'a> Peer<'a> {
 
     /// Asks the other side and waits for its answer (over folders: up to `patience`).
     pub(crate) async fn ask<R: Ask>(&self, request: R) -> Result<R::Answer, Failure> {
-        let answer = match self.sync.transport {
+        let answer = match self.sync.transport.kind() {
             Transport::Http => call(self.app, self.sync, request.into()).await?,
             Transport::Local | Transport::Ftp => self
                 .app
@@ -200,7 +200,7 @@ impl<'a> Peer<'a> {
 }
 
 pub fn exchange(sync: &SyncConfig) -> Exchange {
-    match (sync.transport, sync.mode) {
+    match (sync.transport.kind(), sync.mode) {
         (Transport::Http, Mode::Active) => Exchange::Calls,
         (Transport::Http, Mode::Passive) => Exchange::IsCalled,
         (Transport::Local | Transport::Ftp, _) => Exchange::Packets,
@@ -239,7 +239,7 @@ pub async fn exchange_now(app: &App, sync: &SyncConfig) -> Result<String, String
 /// How long a question through folders waits for its answer: the question and the answer
 /// each wait for a look at a folder (local: every 200 ms; FTP: once a period).
 pub fn patience(sync: &SyncConfig) -> Duration {
-    match sync.transport {
+    match sync.transport.kind() {
         Transport::Local | Transport::Http => Duration::from_secs(10),
         Transport::Ftp => Duration::from_secs(u64::from(sync.period_seconds) * 4 + 10),
     }

@@ -104,7 +104,7 @@ fn row(page: &Page, app: &App, sync: &SyncConfig) -> Result<SyncRow, DomainError
         id: sync.id,
         name: sync.name.clone(),
         mode: page.t(mode_key(sync.mode)),
-        transport: page.t(transport_key(sync.transport)),
+        transport: page.t(transport_key(sync.transport.kind())),
         connected: view.connected,
         reason: view.reason.unwrap_or_default(),
         notice: view.notice.clone().unwrap_or_default(),
@@ -182,7 +182,7 @@ fn form_of(sync: &SyncConfig) -> Submitted {
         ),
         (
             "transport".into(),
-            match sync.transport {
+            match sync.transport.kind() {
                 Transport::Http => "http",
                 Transport::Local => "local",
                 Transport::Ftp => "ftp",
@@ -219,11 +219,11 @@ fn form_of(sync: &SyncConfig) -> Submitted {
     if sync.log {
         fields.push(("log".into(), "on".into()));
     }
-    if let Some(local) = &sync.local {
+    if let Some(local) = sync.transport.local() {
         fields.push(("local_upload_dir".into(), local.upload_dir.clone()));
         fields.push(("local_download_dir".into(), local.download_dir.clone()));
     }
-    if let Some(ftp) = &sync.ftp {
+    if let Some(ftp) = sync.transport.ftp() {
         fields.retain(|(k, _)| k != "ftp_port");
         fields.extend([
             ("ftp_host".into(), ftp.host.clone()),
@@ -272,7 +272,7 @@ async fn save(
             if form.text("password").is_empty() {
                 input.password = None;
             }
-            if let (Some(ftp), Some(old_ftp)) = (input.ftp.as_mut(), old.ftp.as_ref())
+            if let (Some(ftp), Some(old_ftp)) = (input.ftp.as_mut(), old.transport.ftp())
                 && ftp.password.0.is_empty()
             {
                 ftp.password = old_ftp.password.clone();
@@ -632,7 +632,7 @@ async fn detail(
     let hour = metrics.last_hour(sync.id, now_ms);
     let chart =
         crate::sync::metrics::chart(&hour, &page.t("changes-sent"), &page.t("changes-received"));
-    let endpoint_url = (passive && sync.transport == Transport::Http)
+    let endpoint_url = (passive && sync.transport.kind() == Transport::Http)
         .then(|| format!("{base}/sync/v1/{}", sync.id));
     Ok(render(&SyncPage {
         page,

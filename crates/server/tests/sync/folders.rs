@@ -843,3 +843,56 @@ async fn a_passive_side_paired_before_the_field_list_came_keeps_its_changes_for_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_sync_keeps_only_its_own_transports_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let api = server.admin();
+    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+    let sync = local_sync(&api, "active", &up, &down).await;
+    let ftp = json!({ "host": "files.example.ru", "login": "crm", "password": "secret",
+                      "upload_dir": "/up", "download_dir": "/down" });
+
+    // FTP settings for a local sync are refused, not kept unused.
+    let (status, body) = api
+        .patch(&format!("/syncs/{sync}"), json!({ "ftp": ftp }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("transport"),
+        "{body}"
+    );
+    // Another transport needs its own settings…
+    let (status, body) = api
+        .patch(&format!("/syncs/{sync}"), json!({ "transport": "ftp" }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("ftp.host"),
+        "{body}"
+    );
+    // …and the local folders go with the local transport.
+    let (status, body) = api
+        .patch(
+            &format!("/syncs/{sync}"),
+            json!({ "transport": "ftp", "ftp": ftp }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, shown) = api.get(&format!("/syncs/{sync}")).await;
+    assert_eq!(shown["transport"], "ftp", "{shown}");
+    assert_eq!(shown["local"], serde_json::Value::Null, "{shown}");
+    assert_eq!(shown["ftp"]["host"], "files.example.ru", "{shown}");
+    assert_eq!(shown["ftp"].get("password"), None, "{shown}");
+    let (status, body) = api
+        .patch(
+            &format!("/syncs/{sync}"),
+            json!({ "transport": "http", "remote_access": true,
+                    "remote_url": "http://127.0.0.1:1/sync/v1/1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, shown) = api.get(&format!("/syncs/{sync}")).await;
+    assert_eq!(shown["ftp"], serde_json::Value::Null, "{shown}");
+}
