@@ -671,7 +671,18 @@ fn sync_now(
             );
             continue;
         }
+        // On a database several servers share, the one holding the sync's lease runs it:
+        // a round here beside it would read and write the same packets at once.
+        let mut lease = app.core.store().sync_lease(sync.id)?;
+        if !lease.try_take()? {
+            println!(
+                "sync {} \"{}\" runs in a crmsync server on this database now: it exchanges there on its own",
+                sync.id, sync.name
+            );
+            continue;
+        }
         let outcome = runtime.block_on(peer::exchange_now(&app, &sync));
+        drop(lease);
         match outcome {
             Ok(done) => println!("sync {} \"{}\": {done}", sync.id, sync.name),
             Err(e) => {

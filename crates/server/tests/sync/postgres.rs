@@ -168,3 +168,47 @@ async fn an_instance_on_postgresql_stops_cleanly_on_sigterm() {
     let again = on_postgres(&data, &database);
     assert_eq!(record_values(&again.admin(), table).await.len(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_now_leaves_a_sync_to_the_server_running_it_on_the_same_database() {
+    let database = TestCluster::shared().create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let server = on_postgres(&dir.path().join("main"), &database);
+    let api = server.admin();
+    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+    let sync = crate::folders::local_sync(&api, "active", &up, &down).await;
+    // The server takes the sync's lease and runs it.
+    eventually(20, "the sync running in the server", || async {
+        let (_, s) = api.get(&format!("/syncs/{sync}/status")).await;
+        s["last_run"].is_string().then_some(())
+    })
+    .await;
+
+    let other = dir.path().join("beside");
+    let (ok, out, err) = cli(&[
+        "sync-now",
+        "--data",
+        other.to_str().unwrap(),
+        "--database",
+        &database,
+        "active folders",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("runs in a crmsync server on this database"),
+        "{out}"
+    );
+
+    // Once the server stops, sync-now runs the round itself.
+    server.stop();
+    let (ok, out, err) = cli(&[
+        "sync-now",
+        "--data",
+        other.to_str().unwrap(),
+        "--database",
+        &database,
+        "active folders",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("sync 1 \"active folders\": wrote "), "{out}");
+}
