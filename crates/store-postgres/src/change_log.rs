@@ -1,5 +1,5 @@
 //! The change log in PostgreSQL. A write transaction buffers its entries and writes them
-//! in multi-row INSERTs; the log is read only through a `FlushedLog`, which exists only
+//! in batches (one INSERT of column arrays); the log is read only through a `FlushedLog`, which exists only
 //! once that buffer is written — so every read of the log sees its own transaction's writes.
 
 use crate::schema::table_name;
@@ -9,8 +9,6 @@ use crmsync_domain::record::{LoggedChange, SyncLogFilter};
 use crmsync_domain::store::{ChangeLog, StoreResult, decode_change_fields, encode_change_fields};
 use crmsync_domain::{Change, ChangeOp, DomainError, Table};
 use postgres::Row;
-use postgres::types::ToSql;
-use std::fmt::Write as _;
 use std::rc::Rc;
 
 /// The change log as this transaction sees it, with every buffered entry written.
@@ -256,8 +254,7 @@ struct PendingChange {
     fields: Rc<String>,
 }
 
-/// Rows per multi-row INSERT into the change log (10 parameters each, of PostgreSQL's
-/// 65,535 a statement).
+/// Rows per INSERT into the change log.
 const CHANGE_BATCH: usize = 256;
 
 /// Appends `change` as entry `seq`; `prev_seq` is the record's previous entry, so a
@@ -309,47 +306,33 @@ pub(crate) fn append_change(
     Ok(())
 }
 
+/// Writes the buffered entries as one INSERT of column arrays: one prepared statement for
+/// any number of rows.
 fn flush_changes(tx: &mut PgTx<'_>) -> StoreResult<()> {
     let pending = std::mem::take(&mut tx.log.pending);
     for chunk in pending.chunks(CHANGE_BATCH) {
-        let mut sql = String::from(
-            "INSERT INTO changes (seq, prev_seq, table_id, record_id, op, hlc, origin, user_id, at, fields) VALUES ",
+        let column = |f: fn(&PendingChange) -> i64| chunk.iter().map(f).collect::<Vec<i64>>();
+        let (seqs, table_ids, record_ids, hlcs, ats) = (
+            column(|c| c.seq),
+            column(|c| c.table_id),
+            column(|c| c.record_id),
+            column(|c| c.hlc),
+            column(|c| c.at),
         );
+        let prev_seqs: Vec<Option<i64>> = chunk.iter().map(|c| c.prev_seq).collect();
+        let user_ids: Vec<Option<i64>> = chunk.iter().map(|c| c.user_id).collect();
         let ops: Vec<&str> = chunk.iter().map(|c| c.op.as_str()).collect();
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(10 * chunk.len());
-        for (i, c) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let n = 10 * i;
-            let _ = write!(
-                sql,
-                "(${},${},${},${},${},${},${},${},${},${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7,
-                n + 8,
-                n + 9,
-                n + 10
-            );
-            params.extend([
-                &c.seq as &(dyn ToSql + Sync),
-                &c.prev_seq,
-                &c.table_id,
-                &c.record_id,
-                &ops[i],
-                &c.hlc,
-                &*c.origin,
-                &c.user_id,
-                &c.at,
-                &*c.fields,
-            ]);
-        }
-        tx.execute(&sql, &params)?;
+        let origins: Vec<&str> = chunk.iter().map(|c| c.origin.as_str()).collect();
+        let fields: Vec<&str> = chunk.iter().map(|c| c.fields.as_str()).collect();
+        tx.execute(
+            "INSERT INTO changes (seq, prev_seq, table_id, record_id, op, hlc, origin, user_id, at, fields)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[],
+                                  $6::BIGINT[], $7::TEXT[], $8::BIGINT[], $9::BIGINT[], $10::TEXT[])",
+            &[
+                &seqs, &prev_seqs, &table_ids, &record_ids, &ops, &hlcs, &origins, &user_ids,
+                &ats, &fields,
+            ],
+        )?;
     }
     Ok(())
 }

@@ -487,7 +487,7 @@ impl RecordStore for PgTx<'_> {
         let t = table_name(table.id);
         let mut sql = format!("SELECT {} FROM {t}", select_columns(table));
         let mut conditions: Vec<String> = Vec::new();
-        // Parameters by number: the lower-cased search text, then the `after` id.
+        // Parameters by number: the lower-cased search text, the `after` id, the limit.
         let mut args: Vec<Box<dyn ToSql + Sync>> = Vec::new();
         match query.status {
             StatusFilter::Active => conditions.push("status = 0".into()),
@@ -550,7 +550,9 @@ impl RecordStore for PgTx<'_> {
         } else {
             let _ = write!(sql, " ORDER BY {column} {order} {nulls}, id {order}");
         }
-        let _ = write!(sql, " LIMIT {}", query.limit);
+        // A parameter, not text: every page size shares one prepared statement.
+        args.push(Box::new(query.limit as i64));
+        let _ = write!(sql, " LIMIT ${}", args.len());
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref()).collect();
         let rows = self.query(&sql, &params)?;
         rows.iter().map(|row| record_from_row(table, row)).collect()
