@@ -15,8 +15,9 @@ mod schema;
 mod syncs;
 mod users;
 
-use crmsync_domain::clock::Hlc;
-use crmsync_domain::store::{InstanceMeta, StoreResult};
+use crmsync_domain::store::change_buffer::ChangeBuffer;
+use crmsync_domain::store::stored_row::{CountChanges, InsertShapes};
+use crmsync_domain::store::{MetaTable, StoreResult};
 use crmsync_domain::{DomainError, Store, StoreTx};
 use hashlink::LruCache;
 use pool::{Connection, Pool};
@@ -122,11 +123,9 @@ pub struct PgTx<'c> {
     nodes: Option<HashMap<Uuid, i64>>,
     node_uids: HashMap<i64, Uuid>,
     /// Change-log entries not written yet (see `change_log`).
-    log: change_log::ChangeBuffer,
-    /// INSERT statements by table and shape: built once per transaction, not once per row.
-    insert_sql: HashMap<i64, Vec<(records::InsertShape, std::rc::Rc<str>)>>,
-    /// Changes of each table's (active, deleted) counts, written before commit.
-    count_changes: HashMap<i64, (i64, i64)>,
+    log: ChangeBuffer,
+    insert_sql: InsertShapes,
+    count_changes: CountChanges,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
@@ -139,9 +138,9 @@ impl<'c> PgTx<'c> {
             failed: None,
             nodes: None,
             node_uids: HashMap::new(),
-            log: Default::default(),
-            insert_sql: HashMap::new(),
-            count_changes: HashMap::new(),
+            log: ChangeBuffer::default(),
+            insert_sql: InsertShapes::default(),
+            count_changes: CountChanges::default(),
         }
     }
 
@@ -250,12 +249,6 @@ impl<'c> PgTx<'c> {
             .copied()
             .ok_or_else(|| DomainError::Store(format!("unknown node {id}")))
     }
-
-    fn meta(&mut self, key: &str) -> StoreResult<Option<String>> {
-        self.query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
-            .map(|row| get(&row, 0))
-            .transpose()
-    }
 }
 
 /// Column `idx` of `row`, as `T`.
@@ -263,26 +256,18 @@ pub(crate) fn get<'r, T: FromSql<'r>>(row: &'r Row, idx: usize) -> StoreResult<T
     row.try_get(idx).map_err(pg_error)
 }
 
-impl InstanceMeta for PgTx<'_> {
-    fn instance_id(&mut self) -> StoreResult<Uuid> {
-        let text = self
-            .meta("instance_id")?
-            .ok_or_else(|| DomainError::Store("instance id missing".into()))?;
-        Uuid::parse_str(&text).map_err(|e| DomainError::Store(e.to_string()))
+impl MetaTable for PgTx<'_> {
+    fn meta(&mut self, key: &str) -> StoreResult<Option<String>> {
+        self.query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
+            .map(|row| get(&row, 0))
+            .transpose()
     }
 
-    fn last_hlc(&mut self) -> StoreResult<Hlc> {
-        Ok(Hlc(self
-            .meta("last_hlc")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)))
-    }
-
-    fn set_last_hlc(&mut self, hlc: Hlc) -> StoreResult<()> {
+    fn set_meta(&mut self, key: &str, value: &str) -> StoreResult<()> {
         self.execute(
-            "INSERT INTO meta (key, value) VALUES ('last_hlc', $1)
+            "INSERT INTO meta (key, value) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&hlc.0.to_string()],
+            &[&key, &value],
         )?;
         Ok(())
     }
