@@ -116,23 +116,37 @@ fn a_server_that_does_not_answer_fails_the_open_within_the_connect_timeout() {
     );
 }
 
-#[test]
-fn a_caller_waits_for_a_busy_connection_and_is_told_when_none_comes() {
-    let store = open("?pool_max_connections=1&pool_timeout=1");
+/// Runs `meanwhile` while another thread holds a transaction of `store` (a write one if
+/// `write`) open; the holder lets go when `meanwhile` returns, also when it panics.
+fn while_a_transaction_is_open(store: &PgStore, write: bool, meanwhile: impl FnOnce()) {
     let (held_tx, held) = mpsc::channel();
     let (release, released) = mpsc::channel::<()>();
     std::thread::scope(|scope| {
-        // Dropped if this side panics, so the holder never waits forever.
-        let release = release;
-        let store = &store;
         let holder = scope.spawn(move || {
-            store.read(|_| {
+            let hold = |_: &mut dyn crmsync_domain::StoreTx| {
                 held_tx.send(()).unwrap();
-                released.recv().unwrap();
+                let _ = released.recv();
                 Ok(())
-            })
+            };
+            match write {
+                true => store.write(hold),
+                false => store.read(hold),
+            }
         });
         held.recv().unwrap();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(meanwhile));
+        drop(release);
+        holder.join().unwrap().unwrap();
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+#[test]
+fn a_caller_waits_for_a_busy_connection_and_is_told_when_none_comes() {
+    let store = open("?pool_max_connections=1&pool_timeout=1");
+    while_a_transaction_is_open(&store, false, || {
         let started = Instant::now();
         let error = store
             .read(|tx| tx.instance_id())
@@ -144,11 +158,16 @@ fn a_caller_waits_for_a_busy_connection_and_is_told_when_none_comes() {
                 .contains("all 1 connections to PostgreSQL stayed busy for 1 s"),
             "{error}"
         );
-        // A caller that waits while the connection is given back gets it.
-        let waiter = scope.spawn(move || store.read(|tx| tx.instance_id()));
-        std::thread::sleep(Duration::from_millis(200));
-        release.send(()).unwrap();
-        holder.join().unwrap().unwrap();
+    });
+    // A caller that waits while the connection is given back gets it.
+    std::thread::scope(|scope| {
+        let store = &store;
+        let mut waiter = None;
+        while_a_transaction_is_open(store, false, || {
+            waiter = Some(scope.spawn(move || store.read(|tx| tx.instance_id())));
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let waiter = waiter.unwrap();
         waiter.join().unwrap().expect("the connection given back");
     });
 }
@@ -156,20 +175,7 @@ fn a_caller_waits_for_a_busy_connection_and_is_told_when_none_comes() {
 #[test]
 fn a_writer_waiting_longer_than_lock_timeout_fails_with_the_reason() {
     let store = open("?options=-c%20lock_timeout%3D300ms");
-    let (held_tx, held) = mpsc::channel();
-    let (release, released) = mpsc::channel::<()>();
-    std::thread::scope(|scope| {
-        // Dropped if this side panics, so the holder never waits forever.
-        let release = release;
-        let store = &store;
-        let holder = scope.spawn(move || {
-            store.write(|_| {
-                held_tx.send(()).unwrap();
-                released.recv().unwrap();
-                Ok(())
-            })
-        });
-        held.recv().unwrap();
+    while_a_transaction_is_open(&store, true, || {
         let error = store
             .write(|tx| tx.instance_id())
             .expect_err("the writers' lock is held");
@@ -177,8 +183,6 @@ fn a_writer_waiting_longer_than_lock_timeout_fails_with_the_reason() {
             error.to_string().contains("lock_timeout"),
             "the reason is named: {error}"
         );
-        release.send(()).unwrap();
-        holder.join().unwrap().unwrap();
     });
     store.write(|tx| tx.instance_id()).expect("free again");
 }
