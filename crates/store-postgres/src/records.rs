@@ -4,8 +4,8 @@ use crate::{PgTx, get};
 use crmsync_domain::record::{NewRow, RowUpdate, SortKey, StatusFilter, StoredRecord};
 use crmsync_domain::store::change_buffer::BufferedChangeLog;
 use crmsync_domain::store::stored_row::{
-    InsertPlan, Placeholders, RawStored, RowColumns, insert_sql, record_from_row, select_columns,
-    status_code, status_from, stored_select, table_name, update_sql,
+    InsertPlan, Placeholders, RawStored, RowColumns, UpdatePlan, insert_sql, record_from_row,
+    select_columns, status_from, stored_select, table_name, update_sql,
 };
 use crmsync_domain::store::{RecordStore, StoreResult, TableCounts};
 use crmsync_domain::{
@@ -258,33 +258,17 @@ impl RecordStore for PgTx<'_> {
         };
         let (prev_seq, prev_status): (i64, i64) = (get(&current, 0)?, get(&current, 1)?);
         let seq = self.next_seq()?;
-        let status = match update.status {
-            Some((status, stamp)) => Some((
-                status_code(status),
-                stamp.hlc.0 as i64,
-                self.node_id(stamp.node)?,
-            )),
-            None => None,
-        };
-        let mut nodes = Vec::with_capacity(update.values.len());
-        for (_, _, stamp) in &update.values {
-            nodes.push(self.node_id(stamp.node)?);
-        }
+        let plan = UpdatePlan::new(update, |node| self.node_id(node))?;
         let sql = update_sql(table.id, update, Placeholders::Numbered);
-        let hlcs: Vec<i64> = update
-            .values
-            .iter()
-            .map(|(_, _, s)| s.hlc.0 as i64)
-            .collect();
-        let values: Vec<Param<'_>> = update.values.iter().map(|(_, v, _)| Param(v)).collect();
+        let values: Vec<Param<'_>> = plan.cells.iter().map(|(v, _, _)| Param(v)).collect();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&update.updated_at_ms, &seq];
-        if let Some((code, hlc, node)) = &status {
+        if let Some((code, hlc, node)) = &plan.status {
             params.extend([code as &(dyn ToSql + Sync), hlc, node]);
         }
-        for i in 0..update.values.len() {
-            params.push(&values[i]);
-            params.push(&hlcs[i]);
-            params.push(&nodes[i]);
+        for (value, (_, hlc, node)) in values.iter().zip(&plan.cells) {
+            params.push(value);
+            params.push(hlc);
+            params.push(node);
         }
         params.push(&update.id);
         let changed = self

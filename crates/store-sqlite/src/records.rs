@@ -4,8 +4,8 @@ use crate::{SqliteTx, sql_error};
 use crmsync_domain::record::{NewRow, RowUpdate, SortKey, StatusFilter, StoredRecord};
 use crmsync_domain::store::change_buffer::BufferedChangeLog;
 use crmsync_domain::store::stored_row::{
-    InsertPlan, Placeholders, RawStored, RowColumns, insert_sql, record_from_row, select_columns,
-    status_code, status_from, stored_select, table_name, update_sql,
+    InsertPlan, Placeholders, RawStored, RowColumns, UpdatePlan, insert_sql, record_from_row,
+    select_columns, status_from, stored_select, table_name, update_sql,
 };
 use crmsync_domain::store::{RecordStore, StoreResult, TableCounts};
 use crmsync_domain::{
@@ -365,33 +365,17 @@ impl RecordStore for SqliteTx<'_> {
                 ))
             })?;
         let seq = tx.next_seq()?;
-        let status = match update.status {
-            Some((status, stamp)) => Some((
-                status_code(status),
-                stamp.hlc.0 as i64,
-                tx.node_id(stamp.node)?,
-            )),
-            None => None,
-        };
-        let mut nodes = Vec::with_capacity(update.values.len());
-        for (_, _, stamp) in &update.values {
-            nodes.push(tx.node_id(stamp.node)?);
-        }
+        let plan = UpdatePlan::new(update, |node| tx.node_id(node))?;
         let sql = update_sql(table.id, update, Placeholders::Anonymous);
-        let hlcs: Vec<i64> = update
-            .values
-            .iter()
-            .map(|(_, _, s)| s.hlc.0 as i64)
-            .collect();
-        let values: Vec<Param<'_>> = update.values.iter().map(|(_, v, _)| Param(v)).collect();
+        let values: Vec<Param<'_>> = plan.cells.iter().map(|(v, _, _)| Param(v)).collect();
         let mut sql_params: Vec<&dyn rusqlite::ToSql> = vec![&update.updated_at_ms, &seq];
-        if let Some((code, hlc, node)) = &status {
+        if let Some((code, hlc, node)) = &plan.status {
             sql_params.extend([code as &dyn rusqlite::ToSql, hlc, node]);
         }
-        for i in 0..update.values.len() {
-            sql_params.push(&values[i]);
-            sql_params.push(&hlcs[i]);
-            sql_params.push(&nodes[i]);
+        for (value, (_, hlc, node)) in values.iter().zip(&plan.cells) {
+            sql_params.push(value);
+            sql_params.push(hlc);
+            sql_params.push(node);
         }
         sql_params.push(&update.id);
         let changed = tx

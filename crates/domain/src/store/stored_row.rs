@@ -275,6 +275,36 @@ pub fn update_sql(table_id: i64, update: &RowUpdate, style: Placeholders) -> Str
     )
 }
 
+/// An UPDATE's parameters besides updated_at, last_seq and the id, in `update_sql`'s order.
+pub struct UpdatePlan<'r> {
+    /// (status code, hlc, node) when the status is written.
+    pub status: Option<(i64, i64, i64)>,
+    /// Each written value with its stamp's (hlc, node).
+    pub cells: Vec<(&'r Value, i64, i64)>,
+}
+
+impl<'r> UpdatePlan<'r> {
+    /// `node_id` gives a node's local number.
+    pub fn new(
+        update: &'r RowUpdate,
+        mut node_id: impl FnMut(Uuid) -> StoreResult<i64>,
+    ) -> StoreResult<UpdatePlan<'r>> {
+        let status = match update.status {
+            Some((status, stamp)) => Some((
+                status_code(status),
+                stamp.hlc.0 as i64,
+                node_id(stamp.node)?,
+            )),
+            None => None,
+        };
+        let mut cells = Vec::with_capacity(update.values.len());
+        for (_, value, stamp) in &update.values {
+            cells.push((value, stamp.hlc.0 as i64, node_id(stamp.node)?));
+        }
+        Ok(UpdatePlan { status, cells })
+    }
+}
+
 /// INSERT statements by table and shape: built once per transaction, not once per row.
 #[derive(Default)]
 pub struct InsertShapes(HashMap<i64, Vec<(InsertShape, Rc<str>)>>);
