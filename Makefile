@@ -1,5 +1,5 @@
 # The commands the README names. `make test` is also what CI runs.
-.PHONY: run serve test test-long bench lint
+.PHONY: run serve test test-long bench bench-postgres lint
 
 # Two instances on loopback with sample data and an HTTP sync between them (./demo-data).
 run:
@@ -35,6 +35,12 @@ test-long:
 # replication, as ratios; and one table of every figure (scripts/bench_table.py).
 bench:
 	python3 scripts/bench_table.py
+
+# The side-by-side benchmark with both crmsync instances on PostgreSQL (a throw-away
+# cluster; each instance a database of its own): scripts/bench_postgres.sh.
+bench-postgres:
+	cargo build --release -p crmsync
+	scripts/bench_postgres.sh target/release/crmsync
 
 lint:
 	cargo fmt --all -- --check

@@ -39,6 +39,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@each $backend;
             records::stamps_round_trip_for_local_and_remote_writers,
             records::a_failed_transaction_leaves_nothing,
+            records::a_write_that_goes_on_after_a_failed_statement_reports_what_was_kept,
             records::kept_record_counts_match_the_records_through_every_kind_of_write,
             records::the_uids_present_are_found_and_records_read_among_many,
             records::a_deleted_record_stays_as_a_tombstone_and_is_listed_by_status,

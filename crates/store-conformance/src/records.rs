@@ -144,6 +144,49 @@ pub fn a_failed_transaction_leaves_nothing<B: Backend>() {
     assert_eq!((counts.active, counts.deleted), (0, 0));
 }
 
+/// A write whose closure goes on after a failed store call (here a duplicate uid) and
+/// returns Ok reports what was kept: either success with its other writes there (SQLite
+/// undoes only the failed statement) or an error with nothing kept (PostgreSQL aborts the
+/// whole transaction) — never success for writes that are gone. The store works on after.
+pub fn a_write_that_goes_on_after_a_failed_statement_reports_what_was_kept<B: Backend>() {
+    let place = B::new();
+    let store = place.open();
+    let (table, node) = clients_with_a_name(&store);
+    let stamp = Stamp { hlc: Hlc(1), node };
+    let create = || change(ChangeOp::Create, stamp.hlc, vec![1], vec![]);
+    let first = named_row("Anna", stamp);
+    store
+        .write(|tx| tx.insert_record(&table, &first, &create()))
+        .unwrap();
+    let second = named_row("Boris", stamp);
+    let result = store.write(|tx| {
+        tx.insert_record(&table, &second, &create())?;
+        // Reads of its own writes: nothing is left waiting to be written at commit.
+        tx.table_counts(&table)?;
+        tx.change_count()?;
+        let again = tx.insert_record(&table, &first, &create());
+        assert!(again.is_err(), "a second record with one uid is refused");
+        Ok(())
+    });
+    let kept = store
+        .read(|tx| tx.record_by_uid(&table, second.uid))
+        .unwrap();
+    match result {
+        Ok(()) => assert!(kept.is_some(), "reported committed, so its record is there"),
+        Err(_) => assert!(kept.is_none(), "reported failed, so nothing of it is kept"),
+    }
+    let third = named_row("Vera", stamp);
+    store
+        .write(|tx| tx.insert_record(&table, &third, &create()))
+        .expect("the next write goes through");
+    assert!(
+        store
+            .read(|tx| tx.record_by_uid(&table, third.uid))
+            .unwrap()
+            .is_some()
+    );
+}
+
 /// A packet's uids are looked up, and its records read, together: several statements'
 /// worth at once, each record as it reads alone.
 pub fn the_uids_present_are_found_and_records_read_among_many<B: Backend>() {

@@ -1,51 +1,67 @@
-//! The change log in PostgreSQL. A write transaction buffers its entries and writes them
-//! in multi-row INSERTs; the log is read only through a `FlushedLog`, which exists only
-//! once that buffer is written — so every read of the log sees its own transaction's writes.
+//! The change log in PostgreSQL. A write transaction buffers its entries (the domain's
+//! `ChangeBuffer`) and writes them in batches, one INSERT of column arrays each; the log is
+//! read only through a `FlushedLog`, which exists only once that buffer is written — so
+//! every read of the log sees its own transaction's writes.
 
 use crate::schema::table_name;
 use crate::{PgTx, get};
 use crmsync_domain::clock::Hlc;
 use crmsync_domain::record::{LoggedChange, SyncLogFilter};
-use crmsync_domain::store::{ChangeLog, StoreResult, decode_change_fields, encode_change_fields};
+use crmsync_domain::store::change_buffer::{BufferedChangeLog, ChangeBuffer, PendingChange};
+use crmsync_domain::store::{ChangeLog, StoreResult, decode_change_fields};
 use crmsync_domain::{Change, ChangeOp, DomainError, Table};
 use postgres::Row;
-use postgres::types::ToSql;
-use std::fmt::Write as _;
-use std::rc::Rc;
 
 /// The change log as this transaction sees it, with every buffered entry written.
 pub(crate) struct FlushedLog<'a, 'c> {
     tx: &'a mut PgTx<'c>,
 }
 
-/// A write transaction's entries waiting to be written together; only this module sees
-/// them, so nothing else can read the log around them.
-#[derive(Default)]
-pub(crate) struct ChangeBuffer {
-    /// The next seq; the transaction holds the writers' lock.
-    next_seq: Option<i64>,
-    pending: Vec<PendingChange>,
-    last_origin: Option<Rc<String>>,
-    last_created_fields: Option<(Vec<i64>, Rc<String>)>,
-}
-
 impl<'c> PgTx<'c> {
-    pub(crate) fn next_seq(&mut self) -> StoreResult<i64> {
-        let seq = match self.log.next_seq {
-            Some(seq) => seq,
-            None => get(
-                &self.query_one("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes", &[])?,
-                0,
-            )?,
-        };
-        self.log.next_seq = Some(seq + 1);
-        Ok(seq)
-    }
-
     /// Writes the buffered entries: the one way to read the log.
     pub(crate) fn flushed_log(&mut self) -> StoreResult<FlushedLog<'_, 'c>> {
-        flush_changes(self)?;
+        self.flush_changes()?;
         Ok(FlushedLog { tx: self })
+    }
+}
+
+impl BufferedChangeLog for PgTx<'_> {
+    fn change_buffer(&mut self) -> &mut ChangeBuffer {
+        &mut self.log
+    }
+
+    fn first_free_seq(&mut self) -> StoreResult<i64> {
+        get(
+            &self.query_one("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes", &[])?,
+            0,
+        )
+    }
+
+    /// One INSERT of column arrays: one prepared statement for any number of rows.
+    fn insert_changes(&mut self, rows: &[PendingChange]) -> StoreResult<()> {
+        let column = |f: fn(&PendingChange) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        let (seqs, table_ids, record_ids, hlcs, ats) = (
+            column(|c| c.seq),
+            column(|c| c.table_id),
+            column(|c| c.record_id),
+            column(|c| c.hlc),
+            column(|c| c.at),
+        );
+        let prev_seqs: Vec<Option<i64>> = rows.iter().map(|c| c.prev_seq).collect();
+        let user_ids: Vec<Option<i64>> = rows.iter().map(|c| c.user_id).collect();
+        let ops: Vec<&str> = rows.iter().map(|c| c.op.as_str()).collect();
+        let origins: Vec<&str> = rows.iter().map(|c| c.origin.as_str()).collect();
+        let fields: Vec<&str> = rows.iter().map(|c| c.fields.as_str()).collect();
+        self.execute(
+            "INSERT INTO changes (seq, prev_seq, table_id, record_id, op, hlc, origin, user_id, at, fields)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[],
+                                  $6::BIGINT[], $7::TEXT[], $8::BIGINT[], $9::BIGINT[], $10::TEXT[])",
+            &[
+                &seqs, &prev_seqs, &table_ids, &record_ids, &ops, &hlcs, &origins, &user_ids,
+                &ats, &fields,
+            ],
+        )?;
+        Ok(())
     }
 }
 
@@ -70,36 +86,7 @@ impl ChangeLog for PgTx<'_> {
         origin: &str,
         at_ms: i64,
     ) -> StoreResult<Option<(i64, i64)>> {
-        let origin = Rc::new(origin.to_string());
-        let listed = Rc::new(format!(
-            "[{}]",
-            fields
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        ));
-        let mut range = None;
-        for id in record_ids {
-            let seq = self.next_seq()?;
-            range = Some((range.map_or(seq, |(first, _)| first), seq));
-            self.log.pending.push(PendingChange {
-                seq,
-                prev_seq: None,
-                table_id,
-                record_id: *id,
-                op: ChangeOp::Resend,
-                hlc: 0,
-                origin: origin.clone(),
-                user_id: None,
-                at: at_ms,
-                fields: listed.clone(),
-            });
-            if self.log.pending.len() >= CHANGE_BATCH {
-                flush_changes(self)?;
-            }
-        }
-        Ok(range)
+        self.append_resend_entries(table_id, record_ids, fields, origin, at_ms)
     }
 
     fn changes_for_sync(
@@ -240,116 +227,4 @@ fn logged_change(row: &Row) -> StoreResult<LoggedChange> {
         origin: get(row, 4)?,
         field_nos,
     })
-}
-
-/// A change-log row waiting in its transaction to be written with others.
-struct PendingChange {
-    seq: i64,
-    prev_seq: Option<i64>,
-    table_id: i64,
-    record_id: i64,
-    op: ChangeOp,
-    hlc: i64,
-    origin: Rc<String>,
-    user_id: Option<i64>,
-    at: i64,
-    fields: Rc<String>,
-}
-
-/// Rows per multi-row INSERT into the change log (10 parameters each, of PostgreSQL's
-/// 65,535 a statement).
-const CHANGE_BATCH: usize = 256;
-
-/// Appends `change` as entry `seq`; `prev_seq` is the record's previous entry, so a
-/// record's history is a chain walked from its row's `last_seq`. Rows are buffered and
-/// written in multi-row INSERTs within the same transaction.
-pub(crate) fn append_change(
-    tx: &mut PgTx<'_>,
-    change: &Change,
-    record_id: i64,
-    seq: i64,
-    prev_seq: Option<i64>,
-) -> StoreResult<()> {
-    // A bulk write repeats its origin and, for creates, its field list: share them.
-    let origin = match &tx.log.last_origin {
-        Some(last) if **last == change.origin => last.clone(),
-        _ => {
-            let origin = Rc::new(change.origin.clone());
-            tx.log.last_origin = Some(origin.clone());
-            origin
-        }
-    };
-    let fields = match &tx.log.last_created_fields {
-        Some((nos, text)) if change.op == ChangeOp::Create && *nos == change.created_fields => {
-            text.clone()
-        }
-        _ => {
-            let text = Rc::new(encode_change_fields(change)?);
-            if change.op == ChangeOp::Create {
-                tx.log.last_created_fields = Some((change.created_fields.clone(), text.clone()));
-            }
-            text
-        }
-    };
-    tx.log.pending.push(PendingChange {
-        seq,
-        prev_seq,
-        table_id: change.table_id,
-        record_id,
-        op: change.op,
-        hlc: change.hlc.0 as i64,
-        origin,
-        user_id: change.user_id,
-        at: change.at_ms,
-        fields,
-    });
-    if tx.log.pending.len() >= CHANGE_BATCH {
-        flush_changes(tx)?;
-    }
-    Ok(())
-}
-
-fn flush_changes(tx: &mut PgTx<'_>) -> StoreResult<()> {
-    let pending = std::mem::take(&mut tx.log.pending);
-    for chunk in pending.chunks(CHANGE_BATCH) {
-        let mut sql = String::from(
-            "INSERT INTO changes (seq, prev_seq, table_id, record_id, op, hlc, origin, user_id, at, fields) VALUES ",
-        );
-        let ops: Vec<&str> = chunk.iter().map(|c| c.op.as_str()).collect();
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(10 * chunk.len());
-        for (i, c) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let n = 10 * i;
-            let _ = write!(
-                sql,
-                "(${},${},${},${},${},${},${},${},${},${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7,
-                n + 8,
-                n + 9,
-                n + 10
-            );
-            params.extend([
-                &c.seq as &(dyn ToSql + Sync),
-                &c.prev_seq,
-                &c.table_id,
-                &c.record_id,
-                &ops[i],
-                &c.hlc,
-                &*c.origin,
-                &c.user_id,
-                &c.at,
-                &*c.fields,
-            ]);
-        }
-        tx.execute(&sql, &params)?;
-    }
-    Ok(())
 }

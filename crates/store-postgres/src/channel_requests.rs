@@ -23,7 +23,7 @@ impl PgStore {
     ) -> StoreResult<bool> {
         let seq_number = i64::try_from(seq)
             .map_err(|_| DomainError::invalid(format!("request number {seq} is out of range")))?;
-        let mut conn = self.connection()?;
+        let mut conn = self.pool.get()?;
         let taken = conn.client.execute(
             "INSERT INTO channel_requests (sync_id, key_id, seq, seen_ms) VALUES ($1, $2, $3, $4)
              ON CONFLICT DO NOTHING",
@@ -39,7 +39,7 @@ impl PgStore {
                 .map(|_| ()),
             false => Ok(()),
         };
-        self.give_back(conn);
+        drop(conn);
         pruned.map_err(pg_error)?;
         Ok(taken.map_err(pg_error)? == 1)
     }

@@ -16,7 +16,7 @@ const LEASE_NAMESPACE: i32 = 0x6372_6d73; // "crms"
 /// between tries, so a process waiting for a lease does not connect again every time),
 /// held from a successful `try_take` until dropped.
 pub struct SyncLease {
-    url: String,
+    config: postgres::Config,
     key: i32,
     client: Option<Client>,
     held: bool,
@@ -28,7 +28,7 @@ impl PgStore {
         let key = i32::try_from(sync_id)
             .map_err(|_| DomainError::Store(format!("sync id {sync_id} has no lease key")))?;
         Ok(SyncLease {
-            url: self.url.clone(),
+            config: self.pool.config().clone(),
             key,
             client: None,
             held: false,
@@ -53,7 +53,7 @@ impl SyncLease {
             Some(client) => client,
             None => self
                 .client
-                .insert(Client::connect(&self.url, NoTls).map_err(pg_error)?),
+                .insert(self.config.connect(NoTls).map_err(pg_error)?),
         };
         let row = client
             .query_one(

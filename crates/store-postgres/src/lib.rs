@@ -12,6 +12,7 @@ mod lease;
 mod listen;
 mod migrations;
 mod numbering;
+mod pool;
 mod records;
 mod schema;
 mod syncs;
@@ -20,195 +21,204 @@ mod users;
 pub use lease::SyncLease;
 pub use listen::{Announcement, Announcer, Listening};
 
-use crmsync_domain::clock::Hlc;
-use crmsync_domain::store::{InstanceMeta, StoreResult};
+use crmsync_domain::store::change_buffer::ChangeBuffer;
+use crmsync_domain::store::stored_row::{CountChanges, InsertShapes};
+use crmsync_domain::store::{MetaTable, StoreResult};
 use crmsync_domain::{DomainError, Store, StoreTx};
+use hashlink::LruCache;
+use pool::{Connection, Pool};
 use postgres::types::{FromSql, ToSql};
-use postgres::{Client, IsolationLevel, NoTls, Row, Statement};
+use postgres::{IsolationLevel, Row, Statement};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use uuid::Uuid;
 
-/// Idle connections kept for the next transaction.
-const MAX_IDLE_CONNECTIONS: usize = 8;
+pub use pool::{PoolLimits, STATEMENT_CACHE_CAPACITY};
+
 /// The advisory lock every write transaction holds (any number both processes agree on).
 const WRITER_LOCK: i64 = 0x0063_726d_7379_6e63; // "crmsync"
 
 pub struct PgStore {
-    url: String,
-    idle: Mutex<Vec<Connection>>,
-}
-
-/// A client with the statements it has prepared (a statement belongs to its connection).
-struct Connection {
-    client: Client,
-    statements: HashMap<String, Statement>,
+    pool: Pool,
 }
 
 impl PgStore {
-    /// Connects to `url` (`postgres://USER@HOST:PORT/DB`) and applies pending migrations.
+    /// Connects to `url` (`postgres://USER@HOST:PORT/DB`, with the driver's parameters
+    /// and crmsync's `pool_max_connections`, `pool_timeout`) and applies pending migrations.
     pub fn open(url: &str) -> Result<PgStore, DomainError> {
+        let (config, limits) = pool::parse_url(url)?;
         let store = PgStore {
-            url: url.to_string(),
-            idle: Mutex::new(Vec::new()),
+            pool: Pool::new(config, limits),
         };
-        let mut conn = store.connection()?;
+        let mut conn = store.pool.get()?;
         migrations::apply(&mut conn.client)?;
-        store.give_back(conn);
+        drop(conn);
         Ok(store)
     }
 
     /// Whether an instance was ever started in the database at `url` (nothing is created).
     pub fn has_instance(url: &str) -> Result<bool, DomainError> {
-        let mut client = Client::connect(url, NoTls).map_err(pg_error)?;
-        let row = client
+        let (config, limits) = pool::parse_url(url)?;
+        let pool = Pool::new(config, limits);
+        let mut conn = pool.get()?;
+        let row = conn
+            .client
             .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
             .map_err(pg_error)?;
         get(&row, 0)
     }
 
-    fn connection(&self) -> StoreResult<Connection> {
-        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match pooled {
-            Some(conn) if !conn.client.is_closed() => Ok(conn),
-            _ => Ok(Connection {
-                client: Client::connect(&self.url, NoTls).map_err(pg_error)?,
-                statements: HashMap::new(),
-            }),
-        }
-    }
-
-    fn give_back(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE_CONNECTIONS && !conn.client.is_closed() {
-            idle.push(conn);
-        }
-    }
-}
-
-impl Drop for PgStore {
-    /// A client closes by blocking on a runtime of its own, which panics on a thread that
-    /// drives async tasks (a server dropping its store as it stops): close them on a thread
-    /// of their own.
-    fn drop(&mut self) {
-        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
-        if !idle.is_empty() {
-            let _ = std::thread::spawn(move || drop(idle)).join();
-        }
+    /// The most prepared statements an idle connection keeps (for tests of the bound).
+    #[doc(hidden)]
+    pub fn most_cached_statements(&self) -> usize {
+        self.pool.most_cached_statements()
     }
 }
 
 pub(crate) fn pg_error(e: postgres::Error) -> DomainError {
     match e.as_db_error() {
-        Some(db) => DomainError::Store(format!("{}: {}", db.code().code(), db.message())),
+        Some(db) => {
+            let code = db.code();
+            let why = if *code == postgres::error::SqlState::LOCK_NOT_AVAILABLE {
+                " (waited longer than lock_timeout for another transaction)"
+            } else if *code == postgres::error::SqlState::QUERY_CANCELED {
+                " (ran longer than statement_timeout)"
+            } else {
+                ""
+            };
+            DomainError::Store(format!("{}: {}{why}", code.code(), db.message()))
+        }
         None => DomainError::Store(e.to_string()),
     }
 }
 
 impl Store for PgStore {
     fn read<T>(&self, f: impl FnOnce(&mut dyn StoreTx) -> StoreResult<T>) -> StoreResult<T> {
-        let mut conn = self.connection()?;
-        let result = {
-            let Connection { client, statements } = &mut conn;
-            let tx = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .map_err(pg_error)?;
-            let mut store_tx = PgTx::new(tx, statements);
-            // A read transaction has nothing to keep; dropping it rolls back.
-            f(&mut store_tx)
-        };
-        self.give_back(conn);
-        result
+        let mut conn = self.pool.get()?;
+        let Connection { client, statements } = &mut *conn;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(pg_error)?;
+        let mut store_tx = PgTx::new(tx, statements);
+        // A read transaction has nothing to keep; dropping it rolls back.
+        f(&mut store_tx)
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut dyn StoreTx) -> StoreResult<T>) -> StoreResult<T> {
-        let mut conn = self.connection()?;
-        let result = {
-            let Connection { client, statements } = &mut conn;
-            let tx = client.transaction().map_err(pg_error)?;
-            let mut store_tx = PgTx::new(tx, statements);
-            store_tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
-            f(&mut store_tx).and_then(|value| store_tx.commit().map(|()| value))
-        };
-        self.give_back(conn);
-        result
+        let mut conn = self.pool.get()?;
+        let Connection { client, statements } = &mut *conn;
+        let tx = client.transaction().map_err(pg_error)?;
+        let mut store_tx = PgTx::new(tx, statements);
+        store_tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
+        let value = f(&mut store_tx)?;
+        store_tx.commit()?;
+        Ok(value)
     }
 }
 
 /// One transaction; implements the domain's `StoreTx`.
 pub struct PgTx<'c> {
     tx: postgres::Transaction<'c>,
-    statements: &'c mut HashMap<String, Statement>,
+    statements: &'c mut LruCache<String, Statement>,
+    /// The first statement that failed: PostgreSQL has aborted the transaction, so a
+    /// COMMIT would roll it back while reporting success.
+    failed: Option<String>,
     /// Node uuid ↔ local number, loaded on first use within this transaction.
     nodes: Option<HashMap<Uuid, i64>>,
     node_uids: HashMap<i64, Uuid>,
     /// Change-log entries not written yet (see `change_log`).
-    log: change_log::ChangeBuffer,
-    /// INSERT statements by table and shape: built once per transaction, not once per row.
-    insert_sql: HashMap<i64, Vec<(records::InsertShape, std::rc::Rc<str>)>>,
-    /// Changes of each table's (active, deleted) counts, written before commit.
-    count_changes: HashMap<i64, (i64, i64)>,
+    log: ChangeBuffer,
+    insert_sql: InsertShapes,
+    count_changes: CountChanges,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 impl<'c> PgTx<'c> {
-    fn new(tx: postgres::Transaction<'c>, statements: &'c mut HashMap<String, Statement>) -> Self {
+    fn new(tx: postgres::Transaction<'c>, statements: &'c mut LruCache<String, Statement>) -> Self {
         PgTx {
             tx,
             statements,
+            failed: None,
             nodes: None,
             node_uids: HashMap::new(),
-            log: Default::default(),
-            insert_sql: HashMap::new(),
-            count_changes: HashMap::new(),
+            log: ChangeBuffer::default(),
+            insert_sql: InsertShapes::default(),
+            count_changes: CountChanges::default(),
         }
     }
 
     /// Commits with what the transaction keeps back until then: its change-log entries
     /// and its tables' record counts.
+    /// Refuses (and rolls back) a transaction in which a statement failed, even if the
+    /// caller went on after the error.
     fn commit(mut self) -> StoreResult<()> {
+        if let Some(failed) = self.failed.take() {
+            return Err(DomainError::Store(format!(
+                "not committed: a statement failed in this transaction ({failed}), so \
+                 PostgreSQL rolled all of it back"
+            )));
+        }
         self.flushed_log()?;
         records::flush_counts(&mut self)?;
         self.tx.commit().map_err(pg_error)
     }
 
-    /// `sql` prepared once per connection.
+    /// `result` as the store's result, remembering a failure for `commit`.
+    fn checked<T>(&mut self, result: Result<T, postgres::Error>) -> StoreResult<T> {
+        result.map_err(|e| {
+            // Only the server's errors abort the transaction (not a row count the client
+            // did not expect).
+            let aborted = e.as_db_error().is_some() || e.is_closed();
+            let error = pg_error(e);
+            if aborted && self.failed.is_none() {
+                self.failed = Some(error.to_string());
+            }
+            error
+        })
+    }
+
+    /// `sql` prepared once per connection (while among its most recently used).
     pub(crate) fn statement(&mut self, sql: &str) -> StoreResult<Statement> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.tx.prepare(sql).map_err(pg_error)?;
+        let prepared = self.tx.prepare(sql);
+        let statement = self.checked(prepared)?;
         self.statements.insert(sql.to_string(), statement.clone());
         Ok(statement)
     }
 
     pub(crate) fn query(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
         let statement = self.statement(sql)?;
-        self.tx.query(&statement, params).map_err(pg_error)
+        let result = self.tx.query(&statement, params);
+        self.checked(result)
     }
 
     pub(crate) fn query_opt(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
         let statement = self.statement(sql)?;
-        self.tx.query_opt(&statement, params).map_err(pg_error)
+        let result = self.tx.query_opt(&statement, params);
+        self.checked(result)
     }
 
     pub(crate) fn query_one(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Row> {
         let statement = self.statement(sql)?;
-        self.tx.query_one(&statement, params).map_err(pg_error)
+        let result = self.tx.query_one(&statement, params);
+        self.checked(result)
     }
 
     pub(crate) fn execute(&mut self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
         let statement = self.statement(sql)?;
-        self.tx.execute(&statement, params).map_err(pg_error)
+        let result = self.tx.execute(&statement, params);
+        self.checked(result)
     }
 
     /// Statements without parameters, unprepared (schema changes).
     pub(crate) fn batch(&mut self, sql: &str) -> StoreResult<()> {
-        self.tx.batch_execute(sql).map_err(pg_error)
+        let result = self.tx.batch_execute(sql);
+        self.checked(result)
     }
 
     fn load_nodes(&mut self) -> StoreResult<()> {
@@ -245,12 +255,6 @@ impl<'c> PgTx<'c> {
             .copied()
             .ok_or_else(|| DomainError::Store(format!("unknown node {id}")))
     }
-
-    fn meta(&mut self, key: &str) -> StoreResult<Option<String>> {
-        self.query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
-            .map(|row| get(&row, 0))
-            .transpose()
-    }
 }
 
 /// Column `idx` of `row`, as `T`.
@@ -258,26 +262,18 @@ pub(crate) fn get<'r, T: FromSql<'r>>(row: &'r Row, idx: usize) -> StoreResult<T
     row.try_get(idx).map_err(pg_error)
 }
 
-impl InstanceMeta for PgTx<'_> {
-    fn instance_id(&mut self) -> StoreResult<Uuid> {
-        let text = self
-            .meta("instance_id")?
-            .ok_or_else(|| DomainError::Store("instance id missing".into()))?;
-        Uuid::parse_str(&text).map_err(|e| DomainError::Store(e.to_string()))
+impl MetaTable for PgTx<'_> {
+    fn meta(&mut self, key: &str) -> StoreResult<Option<String>> {
+        self.query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
+            .map(|row| get(&row, 0))
+            .transpose()
     }
 
-    fn last_hlc(&mut self) -> StoreResult<Hlc> {
-        Ok(Hlc(self
-            .meta("last_hlc")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)))
-    }
-
-    fn set_last_hlc(&mut self, hlc: Hlc) -> StoreResult<()> {
+    fn set_meta(&mut self, key: &str, value: &str) -> StoreResult<()> {
         self.execute(
-            "INSERT INTO meta (key, value) VALUES ('last_hlc', $1)
+            "INSERT INTO meta (key, value) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&hlc.0.to_string()],
+            &[&key, &value],
         )?;
         Ok(())
     }

@@ -53,10 +53,10 @@ impl PgStore {
     /// Starts the thread that sends this process's announcements.
     pub fn announcer(&self) -> Announcer {
         let shared: Arc<(Mutex<Due>, Condvar)> = Arc::default();
-        let (url, due) = (self.url.clone(), shared.clone());
+        let (config, due) = (self.pool.config().clone(), shared.clone());
         std::thread::Builder::new()
             .name("crmsync-announce".into())
-            .spawn(move || send_announcements(&url, &due))
+            .spawn(move || send_announcements(&config, &due))
             .expect("a thread starts");
         Announcer { shared }
     }
@@ -65,10 +65,10 @@ impl PgStore {
     /// `heard` (both, after a connection was made again: some may have been missed).
     pub fn listen(&self, heard: impl Fn(Announcement) + Send + 'static) -> Listening {
         let stop = Arc::new(AtomicBool::new(false));
-        let (url, stopped) = (self.url.clone(), stop.clone());
+        let (config, stopped) = (self.pool.config().clone(), stop.clone());
         std::thread::Builder::new()
             .name("crmsync-listen".into())
-            .spawn(move || hear_announcements(&url, &stopped, &heard))
+            .spawn(move || hear_announcements(&config, &stopped, &heard))
             .expect("a thread starts");
         Listening { stop }
     }
@@ -94,7 +94,7 @@ impl Drop for Announcer {
     }
 }
 
-fn send_announcements(url: &str, shared: &(Mutex<Due>, Condvar)) {
+fn send_announcements(config: &postgres::Config, shared: &(Mutex<Due>, Condvar)) {
     let (due, wake) = shared;
     let mut client: Option<Client> = None;
     loop {
@@ -114,7 +114,7 @@ fn send_announcements(url: &str, shared: &(Mutex<Due>, Condvar)) {
         let sent = (|| {
             let client = match &mut client {
                 Some(c) if !c.is_closed() => c,
-                _ => client.insert(Client::connect(url, NoTls)?),
+                _ => client.insert(config.connect(NoTls)?),
             };
             for (what, due) in [
                 (Announcement::Committed, committed),
@@ -155,9 +155,9 @@ impl Drop for Listening {
 /// How often the listening thread looks whether it should stop.
 const LOOK_FOR_STOP: Duration = Duration::from_secs(1);
 
-fn hear_announcements(url: &str, stop: &AtomicBool, heard: &dyn Fn(Announcement)) {
+fn hear_announcements(config: &postgres::Config, stop: &AtomicBool, heard: &dyn Fn(Announcement)) {
     while !stop.load(Ordering::Relaxed) {
-        let listening = Client::connect(url, NoTls).and_then(|mut client| {
+        let listening = config.connect(NoTls).and_then(|mut client| {
             client.batch_execute(
                 &Announcement::ALL
                     .map(|a| format!("LISTEN {};", a.channel()))

@@ -1,19 +1,19 @@
 //! Record rows and their stamps (the SQLite store's `records`, in PostgreSQL).
 
-use crate::change_log::append_change;
-use crate::schema::table_name;
 use crate::{PgTx, get};
-use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::record::{NewRow, RowUpdate, SortKey, StatusFilter, StoredRecord};
+use crmsync_domain::store::change_buffer::BufferedChangeLog;
+use crmsync_domain::store::stored_row::{
+    InsertPlan, Placeholders, RawStored, RowColumns, UpdatePlan, insert_sql, record_from_row,
+    select_columns, status_from, stored_select, table_name, update_sql,
+};
 use crmsync_domain::store::{RecordStore, StoreResult, TableCounts};
 use crmsync_domain::{
     Change, DomainError, Field, FieldType, FileRef, Record, RecordQuery, RecordStatus, Table, Value,
 };
 use postgres::Row;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::rc::Rc;
 use uuid::Uuid;
 
 /// A domain value as a parameter of its field's column (text, double or bigint); empty
@@ -73,111 +73,25 @@ fn decode(field: &Field, row: &Row, idx: usize) -> StoreResult<Value> {
     })
 }
 
-fn status_from(code: i64) -> RecordStatus {
-    if code == 0 {
-        RecordStatus::Active
-    } else {
-        RecordStatus::Deleted
+/// A row as the shared readers of `stored_row` take it.
+struct Columns<'r>(&'r Row);
+
+impl RowColumns for Columns<'_> {
+    fn int(&self, idx: usize) -> StoreResult<i64> {
+        get(self.0, idx)
     }
-}
 
-fn status_code(status: RecordStatus) -> i64 {
-    match status {
-        RecordStatus::Active => 0,
-        RecordStatus::Deleted => 1,
+    fn int_or_null(&self, idx: usize) -> StoreResult<Option<i64>> {
+        get(self.0, idx)
     }
-}
 
-/// `updated_at` and the status stamp are NULL until they differ from the creation values.
-const SYSTEM_COLUMNS: &str = "id, uid, created_at, COALESCE(updated_at, created_at), status";
-
-fn select_columns(table: &Table) -> String {
-    let mut sql = String::from(SYSTEM_COLUMNS);
-    for f in &table.fields {
-        let _ = write!(sql, ", f{}", f.no);
+    fn uid(&self, idx: usize) -> StoreResult<Uuid> {
+        get(self.0, idx)
     }
-    sql
-}
 
-fn record_from_row(table: &Table, row: &Row) -> StoreResult<Record> {
-    let mut values = BTreeMap::new();
-    for (i, field) in table.fields.iter().enumerate() {
-        let value = decode(field, row, 5 + i)?;
-        if !value.is_null() {
-            values.insert(field.no, value);
-        }
+    fn value(&self, field: &Field, idx: usize) -> StoreResult<Value> {
+        decode(field, self.0, idx)
     }
-    Ok(Record {
-        id: get(row, 0)?,
-        uid: get(row, 1)?,
-        created_at_ms: get(row, 2)?,
-        updated_at_ms: get(row, 3)?,
-        status: status_from(get(row, 4)?),
-        values,
-    })
-}
-
-/// The SELECT of whole stored records (values, status, stamps) of `table` by `condition`.
-fn stored_select(table: &Table, condition: &str) -> String {
-    let mut sql = select_columns(table);
-    sql.push_str(
-        ", COALESCE(status_hlc, base_hlc), COALESCE(status_node, base_node), base_hlc, base_node",
-    );
-    for f in &table.fields {
-        let _ = write!(sql, ", h{n}, n{n}", n = f.no);
-    }
-    format!(
-        "SELECT {sql} FROM {} WHERE {condition}",
-        table_name(table.id)
-    )
-}
-
-/// A stored record as read, its nodes still local numbers: (record, status stamp, field
-/// stamps as (no, hlc, node)).
-type RawStored = (Record, (i64, i64), Vec<(i64, i64, i64)>);
-
-fn raw_stored(table: &Table, row: &Row) -> StoreResult<RawStored> {
-    let record = record_from_row(table, row)?;
-    let base = 5 + table.fields.len();
-    let status = (get(row, base)?, get(row, base + 1)?);
-    let base_hlc: i64 = get(row, base + 2)?;
-    let base_node: i64 = get(row, base + 3)?;
-    // A field written with the record's creation stamp stores no stamp of its own (h and
-    // n are NULL): a value without its own stamp carries the base stamp.
-    let mut stamps = Vec::new();
-    for (i, f) in table.fields.iter().enumerate() {
-        let hlc: Option<i64> = get(row, base + 4 + 2 * i)?;
-        let node: Option<i64> = get(row, base + 5 + 2 * i)?;
-        match (hlc, node) {
-            (Some(hlc), Some(node)) => stamps.push((f.no, hlc, node)),
-            _ if record.values.contains_key(&f.no) => stamps.push((f.no, base_hlc, base_node)),
-            _ => {}
-        }
-    }
-    Ok((record, status, stamps))
-}
-
-fn stored_from_raw(tx: &mut PgTx<'_>, raw: RawStored) -> StoreResult<StoredRecord> {
-    let (record, (status_hlc, status_node), raw_stamps) = raw;
-    let mut stamps = BTreeMap::new();
-    for (no, hlc, node) in raw_stamps {
-        stamps.insert(
-            no,
-            Stamp {
-                hlc: Hlc(hlc as u64),
-                node: tx.node_uid(node)?,
-            },
-        );
-    }
-    let status_stamp = Stamp {
-        hlc: Hlc(status_hlc as u64),
-        node: tx.node_uid(status_node)?,
-    };
-    Ok(StoredRecord {
-        record,
-        stamps,
-        status_stamp,
-    })
 }
 
 /// Whole stored records of `table` by `condition` with its one parameter.
@@ -191,16 +105,12 @@ fn stored_where(
     let raws = tx
         .query(&sql, &[key])?
         .iter()
-        .map(|row| raw_stored(table, row))
+        .map(|row| RawStored::read(table, &Columns(row)))
         .collect::<StoreResult<Vec<_>>>()?;
     raws.into_iter()
-        .map(|raw| stored_from_raw(tx, raw))
+        .map(|raw| raw.resolve(|node| tx.node_uid(node)))
         .collect()
 }
-
-/// What an INSERT's columns depend on besides the table: (local node?, deleted?), then per
-/// given field whether it carries a stamp of its own.
-pub(crate) type InsertShape = Vec<(i64, bool)>;
 
 fn constraint_error(e: DomainError, table: &Table) -> DomainError {
     match e {
@@ -222,22 +132,11 @@ pub(crate) fn count_rows(tx: &mut PgTx<'_>, table_id: i64) -> StoreResult<(i64, 
     Ok((get(&row, 0)?, get(&row, 1)?))
 }
 
-/// Notes a record entering a status (`+1`) or leaving it (`-1`), for `flush_counts`.
-fn count_change(tx: &mut PgTx<'_>, table_id: i64, status: RecordStatus, by: i64) {
-    let counts = tx.count_changes.entry(table_id).or_default();
-    match status {
-        RecordStatus::Active => counts.0 += by,
-        RecordStatus::Deleted => counts.1 += by,
-    }
-}
-
 /// Writes the transaction's count changes into `record_counts`; a table without a row
 /// there is counted whole once, its new rows included.
 pub(crate) fn flush_counts(tx: &mut PgTx<'_>) -> StoreResult<()> {
-    for (table_id, (active, deleted)) in std::mem::take(&mut tx.count_changes) {
-        if (active, deleted) == (0, 0) {
-            continue;
-        }
+    let changes: Vec<_> = tx.count_changes.take().collect();
+    for (table_id, (active, deleted)) in changes {
         let updated = tx.execute(
             "UPDATE record_counts SET active = active + $1, deleted = deleted + $2 WHERE table_id = $3",
             &[&active, &deleted, &table_id],
@@ -308,82 +207,24 @@ impl RecordStore for PgTx<'_> {
     }
 
     fn insert_record(&mut self, table: &Table, row: &NewRow, change: &Change) -> StoreResult<i64> {
-        let base = row.status_stamp;
-        let base_node = self.node_id(base.node)?;
-        // Only the given values, and a stamp of their own only where it is not the base stamp.
-        let mut cells: Vec<(Param<'_>, Option<(i64, i64)>)> = Vec::with_capacity(row.values.len());
-        let mut shape: InsertShape = Vec::with_capacity(row.values.len() + 1);
-        // Columns left out take their defaults: node 1 (this instance) and status active.
-        let local = base_node == 1;
-        let deleted = row.status == RecordStatus::Deleted;
-        shape.push((i64::from(local), deleted));
-        for (no, value, stamp) in &row.values {
-            // An empty value keeps its stamp explicitly: stamps are only inferred for values.
-            let own = if *stamp == base && !value.is_null() {
-                None
-            } else {
-                Some((stamp.hlc.0 as i64, self.node_id(stamp.node)?))
-            };
-            shape.push((*no, own.is_some()));
-            cells.push((Param(value), own));
-        }
-        let cached = self
-            .insert_sql
-            .get(&table.id)
-            .and_then(|shapes| shapes.iter().find(|(s, _)| *s == shape))
-            .map(|(_, sql)| sql.clone());
-        let sql = match cached {
-            Some(sql) => sql,
-            None => {
-                let mut columns = String::from("uid, created_at, base_hlc, last_seq");
-                let mut placeholders = String::from("$1, $2, $3, $4");
-                let mut n = 4;
-                let mut next = || {
-                    n += 1;
-                    format!(", ${n}")
-                };
-                if !local {
-                    columns.push_str(", base_node");
-                    placeholders.push_str(&next());
-                }
-                if deleted {
-                    columns.push_str(", status");
-                    placeholders.push_str(", 1");
-                }
-                for (no, own) in &shape[1..] {
-                    let _ = write!(columns, ", f{no}");
-                    placeholders.push_str(&next());
-                    if *own {
-                        let _ = write!(columns, ", h{no}, n{no}");
-                        placeholders.push_str(&next());
-                        placeholders.push_str(&next());
-                    }
-                }
-                let sql: Rc<str> = format!(
-                    "INSERT INTO {} ({columns}) VALUES ({placeholders}) RETURNING id",
-                    table_name(table.id)
-                )
-                .into();
-                self.insert_sql
-                    .entry(table.id)
-                    .or_default()
-                    .push((shape, sql.clone()));
-                sql
-            }
-        };
-        let base_hlc = base.hlc.0 as i64;
+        let plan = InsertPlan::new(row, |node| self.node_id(node))?;
+        let sql = self.insert_sql.get_or_build(table.id, plan.shape, |shape| {
+            insert_sql(table.id, shape, Placeholders::Numbered, " RETURNING id")
+        });
+        let base_hlc = row.status_stamp.hlc.0 as i64;
         let seq = self.next_seq()?;
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(5 + 3 * cells.len());
+        let values: Vec<Param<'_>> = plan.cells.iter().map(|(value, _)| Param(value)).collect();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(5 + 3 * values.len());
         params.extend([
             &row.uid as &(dyn ToSql + Sync),
             &row.created_at_ms,
             &base_hlc,
             &seq,
         ]);
-        if !local {
-            params.push(&base_node);
+        if let Some(base_node) = &plan.base_node {
+            params.push(base_node);
         }
-        for (value, own) in &cells {
+        for (value, (_, own)) in values.iter().zip(&plan.cells) {
             params.push(value);
             if let Some((hlc, node)) = own {
                 params.push(hlc);
@@ -394,8 +235,8 @@ impl RecordStore for PgTx<'_> {
             .query_one(&sql, &params)
             .map_err(|e| constraint_error(e, table))?;
         let id: i64 = get(&inserted, 0)?;
-        count_change(self, table.id, row.status, 1);
-        append_change(self, change, id, seq, None)?;
+        self.count_changes.note(table.id, row.status, 1);
+        self.append_change(change, id, seq, None)?;
         Ok(id)
     }
 
@@ -417,54 +258,17 @@ impl RecordStore for PgTx<'_> {
         };
         let (prev_seq, prev_status): (i64, i64) = (get(&current, 0)?, get(&current, 1)?);
         let seq = self.next_seq()?;
-        let status = match update.status {
-            Some((status, stamp)) => Some((
-                status_code(status),
-                stamp.hlc.0 as i64,
-                self.node_id(stamp.node)?,
-            )),
-            None => None,
-        };
-        let mut nodes = Vec::with_capacity(update.values.len());
-        for (_, _, stamp) in &update.values {
-            nodes.push(self.node_id(stamp.node)?);
-        }
-        let mut n = 2;
-        let mut next = || {
-            n += 1;
-            n
-        };
-        let mut sets = String::from("updated_at = $1, last_seq = $2");
-        if status.is_some() {
-            let (a, b, c) = (next(), next(), next());
-            let _ = write!(
-                sets,
-                ", status = ${a}, status_hlc = ${b}, status_node = ${c}"
-            );
-        }
-        for (no, _, _) in &update.values {
-            let (a, b, c) = (next(), next(), next());
-            let _ = write!(sets, ", f{no} = ${a}, h{no} = ${b}, n{no} = ${c}");
-        }
-        let sql = format!(
-            "UPDATE {} SET {sets} WHERE id = ${}",
-            table_name(table.id),
-            next()
-        );
-        let hlcs: Vec<i64> = update
-            .values
-            .iter()
-            .map(|(_, _, s)| s.hlc.0 as i64)
-            .collect();
-        let values: Vec<Param<'_>> = update.values.iter().map(|(_, v, _)| Param(v)).collect();
+        let plan = UpdatePlan::new(update, |node| self.node_id(node))?;
+        let sql = update_sql(table.id, update, Placeholders::Numbered);
+        let values: Vec<Param<'_>> = plan.cells.iter().map(|(v, _, _)| Param(v)).collect();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&update.updated_at_ms, &seq];
-        if let Some((code, hlc, node)) = &status {
+        if let Some((code, hlc, node)) = &plan.status {
             params.extend([code as &(dyn ToSql + Sync), hlc, node]);
         }
-        for i in 0..update.values.len() {
-            params.push(&values[i]);
-            params.push(&hlcs[i]);
-            params.push(&nodes[i]);
+        for (value, (_, hlc, node)) in values.iter().zip(&plan.cells) {
+            params.push(value);
+            params.push(hlc);
+            params.push(node);
         }
         params.push(&update.id);
         let changed = self
@@ -476,18 +280,18 @@ impl RecordStore for PgTx<'_> {
         if let Some((status, _)) = update.status {
             let before = status_from(prev_status);
             if before != status {
-                count_change(self, table.id, before, -1);
-                count_change(self, table.id, status, 1);
+                self.count_changes.note(table.id, before, -1);
+                self.count_changes.note(table.id, status, 1);
             }
         }
-        append_change(self, change, update.id, seq, Some(prev_seq))
+        self.append_change(change, update.id, seq, Some(prev_seq))
     }
 
     fn list_records(&mut self, table: &Table, query: &RecordQuery) -> StoreResult<Vec<Record>> {
         let t = table_name(table.id);
         let mut sql = format!("SELECT {} FROM {t}", select_columns(table));
         let mut conditions: Vec<String> = Vec::new();
-        // Parameters by number: the lower-cased search text, then the `after` id.
+        // Parameters by number: the lower-cased search text, the `after` id, the limit.
         let mut args: Vec<Box<dyn ToSql + Sync>> = Vec::new();
         match query.status {
             StatusFilter::Active => conditions.push("status = 0".into()),
@@ -550,10 +354,14 @@ impl RecordStore for PgTx<'_> {
         } else {
             let _ = write!(sql, " ORDER BY {column} {order} {nulls}, id {order}");
         }
-        let _ = write!(sql, " LIMIT {}", query.limit);
+        // A parameter, not text: every page size shares one prepared statement.
+        args.push(Box::new(query.limit as i64));
+        let _ = write!(sql, " LIMIT ${}", args.len());
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref()).collect();
         let rows = self.query(&sql, &params)?;
-        rows.iter().map(|row| record_from_row(table, row)).collect()
+        rows.iter()
+            .map(|row| record_from_row(table, &Columns(row)))
+            .collect()
     }
 
     /// A table's records by status: its row in `record_counts` (with this transaction's own

@@ -4,9 +4,7 @@ use crate::{PgTx, get};
 use crmsync_domain::store::{SchemaStore, StoreResult};
 use crmsync_domain::{DomainError, Field, FieldOptions, FieldType, Table};
 
-pub fn table_name(id: i64) -> String {
-    format!("t{id}")
-}
+pub use crmsync_domain::store::stored_row::table_name;
 
 fn column_type(field_type: FieldType) -> &'static str {
     match field_type {

@@ -1,5 +1,5 @@
-//! The change log in SQLite. A write transaction buffers its entries and writes them in
-//! multi-row INSERTs; the log is read only through a `FlushedLog`, which exists only once
+//! The change log in SQLite. A write transaction buffers its entries (the domain's
+//! `ChangeBuffer`) and writes them in multi-row INSERTs; the log is read only through a `FlushedLog`, which exists only once
 //! that buffer is written — so every read of the log sees its own transaction's writes.
 
 use crate::records::uid_from;
@@ -7,46 +7,82 @@ use crate::schema::table_name;
 use crate::{SqliteTx, sql_error};
 use crmsync_domain::clock::Hlc;
 use crmsync_domain::record::{LoggedChange, SyncLogFilter};
-use crmsync_domain::store::{ChangeLog, StoreResult, decode_change_fields, encode_change_fields};
+use crmsync_domain::store::change_buffer::{BufferedChangeLog, ChangeBuffer, PendingChange};
+use crmsync_domain::store::{ChangeLog, StoreResult, decode_change_fields};
 use crmsync_domain::{Change, ChangeOp, DomainError, Table};
 use rusqlite::{OptionalExtension, Transaction};
-use std::rc::Rc;
 
 /// The change log as this transaction sees it, with every buffered entry written.
 pub(crate) struct FlushedLog<'a> {
     tx: &'a Transaction<'a>,
 }
 
-/// A write transaction's entries waiting to be written together; only this module sees
-/// them, so nothing else can read the log around them.
-#[derive(Default)]
-pub(crate) struct ChangeBuffer {
-    /// The next seq; the transaction holds the only write lock.
-    next_seq: Option<i64>,
-    pending: Vec<PendingChange>,
-    last_origin: Option<Rc<String>>,
-    last_created_fields: Option<(Vec<i64>, Rc<String>)>,
-}
-
 impl SqliteTx<'_> {
-    pub(crate) fn next_seq(&mut self) -> StoreResult<i64> {
-        let seq = match self.log.next_seq {
-            Some(seq) => seq,
-            None => self
-                .tx
-                .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes", [], |r| {
-                    r.get(0)
-                })
-                .map_err(sql_error)?,
-        };
-        self.log.next_seq = Some(seq + 1);
-        Ok(seq)
-    }
-
     /// Writes the buffered entries: the one way to read the log.
     pub(crate) fn flushed_log(&mut self) -> StoreResult<FlushedLog<'_>> {
-        flush_changes(self)?;
+        self.flush_changes()?;
         Ok(FlushedLog { tx: &self.tx })
+    }
+}
+
+impl BufferedChangeLog for SqliteTx<'_> {
+    fn change_buffer(&mut self) -> &mut ChangeBuffer {
+        &mut self.log
+    }
+
+    fn first_free_seq(&mut self) -> StoreResult<i64> {
+        self.tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql_error)
+    }
+
+    fn insert_changes(&mut self, rows: &[PendingChange]) -> StoreResult<()> {
+        // Creates have no previous entry and a known op: fewer parameters to bind.
+        let (creates, others): (Vec<&PendingChange>, Vec<&PendingChange>) =
+            rows.iter().partition(|c| c.op == ChangeOp::Create);
+        if !creates.is_empty() {
+            let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(8 * creates.len());
+            for c in &creates {
+                sql_params.extend([
+                    &c.seq as &dyn rusqlite::ToSql,
+                    &c.table_id,
+                    &c.record_id,
+                    &c.hlc,
+                    &*c.origin,
+                    &c.user_id,
+                    &c.at,
+                    &*c.fields,
+                ]);
+            }
+            insert_change_rows(
+                &self.tx,
+                "(?,NULL,?,?,'create',?,?,?,?,?)",
+                creates.len(),
+                &sql_params,
+            )?;
+        }
+        if !others.is_empty() {
+            let ops: Vec<&str> = others.iter().map(|c| c.op.as_str()).collect();
+            let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(10 * others.len());
+            for (i, c) in others.iter().enumerate() {
+                sql_params.extend([
+                    &c.seq as &dyn rusqlite::ToSql,
+                    &c.prev_seq,
+                    &c.table_id,
+                    &c.record_id,
+                    &ops[i],
+                    &c.hlc,
+                    &*c.origin,
+                    &c.user_id,
+                    &c.at,
+                    &*c.fields,
+                ]);
+            }
+            insert_change_rows(&self.tx, "(?,?,?,?,?,?,?,?,?,?)", others.len(), &sql_params)?;
+        }
+        Ok(())
     }
 }
 
@@ -71,7 +107,7 @@ impl ChangeLog for SqliteTx<'_> {
         origin: &str,
         at_ms: i64,
     ) -> StoreResult<Option<(i64, i64)>> {
-        append_resends(self, table_id, record_ids, fields, origin, at_ms)
+        self.append_resend_entries(table_id, record_ids, fields, origin, at_ms)
     }
 
     fn changes_for_sync(
@@ -260,73 +296,6 @@ fn logged_changes(mut rows: rusqlite::Rows<'_>) -> StoreResult<Vec<LoggedChange>
     Ok(changes)
 }
 
-/// A change-log row waiting in its transaction to be written with others.
-struct PendingChange {
-    seq: i64,
-    prev_seq: Option<i64>,
-    table_id: i64,
-    record_id: i64,
-    op: ChangeOp,
-    hlc: i64,
-    origin: Rc<String>,
-    user_id: Option<i64>,
-    at: i64,
-    fields: Rc<String>,
-}
-
-/// Rows per multi-row INSERT into the change log.
-const CHANGE_BATCH: usize = 256;
-
-/// Appends `change` as entry `seq`; `prev_seq` is the record's previous entry, so a
-/// record's history is a chain walked from its row's `last_seq` (cheaper to keep than an
-/// index over the whole log). Rows are buffered and written in multi-row INSERTs within
-/// the same transaction; `flush_changes` runs before commit and before any read of the log.
-pub(crate) fn append_change(
-    tx: &mut SqliteTx<'_>,
-    change: &Change,
-    record_id: i64,
-    seq: i64,
-    prev_seq: Option<i64>,
-) -> StoreResult<()> {
-    // A bulk write repeats its origin and, for creates, its field list: share them.
-    let origin = match &tx.log.last_origin {
-        Some(last) if **last == change.origin => last.clone(),
-        _ => {
-            let origin = Rc::new(change.origin.clone());
-            tx.log.last_origin = Some(origin.clone());
-            origin
-        }
-    };
-    let fields = match &tx.log.last_created_fields {
-        Some((nos, text)) if change.op == ChangeOp::Create && *nos == change.created_fields => {
-            text.clone()
-        }
-        _ => {
-            let text = Rc::new(encode_change_fields(change)?);
-            if change.op == ChangeOp::Create {
-                tx.log.last_created_fields = Some((change.created_fields.clone(), text.clone()));
-            }
-            text
-        }
-    };
-    tx.log.pending.push(PendingChange {
-        seq,
-        prev_seq,
-        table_id: change.table_id,
-        record_id,
-        op: change.op,
-        hlc: change.hlc.0 as i64,
-        origin,
-        user_id: change.user_id,
-        at: change.at_ms,
-        fields,
-    });
-    if tx.log.pending.len() >= CHANGE_BATCH {
-        flush_changes(tx)?;
-    }
-    Ok(())
-}
-
 /// One multi-row INSERT of `rows` change-log rows, each written as `row_values`.
 fn insert_change_rows(
     tx: &Transaction<'_>,
@@ -346,93 +315,5 @@ fn insert_change_rows(
     tx.prepare_cached(&sql)
         .and_then(|mut stmt| stmt.execute(params))
         .map_err(sql_error)?;
-    Ok(())
-}
-
-fn append_resends(
-    tx: &mut SqliteTx<'_>,
-    table_id: i64,
-    record_ids: &[i64],
-    fields: &[i64],
-    origin: &str,
-    at_ms: i64,
-) -> StoreResult<Option<(i64, i64)>> {
-    let origin = Rc::new(origin.to_string());
-    let listed = Rc::new(format!(
-        "[{}]",
-        fields
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    ));
-    let mut range = None;
-    for id in record_ids {
-        let seq = tx.next_seq()?;
-        range = Some((range.map_or(seq, |(first, _)| first), seq));
-        tx.log.pending.push(PendingChange {
-            seq,
-            prev_seq: None,
-            table_id,
-            record_id: *id,
-            op: ChangeOp::Resend,
-            hlc: 0,
-            origin: origin.clone(),
-            user_id: None,
-            at: at_ms,
-            fields: listed.clone(),
-        });
-        if tx.log.pending.len() >= CHANGE_BATCH {
-            flush_changes(tx)?;
-        }
-    }
-    Ok(range)
-}
-
-fn flush_changes(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
-    let pending = std::mem::take(&mut tx.log.pending);
-    // Creates have no previous entry and a known op: fewer parameters to bind.
-    let (creates, others): (Vec<&PendingChange>, Vec<&PendingChange>) =
-        pending.iter().partition(|c| c.op == ChangeOp::Create);
-    for chunk in creates.chunks(CHANGE_BATCH) {
-        let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(8 * chunk.len());
-        for c in chunk {
-            sql_params.extend([
-                &c.seq as &dyn rusqlite::ToSql,
-                &c.table_id,
-                &c.record_id,
-                &c.hlc,
-                &*c.origin,
-                &c.user_id,
-                &c.at,
-                &*c.fields,
-            ]);
-        }
-        insert_change_rows(
-            &tx.tx,
-            "(?,NULL,?,?,'create',?,?,?,?,?)",
-            chunk.len(),
-            &sql_params,
-        )?;
-    }
-    for chunk in others.chunks(CHANGE_BATCH) {
-        let ops: Vec<&str> = chunk.iter().map(|c| c.op.as_str()).collect();
-        let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(10 * chunk.len());
-        for (i, c) in chunk.iter().enumerate() {
-            sql_params.extend([
-                &c.seq as &dyn rusqlite::ToSql,
-                &c.prev_seq,
-                &c.table_id,
-                &c.record_id,
-                &ops[i],
-                &c.hlc,
-                &*c.origin,
-                &c.user_id,
-                &c.at,
-                &*c.fields,
-            ]);
-        }
-        insert_change_rows(&tx.tx, "(?,?,?,?,?,?,?,?,?,?)", chunk.len(), &sql_params)?;
-    }
     Ok(())
 }

@@ -13,8 +13,9 @@ mod schema;
 mod syncs;
 mod users;
 
-use crmsync_domain::clock::Hlc;
-use crmsync_domain::store::{InstanceMeta, StoreResult};
+use crmsync_domain::store::change_buffer::ChangeBuffer;
+use crmsync_domain::store::stored_row::{CountChanges, InsertShapes};
+use crmsync_domain::store::{MetaTable, StoreResult};
 use crmsync_domain::{DomainError, Store, StoreTx};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::collections::HashMap;
@@ -138,14 +139,12 @@ pub struct SqliteTx<'c> {
     /// Node uuid ↔ local number, loaded on first use within this transaction.
     nodes: Option<HashMap<Uuid, i64>>,
     node_uids: HashMap<i64, Uuid>,
-    /// INSERT statements by table and shape: built once per transaction, not once per row.
-    insert_sql: HashMap<i64, Vec<(records::InsertShape, std::rc::Rc<str>)>>,
+    insert_sql: InsertShapes,
     /// A record's SELECT by table and condition, likewise.
     select_sql: HashMap<(i64, &'static str), std::rc::Rc<str>>,
     /// Change-log entries not written yet (see `change_log`).
-    log: change_log::ChangeBuffer,
-    /// Changes of each table's (active, deleted) counts, written before commit.
-    count_changes: HashMap<i64, (i64, i64)>,
+    log: ChangeBuffer,
+    count_changes: CountChanges,
 }
 
 impl<'c> SqliteTx<'c> {
@@ -154,10 +153,10 @@ impl<'c> SqliteTx<'c> {
             tx,
             nodes: None,
             node_uids: HashMap::new(),
-            insert_sql: HashMap::new(),
+            insert_sql: InsertShapes::default(),
             select_sql: HashMap::new(),
-            log: Default::default(),
-            count_changes: HashMap::new(),
+            log: ChangeBuffer::default(),
+            count_changes: CountChanges::default(),
         }
     }
 
@@ -219,15 +218,17 @@ impl<'c> SqliteTx<'c> {
             .copied()
             .ok_or_else(|| DomainError::Store(format!("unknown node {id}")))
     }
+}
 
-    fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+impl MetaTable for SqliteTx<'_> {
+    fn meta(&mut self, key: &str) -> StoreResult<Option<String>> {
         self.tx
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
             .map_err(sql_error)
     }
 
-    fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+    fn set_meta(&mut self, key: &str, value: &str) -> StoreResult<()> {
         self.tx
             .execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -236,26 +237,6 @@ impl<'c> SqliteTx<'c> {
             )
             .map_err(sql_error)?;
         Ok(())
-    }
-}
-
-impl InstanceMeta for SqliteTx<'_> {
-    fn instance_id(&mut self) -> StoreResult<Uuid> {
-        let text = self
-            .meta("instance_id")?
-            .ok_or_else(|| DomainError::Store("instance id missing".into()))?;
-        Uuid::parse_str(&text).map_err(|e| DomainError::Store(e.to_string()))
-    }
-
-    fn last_hlc(&mut self) -> StoreResult<Hlc> {
-        Ok(Hlc(self
-            .meta("last_hlc")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)))
-    }
-
-    fn set_last_hlc(&mut self, hlc: Hlc) -> StoreResult<()> {
-        self.set_meta("last_hlc", &hlc.0.to_string())
     }
 }
 

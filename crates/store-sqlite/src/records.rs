@@ -1,10 +1,12 @@
 //! Record rows, their stamps and the change log.
 
-use crate::change_log::append_change;
-use crate::schema::table_name;
 use crate::{SqliteTx, sql_error};
-use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::record::{NewRow, RowUpdate, SortKey, StatusFilter, StoredRecord};
+use crmsync_domain::store::change_buffer::BufferedChangeLog;
+use crmsync_domain::store::stored_row::{
+    InsertPlan, Placeholders, RawStored, RowColumns, UpdatePlan, insert_sql, record_from_row,
+    select_columns, status_from, stored_select, table_name, update_sql,
+};
 use crmsync_domain::store::{RecordStore, StoreResult, TableCounts};
 use crmsync_domain::{
     Change, DomainError, Field, FieldType, FileRef, Record, RecordQuery, RecordStatus, Table, Value,
@@ -12,7 +14,6 @@ use crmsync_domain::{
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Transaction};
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::rc::Rc;
 use uuid::Uuid;
@@ -97,53 +98,30 @@ fn decode(field: &Field, raw: ValueRef<'_>) -> StoreResult<Value> {
     })
 }
 
-fn status_from(code: i64) -> RecordStatus {
-    if code == 0 {
-        RecordStatus::Active
-    } else {
-        RecordStatus::Deleted
-    }
-}
-
-fn status_code(status: RecordStatus) -> i64 {
-    match status {
-        RecordStatus::Active => 0,
-        RecordStatus::Deleted => 1,
-    }
-}
-
 pub(crate) fn uid_from(bytes: &[u8]) -> StoreResult<Uuid> {
     Uuid::from_slice(bytes).map_err(|e| DomainError::Store(e.to_string()))
 }
 
-/// `updated_at` and the status stamp are NULL until they differ from the creation values.
-const SYSTEM_COLUMNS: &str = "id, uid, created_at, COALESCE(updated_at, created_at), status";
+/// A row as the shared readers of `stored_row` take it.
+struct Columns<'a, 'r>(&'a rusqlite::Row<'r>);
 
-fn select_columns(table: &Table) -> String {
-    let mut sql = String::from(SYSTEM_COLUMNS);
-    for f in &table.fields {
-        let _ = write!(sql, ", f{}", f.no);
+impl RowColumns for Columns<'_, '_> {
+    fn int(&self, idx: usize) -> StoreResult<i64> {
+        self.0.get(idx).map_err(sql_error)
     }
-    sql
-}
 
-fn record_from_row(table: &Table, row: &rusqlite::Row<'_>) -> StoreResult<Record> {
-    let mut values = BTreeMap::new();
-    for (i, field) in table.fields.iter().enumerate() {
-        let raw = row.get_ref(5 + i).map_err(sql_error)?;
-        let value = decode(field, raw)?;
-        if !value.is_null() {
-            values.insert(field.no, value);
-        }
+    fn int_or_null(&self, idx: usize) -> StoreResult<Option<i64>> {
+        self.0.get(idx).map_err(sql_error)
     }
-    Ok(Record {
-        id: row.get(0).map_err(sql_error)?,
-        uid: uid_from(&row.get::<_, Vec<u8>>(1).map_err(sql_error)?)?,
-        created_at_ms: row.get(2).map_err(sql_error)?,
-        updated_at_ms: row.get(3).map_err(sql_error)?,
-        status: status_from(row.get(4).map_err(sql_error)?),
-        values,
-    })
+
+    fn uid(&self, idx: usize) -> StoreResult<Uuid> {
+        let bytes = self.0.get_ref(idx).and_then(|v| Ok(v.as_blob()?));
+        uid_from(bytes.map_err(sql_error)?)
+    }
+
+    fn value(&self, field: &Field, idx: usize) -> StoreResult<Value> {
+        decode(field, self.0.get_ref(idx).map_err(sql_error)?)
+    }
 }
 
 /// Uids or ids per lookup statement (SQLite allows 32,766 parameters).
@@ -152,72 +130,6 @@ const UIDS_PER_LOOKUP: usize = 500;
 /// `?,?,…` for an `IN` list of `n` values.
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
-}
-
-/// The SELECT of whole stored records (values, status, stamps) of `table` by `condition`.
-fn stored_select(table: &Table, condition: &str) -> String {
-    let mut sql = select_columns(table);
-    sql.push_str(
-        ", COALESCE(status_hlc, base_hlc), COALESCE(status_node, base_node), base_hlc, base_node",
-    );
-    for f in &table.fields {
-        let _ = write!(sql, ", h{n}, n{n}", n = f.no);
-    }
-    format!(
-        "SELECT {sql} FROM {} WHERE {condition}",
-        table_name(table.id)
-    )
-}
-
-/// A stored record as read, its nodes still local numbers: (record, status stamp, field
-/// stamps as (no, hlc, node)).
-type RawStored = (Record, (i64, i64), Vec<(i64, i64, i64)>);
-
-fn raw_stored(table: &Table, row: &rusqlite::Row<'_>) -> StoreResult<RawStored> {
-    let record = record_from_row(table, row)?;
-    let base = 5 + table.fields.len();
-    let status = (
-        row.get(base).map_err(sql_error)?,
-        row.get(base + 1).map_err(sql_error)?,
-    );
-    let base_hlc: i64 = row.get(base + 2).map_err(sql_error)?;
-    let base_node: i64 = row.get(base + 3).map_err(sql_error)?;
-    // A field written with the record's creation stamp stores no stamp of its own (h and
-    // n are NULL): a value without its own stamp carries the base stamp.
-    let mut stamps = Vec::new();
-    for (i, f) in table.fields.iter().enumerate() {
-        let hlc: Option<i64> = row.get(base + 4 + 2 * i).map_err(sql_error)?;
-        let node: Option<i64> = row.get(base + 5 + 2 * i).map_err(sql_error)?;
-        match (hlc, node) {
-            (Some(hlc), Some(node)) => stamps.push((f.no, hlc, node)),
-            _ if record.values.contains_key(&f.no) => stamps.push((f.no, base_hlc, base_node)),
-            _ => {}
-        }
-    }
-    Ok((record, status, stamps))
-}
-
-fn stored_from_raw(tx: &mut SqliteTx<'_>, raw: RawStored) -> StoreResult<StoredRecord> {
-    let (record, (status_hlc, status_node), raw_stamps) = raw;
-    let mut stamps = BTreeMap::new();
-    for (no, hlc, node) in raw_stamps {
-        stamps.insert(
-            no,
-            Stamp {
-                hlc: Hlc(hlc as u64),
-                node: tx.node_uid(node)?,
-            },
-        );
-    }
-    let status_stamp = Stamp {
-        hlc: Hlc(status_hlc as u64),
-        node: tx.node_uid(status_node)?,
-    };
-    Ok(StoredRecord {
-        record,
-        stamps,
-        status_stamp,
-    })
 }
 
 fn record_where(
@@ -240,15 +152,12 @@ fn record_where(
         let mut rows = stmt.query([key]).map_err(sql_error)?;
         match rows.next().map_err(sql_error)? {
             None => None,
-            Some(row) => Some(raw_stored(table, row)?),
+            Some(row) => Some(RawStored::read(table, &Columns(row))?),
         }
     };
-    raw.map(|raw| stored_from_raw(tx, raw)).transpose()
+    raw.map(|raw| raw.resolve(|node| tx.node_uid(node)))
+        .transpose()
 }
-
-/// What an INSERT's columns depend on besides the table: (local node?, deleted?), then per
-/// given field whether it carries a stamp of its own.
-pub(crate) type InsertShape = Vec<(i64, bool)>;
 
 fn constraint_error(e: rusqlite::Error, table: &Table) -> DomainError {
     if let rusqlite::Error::SqliteFailure(err, _) = &e
@@ -269,22 +178,11 @@ pub(crate) fn count_rows(tx: &Transaction<'_>, table_id: i64) -> StoreResult<(i6
         .map_err(sql_error)
 }
 
-/// Notes a record entering a status (`+1`) or leaving it (`-1`), for `flush_counts`.
-fn count_change(tx: &mut SqliteTx<'_>, table_id: i64, status: RecordStatus, by: i64) {
-    let counts = tx.count_changes.entry(table_id).or_default();
-    match status {
-        RecordStatus::Active => counts.0 += by,
-        RecordStatus::Deleted => counts.1 += by,
-    }
-}
-
 /// Writes the transaction's count changes into `record_counts`; a table without a row
 /// there (a database from before the counts) is counted whole once, its new rows included.
 pub(crate) fn flush_counts(tx: &mut SqliteTx<'_>) -> StoreResult<()> {
-    for (table_id, (active, deleted)) in std::mem::take(&mut tx.count_changes) {
-        if (active, deleted) == (0, 0) {
-            continue;
-        }
+    let changes: Vec<_> = tx.count_changes.take().collect();
+    for (table_id, (active, deleted)) in changes {
         let updated = tx
             .tx
             .prepare_cached(
@@ -369,12 +267,12 @@ impl RecordStore for SqliteTx<'_> {
                     .map_err(sql_error)?;
                 let mut raws = Vec::with_capacity(chunk.len());
                 while let Some(row) = rows.next().map_err(sql_error)? {
-                    raws.push(raw_stored(table, row)?);
+                    raws.push(RawStored::read(table, &Columns(row))?);
                 }
                 raws
             };
             for raw in raws {
-                stored.push(stored_from_raw(tx, raw)?);
+                stored.push(raw.resolve(|node| tx.node_uid(node))?);
             }
         }
         Ok(stored)
@@ -407,78 +305,25 @@ impl RecordStore for SqliteTx<'_> {
 
     fn insert_record(&mut self, table: &Table, row: &NewRow, change: &Change) -> StoreResult<i64> {
         let tx = self;
-        let base = row.status_stamp;
-        let base_node = tx.node_id(base.node)?;
-        // Only the given values, and a stamp of their own only where it is not the base stamp:
-        // a fresh record's row is barely wider than the plain data.
-        let mut cells: Vec<(Param<'_>, Option<(i64, i64)>)> = Vec::with_capacity(row.values.len());
-        let mut shape: Vec<(i64, bool)> = Vec::with_capacity(row.values.len() + 1);
-        // Columns left out take their defaults: node 1 (this instance) and status active.
-        let local = base_node == 1;
-        let deleted = row.status == RecordStatus::Deleted;
-        shape.push((i64::from(local), deleted));
-        for (no, value, stamp) in &row.values {
-            // An empty value keeps its stamp explicitly: stamps are only inferred for values.
-            let own = if *stamp == base && !value.is_null() {
-                None
-            } else {
-                Some((stamp.hlc.0 as i64, tx.node_id(stamp.node)?))
-            };
-            shape.push((*no, own.is_some()));
-            cells.push((Param(value), own));
-        }
-        let cached = tx
-            .insert_sql
-            .get(&table.id)
-            .and_then(|shapes| shapes.iter().find(|(s, _)| *s == shape))
-            .map(|(_, sql)| sql.clone());
-        let sql = match cached {
-            Some(sql) => sql,
-            None => {
-                let mut columns = String::from("uid, created_at, base_hlc, last_seq");
-                let mut placeholders = String::from("?, ?, ?, ?");
-                if !local {
-                    columns.push_str(", base_node");
-                    placeholders.push_str(", ?");
-                }
-                if deleted {
-                    columns.push_str(", status");
-                    placeholders.push_str(", 1");
-                }
-                for (no, own) in &shape[1..] {
-                    let _ = write!(columns, ", f{no}");
-                    placeholders.push_str(", ?");
-                    if *own {
-                        let _ = write!(columns, ", h{no}, n{no}");
-                        placeholders.push_str(", ?, ?");
-                    }
-                }
-                let sql: std::rc::Rc<str> = format!(
-                    "INSERT INTO {} ({columns}) VALUES ({placeholders})",
-                    table_name(table.id)
-                )
-                .into();
-                tx.insert_sql
-                    .entry(table.id)
-                    .or_default()
-                    .push((shape, sql.clone()));
-                sql
-            }
-        };
+        let plan = InsertPlan::new(row, |node| tx.node_id(node))?;
+        let sql = tx.insert_sql.get_or_build(table.id, plan.shape, |shape| {
+            insert_sql(table.id, shape, Placeholders::Anonymous, "")
+        });
         let uid = row.uid.as_bytes().as_slice();
-        let base_hlc = base.hlc.0 as i64;
+        let base_hlc = row.status_stamp.hlc.0 as i64;
         let seq = tx.next_seq()?;
-        let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(5 + 3 * cells.len());
+        let values: Vec<Param<'_>> = plan.cells.iter().map(|(value, _)| Param(value)).collect();
+        let mut sql_params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(5 + 3 * values.len());
         sql_params.extend([
             &uid as &dyn rusqlite::ToSql,
             &row.created_at_ms,
             &base_hlc,
             &seq,
         ]);
-        if !local {
-            sql_params.push(&base_node);
+        if let Some(base_node) = &plan.base_node {
+            sql_params.push(base_node);
         }
-        for (value, own) in &cells {
+        for (value, (_, own)) in values.iter().zip(&plan.cells) {
             sql_params.push(value);
             if let Some((hlc, node)) = own {
                 sql_params.push(hlc);
@@ -490,8 +335,8 @@ impl RecordStore for SqliteTx<'_> {
             .and_then(|mut stmt| stmt.execute(sql_params.as_slice()))
             .map_err(|e| constraint_error(e, table))?;
         let id = tx.tx.last_insert_rowid();
-        count_change(tx, table.id, row.status, 1);
-        append_change(tx, change, id, seq, None)?;
+        tx.count_changes.note(table.id, row.status, 1);
+        tx.append_change(change, id, seq, None)?;
         Ok(id)
     }
 
@@ -520,40 +365,17 @@ impl RecordStore for SqliteTx<'_> {
                 ))
             })?;
         let seq = tx.next_seq()?;
-        let status = match update.status {
-            Some((status, stamp)) => Some((
-                status_code(status),
-                stamp.hlc.0 as i64,
-                tx.node_id(stamp.node)?,
-            )),
-            None => None,
-        };
-        let mut nodes = Vec::with_capacity(update.values.len());
-        for (_, _, stamp) in &update.values {
-            nodes.push(tx.node_id(stamp.node)?);
-        }
-        let mut sets = String::from("updated_at = ?, last_seq = ?");
-        if status.is_some() {
-            sets.push_str(", status = ?, status_hlc = ?, status_node = ?");
-        }
-        for (no, _, _) in &update.values {
-            let _ = write!(sets, ", f{no} = ?, h{no} = ?, n{no} = ?");
-        }
-        let sql = format!("UPDATE {} SET {sets} WHERE id = ?", table_name(table.id));
-        let hlcs: Vec<i64> = update
-            .values
-            .iter()
-            .map(|(_, _, s)| s.hlc.0 as i64)
-            .collect();
-        let values: Vec<Param<'_>> = update.values.iter().map(|(_, v, _)| Param(v)).collect();
+        let plan = UpdatePlan::new(update, |node| tx.node_id(node))?;
+        let sql = update_sql(table.id, update, Placeholders::Anonymous);
+        let values: Vec<Param<'_>> = plan.cells.iter().map(|(v, _, _)| Param(v)).collect();
         let mut sql_params: Vec<&dyn rusqlite::ToSql> = vec![&update.updated_at_ms, &seq];
-        if let Some((code, hlc, node)) = &status {
+        if let Some((code, hlc, node)) = &plan.status {
             sql_params.extend([code as &dyn rusqlite::ToSql, hlc, node]);
         }
-        for i in 0..update.values.len() {
-            sql_params.push(&values[i]);
-            sql_params.push(&hlcs[i]);
-            sql_params.push(&nodes[i]);
+        for (value, (_, hlc, node)) in values.iter().zip(&plan.cells) {
+            sql_params.push(value);
+            sql_params.push(hlc);
+            sql_params.push(node);
         }
         sql_params.push(&update.id);
         let changed = tx
@@ -570,11 +392,11 @@ impl RecordStore for SqliteTx<'_> {
         if let Some((status, _)) = update.status {
             let before = status_from(prev_status);
             if before != status {
-                count_change(tx, table.id, before, -1);
-                count_change(tx, table.id, status, 1);
+                tx.count_changes.note(table.id, before, -1);
+                tx.count_changes.note(table.id, status, 1);
             }
         }
-        append_change(tx, change, update.id, seq, Some(prev_seq))
+        tx.append_change(change, update.id, seq, Some(prev_seq))
     }
 
     fn list_records(&mut self, table: &Table, query: &RecordQuery) -> StoreResult<Vec<Record>> {
@@ -653,7 +475,7 @@ impl RecordStore for SqliteTx<'_> {
             .map_err(sql_error)?;
         let mut records = Vec::new();
         while let Some(row) = rows.next().map_err(sql_error)? {
-            records.push(record_from_row(table, row)?);
+            records.push(record_from_row(table, &Columns(row))?);
         }
         Ok(records)
     }

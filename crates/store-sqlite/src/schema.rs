@@ -6,9 +6,7 @@ use crmsync_domain::store::{SchemaStore, StoreResult};
 use crmsync_domain::{DomainError, Field, FieldOptions, FieldType, Table};
 use rusqlite::params;
 
-pub fn table_name(id: i64) -> String {
-    format!("t{id}")
-}
+pub use crmsync_domain::store::stored_row::table_name;
 
 fn column_affinity(field_type: FieldType) -> &'static str {
     match field_type {

@@ -7,19 +7,21 @@
 //! (`RecordStore::insert_record`, `update_record` take the `Change`), so no caller can
 //! change a record without recording it.
 
+pub mod change_buffer;
 mod change_fields;
 mod change_log;
 mod instance_meta;
 mod numbering;
 mod records;
 mod schema;
+pub mod stored_row;
 pub mod sync_text;
 mod syncs;
 mod users;
 
 pub use change_fields::{decode_change_fields, encode_change_fields};
 pub use change_log::ChangeLog;
-pub use instance_meta::InstanceMeta;
+pub use instance_meta::{InstanceMeta, MetaTable};
 pub use numbering::NumberingStore;
 pub use records::{RecordStore, TableCounts};
 pub use schema::SchemaStore;
