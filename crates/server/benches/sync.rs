@@ -7,11 +7,15 @@
 //!    on the other (MB/s, peak RSS).
 //!
 //! `cargo bench --bench sync` — CRMSYNC_BENCH_RECORDS (default 1,000,000),
-//! CRMSYNC_BENCH_CHANGES (default 100,000), CRMSYNC_BENCH_SAMPLES (default 200).
+//! CRMSYNC_BENCH_CHANGES (default 100,000), CRMSYNC_BENCH_SAMPLES (default 200);
+//! CRMSYNC_BENCH_STORE=postgres puts both instances on PostgreSQL (a database each, on a
+//! throw-away cluster this bench starts, as the tests do).
 
 use crmsync::app::App;
+use crmsync::database::DatabaseUrl;
 use crmsync_domain::instance::WriteOp;
 use crmsync_domain::{Actor, Origin, Value};
+use crmsync_store_conformance::postgres_cluster::TestCluster;
 use serde_json::{Value as Json, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -31,11 +35,16 @@ impl Drop for Process {
     }
 }
 
-fn start(data: &std::path::Path) -> Process {
+fn start(data: &std::path::Path, database: &DatabaseUrl) -> Process {
+    let database = match database {
+        DatabaseUrl::Sqlite(_) => "sqlite".to_string(),
+        DatabaseUrl::Postgres(url) => url.clone(),
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_crmsync"))
         .args(["serve", "--data"])
         .arg(data)
         .args(["--listen", "127.0.0.1:0", "--admin-password", PASSWORD])
+        .args(["--database", &database])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -111,8 +120,13 @@ fn value(i: u64, f: usize) -> String {
 }
 
 /// Fills the main instance's data directory directly (before its server starts).
-fn seed(dir: &std::path::Path, records: u64) -> Vec<i64> {
-    let app = App::open(dir).unwrap();
+fn seed(dir: &std::path::Path, database: &DatabaseUrl, records: u64) -> Vec<i64> {
+    let app = App::open_with(
+        dir,
+        database,
+        std::sync::Arc::new(crmsync_domain::SystemClock),
+    )
+    .unwrap();
     app.core.ensure_admin(Some(PASSWORD)).unwrap();
     let admin = app.core.users().unwrap().remove(0);
     let actor = Actor {
@@ -174,14 +188,29 @@ async fn main() {
     let samples = setting("CRMSYNC_BENCH_SAMPLES", 200) as usize;
     let dir = tempfile::tempdir().unwrap();
     let (main_dir, aux_dir) = (dir.path().join("main"), dir.path().join("aux"));
+    let (main_db, aux_db) = match std::env::var("CRMSYNC_BENCH_STORE").as_deref() {
+        Ok("postgres") => {
+            let cluster = TestCluster::shared();
+            println!("both instances on PostgreSQL (port {})", cluster.port());
+            (
+                DatabaseUrl::Postgres(cluster.create_database()),
+                DatabaseUrl::Postgres(cluster.create_database()),
+            )
+        }
+        _ => (
+            DatabaseUrl::Sqlite(main_dir.clone()),
+            DatabaseUrl::Sqlite(aux_dir.clone()),
+        ),
+    };
     println!("seeding {records} records × 8 fields on the main instance…");
     let m = tokio::task::spawn_blocking({
         let main_dir = main_dir.clone();
-        move || seed(&main_dir, records)
+        let main_db = main_db.clone();
+        move || seed(&main_dir, &main_db, records)
     })
     .await
     .unwrap();
-    let (main, aux) = (start(&main_dir), start(&aux_dir));
+    let (main, aux) = (start(&main_dir, &main_db), start(&aux_dir, &aux_db));
     let http = reqwest::Client::new();
     let main_api = Api {
         http: http.clone(),

@@ -1,10 +1,16 @@
 //! Bulk inserts through crmsync's write path (validation, HLC stamps per field, change log
-//! — one transaction) against plain SQLite inserts of the same rows in one transaction.
+//! — one transaction) against plain inserts of the same rows in one transaction, on the
+//! same database engine.
 //!
-//! `cargo bench --bench write_path` (CRMSYNC_BENCH_RECORDS=N to change the default 1,000,000).
+//! `cargo bench --bench write_path` (CRMSYNC_BENCH_RECORDS=N to change the default
+//! 1,000,000); `CRMSYNC_BENCH_STORE=postgres` runs both on PostgreSQL (a throw-away cluster
+//! this bench starts, as the tests do).
 
+use crmsync::database::{Database, DatabaseUrl};
 use crmsync_domain::instance::WriteOp;
+use crmsync_domain::store::Store;
 use crmsync_domain::{Actor, Clock, Instance, Origin, SystemClock, Value};
+use crmsync_store_conformance::postgres_cluster::TestCluster;
 use crmsync_store_sqlite::SqliteStore;
 use rusqlite::{Connection, params};
 use std::sync::Arc;
@@ -40,8 +46,7 @@ fn row(i: u64) -> [Value; 8] {
     ]
 }
 
-fn write_path(dir: &std::path::Path, records: u64) -> f64 {
-    let store = SqliteStore::open(dir).expect("store");
+fn write_path<S: Store>(store: S, records: u64) -> f64 {
     let core = Instance::new(store, Arc::new(SystemClock));
     core.ensure_admin(Some("bench-password")).expect("admin");
     let admin = core.users().expect("users").remove(0);
@@ -123,6 +128,45 @@ fn plain(dir: &std::path::Path, records: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// The same rows as plain PostgreSQL inserts: one prepared statement, one transaction.
+fn plain_postgres(url: &str, records: u64) -> f64 {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE clients (id BIGSERIAL PRIMARY KEY, uid UUID NOT NULL UNIQUE,
+               created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, status SMALLINT NOT NULL,
+               f1 TEXT, f2 TEXT, f3 TEXT, f4 TEXT, f5 TEXT, f6 DOUBLE PRECISION, f7 BIGINT,
+               f8 TEXT)",
+        )
+        .unwrap();
+    let started = Instant::now();
+    let mut tx = client.transaction().unwrap();
+    let stmt = tx
+        .prepare("INSERT INTO clients (uid, created_at, updated_at, status, f1, f2, f3, f4, f5, f6, f7, f8) VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $10, $11)")
+        .unwrap();
+    for i in 0..records {
+        let now = SystemClock.now_ms();
+        let uid = SystemClock.new_uid();
+        let [
+            Value::Text(a),
+            Value::Text(b),
+            Value::Text(c),
+            Value::Text(d),
+            Value::Text(e),
+            Value::Number(f),
+            Value::Money(g),
+            Value::Date(h),
+        ] = row(i)
+        else {
+            unreachable!()
+        };
+        tx.execute(&stmt, &[&uid, &now, &now, &a, &b, &c, &d, &e, &f, &g, &h])
+            .unwrap();
+    }
+    tx.commit().unwrap();
+    started.elapsed().as_secs_f64()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -143,15 +187,29 @@ fn main() {
     println!(
         "bulk insert of {records} records × 8 fields, one transaction each way, {rounds} round(s), alternating"
     );
+    let on_postgres = std::env::var("CRMSYNC_BENCH_STORE").is_ok_and(|v| v == "postgres");
+    let engine = if on_postgres { "PostgreSQL" } else { "SQLite" };
     let (mut plain_times, mut path_times) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let dir = tempfile::tempdir().unwrap();
         if !only_write {
-            let t = plain(&dir.path().join("plain"), records);
-            println!("  round {}: plain SQLite {t:6.2} s", round + 1);
+            let t = match on_postgres {
+                true => plain_postgres(&TestCluster::shared().create_database(), records),
+                false => plain(&dir.path().join("plain"), records),
+            };
+            println!("  round {}: plain {engine} {t:6.2} s", round + 1);
             plain_times.push(t);
         }
-        let t = write_path(&dir.path().join("crmsync"), records);
+        let t = match on_postgres {
+            true => {
+                let url = DatabaseUrl::Postgres(TestCluster::shared().create_database());
+                write_path(Database::open(&url).expect("store"), records)
+            }
+            false => write_path(
+                SqliteStore::open(&dir.path().join("crmsync")).expect("store"),
+                records,
+            ),
+        };
         println!("  round {}: write path   {t:6.2} s", round + 1);
         path_times.push(t);
     }
@@ -160,7 +218,7 @@ fn main() {
     if !only_write {
         let plain_s = median(plain_times);
         let plain_rate = records as f64 / plain_s;
-        println!("plain SQLite : median {plain_s:6.2} s  {plain_rate:>9.0} records/s");
+        println!("plain {engine} : median {plain_s:6.2} s  {plain_rate:>9.0} records/s");
         println!(
             "write path   : median {path_s:6.2} s  {path_rate:>9.0} records/s (stamps + change log)"
         );
