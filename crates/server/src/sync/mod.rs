@@ -25,7 +25,8 @@ pub mod rejections;
 
 use crate::app::App;
 use crate::database::{Announcement, Neighbours, SyncLease};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -38,6 +39,8 @@ pub struct SyncSignals {
     received: Arc<watch::Sender<u64>>,
     /// The other processes on this database, once this one serves.
     neighbours: Arc<OnceLock<Neighbours>>,
+    /// On a database other processes serve too: the syncs whose lease this one holds.
+    leased_here: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl Default for SyncSignals {
@@ -47,6 +50,7 @@ impl Default for SyncSignals {
             commits: Arc::new(watch::channel(0).0),
             received: Arc::new(watch::channel(0).0),
             neighbours: Default::default(),
+            leased_here: Default::default(),
         }
     }
 }
@@ -99,6 +103,17 @@ impl SyncSignals {
         if let Some(neighbours) = database.neighbours(heard) {
             let _ = self.neighbours.set(neighbours);
         }
+    }
+
+    /// Whether `sync_id` runs in another process serving this database (this one does not
+    /// hold its lease): questions that travel in its packets go through that process.
+    pub fn runs_elsewhere(&self, sync_id: i64) -> bool {
+        self.neighbours.get().is_some()
+            && !self
+                .leased_here
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&sync_id)
     }
 
     pub fn commits(&self) -> watch::Receiver<u64> {
@@ -171,7 +186,9 @@ async fn leased<R: Future<Output = ()>>(app: App, sync_id: i64, runner: impl Fn(
         while !lease.try_take().unwrap_or(false) {
             tokio::time::sleep(LEASE_RETRY).await;
         }
-        let _running = lease.can_be_lost().then(|| RunningHere::new(sync_id));
+        let _running = lease
+            .can_be_lost()
+            .then(|| RunningHere::new(&app.syncs, sync_id));
         tokio::select! {
             () = runner() => return,
             () = lost(&mut lease) => {
@@ -184,17 +201,26 @@ async fn leased<R: Future<Output = ()>>(app: App, sync_id: i64, runner: impl Fn(
 
 /// Says in the server log which process runs a sync, from when it takes the lease until
 /// it stops running it (lost, settings changed, stopping).
-struct RunningHere(i64);
+struct RunningHere(i64, Arc<Mutex<HashSet<i64>>>);
 
 impl RunningHere {
-    fn new(sync_id: i64) -> RunningHere {
+    fn new(signals: &SyncSignals, sync_id: i64) -> RunningHere {
         tracing::info!("sync {sync_id} runs in this process (it holds the sync's lease)");
-        RunningHere(sync_id)
+        let leased = signals.leased_here.clone();
+        leased
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sync_id);
+        RunningHere(sync_id, leased)
     }
 }
 
 impl Drop for RunningHere {
     fn drop(&mut self) {
+        self.1
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
         tracing::info!("sync {} no longer runs in this process", self.0);
     }
 }

@@ -161,6 +161,12 @@ impl<'a> Peer<'a> {
     pub(crate) async fn ask<R: Ask>(&self, request: R) -> Result<R::Answer, Failure> {
         let answer = match self.sync.transport.kind() {
             Transport::Http => call(self.app, self.sync, request.into()).await?,
+            Transport::Local | Transport::Ftp if self.app.syncs.runs_elsewhere(self.sync.id) => {
+                return Err(Failure(format!(
+                    "sync {} runs in another crmsync process on this database, and its questions travel in the packets that process writes: ask through that process (its server log says \"sync {} runs in this process\")",
+                    self.sync.id, self.sync.id
+                )));
+            }
             Transport::Local | Transport::Ftp => self
                 .app
                 .mailboxes

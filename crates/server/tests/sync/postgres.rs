@@ -212,3 +212,31 @@ async fn sync_now_leaves_a_sync_to_the_server_running_it_on_the_same_database() 
     assert!(ok, "{out}{err}");
     assert!(out.contains("sync 1 \"active folders\": wrote "), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_question_through_folders_asked_of_the_process_not_running_the_sync_says_where_it_runs() {
+    let database = TestCluster::shared().create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let first = on_postgres(&dir.path().join("first"), &database);
+    let second = on_postgres(&dir.path().join("second"), &database);
+    let (first_api, second_api) = (first.admin(), second.admin());
+    let (_, fields) = clients(&first_api, &["Name"]).await;
+    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+    let sync = crate::folders::local_sync(&first_api, "active", &up, &down).await;
+    add_field(&first_api, sync, fields[0], "both", None).await;
+    eventually(20, "the sync running in one of the two", || async {
+        let (_, s) = first_api.get(&format!("/syncs/{sync}/status")).await;
+        s["last_run"].is_string().then_some(())
+    })
+    .await;
+
+    // A drift check's question travels in the packets of the process running the sync:
+    // the other one says so at once instead of waiting for an answer that cannot come.
+    let drift = format!("/syncs/{sync}/drift");
+    let (a, b) = tokio::join!(first_api.get(&drift), second_api.get(&drift));
+    let elsewhere = [&a, &b]
+        .iter()
+        .filter(|(_, body)| body.to_string().contains("runs in another crmsync process"))
+        .count();
+    assert_eq!(elsewhere, 1, "{a:?} {b:?}");
+}
