@@ -5,6 +5,7 @@
 
 use crate::clock::{Clock, Hlc, HlcClock, Stamp};
 use crate::error::{DomainError, RowError};
+use crate::origin::Origin;
 use crate::record::{
     Change, ChangeOp, FieldChange, MAX_PAGE, NewRow, Record, RecordQuery, RecordStatus, RowUpdate,
     SortKey,
@@ -19,34 +20,6 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
-
-/// Through what a write arrives; recorded in the change log and shown in record history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    Api,
-    /// The web UI.
-    Web,
-    /// A drift repair rewriting values with fresh stamps (B-16).
-    Repair,
-    Import,
-    Sync(i64),
-    /// A sync's conflict rule overruling the newer write (B-02): a write with a fresh
-    /// stamp that travels everywhere, back to that sync's peer too.
-    Rule(i64),
-}
-
-impl Origin {
-    pub fn as_string(&self) -> String {
-        match self {
-            Origin::Api => "api".into(),
-            Origin::Web => "web".into(),
-            Origin::Repair => "repair".into(),
-            Origin::Import => "import".into(),
-            Origin::Sync(id) => format!("sync:{id}"),
-            Origin::Rule(id) => format!("rule:{id}"),
-        }
-    }
-}
 
 /// Who is acting, and through what.
 #[derive(Debug, Clone)]
@@ -800,7 +773,7 @@ impl<S: Store> Instance<S> {
                     record_uid: uid,
                     op: ChangeOp::Create,
                     hlc: stamp.hlc,
-                    origin: ctx.actor.origin.as_string(),
+                    origin: ctx.actor.origin.clone(),
                     user_id: Some(ctx.actor.user.id),
                     at_ms: ctx.now_ms,
                     // The values themselves are in the row; history derives them.
@@ -911,7 +884,7 @@ impl<S: Store> Instance<S> {
             record_uid: record.uid,
             op,
             hlc: stamp.hlc,
-            origin: ctx.actor.origin.as_string(),
+            origin: ctx.actor.origin.clone(),
             user_id: Some(ctx.actor.user.id),
             at_ms: ctx.now_ms,
             created_fields: Vec::new(),

@@ -12,6 +12,7 @@
 
 use crate::clock::Stamp;
 use crate::instance::{Actor, Instance, check_references, field_of};
+use crate::origin::Origin;
 use crate::record::{Change, ChangeOp, FieldChange, NewRow, RecordStatus, RowUpdate};
 use crate::store::Store;
 use crate::value::Value;
@@ -306,7 +307,7 @@ impl<S: Store> Instance<S> {
         items: Vec<MergeItem>,
         rules: &ConflictRules,
     ) -> Result<Vec<MergeOutcome>, DomainError> {
-        let origin = actor.origin.as_string();
+        let origin = actor.origin.clone();
         self.in_write(actor, table_id, |ctx, tx, table| {
             let mut outcomes = Vec::with_capacity(items.len());
             // Which records are new here, asked once for all the items: an initial sync's
@@ -354,7 +355,7 @@ impl<S: Store> Instance<S> {
                             record_uid: item.uid,
                             op: ChangeOp::Create,
                             hlc,
-                            origin: ctx.actor.origin.as_string(),
+                            origin: ctx.actor.origin.clone(),
                             user_id: None,
                             at_ms: ctx.now_ms,
                             created_fields: values.iter().map(|(n, _, _)| *n).collect(),
@@ -424,7 +425,7 @@ impl<S: Store> Instance<S> {
                             record_uid: current.record.uid,
                             op,
                             hlc,
-                            origin: ctx.actor.origin.as_string(),
+                            origin: ctx.actor.origin.clone(),
                             user_id: None,
                             at_ms: ctx.now_ms,
                             created_fields: Vec::new(),
@@ -478,7 +479,7 @@ impl<S: Store> Instance<S> {
             record_uid: record.uid,
             op: ChangeOp::Update,
             hlc: stamp.hlc,
-            origin: crate::instance::Origin::Rule(rules.sync_id).as_string(),
+            origin: Origin::Rule(rules.sync_id),
             user_id: None,
             at_ms: ctx.now_ms,
             created_fields: Vec::new(),
@@ -560,11 +561,11 @@ fn unacked_fields(
     table: &crate::schema::Table,
     record_id: RecordId,
     after: i64,
-    peer_origin: &str,
+    peer_origin: &Origin,
 ) -> Result<Vec<FieldNo>, DomainError> {
     let mut fields = Vec::new();
     for change in tx.history(table, record_id)? {
-        if change.seq <= after || change.origin == peer_origin {
+        if change.seq <= after || change.origin == *peer_origin {
             continue;
         }
         match change.op {

@@ -7,7 +7,8 @@ use crate::{PgTx, get};
 use crmsync_domain::clock::Hlc;
 use crmsync_domain::record::{LoggedChange, SyncLogFilter};
 use crmsync_domain::store::{ChangeLog, StoreResult, decode_change_fields, encode_change_fields};
-use crmsync_domain::{Change, ChangeOp, DomainError, Table};
+use crmsync_domain::sync::SyncId;
+use crmsync_domain::{Change, ChangeOp, DomainError, Origin, Table};
 use postgres::Row;
 use postgres::types::ToSql;
 use std::fmt::Write as _;
@@ -25,7 +26,8 @@ pub(crate) struct ChangeBuffer {
     /// The next seq; the transaction holds the writers' lock.
     next_seq: Option<i64>,
     pending: Vec<PendingChange>,
-    last_origin: Option<Rc<String>>,
+    /// The last origin written and its stored text, shared by the entries that repeat it.
+    last_origin: Option<(Origin, Rc<String>)>,
     last_created_fields: Option<(Vec<i64>, Rc<String>)>,
 }
 
@@ -67,10 +69,10 @@ impl ChangeLog for PgTx<'_> {
         table_id: i64,
         record_ids: &[i64],
         fields: &[i64],
-        origin: &str,
+        sync_id: SyncId,
         at_ms: i64,
     ) -> StoreResult<Option<(i64, i64)>> {
-        let origin = Rc::new(origin.to_string());
+        let origin = Rc::new(Origin::Resend(sync_id).as_string());
         let listed = Rc::new(format!(
             "[{}]",
             fields
@@ -136,8 +138,8 @@ impl FlushedLog<'_, '_> {
             ),
             &[
                 &after,
-                &filter.own_origin,
-                &filter.own_resend,
+                &filter.own_origin.as_string(),
+                &filter.own_resend.as_string(),
                 &(limit as i64),
             ],
         )?;
@@ -156,7 +158,11 @@ impl FlushedLog<'_, '_> {
     fn count_for_sync(&mut self, after: i64, filter: &SyncLogFilter) -> StoreResult<u64> {
         let row = self.tx.query_one(
             &format!("SELECT COUNT(*) FROM changes WHERE seq > $1 AND {FOR_SYNC}"),
-            &[&after, &filter.own_origin, &filter.own_resend],
+            &[
+                &after,
+                &filter.own_origin.as_string(),
+                &filter.own_resend.as_string(),
+            ],
         )?;
         Ok(get::<i64>(&row, 0)? as u64)
     }
@@ -210,7 +216,7 @@ impl FlushedLog<'_, '_> {
                 op: ChangeOp::parse(&op)
                     .ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
                 hlc: Hlc(get::<i64>(&row, 2)? as u64),
-                origin: get(&row, 3)?,
+                origin: Origin::parse(&get::<String>(&row, 3)?),
                 user_id: get(&row, 4)?,
                 at_ms: get(&row, 5)?,
                 created_fields,
@@ -237,7 +243,7 @@ fn logged_change(row: &Row) -> StoreResult<LoggedChange> {
         table_id: get(row, 1)?,
         record_id: get(row, 2)?,
         op: ChangeOp::parse(&op).ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
-        origin: get(row, 4)?,
+        origin: Origin::parse(&get::<String>(row, 4)?),
         field_nos,
     })
 }
@@ -272,11 +278,11 @@ pub(crate) fn append_change(
 ) -> StoreResult<()> {
     // A bulk write repeats its origin and, for creates, its field list: share them.
     let origin = match &tx.log.last_origin {
-        Some(last) if **last == change.origin => last.clone(),
+        Some((last, text)) if *last == change.origin => text.clone(),
         _ => {
-            let origin = Rc::new(change.origin.clone());
-            tx.log.last_origin = Some(origin.clone());
-            origin
+            let text = Rc::new(change.origin.as_string());
+            tx.log.last_origin = Some((change.origin.clone(), text.clone()));
+            text
         }
     };
     let fields = match &tx.log.last_created_fields {

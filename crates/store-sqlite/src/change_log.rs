@@ -8,7 +8,8 @@ use crate::{SqliteTx, sql_error};
 use crmsync_domain::clock::Hlc;
 use crmsync_domain::record::{LoggedChange, SyncLogFilter};
 use crmsync_domain::store::{ChangeLog, StoreResult, decode_change_fields, encode_change_fields};
-use crmsync_domain::{Change, ChangeOp, DomainError, Table};
+use crmsync_domain::sync::SyncId;
+use crmsync_domain::{Change, ChangeOp, DomainError, Origin, Table};
 use rusqlite::{OptionalExtension, Transaction};
 use std::rc::Rc;
 
@@ -24,7 +25,8 @@ pub(crate) struct ChangeBuffer {
     /// The next seq; the transaction holds the only write lock.
     next_seq: Option<i64>,
     pending: Vec<PendingChange>,
-    last_origin: Option<Rc<String>>,
+    /// The last origin written and its stored text, shared by the entries that repeat it.
+    last_origin: Option<(Origin, Rc<String>)>,
     last_created_fields: Option<(Vec<i64>, Rc<String>)>,
 }
 
@@ -68,10 +70,10 @@ impl ChangeLog for SqliteTx<'_> {
         table_id: i64,
         record_ids: &[i64],
         fields: &[i64],
-        origin: &str,
+        sync_id: SyncId,
         at_ms: i64,
     ) -> StoreResult<Option<(i64, i64)>> {
-        append_resends(self, table_id, record_ids, fields, origin, at_ms)
+        append_resends(self, table_id, record_ids, fields, sync_id, at_ms)
     }
 
     fn changes_for_sync(
@@ -113,8 +115,8 @@ impl FlushedLog<'_> {
                 .query(rusqlite::named_params! {
                     ":after": after,
                     ":limit": limit as i64,
-                    ":own": filter.own_origin,
-                    ":resend": filter.own_resend,
+                    ":own": filter.own_origin.as_string(),
+                    ":resend": filter.own_resend.as_string(),
                 })
                 .map_err(sql_error)?;
             logged_changes(rows)?
@@ -136,8 +138,8 @@ impl FlushedLog<'_> {
                 stmt.query_row(
                     rusqlite::named_params! {
                         ":after": after,
-                        ":own": filter.own_origin,
-                        ":resend": filter.own_resend,
+                        ":own": filter.own_origin.as_string(),
+                        ":resend": filter.own_resend.as_string(),
                     },
                     |r| r.get::<_, i64>(0),
                 )
@@ -223,7 +225,7 @@ impl FlushedLog<'_> {
                 op: ChangeOp::parse(&op)
                     .ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
                 hlc: Hlc(hlc as u64),
-                origin,
+                origin: Origin::parse(&origin),
                 user_id,
                 at_ms,
                 created_fields,
@@ -253,7 +255,11 @@ fn logged_changes(mut rows: rusqlite::Rows<'_>) -> StoreResult<Vec<LoggedChange>
             record_id: row.get(2).map_err(sql_error)?,
             op: ChangeOp::parse(&op)
                 .ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
-            origin: row.get(4).map_err(sql_error)?,
+            origin: Origin::parse(
+                row.get_ref(4)
+                    .and_then(|v| Ok(v.as_str()?))
+                    .map_err(sql_error)?,
+            ),
             field_nos,
         });
     }
@@ -290,11 +296,11 @@ pub(crate) fn append_change(
 ) -> StoreResult<()> {
     // A bulk write repeats its origin and, for creates, its field list: share them.
     let origin = match &tx.log.last_origin {
-        Some(last) if **last == change.origin => last.clone(),
+        Some((last, text)) if *last == change.origin => text.clone(),
         _ => {
-            let origin = Rc::new(change.origin.clone());
-            tx.log.last_origin = Some(origin.clone());
-            origin
+            let text = Rc::new(change.origin.as_string());
+            tx.log.last_origin = Some((change.origin.clone(), text.clone()));
+            text
         }
     };
     let fields = match &tx.log.last_created_fields {
@@ -354,10 +360,10 @@ fn append_resends(
     table_id: i64,
     record_ids: &[i64],
     fields: &[i64],
-    origin: &str,
+    sync_id: SyncId,
     at_ms: i64,
 ) -> StoreResult<Option<(i64, i64)>> {
-    let origin = Rc::new(origin.to_string());
+    let origin = Rc::new(Origin::Resend(sync_id).as_string());
     let listed = Rc::new(format!(
         "[{}]",
         fields

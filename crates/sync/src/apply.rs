@@ -3,7 +3,6 @@
 //! through the domain's write path with origin `sync:<id>`.
 
 use crate::mapping::{Mapping, Route};
-use crate::outbox::origin_of;
 use crate::protocol::{Item, Packet, WireField, WireStamp};
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::logged_records::LoggedRecords;
@@ -55,7 +54,7 @@ fn sync_actor(sync: &SyncConfig) -> Actor {
     Actor {
         user: User {
             id: 0,
-            login: origin_of(sync),
+            login: Origin::Sync(sync.id).as_string(),
             full_name: sync.name.clone(),
             role: Role::User,
             active: true,
@@ -1095,6 +1094,6 @@ mod tests {
         let actor = sync_actor(&sync);
         assert_eq!(actor.user.id, 0);
         assert_eq!(actor.origin, Origin::Sync(1));
-        assert_eq!(actor.user.login, origin_of(&sync));
+        assert_eq!(actor.user.login, "sync:1");
     }
 }

@@ -259,7 +259,7 @@ fn render_change(table: &Table, change: &Change, users: &[crmsync_domain::User])
         "seq": change.seq,
         "at": format_ms(change.at_ms),
         "op": change.op.as_str(),
-        "origin": change.origin,
+        "origin": change.origin.as_string(),
         "user": user,
         "fields": fields,
     })

@@ -19,7 +19,7 @@ use crmsync_domain::instance::WriteOp;
 use crmsync_domain::schema::Numbering;
 use crmsync_domain::value::format_ms;
 use crmsync_domain::{
-    Change, ChangeOp, DomainError, Field, FieldOptions, FieldType, Record, RecordQuery,
+    Change, ChangeOp, DomainError, Field, FieldOptions, FieldType, Origin, Record, RecordQuery,
     RecordStatus, Table, User, Value,
 };
 use std::collections::BTreeMap;
@@ -797,26 +797,29 @@ fn history(
                 .and_then(|id| users.iter().find(|u| u.id == id))
                 .map(|u| u.full_name.clone())
                 .unwrap_or_default();
-            let sync_name = |id: &str| {
+            let sync_name = |id: i64| {
                 syncs
                     .iter()
-                    .find(|(sid, _)| sid.to_string() == id)
+                    .find(|(sid, _)| *sid == id)
                     .map(|(_, n)| format!("\"{n}\""))
                     .unwrap_or_else(|| id.to_string())
             };
-            let source = if let Some(id) = change.origin.strip_prefix("sync:") {
-                lang.with("history-from-sync", &[("sync", &sync_name(id))])
-            } else if let Some(id) = change.origin.strip_prefix("rule:") {
-                lang.with("history-from-rule", &[("sync", &sync_name(id))])
-            } else {
-                let key = match change.origin.as_str() {
-                    "web" => "history-from-web",
-                    "import" | "cli" => "history-from-import",
-                    "api" => "history-from-api",
-                    "repair" => "history-from-repair",
-                    _ => "history-from-user",
-                };
-                lang.with(key, &[("user", &user)])
+            let source = match &change.origin {
+                Origin::Sync(id) => lang.with("history-from-sync", &[("sync", &sync_name(*id))]),
+                Origin::Rule(id) => lang.with("history-from-rule", &[("sync", &sync_name(*id))]),
+                other => {
+                    let key = match other {
+                        Origin::Web => "history-from-web",
+                        Origin::Import => "history-from-import",
+                        Origin::Api => "history-from-api",
+                        Origin::Repair => "history-from-repair",
+                        Origin::Sync(_)
+                        | Origin::Rule(_)
+                        | Origin::Resend(_)
+                        | Origin::Other(_) => "history-from-user",
+                    };
+                    lang.with(key, &[("user", &user)])
+                }
             };
             let what = lang.t(match change.op {
                 ChangeOp::Create => "op-create",
