@@ -6,9 +6,10 @@ use crate::mapping::{Mapping, Route};
 use crate::protocol::{Item, Packet, WireField, WireStamp};
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::logged_records::LoggedRecords;
-use crmsync_domain::merge::{ConflictRules, MergeItem, Prefer};
+use crmsync_domain::merge::{ConflictRules, MergeItem};
 use crmsync_domain::sync::{
-    HELD_MASS_DELETE, HELD_QUARANTINE, HeldChange, PendingLink, SyncConfig, UserMatch,
+    ConflictPolicy, HELD_MASS_DELETE, HELD_QUARANTINE, HeldChange, PendingLink, SyncConfig,
+    UserMatch,
 };
 use crmsync_domain::{
     Actor, DomainError, Field, FieldNo, FieldType, FileRef, Instance, Origin, RecordStatus, Role,
@@ -417,7 +418,7 @@ fn apply_items<S: Store>(
             for decided in &outcome.decided {
                 report.conflicts += 1;
                 let rule = match decided.prefer {
-                    Prefer::Here => "this side's value kept",
+                    ConflictPolicy::ThisSide => "this side's value kept",
                     _ => "the other side's value taken",
                 };
                 core.log_sync(
