@@ -279,20 +279,22 @@ async fn write_form(
     let lang = page.lang;
     let app2 = app.clone();
     let ctx = Arc::new(work(lang, move || form_context(&app2, table_id)).await?);
-    let (core, ctx2, typed) = (app.core.clone(), ctx.clone(), form.clone());
-    let write = move || {
-        let values = typed_values(&ctx2, &typed)?;
-        let op = match id {
-            Some(id) => WriteOp::Update { id, values },
-            None => WriteOp::Create(values),
-        };
-        core.write_ops(&actor, table_id, &mut std::iter::once(Ok(op)))
-            .map(|ids| ids.first().copied().unwrap_or_default())
-    };
-    // A new record may need a number drawn from another instance first (B-06).
-    let outcome = match id {
-        None => crate::sync::numbering::creating(&app, table_id, 1, write).await,
-        Some(_) => work(lang, move || Ok(write())).await?,
+    let core = app.core.clone();
+    let outcome = match (typed_values(&ctx, &form), id) {
+        (Err(invalid), _) => Err(invalid),
+        // A new record may need a number drawn from another instance first (B-06).
+        (Ok(values), None) => crate::records::create_many(&app, actor, table_id, vec![values])
+            .await
+            .map(|ids| ids.first().copied().unwrap_or_default()),
+        (Ok(values), Some(id)) => {
+            work(lang, move || {
+                let op = WriteOp::Update { id, values };
+                Ok(core
+                    .write_ops(&actor, table_id, &mut std::iter::once(Ok(op)))
+                    .map(|ids| ids.first().copied().unwrap_or_default()))
+            })
+            .await?
+        }
     }
     .map_err(|e| (e, form));
     match outcome {
