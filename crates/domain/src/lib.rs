@@ -12,6 +12,7 @@ mod log_limit;
 pub mod logged_records;
 pub mod merge;
 pub mod numbering;
+pub mod origin;
 pub mod record;
 pub mod schema;
 pub mod store;
@@ -23,7 +24,8 @@ pub mod web_session;
 
 pub use clock::{Clock, Hlc, OffsetClock, Stamp, SystemClock};
 pub use error::{DomainError, RowError};
-pub use instance::{Actor, Instance, Origin};
+pub use instance::{Actor, Instance};
+pub use origin::Origin;
 pub use record::{Change, ChangeOp, FieldChange, Record, RecordQuery, RecordStatus, SortKey};
 pub use schema::{Field, FieldOptions, FieldType, Table};
 pub use store::{Store, StoreTx};

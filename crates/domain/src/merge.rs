@@ -12,8 +12,10 @@
 
 use crate::clock::Stamp;
 use crate::instance::{Actor, Instance, check_references, field_of};
+use crate::origin::Origin;
 use crate::record::{Change, ChangeOp, FieldChange, NewRow, RecordStatus, RowUpdate};
 use crate::store::Store;
+use crate::sync::ConflictPolicy;
 use crate::value::Value;
 use crate::{DomainError, FieldNo, RecordId, TableId};
 use serde_json::Value as Json;
@@ -31,33 +33,25 @@ pub struct MergeItem {
     pub created_at_ms: Option<i64>,
 }
 
-/// Which side a conflict rule prefers for a field, seen from this instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Prefer {
-    /// No rule: the newer write wins.
-    #[default]
-    Newer,
-    /// This instance's value.
-    Here,
-    /// The peer's value.
-    There,
-}
-
-impl Prefer {
+/// A conflict rule (`ConflictPolicy`) as the merge reads it: seen from this instance,
+/// `ThisSide` is the value here and `OtherSide` the peer's.
+impl ConflictPolicy {
     /// The value a rule keeps and the one it discards, of this side's and the peer's (a
     /// rule decides only between the two).
     pub fn pick<'a, V>(self, here: &'a V, there: &'a V) -> (&'a V, &'a V) {
         match self {
-            Prefer::Here => (here, there),
+            ConflictPolicy::ThisSide => (here, there),
             _ => (there, here),
         }
     }
 
-    fn as_rule(self) -> &'static str {
+    /// How the change log names the rule that decided a value (`FieldChange::rule`):
+    /// `here`/`there`, as entries already stored name it and history reads it.
+    fn logged_rule(self) -> &'static str {
         match self {
-            Prefer::Newer => "newer",
-            Prefer::Here => "here",
-            Prefer::There => "there",
+            ConflictPolicy::Newer => "newer",
+            ConflictPolicy::ThisSide => "here",
+            ConflictPolicy::OtherSide => "there",
         }
     }
 }
@@ -67,7 +61,7 @@ impl Prefer {
 pub struct ConflictRules {
     pub sync_id: crate::sync::SyncId,
     /// By local field number; absent = newer wins.
-    pub prefer: std::collections::HashMap<FieldNo, Prefer>,
+    pub prefer: std::collections::HashMap<FieldNo, ConflictPolicy>,
     /// This side's change-log entries after this seq are not yet acknowledged by the peer:
     /// a field they touch, changed by the peer too, is a conflict.
     pub unacked_after: i64,
@@ -77,7 +71,7 @@ pub struct ConflictRules {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decided {
     pub field_no: FieldNo,
-    pub prefer: Prefer,
+    pub prefer: ConflictPolicy,
     pub kept: Json,
     pub discarded: Json,
 }
@@ -109,25 +103,25 @@ pub struct MergeOutcome {
 pub enum FieldDecision {
     /// Write the peer's value with the peer's stamp. `rule`: a conflict rule decided for
     /// it (the peer's value, which is also the newer write).
-    Take { rule: Option<Prefer> },
+    Take { rule: Option<ConflictPolicy> },
     /// The local write is newer (or the same): it stays.
     Keep,
     /// A conflict rule decided for this side's value, which is already the newer write: it
     /// stays and travels as it is.
     KeepByRule,
-    /// A conflict rule decided for the older write (this side's value for `Here`, the
-    /// peer's for `There`): it is written with a fresh stamp, newer than both, or the
+    /// A conflict rule decided for the older write (this side's value for `ThisSide`, the
+    /// peer's for `OtherSide`): it is written with a fresh stamp, newer than both, or the
     /// ordinary rule would undo it elsewhere.
-    Restamp { prefer: Prefer },
+    Restamp { prefer: ConflictPolicy },
 }
 
 impl FieldDecision {
     /// The rule that decided a conflict, if one did.
-    pub fn ruled(self) -> Option<Prefer> {
+    pub fn ruled(self) -> Option<ConflictPolicy> {
         match self {
             FieldDecision::Take { rule } => rule,
             FieldDecision::Keep => None,
-            FieldDecision::KeepByRule => Some(Prefer::Here),
+            FieldDecision::KeepByRule => Some(ConflictPolicy::ThisSide),
             FieldDecision::Restamp { prefer } => Some(prefer),
         }
     }
@@ -146,20 +140,20 @@ pub fn decide_field<V: PartialEq>(
     local_stamp: Option<Stamp>,
     incoming: &V,
     incoming_stamp: Stamp,
-    prefer: Prefer,
+    prefer: ConflictPolicy,
     unacked: bool,
 ) -> FieldDecision {
     let newer = local_stamp.is_none_or(|l| incoming_stamp > l);
-    let conflict = prefer != Prefer::Newer && local != incoming && unacked;
+    let conflict = prefer != ConflictPolicy::Newer && local != incoming && unacked;
     if conflict {
         let winner_is_older = match prefer {
-            Prefer::Here => newer,
+            ConflictPolicy::ThisSide => newer,
             _ => !newer,
         };
         if winner_is_older {
             return FieldDecision::Restamp { prefer };
         }
-        if prefer == Prefer::Here {
+        if prefer == ConflictPolicy::ThisSide {
             return FieldDecision::KeepByRule;
         }
         return FieldDecision::Take { rule: Some(prefer) };
@@ -205,7 +199,7 @@ pub fn plan_existing(
     table: &crate::schema::Table,
     current: &crate::record::StoredRecord,
     item: MergeItem,
-    prefer: &std::collections::HashMap<FieldNo, Prefer>,
+    prefer: &std::collections::HashMap<FieldNo, ConflictPolicy>,
     unacked: impl FnOnce() -> Result<Vec<FieldNo>, DomainError>,
 ) -> Result<RecordPlan, DomainError> {
     let mut plan = RecordPlan::default();
@@ -216,7 +210,7 @@ pub fn plan_existing(
         let local = current.record.values.get(&no).unwrap_or(&Value::Null);
         let local_stamp = current.stamps.get(&no).copied();
         let prefer = prefer.get(&no).copied().unwrap_or_default();
-        let is_unacked = if prefer != Prefer::Newer && *local != value {
+        let is_unacked = if prefer != ConflictPolicy::Newer && *local != value {
             let fields = match (&mut unacked_fields, unacked.take()) {
                 (Some(fields), _) => fields,
                 (None, Some(read)) => unacked_fields.insert(read()?),
@@ -245,9 +239,9 @@ pub fn plan_existing(
                     new: winner.to_json(field),
                     written: None,
                     replaced: local_stamp,
-                    rule: Some(prefer.as_rule().to_string()),
+                    rule: Some(prefer.logged_rule().to_string()),
                 };
-                if prefer == Prefer::There {
+                if prefer == ConflictPolicy::OtherSide {
                     plan.taken.push(no);
                 }
                 plan.ruled.push((no, winner.clone(), change));
@@ -261,7 +255,7 @@ pub fn plan_existing(
                     // Why this value: its write is newer than the one here.
                     written: Some(stamp),
                     replaced: local_stamp,
-                    rule: rule.map(|p| p.as_rule().to_string()),
+                    rule: rule.map(|p| p.logged_rule().to_string()),
                 };
                 // The same value with a newer stamp is taken too (see `decide_field`), but
                 // is no change to report.
@@ -306,7 +300,7 @@ impl<S: Store> Instance<S> {
         items: Vec<MergeItem>,
         rules: &ConflictRules,
     ) -> Result<Vec<MergeOutcome>, DomainError> {
-        let origin = actor.origin.as_string();
+        let origin = actor.origin.clone();
         self.in_write(actor, table_id, |ctx, tx, table| {
             let mut outcomes = Vec::with_capacity(items.len());
             // Which records are new here, asked once for all the items: an initial sync's
@@ -354,7 +348,7 @@ impl<S: Store> Instance<S> {
                             record_uid: item.uid,
                             op: ChangeOp::Create,
                             hlc,
-                            origin: ctx.actor.origin.as_string(),
+                            origin: ctx.actor.origin.clone(),
                             user_id: None,
                             at_ms: ctx.now_ms,
                             created_fields: values.iter().map(|(n, _, _)| *n).collect(),
@@ -424,7 +418,7 @@ impl<S: Store> Instance<S> {
                             record_uid: current.record.uid,
                             op,
                             hlc,
-                            origin: ctx.actor.origin.as_string(),
+                            origin: ctx.actor.origin.clone(),
                             user_id: None,
                             at_ms: ctx.now_ms,
                             created_fields: Vec::new(),
@@ -478,7 +472,7 @@ impl<S: Store> Instance<S> {
             record_uid: record.uid,
             op: ChangeOp::Update,
             hlc: stamp.hlc,
-            origin: crate::instance::Origin::Rule(rules.sync_id).as_string(),
+            origin: Origin::Rule(rules.sync_id),
             user_id: None,
             at_ms: ctx.now_ms,
             created_fields: Vec::new(),
@@ -560,11 +554,11 @@ fn unacked_fields(
     table: &crate::schema::Table,
     record_id: RecordId,
     after: i64,
-    peer_origin: &str,
+    peer_origin: &Origin,
 ) -> Result<Vec<FieldNo>, DomainError> {
     let mut fields = Vec::new();
     for change in tx.history(table, record_id)? {
-        if change.seq <= after || change.origin == peer_origin {
+        if change.seq <= after || change.origin == *peer_origin {
             continue;
         }
         match change.op {

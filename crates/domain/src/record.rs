@@ -1,6 +1,7 @@
 //! Records, the change log entries every write appends, and record queries.
 
 use crate::clock::{Hlc, Stamp};
+use crate::origin::Origin;
 use crate::value::Value;
 use crate::{FieldNo, RecordId, TableId, UserId};
 use serde::Serialize;
@@ -130,8 +131,7 @@ pub struct Change {
     pub record_uid: Uuid,
     pub op: ChangeOp,
     pub hlc: Hlc,
-    /// "api", "import", "cli" or "sync:<id>".
-    pub origin: String,
+    pub origin: Origin,
     pub user_id: Option<UserId>,
     pub at_ms: i64,
     /// For a create: the fields it set (their values are in the row, not repeated here).
@@ -189,15 +189,15 @@ impl Default for RecordQuery {
 /// rule where they read the log, so a stretch of echoes is skipped in one read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncLogFilter {
-    pub own_origin: String,
-    pub own_resend: String,
+    pub own_origin: Origin,
+    pub own_resend: Origin,
 }
 
 impl SyncLogFilter {
     pub fn for_sync(sync_id: i64) -> SyncLogFilter {
         SyncLogFilter {
-            own_origin: format!("sync:{sync_id}"),
-            own_resend: format!("resend:{sync_id}"),
+            own_origin: Origin::Sync(sync_id),
+            own_resend: Origin::Resend(sync_id),
         }
     }
 
@@ -214,7 +214,7 @@ pub struct LoggedChange {
     pub table_id: TableId,
     pub record_id: RecordId,
     pub op: ChangeOp,
-    pub origin: String,
+    pub origin: Origin,
     /// Fields set or changed (none for a delete or restore).
     pub field_nos: Vec<FieldNo>,
 }

@@ -508,11 +508,10 @@ impl<S: Store> Instance<S> {
         record_ids: &[crate::RecordId],
         fields: &[FieldNo],
     ) -> Result<Option<(i64, i64)>, DomainError> {
-        let origin = format!("resend:{sync_id}");
         let now = self.now_ms();
         let range = self
             .store()
-            .write(|tx| tx.append_resends(table_id, record_ids, fields, &origin, now))?;
+            .write(|tx| tx.append_resends(table_id, record_ids, fields, sync_id, now))?;
         self.notify_commit();
         Ok(range)
     }

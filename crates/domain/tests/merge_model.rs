@@ -6,7 +6,8 @@
 //! B-02). Only `decide_field` and `take_status` decide here, as in `merge_with_rules`.
 
 use crmsync_domain::clock::{Hlc, Stamp};
-use crmsync_domain::merge::{FieldDecision, Prefer, decide_field, take_status};
+use crmsync_domain::merge::{FieldDecision, decide_field, take_status};
+use crmsync_domain::sync::ConflictPolicy;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use uuid::Uuid;
@@ -44,7 +45,7 @@ struct Replica {
     /// not modelled: a change stays unacknowledged, the harder case for a rule).
     unacked: BTreeSet<(Uid, FieldNo)>,
     /// Conflict rules by field, seen from here.
-    prefer: BTreeMap<FieldNo, Prefer>,
+    prefer: BTreeMap<FieldNo, ConflictPolicy>,
 }
 
 impl Replica {
@@ -245,11 +246,11 @@ fn deliver(
 
 /// A field's rule on end A; end B has the mirror (a sync's `this_side` is Here on the end
 /// where it is set and There on the other).
-fn mirror(prefer: Prefer) -> Prefer {
+fn mirror(prefer: ConflictPolicy) -> ConflictPolicy {
     match prefer {
-        Prefer::Here => Prefer::There,
-        Prefer::There => Prefer::Here,
-        Prefer::Newer => Prefer::Newer,
+        ConflictPolicy::ThisSide => ConflictPolicy::OtherSide,
+        ConflictPolicy::OtherSide => ConflictPolicy::ThisSide,
+        ConflictPolicy::Newer => ConflictPolicy::Newer,
     }
 }
 
@@ -259,7 +260,7 @@ proptest! {
     #[test]
     fn a_rule_ends_both_sides_of_a_conflict_with_its_sides_value(
         rules in prop::collection::vec(
-            prop_oneof![Just(Prefer::Newer), Just(Prefer::Here), Just(Prefer::There)],
+            prop_oneof![Just(ConflictPolicy::Newer), Just(ConflictPolicy::ThisSide), Just(ConflictPolicy::OtherSide)],
             FIELDS as usize,
         ),
         // (on B, field, value, wall clock): each end's clock is its own, so either end's
@@ -327,9 +328,9 @@ proptest! {
                 (None, None) => Some(0),
                 (Some((v, _)), None) | (None, Some((v, _))) => v,
                 (Some((va, sa)), Some((vb, sb))) => match rules[f as usize] {
-                    Prefer::Here => va,
-                    Prefer::There => vb,
-                    Prefer::Newer => if sa > sb { va } else { vb },
+                    ConflictPolicy::ThisSide => va,
+                    ConflictPolicy::OtherSide => vb,
+                    ConflictPolicy::Newer => if sa > sb { va } else { vb },
                 },
             };
             prop_assert_eq!(value, expected, "field {} under rule {:?}", f, rules[f as usize]);

@@ -3,8 +3,9 @@
 //! status — checked as properties over any record, item, rules and unacknowledged fields.
 
 use crmsync_domain::clock::{Hlc, Stamp};
-use crmsync_domain::merge::{MergeItem, Prefer, RecordPlan, plan_existing};
+use crmsync_domain::merge::{MergeItem, RecordPlan, plan_existing};
 use crmsync_domain::record::{Record, StoredRecord};
+use crmsync_domain::sync::ConflictPolicy;
 use crmsync_domain::{Field, FieldOptions, FieldType, RecordStatus, Table, Value};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -49,8 +50,12 @@ fn status() -> impl Strategy<Value = RecordStatus> {
     prop_oneof![Just(RecordStatus::Active), Just(RecordStatus::Deleted)]
 }
 
-fn prefer() -> impl Strategy<Value = Prefer> {
-    prop_oneof![Just(Prefer::Newer), Just(Prefer::Here), Just(Prefer::There)]
+fn prefer() -> impl Strategy<Value = ConflictPolicy> {
+    prop_oneof![
+        Just(ConflictPolicy::Newer),
+        Just(ConflictPolicy::ThisSide),
+        Just(ConflictPolicy::OtherSide)
+    ]
 }
 
 /// Some of the fields, each once, with a value and its stamp.
@@ -96,7 +101,7 @@ fn item() -> impl Strategy<Value = MergeItem> {
 fn plan(
     current: &StoredRecord,
     item: &MergeItem,
-    rules: &HashMap<i64, Prefer>,
+    rules: &HashMap<i64, ConflictPolicy>,
     unacked: &[i64],
 ) -> RecordPlan {
     plan_existing(&table(), current, item.clone(), rules, || {
@@ -184,7 +189,7 @@ proptest! {
             for v in ruled {
                 prop_assert!(v == value || *v == local(&current, *no), "field {}: a third value", no);
             }
-            let conflict = rules.get(no).is_some_and(|p| *p != Prefer::Newer)
+            let conflict = rules.get(no).is_some_and(|p| *p != ConflictPolicy::Newer)
                 && unacked.contains(no)
                 && *value != local(&current, *no);
             if !conflict {
@@ -254,7 +259,7 @@ fn the_unacknowledged_fields_are_read_once_and_only_when_a_rule_could_apply() {
         reads.set(reads.get() + 1);
         Ok(vec![1, 2])
     };
-    let rules = HashMap::from([(1, Prefer::Here), (2, Prefer::Here)]);
+    let rules = HashMap::from([(1, ConflictPolicy::ThisSide), (2, ConflictPolicy::ThisSide)]);
     let plan = plan_existing(&table(), &current, item.clone(), &rules, read).unwrap();
     assert_eq!(reads.get(), 1);
     assert_eq!(

@@ -437,13 +437,13 @@ fn import(
     let table = app.core.table_by_name_or_id(&table)?;
     let input =
         std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
-    match csv_io::import(
-        &app.core,
-        &actor,
-        table.id,
-        std::io::BufReader::new(input),
-        options,
-    ) {
+    // A field drawing its numbers from another instance gets them for every row first.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(crate::records::import_csv(
+        &app, actor, table.id, input, options,
+    )) {
         Ok(report) => {
             println!(
                 "imported {} records into \"{}\" ({}, delimiter {})",

@@ -4,7 +4,6 @@
 
 use crate::app::App;
 use anyhow::{Context, Result};
-use crmsync_domain::instance::WriteOp;
 use crmsync_domain::sync::{Direction, Mode, Secret};
 use crmsync_domain::syncs::SyncInput;
 use crmsync_domain::{Actor, FieldOptions, Origin, Value};
@@ -50,7 +49,7 @@ fn admin(app: &App) -> Result<Actor> {
 }
 
 /// Creates the tables, rows and both syncs. Returns the active sync's id.
-pub fn seed(main: &App, aux: &App, aux_url: &str, clients: usize) -> Result<i64> {
+pub async fn seed(main: &App, aux: &App, aux_url: &str, clients: usize) -> Result<i64> {
     let (m, a) = (admin(main)?, admin(aux)?);
     let text = |app: &App, actor: &Actor, table: i64, name: &str| -> Result<i64> {
         Ok(app
@@ -91,38 +90,45 @@ pub fn seed(main: &App, aux: &App, aux_url: &str, clients: usize) -> Result<i64>
         .core
         .create_field(&m, m_orders, "Status", "select", status_options.clone())?
         .no;
-    let mut rows = (0..clients).map(|i| {
-        let name = format!("{} {}", FIRST[i % 8], LAST[i % 8]);
-        Ok(WriteOp::Create(vec![
-            (mc[0], Value::Text(format!("{name} №{i}"))),
-            (
-                mc[1],
-                Value::Text(format!("{}, ул. Ленина, {}", CITY[i % 6], 1 + i % 150)),
-            ),
-            (
-                mc[2],
-                Value::Text(format!(
-                    "+7 9{:02} {:03}-{:02}-{:02}",
-                    i % 100,
-                    i % 1000,
-                    i % 97,
-                    i % 89
-                )),
-            ),
-            (mc[3], Value::Text(format!("client{i}@example.ru"))),
-            (mc[4], Value::Text("только в главной базе".into())),
-        ]))
-    });
-    let client_ids = main.core.write_ops(&m, m_clients, &mut rows)?;
-    let mut orders = client_ids.iter().step_by(4).enumerate().map(|(i, client)| {
-        Ok(WriteOp::Create(vec![
-            (m_number, Value::Text(format!("З-{:05}", i + 1))),
-            (m_client, Value::Link(*client)),
-            (m_payment, Value::Money(((i % 50 + 1) * 150_000) as i64)),
-            (m_status, Value::Text("new".into())),
-        ]))
-    });
-    main.core.write_ops(&m, m_orders, &mut orders)?;
+    let rows: Vec<_> = (0..clients)
+        .map(|i| {
+            let name = format!("{} {}", FIRST[i % 8], LAST[i % 8]);
+            vec![
+                (mc[0], Value::Text(format!("{name} №{i}"))),
+                (
+                    mc[1],
+                    Value::Text(format!("{}, ул. Ленина, {}", CITY[i % 6], 1 + i % 150)),
+                ),
+                (
+                    mc[2],
+                    Value::Text(format!(
+                        "+7 9{:02} {:03}-{:02}-{:02}",
+                        i % 100,
+                        i % 1000,
+                        i % 97,
+                        i % 89
+                    )),
+                ),
+                (mc[3], Value::Text(format!("client{i}@example.ru"))),
+                (mc[4], Value::Text("только в главной базе".into())),
+            ]
+        })
+        .collect();
+    let client_ids = crate::records::create_many(main, m.clone(), m_clients, rows).await?;
+    let orders = client_ids
+        .iter()
+        .step_by(4)
+        .enumerate()
+        .map(|(i, client)| {
+            vec![
+                (m_number, Value::Text(format!("З-{:05}", i + 1))),
+                (m_client, Value::Link(*client)),
+                (m_payment, Value::Money(((i % 50 + 1) * 150_000) as i64)),
+                (m_status, Value::Text("new".into())),
+            ]
+        })
+        .collect();
+    crate::records::create_many(main, m.clone(), m_orders, orders).await?;
 
     // Auxiliary: the three client fields, and orders with payment and status.
     let a_clients = aux.core.create_table(&a, "Клиенты")?.id;
@@ -209,7 +215,7 @@ pub fn run(dir: &Path, main_port: u16, aux_port: u16, clients: usize) -> Result<
         let fresh = main.core.tables()?.is_empty();
         let seeded = if fresh {
             println!("creating {clients} sample clients and their orders…");
-            Some(seed(&main, &aux, &aux_url, clients)?)
+            Some(seed(&main, &aux, &aux_url, clients).await?)
         } else {
             None
         };

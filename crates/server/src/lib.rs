@@ -9,6 +9,7 @@ pub mod database;
 pub mod demo;
 pub mod files;
 pub mod jobs;
+pub mod records;
 pub mod sync;
 pub mod tls;
 pub mod web;

@@ -5,7 +5,7 @@ use crate::Backend;
 use crate::fixtures::{change, clients_with_a_name, named_row};
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::record::{NewRow, RowUpdate, SyncLogFilter};
-use crmsync_domain::{ChangeOp, FieldChange, RecordStatus, Store, Value};
+use crmsync_domain::{ChangeOp, FieldChange, Origin, RecordStatus, Store, Value};
 use uuid::Uuid;
 
 /// What a sync reads of the log: its own echoes and other syncs' resend requests are
@@ -16,7 +16,7 @@ pub fn a_sync_reads_the_log_without_its_echoes_and_to_its_end<B: Backend>() {
     let place = B::new();
     let store = place.open();
     let (table, node) = clients_with_a_name(&store);
-    let create = |tx: &mut dyn crmsync_domain::StoreTx, origin: &str| {
+    let create = |tx: &mut dyn crmsync_domain::StoreTx, origin: Origin| {
         let stamp = Stamp { hlc: Hlc(1), node };
         let row = NewRow {
             uid: Uuid::now_v7(),
@@ -26,20 +26,20 @@ pub fn a_sync_reads_the_log_without_its_echoes_and_to_its_end<B: Backend>() {
             values: vec![(1, Value::Text("x".into()), stamp)],
         };
         let mut change = change(ChangeOp::Create, stamp.hlc, vec![1], vec![]);
-        change.origin = origin.into();
+        change.origin = origin;
         tx.insert_record(&table, &row, &change)
     };
     // seq 1 api, 2-4 echoes of sync 1, 5 a resend for sync 2, 6 one for sync 1, 7-8 echoes.
     store
         .write(|tx| {
-            let first = create(tx, "api")?;
+            let first = create(tx, Origin::Api)?;
             for _ in 0..3 {
-                create(tx, "sync:1")?;
+                create(tx, Origin::Sync(1))?;
             }
-            tx.append_resends(table.id, &[first], &[], "resend:2", 1)?;
-            tx.append_resends(table.id, &[first], &[], "resend:1", 1)?;
-            create(tx, "sync:1")?;
-            create(tx, "sync:1")?;
+            tx.append_resends(table.id, &[first], &[], 2, 1)?;
+            tx.append_resends(table.id, &[first], &[], 1, 1)?;
+            create(tx, Origin::Sync(1))?;
+            create(tx, Origin::Sync(1))?;
             Ok(())
         })
         .unwrap();
@@ -81,6 +81,37 @@ pub fn a_sync_reads_the_log_without_its_echoes_and_to_its_end<B: Backend>() {
     assert_eq!(seqs, vec![1, 2, 3, 4, 5, 7, 8]);
 }
 
+/// An origin's text the domain does not know (written by another version, or by hand) is
+/// read back as it was — in a record's history and in what a sync reads — not refused.
+pub fn an_origin_the_domain_does_not_know_reads_back_as_it_was_written<B: Backend>() {
+    let place = B::new();
+    let store = place.open();
+    let (table, node) = clients_with_a_name(&store);
+    let unknown = Origin::Other("cli".into());
+    let id = store
+        .write(|tx| {
+            let mut created = change(ChangeOp::Create, Hlc(10), vec![1], vec![]);
+            created.origin = unknown.clone();
+            tx.insert_record(
+                &table,
+                &named_row("Anna", Stamp { hlc: Hlc(10), node }),
+                &created,
+            )
+        })
+        .unwrap();
+    let history = store.read(|tx| tx.history(&table, id)).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].origin, unknown);
+    let (sent, _) = store
+        .read(|tx| tx.changes_for_sync(0, 10, &SyncLogFilter::for_sync(1)))
+        .unwrap();
+    assert_eq!(
+        sent.iter().map(|c| &c.origin).collect::<Vec<_>>(),
+        [&unknown],
+        "no sync's echo: sent"
+    );
+}
+
 /// A record's history is each of its writes, oldest first, with what changed and who wrote
 /// it; the log numbers every entry without gaps.
 pub fn a_record_s_history_is_every_write_in_order_with_its_origin<B: Backend>() {
@@ -95,7 +126,7 @@ pub fn a_record_s_history_is_every_write_in_order_with_its_origin<B: Backend>() 
     let (id, other) = store
         .write(|tx| {
             let mut created = change(ChangeOp::Create, Hlc(10), vec![1], vec![]);
-            created.origin = "api".into();
+            created.origin = Origin::Api;
             created.user_id = Some(1);
             let id = tx.insert_record(&table, &row, &created)?;
             // Another record's entry between: a history follows its own record only.
@@ -153,12 +184,12 @@ pub fn a_record_s_history_is_every_write_in_order_with_its_origin<B: Backend>() 
         [10, 20, 30, 40]
     );
     assert_eq!(
-        (history[0].origin.as_str(), history[0].user_id),
-        ("api", Some(1))
+        (&history[0].origin, history[0].user_id),
+        (&Origin::Api, Some(1))
     );
     assert_eq!(history[0].created_fields, [1]);
     assert_eq!(history[1].fields, renamed);
-    assert!(history[1..].iter().all(|c| c.origin == "sync:1"));
+    assert!(history[1..].iter().all(|c| c.origin == Origin::Sync(1)));
     assert!(
         history
             .iter()
@@ -206,7 +237,7 @@ pub fn a_write_and_its_log_entry_are_seen_by_reads_in_the_same_transaction<B: Ba
                     &change(ChangeOp::Create, Hlc(1), vec![1], vec![]),
                 )?);
             }
-            let resent = tx.append_resends(table.id, &ids, &[], "resend:2", 5)?;
+            let resent = tx.append_resends(table.id, &ids, &[], 2, 5)?;
             let (changes, upto) = tx.changes_for_sync(600, 10_000, &filter)?;
             Ok((first, resent, changes.len(), upto, tx.change_count()?))
         })

@@ -16,7 +16,7 @@ pub fn change(op: ChangeOp, hlc: Hlc, created: Vec<i64>, fields: Vec<FieldChange
         record_uid: Uuid::nil(),
         op,
         hlc,
-        origin: "sync:1".into(),
+        origin: crmsync_domain::Origin::Sync(1),
         user_id: None,
         at_ms: 1,
         created_fields: created,

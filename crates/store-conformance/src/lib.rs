@@ -45,6 +45,7 @@ macro_rules! conformance_suite {
             records::a_deleted_record_stays_as_a_tombstone_and_is_listed_by_status,
             change_log::a_sync_reads_the_log_without_its_echoes_and_to_its_end,
             change_log::a_record_s_history_is_every_write_in_order_with_its_origin,
+            change_log::an_origin_the_domain_does_not_know_reads_back_as_it_was_written,
             change_log::a_write_and_its_log_entry_are_seen_by_reads_in_the_same_transaction,
             syncs::the_config_version_grows_with_what_a_mapping_is_built_from_only,
             syncs::a_sync_s_cursors_and_state_are_kept_as_saved,

@@ -108,7 +108,7 @@ pub fn stamps_round_trip_for_local_and_remote_writers<B: Backend>() {
     assert!(
         history
             .iter()
-            .all(|c| c.record_uid == uid && c.origin == "sync:1")
+            .all(|c| c.record_uid == uid && c.origin == crmsync_domain::Origin::Sync(1))
     );
 }
 

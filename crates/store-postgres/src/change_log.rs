@@ -9,7 +9,8 @@ use crmsync_domain::clock::Hlc;
 use crmsync_domain::record::{LoggedChange, SyncLogFilter};
 use crmsync_domain::store::change_buffer::{BufferedChangeLog, ChangeBuffer, PendingChange};
 use crmsync_domain::store::{ChangeLog, StoreResult, decode_change_fields};
-use crmsync_domain::{Change, ChangeOp, DomainError, Table};
+use crmsync_domain::sync::SyncId;
+use crmsync_domain::{Change, ChangeOp, DomainError, Origin, Table};
 use postgres::Row;
 
 /// The change log as this transaction sees it, with every buffered entry written.
@@ -83,10 +84,10 @@ impl ChangeLog for PgTx<'_> {
         table_id: i64,
         record_ids: &[i64],
         fields: &[i64],
-        origin: &str,
+        sync_id: SyncId,
         at_ms: i64,
     ) -> StoreResult<Option<(i64, i64)>> {
-        self.append_resend_entries(table_id, record_ids, fields, origin, at_ms)
+        self.append_resend_entries(table_id, record_ids, fields, sync_id, at_ms)
     }
 
     fn changes_for_sync(
@@ -123,8 +124,8 @@ impl FlushedLog<'_, '_> {
             ),
             &[
                 &after,
-                &filter.own_origin,
-                &filter.own_resend,
+                &filter.own_origin.as_string(),
+                &filter.own_resend.as_string(),
                 &(limit as i64),
             ],
         )?;
@@ -143,7 +144,11 @@ impl FlushedLog<'_, '_> {
     fn count_for_sync(&mut self, after: i64, filter: &SyncLogFilter) -> StoreResult<u64> {
         let row = self.tx.query_one(
             &format!("SELECT COUNT(*) FROM changes WHERE seq > $1 AND {FOR_SYNC}"),
-            &[&after, &filter.own_origin, &filter.own_resend],
+            &[
+                &after,
+                &filter.own_origin.as_string(),
+                &filter.own_resend.as_string(),
+            ],
         )?;
         Ok(get::<i64>(&row, 0)? as u64)
     }
@@ -197,7 +202,7 @@ impl FlushedLog<'_, '_> {
                 op: ChangeOp::parse(&op)
                     .ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
                 hlc: Hlc(get::<i64>(&row, 2)? as u64),
-                origin: get(&row, 3)?,
+                origin: Origin::parse(&get::<String>(&row, 3)?),
                 user_id: get(&row, 4)?,
                 at_ms: get(&row, 5)?,
                 created_fields,
@@ -224,7 +229,7 @@ fn logged_change(row: &Row) -> StoreResult<LoggedChange> {
         table_id: get(row, 1)?,
         record_id: get(row, 2)?,
         op: ChangeOp::parse(&op).ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
-        origin: get(row, 4)?,
+        origin: Origin::parse(&get::<String>(row, 4)?),
         field_nos,
     })
 }

@@ -9,7 +9,8 @@ use crmsync_domain::clock::Hlc;
 use crmsync_domain::record::{LoggedChange, SyncLogFilter};
 use crmsync_domain::store::change_buffer::{BufferedChangeLog, ChangeBuffer, PendingChange};
 use crmsync_domain::store::{ChangeLog, StoreResult, decode_change_fields};
-use crmsync_domain::{Change, ChangeOp, DomainError, Table};
+use crmsync_domain::sync::SyncId;
+use crmsync_domain::{Change, ChangeOp, DomainError, Origin, Table};
 use rusqlite::{OptionalExtension, Transaction};
 
 /// The change log as this transaction sees it, with every buffered entry written.
@@ -104,10 +105,10 @@ impl ChangeLog for SqliteTx<'_> {
         table_id: i64,
         record_ids: &[i64],
         fields: &[i64],
-        origin: &str,
+        sync_id: SyncId,
         at_ms: i64,
     ) -> StoreResult<Option<(i64, i64)>> {
-        self.append_resend_entries(table_id, record_ids, fields, origin, at_ms)
+        self.append_resend_entries(table_id, record_ids, fields, sync_id, at_ms)
     }
 
     fn changes_for_sync(
@@ -149,8 +150,8 @@ impl FlushedLog<'_> {
                 .query(rusqlite::named_params! {
                     ":after": after,
                     ":limit": limit as i64,
-                    ":own": filter.own_origin,
-                    ":resend": filter.own_resend,
+                    ":own": filter.own_origin.as_string(),
+                    ":resend": filter.own_resend.as_string(),
                 })
                 .map_err(sql_error)?;
             logged_changes(rows)?
@@ -172,8 +173,8 @@ impl FlushedLog<'_> {
                 stmt.query_row(
                     rusqlite::named_params! {
                         ":after": after,
-                        ":own": filter.own_origin,
-                        ":resend": filter.own_resend,
+                        ":own": filter.own_origin.as_string(),
+                        ":resend": filter.own_resend.as_string(),
                     },
                     |r| r.get::<_, i64>(0),
                 )
@@ -259,7 +260,7 @@ impl FlushedLog<'_> {
                 op: ChangeOp::parse(&op)
                     .ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
                 hlc: Hlc(hlc as u64),
-                origin,
+                origin: Origin::parse(&origin),
                 user_id,
                 at_ms,
                 created_fields,
@@ -289,7 +290,7 @@ fn logged_changes(mut rows: rusqlite::Rows<'_>) -> StoreResult<Vec<LoggedChange>
             record_id: row.get(2).map_err(sql_error)?,
             op: ChangeOp::parse(&op)
                 .ok_or_else(|| DomainError::Store(format!("unknown op {op}")))?,
-            origin: row.get(4).map_err(sql_error)?,
+            origin: Origin::parse(&row.get::<_, String>(4).map_err(sql_error)?),
             field_nos,
         });
     }

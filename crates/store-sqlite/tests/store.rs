@@ -53,7 +53,7 @@ fn a_table_without_kept_counts_is_counted_from_its_rows() {
             record_uid: row.uid,
             op: ChangeOp::Create,
             hlc: stamp.hlc,
-            origin: "api".into(),
+            origin: crmsync_domain::Origin::Api,
             user_id: None,
             at_ms: 1,
             created_fields: vec![],

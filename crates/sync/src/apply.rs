@@ -3,13 +3,13 @@
 //! through the domain's write path with origin `sync:<id>`.
 
 use crate::mapping::{Mapping, Route};
-use crate::outbox::origin_of;
 use crate::protocol::{Item, Packet, WireField, WireStamp};
 use crmsync_domain::clock::{Hlc, Stamp};
 use crmsync_domain::logged_records::LoggedRecords;
-use crmsync_domain::merge::{ConflictRules, MergeItem, Prefer};
+use crmsync_domain::merge::{ConflictRules, MergeItem};
 use crmsync_domain::sync::{
-    HELD_MASS_DELETE, HELD_QUARANTINE, HeldChange, PendingLink, SyncConfig, UserMatch,
+    ConflictPolicy, HELD_MASS_DELETE, HELD_QUARANTINE, HeldChange, PendingLink, SyncConfig,
+    UserMatch,
 };
 use crmsync_domain::{
     Actor, DomainError, Field, FieldNo, FieldType, FileRef, Instance, Origin, RecordStatus, Role,
@@ -55,7 +55,7 @@ fn sync_actor(sync: &SyncConfig) -> Actor {
     Actor {
         user: User {
             id: 0,
-            login: origin_of(sync),
+            login: Origin::Sync(sync.id).as_string(),
             full_name: sync.name.clone(),
             role: Role::User,
             active: true,
@@ -420,7 +420,7 @@ fn apply_items<S: Store>(
             for decided in &outcome.decided {
                 report.conflicts += 1;
                 let rule = match decided.prefer {
-                    Prefer::Here => "this side's value kept",
+                    ConflictPolicy::ThisSide => "this side's value kept",
                     _ => "the other side's value taken",
                 };
                 core.log_sync(
@@ -1097,6 +1097,6 @@ mod tests {
         let actor = sync_actor(&sync);
         assert_eq!(actor.user.id, 0);
         assert_eq!(actor.origin, Origin::Sync(1));
-        assert_eq!(actor.user.login, origin_of(&sync));
+        assert_eq!(actor.user.login, "sync:1");
     }
 }

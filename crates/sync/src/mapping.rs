@@ -1,7 +1,6 @@
 //! Which local field travels under which wire number, in which direction.
 
 use crate::protocol::{Catalog, CatalogField, Winner, WireRules};
-use crmsync_domain::merge::Prefer;
 use crmsync_domain::sync::{ConflictPolicy, Direction, Mode, SyncConfig, SyncField, SyncTable};
 use crmsync_domain::{Field, FieldNo, FieldType, Table, TableId};
 use std::collections::HashMap;
@@ -239,17 +238,15 @@ impl Mapping {
         if sync.mode != Mode::Active {
             return None;
         }
-        let winner = |policy: ConflictPolicy| match policy {
-            ConflictPolicy::Newer => Winner::Newer,
-            ConflictPolicy::ThisSide => Winner::Active,
-            ConflictPolicy::OtherSide => Winner::Passive,
-        };
         let rules = WireRules {
-            default: winner(sync.conflict_policy),
+            default: Winner::from_active(sync.conflict_policy),
             fields: self
                 .routes
                 .iter()
-                .filter_map(|r| r.conflict_policy.map(|p| (r.wire_no, winner(p))))
+                .filter_map(|r| {
+                    r.conflict_policy
+                        .map(|p| (r.wire_no, Winner::from_active(p)))
+                })
                 .collect(),
         };
         let all_newer =
@@ -263,26 +260,22 @@ impl Mapping {
         &self,
         sync: &SyncConfig,
         from_active: Option<&WireRules>,
-    ) -> HashMap<FieldNo, Prefer> {
+    ) -> HashMap<FieldNo, ConflictPolicy> {
         self.routes
             .iter()
             .filter_map(|r| {
                 let prefer = match sync.mode {
-                    Mode::Active => match r.conflict_policy.unwrap_or(sync.conflict_policy) {
-                        ConflictPolicy::Newer => Prefer::Newer,
-                        ConflictPolicy::ThisSide => Prefer::Here,
-                        ConflictPolicy::OtherSide => Prefer::There,
-                    },
+                    Mode::Active => r.conflict_policy.unwrap_or(sync.conflict_policy),
                     Mode::Passive => {
                         let rules = from_active?;
-                        match rules.fields.get(&r.wire_no).unwrap_or(&rules.default) {
-                            Winner::Newer => Prefer::Newer,
-                            Winner::Active => Prefer::There,
-                            Winner::Passive => Prefer::Here,
-                        }
+                        rules
+                            .fields
+                            .get(&r.wire_no)
+                            .unwrap_or(&rules.default)
+                            .seen_from(Mode::Passive)
                     }
                 };
-                (prefer != Prefer::Newer).then_some((r.local.no, prefer))
+                (prefer != ConflictPolicy::Newer).then_some((r.local.no, prefer))
             })
             .collect()
     }
@@ -362,8 +355,8 @@ mod tests {
         assert_eq!(rules.default, Winner::Active);
         assert_eq!(rules.fields.get(&4), Some(&Winner::Passive));
         let here = on_active.prefer(&active, None);
-        assert_eq!(here.get(&3), Some(&Prefer::Here));
-        assert_eq!(here.get(&4), Some(&Prefer::There));
+        assert_eq!(here.get(&3), Some(&ConflictPolicy::ThisSide));
+        assert_eq!(here.get(&4), Some(&ConflictPolicy::OtherSide));
 
         // The passive side's own field numbers differ; the rule follows the mapping.
         let passive_tables = [table(7, &[(30, FieldType::Text), (40, FieldType::Text)])];
@@ -377,12 +370,12 @@ mod tests {
         let there = on_passive.prefer(&passive, Some(&rules));
         assert_eq!(
             there.get(&30),
-            Some(&Prefer::There),
+            Some(&ConflictPolicy::OtherSide),
             "the active side wins field 3"
         );
         assert_eq!(
             there.get(&40),
-            Some(&Prefer::Here),
+            Some(&ConflictPolicy::ThisSide),
             "the passive side wins field 4"
         );
         assert!(

@@ -20,11 +20,6 @@ pub fn wire_stamp(stamp: Stamp) -> WireStamp {
     }
 }
 
-/// The origin recorded for changes this sync applied: never sent back over it.
-pub fn origin_of(sync: &SyncConfig) -> String {
-    format!("sync:{}", sync.id)
-}
-
 /// Change-log entries after `after` (at most `limit`), as one packet for this sync.
 pub fn build_packet<S: Store>(
     core: &Instance<S>,
@@ -244,6 +239,7 @@ pub(crate) fn each_record_page<S: Store>(
 mod tests {
     use super::*;
     use crate::testing::{route, sync_config};
+    use crmsync_domain::Origin;
     use crmsync_domain::sync::{Direction, Mode};
     use proptest::collection::vec;
     use proptest::prelude::*;
@@ -275,7 +271,7 @@ mod tests {
             table_id: record.0,
             record_id: record.1,
             op,
-            origin: origin.into(),
+            origin: Origin::parse(origin),
             field_nos: fields.to_vec(),
         }
     }

@@ -1,6 +1,6 @@
 //! What travels between two instances (protocol version 1; see docs/protocol.md).
 
-use crmsync_domain::sync::UserMatch;
+use crmsync_domain::sync::{ConflictPolicy, Mode, UserMatch};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -260,6 +260,32 @@ pub enum Winner {
     Passive,
 }
 
+/// The one place a conflict rule turns between the wire's roles and a side's own view
+/// (`ConflictPolicy`: this side / the other side).
+impl Winner {
+    /// The rule as the active side, which chooses it, sends it.
+    pub fn from_active(policy: ConflictPolicy) -> Winner {
+        match policy {
+            ConflictPolicy::Newer => Winner::Newer,
+            ConflictPolicy::ThisSide => Winner::Active,
+            ConflictPolicy::OtherSide => Winner::Passive,
+        }
+    }
+
+    /// The rule as the side in `mode` reads it.
+    pub fn seen_from(self, mode: Mode) -> ConflictPolicy {
+        match (self, mode) {
+            (Winner::Newer, _) => ConflictPolicy::Newer,
+            (Winner::Active, Mode::Active) | (Winner::Passive, Mode::Passive) => {
+                ConflictPolicy::ThisSide
+            }
+            (Winner::Active, Mode::Passive) | (Winner::Passive, Mode::Active) => {
+                ConflictPolicy::OtherSide
+            }
+        }
+    }
+}
+
 /// The active side's conflict rules: a default and exceptions by its field numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WireRules {
@@ -402,6 +428,26 @@ mod tests {
     use proptest::prelude::*;
     use proptest::sample::Index;
     use serde::de::DeserializeOwned;
+
+    /// A rule the active side chooses reads the same on both sides: its "this side" is the
+    /// passive side's "other side", and the active side reads back its own choice.
+    #[test]
+    fn a_conflict_rule_names_the_same_winner_on_both_sides() {
+        let mirrored = |p| match p {
+            ConflictPolicy::ThisSide => ConflictPolicy::OtherSide,
+            ConflictPolicy::OtherSide => ConflictPolicy::ThisSide,
+            ConflictPolicy::Newer => ConflictPolicy::Newer,
+        };
+        for policy in [
+            ConflictPolicy::Newer,
+            ConflictPolicy::ThisSide,
+            ConflictPolicy::OtherSide,
+        ] {
+            let sent = Winner::from_active(policy);
+            assert_eq!(sent.seen_from(Mode::Active), policy);
+            assert_eq!(sent.seen_from(Mode::Passive), mirrored(policy));
+        }
+    }
 
     /// What travels over HTTP is JSON: each message read back equals what was sent.
     fn round_trip<T: Serialize + DeserializeOwned>(message: &T) -> T {

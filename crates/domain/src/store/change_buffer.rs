@@ -6,7 +6,8 @@
 //! only after `flush_changes` (its `FlushedLog`).
 
 use super::{StoreResult, encode_change_fields};
-use crate::{Change, ChangeOp};
+use crate::sync::SyncId;
+use crate::{Change, ChangeOp, Origin};
 use std::rc::Rc;
 
 /// Entries a store writes with one statement at the most (and when the buffer writes).
@@ -34,7 +35,7 @@ pub struct ChangeBuffer {
     next_seq: Option<i64>,
     pending: Vec<PendingChange>,
     /// A bulk write repeats its origin and, for creates, its field list: shared, not copied.
-    last_origin: Option<Rc<String>>,
+    last_origin: Option<(Origin, Rc<String>)>,
     last_created_fields: Option<(Vec<i64>, Rc<String>)>,
 }
 
@@ -66,12 +67,13 @@ pub trait BufferedChangeLog {
         prev_seq: Option<i64>,
     ) -> StoreResult<()> {
         let log = self.change_buffer();
+        // The origin becomes text only here, in the store's row.
         let origin = match &log.last_origin {
-            Some(last) if **last == change.origin => last.clone(),
+            Some((last, text)) if *last == change.origin => text.clone(),
             _ => {
-                let origin = Rc::new(change.origin.clone());
-                log.last_origin = Some(origin.clone());
-                origin
+                let text = Rc::new(change.origin.as_string());
+                log.last_origin = Some((change.origin.clone(), text.clone()));
+                text
             }
         };
         let fields = match &log.last_created_fields {
@@ -107,10 +109,10 @@ pub trait BufferedChangeLog {
         table_id: i64,
         record_ids: &[i64],
         fields: &[i64],
-        origin: &str,
+        sync_id: SyncId,
         at_ms: i64,
     ) -> StoreResult<Option<(i64, i64)>> {
-        let origin = Rc::new(origin.to_string());
+        let origin = Rc::new(Origin::Resend(sync_id).as_string());
         let listed: Vec<String> = fields.iter().map(i64::to_string).collect();
         let listed = Rc::new(format!("[{}]", listed.join(",")));
         let mut range = None;

@@ -1,6 +1,7 @@
 use super::StoreResult;
 use crate::record::{Change, LoggedChange, SyncLogFilter};
 use crate::schema::Table;
+use crate::sync::SyncId;
 use crate::{FieldNo, RecordId, TableId};
 
 /// The change log: every write's entry, numbered without gaps and never removed. A read of
@@ -9,15 +10,15 @@ pub trait ChangeLog {
     fn history(&mut self, table: &Table, record_id: RecordId) -> StoreResult<Vec<Change>>;
     fn change_count(&mut self) -> StoreResult<u64>;
     fn last_change_seq(&mut self) -> StoreResult<i64>;
-    /// Appends a resend entry per record (`origin` names the sync it is for) asking for
-    /// `fields` (all configured ones when empty) to be sent again. Returns (first, last)
+    /// Appends a resend entry per record (origin `Origin::Resend(sync_id)`: only that sync
+    /// sends it) asking for `fields` (all configured ones when empty) to be sent again. Returns (first, last)
     /// seq, or None when there were no records.
     fn append_resends(
         &mut self,
         table_id: TableId,
         record_ids: &[RecordId],
         fields: &[FieldNo],
-        origin: &str,
+        sync_id: SyncId,
         at_ms: i64,
     ) -> StoreResult<Option<(i64, i64)>>;
     /// The entries after `after` that `filter` takes, oldest first, at most `limit`; and

@@ -170,11 +170,7 @@ pub async fn create(
     ApiPath(table_id): ApiPath<i64>,
     ApiJson(body): ApiJson<RecordBody>,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
-    let core = app.core.clone();
-    let record = crate::sync::numbering::creating(&app, table_id, 1, move || {
-        core.create_record(&actor, table_id, &body.values)
-    })
-    .await?;
+    let record = crate::records::create(&app, actor, table_id, body.values).await?;
     let json = respond(app, table_id, move |_| Ok(record)).await?;
     Ok((StatusCode::CREATED, json))
 }
@@ -259,7 +255,7 @@ fn render_change(table: &Table, change: &Change, users: &[crmsync_domain::User])
         "seq": change.seq,
         "at": format_ms(change.at_ms),
         "op": change.op.as_str(),
-        "origin": change.origin,
+        "origin": change.origin.as_string(),
         "user": user,
         "fields": fields,
     })

@@ -81,29 +81,7 @@ pub async fn import(
     }
     let file = file.into_std().await;
     actor.origin = Origin::Import;
-    // Numbers drawn from another instance are fetched for every row before the import.
-    let rows = {
-        let file = file
-            .try_clone()
-            .map_err(|e| ApiError::internal("import spool", e))?;
-        blocking(move || {
-            use std::io::Seek;
-            let mut file = file;
-            file.rewind()
-                .map_err(|e| crmsync_domain::DomainError::Store(e.to_string()))?;
-            csv_io::count_rows(io::BufReader::new(file), options)
-        })
-        .await?
-    };
-    let core = app.core.clone();
-    let report = crate::sync::numbering::creating(&app, table_id, rows.max(1), move || {
-        use std::io::Seek;
-        let store_error = |e: io::Error| crmsync_domain::DomainError::Store(e.to_string());
-        let mut file = file.try_clone().map_err(store_error)?;
-        file.rewind().map_err(store_error)?;
-        csv_io::import(&core, &actor, table_id, io::BufReader::new(file), options)
-    })
-    .await?;
+    let report = crate::records::import_csv(&app, actor, table_id, file, options).await?;
     Ok(Json(report))
 }
 

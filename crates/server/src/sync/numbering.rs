@@ -219,8 +219,9 @@ const CREATE_TRIES: usize = 20;
 /// Runs a create of `records` records in `table_id` (blocking) with numbers at hand:
 /// before the first try a drawing field holding fewer asks its owner for the rest; a try
 /// that failed because concurrent creates used the numbers meanwhile draws another block
-/// of its own — so every retry adds numbers — and is made again.
-pub async fn creating<T: Send + 'static>(
+/// of its own — so every retry adds numbers — and is made again. Adapters create records
+/// through `crate::records`, which calls this.
+pub(crate) async fn creating<T: Send + 'static>(
     app: &App,
     table_id: TableId,
     records: usize,

@@ -372,3 +372,63 @@ async fn numbers_travel_through_folders_too() {
         "{body}"
     );
 }
+
+/// Every adapter creates records through one server function that draws shared numbers
+/// first (`crmsync::records`): a CSV import from the CLI of more rows than the branch
+/// holds numbers for gets them from the owner (without the draw the domain refuses the
+/// whole import: no number left), and so does a record typed into the web form just after,
+/// when the branch holds none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_import_and_the_web_form_draw_numbers_from_the_owner_too() {
+    use crate::common::cli;
+    let dir = tempfile::tempdir().unwrap();
+    let owner = Server::start(&dir.path().join("owner"));
+    let branch_data = dir.path().join("branch");
+    let branch = Server::start(&branch_data);
+    let (owner_api, branch_api) = (owner.admin(), branch.admin());
+    let (table, no, client) = invoices(&owner_api).await;
+    assert_eq!(invoices(&branch_api).await, (table, no, client));
+    set_numbering(&owner_api, no, json!({ "start": 500 })).await;
+    let (active, passive) = pair(&branch_api, &owner_api, "123456").await;
+    for field in [no, client] {
+        add_field(&branch_api, active, field, "both", None).await;
+        add_field(&owner_api, passive, field, "both", Some(field)).await;
+    }
+    // Blocks of 2: the branch never holds numbers for 25 rows by itself.
+    set_numbering(&branch_api, no, json!({ "from_sync": active, "block": 2 })).await;
+    // The server's own top-up done first: the import then draws exactly what it uses, and
+    // leaves the branch holding none for the web form (the server tops up again only on its
+    // own commits or every 10 s).
+    eventually(20, "the branch's block topped up", || async {
+        (numbers_left(&branch_api, active).await >= 1).then_some(())
+    })
+    .await;
+
+    let file = dir.path().join("invoices.csv");
+    let csv: String = std::iter::once("Client\n".to_string())
+        .chain((0..25).map(|i| format!("cli {i:02}\n")))
+        .collect();
+    std::fs::write(&file, csv).unwrap();
+    let (ok, out, err) = cli(&[
+        "import",
+        "--data",
+        branch_data.to_str().unwrap(),
+        "--table",
+        "Invoices",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}\n{err}");
+
+    let path = format!("/tables/{table}/new");
+    let (status, to) = branch
+        .web_form(&path, &path, &[(&format!("f{client}"), "web 1")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{to}");
+    assert!(to.contains("notice=saved"), "{to}");
+
+    let made = numbers_by_client(&branch_api, table, no, client).await;
+    assert_eq!(made.len(), 26, "{made:?}");
+    let numbers: BTreeSet<i64> = made.iter().map(|(_, n)| *n).collect();
+    assert_eq!(numbers.len(), 26, "each its own number: {made:?}");
+    assert!(numbers.iter().all(|n| *n >= 500), "{made:?}");
+}
