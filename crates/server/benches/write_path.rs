@@ -46,6 +46,26 @@ fn row(i: u64) -> [Value; 8] {
     ]
 }
 
+/// Row `i` as the plain inserts bind it.
+type PlainRow = (String, String, String, String, String, f64, i64, String);
+
+fn plain_row(i: u64) -> PlainRow {
+    let [
+        Value::Text(a),
+        Value::Text(b),
+        Value::Text(c),
+        Value::Text(d),
+        Value::Text(e),
+        Value::Number(f),
+        Value::Money(g),
+        Value::Date(h),
+    ] = row(i)
+    else {
+        unreachable!("row() makes these eight")
+    };
+    (a, b, c, d, e, f, g, h)
+}
+
 fn write_path<S: Store>(store: S, records: u64) -> f64 {
     let core = Instance::new(store, Arc::new(SystemClock));
     core.ensure_admin(Some("bench-password")).expect("admin");
@@ -95,19 +115,7 @@ fn plain(dir: &std::path::Path, records: u64) -> f64 {
             // The same identity and time source as the write path uses.
             let now = SystemClock.now_ms();
             let uid = SystemClock.new_uid();
-            let [
-                Value::Text(a),
-                Value::Text(b),
-                Value::Text(c),
-                Value::Text(d),
-                Value::Text(e),
-                Value::Number(f),
-                Value::Money(g),
-                Value::Date(h),
-            ] = row(i)
-            else {
-                unreachable!()
-            };
+            let (a, b, c, d, e, f, g, h) = plain_row(i);
             stmt.execute(params![
                 uid.as_bytes().as_slice(),
                 now,
@@ -147,19 +155,7 @@ fn plain_postgres(url: &str, records: u64) -> f64 {
     for i in 0..records {
         let now = SystemClock.now_ms();
         let uid = SystemClock.new_uid();
-        let [
-            Value::Text(a),
-            Value::Text(b),
-            Value::Text(c),
-            Value::Text(d),
-            Value::Text(e),
-            Value::Number(f),
-            Value::Money(g),
-            Value::Date(h),
-        ] = row(i)
-        else {
-            unreachable!()
-        };
+        let (a, b, c, d, e, f, g, h) = plain_row(i);
         tx.execute(&stmt, &[&uid, &now, &now, &a, &b, &c, &d, &e, &f, &g, &h])
             .unwrap();
     }

@@ -185,15 +185,19 @@ async fn sync_now_leaves_a_sync_to_the_server_running_it_on_the_same_database() 
     .await;
 
     let other = dir.path().join("beside");
-    let (ok, out, err) = cli(&[
-        "sync-now",
-        "--data",
-        other.to_str().unwrap(),
-        "--database",
-        &database,
-        "active folders",
-    ]);
-    assert!(ok, "{out}{err}");
+    let sync_now = || {
+        let (ok, out, err) = cli(&[
+            "sync-now",
+            "--data",
+            other.to_str().unwrap(),
+            "--database",
+            &database,
+            "active folders",
+        ]);
+        assert!(ok, "{out}{err}");
+        out
+    };
+    let out = sync_now();
     assert!(
         out.contains("runs in a crmsync server on this database"),
         "{out}"
@@ -201,15 +205,7 @@ async fn sync_now_leaves_a_sync_to_the_server_running_it_on_the_same_database() 
 
     // Once the server stops, sync-now runs the round itself.
     server.stop();
-    let (ok, out, err) = cli(&[
-        "sync-now",
-        "--data",
-        other.to_str().unwrap(),
-        "--database",
-        &database,
-        "active folders",
-    ]);
-    assert!(ok, "{out}{err}");
+    let out = sync_now();
     assert!(out.contains("sync 1 \"active folders\": wrote "), "{out}");
 }
 
