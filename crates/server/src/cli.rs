@@ -578,19 +578,53 @@ fn copy_contents(from: &std::path::Path, to: &std::path::Path) -> Result<u64> {
     Ok(copied)
 }
 
+/// `println!` for a report a person may pipe into `head`: when the reader stops reading,
+/// the command ends quietly (exit 0) instead of panicking on the closed pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say_line(format_args!($($arg)*))
+    };
+}
+
+fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the report: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// A sync's side and transport as a person says them: "active side, over HTTP".
+fn side_and_transport(sync: &crmsync_domain::sync::SyncConfig) -> String {
+    use crmsync_domain::sync::{Mode, Transport};
+    let side = match sync.mode {
+        Mode::Active => "active side",
+        Mode::Passive => "passive side",
+    };
+    let over = match sync.transport.kind() {
+        Transport::Http => "over HTTP",
+        Transport::Local => "through local folders",
+        Transport::Ftp => "through FTP",
+    };
+    format!("{side}, {over}")
+}
+
 fn status((data, database): (PathBuf, DatabaseArg)) -> Result<()> {
     let app = App::open_existing(&data, &database.at(&data)?)?;
-    println!("instance {}", app.core.instance_id()?);
-    println!("data     {}", data.display());
-    println!("database {}", database.at(&data)?.shown());
-    println!("users    {}", app.core.users()?.len());
-    println!("changes  {} in the change log", app.core.change_count()?);
+    say!("instance {}", app.core.instance_id()?);
+    say!("data     {}", data.display());
+    say!("database {}", database.at(&data)?.shown());
+    say!("users    {}", app.core.users()?.len());
+    say!("changes  {} in the change log", app.core.change_count()?);
     let tables = app.core.table_counts()?;
     if tables.is_empty() {
-        println!("tables   none yet");
+        say!("tables   none yet");
     }
     for (table, counts) in tables {
-        println!(
+        say!(
             "table {} \"{}\": {} fields, {} records ({} deleted)",
             table.id,
             table.name,
@@ -601,7 +635,7 @@ fn status((data, database): (PathBuf, DatabaseArg)) -> Result<()> {
     }
     let syncs = app.core.syncs()?;
     if syncs.is_empty() {
-        println!("syncs    none configured");
+        say!("syncs    none configured");
     }
     for sync in syncs {
         let state = app.core.sync_state(sync.id)?;
@@ -615,12 +649,11 @@ fn status((data, database): (PathBuf, DatabaseArg)) -> Result<()> {
                 reason.as_deref().unwrap_or("no exchange yet")
             )
         };
-        println!(
-            "sync {} \"{}\" ({:?}, {:?}): {health}; {pending} change(s) to send, {} to receive; last success {}",
+        say!(
+            "sync {} \"{}\" ({}): {health}; {pending} change(s) to send, {} to receive; last success {}",
             sync.id,
             sync.name,
-            sync.mode,
-            sync.transport,
+            side_and_transport(&sync),
             state.pending_in,
             state
                 .last_success_ms

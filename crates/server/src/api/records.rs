@@ -5,9 +5,11 @@ use crate::app::App;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use crmsync_domain::record::StatusFilter;
+use crmsync_domain::record::{MAX_PAGE, StatusFilter};
 use crmsync_domain::value::format_ms;
-use crmsync_domain::{Actor, Change, Record, RecordQuery, RecordStatus, SortKey, Table, Value};
+use crmsync_domain::{
+    Actor, Change, DomainError, Record, RecordQuery, RecordStatus, SortKey, Table, Value,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json_, json};
 
@@ -69,6 +71,13 @@ pub fn parse_query(params: ListParams) -> Result<RecordQuery, ApiError> {
     };
     query.status = parse_status(params.status.as_deref())?;
     if let Some(limit) = params.limit {
+        // Said, not quietly cut: a client asking for more would take a short page for
+        // the whole table.
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::from(DomainError::invalid(format!(
+                "limit: from 1 to {MAX_PAGE} records a page (follow next_after for more)"
+            ))));
+        }
         query.limit = limit;
     }
     query.after = params.after;

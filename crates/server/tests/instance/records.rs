@@ -445,3 +445,25 @@ async fn history_says_who_changed_what_and_from_where() {
     assert_eq!(update[0]["old"], Value::Null);
     assert_eq!(update[0]["new"], "+7 900");
 }
+
+#[tokio::test]
+async fn a_page_larger_than_the_maximum_is_refused_not_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let api = server.admin();
+    let table = api.create_table("Clients").await;
+    for limit in ["5000", "0"] {
+        let (status, body) = api
+            .get(&format!("/tables/{table}/records?limit={limit}"))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("from 1 to 1000"),
+            "{body}"
+        );
+    }
+    let (status, body) = api
+        .get(&format!("/tables/{table}/records?limit=1000"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

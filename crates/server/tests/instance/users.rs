@@ -216,3 +216,38 @@ async fn repeated_wrong_passwords_are_refused_for_a_while() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn cli_status_names_a_syncs_side_in_words_and_stops_quietly_when_its_reader_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let (status, body) = server
+        .admin()
+        .post(
+            "/syncs",
+            json!({ "name": "branch", "mode": "passive", "password": "123456" }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let (ok, out, err) = cli(&["status", "--data", data.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("sync 1 \"branch\" (passive side, over HTTP)"),
+        "{out}"
+    );
+
+    // `crmsync status | head -0`: the reader is gone before the first line.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_crmsync"))
+        .args(["status", "--data", data.to_str().unwrap()])
+        .env_remove("CRMSYNC_DATABASE")
+        .envs(crate::common::database_for(&data).map(|d| ("CRMSYNC_DATABASE", d)))
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?} {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
