@@ -339,6 +339,11 @@ fn serve(
     } else {
         std::sync::Arc::new(crmsync_domain::OffsetClock(clock_offset_ms))
     };
+    // The address first: a server that cannot listen creates, prints and opens nothing
+    // (the admin password was made and shown before a port already in use was found).
+    let listener = std::net::TcpListener::bind(&listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    listener.set_nonblocking(true)?;
     let database = database.at(&data)?;
     let mut app = App::open_with(&data, &database, clock)
         .with_context(|| format!("opening {}", database.shown()))?;
@@ -365,9 +370,7 @@ fn serve(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let address = listener.local_addr()?;
         match server_tls {
             Some(config) => {

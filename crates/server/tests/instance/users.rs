@@ -251,3 +251,25 @@ async fn cli_status_names_a_syncs_side_in_words_and_stops_quietly_when_its_reade
     assert!(output.status.success(), "{:?} {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_port_in_use_is_found_before_anything_is_created_or_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let data = dir.path().join("data");
+    let (ok, out, err) = cli(&[
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        &address,
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(&format!("cannot listen on {address}")),
+        "{err}"
+    );
+    assert!(!out.contains("password"), "no admin made: {out}");
+    assert!(!data.exists(), "nothing written");
+}
