@@ -40,12 +40,17 @@ enum Command {
     /// Run an instance: the REST API on --listen, data in --data (created on first start).
     Serve {
         /// The instance's data directory.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "CRMSYNC_DATA")]
         data: PathBuf,
         #[command(flatten)]
         database: DatabaseArg,
         /// Address to listen on; port 0 picks a free port.
-        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            env = "CRMSYNC_LISTEN",
+            default_value = "127.0.0.1:8080"
+        )]
         listen: String,
         /// Password for the `admin` user created on the first start (else one is generated
         /// and printed once). Ignored once users exist.
@@ -53,7 +58,7 @@ enum Command {
         admin_password: Option<String>,
         /// This instance's address as other instances reach it (shown in a passive sync's
         /// endpoint_url); by default the address the browser or client used.
-        #[arg(long, value_name = "URL")]
+        #[arg(long, value_name = "URL", env = "CRMSYNC_PUBLIC_URL")]
         public_url: Option<String>,
         #[command(flatten)]
         tls: TlsArgs,
@@ -69,7 +74,7 @@ enum Command {
     },
     /// Import a CSV file into a table: all rows or none, with a report of rejected rows.
     Import {
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "CRMSYNC_DATA")]
         data: PathBuf,
         #[command(flatten)]
         database: DatabaseArg,
@@ -90,7 +95,7 @@ enum Command {
     },
     /// Export a table as CSV (to --out, or to standard output).
     Export {
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "CRMSYNC_DATA")]
         data: PathBuf,
         #[command(flatten)]
         database: DatabaseArg,
@@ -112,7 +117,7 @@ enum Command {
     /// Copy an instance (database and files) to a new directory, safely while it runs.
     /// Start the copy with `crmsync serve --data OUT` to restore it.
     Backup {
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "CRMSYNC_DATA")]
         data: PathBuf,
         #[command(flatten)]
         database: DatabaseArg,
@@ -137,7 +142,7 @@ enum Command {
     /// process: an HTTP exchange from the active side, one folder round (write what is
     /// pending, read what arrived) on either side of a folder sync.
     SyncNow {
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "CRMSYNC_DATA")]
         data: PathBuf,
         #[command(flatten)]
         database: DatabaseArg,
@@ -148,7 +153,7 @@ enum Command {
     },
     /// Show an instance's identity, tables, record counts, users, change log and syncs.
     Status {
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "CRMSYNC_DATA")]
         data: PathBuf,
         #[command(flatten)]
         database: DatabaseArg,

@@ -236,6 +236,16 @@ async fn cli_status_names_a_syncs_side_in_words_and_stops_quietly_when_its_reade
         out.contains("sync 1 \"branch\" (passive side, over HTTP)"),
         "{out}"
     );
+    // The data folder from the environment, as a service unit would give it.
+    let by_env = std::process::Command::new(env!("CARGO_BIN_EXE_crmsync"))
+        .arg("status")
+        .env("CRMSYNC_DATA", &data)
+        .env_remove("CRMSYNC_DATABASE")
+        .envs(crate::common::database_for(&data).map(|d| ("CRMSYNC_DATABASE", d)))
+        .output()
+        .unwrap();
+    assert!(by_env.status.success(), "{by_env:?}");
+    assert_eq!(String::from_utf8_lossy(&by_env.stdout), out);
 
     // `crmsync status | head -0`: the reader is gone before the first line.
     let (reader, writer) = std::io::pipe().unwrap();
