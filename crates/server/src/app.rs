@@ -48,6 +48,8 @@ pub struct App {
     pub rejections: crate::sync::rejections::Rejections,
     /// Sync log entries older than this are removed (`--log-keep-days`).
     pub log_keep_days: u32,
+    /// How long a sync that worked before may be red before `/api/v1/ready` says 503.
+    pub ready_red_after: std::time::Duration,
     /// One initial sync at a time per sync.
     pub initial_turns: crate::sync::initial::InitialTurns,
     /// Every sync's channel keys (memory only).
@@ -58,6 +60,8 @@ pub struct App {
 
 /// How long a client has to send a request's head (and how long a kept-alive connection
 /// may sit idle).
+/// Ten minutes red (a few missed periods are normal on a flaky line) before readiness fails.
+pub const DEFAULT_READY_RED_AFTER_SECONDS: u64 = 600;
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Connections open at once; more wait to be accepted until one closes.
 pub const MAX_CONNECTIONS: usize = 768;
@@ -112,6 +116,7 @@ impl App {
             mailboxes: Default::default(),
             rejections: Default::default(),
             log_keep_days: DEFAULT_LOG_KEEP_DAYS,
+            ready_red_after: std::time::Duration::from_secs(DEFAULT_READY_RED_AFTER_SECONDS),
             initial_turns: Default::default(),
             channels: Default::default(),
             mappings: Default::default(),

@@ -71,6 +71,10 @@ enum Command {
         #[arg(long, env = "CRMSYNC_LOG_KEEP_DAYS", default_value_t = crate::app::DEFAULT_LOG_KEEP_DAYS,
               value_parser = clap::value_parser!(u32).range(1..=3650))]
         log_keep_days: u32,
+        /// `GET /api/v1/ready` answers 503 while a sync that worked before has been red
+        /// for longer than this many seconds.
+        #[arg(long, env = "CRMSYNC_READY_RED_AFTER_SECONDS", default_value_t = crate::app::DEFAULT_READY_RED_AFTER_SECONDS)]
+        ready_red_after_seconds: u64,
     },
     /// Import a CSV file into a table: all rows or none, with a report of rejected rows.
     Import {
@@ -244,13 +248,14 @@ pub fn main() -> ExitCode {
             tls,
             clock_offset_ms,
             log_keep_days,
+            ready_red_after_seconds,
         } => serve(
             (data, database),
             listen,
             admin_password,
             public_url,
             tls,
-            (clock_offset_ms, log_keep_days),
+            (clock_offset_ms, log_keep_days, ready_red_after_seconds),
         ),
         Command::Import {
             data,
@@ -337,7 +342,7 @@ fn serve(
     admin_password: Option<String>,
     public_url: Option<String>,
     tls: TlsArgs,
-    (clock_offset_ms, log_keep_days): (i64, u32),
+    (clock_offset_ms, log_keep_days, ready_red_after_seconds): (i64, u32, u64),
 ) -> Result<()> {
     let clock: std::sync::Arc<dyn crmsync_domain::Clock> = if clock_offset_ms == 0 {
         std::sync::Arc::new(crmsync_domain::SystemClock)
@@ -354,6 +359,7 @@ fn serve(
         .with_context(|| format!("opening {}", database.shown()))?;
     app.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
     app.log_keep_days = log_keep_days;
+    app.ready_red_after = std::time::Duration::from_secs(ready_red_after_seconds);
     // Uploads cut short by a crash (kill -9) left their temporary files behind.
     let removed = app.files.remove_leftovers();
     if removed > 0 {

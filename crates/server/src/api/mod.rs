@@ -164,6 +164,7 @@ pub fn router(app: App) -> Router {
         ));
     let api = Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .merge(authed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -213,6 +214,39 @@ async fn health(State(app): State<App>) -> Result<Json<Json_>, ApiError> {
         "version": env!("CARGO_PKG_VERSION"),
         "api_version": API_VERSION,
     })))
+}
+
+/// Readiness for a load balancer or a monitor: 503 while a sync that worked before has been
+/// red longer than `--ready-red-after-seconds`. Unauthenticated, so it says how many, not
+/// which or why (the status API and page say that to a signed-in user).
+async fn ready(State(app): State<App>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let threshold = app.ready_red_after;
+    let core = app.core.clone();
+    let red = blocking(move || {
+        let now = core.now_ms();
+        let mut red = 0;
+        for sync in core.syncs()? {
+            let state = core.sync_state(sync.id)?;
+            let (connected, _) = state.as_seen(&sync, now);
+            let red_for = state.last_success_ms.map(|t| now - t);
+            if !connected && red_for.is_some_and(|ms| ms > threshold.as_millis() as i64) {
+                red += 1;
+            }
+        }
+        Ok(red)
+    })
+    .await?;
+    let status = match red {
+        0 => axum::http::StatusCode::OK,
+        _ => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let body = json!({
+        "ready": red == 0,
+        "syncs_red": red,
+        "red_after_seconds": threshold.as_secs(),
+    });
+    Ok((status, Json(body)).into_response())
 }
 
 async fn not_found() -> ApiError {

@@ -235,3 +235,47 @@ async fn a_short_password_is_accepted_with_a_notice_and_the_form_offers_a_genera
     assert!(form.contains(r#"id="generate-password""#), "{form}");
     assert!(form.contains("Создать надёжный пароль"), "{form}");
 }
+
+#[tokio::test]
+async fn readiness_fails_while_a_sync_that_worked_stays_red_past_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Server::start(&dir.path().join("main"));
+    let branch = Server::start_with(
+        &dir.path().join("branch"),
+        &[
+            "--admin-password",
+            crate::common::ADMIN_PASSWORD,
+            "--ready-red-after-seconds",
+            "1",
+        ],
+        &[],
+    );
+    let (main_api, branch_api) = (main.admin(), branch.admin());
+    let (active, _) = pair(&branch_api, &main_api, "123456").await;
+    eventually(20, "the sync green", || async {
+        (status(&branch_api, active).await["connected"] == true).then_some(())
+    })
+    .await;
+    // Unauthenticated, as a load balancer asks.
+    let ready = || async {
+        let response = reqwest::get(format!("{}/api/v1/ready", branch.url))
+            .await
+            .unwrap();
+        let code = response.status();
+        (code, response.json::<Value>().await.unwrap())
+    };
+    let (code, body) = ready().await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["ready"], true, "{body}");
+
+    // The other side stops: red, and after the threshold not ready — saying how many,
+    // not which (the answer is public).
+    drop(main);
+    let body = eventually(30, "readiness failing", || async {
+        let (code, body) = ready().await;
+        (code == StatusCode::SERVICE_UNAVAILABLE).then_some(body)
+    })
+    .await;
+    assert_eq!(body["syncs_red"], 1, "{body}");
+    assert!(!body.to_string().contains("branch"), "{body}");
+}
