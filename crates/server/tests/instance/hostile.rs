@@ -33,6 +33,7 @@ async fn a_hundred_guesses_at_once_are_mostly_refused_unhashed_in_bounded_memory
         let guesser = server.as_user(&format!("nobody{n}"), &format!("guess-{n}"));
         assert_ne!(guesser.get("/me").await.0, StatusCode::OK);
     }
+    let started = std::time::Instant::now();
     let mut guesses = Vec::new();
     for n in 0..100 {
         let guesser = server.as_user("admin", &format!("guess-{n}"));
@@ -50,8 +51,20 @@ async fn a_hundred_guesses_at_once_are_mostly_refused_unhashed_in_bounded_memory
         .iter()
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
         .count();
-    // The address's own allowance (20) was partly spent above: at most 5 are hashed.
-    assert!(checked <= 5 && checked + refused == 100, "{statuses:?}");
+    // Five guesses of one login from one address are free; then it waits 2 s, 4 s, 8 s…
+    // between guesses. A burst slowed past a pause (a loaded machine) lets one more through
+    // for each pause it outlasted — still a handful of the hundred.
+    let took = started.elapsed();
+    let (mut outlasted, mut pause, mut waited) = (0, 2, 2);
+    while waited <= took.as_secs() {
+        outlasted += 1;
+        pause *= 2;
+        waited += pause;
+    }
+    assert!(
+        checked <= 5 + outlasted && checked + refused == 100,
+        "{checked} hashed in {took:?}: {statuses:?}"
+    );
     let grew = peak_rss_kib(server.pid()).saturating_sub(before) >> 10;
     assert!(grew < 50, "peak memory grew by {grew} MiB");
     // A case variant of the login is the same login.
