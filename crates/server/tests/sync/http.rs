@@ -745,7 +745,7 @@ async fn the_cli_runs_an_exchange_and_reports_sync_status() {
     let (ok, out, _) = crate::common::cli(&["status", "--data", data]);
     assert!(ok);
     assert!(
-        out.contains("\"branch\" (Active, Http): connected; 0 change(s) to send"),
+        out.contains("\"branch\" (active side, over HTTP): connected; 0 change(s) to send"),
         "{out}"
     );
 

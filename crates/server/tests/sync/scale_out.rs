@@ -47,23 +47,25 @@ async fn balancer(backends: Vec<String>) -> String {
 
 /// Every record of `table` (deleted ones too): its uid and the text of `field`.
 async fn records(api: &Client, table: i64, field: i64) -> Vec<(String, String)> {
-    let page = api
-        .ok(
-            reqwest::Method::GET,
-            &format!("/tables/{table}/records?status=all&limit=5000"),
-            None,
-        )
-        .await;
-    assert!(page["next_after"].is_null(), "one page holds them all");
-    page["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
+    let mut found = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = api
+            .ok(
+                reqwest::Method::GET,
+                &format!("/tables/{table}/records?status=all&limit=1000{after}"),
+                None,
+            )
+            .await;
+        found.extend(page["records"].as_array().unwrap().iter().map(|r| {
             let name = r["values"][field.to_string()].as_str().unwrap_or_default();
             (r["uid"].as_str().unwrap().to_string(), name.to_string())
-        })
-        .collect()
+        }));
+        match page["next_after"].as_i64() {
+            Some(next) => after = format!("&after={next}"),
+            None => return found,
+        }
+    }
 }
 
 /// Writes a record into each of `tables` (table, field) in turn until stopped or the
